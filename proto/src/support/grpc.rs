@@ -1,0 +1,193 @@
+//! gRPC server plumbing shared by the daemons: every server carries
+//! `grpc.health.v1` and server reflection, and listens on TCP or a unix socket.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tonic_health::server::HealthReporter;
+
+use super::shutdown::Shutdown;
+use super::yaml::io_reason;
+
+/// Where a gRPC server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `tcp://host:port` or a bare `host:port`.
+    Tcp(SocketAddr),
+    /// `unix:///path/to.sock`.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(format!("{s:?}: unix:// needs a socket path"));
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        let addr = s.strip_prefix("tcp://").unwrap_or(s);
+        addr.parse::<SocketAddr>().map(Endpoint::Tcp).map_err(|_| {
+            format!("{s:?} is not an endpoint (expected unix:///path/to.sock or tcp://IP:PORT)")
+        })
+    }
+}
+
+/// Error while setting up a listener or the standard services.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// bind() failed.
+    #[error("cannot listen on {endpoint}: {reason}")]
+    Bind {
+        /// Where.
+        endpoint: Endpoint,
+        /// Why.
+        reason: String,
+    },
+    /// Another live process already serves this socket path.
+    #[error(
+        "cannot listen on {0}: another process is serving this socket (stop it or choose another path)"
+    )]
+    SocketInUse(Endpoint),
+    /// Reflection descriptors are broken (a build problem).
+    #[error("gRPC reflection setup failed: {0}")]
+    Reflection(String),
+}
+
+/// A bound listener, ready to serve.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix socket; the file is removed when serving ends.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// The endpoint actually bound (port 0 resolved).
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => Endpoint::Tcp(a),
+                Err(_) => Endpoint::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
+            },
+            Listener::Unix(_, p) => Endpoint::Unix(p.clone()),
+        }
+    }
+}
+
+/// Bind an endpoint. Unix sockets are created with mode 0660; a stale socket
+/// file left by a crashed run is replaced, a live one is refused.
+pub async fn bind(endpoint: &Endpoint) -> Result<Listener, ListenError> {
+    match endpoint {
+        Endpoint::Tcp(addr) => TcpListener::bind(addr)
+            .await
+            .map(Listener::Tcp)
+            .map_err(|e| ListenError::Bind {
+                endpoint: endpoint.clone(),
+                reason: io_reason(&e),
+            }),
+        Endpoint::Unix(path) => bind_unix(endpoint, path).await,
+    }
+}
+
+async fn bind_unix(endpoint: &Endpoint, path: &Path) -> Result<Listener, ListenError> {
+    let bind_err = |e: std::io::Error| ListenError::Bind {
+        endpoint: endpoint.clone(),
+        reason: io_reason(&e),
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        return Err(ListenError::Bind {
+            endpoint: endpoint.clone(),
+            reason: format!("directory {} does not exist", parent.display()),
+        });
+    }
+    if path.exists() {
+        // Someone answering means a live daemon; refusing means a stale file.
+        match tokio::net::UnixStream::connect(path).await {
+            Ok(_) => return Err(ListenError::SocketInUse(endpoint.clone())),
+            Err(_) => {
+                use std::os::unix::fs::FileTypeExt;
+                let is_socket = std::fs::symlink_metadata(path)
+                    .map(|m| m.file_type().is_socket())
+                    .unwrap_or(false);
+                if !is_socket {
+                    return Err(ListenError::Bind {
+                        endpoint: endpoint.clone(),
+                        reason: "path exists and is not a socket".into(),
+                    });
+                }
+                std::fs::remove_file(path).map_err(bind_err)?;
+            }
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(bind_err)?;
+    }
+    Ok(Listener::Unix(listener, path.to_path_buf()))
+}
+
+/// A server builder with `grpc.health.v1` and reflection (v1 and v1alpha)
+/// already added. Add the daemon's own services to the returned router and
+/// mark them serving through the reporter.
+pub fn base_router() -> Result<(HealthReporter, Router), ListenError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ListenError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ListenError::Reflection(e.to_string()))?;
+    let router = Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    Ok((reporter, router))
+}
+
+/// Serve `router` on `listener` until `shutdown` fires.
+pub async fn serve(
+    router: Router,
+    listener: Listener,
+    shutdown: Shutdown,
+) -> Result<(), tonic::transport::Error> {
+    match listener {
+        Listener::Tcp(l) => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown.wait_owned())
+                .await
+        }
+        Listener::Unix(l, path) => {
+            let result = router
+                .serve_with_incoming_shutdown(UnixListenerStream::new(l), shutdown.wait_owned())
+                .await;
+            let _ = std::fs::remove_file(&path);
+            result
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Runtime pieces shared by swbd, swrtp and swctl.
+
+pub mod grpc;
+pub mod logging;
+pub mod shutdown;
+pub mod yaml;
