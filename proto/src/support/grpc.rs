@@ -142,8 +142,7 @@ async fn bind_unix(endpoint: &Endpoint, path: &Path) -> Result<Listener, ListenE
     let listener = UnixListener::bind(path).map_err(bind_err)?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .map_err(bind_err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
     }
     Ok(Listener::Unix(listener, path.to_path_buf()))
 }
