@@ -325,20 +325,9 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            socket: Some(default_runtime_dir().join("swbd.sock")),
+            socket: Some(switchboard_proto::support::paths::swbd_socket()),
             tcp: None,
             token: None,
-        }
-    }
-}
-
-/// `$XDG_RUNTIME_DIR/switchboard`, or `/tmp/switchboard-$USER` when unset.
-pub fn default_runtime_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("switchboard"),
-        _ => {
-            let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-            PathBuf::from(format!("/tmp/switchboard-{user}"))
         }
     }
 }

@@ -23,6 +23,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let mut admin_endpoints = Vec::new();
     if let Some(path) = &config.admin.socket {
+        // Only the default directory is created for the operator; a configured
+        // path in a missing directory is an error (a typo should not create trees).
+        if *path == switchboard_proto::support::paths::swbd_socket() {
+            let dir = switchboard_proto::support::paths::runtime_dir();
+            switchboard_proto::support::paths::ensure_runtime_dir(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         admin_endpoints.push(Endpoint::Unix(path.clone()));
     }
     if let Some(addr) = config.admin.tcp {
