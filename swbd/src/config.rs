@@ -333,11 +333,30 @@ impl Default for AdminConfig {
 }
 
 impl Config {
-    /// Load a file: parse (located errors), then validate.
+    /// Load a file: parse (located errors), resolve relative paths against
+    /// the file's directory, then validate.
     pub fn load(path: &Path) -> Result<Self, Vec<FileError>> {
-        let cfg: Config = yaml::from_path(path).map_err(|e| vec![e])?;
+        let mut cfg: Config = yaml::from_path(path).map_err(|e| vec![e])?;
+        if let Some(base) = path.parent() {
+            cfg.resolve_paths(base);
+        }
         cfg.validate(&path.display().to_string())?;
         Ok(cfg)
+    }
+
+    /// Make every relative file path in the config relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p
+                && path.is_relative()
+            {
+                *path = base.join(&*path);
+            }
+        };
+        fix(&mut self.auth.users_file);
+        fix(&mut self.dialplan.file);
+        fix(&mut self.dialplan.audio_dir);
+        fix(&mut self.admin.socket);
     }
 
     /// Check cross-field rules. Errors name the file (no position: these
