@@ -24,6 +24,15 @@ struct Args {
     /// Admin unix socket path; replaces admin.socket.
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,
+    /// Users file for digest auth; replaces auth.users_file.
+    #[arg(long, value_name = "FILE")]
+    users_file: Option<PathBuf>,
+    /// Dialplan file; replaces dialplan.file (default: the embedded dialplan).
+    #[arg(long, value_name = "FILE")]
+    dialplan: Option<PathBuf>,
+    /// Directory playback files resolve under; replaces dialplan.audio_dir.
+    #[arg(long, value_name = "DIR")]
+    audio_dir: Option<PathBuf>,
     /// Node name shown by admin tools.
     #[arg(long)]
     node_id: Option<String>,
@@ -56,6 +65,15 @@ fn main() -> ExitCode {
     }
     if let Some(p) = &args.admin_socket {
         config.admin.socket = Some(p.clone());
+    }
+    if let Some(p) = &args.users_file {
+        config.auth.users_file = Some(p.clone());
+    }
+    if let Some(p) = &args.dialplan {
+        config.dialplan.file = Some(p.clone());
+    }
+    if let Some(p) = &args.audio_dir {
+        config.dialplan.audio_dir = Some(p.clone());
     }
     if let Some(n) = &args.node_id {
         config.node_id = n.clone();
