@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::media::MediaPool;
 
 /// State the admin service reads.
 #[derive(Debug, Clone)]
@@ -16,15 +17,17 @@ pub struct AdminService {
     started_at: SystemTime,
     #[allow(dead_code)]
     events: EventBus,
+    media: MediaPool,
 }
 
 impl AdminService {
     /// A service over the daemon's shared state.
-    pub fn new(config: std::sync::Arc<Config>, events: EventBus) -> Self {
+    pub fn new(config: std::sync::Arc<Config>, events: EventBus, media: MediaPool) -> Self {
         Self {
             config,
             started_at: SystemTime::now(),
             events,
+            media,
         }
     }
 }
@@ -54,6 +57,7 @@ impl SignalingAdmin for AdminService {
                 .map(|l| l.to_string())
                 .collect(),
             media_nodes_total: u32::try_from(self.config.media.nodes.len()).unwrap_or(u32::MAX),
+            media_nodes_up: u32::try_from(self.media.up_count()).unwrap_or(u32::MAX),
             ..Default::default()
         }))
     }
@@ -90,21 +94,25 @@ impl SignalingAdmin for AdminService {
         &self,
         _req: Request<pb::ListMediaNodesRequest>,
     ) -> Result<Response<pb::ListMediaNodesResponse>, Status> {
-        Err(not_yet("ListMediaNodes"))
+        Ok(Response::new(pb::ListMediaNodesResponse {
+            nodes: self.media.list().iter().map(|n| n.to_proto()).collect(),
+        }))
     }
 
     async fn drain_media_node(
         &self,
-        _req: Request<pb::DrainMediaNodeRequest>,
+        req: Request<pb::DrainMediaNodeRequest>,
     ) -> Result<Response<pb::MediaNode>, Status> {
-        Err(not_yet("DrainMediaNode"))
+        let info = self.media.set_drained(&req.into_inner().name, true)?;
+        Ok(Response::new(info.to_proto()))
     }
 
     async fn undrain_media_node(
         &self,
-        _req: Request<pb::UndrainMediaNodeRequest>,
+        req: Request<pb::UndrainMediaNodeRequest>,
     ) -> Result<Response<pb::MediaNode>, Status> {
-        Err(not_yet("UndrainMediaNode"))
+        let info = self.media.set_drained(&req.into_inner().name, false)?;
+        Ok(Response::new(info.to_proto()))
     }
 
     async fn reload_dialplan(

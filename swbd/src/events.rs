@@ -61,6 +61,8 @@ pub enum Event {
         /// The binding.
         binding: BindingInfo,
     },
+    /// A media node changed (health, drain, ...).
+    MediaNode(crate::media::MediaNodeInfo),
     /// A new dialplan is in force.
     DialplanApplied {
         /// Its version.

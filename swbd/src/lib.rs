@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: YAML config, defaults, validation.
 //! - [`events`]: the internal event bus (admin `Watch`, logs).
+//! - [`media`]: the media-node pool (gRPC clients to swrtp).
 //! - [`admin`]: the `SignalingAdmin` gRPC service.
 //! - [`server`]: [`run`], which wires everything together until shutdown.
 #![forbid(unsafe_code)]
@@ -10,6 +11,7 @@
 pub mod admin;
 pub mod config;
 pub mod events;
+pub mod media;
 pub mod server;
 
 pub use server::run;

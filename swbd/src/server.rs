@@ -10,12 +10,15 @@ use switchboard_proto::support::shutdown::Shutdown;
 use crate::admin::AdminService;
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::media::MediaPool;
 
 /// Run swbd until `shutdown` fires. Start-up errors (a port in use, a socket
 /// directory missing) return before anything is served.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let events = EventBus::new();
+    let media = MediaPool::new(&config.media, events.clone()).map_err(anyhow::Error::msg)?;
+    media.start(shutdown.clone());
 
     if !config.auth.enabled {
         tracing::warn!("digest authentication is DISABLED by config (auth.enabled: false)");
@@ -46,6 +49,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         let router = router.add_service(SignalingAdminServer::new(AdminService::new(
             config.clone(),
             events.clone(),
+            media.clone(),
         )));
         tracing::info!(endpoint = %listener.endpoint(), "admin gRPC listening");
         let shutdown = shutdown.clone();
