@@ -15,7 +15,6 @@ use crate::media::MediaPool;
 pub struct AdminService {
     config: std::sync::Arc<Config>,
     started_at: SystemTime,
-    #[allow(dead_code)]
     events: EventBus,
     media: MediaPool,
 }
@@ -140,8 +139,18 @@ impl SignalingAdmin for AdminService {
 
     async fn watch(
         &self,
-        _req: Request<pb::WatchRequest>,
+        req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(not_yet("Watch"))
+        use pb::signaling_event::Event as E;
+        // Subscribe before taking the snapshot so nothing falls in between.
+        let live = self.events.subscribe();
+        let mut snapshot = Vec::new();
+        for node in self.media.list() {
+            snapshot.push(E::MediaNode(pb::MediaNodeEvent {
+                node: Some(node.to_proto()),
+            }));
+        }
+        let stream = crate::admin_watch::stream(snapshot, live, req.into_inner().snapshot);
+        Ok(Response::new(Box::pin(stream)))
     }
 }

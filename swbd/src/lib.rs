@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_watch;
 pub mod config;
 pub mod events;
 pub mod media;

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use switchboard_proto::admin::v1::signaling_admin_server::SignalingAdminServer;
-use switchboard_proto::support::grpc::{self, Endpoint};
+use switchboard_proto::support::grpc::{self, BearerAuth, Endpoint};
 use switchboard_proto::support::shutdown::Shutdown;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::AdminService;
 use crate::config::Config;
@@ -46,12 +47,25 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         reporter
             .set_serving::<SignalingAdminServer<AdminService>>()
             .await;
-        let router = router.add_service(SignalingAdminServer::new(AdminService::new(
+        let service = SignalingAdminServer::new(AdminService::new(
             config.clone(),
             events.clone(),
             media.clone(),
-        )));
-        tracing::info!(endpoint = %listener.endpoint(), "admin gRPC listening");
+        ));
+        let token = match &endpoint {
+            Endpoint::Tcp(_) => config.admin.token.as_deref().filter(|t| !t.is_empty()),
+            Endpoint::Unix(_) => None,
+        };
+        let router = match token {
+            Some(token) => {
+                tracing::info!(endpoint = %listener.endpoint(), "admin gRPC listening; bearer token required");
+                router.add_service(InterceptedService::new(service, BearerAuth::new(token)))
+            }
+            None => {
+                tracing::info!(endpoint = %listener.endpoint(), "admin gRPC listening");
+                router.add_service(service)
+            }
+        };
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             grpc::serve(router, listener, shutdown)
