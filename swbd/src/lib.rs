@@ -13,3 +13,4 @@ pub mod events;
 pub mod server;
 
 pub use server::run;
+pub mod sip;
