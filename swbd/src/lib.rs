@@ -14,3 +14,5 @@ pub mod server;
 
 pub use server::run;
 pub mod sip;
+pub mod transport;
+pub mod transaction;
