@@ -16,3 +16,6 @@ pub mod media;
 pub mod server;
 
 pub use server::run;
+pub mod sip;
+pub mod transport;
+pub mod transaction;
