@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: YAML config, defaults, validation.
+//! - [`dialplan`]: routes, validation, execution and live reload.
 //! - [`events`]: the internal event bus (admin `Watch`, logs).
 //! - [`admin`]: the `SignalingAdmin` gRPC service.
 //! - [`server`]: [`run`], which wires everything together until shutdown.
@@ -9,6 +10,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod dialplan;
 pub mod events;
 pub mod server;
 
