@@ -51,13 +51,17 @@ pub enum Error {
         defined: Vec<String>,
     },
     /// A `set` of a name the engine owns.
-    #[error("cannot set built-in variable {name:?} (built-ins: destination, caller, source_ip, domain, route_id)")]
+    #[error(
+        "cannot set built-in variable {name:?} (built-ins: destination, caller, source_ip, domain, route_id)"
+    )]
     SetBuiltin {
         /// The name.
         name: String,
     },
     /// A `set` name that is not an identifier.
-    #[error("bad variable name {name:?} (expected letters, digits and `_`, not starting with a digit)")]
+    #[error(
+        "bad variable name {name:?} (expected letters, digits and `_`, not starting with a digit)"
+    )]
     BadVariableName {
         /// The name.
         name: String,
@@ -82,7 +86,9 @@ pub enum Error {
         known: Vec<String>,
     },
     /// A dial target that is none of the known kinds.
-    #[error("bad dial target {target:?}: {reason} (expected user/NAME, sip:URI or gateway/NAME[/USER])")]
+    #[error(
+        "bad dial target {target:?}: {reason} (expected user/NAME, sip:URI or gateway/NAME[/USER])"
+    )]
     BadTarget {
         /// As written.
         target: String,
@@ -101,7 +107,9 @@ pub enum Error {
         dir: PathBuf,
     },
     /// A playback path that escapes the audio directory.
-    #[error("playback file {file:?} must be a relative path inside the audio directory (no leading `/`, no `..`)")]
+    #[error(
+        "playback file {file:?} must be a relative path inside the audio directory (no leading `/`, no `..`)"
+    )]
     AudioPathEscapes {
         /// As written.
         file: String,
@@ -131,7 +139,12 @@ pub enum Error {
 impl Error {
     /// Place the error in `file` at a serde-saphyr location.
     pub fn at(&self, file: &str, loc: &serde_saphyr::Location) -> FileError {
-        FileError::at(file, clamp(loc.line()), clamp(loc.column()), self.to_string())
+        FileError::at(
+            file,
+            clamp(loc.line()),
+            clamp(loc.column()),
+            self.to_string(),
+        )
     }
 }
 

@@ -191,7 +191,9 @@ impl<'de> Deserialize<'de> for SetFile {
         impl<'de> Visitor<'de> for V {
             type Value = SetFile;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map of variable names to values, like {greeting: \"hello-${caller}\"}")
+                f.write_str(
+                    "a map of variable names to values, like {greeting: \"hello-${caller}\"}",
+                )
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SetFile, A::Error> {
                 let mut out = Vec::new();
@@ -299,7 +301,10 @@ mod tests {
         for t in ["", "s", "-1s", "2d", "25h", "nan", "infs"] {
             assert!(DurationValue::parse(t).is_err(), "{t:?}");
         }
-        assert_eq!(DurationValue(Duration::from_millis(1500)).to_string(), "1500ms");
+        assert_eq!(
+            DurationValue(Duration::from_millis(1500)).to_string(),
+            "1500ms"
+        );
     }
 
     #[test]
@@ -311,7 +316,10 @@ mod tests {
         let dest = r.match_.value.destination.as_ref().expect("dest");
         assert_eq!((dest.referenced.line(), dest.referenced.column()), (4, 26));
         let acts = &r.actions.value;
-        assert!(matches!(acts.first().map(|a| &a.value), Some(ActionFile::Answer)));
+        assert!(matches!(
+            acts.first().map(|a| &a.value),
+            Some(ActionFile::Answer)
+        ));
         match acts.get(1).map(|a| &a.value) {
             Some(ActionFile::Set(SetFile(pairs))) => {
                 let (k, v) = pairs.first().expect("pair");
@@ -323,7 +331,10 @@ mod tests {
         }
         match acts.get(2).map(|a| &a.value) {
             Some(ActionFile::Playback(p)) => {
-                assert_eq!((p.file.referenced.line(), p.file.referenced.column()), (8, 26));
+                assert_eq!(
+                    (p.file.referenced.line(), p.file.referenced.column()),
+                    (8, 26)
+                );
             }
             other => panic!("{other:?}"),
         }

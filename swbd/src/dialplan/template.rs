@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use super::Error;
 
 /// Built-in variables every call has.
-pub const BUILTIN_VARIABLES: &[&str] = &["destination", "caller", "source_ip", "domain", "route_id"];
+pub const BUILTIN_VARIABLES: &[&str] =
+    &["destination", "caller", "source_ip", "domain", "route_id"];
 
 /// Variables of one call: built-ins, regex captures, `set` ones.
 pub type Variables = BTreeMap<String, String>;
