@@ -299,3 +299,228 @@ fn stays_inside(file: &str) -> bool {
         && p.components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::dialplan::plan::DialplanContext;
+
+    /// Records calls; dial outcomes come from a script; `play` of a looped
+    /// file never ends.
+    #[derive(Default)]
+    struct Script {
+        log: Vec<String>,
+        dials: VecDeque<DialOutcome>,
+        answer_error: Option<ControlError>,
+    }
+
+    impl CallControl for Script {
+        async fn answer(&mut self) -> Result<(), ControlError> {
+            self.log.push("answer".into());
+            match self.answer_error.take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+        async fn play(&mut self, file: &str, looped: bool) -> Result<(), ControlError> {
+            self.log.push(format!("play {file} loop={looped}"));
+            if looped {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+        async fn dial(&mut self, targets: &[Target], timeout: Duration) -> DialOutcome {
+            let t: Vec<String> = targets.iter().map(ToString::to_string).collect();
+            self.log
+                .push(format!("dial {} {}s", t.join(","), timeout.as_secs()));
+            self.dials.pop_front().unwrap_or(DialOutcome::NoAnswer)
+        }
+        async fn hangup(&mut self, code: u16, reason: &str) {
+            self.log.push(format!("hangup {code} {reason}"));
+        }
+    }
+
+    fn plan(routes: &str) -> Dialplan {
+        let yaml = format!("version: 1\nroutes:\n{routes}");
+        let ctx = DialplanContext {
+            gateways: vec!["a".into(), "b".into()],
+            audio_dir: None,
+        };
+        Dialplan::parse("t.yaml", &yaml, &ctx).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn call(dest: &str) -> CallInfo {
+        CallInfo {
+            destination: dest.into(),
+            caller: "1001".into(),
+            ..Default::default()
+        }
+    }
+
+    async fn run(p: &Dialplan, dest: &str, s: &mut Script) -> Execution {
+        execute(p, &call(dest), s, &CancellationToken::new()).await
+    }
+
+    const FAILOVER: &str = "  - id: out\n    match: {destination_regex: '9(?P<n>\\d+)'}\n    actions:\n      - set: {num: \"+1${n}\"}\n      - dial: {target: \"gateway/a/${num}\", timeout: 5s}\n      - dial: {targets: [\"gateway/b\", \"sip:${n}@example.com\"], timeout: 7s}\n      - hangup: {code: 503, reason: \"no way to ${n}\"}\n";
+
+    #[tokio::test]
+    async fn failover_dials_in_sequence_then_bridges() {
+        let p = plan(FAILOVER);
+        let mut s = Script {
+            dials: [DialOutcome::Failed(503), DialOutcome::Answered(Target::User("x".into()))].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "9555", &mut s).await;
+        assert_eq!(ex.outcome, CallOutcome::Bridged(Target::User("x".into())));
+        assert_eq!(ex.route_id.as_deref(), Some("out"));
+        assert_eq!(ex.variables.get("num").map(String::as_str), Some("+1555"));
+        assert_eq!(
+            s.log,
+            [
+                "dial gateway/a/+1555 5s",
+                "dial gateway/b/9555,sip:555@example.com 7s"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn all_failed_reaches_the_hangup_action() {
+        let p = plan(FAILOVER);
+        let mut s = Script {
+            dials: [DialOutcome::Busy, DialOutcome::NoAnswer].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "9555", &mut s).await;
+        assert_eq!(
+            ex.outcome,
+            CallOutcome::HungUp {
+                code: 503,
+                reason: "no way to 555".into()
+            }
+        );
+        assert_eq!(s.log.last().map(String::as_str), Some("hangup 503 no way to 555"));
+    }
+
+    #[tokio::test]
+    async fn on_failure_stop_ends_with_the_dial_status() {
+        let p = plan("  - id: x\n    match: {}\n    actions:\n      - dial: {target: user/1, on_failure: stop}\n      - answer\n");
+        let mut s = Script {
+            dials: [DialOutcome::Busy].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "1", &mut s).await;
+        assert_eq!(ex.outcome, CallOutcome::DialFailed(DialOutcome::Busy));
+        assert_eq!(s.log, ["dial user/1 30s", "hangup 486 Busy Here"]);
+    }
+
+    #[tokio::test]
+    async fn running_out_of_actions_hangs_up_with_the_last_failure() {
+        let p = plan("  - id: x\n    match: {}\n    actions:\n      - dial: {target: user/1}\n");
+        let mut s = Script {
+            dials: [DialOutcome::Failed(404)].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "1", &mut s).await;
+        assert_eq!(ex.outcome, CallOutcome::Exhausted);
+        assert_eq!(s.log.last().map(String::as_str), Some("hangup 404 Not Found"));
+    }
+
+    #[tokio::test]
+    async fn no_route_gets_the_plans_no_match_status() {
+        let yaml = "version: 1\nno_match: {code: 484}\nroutes: []\n";
+        let p = Dialplan::parse("t.yaml", yaml, &DialplanContext::default()).expect("ok");
+        let mut s = Script::default();
+        let ex = run(&p, "1", &mut s).await;
+        assert_eq!(
+            ex.outcome,
+            CallOutcome::NoRoute {
+                code: 484,
+                reason: "Address Incomplete".into()
+            }
+        );
+        assert_eq!(s.log, ["hangup 484 Address Incomplete"]);
+    }
+
+    #[tokio::test]
+    async fn control_errors_end_the_call_with_their_status() {
+        let p = plan("  - id: x\n    match: {}\n    actions: [answer, {playback: {file: a.wav}}]\n");
+        let mut s = Script {
+            answer_error: Some(ControlError::new(503, "no media node")),
+            ..Default::default()
+        };
+        let ex = run(&p, "1", &mut s).await;
+        assert_eq!(ex.outcome, CallOutcome::Failed(ControlError::new(503, "no media node")));
+        assert_eq!(s.log, ["answer", "hangup 503 no media node"]);
+    }
+
+    #[tokio::test]
+    async fn playback_paths_from_caller_input_cannot_escape() {
+        let p = plan("  - id: x\n    match: {}\n    actions: [{playback: {file: \"${destination}\"}}]\n");
+        let mut s = Script::default();
+        let ex = run(&p, "../../etc/passwd", &mut s).await;
+        assert!(matches!(ex.outcome, CallOutcome::Failed(ref e) if e.code == 500), "{ex:?}");
+        assert!(!s.log.iter().any(|l| l.starts_with("play")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn caller_hangup_cancels_a_looped_playback() {
+        let p = plan("  - id: x\n    match: {}\n    actions: [answer, {playback: {file: moh.wav, loop: true}}, {hangup: {code: 480}}]\n");
+        let cancel = CancellationToken::new();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            c2.cancel();
+        });
+        let mut s = Script::default();
+        let ex = execute(&p, &call("1"), &mut s, &cancel).await;
+        assert_eq!(ex.outcome, CallOutcome::CallerHungUp);
+        assert_eq!(s.log, ["answer", "play moh.wav loop=true"], "no hangup after the caller left");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn caller_hangup_cancels_a_sleep_and_a_dial() {
+        let p = plan("  - id: x\n    match: {}\n    actions: [{sleep: 10m}, answer]\n");
+        let cancel = CancellationToken::new();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            c2.cancel();
+        });
+        let mut s = Script::default();
+        let ex = execute(&p, &call("1"), &mut s, &cancel).await;
+        assert_eq!(ex.outcome, CallOutcome::CallerHungUp);
+        assert!(s.log.is_empty());
+
+        struct Hangs;
+        impl CallControl for Hangs {
+            async fn answer(&mut self) -> Result<(), ControlError> {
+                Ok(())
+            }
+            async fn play(&mut self, _: &str, _: bool) -> Result<(), ControlError> {
+                Ok(())
+            }
+            async fn dial(&mut self, _: &[Target], _: Duration) -> DialOutcome {
+                std::future::pending().await
+            }
+            async fn hangup(&mut self, _: u16, _: &str) {}
+        }
+        let p = plan("  - id: x\n    match: {}\n    actions: [{dial: {target: user/1}}]\n");
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let ex = execute(&p, &call("1"), &mut Hangs, &cancel).await;
+        assert_eq!(ex.outcome, CallOutcome::CallerHungUp);
+    }
+
+    #[tokio::test]
+    async fn dial_cancelled_by_swbd_is_not_a_caller_hangup() {
+        let p = plan("  - id: x\n    match: {}\n    actions: [{dial: {target: user/1}}, answer]\n");
+        let mut s = Script {
+            dials: [DialOutcome::Cancelled].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "1", &mut s).await;
+        assert_eq!(ex.outcome, CallOutcome::Cancelled);
+    }
+}
