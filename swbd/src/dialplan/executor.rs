@@ -369,7 +369,11 @@ mod tests {
     async fn failover_dials_in_sequence_then_bridges() {
         let p = plan(FAILOVER);
         let mut s = Script {
-            dials: [DialOutcome::Failed(503), DialOutcome::Answered(Target::User("x".into()))].into(),
+            dials: [
+                DialOutcome::Failed(503),
+                DialOutcome::Answered(Target::User("x".into())),
+            ]
+            .into(),
             ..Default::default()
         };
         let ex = run(&p, "9555", &mut s).await;
@@ -400,12 +404,17 @@ mod tests {
                 reason: "no way to 555".into()
             }
         );
-        assert_eq!(s.log.last().map(String::as_str), Some("hangup 503 no way to 555"));
+        assert_eq!(
+            s.log.last().map(String::as_str),
+            Some("hangup 503 no way to 555")
+        );
     }
 
     #[tokio::test]
     async fn on_failure_stop_ends_with_the_dial_status() {
-        let p = plan("  - id: x\n    match: {}\n    actions:\n      - dial: {target: user/1, on_failure: stop}\n      - answer\n");
+        let p = plan(
+            "  - id: x\n    match: {}\n    actions:\n      - dial: {target: user/1, on_failure: stop}\n      - answer\n",
+        );
         let mut s = Script {
             dials: [DialOutcome::Busy].into(),
             ..Default::default()
@@ -424,7 +433,10 @@ mod tests {
         };
         let ex = run(&p, "1", &mut s).await;
         assert_eq!(ex.outcome, CallOutcome::Exhausted);
-        assert_eq!(s.log.last().map(String::as_str), Some("hangup 404 Not Found"));
+        assert_eq!(
+            s.log.last().map(String::as_str),
+            Some("hangup 404 Not Found")
+        );
     }
 
     #[tokio::test]
@@ -445,28 +457,39 @@ mod tests {
 
     #[tokio::test]
     async fn control_errors_end_the_call_with_their_status() {
-        let p = plan("  - id: x\n    match: {}\n    actions: [answer, {playback: {file: a.wav}}]\n");
+        let p =
+            plan("  - id: x\n    match: {}\n    actions: [answer, {playback: {file: a.wav}}]\n");
         let mut s = Script {
             answer_error: Some(ControlError::new(503, "no media node")),
             ..Default::default()
         };
         let ex = run(&p, "1", &mut s).await;
-        assert_eq!(ex.outcome, CallOutcome::Failed(ControlError::new(503, "no media node")));
+        assert_eq!(
+            ex.outcome,
+            CallOutcome::Failed(ControlError::new(503, "no media node"))
+        );
         assert_eq!(s.log, ["answer", "hangup 503 no media node"]);
     }
 
     #[tokio::test]
     async fn playback_paths_from_caller_input_cannot_escape() {
-        let p = plan("  - id: x\n    match: {}\n    actions: [{playback: {file: \"${destination}\"}}]\n");
+        let p = plan(
+            "  - id: x\n    match: {}\n    actions: [{playback: {file: \"${destination}\"}}]\n",
+        );
         let mut s = Script::default();
         let ex = run(&p, "../../etc/passwd", &mut s).await;
-        assert!(matches!(ex.outcome, CallOutcome::Failed(ref e) if e.code == 500), "{ex:?}");
+        assert!(
+            matches!(ex.outcome, CallOutcome::Failed(ref e) if e.code == 500),
+            "{ex:?}"
+        );
         assert!(!s.log.iter().any(|l| l.starts_with("play")));
     }
 
     #[tokio::test(start_paused = true)]
     async fn caller_hangup_cancels_a_looped_playback() {
-        let p = plan("  - id: x\n    match: {}\n    actions: [answer, {playback: {file: moh.wav, loop: true}}, {hangup: {code: 480}}]\n");
+        let p = plan(
+            "  - id: x\n    match: {}\n    actions: [answer, {playback: {file: moh.wav, loop: true}}, {hangup: {code: 480}}]\n",
+        );
         let cancel = CancellationToken::new();
         let c2 = cancel.clone();
         tokio::spawn(async move {
@@ -476,7 +499,11 @@ mod tests {
         let mut s = Script::default();
         let ex = execute(&p, &call("1"), &mut s, &cancel).await;
         assert_eq!(ex.outcome, CallOutcome::CallerHungUp);
-        assert_eq!(s.log, ["answer", "play moh.wav loop=true"], "no hangup after the caller left");
+        assert_eq!(
+            s.log,
+            ["answer", "play moh.wav loop=true"],
+            "no hangup after the caller left"
+        );
     }
 
     #[tokio::test(start_paused = true)]
