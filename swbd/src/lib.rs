@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: YAML config, defaults, validation.
+//! - [`dialplan`]: routes, validation, execution and live reload.
 //! - [`events`]: the internal event bus (admin `Watch`, logs).
 //! - [`media`]: the media-node pool (gRPC clients to swrtp).
 //! - [`admin`]: the `SignalingAdmin` gRPC service.
@@ -11,6 +12,7 @@
 pub mod admin;
 pub mod admin_watch;
 pub mod config;
+pub mod dialplan;
 pub mod events;
 pub mod media;
 pub mod server;
