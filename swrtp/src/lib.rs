@@ -1,1 +1,187 @@
-//! swrtp
+//! swrtp, the Switchboard media daemon: it owns every RTP packet; swbd never
+//! touches media. It serves `switchboard.media.v1.MediaService` (for swbd)
+//! and `switchboard.admin.v1.MediaAdmin` (for swctl), each on its own gRPC
+//! server with `grpc.health.v1` and reflection.
+//!
+//! # Layout
+//!
+//! - [`config`]: YAML config, defaults, `validate()`.
+//! - [`ports`]: the RTP port pool (even RTP port, RTCP on port + 1).
+//! - [`sdp`]: SDP offer/answer, pure functions.
+//! - [`g711`]: mu-law / A-law codecs and transcoding tables.
+//! - [`stats`]: per-direction counters (atomics) and RFC 3550 loss/jitter.
+//! - [`session`]: the session table ([`session::Node`]) and what admin reads.
+//! - [`relay`]: the media task: relay, latching, header rewriting, pacing.
+//! - [`player`]: WAV decoding and playback state.
+//! - [`service`]: the `MediaService` gRPC handlers.
+//! - [`admin`]: the `MediaAdmin` gRPC handlers.
+//! - [`error`]: the control-plane error and its one mapping to `tonic::Status`.
+//!
+//! # Behaviour swbd relies on
+//!
+//! - **Latching**: see [`relay`] ("Latching"): the SDP address is only the
+//!   starting point; a different source needs `latch_packets` consecutive
+//!   packets with one SSRC, and once latched only a source keeping the
+//!   latched SSRC can take over.
+//! - **Playback while bridged is refused**: `Play` on a bridged session fails
+//!   with `FAILED_PRECONDITION`; bridging a session that is playing stops the
+//!   playback (`PlaybackStopped { reason: "bridged" }`). Unbridge first to play.
+//! - **RTP timeout**: the clock starts once a session has received RTP or
+//!   been bridged (a ringing leg legitimately receives nothing) and restarts
+//!   on re-offers. On expiry the session is reported (`RTP_TIMEOUT` on
+//!   WatchSessions, `session_timed_out` on admin Watch, `timed_out_sessions`
+//!   in Health) and its ports are released; the session entry stays until
+//!   swbd destroys it, so DestroySession still returns its final stats.
+//! - **Codecs**: the two legs of a bridge may have negotiated different
+//!   G.711 laws; the relay transcodes in place.
+//! - **RTCP** is relayed unchanged (SSRCs inside are not rewritten).
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod g711;
+pub mod player;
+pub mod ports;
+pub mod relay;
+pub mod sdp;
+pub mod service;
+pub mod session;
+pub mod stats;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use switchboard_proto::admin::v1::media_admin_server::MediaAdminServer;
+use switchboard_proto::media::v1::media_service_server::MediaServiceServer;
+use switchboard_proto::support::grpc::{self, Endpoint};
+use switchboard_proto::support::shutdown::Shutdown;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::ports::PortPool;
+use crate::session::{Node, NodeSettings};
+
+/// A started daemon: where it listens, and the task that ends after shutdown.
+#[derive(Debug)]
+pub struct Running {
+    /// MediaService endpoint actually bound (port 0 resolved).
+    pub listen: Endpoint,
+    /// MediaAdmin endpoint actually bound.
+    pub admin: Endpoint,
+    /// The node, for in-process inspection.
+    pub node: Node,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Wait for the daemon to finish (after shutdown fired).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("swrtp main task panicked")?
+    }
+}
+
+/// Bind everything, then serve in the background until `shutdown` fires.
+/// Errors here (port in use, bad address, missing directory) happen before
+/// anything is served.
+pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
+    let range = config
+        .port_range()
+        .map_err(anyhow::Error::msg)
+        .context("invalid rtp_ports")?;
+    let listen: Endpoint = config
+        .listen
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("invalid listen endpoint")?;
+    let admin_ep = config
+        .admin_endpoint()
+        .map_err(anyhow::Error::msg)
+        .context("invalid admin endpoint")?;
+    if let Endpoint::Unix(path) = &admin_ep
+        && config.admin.is_empty()
+        && let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create admin socket directory {}", dir.display()))?;
+    }
+    if !config.audio_dir.is_dir() {
+        tracing::warn!(dir = %config.audio_dir.display(), "audio_dir does not exist; Play will report errors");
+    }
+
+    let pool = PortPool::new(range, config.bind_address);
+    let node = Node::new(
+        NodeSettings {
+            node_id: config.node_id.clone(),
+            public_address: config.advertised_address(),
+            audio_dir: config.audio_dir.clone(),
+            rtp_timeout: (config.rtp_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.rtp_timeout_secs)),
+            latch_packets: config.latch_packets,
+        },
+        pool,
+    );
+
+    let media_listener = grpc::bind(&listen).await?;
+    let admin_listener = grpc::bind(&admin_ep).await?;
+    let listen = media_listener.endpoint();
+    let admin = admin_listener.endpoint();
+
+    let (media_health, media_router) = grpc::base_router()?;
+    media_health
+        .set_serving::<MediaServiceServer<service::MediaControl>>()
+        .await;
+    let media_router =
+        media_router.add_service(MediaServiceServer::new(service::MediaControl::new(node.clone())));
+    let (admin_health, admin_router) = grpc::base_router()?;
+    admin_health
+        .set_serving::<MediaAdminServer<admin::Admin>>()
+        .await;
+    let admin_router = admin_router.add_service(MediaAdminServer::new(admin::Admin::new(node.clone())));
+
+    tracing::info!(
+        node = %config.node_id,
+        %listen,
+        %admin,
+        rtp_ports = %range,
+        public = %config.advertised_address(),
+        "swrtp serving"
+    );
+    let task_node = node.clone();
+    let task = tokio::spawn(async move {
+        let media = grpc::serve(media_router, media_listener, shutdown.clone());
+        let admin = grpc::serve(admin_router, admin_listener, shutdown.clone());
+        let (m, a) = tokio::join!(media, admin);
+        task_node.shutdown().await;
+        // Media tasks close their sockets as they end; give them a moment so
+        // the ports are really free when run() returns.
+        for _ in 0..100 {
+            if task_node.pool().free() == task_node.pool().total() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        m.context("media control server failed")?;
+        a.context("admin server failed")?;
+        tracing::info!("swrtp stopped");
+        Ok(())
+    });
+    Ok(Running {
+        listen,
+        admin,
+        node,
+        task,
+    })
+}
+
+/// Run the daemon until `shutdown` fires: stop playbacks, free every port,
+/// remove the unix socket, return.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    start(config, shutdown).await?.wait().await
+}

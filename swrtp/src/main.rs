@@ -1,1 +1,135 @@
-fn main() {}
+//! `swrtp`: parse flags, load and validate config, run until SIGINT/SIGTERM.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchboard_proto::support::logging::{self, LogFormat};
+use switchboard_proto::support::shutdown;
+use swrtp::config::Config;
+
+/// Switchboard media daemon.
+#[derive(Debug, Parser)]
+#[command(name = "swrtp", version, about)]
+struct Args {
+    /// YAML config file (defaults are used when not given).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the config and exit (0: valid, 2: errors on stderr).
+    #[arg(long)]
+    check_config: bool,
+    /// Media control gRPC endpoint (tcp://IP:PORT or unix:///path).
+    #[arg(long, value_name = "ENDPOINT")]
+    listen: Option<String>,
+    /// MediaAdmin gRPC endpoint (unix:///path or tcp://IP:PORT).
+    #[arg(long, value_name = "ENDPOINT")]
+    admin: Option<String>,
+    /// RTP port range MIN-MAX (MIN even).
+    #[arg(long, value_name = "MIN-MAX")]
+    rtp_ports: Option<String>,
+    /// Address advertised in SDP.
+    #[arg(long, value_name = "IP")]
+    public_address: Option<IpAddr>,
+    /// Address RTP sockets bind to.
+    #[arg(long, value_name = "IP")]
+    bind_address: Option<IpAddr>,
+    /// Node name.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Directory Play resolves files under.
+    #[arg(long, value_name = "DIR")]
+    audio_dir: Option<PathBuf>,
+    /// Log level or filter (RUST_LOG wins when set).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let name = args
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "defaults".into());
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.admin {
+        config.admin = v;
+    }
+    if let Some(v) = args.rtp_ports {
+        config.rtp_ports = v;
+    }
+    if let Some(v) = args.public_address {
+        config.public_address = Some(v);
+    }
+    if let Some(v) = args.bind_address {
+        config.bind_address = v;
+    }
+    if let Some(v) = args.node_id {
+        config.node_id = v;
+    }
+    if let Some(v) = args.audio_dir {
+        config.audio_dir = v;
+    }
+    if let Some(v) = args.log_level {
+        config.log_level = v;
+    }
+    if let Some(v) = args.log_format {
+        config.log_format = v;
+    }
+    if let Err(errors) = config.validate(&name) {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        return ExitCode::from(2);
+    }
+    if args.check_config {
+        println!("{name}: ok");
+        return ExitCode::SUCCESS;
+    }
+
+    let format: LogFormat = config.log_format.parse().unwrap_or_default();
+    logging::init(&config.log_level, format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swrtp: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (trigger, shutdown) = shutdown::channel();
+        tokio::spawn(async move {
+            shutdown::os_signal().await;
+            trigger.trigger();
+        });
+        swrtp::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swrtp: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

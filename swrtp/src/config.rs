@@ -1,0 +1,319 @@
+//! swrtp configuration: YAML with `deny_unknown_fields`, defaults for every
+//! field, `validate()`, then clap flags merged on top (pingora's order).
+//!
+//! Durations are plain integers with their unit in the key (`_secs`).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use switchboard_proto::support::grpc::Endpoint;
+use switchboard_proto::support::yaml::{self, FileError};
+
+/// The whole swrtp configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Node name reported in health and admin status.
+    pub node_id: String,
+    /// Media control gRPC endpoint (MediaService + health + reflection), for swbd.
+    pub listen: String,
+    /// Admin gRPC endpoint (MediaAdmin + health + reflection), for swctl.
+    /// Empty means `$XDG_RUNTIME_DIR/switchboard/swrtp.sock`, or
+    /// `/tmp/switchboard-$UID/swrtp.sock` without XDG_RUNTIME_DIR.
+    pub admin: String,
+    /// RTP port range `MIN-MAX`; MIN must be even (RTP even, RTCP = RTP + 1).
+    pub rtp_ports: String,
+    /// Local address the RTP sockets bind to.
+    pub bind_address: IpAddr,
+    /// Address advertised in SDP (`c=`, `o=`); defaults to `bind_address`.
+    /// Set it when the node sits behind NAT or binds 0.0.0.0.
+    pub public_address: Option<IpAddr>,
+    /// Directory Play resolves file names under; `..` escapes are refused.
+    pub audio_dir: PathBuf,
+    /// A session receiving no RTP for this long is reported as timed out and
+    /// its ports are released (0 disables the timeout).
+    pub rtp_timeout_secs: u64,
+    /// Consecutive valid RTP packets (same SSRC) a new source must send
+    /// before media is latched to it (see the crate docs, "Latching").
+    pub latch_packets: u32,
+    /// Log level or filter.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: "swrtp".into(),
+            listen: "tcp://127.0.0.1:9090".into(),
+            admin: String::new(),
+            rtp_ports: "10000-20000".into(),
+            bind_address: IpAddr::from([127, 0, 0, 1]),
+            public_address: None,
+            audio_dir: PathBuf::from("testdata/audio"),
+            rtp_timeout_secs: 30,
+            latch_packets: 3,
+            log_level: "info".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// An inclusive RTP port range whose pairs are `(even, even + 1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port (even).
+    pub min: u16,
+    /// Last port.
+    pub max: u16,
+}
+
+impl PortRange {
+    /// Number of `(RTP, RTCP)` pairs that fit in the range.
+    pub fn pairs(&self) -> u32 {
+        if self.max <= self.min {
+            return 0;
+        }
+        (u32::from(self.max) - u32::from(self.min) + 1) / 2
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("rtp_ports {s:?}: expected MIN-MAX, e.g. 10000-20000"))?;
+        let min: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("rtp_ports {s:?}: {a:?} is not a port number"))?;
+        let max: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("rtp_ports {s:?}: {b:?} is not a port number"))?;
+        if min == 0 {
+            return Err(format!("rtp_ports {s:?}: port 0 is not allowed"));
+        }
+        if min % 2 != 0 {
+            return Err(format!(
+                "rtp_ports {s:?}: MIN must be even (RTP on even ports, RTCP on the next odd one)"
+            ));
+        }
+        if max <= min {
+            return Err(format!(
+                "rtp_ports {s:?}: MAX must be above MIN and leave room for one RTP/RTCP pair"
+            ));
+        }
+        Ok(Self { min, max })
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a YAML file.
+    pub fn load(path: &Path) -> Result<Self, Vec<FileError>> {
+        let config: Config = yaml::from_path(path).map_err(|e| vec![e])?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Parse and validate YAML text named `name` in errors.
+    pub fn from_yaml(name: &str, text: &str) -> Result<Self, Vec<FileError>> {
+        let config: Config = yaml::from_str(name, text).map_err(|e| vec![e])?;
+        config.validate(name)?;
+        Ok(config)
+    }
+
+    /// Check the semantic rules serde cannot; every problem is reported.
+    pub fn validate(&self, name: &str) -> Result<(), Vec<FileError>> {
+        let mut errors = Vec::new();
+        if self.node_id.trim().is_empty() {
+            errors.push(FileError::whole(name, "node_id must not be empty"));
+        }
+        if let Err(e) = self.listen.parse::<Endpoint>() {
+            errors.push(FileError::whole(name, format!("listen: {e}")));
+        }
+        if !self.admin.is_empty()
+            && let Err(e) = self.admin.parse::<Endpoint>()
+        {
+            errors.push(FileError::whole(name, format!("admin: {e}")));
+        }
+        if let Err(e) = self.rtp_ports.parse::<PortRange>() {
+            errors.push(FileError::whole(name, e));
+        }
+        if let Some(p) = self.public_address
+            && p.is_unspecified()
+        {
+            errors.push(FileError::whole(
+                name,
+                "public_address must be a concrete address, not 0.0.0.0 or ::",
+            ));
+        }
+        if self.latch_packets == 0 || self.latch_packets > 1000 {
+            errors.push(FileError::whole(
+                name,
+                "latch_packets must be between 1 and 1000",
+            ));
+        }
+        if self.rtp_timeout_secs > 86_400 {
+            errors.push(FileError::whole(
+                name,
+                "rtp_timeout_secs must be at most 86400 (one day); 0 disables it",
+            ));
+        }
+        if self.log_format != "text" && self.log_format != "json" {
+            errors.push(FileError::whole(
+                name,
+                format!(
+                    "log_format {:?}: expected text or json",
+                    self.log_format
+                ),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The validated port range (call after `validate`).
+    pub fn port_range(&self) -> Result<PortRange, String> {
+        self.rtp_ports.parse()
+    }
+
+    /// Address written into SDP.
+    pub fn advertised_address(&self) -> IpAddr {
+        match self.public_address {
+            Some(a) => a,
+            None if self.bind_address.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            None => self.bind_address,
+        }
+    }
+
+    /// The admin endpoint, with the per-user default when not configured.
+    pub fn admin_endpoint(&self) -> Result<Endpoint, String> {
+        if !self.admin.is_empty() {
+            return self.admin.parse();
+        }
+        Ok(Endpoint::Unix(default_admin_dir().join("swrtp.sock")))
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/switchboard`, or `/tmp/switchboard-$UID`.
+pub fn default_admin_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("switchboard"),
+        _ => {
+            use std::os::unix::fs::MetadataExt;
+            // The owner of /proc/self is our effective uid.
+            let uid = std::fs::metadata("/proc/self")
+                .map(|m| m.uid().to_string())
+                .unwrap_or_else(|_| "user".into());
+            PathBuf::from(format!("/tmp/switchboard-{uid}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(yaml_text: &str) -> String {
+        match Config::from_yaml("t.yaml", yaml_text) {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => e
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_yaml("t.yaml", "{}\n").expect("defaults");
+        assert_eq!(c, Config::default());
+        assert_eq!(
+            c.port_range(),
+            Ok(PortRange {
+                min: 10000,
+                max: 20000
+            })
+        );
+        assert_eq!(c.port_range().map(|r| r.pairs()), Ok(5000));
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/config/swrtp-example.yaml");
+        let c = Config::load(Path::new(path)).expect("example config");
+        assert_eq!(c.node_id, "rtp-a");
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        for f in ["bad-swrtp-odd-ports.yaml", "bad-swrtp-unknown-key.yaml"] {
+            let path = format!("{}/../testdata/config/{f}", env!("CARGO_MANIFEST_DIR"));
+            assert!(Config::load(Path::new(&path)).is_err(), "{f}");
+        }
+    }
+
+    #[test]
+    fn odd_port_start_is_refused() {
+        assert!(bad("rtp_ports: 10001-20000\n").contains("even"));
+    }
+
+    #[test]
+    fn inverted_range_is_refused() {
+        assert!(bad("rtp_ports: 20000-10000\n").contains("MAX must be above"));
+    }
+
+    #[test]
+    fn garbage_range_is_refused() {
+        assert!(bad("rtp_ports: lots\n").contains("MIN-MAX"));
+        assert!(bad("rtp_ports: 0-100\n").contains("port 0"));
+        assert!(bad("rtp_ports: 10000-70000\n").contains("not a port"));
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = bad("node_id: a\nrtp_port: 1\n");
+        assert!(e.starts_with("t.yaml:2:1:"), "{e}");
+    }
+
+    #[test]
+    fn bad_endpoint_is_refused() {
+        assert!(bad("listen: nowhere\n").contains("listen"));
+        assert!(bad("admin: unix://\n").contains("admin"));
+    }
+
+    #[test]
+    fn unspecified_public_address_is_refused() {
+        assert!(bad("public_address: 0.0.0.0\n").contains("public_address"));
+    }
+
+    #[test]
+    fn zero_latch_packets_is_refused() {
+        assert!(bad("latch_packets: 0\n").contains("latch_packets"));
+    }
+
+    #[test]
+    fn bad_log_format_is_refused() {
+        assert!(bad("log_format: xml\n").contains("log_format"));
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let e = bad("rtp_timeout_secs: soon\n");
+        assert!(e.starts_with("t.yaml:1:"), "{e}");
+    }
+}

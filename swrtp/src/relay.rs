@@ -1,0 +1,781 @@
+//! The media task: one tokio task owns one session, or both sessions of a
+//! bridge, with their sockets, latching state, header rewriting state and
+//! playback. It `select!`s on the sockets' readiness, its command channel,
+//! the playback deadline and a one-second housekeeping tick (RTP timeout).
+//!
+//! The per-packet path ([`Relay::on_rtp`] / [`Relay::on_rtcp`]) reads into a
+//! buffer the task allocated once, parses and rewrites the header in place
+//! with `rtp-types` (zero-copy), updates atomics, and sends: no allocation,
+//! no lock shared with other calls.
+//!
+//! # Latching (symmetric RTP)
+//!
+//! Media is sent where the peer's packets really come from, with the SDP
+//! address only as the starting point. The rule:
+//!
+//! 1. Packets from the address we are latched to are accepted.
+//! 2. Before the session is latched (at start, and again after a re-offer that
+//!    changes the remote address), a packet from the exact SDP address latches
+//!    at once. Any other source must send `latch_packets` (default 3)
+//!    consecutive valid RTP packets with the same SSRC; a packet from another
+//!    source or with another SSRC restarts the count.
+//! 3. Once latched, a new source may take over only by sending `latch_packets`
+//!    consecutive packets *with the latched SSRC* (NAT rebinding keeps the
+//!    SSRC), with no packet from the latched address in between. A stranger
+//!    spraying the port range (RTP bleed) cannot guess the 32-bit SSRC and its
+//!    packets are dropped and counted in `dropped`.
+//! 4. RTCP is accepted only from the IP address RTP is latched to (or the SDP
+//!    address before latching); the RTCP destination latches to its source.
+//!
+//! Packets from a source that has not latched yet are dropped, not relayed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rtp_types::{RtpPacket, RtpPacketBuilder, RtpPacketMut};
+use sdp_types::Direction;
+use switchboard_proto::media::v1 as pb;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::player::Playback;
+use crate::ports::PortPair;
+use crate::sdp::AudioCodec;
+use crate::session::{MediaContext, NodeEvent, SessionShared};
+use crate::stats::{ReceiverState, now_ms};
+
+/// Largest datagram we read; bigger ones are truncated and dropped.
+pub const BUF_LEN: usize = 2048;
+
+/// Negotiated media of one leg, as the media task needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegMedia {
+    /// Codec, `None` until an answer to our offer arrives.
+    pub codec: Option<AudioCodec>,
+    /// Audio payload type.
+    pub pt: u8,
+    /// telephone-event payload type.
+    pub te_pt: Option<u8>,
+    /// Packetization time (ms).
+    pub ptime: u32,
+    /// Direction from our side.
+    pub direction: Direction,
+}
+
+/// Symmetric-RTP latching state (see the module docs for the rule).
+#[derive(Debug, Clone, Default)]
+pub struct Latch {
+    current: Option<(SocketAddr, u32)>,
+    candidate: Option<(SocketAddr, u32, u32)>,
+}
+
+impl Latch {
+    /// Whether a packet from `src` with `ssrc` is accepted; latches or moves
+    /// the latch as the rule says. `sdp` is the address from the SDP.
+    pub fn accept(&mut self, src: SocketAddr, ssrc: u32, sdp: Option<SocketAddr>, need: u32) -> bool {
+        match self.current {
+            Some((addr, _)) if addr == src => {
+                self.candidate = None;
+                self.current = Some((addr, ssrc));
+                true
+            }
+            None if sdp == Some(src) => {
+                self.current = Some((src, ssrc));
+                self.candidate = None;
+                true
+            }
+            Some((_, latched_ssrc)) if ssrc != latched_ssrc => false,
+            _ => {
+                let count = match self.candidate {
+                    Some((a, s, n)) if a == src && s == ssrc => n + 1,
+                    _ => 1,
+                };
+                if count >= need {
+                    self.current = Some((src, ssrc));
+                    self.candidate = None;
+                    true
+                } else {
+                    self.candidate = Some((src, ssrc, count));
+                    false
+                }
+            }
+        }
+    }
+
+    /// Forget the latch (re-offer with a new address).
+    pub fn reset(&mut self) {
+        *self = Latch::default();
+    }
+
+    /// The latched address.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.current.map(|(a, _)| a)
+    }
+}
+
+/// Header rewriting state of what we send on a leg: our SSRC, and the
+/// offsets mapping the relayed stream's sequence numbers and timestamps onto
+/// ours, so the peer sees one continuous stream across playbacks and bridges.
+#[derive(Debug, Clone)]
+pub struct TxState {
+    /// Our SSRC on this leg.
+    pub ssrc: u32,
+    /// Next sequence number.
+    pub next_seq: u16,
+    /// Timestamp of the last packet sent.
+    pub last_ts: u32,
+    /// Samples per packet of the last packet sent.
+    pub last_step: u32,
+    /// `(source SSRC, seq offset, ts offset)` of the stream relayed now.
+    pub mapping: Option<(u32, u16, u32)>,
+}
+
+impl TxState {
+    fn new() -> Self {
+        Self {
+            ssrc: rand::random(),
+            next_seq: rand::random(),
+            last_ts: rand::random(),
+            last_step: 0,
+            mapping: None,
+        }
+    }
+
+    /// Map an incoming `(ssrc, seq, ts)` onto our stream; `true` in the
+    /// result means "new stream": set the marker bit.
+    pub fn map(&mut self, ssrc: u32, seq: u16, ts: u32, step: u32) -> (u16, u32, bool) {
+        let (seq_off, ts_off, fresh) = match self.mapping {
+            Some((s, so, to)) if s == ssrc => (so, to, false),
+            _ => {
+                let so = self.next_seq.wrapping_sub(seq);
+                let to = self.last_ts.wrapping_add(self.last_step.max(step)).wrapping_sub(ts);
+                self.mapping = Some((ssrc, so, to));
+                (so, to, true)
+            }
+        };
+        let out_seq = seq.wrapping_add(seq_off);
+        let out_ts = ts.wrapping_add(ts_off);
+        // Only move forward: reordered packets keep their mapped numbers.
+        if out_seq.wrapping_sub(self.next_seq) < 0x8000 {
+            self.next_seq = out_seq.wrapping_add(1);
+            self.last_ts = out_ts;
+            self.last_step = step;
+        }
+        (out_seq, out_ts, fresh)
+    }
+
+    /// Take the next `(seq, ts)` for a locally generated packet of `step`
+    /// samples; the relayed mapping restarts afterwards.
+    pub fn next_local(&mut self, step: u32) -> (u16, u32) {
+        let seq = self.next_seq;
+        let ts = self.last_ts.wrapping_add(self.last_step);
+        self.next_seq = seq.wrapping_add(1);
+        self.last_ts = ts;
+        self.last_step = step;
+        self.mapping = None;
+        (seq, ts)
+    }
+}
+
+/// One session as its media task holds it.
+#[derive(Debug)]
+pub struct Leg {
+    shared: Arc<SessionShared>,
+    media: LegMedia,
+    sdp_rtp: Option<SocketAddr>,
+    sdp_rtcp: Option<SocketAddr>,
+    latch: Latch,
+    rtcp_dest: Option<SocketAddr>,
+    rx: ReceiverState,
+    tx: TxState,
+    playback: Option<Box<Playback>>,
+    last_rx: Instant,
+    /// The inactivity timeout runs only once media flowed or the leg was
+    /// bridged (a ringing leg legitimately receives nothing).
+    armed: bool,
+    epoch: Instant,
+    /// Last: the sockets close before the ports return to the pool.
+    ports: PortPair,
+}
+
+impl Leg {
+    /// A leg over bound `ports`.
+    pub fn new(
+        shared: Arc<SessionShared>,
+        ports: PortPair,
+        media: LegMedia,
+        sdp_rtp: Option<SocketAddr>,
+        sdp_rtcp: Option<SocketAddr>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            shared,
+            media,
+            sdp_rtp,
+            sdp_rtcp,
+            latch: Latch::default(),
+            rtcp_dest: None,
+            rx: ReceiverState::default(),
+            tx: TxState::new(),
+            playback: None,
+            last_rx: now,
+            armed: false,
+            epoch: now,
+            ports,
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    fn rtp_dest(&self) -> Option<SocketAddr> {
+        self.latch.address().or(self.sdp_rtp)
+    }
+
+    fn stop_playback(&mut self, reason: &str) -> bool {
+        match self.playback.take() {
+            Some(p) => {
+                p.emit(pb::play_event::Event::Stopped(pb::PlaybackStopped {
+                    reason: reason.into(),
+                }));
+                self.shared.edit(|v| v.playing.clear());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn publish_remote(&self) {
+        let addr = self.rtp_dest().map(|a| a.to_string()).unwrap_or_default();
+        self.shared.edit(|v| v.remote_address = addr);
+    }
+
+    fn drop_packet(&self, ctx: &MediaContext) {
+        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Commands from the control plane to a media task.
+#[derive(Debug)]
+pub enum Cmd {
+    /// Take over a leg (bridge).
+    Attach(Box<Leg>),
+    /// Hand a leg back (destroy, bridge, unbridge); `None` if not here.
+    Detach {
+        /// Session.
+        id: String,
+        /// Playback stop reason, if one is running.
+        reason: &'static str,
+        /// Reply.
+        reply: oneshot::Sender<Option<Box<Leg>>>,
+    },
+    /// New remote SDP applied.
+    Update {
+        /// Session.
+        id: String,
+        /// Negotiated media.
+        media: LegMedia,
+        /// Remote RTP address from the SDP.
+        sdp_rtp: Option<SocketAddr>,
+        /// Remote RTCP address from the SDP.
+        sdp_rtcp: Option<SocketAddr>,
+        /// The remote address changed: latch again.
+        relatch: bool,
+    },
+    /// Start a playback (replacing a running one).
+    Play {
+        /// Session.
+        id: String,
+        /// The playback.
+        playback: Box<Playback>,
+        /// Whether it started.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Stop a playback.
+    Stop {
+        /// Session.
+        id: String,
+        /// Why.
+        reason: &'static str,
+        /// Whether one was running.
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// Start a media task owning `legs`; returns its command channel. The task
+/// ends when it owns no leg any more or every sender is gone.
+pub fn spawn(legs: Vec<Leg>, ctx: Arc<MediaContext>) -> mpsc::Sender<Cmd> {
+    let (tx, rx) = mpsc::channel(32);
+    let relay = Relay {
+        legs,
+        ctx,
+        buf: vec![0u8; BUF_LEN].into_boxed_slice(),
+    };
+    tokio::spawn(relay.run(rx));
+    tx
+}
+
+#[derive(Debug)]
+enum Wake {
+    Cmd(Option<Cmd>),
+    Rtp(usize),
+    Rtcp(usize),
+    Play,
+    Housekeeping,
+}
+
+/// The state of one media task.
+#[derive(Debug)]
+pub struct Relay {
+    legs: Vec<Leg>,
+    ctx: Arc<MediaContext>,
+    buf: Box<[u8]>,
+}
+
+async fn readable(leg: Option<&Leg>, rtcp: bool) {
+    match leg {
+        Some(l) => {
+            let sock = if rtcp { &l.ports.rtcp } else { &l.ports.rtp };
+            if sock.readable().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+impl Relay {
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.next_deadline();
+            let wake = tokio::select! {
+                cmd = cmds.recv() => Wake::Cmd(cmd),
+                () = readable(self.legs.first(), false) => Wake::Rtp(0),
+                () = readable(self.legs.get(1), false) => Wake::Rtp(1),
+                () = readable(self.legs.first(), true) => Wake::Rtcp(0),
+                () = readable(self.legs.get(1), true) => Wake::Rtcp(1),
+                () = sleep_until(deadline) => Wake::Play,
+                _ = housekeeping.tick() => Wake::Housekeeping,
+            };
+            match wake {
+                Wake::Cmd(Some(cmd)) => self.on_cmd(cmd),
+                Wake::Cmd(None) => break,
+                Wake::Rtp(i) => self.drain(i, false),
+                Wake::Rtcp(i) => self.drain(i, true),
+                Wake::Play => self.play_due(),
+                Wake::Housekeeping => self.check_timeouts(),
+            }
+            if self.legs.is_empty() {
+                return;
+            }
+        }
+        for leg in &mut self.legs {
+            leg.stop_playback("shutdown");
+        }
+    }
+
+    fn position(&self, id: &str) -> Option<usize> {
+        self.legs.iter().position(|l| l.id() == id)
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Attach(leg) => {
+                for l in &mut self.legs {
+                    l.stop_playback("bridged");
+                }
+                self.legs.push(*leg);
+                let now = Instant::now();
+                for l in &mut self.legs {
+                    if !l.armed {
+                        l.armed = true;
+                        l.last_rx = now;
+                    }
+                }
+                self.reset_mappings();
+            }
+            Cmd::Detach { id, reason, reply } => {
+                let leg = self.position(&id).map(|i| {
+                    let mut leg = self.legs.remove(i);
+                    leg.stop_playback(reason);
+                    Box::new(leg)
+                });
+                self.reset_mappings();
+                let _ = reply.send(leg);
+            }
+            Cmd::Update {
+                id,
+                media,
+                sdp_rtp,
+                sdp_rtcp,
+                relatch,
+            } => {
+                if let Some(i) = self.position(&id)
+                    && let Some(leg) = self.legs.get_mut(i)
+                {
+                    leg.media = media;
+                    leg.sdp_rtp = sdp_rtp;
+                    leg.sdp_rtcp = sdp_rtcp;
+                    leg.last_rx = Instant::now();
+                    if relatch {
+                        leg.latch.reset();
+                        leg.rtcp_dest = None;
+                    }
+                    leg.publish_remote();
+                }
+            }
+            Cmd::Play {
+                id,
+                playback,
+                reply,
+            } => {
+                let ok = match self.position(&id).and_then(|i| self.legs.get_mut(i)) {
+                    Some(leg) => {
+                        leg.stop_playback("replaced");
+                        let mut playback = playback;
+                        playback.start = Some(Instant::now());
+                        playback.emit(pb::play_event::Event::Started(pb::PlaybackStarted {
+                            duration: Some(switchboard_proto::duration(playback.audio.duration())),
+                        }));
+                        let file = playback.file.clone();
+                        leg.shared.edit(|v| v.playing = file);
+                        leg.playback = Some(playback);
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(ok);
+            }
+            Cmd::Stop { id, reason, reply } => {
+                let was = self
+                    .position(&id)
+                    .and_then(|i| self.legs.get_mut(i))
+                    .map(|l| l.stop_playback(reason))
+                    .unwrap_or(false);
+                let _ = reply.send(was);
+            }
+        }
+    }
+
+    fn reset_mappings(&mut self) {
+        for l in &mut self.legs {
+            l.tx.mapping = None;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.legs
+            .iter()
+            .filter_map(|l| l.playback.as_ref().and_then(|p| p.deadline(l.media.ptime)))
+            .min()
+    }
+
+    /// Read every datagram waiting on one socket (bounded, to stay fair).
+    fn drain(&mut self, i: usize, rtcp: bool) {
+        for _ in 0..64 {
+            let Some(leg) = self.legs.get(i) else { return };
+            let sock = if rtcp { &leg.ports.rtcp } else { &leg.ports.rtp };
+            match sock.try_recv_from(&mut self.buf) {
+                Ok((n, src)) => {
+                    if rtcp {
+                        self.on_rtcp(i, n, src);
+                    } else {
+                        self.on_rtp(i, n, src);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // ICMP errors surface on the next recv; the socket is fine.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// The per-packet path for RTP from leg `i`.
+    pub fn on_rtp(&mut self, i: usize, n: usize, src: SocketAddr) {
+        let need = self.ctx.latch_packets;
+        let (from, to) = split(&mut self.legs, i);
+        let Some(from) = from else { return };
+        let Some(data) = self.buf.get(..n) else { return };
+        let (ssrc, seq, ts, pt, payload_len) = match RtpPacket::parse(data) {
+            Ok(p) => (
+                p.ssrc(),
+                p.sequence_number(),
+                p.timestamp(),
+                p.payload_type(),
+                p.payload_len(),
+            ),
+            Err(_) => return from.drop_packet(&self.ctx),
+        };
+        let known_pt = from.media.codec.is_none()
+            || pt == from.media.pt
+            || Some(pt) == from.media.te_pt;
+        if n == BUF_LEN || !known_pt {
+            return from.drop_packet(&self.ctx);
+        }
+        let was = from.latch.address();
+        if !from.latch.accept(src, ssrc, from.sdp_rtp, need) {
+            return from.drop_packet(&self.ctx);
+        }
+        if from.latch.address() != was {
+            from.publish_remote();
+        }
+        let now = Instant::now();
+        from.last_rx = now;
+        from.armed = true;
+        if from.shared.timed_out.load(Ordering::Relaxed) {
+            from.shared.timed_out.store(false, Ordering::Relaxed);
+        }
+        let at = now_ms();
+        from.shared.rx.count(payload_len, at);
+        if Some(pt) != from.media.te_pt {
+            let arrival = (now.duration_since(from.epoch).as_micros() as u64 * 8 / 1000) as u32;
+            let (lost, jitter) = from.rx.on_packet(ssrc, seq, ts, arrival);
+            from.shared.rx.set_quality(lost, jitter / 8.0);
+        }
+        let Some(to) = to else {
+            // Not bridged: counted, then dropped on purpose.
+            self.ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if !to.media.direction.has_send() || !from.media.direction.has_recv() {
+            return;
+        }
+        let Some(dest) = to.rtp_dest() else { return };
+        let out_pt = if Some(pt) == from.media.te_pt {
+            match to.media.te_pt {
+                Some(p) => p,
+                None => return from.drop_packet(&self.ctx),
+            }
+        } else {
+            to.media.pt
+        };
+        let step = to.media.ptime * 8;
+        let (out_seq, out_ts, fresh) = to.tx.map(ssrc, seq, ts, step);
+        let Some(data) = self.buf.get_mut(..n) else { return };
+        let Ok(mut p) = RtpPacketMut::parse(data) else { return };
+        if p.set_payload_type(out_pt).is_err() {
+            return from.drop_packet(&self.ctx);
+        }
+        p.set_sequence_number(out_seq);
+        p.set_timestamp(out_ts);
+        p.set_ssrc(to.tx.ssrc);
+        if fresh {
+            p.set_marker_bit(true);
+        }
+        if out_pt == to.media.pt
+            && let (Some(a), Some(b)) = (from.media.codec, to.media.codec)
+            && a != b
+        {
+            a.law().transcode_in_place(b.law(), p.payload_mut());
+        }
+        if let Some(data) = self.buf.get(..n)
+            && to.ports.rtp.try_send_to(data, dest).is_ok()
+        {
+            to.shared.tx.count(payload_len, at);
+            self.ctx.counters.relayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The per-packet path for RTCP from leg `i`: sanity-check, source-check
+    /// and forward unchanged.
+    pub fn on_rtcp(&mut self, i: usize, n: usize, src: SocketAddr) {
+        let (from, to) = split(&mut self.legs, i);
+        let Some(from) = from else { return };
+        let Some(data) = self.buf.get(..n) else { return };
+        let valid = n >= 8
+            && n < BUF_LEN
+            && n % 4 == 0
+            && data.first().map(|b| b >> 6) == Some(2)
+            && data.get(1).is_some_and(|pt| (192..=223).contains(pt));
+        let expected_ip = from.latch.address().or(from.sdp_rtp).map(|a| a.ip());
+        if !valid || expected_ip != Some(src.ip()) {
+            return from.drop_packet(&self.ctx);
+        }
+        from.rtcp_dest = Some(src);
+        let Some(to) = to else { return };
+        let dest = to.rtcp_dest.or(to.sdp_rtcp);
+        if let Some(dest) = dest
+            && to.ports.rtcp.try_send_to(data, dest).is_ok()
+        {
+            self.ctx.counters.relayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Send every playback packet that is due.
+    fn play_due(&mut self) {
+        let now = Instant::now();
+        for leg in &mut self.legs {
+            // Catch up if we were late, so the stream never drifts.
+            while let Some(p) = leg.playback.as_ref()
+                && p.deadline(leg.media.ptime).is_some_and(|d| d <= now)
+            {
+                play_one(leg, &mut self.buf);
+            }
+        }
+    }
+
+    fn check_timeouts(&mut self) {
+        let Some(timeout) = self.ctx.rtp_timeout else { return };
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.legs.len() {
+            let expired = self.legs.get(i).is_some_and(|l| {
+                l.armed
+                    && l.media.direction.has_recv()
+                    && now.duration_since(l.last_rx) >= timeout
+            });
+            if expired {
+                let mut leg = self.legs.remove(i);
+                leg.stop_playback("rtp timeout");
+                leg.shared.timed_out.store(true, Ordering::Relaxed);
+                self.ctx.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session = %leg.shared.id, "RTP timeout; ports released");
+                let _ = self.ctx.events.send(NodeEvent::TimedOut(leg.shared.clone()));
+                self.reset_mappings();
+                drop(leg); // sockets close, ports return to the pool
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Build and send one playback packet on `leg`.
+fn play_one(leg: &mut Leg, buf: &mut [u8]) {
+    let samples = (leg.media.ptime * 8) as usize;
+    let Some(playback) = leg.playback.as_mut() else { return };
+    let first = playback.packets == 0;
+    let (head, rest) = buf.split_at_mut(12.min(buf.len()));
+    let Some(frame) = rest.get_mut(..samples) else { return };
+    if !playback.next_frame(frame) {
+        return finish(leg);
+    }
+    let (seq, ts) = leg.tx.next_local(samples as u32);
+    let header = RtpPacketBuilder::<&[u8], &[u8]>::new()
+        .payload_type(leg.media.pt)
+        .sequence_number(seq)
+        .timestamp(ts)
+        .ssrc(leg.tx.ssrc)
+        .marker_bit(first);
+    if header.write_into(head).is_ok()
+        && let Some(dest) = leg.rtp_dest()
+        && let Some(data) = buf.get(..12 + samples)
+        && leg.ports.rtp.try_send_to(data, dest).is_ok()
+    {
+        leg.shared.tx.count(samples, now_ms());
+    }
+    let Some(playback) = leg.playback.as_ref() else { return };
+    if playback.packets % 50 == 0 {
+        playback.emit(pb::play_event::Event::Progress(pb::PlaybackProgress {
+            position: Some(switchboard_proto::duration(playback.position())),
+            packets_sent: playback.packets,
+        }));
+    }
+    if playback.finished() {
+        finish(leg);
+    }
+}
+
+fn finish(leg: &mut Leg) {
+    if let Some(p) = leg.playback.take() {
+        p.emit(pb::play_event::Event::Completed(pb::PlaybackCompleted {
+            packets_sent: p.packets,
+        }));
+        leg.shared.edit(|v| v.playing.clear());
+    }
+}
+
+/// Split the legs into `(legs[i], the other one)`.
+fn split(legs: &mut [Leg], i: usize) -> (Option<&mut Leg>, Option<&mut Leg>) {
+    match (i, legs) {
+        (0, [a]) => (Some(a), None),
+        (0, [a, b]) => (Some(a), Some(b)),
+        (1, [a, b]) => (Some(b), Some(a)),
+        _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([198, 51, 100, 1], p))
+    }
+
+    #[test]
+    fn sdp_address_latches_at_once() {
+        let mut l = Latch::default();
+        assert!(l.accept(addr(4000), 1, Some(addr(4000)), 3));
+        assert_eq!(l.address(), Some(addr(4000)));
+    }
+
+    #[test]
+    fn other_source_needs_consecutive_packets() {
+        let mut l = Latch::default();
+        assert!(!l.accept(addr(5000), 1, Some(addr(4000)), 3));
+        assert!(!l.accept(addr(5000), 1, Some(addr(4000)), 3));
+        assert!(l.accept(addr(5000), 1, Some(addr(4000)), 3));
+        assert_eq!(l.address(), Some(addr(5000)));
+    }
+
+    #[test]
+    fn interleaved_sources_never_latch() {
+        let mut l = Latch::default();
+        for _ in 0..10 {
+            assert!(!l.accept(addr(5000), 1, None, 3));
+            assert!(!l.accept(addr(6000), 2, None, 3));
+        }
+        assert_eq!(l.address(), None);
+    }
+
+    #[test]
+    fn stranger_with_other_ssrc_cannot_hijack() {
+        let mut l = Latch::default();
+        assert!(l.accept(addr(4000), 7, Some(addr(4000)), 3));
+        for _ in 0..100 {
+            assert!(!l.accept(addr(6666), 8, Some(addr(4000)), 3));
+        }
+        assert_eq!(l.address(), Some(addr(4000)));
+    }
+
+    #[test]
+    fn nat_rebinding_with_same_ssrc_moves_the_latch() {
+        let mut l = Latch::default();
+        assert!(l.accept(addr(4000), 7, Some(addr(4000)), 3));
+        assert!(!l.accept(addr(4001), 7, Some(addr(4000)), 3));
+        // The old address speaking again resets the candidate.
+        assert!(l.accept(addr(4000), 7, Some(addr(4000)), 3));
+        assert!(!l.accept(addr(4001), 7, Some(addr(4000)), 3));
+        assert!(!l.accept(addr(4001), 7, Some(addr(4000)), 3));
+        assert!(l.accept(addr(4001), 7, Some(addr(4000)), 3));
+        assert_eq!(l.address(), Some(addr(4001)));
+    }
+
+    #[test]
+    fn tx_mapping_is_continuous_across_streams() {
+        let mut tx = TxState::new();
+        let (s0, t0) = tx.next_local(160);
+        let (s1, t1, fresh) = tx.map(99, 1000, 5000, 160);
+        assert!(fresh);
+        assert_eq!(s1, s0.wrapping_add(1));
+        assert_eq!(t1, t0.wrapping_add(160));
+        let (s2, t2, fresh) = tx.map(99, 1001, 5160, 160);
+        assert!(!fresh);
+        assert_eq!(s2, s1.wrapping_add(1));
+        assert_eq!(t2, t1.wrapping_add(160));
+    }
+}

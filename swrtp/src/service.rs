@@ -1,0 +1,208 @@
+//! `switchboard.media.v1.MediaService`: the media control contract swbd uses.
+//! Thin: every handler validates the request, calls [`Node`], and maps the
+//! error through the one `From<Error> for Status`.
+
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use futures::Stream;
+use switchboard_proto::media::v1 as pb;
+use switchboard_proto::media::v1::media_service_server::MediaService;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::sdp::{self, AudioCodec, Offer};
+use crate::session::{Negotiation, Node, NodeEvent};
+
+/// The MediaService implementation.
+#[derive(Debug, Clone)]
+pub struct MediaControl {
+    node: Node,
+}
+
+impl MediaControl {
+    /// A service over `node`.
+    pub fn new(node: Node) -> Self {
+        Self { node }
+    }
+}
+
+fn required<'a>(v: &'a str, name: &'static str) -> Result<&'a str, Status> {
+    if v.is_empty() {
+        Err(Error::Missing(name).into())
+    } else {
+        Ok(v)
+    }
+}
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// A `SessionEvent` for WatchSessions, if the event is one.
+pub fn session_event(e: &NodeEvent) -> Option<pb::SessionEvent> {
+    let (shared, kind) = match e {
+        NodeEvent::Created(s) => (s, pb::SessionEventKind::Created),
+        NodeEvent::Destroyed(s) => (s, pb::SessionEventKind::Destroyed),
+        NodeEvent::TimedOut(s) => (s, pb::SessionEventKind::RtpTimeout),
+        NodeEvent::Status => return None,
+    };
+    Some(pb::SessionEvent {
+        at: Some(switchboard_proto::timestamp(SystemTime::now())),
+        session_id: shared.id.clone(),
+        call_id: shared.call_id.clone(),
+        kind: kind as i32,
+    })
+}
+
+#[tonic::async_trait]
+impl MediaService for MediaControl {
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let r = request.into_inner();
+        let negotiation = match r.negotiation {
+            Some(pb::create_session_request::Negotiation::RemoteOfferSdp(sdp)) => {
+                Negotiation::Answer(sdp)
+            }
+            Some(pb::create_session_request::Negotiation::Offer(o)) => {
+                let mut codecs: Vec<AudioCodec> = o
+                    .codecs
+                    .iter()
+                    .filter_map(|c| pb::Codec::try_from(*c).ok())
+                    .filter_map(AudioCodec::from_proto)
+                    .collect();
+                codecs.dedup();
+                if codecs.is_empty() {
+                    codecs = vec![AudioCodec::Pcmu, AudioCodec::Pcma];
+                }
+                let ptime = match o.ptime_ms {
+                    0 => sdp::DEFAULT_PTIME_MS,
+                    p if (10..=120).contains(&p) && p % 10 == 0 => p,
+                    p => {
+                        return Err(Status::invalid_argument(format!(
+                            "ptime_ms {p} is not supported (10..120, a multiple of 10)"
+                        )));
+                    }
+                };
+                Negotiation::Offer(Offer {
+                    codecs,
+                    te_pt: o.telephone_event.then_some(sdp::DEFAULT_TELEPHONE_EVENT_PT),
+                    ptime,
+                })
+            }
+            None => return Err(Error::Missing("remote_offer_sdp or offer").into()),
+        };
+        let (session_id, local_sdp, media) = self.node.create(&r.call_id, &r.leg, negotiation)?;
+        Ok(Response::new(pb::CreateSessionResponse {
+            session_id,
+            local_sdp,
+            media: Some(media),
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        let r = request.into_inner();
+        let id = required(&r.session_id, "session_id")?;
+        let (local_sdp, media) = self.node.update(id, &r.remote_sdp).await?;
+        Ok(Response::new(pb::UpdateSessionResponse {
+            local_sdp,
+            media: Some(media),
+        }))
+    }
+
+    async fn destroy_session(
+        &self,
+        request: Request<pb::DestroySessionRequest>,
+    ) -> Result<Response<pb::DestroySessionResponse>, Status> {
+        let r = request.into_inner();
+        let id = required(&r.session_id, "session_id")?;
+        let stats = self.node.destroy(id).await?;
+        Ok(Response::new(pb::DestroySessionResponse { stats: Some(stats) }))
+    }
+
+    async fn bridge(
+        &self,
+        request: Request<pb::BridgeRequest>,
+    ) -> Result<Response<pb::BridgeResponse>, Status> {
+        let r = request.into_inner();
+        let a = required(&r.session_a, "session_a")?;
+        let b = required(&r.session_b, "session_b")?;
+        self.node.bridge(a, b).await?;
+        Ok(Response::new(pb::BridgeResponse {}))
+    }
+
+    async fn unbridge(
+        &self,
+        request: Request<pb::UnbridgeRequest>,
+    ) -> Result<Response<pb::UnbridgeResponse>, Status> {
+        let r = request.into_inner();
+        let id = required(&r.session_id, "session_id")?;
+        self.node.unbridge(id).await?;
+        Ok(Response::new(pb::UnbridgeResponse {}))
+    }
+
+    type PlayStream = EventStream<pb::PlayEvent>;
+
+    async fn play(
+        &self,
+        request: Request<pb::PlayRequest>,
+    ) -> Result<Response<Self::PlayStream>, Status> {
+        let r = request.into_inner();
+        let id = required(&r.session_id, "session_id")?;
+        let file = required(&r.file, "file")?;
+        let rx = self.node.play(id, file, r.r#loop).await?;
+        let stream = futures::StreamExt::map(ReceiverStream::new(rx), Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn stop_playback(
+        &self,
+        request: Request<pb::StopPlaybackRequest>,
+    ) -> Result<Response<pb::StopPlaybackResponse>, Status> {
+        let r = request.into_inner();
+        let id = required(&r.session_id, "session_id")?;
+        let was_playing = self.node.stop_playback(id).await?;
+        Ok(Response::new(pb::StopPlaybackResponse { was_playing }))
+    }
+
+    async fn health(
+        &self,
+        _request: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        Ok(Response::new(self.node.health()))
+    }
+
+    type WatchSessionsStream = EventStream<pb::SessionEvent>;
+
+    async fn watch_sessions(
+        &self,
+        _request: Request<pb::WatchSessionsRequest>,
+    ) -> Result<Response<Self::WatchSessionsStream>, Status> {
+        let mut events = self.node.subscribe();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let item = match events.recv().await {
+                    Ok(e) => match session_event(&e) {
+                        Some(ev) => Ok(ev),
+                        None => continue,
+                    },
+                    Err(broadcast::error::RecvError::Lagged(n)) => Err(Status::resource_exhausted(
+                        format!("watcher too slow: {n} events dropped; reconnect and poll Health"),
+                    )),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let end = item.is_err();
+                if tx.send(item).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

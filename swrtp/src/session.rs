@@ -1,0 +1,793 @@
+//! Sessions: the shared, read-mostly view of each call leg ([`SessionShared`])
+//! and the node's session table ([`Node`]) that the gRPC services drive.
+//!
+//! Ownership: a session's sockets, latching state and playback live in the
+//! media task (see [`crate::relay`]) that owns it; this module only keeps a
+//! command channel to that task plus what admin needs to read. The table is a
+//! `std::sync::Mutex<BTreeMap>` touched by control operations only (create,
+//! update, destroy, bridge, list), never by the per-packet path, and never held
+//! across an `.await`. Topology changes (bridge, unbridge, destroy, play) are
+//! serialised by one async `ops` mutex so two of them never interleave.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use switchboard_proto::admin::v1 as admin_pb;
+use switchboard_proto::media::v1 as pb;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::player::{self, Playback};
+use crate::ports::PortPool;
+use crate::relay::{self, Cmd, Leg, LegMedia};
+use crate::sdp::{self, AudioCodec, LocalOrigin, Negotiated, Offer};
+use crate::stats::DirectionCounters;
+
+/// What admin and health can read about a session without asking its task.
+#[derive(Debug)]
+pub struct SessionShared {
+    /// Session id.
+    pub id: String,
+    /// Call id from swbd.
+    pub call_id: String,
+    /// Leg label from swbd.
+    pub leg: String,
+    /// Creation time.
+    pub created_at: SystemTime,
+    /// Local RTP port.
+    pub rtp_port: u16,
+    /// Received from the remote peer.
+    pub rx: DirectionCounters,
+    /// Sent to the remote peer.
+    pub tx: DirectionCounters,
+    /// Malformed or stranger packets dropped.
+    pub dropped: AtomicU64,
+    /// No RTP for the configured timeout; the ports are released.
+    pub timed_out: AtomicBool,
+    /// Control-plane view; written on negotiation, latching and playback
+    /// changes (rare), read by admin. Per session, so never shared by calls.
+    pub view: Mutex<View>,
+}
+
+/// The slow-changing part of a session.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Negotiated media.
+    pub media: pb::NegotiatedMedia,
+    /// Bridge peer session id.
+    pub bridged_with: String,
+    /// File being played.
+    pub playing: String,
+    /// Where media is sent now (latched, or the SDP address).
+    pub remote_address: String,
+}
+
+impl SessionShared {
+    fn view(&self) -> View {
+        self.view.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Update the view.
+    pub fn edit(&self, f: impl FnOnce(&mut View)) {
+        if let Ok(mut v) = self.view.lock() {
+            f(&mut v);
+        }
+    }
+
+    /// Statistics snapshot.
+    pub fn stats(&self) -> pb::SessionStats {
+        pb::SessionStats {
+            rx: Some(self.rx.to_proto()),
+            tx: Some(self.tx.to_proto()),
+            remote_address: self.view().remote_address,
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Admin view.
+    pub fn info(&self) -> admin_pb::MediaSessionInfo {
+        let view = self.view();
+        admin_pb::MediaSessionInfo {
+            session_id: self.id.clone(),
+            call_id: self.call_id.clone(),
+            leg: self.leg.clone(),
+            created_at: Some(switchboard_proto::timestamp(self.created_at)),
+            media: Some(view.media.clone()),
+            bridged_with: view.bridged_with.clone(),
+            playing: view.playing.clone(),
+            stats: Some(self.stats()),
+            timed_out: self.timed_out.load(Ordering::Relaxed),
+            rtp_port: u32::from(self.rtp_port),
+        }
+    }
+}
+
+/// A session lifecycle event, fanned out to admin Watch and WatchSessions.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    /// Created.
+    Created(Arc<SessionShared>),
+    /// Destroyed.
+    Destroyed(Arc<SessionShared>),
+    /// RTP stopped arriving.
+    TimedOut(Arc<SessionShared>),
+    /// Draining changed.
+    Status,
+}
+
+/// Node-wide counters (atomics; no lock on the packet path).
+#[derive(Debug, Default)]
+pub struct NodeCounters {
+    /// Packets relayed between bridged sessions.
+    pub relayed: AtomicU64,
+    /// Packets dropped (malformed, stranger, unbridged).
+    pub dropped: AtomicU64,
+    /// RTP timeouts.
+    pub timeouts: AtomicU64,
+}
+
+/// What every media task needs from the node.
+#[derive(Debug)]
+pub struct MediaContext {
+    /// Event fan-out.
+    pub events: broadcast::Sender<NodeEvent>,
+    /// Node counters.
+    pub counters: NodeCounters,
+    /// RTP inactivity timeout.
+    pub rtp_timeout: Option<Duration>,
+    /// Packets a new source needs to latch.
+    pub latch_packets: u32,
+}
+
+/// Settings of a node (from the config).
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// Node id.
+    pub node_id: String,
+    /// Address advertised in SDP.
+    pub public_address: IpAddr,
+    /// Play resolves files here.
+    pub audio_dir: PathBuf,
+    /// RTP inactivity timeout (None: off).
+    pub rtp_timeout: Option<Duration>,
+    /// See `Config::latch_packets`.
+    pub latch_packets: u32,
+}
+
+#[derive(Debug)]
+struct SdpState {
+    origin: LocalOrigin,
+    pending_offer: Option<Offer>,
+    remote_origin: Option<(String, u64)>,
+    local_sdp: String,
+    negotiated: Option<Negotiated>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    shared: Arc<SessionShared>,
+    worker: mpsc::Sender<Cmd>,
+    sdp: SdpState,
+    peer: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    sessions: BTreeMap<String, Entry>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct NodeInner {
+    settings: NodeSettings,
+    pool: PortPool,
+    table: Mutex<Table>,
+    ops: tokio::sync::Mutex<()>,
+    draining: AtomicBool,
+    ctx: Arc<MediaContext>,
+    started_at: SystemTime,
+    playback_ids: AtomicU64,
+}
+
+/// The node: session table, port pool, events. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+/// How a session starts its SDP exchange.
+#[derive(Debug, Clone)]
+pub enum Negotiation {
+    /// Answer this remote offer.
+    Answer(String),
+    /// Make an offer.
+    Offer(Offer),
+}
+
+/// Proto view of negotiated media.
+fn media_proto(n: Option<&Negotiated>, local: SocketAddr) -> pb::NegotiatedMedia {
+    match n {
+        Some(n) => pb::NegotiatedMedia {
+            codec: n.codec.to_proto() as i32,
+            payload_type: u32::from(n.pt),
+            telephone_event_payload_type: n.te_pt.map(u32::from).unwrap_or(0),
+            ptime_ms: n.ptime,
+            direction: sdp::direction_to_proto(n.direction) as i32,
+            local_rtp_address: local.to_string(),
+            remote_rtp_address: n.remote_rtp.map(|a| a.to_string()).unwrap_or_default(),
+        },
+        None => pb::NegotiatedMedia {
+            direction: pb::Direction::Sendrecv as i32,
+            local_rtp_address: local.to_string(),
+            ..Default::default()
+        },
+    }
+}
+
+fn leg_media(n: Option<&Negotiated>, offer: Option<&Offer>) -> LegMedia {
+    match n {
+        Some(n) => LegMedia {
+            codec: Some(n.codec),
+            pt: n.pt,
+            te_pt: n.te_pt,
+            ptime: n.ptime,
+            direction: n.direction,
+        },
+        None => LegMedia {
+            codec: None,
+            pt: offer
+                .and_then(|o| o.codecs.first())
+                .map(|c| c.static_pt())
+                .unwrap_or(0),
+            te_pt: offer.and_then(|o| o.te_pt),
+            ptime: offer.map(|o| o.ptime).unwrap_or(sdp::DEFAULT_PTIME_MS),
+            direction: sdp_types::Direction::SendRecv,
+        },
+    }
+}
+
+/// Resolve `file` under `dir`, refusing absolute paths and `..`.
+pub fn resolve_audio_path(dir: &Path, file: &str) -> Result<PathBuf> {
+    let rel = Path::new(file);
+    if file.is_empty() {
+        return Err(Error::BadPath {
+            file: file.into(),
+            reason: "empty file name",
+        });
+    }
+    for c in rel.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(Error::BadPath {
+                    file: file.into(),
+                    reason: "\"..\" would escape the audio directory",
+                });
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(Error::BadPath {
+                    file: file.into(),
+                    reason: "absolute paths are refused; give a path relative to the audio directory",
+                });
+            }
+        }
+    }
+    Ok(dir.join(rel))
+}
+
+impl Node {
+    /// A node over `pool`.
+    pub fn new(settings: NodeSettings, pool: PortPool) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let ctx = Arc::new(MediaContext {
+            events,
+            counters: NodeCounters::default(),
+            rtp_timeout: settings.rtp_timeout,
+            latch_packets: settings.latch_packets,
+        });
+        Self {
+            inner: Arc::new(NodeInner {
+                settings,
+                pool,
+                table: Mutex::new(Table::default()),
+                ops: tokio::sync::Mutex::new(()),
+                draining: AtomicBool::new(false),
+                ctx,
+                started_at: SystemTime::now(),
+                playback_ids: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        // A poisoned table means a panic elsewhere; the data is still consistent
+        // enough to serve (every mutation is a single insert/remove).
+        match self.inner.table.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Subscribe to session events.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.ctx.events.subscribe()
+    }
+
+    /// Node settings.
+    pub fn settings(&self) -> &NodeSettings {
+        &self.inner.settings
+    }
+
+    /// The port pool.
+    pub fn pool(&self) -> &PortPool {
+        &self.inner.pool
+    }
+
+    /// Whether new sessions are refused.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    /// Start or stop draining.
+    pub fn set_draining(&self, draining: bool) {
+        let was = self.inner.draining.swap(draining, Ordering::Relaxed);
+        if was != draining {
+            let _ = self.inner.ctx.events.send(NodeEvent::Status);
+        }
+    }
+
+    /// Every session, oldest first.
+    pub fn sessions(&self) -> Vec<Arc<SessionShared>> {
+        self.table()
+            .sessions
+            .values()
+            .map(|e| e.shared.clone())
+            .collect()
+    }
+
+    /// Create a session: allocate ports, negotiate, start its media task.
+    pub fn create(
+        &self,
+        call_id: &str,
+        leg: &str,
+        negotiation: Negotiation,
+    ) -> Result<(String, String, pb::NegotiatedMedia)> {
+        if self.is_draining() {
+            return Err(Error::Draining(self.inner.settings.node_id.clone()));
+        }
+        // Parse before allocating: garbage must not cost a port.
+        let remote = match &negotiation {
+            Negotiation::Answer(text) => Some(sdp::parse(text)?),
+            Negotiation::Offer(_) => None,
+        };
+        let ports = self.inner.pool.allocate()?;
+        let port = ports.port();
+        let mut origin = LocalOrigin {
+            sess_id: u64::from(rand::random::<u32>()),
+            version: 1,
+            address: self.inner.settings.public_address,
+            port,
+        };
+        let (local_sdp, negotiated, pending_offer, remote_origin) = match (&negotiation, remote) {
+            (Negotiation::Answer(_), Some(remote)) => {
+                let (text, n) = sdp::answer(&remote, &origin, &[])?;
+                (
+                    text,
+                    Some(n),
+                    None,
+                    Some((remote.origin_id.clone(), remote.origin_version)),
+                )
+            }
+            (Negotiation::Offer(o), _) => (sdp::offer(&origin, o), None, Some(o.clone()), None),
+            (Negotiation::Answer(_), None) => return Err(Error::Internal("answer without offer")),
+        };
+        origin.version = 1;
+        let local_addr = SocketAddr::new(self.inner.settings.public_address, port);
+        let media = media_proto(negotiated.as_ref(), local_addr);
+
+        let mut table = self.table();
+        table.next_id += 1;
+        let id = format!("s{:012x}", table.next_id);
+        let shared = Arc::new(SessionShared {
+            id: id.clone(),
+            call_id: call_id.to_string(),
+            leg: leg.to_string(),
+            created_at: SystemTime::now(),
+            rtp_port: port,
+            rx: DirectionCounters::default(),
+            tx: DirectionCounters::default(),
+            dropped: AtomicU64::new(0),
+            timed_out: AtomicBool::new(false),
+            view: Mutex::new(View {
+                media: media.clone(),
+                remote_address: negotiated
+                    .and_then(|n| n.remote_rtp)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                ..Default::default()
+            }),
+        });
+        let leg_state = Leg::new(
+            shared.clone(),
+            ports,
+            leg_media(negotiated.as_ref(), pending_offer.as_ref()),
+            negotiated.and_then(|n| n.remote_rtp),
+            negotiated.and_then(|n| n.remote_rtcp),
+        );
+        let worker = relay::spawn(vec![leg_state], self.inner.ctx.clone());
+        table.sessions.insert(
+            id.clone(),
+            Entry {
+                shared: shared.clone(),
+                worker,
+                sdp: SdpState {
+                    origin,
+                    pending_offer,
+                    remote_origin,
+                    local_sdp: local_sdp.clone(),
+                    negotiated,
+                },
+                peer: None,
+            },
+        );
+        drop(table);
+        let _ = self.inner.ctx.events.send(NodeEvent::Created(shared));
+        Ok((id, local_sdp, media))
+    }
+
+    /// Apply remote SDP: the answer to our offer, or a (re-)offer to answer.
+    pub async fn update(&self, id: &str, text: &str) -> Result<(String, pb::NegotiatedMedia)> {
+        let remote = sdp::parse(text)?;
+        let _ops = self.inner.ops.lock().await;
+        let (worker, cmd, reply_sdp, media) = {
+            let mut table = self.table();
+            let entry = table
+                .sessions
+                .get_mut(id)
+                .ok_or_else(|| Error::NotFound(id.into()))?;
+            let state = &mut entry.sdp;
+            let same_origin = state.remote_origin.as_ref()
+                == Some(&(remote.origin_id.clone(), remote.origin_version));
+            let (reply_sdp, negotiated, changed) = if let Some(offer) = &state.pending_offer {
+                let n = sdp::apply_answer(offer, &remote)?;
+                state.pending_offer = None;
+                (String::new(), n, true)
+            } else if same_origin && state.negotiated.is_some() {
+                // RFC 3264 §8: an unchanged version means an unchanged offer.
+                let n = state
+                    .negotiated
+                    .ok_or(Error::Internal("negotiated state vanished"))?;
+                (state.local_sdp.clone(), n, false)
+            } else {
+                let mut origin = state.origin.clone();
+                origin.version += 1;
+                let (text, n) = sdp::answer(&remote, &origin, &[])?;
+                state.origin = origin;
+                state.local_sdp = text.clone();
+                (text, n, true)
+            };
+            state.remote_origin = Some((remote.origin_id.clone(), remote.origin_version));
+            let relatch = state.negotiated.map(|n| n.remote_rtp) != Some(negotiated.remote_rtp);
+            state.negotiated = Some(negotiated);
+            let local = SocketAddr::new(state.origin.address, state.origin.port);
+            let media = media_proto(Some(&negotiated), local);
+            entry.shared.edit(|v| v.media = media.clone());
+            let cmd = changed.then(|| Cmd::Update {
+                id: id.to_string(),
+                media: leg_media(Some(&negotiated), None),
+                sdp_rtp: negotiated.remote_rtp,
+                sdp_rtcp: negotiated.remote_rtcp,
+                relatch,
+            });
+            (entry.worker.clone(), cmd, reply_sdp, media)
+        };
+        if let Some(cmd) = cmd {
+            // A gone worker means the session timed out; nothing to update.
+            let _ = worker.send(cmd).await;
+        }
+        Ok((reply_sdp, media))
+    }
+
+    /// Destroy a session and release its ports; returns its final stats.
+    pub async fn destroy(&self, id: &str) -> Result<pb::SessionStats> {
+        let _ops = self.inner.ops.lock().await;
+        let entry = {
+            let mut table = self.table();
+            let entry = table
+                .sessions
+                .remove(id)
+                .ok_or_else(|| Error::NotFound(id.into()))?;
+            if let Some(peer) = &entry.peer
+                && let Some(p) = table.sessions.get_mut(peer)
+            {
+                p.peer = None;
+                p.shared.edit(|v| v.bridged_with.clear());
+            }
+            entry
+        };
+        let leg = detach(&entry.worker, id, "session destroyed").await;
+        drop(leg); // sockets close, then the ports return to the pool
+        let stats = entry.shared.stats();
+        let _ = self
+            .inner
+            .ctx
+            .events
+            .send(NodeEvent::Destroyed(entry.shared.clone()));
+        Ok(stats)
+    }
+
+    /// Relay media between two sessions.
+    pub async fn bridge(&self, a: &str, b: &str) -> Result<()> {
+        if a == b {
+            return Err(Error::SelfBridge(a.into()));
+        }
+        let _ops = self.inner.ops.lock().await;
+        let (wa, wb) = {
+            let table = self.table();
+            let ea = table
+                .sessions
+                .get(a)
+                .ok_or_else(|| Error::NotFound(a.into()))?;
+            let eb = table
+                .sessions
+                .get(b)
+                .ok_or_else(|| Error::NotFound(b.into()))?;
+            if ea.peer.as_deref() == Some(b) {
+                return Ok(());
+            }
+            for e in [ea, eb] {
+                if let Some(p) = &e.peer {
+                    return Err(Error::AlreadyBridged {
+                        session: e.shared.id.clone(),
+                        peer: p.clone(),
+                    });
+                }
+                if e.shared.timed_out.load(Ordering::Relaxed) {
+                    return Err(Error::TimedOut(e.shared.id.clone()));
+                }
+            }
+            (ea.worker.clone(), eb.worker.clone())
+        };
+        let leg_b = detach(&wb, b, "bridged")
+            .await
+            .ok_or_else(|| Error::TimedOut(b.into()))?;
+        if let Err(mpsc::error::SendError(Cmd::Attach(leg))) = wa.send(Cmd::Attach(leg_b)).await {
+            // A's task is gone (timed out): give B a task of its own again.
+            let w = relay::spawn(vec![*leg], self.inner.ctx.clone());
+            if let Some(e) = self.table().sessions.get_mut(b) {
+                e.worker = w;
+            }
+            return Err(Error::TimedOut(a.into()));
+        }
+        let mut table = self.table();
+        if let Some(e) = table.sessions.get_mut(b) {
+            e.worker = wa;
+            e.peer = Some(a.into());
+            e.shared.edit(|v| v.bridged_with = a.into());
+        }
+        if let Some(e) = table.sessions.get_mut(a) {
+            e.peer = Some(b.into());
+            e.shared.edit(|v| v.bridged_with = b.into());
+        }
+        Ok(())
+    }
+
+    /// Stop relaying between `id` and its peer.
+    pub async fn unbridge(&self, id: &str) -> Result<()> {
+        let _ops = self.inner.ops.lock().await;
+        let (worker, peer) = {
+            let table = self.table();
+            let e = table
+                .sessions
+                .get(id)
+                .ok_or_else(|| Error::NotFound(id.into()))?;
+            match &e.peer {
+                Some(p) => (e.worker.clone(), p.clone()),
+                None => return Err(Error::NotBridged(id.into())),
+            }
+        };
+        // The peer moves to a task of its own; `id` stays where it is.
+        let leg = detach(&worker, &peer, "unbridged").await;
+        let new_worker = leg.map(|l| relay::spawn(vec![*l], self.inner.ctx.clone()));
+        let mut table = self.table();
+        if let Some(e) = table.sessions.get_mut(&peer) {
+            if let Some(w) = new_worker {
+                e.worker = w;
+            }
+            e.peer = None;
+            e.shared.edit(|v| v.bridged_with.clear());
+        }
+        if let Some(e) = table.sessions.get_mut(id) {
+            e.peer = None;
+            e.shared.edit(|v| v.bridged_with.clear());
+        }
+        Ok(())
+    }
+
+    /// Start playing `file` into a session. Problems with the file itself
+    /// arrive as a `PlaybackError` event on the returned stream.
+    pub async fn play(
+        &self,
+        id: &str,
+        file: &str,
+        looped: bool,
+    ) -> Result<mpsc::Receiver<pb::PlayEvent>> {
+        let path = resolve_audio_path(&self.inner.settings.audio_dir, file)?;
+        let _ops = self.inner.ops.lock().await;
+        let (worker, codec) = {
+            let table = self.table();
+            let e = table
+                .sessions
+                .get(id)
+                .ok_or_else(|| Error::NotFound(id.into()))?;
+            if let Some(peer) = &e.peer {
+                return Err(Error::PlayWhileBridged {
+                    session: id.into(),
+                    peer: peer.clone(),
+                });
+            }
+            if e.shared.timed_out.load(Ordering::Relaxed) {
+                return Err(Error::TimedOut(id.into()));
+            }
+            let codec = e
+                .sdp
+                .negotiated
+                .map(|n| n.codec)
+                .ok_or_else(|| Error::NotNegotiated(id.into()))?;
+            (e.worker.clone(), codec)
+        };
+        let playback_id = format!(
+            "p{}",
+            self.inner.playback_ids.fetch_add(1, Ordering::Relaxed)
+        );
+        let (tx, rx) = mpsc::channel(64);
+        let law = AudioCodec::law(codec);
+        let loaded = tokio::task::spawn_blocking(move || player::load(&path, law)).await;
+        let audio = match loaded {
+            Ok(Ok(audio)) => audio,
+            Ok(Err(e)) => {
+                let _ = tx.try_send(player::error_event(&playback_id, &e.to_string()));
+                return Ok(rx);
+            }
+            Err(_) => {
+                let _ = tx.try_send(player::error_event(&playback_id, "decoder task failed"));
+                return Ok(rx);
+            }
+        };
+        let playback = Playback::new(playback_id.clone(), file.to_string(), audio, looped, tx.clone());
+        let (reply, done) = oneshot::channel();
+        let sent = worker
+            .send(Cmd::Play {
+                id: id.into(),
+                playback: Box::new(playback),
+                reply,
+            })
+            .await;
+        if sent.is_err() || done.await.unwrap_or(false) == false {
+            let _ = tx.try_send(player::error_event(
+                &playback_id,
+                "session is gone (timed out or destroyed)",
+            ));
+        }
+        Ok(rx)
+    }
+
+    /// Stop the playback of a session; whether one was running.
+    pub async fn stop_playback(&self, id: &str) -> Result<bool> {
+        let worker = {
+            let table = self.table();
+            table
+                .sessions
+                .get(id)
+                .ok_or_else(|| Error::NotFound(id.into()))?
+                .worker
+                .clone()
+        };
+        let (reply, done) = oneshot::channel();
+        if worker
+            .send(Cmd::Stop {
+                id: id.into(),
+                reason: "requested",
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return Ok(false);
+        }
+        Ok(done.await.unwrap_or(false))
+    }
+
+    /// Health as swbd sees it.
+    pub fn health(&self) -> pb::HealthResponse {
+        let sessions = self.sessions();
+        pb::HealthResponse {
+            node_id: self.inner.settings.node_id.clone(),
+            active_sessions: sessions.len() as u32,
+            free_port_pairs: self.inner.pool.free(),
+            total_port_pairs: self.inner.pool.total(),
+            draining: self.is_draining(),
+            timed_out_sessions: sessions
+                .iter()
+                .filter(|s| s.timed_out.load(Ordering::Relaxed))
+                .map(|s| s.id.clone())
+                .collect(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// Admin status.
+    pub fn status(&self) -> admin_pb::MediaStatus {
+        let (sessions, bridges, playbacks) = {
+            let table = self.table();
+            let bridges = table.sessions.values().filter(|e| e.peer.is_some()).count() / 2;
+            let playbacks = table
+                .sessions
+                .values()
+                .filter(|e| e.shared.view.lock().map(|v| !v.playing.is_empty()).unwrap_or(false))
+                .count();
+            (table.sessions.len(), bridges, playbacks)
+        };
+        let range = self.inner.pool.range();
+        let c = &self.inner.ctx.counters;
+        admin_pb::MediaStatus {
+            node_id: self.inner.settings.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_at: Some(switchboard_proto::timestamp(self.inner.started_at)),
+            active_sessions: sessions as u32,
+            active_bridges: bridges as u32,
+            active_playbacks: playbacks as u32,
+            free_port_pairs: self.inner.pool.free(),
+            total_port_pairs: self.inner.pool.total(),
+            port_min: u32::from(range.min),
+            port_max: u32::from(range.max),
+            draining: self.is_draining(),
+            public_address: self.inner.settings.public_address.to_string(),
+            packets_relayed: c.relayed.load(Ordering::Relaxed),
+            packets_dropped: c.dropped.load(Ordering::Relaxed),
+            rtp_timeouts: c.timeouts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Destroy every session (daemon shutdown): playbacks stop, ports return.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = self.table().sessions.keys().cloned().collect();
+        for id in ids {
+            let _ = self.destroy(&id).await;
+        }
+    }
+}
+
+async fn detach(worker: &mpsc::Sender<Cmd>, id: &str, reason: &'static str) -> Option<Box<Leg>> {
+    let (reply, leg) = oneshot::channel();
+    worker
+        .send(Cmd::Detach {
+            id: id.into(),
+            reason,
+            reply,
+        })
+        .await
+        .ok()?;
+    leg.await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_paths_cannot_escape() {
+        let dir = Path::new("/srv/audio");
+        assert_eq!(
+            resolve_audio_path(dir, "prompts/hello.wav").ok(),
+            Some(PathBuf::from("/srv/audio/prompts/hello.wav"))
+        );
+        for bad in ["../etc/passwd", "a/../../b.wav", "/etc/passwd", ""] {
+            assert!(resolve_audio_path(dir, bad).is_err(), "{bad}");
+        }
+    }
+}
