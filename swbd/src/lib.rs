@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod admin_watch;
 pub mod config;
+pub mod dialog;
 pub mod dialplan;
 pub mod events;
 pub mod media;
@@ -19,5 +20,5 @@ pub mod server;
 
 pub use server::run;
 pub mod sip;
-pub mod transport;
 pub mod transaction;
+pub mod transport;

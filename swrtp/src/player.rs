@@ -301,7 +301,10 @@ mod tests {
         ));
         let p = tmp("junk.wav");
         std::fs::write(&p, b"RIFF\x10\x00\x00\x00WAVEjunkjunk").expect("write");
-        assert!(matches!(load(&p, Law::Alaw), Err(PlayerError::Decode { .. })));
+        assert!(matches!(
+            load(&p, Law::Alaw),
+            Err(PlayerError::Decode { .. })
+        ));
     }
 
     #[test]
