@@ -9,7 +9,7 @@ use switchboard_proto::admin::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
-use crate::events::{BindingInfo, Event, RegistrationChange};
+use crate::events::{BindingInfo, CallChange, Event, RegistrationChange};
 
 /// Convert a binding to its admin form.
 pub fn registration_to_proto(b: &BindingInfo) -> pb::Registration {
@@ -37,6 +37,17 @@ pub fn event_to_proto(at: SystemTime, event: &Event) -> pb::SignalingEvent {
                 RegistrationChange::Expired => pb::RegistrationEventKind::Expired,
             } as i32,
             registration: Some(registration_to_proto(binding)),
+        }),
+        Event::Call { change, call } => E::Call(pb::CallEvent {
+            kind: match change {
+                CallChange::Created => pb::CallEventKind::Created,
+                CallChange::Ringing => pb::CallEventKind::Ringing,
+                CallChange::Answered => pb::CallEventKind::Answered,
+                CallChange::Bridged => pb::CallEventKind::Bridged,
+                CallChange::Ended => pb::CallEventKind::Ended,
+                CallChange::Updated => pb::CallEventKind::Updated,
+            } as i32,
+            call: Some((**call).clone()),
         }),
         Event::MediaNode(info) => E::MediaNode(pb::MediaNodeEvent {
             node: Some(info.to_proto()),

@@ -51,6 +51,23 @@ pub enum RegistrationChange {
     Expired,
 }
 
+/// What happened to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallChange {
+    /// INVITE accepted for routing.
+    Created,
+    /// A B-leg rings.
+    Ringing,
+    /// A-leg answered.
+    Answered,
+    /// Media bridged between legs.
+    Bridged,
+    /// Over.
+    Ended,
+    /// Anything else.
+    Updated,
+}
+
 /// Every event swbd publishes.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -60,6 +77,13 @@ pub enum Event {
         change: RegistrationChange,
         /// The binding.
         binding: BindingInfo,
+    },
+    /// A call changed (the admin view of the call after the change).
+    Call {
+        /// What happened.
+        change: CallChange,
+        /// The call.
+        call: Box<switchboard_proto::admin::v1::Call>,
     },
     /// A media node changed (health, drain, ...).
     MediaNode(crate::media::MediaNodeInfo),

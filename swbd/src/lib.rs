@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod admin_watch;
+pub mod b2bua;
 pub mod config;
 pub mod dialog;
 pub mod dialplan;

@@ -36,7 +36,7 @@ pub use client_inv::ClientInviteTransaction;
 pub use key::TransactionKey;
 pub use layer::{IncomingRequest, TransactionLayer};
 pub use server::ServerTransaction;
-pub use server_inv::{ServerInviteEvent, ServerInviteTransaction};
+pub use server_inv::{InviteResponder, ServerInviteEvent, ServerInviteTransaction};
 pub use timers::Timers;
 
 /// Transaction errors.

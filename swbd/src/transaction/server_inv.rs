@@ -74,6 +74,60 @@ impl ServerInviteTransaction {
     pub async fn next_event(&mut self) -> Option<ServerInviteEvent> {
         self.events.recv().await
     }
+
+    /// Split into a responder and the event receiver, so one task can
+    /// watch for CANCEL while another answers. The transaction sees the TU
+    /// as gone (and answers `500`) only when every responder clone is dropped.
+    pub fn split(self) -> (InviteResponder, mpsc::UnboundedReceiver<ServerInviteEvent>) {
+        (
+            InviteResponder {
+                request: self.request,
+                source: self.source,
+                to_tag: self.to_tag,
+                user_agent: self.user_agent,
+                tu: self.tu,
+            },
+            self.events,
+        )
+    }
+}
+
+/// The answering half of a [`ServerInviteTransaction`] (see
+/// [`ServerInviteTransaction::split`]).
+#[derive(Debug, Clone)]
+pub struct InviteResponder {
+    request: Request,
+    source: Source,
+    to_tag: String,
+    user_agent: String,
+    tu: mpsc::UnboundedSender<Response>,
+}
+
+impl InviteResponder {
+    /// The INVITE.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Our To tag.
+    pub fn to_tag(&self) -> &str {
+        &self.to_tag
+    }
+
+    /// A response carrying our To tag and Server header.
+    pub fn response(&self, code: u16, reason: &str) -> Response {
+        build_response(&self.request, code, reason, &self.to_tag, &self.user_agent)
+    }
+
+    /// Send a response (see [`ServerInviteTransaction::respond`]).
+    pub fn respond(&self, response: Response) -> Result<()> {
+        self.tu.send(response).map_err(|_| Error::Terminated)
+    }
 }
 
 pub(crate) fn start(

@@ -1,0 +1,54 @@
+//! Routing of INVITEs and in-dialog requests: a new INVITE starts a call
+//! task; a request carrying a To tag belongs to a dialog and goes to its
+//! call task, or gets `481 Call/Transaction Does Not Exist`.
+
+use super::call::{self, CallDeps};
+use super::table::{CallTable, LegInput};
+use crate::dialog::DialogId;
+use crate::sip::Request;
+use crate::transaction::{ServerInviteTransaction, ServerTransaction};
+
+/// An INVITE: a new call, or a re-INVITE for a dialog.
+pub fn invite(deps: &CallDeps, txn: ServerInviteTransaction) {
+    match DialogId::of_incoming(txn.request()) {
+        None => {
+            tokio::spawn(call::run(deps.clone(), txn));
+        }
+        Some(id) => match deps.calls.dialog_route(&id) {
+            Some(tx) => {
+                let _ = tx.send((id, LegInput::Invite(txn)));
+            }
+            None => {
+                let _ = txn.respond(txn.response(481, "Call/Transaction Does Not Exist"));
+            }
+        },
+    }
+}
+
+/// A non-INVITE request. In-dialog ones (To tag present) are routed or
+/// refused with 481 and `None` is returned; out-of-dialog ones are handed
+/// back for the caller to answer (REGISTER, OPTIONS, ...).
+pub fn request(calls: &CallTable, txn: ServerTransaction) -> Option<ServerTransaction> {
+    let Some(id) = DialogId::of_incoming(txn.request()) else {
+        return Some(txn);
+    };
+    match calls.dialog_route(&id) {
+        Some(tx) => {
+            let _ = tx.send((id, LegInput::Request(txn)));
+        }
+        None => {
+            let _ = txn.respond(txn.response(481, "Call/Transaction Does Not Exist"));
+        }
+    }
+    None
+}
+
+/// An ACK no transaction claimed (an ACK for a 2xx after the transaction
+/// ended): give it to its dialog, or drop it (ACKs are never answered).
+pub fn ack(calls: &CallTable, request: Request) {
+    if let Some(id) = DialogId::of_incoming(&request)
+        && let Some(tx) = calls.dialog_route(&id)
+    {
+        let _ = tx.send((id, LegInput::Ack(request)));
+    }
+}
