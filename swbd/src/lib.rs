@@ -16,3 +16,5 @@ pub use server::run;
 pub mod sip;
 pub mod transport;
 pub mod transaction;
+pub mod auth;
+pub mod registrar;
