@@ -236,7 +236,7 @@ impl Default for AuthConfig {
 }
 
 /// Where the dialplan comes from.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DialplanConfig {
     /// Dialplan YAML; the embedded `dialplans/default.yaml` when unset.
@@ -244,15 +244,6 @@ pub struct DialplanConfig {
     /// Directory playback files resolve under (checked at load time).
     /// Must match the media nodes' audio directory.
     pub audio_dir: Option<PathBuf>,
-}
-
-impl Default for DialplanConfig {
-    fn default() -> Self {
-        Self {
-            file: None,
-            audio_dir: None,
-        }
-    }
 }
 
 /// An outbound trunk.

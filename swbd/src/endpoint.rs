@@ -52,7 +52,11 @@ pub struct SipEndpoint {
 impl SipEndpoint {
     /// Bind every `sip.listen` address and start serving. Returns once all
     /// listeners are bound; runs until `shutdown`.
-    pub async fn start(config: Arc<Config>, events: EventBus, shutdown: Shutdown) -> Result<Self, Error> {
+    pub async fn start(
+        config: Arc<Config>,
+        events: EventBus,
+        shutdown: Shutdown,
+    ) -> Result<Self, Error> {
         let counters = Arc::new(SipCounters::default());
         let transports = Transports::bind(&config.sip, counters.clone(), shutdown.clone()).await?;
         let authenticator = Authenticator::from_config(&config.auth, counters.clone())?;

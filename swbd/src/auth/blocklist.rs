@@ -93,7 +93,9 @@ impl Blocklist {
         let window = self.window;
         self.entries.retain(|_, e| {
             e.blocked_until.is_some_and(|u| u > now)
-                || e.failures.back().is_some_and(|t| now.duration_since(*t) <= window)
+                || e.failures
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) <= window)
         });
         if self.entries.len() >= MAX_TRACKED {
             self.entries.clear();

@@ -190,7 +190,7 @@ impl Authenticator {
         let inner = &*self.inner;
         if !inner.enabled {
             let username = request
-                .from_header()
+                .header_from()
                 .ok()
                 .and_then(|f| f.uri.user())
                 .unwrap_or_default();
@@ -200,7 +200,12 @@ impl Authenticator {
             });
         }
         let ip = source.remote.ip();
-        if inner.blocklist.lock().map(|mut b| b.is_blocked(ip)).unwrap_or(false) {
+        if inner
+            .blocklist
+            .lock()
+            .map(|mut b| b.is_blocked(ip))
+            .unwrap_or(false)
+        {
             SipCounters::inc(&inner.counters.blocked_requests);
             return Err(AuthRejection {
                 code: 403,

@@ -45,7 +45,9 @@ pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
     }) {
         Ok(()) => {}
         Err(TrySendError::Full(inv)) => {
-            let resp = inv.transaction.response(503, "Service Unavailable (overloaded)");
+            let resp = inv
+                .transaction
+                .response(503, "Service Unavailable (overloaded)");
             let _ = inv.transaction.respond(resp);
         }
         Err(TrySendError::Closed(inv)) => {

@@ -27,11 +27,16 @@ fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {
             return resp;
         }
     };
-    let (to, contacts, expires, call_id, cseq) =
-        match (r.to_header(), r.contacts(), r.expires(), r.call_id(), r.cseq()) {
-            (Ok(to), Ok(c), Ok(e), Ok(id), Ok(cseq)) => (to, c, e, id.to_string(), cseq.number),
-            _ => return tx.response(400, "Bad Request"),
-        };
+    let (to, contacts, expires, call_id, cseq) = match (
+        r.header_to(),
+        r.contacts(),
+        r.expires(),
+        r.call_id(),
+        r.cseq(),
+    ) {
+        (Ok(to), Ok(c), Ok(e), Ok(id), Ok(cseq)) => (to, c, e, id.to_string(), cseq.number),
+        _ => return tx.response(400, "Bad Request"),
+    };
     if user.authenticated && to.uri.user().as_deref() != Some(user.username.as_str()) {
         return tx.response(403, "Forbidden (user may not register this AOR)");
     }
@@ -70,7 +75,8 @@ fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {
             };
             let mut resp = tx.response(e.status_code(), &reason);
             if let RegistrarError::IntervalTooBrief { min_expires } = e {
-                resp.headers.insert(Name::MIN_EXPIRES, min_expires.to_string());
+                resp.headers
+                    .insert(Name::MIN_EXPIRES, min_expires.to_string());
             }
             resp
         }

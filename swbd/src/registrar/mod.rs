@@ -5,7 +5,7 @@
 //!   REGISTER ([`Registrar::register`]), answers lookups for the B2BUA
 //!   ([`Registrar::lookup`]) and lists bindings for admin
 //!   ([`Registrar::list`]). A sweeper task removes expired bindings on time.
-//! - [`binding`]: [`Binding`].
+//! - [`binding`] - [`Binding`].
 //!
 //! Behaviour:
 //! - AORs are keyed by user part: all `sip.domains` are aliases of one
@@ -190,9 +190,7 @@ impl Registrar {
             match &req.contacts {
                 ContactList::Star => {
                     if req.expires != Some(0) {
-                        return Err(Error::BadRequest(
-                            "Contact: * needs Expires: 0".into(),
-                        ));
+                        return Err(Error::BadRequest("Contact: * needs Expires: 0".into()));
                     }
                     // §10.3 step 6: refuse if any binding has this Call-ID
                     // with a CSeq not lower.
@@ -200,7 +198,9 @@ impl Registrar {
                         .iter()
                         .any(|b| b.call_id == req.call_id && b.cseq >= req.cseq)
                     {
-                        return Err(Error::BadRequest("CSeq not higher than the binding's".into()));
+                        return Err(Error::BadRequest(
+                            "CSeq not higher than the binding's".into(),
+                        ));
                     }
                     for b in current.drain(..) {
                         events.push((RegistrationChange::Removed, b.info()));
@@ -231,7 +231,9 @@ impl Registrar {
                                 .ok()
                                 .filter(|q| (0.0..=1.0).contains(q))
                                 .ok_or_else(|| Error::BadRequest("malformed q value".into()))?,
-                            Some(None) => return Err(Error::BadRequest("malformed q value".into())),
+                            Some(None) => {
+                                return Err(Error::BadRequest("malformed q value".into()));
+                            }
                             None => 1.0,
                         };
                         if let Some(b) = current.iter().find(|b| same_uri(&b.contact, &c.uri))

@@ -64,7 +64,9 @@ pub fn parse_params(s: &str, what: &str) -> Result<Params> {
         return Ok(params);
     }
     let Some(rest) = s.strip_prefix(';') else {
-        return Err(ParseError::new(format!("malformed {what} header parameters")));
+        return Err(ParseError::new(format!(
+            "malformed {what} header parameters"
+        )));
     };
     for raw in split_outside_quotes(rest, ';') {
         let raw = raw.trim();
@@ -73,14 +75,20 @@ pub fn parse_params(s: &str, what: &str) -> Result<Params> {
             None => (raw, None),
         };
         if name.is_empty() || !name.chars().all(is_token_char) {
-            return Err(ParseError::new(format!("malformed {what} header parameter")));
+            return Err(ParseError::new(format!(
+                "malformed {what} header parameter"
+            )));
         }
         if let Some(v) = value {
             if v.is_empty() {
-                return Err(ParseError::new(format!("empty {what} header parameter value")));
+                return Err(ParseError::new(format!(
+                    "empty {what} header parameter value"
+                )));
             }
             if v.starts_with('"') && (v.len() < 2 || !v.ends_with('"')) {
-                return Err(ParseError::new(format!("unbalanced quotes in {what} header")));
+                return Err(ParseError::new(format!(
+                    "unbalanced quotes in {what} header"
+                )));
             }
         }
         params.push((name.to_ascii_lowercase(), value.map(str::to_string)));
@@ -408,14 +416,21 @@ mod tests {
     #[test]
     fn contact_lists() {
         let c = parse_contacts(
-            ["<sip:a@h1>;q=0.5, \"x,y\" <sip:b@h2>;expires=60", "sip:c@h3"].into_iter(),
+            [
+                "<sip:a@h1>;q=0.5, \"x,y\" <sip:b@h2>;expires=60",
+                "sip:c@h3",
+            ]
+            .into_iter(),
         )
         .expect("parses");
         let ContactList::Contacts(c) = c else {
             panic!("not a list")
         };
         assert_eq!(c.len(), 3);
-        assert!(matches!(parse_contacts(["*"].into_iter()), Ok(ContactList::Star)));
+        assert!(matches!(
+            parse_contacts(["*"].into_iter()),
+            Ok(ContactList::Star)
+        ));
     }
 
     #[test]
@@ -426,8 +441,9 @@ mod tests {
         let src: SocketAddr = "[2001:db8::9]:40000".parse().expect("addr");
         assert_eq!(v.response_address(src), src);
         assert!(ViaHeader::parse("SIP/2.0/UDP 192.0.2.15;;,;,,").is_err());
-        let vs = parse_vias(["SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/TCP b:5061"].into_iter())
-            .expect("list");
+        let vs =
+            parse_vias(["SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/TCP b:5061"].into_iter())
+                .expect("list");
         assert_eq!(vs.len(), 2);
         assert_eq!(vs[1].sent_by(), "b:5061");
     }

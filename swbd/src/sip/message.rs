@@ -82,12 +82,12 @@ pub trait HeaderAccess {
     }
 
     /// From.
-    fn from_header(&self) -> Result<NameAddr> {
+    fn header_from(&self) -> Result<NameAddr> {
         single(self.headers(), &Name::FROM, "From")
     }
 
     /// To.
-    fn to_header(&self) -> Result<NameAddr> {
+    fn header_to(&self) -> Result<NameAddr> {
         single(self.headers(), &Name::TO, "To")
     }
 
@@ -260,8 +260,8 @@ impl SipMessage {
             .position(|b| *b != b'\r' && *b != b'\n')
             .ok_or_else(|| ParseError::new("empty message"))?;
         let buf = buf.get(start..).unwrap_or_default();
-        let (head_len, body_start) = find_head_end(buf)
-            .ok_or_else(|| ParseError::new("no empty line after the headers"))?;
+        let (head_len, body_start) =
+            find_head_end(buf).ok_or_else(|| ParseError::new("no empty line after the headers"))?;
         let head_bytes = buf.get(..head_len).unwrap_or_default();
         let rest = buf.get(body_start..).unwrap_or_default();
         let (head, utf8_ok) = match std::str::from_utf8(head_bytes) {
@@ -280,7 +280,10 @@ impl SipMessage {
                     if !name.trim().is_empty()
                         && name.trim().bytes().all(|b| b.is_ascii_graphic()) =>
                 {
-                    headers.insert(Name::from(name.trim().to_string()), value.trim().to_string());
+                    headers.insert(
+                        Name::from(name.trim().to_string()),
+                        value.trim().to_string(),
+                    );
                 }
                 _ => {
                     header_error.get_or_insert_with(|| {
@@ -464,8 +467,8 @@ fn validate(message: &SipMessage) -> Result<()> {
         SipMessage::Response(r) => r,
     };
     h.vias()?;
-    h.from_header()?;
-    h.to_header()?;
+    h.header_from()?;
+    h.header_to()?;
     h.call_id()?;
     let cseq = h.cseq()?;
     h.max_forwards()?;
@@ -475,7 +478,9 @@ fn validate(message: &SipMessage) -> Result<()> {
     }
     if let SipMessage::Request(r) = message {
         if cseq.method != r.method {
-            return Err(ParseError::new("CSeq method does not match the request method"));
+            return Err(ParseError::new(
+                "CSeq method does not match the request method",
+            ));
         }
         if !r.uri.is_supported_scheme() {
             let mut e = ParseError::new("Unsupported URI Scheme");
@@ -508,11 +513,7 @@ impl ParseError {
         // The Via must at least be readable to route the answer.
         let via = h.get_raw(&Name::VIA).next()?;
         ViaHeader::parse(header::split_list(via).first()?).ok()?;
-        if !resp
-            .headers
-            .get_raw(&Name::TO)
-            .any(|t| t.contains("tag="))
-        {
+        if !resp.headers.get_raw(&Name::TO).any(|t| t.contains("tag=")) {
             edit_to_tag(&mut resp.headers, &super::random_token(10));
         }
         Some(resp)
@@ -565,7 +566,7 @@ l: 4\r\n\r\nv=0\r\n";
         assert_eq!(r.vias().expect("vias").len(), 2);
         assert_eq!(r.call_id().expect("cid"), "a84b4c76e66710@pc33.example.com");
         assert_eq!(r.raw(&Name::SUBJECT), Some("folded line"));
-        assert_eq!(r.from_header().expect("from").tag(), Some("1928301774"));
+        assert_eq!(r.header_from().expect("from").tag(), Some("1928301774"));
         assert_eq!(&r.body[..], b"v=0\r");
         let again = SipMessage::parse(&r.to_bytes(), false).expect("round trip");
         assert!(matches!(again, SipMessage::Request(_)));

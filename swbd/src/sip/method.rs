@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn exact_match_only() {
         assert_eq!(Method::from_token("INVITE"), Method::Invite);
-        assert_eq!(Method::from_token("INVITEX"), Method::Other("INVITEX".into()));
+        assert_eq!(
+            Method::from_token("INVITEX"),
+            Method::Other("INVITEX".into())
+        );
         assert_eq!(Method::from_token("invite"), Method::Other("invite".into()));
         assert_eq!(Method::Register.to_string(), "REGISTER");
     }

@@ -33,7 +33,10 @@ impl Uri {
         }
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
             s.parse::<SipUri>().ok().map(|u| Uri::Sip(Box::new(u)))
-        } else if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
+        } else if rest.is_empty()
+            || rest
+                .chars()
+                .any(|c| c.is_whitespace() || c == '<' || c == '>')
         {
             None
         } else if scheme.eq_ignore_ascii_case("tel") {
@@ -117,7 +120,10 @@ mod tests {
 
     #[test]
     fn sip_tel_and_other() {
-        assert!(matches!(Uri::parse("sip:1001@[::1]:5060"), Some(Uri::Sip(_))));
+        assert!(matches!(
+            Uri::parse("sip:1001@[::1]:5060"),
+            Some(Uri::Sip(_))
+        ));
         let tel = Uri::parse("tel:+15550100;phone-context=x").expect("tel parses");
         assert_eq!(tel.user().as_deref(), Some("+15550100"));
         assert!(matches!(

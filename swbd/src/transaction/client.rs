@@ -60,7 +60,14 @@ pub(crate) fn start(layer: Arc<LayerInner>, request: Request, target: Target) ->
     let (resp_tx, resp_rx) = mpsc::unbounded_channel();
     layer.register_client(key.clone(), resp_tx);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(layer, key.clone(), request.clone(), target, resp_rx, ev_tx));
+    tokio::spawn(run(
+        layer,
+        key.clone(),
+        request.clone(),
+        target,
+        resp_rx,
+        ev_tx,
+    ));
     ClientTransaction {
         request,
         key,

@@ -129,7 +129,11 @@ impl TransactionLayer {
 
     /// Start a non-INVITE client transaction: adds our Via (new branch,
     /// `rport`) and Max-Forwards when missing, then sends.
-    pub async fn send_request(&self, request: Request, target: Target) -> Result<ClientTransaction> {
+    pub async fn send_request(
+        &self,
+        request: Request,
+        target: Target,
+    ) -> Result<ClientTransaction> {
         if matches!(request.method, Method::Invite | Method::Ack) {
             return Err(Error::InvalidRequest(
                 "use send_invite / send_ack for INVITE and ACK".into(),
@@ -232,7 +236,11 @@ impl LayerInner {
         }
     }
 
-    pub(crate) fn set_accepted(&self, id: (String, u32), tx: Option<mpsc::UnboundedSender<NetInput>>) {
+    pub(crate) fn set_accepted(
+        &self,
+        id: (String, u32),
+        tx: Option<mpsc::UnboundedSender<NetInput>>,
+    ) {
         if let Ok(mut m) = self.accepted.lock() {
             match tx {
                 Some(tx) => m.insert(id, tx),
@@ -298,8 +306,7 @@ impl LayerInner {
 
         match request.method {
             Method::Invite => {
-                let handle =
-                    server_inv::start(self.clone(), key, request, source, target, net_rx);
+                let handle = server_inv::start(self.clone(), key, request, source, target, net_rx);
                 if let Err(e) = self.incoming.send(IncomingRequest::Invite(handle)) {
                     // No TU: the dropped handle answers 500.
                     drop(e);
@@ -309,7 +316,9 @@ impl LayerInner {
                 let invite = self.server(&key.with_method(Method::Invite));
                 let st = server::start(self.clone(), key, request.clone(), source, target, net_rx);
                 let resp = match invite {
-                    Some(inv) if inv.send(NetInput::Cancel(request)).is_ok() => st.response(200, "OK"),
+                    Some(inv) if inv.send(NetInput::Cancel(request)).is_ok() => {
+                        st.response(200, "OK")
+                    }
                     _ => st.response(481, "Call/Transaction Does Not Exist"),
                 };
                 let _ = st.respond(resp);
@@ -385,8 +394,7 @@ impl transport::Receiver for TransactionLayer {
                 match answer.and_then(|r| r.top_via().ok().map(|v| (r, v))) {
                     Some((mut resp, via)) => {
                         tracing::debug!(remote = %source.remote, reason = %e, "bad request answered");
-                        resp.headers
-                            .insert(Name::SERVER, inner.user_agent.clone());
+                        resp.headers.insert(Name::SERVER, inner.user_agent.clone());
                         let target = response_target(&via, &source);
                         inner.answer_stateless(resp, target);
                     }

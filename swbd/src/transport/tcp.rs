@@ -56,7 +56,11 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
-fn spawn_connection(inner: &Arc<Inner>, stream: TcpStream, remote: SocketAddr) -> mpsc::Sender<Bytes> {
+fn spawn_connection(
+    inner: &Arc<Inner>,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> mpsc::Sender<Bytes> {
     let (tx, rx) = mpsc::channel(QUEUE);
     if let Ok(mut conns) = inner.connections.lock() {
         conns.insert(remote, tx.clone());

@@ -215,6 +215,7 @@ impl TcpPeer {
 }
 
 /// A request with the usual headers. `extra` lines end with CRLF.
+#[allow(clippy::too_many_arguments)]
 pub fn request(
     method: &str,
     uri: &str,
@@ -311,7 +312,10 @@ pub fn authorization(
 pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
