@@ -34,8 +34,8 @@ impl DialogId {
     pub fn of_incoming(request: &Request) -> Option<DialogId> {
         Some(DialogId {
             call_id: request.call_id().ok()?.to_string(),
-            local_tag: request.to_header().ok()?.tag()?.to_string(),
-            remote_tag: request.from_header().ok()?.tag()?.to_string(),
+            local_tag: request.header_to().ok()?.tag()?.to_string(),
+            remote_tag: request.header_from().ok()?.tag()?.to_string(),
         })
     }
 }
@@ -120,8 +120,8 @@ impl Dialog {
         local_contact: String,
         target: Target,
     ) -> Result<Dialog, DialogError> {
-        let from = invite.from_header().map_err(malformed)?;
-        let to = invite.to_header().map_err(malformed)?;
+        let from = invite.header_from().map_err(malformed)?;
+        let to = invite.header_to().map_err(malformed)?;
         let remote_tag = from
             .tag()
             .ok_or_else(|| DialogError::Malformed("From header without tag".into()))?
@@ -152,8 +152,8 @@ impl Dialog {
         local_contact: String,
         target: Target,
     ) -> Result<Dialog, DialogError> {
-        let from = invite.from_header().map_err(malformed)?;
-        let to = response.to_header().map_err(malformed)?;
+        let from = invite.header_from().map_err(malformed)?;
+        let to = response.header_to().map_err(malformed)?;
         let local_tag = from
             .tag()
             .ok_or_else(|| DialogError::Malformed("our INVITE has no From tag".into()))?
@@ -279,8 +279,8 @@ Content-Length: 0
         let bye = d.request(Method::Bye, None);
         assert_eq!(bye.uri.to_string(), "sip:1001@10.0.0.5:5071");
         assert_eq!(bye.cseq().expect("cseq").number, start + 1);
-        assert_eq!(bye.from_header().expect("from").tag(), Some("bbb"));
-        assert_eq!(bye.to_header().expect("to").tag(), Some("aaa"));
+        assert_eq!(bye.header_from().expect("from").tag(), Some("bbb"));
+        assert_eq!(bye.header_to().expect("to").tag(), Some("aaa"));
         let routes: Vec<_> = bye.raw_values(&Name::ROUTE).collect();
         assert_eq!(
             routes,

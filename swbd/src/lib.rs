@@ -19,7 +19,14 @@ pub mod events;
 pub mod media;
 pub mod server;
 
-pub use server::run;
+// SIP core (see each module's docs): message layer, transports,
+// transactions, digest auth, registrar, method handlers, the endpoint.
+pub mod auth;
+pub mod endpoint;
+pub mod method;
+pub mod registrar;
 pub mod sip;
 pub mod transaction;
 pub mod transport;
+
+pub use server::run;

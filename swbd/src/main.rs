@@ -18,6 +18,10 @@ struct Args {
     /// Validate the config and exit (0: valid, 2: errors on stderr).
     #[arg(long)]
     check_config: bool,
+    /// Validate a dialplan file (against the config's gateways and audio
+    /// directory) and exit (0: valid, 2: every error on stderr).
+    #[arg(long, value_name = "FILE")]
+    check_dialplan: Option<PathBuf>,
     /// SIP listen address, repeatable (`udp:127.0.0.1:5060`, `tcp:[::1]:5060`); replaces sip.listen.
     #[arg(long = "listen", value_name = "PROTO:IP:PORT")]
     listen: Vec<ListenAddr>,
@@ -88,6 +92,21 @@ fn main() -> ExitCode {
             eprintln!("{e}");
         }
         return ExitCode::from(2);
+    }
+    if let Some(file) = &args.check_dialplan {
+        let ctx = swbd::dialplan::DialplanContext::from_config(&config);
+        return match swbd::dialplan::check_file(file, &ctx) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::from(2)
+            }
+        };
     }
     if args.check_config {
         println!("{name}: ok");

@@ -51,6 +51,20 @@ pub trait Locator: Send + Sync + fmt::Debug {
     fn lookup(&self, user: &str) -> Vec<Contact>;
 }
 
+impl Locator for crate::registrar::Registrar {
+    fn lookup(&self, user: &str) -> Vec<Contact> {
+        let mut bindings = crate::registrar::Registrar::lookup(self, user);
+        bindings.sort_by(|a, b| b.q.total_cmp(&a.q));
+        bindings
+            .into_iter()
+            .map(|b| Contact {
+                uri: b.contact.to_string(),
+                target: b.target(),
+            })
+            .collect()
+    }
+}
+
 /// What every call task needs; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CallDeps {
@@ -92,7 +106,7 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
     let (a, mut a_events) = invite.split();
     let request = a.request().clone();
     let source = *a.source();
-    let from = request.from_header().ok();
+    let from = request.header_from().ok();
     let caller = from.as_ref().and_then(|f| f.uri.user()).unwrap_or_default();
     let destination = request.uri.user().unwrap_or_default();
     let domain = request.uri.host().unwrap_or_default();
@@ -719,13 +733,13 @@ impl Ctl {
             .to_string();
         let a_req = self.a.request();
         let display = a_req
-            .from_header()
+            .header_from()
             .ok()
             .and_then(|f| f.display)
             .map(|d| format!("\"{}\" ", d.replace('"', "")))
             .unwrap_or_default();
         let caller = a_req
-            .from_header()
+            .header_from()
             .ok()
             .and_then(|f| f.uri.user())
             .unwrap_or_else(|| "anonymous".into());

@@ -5,8 +5,46 @@
 use super::call::{self, CallDeps};
 use super::table::{CallTable, LegInput};
 use crate::dialog::DialogId;
+use crate::method::DialogRouter;
 use crate::sip::Request;
-use crate::transaction::{ServerInviteTransaction, ServerTransaction};
+use crate::transaction::{IncomingRequest, ServerInviteTransaction, ServerTransaction};
+
+/// The B2BUA's [`DialogRouter`]: requests carrying a To tag go to their
+/// call (or get 481) before any method handler or authentication.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// The call table.
+    pub calls: CallTable,
+}
+
+impl DialogRouter for Router {
+    fn route(&self, incoming: IncomingRequest) -> Option<IncomingRequest> {
+        match incoming {
+            IncomingRequest::Ack { request, .. } => {
+                ack(&self.calls, request);
+                None
+            }
+            IncomingRequest::Request(txn) => {
+                request(&self.calls, txn).map(IncomingRequest::Request)
+            }
+            IncomingRequest::Invite(txn) => match DialogId::of_incoming(txn.request()) {
+                None => Some(IncomingRequest::Invite(txn)),
+                Some(id) => {
+                    match self.calls.dialog_route(&id) {
+                        Some(tx) => {
+                            let _ = tx.send((id, LegInput::Invite(txn)));
+                        }
+                        None => {
+                            let _ =
+                                txn.respond(txn.response(481, "Call/Transaction Does Not Exist"));
+                        }
+                    }
+                    None
+                }
+            },
+        }
+    }
+}
 
 /// An INVITE: a new call, or a re-INVITE for a dialog.
 pub fn invite(deps: &CallDeps, txn: ServerInviteTransaction) {

@@ -31,7 +31,8 @@ pub enum CallState {
 }
 
 impl CallState {
-    fn to_proto(self) -> pb::CallState {
+    /// The admin enum.
+    pub fn to_proto(self) -> pb::CallState {
         match self {
             CallState::Routing => pb::CallState::Routing,
             CallState::Ringing => pb::CallState::Ringing,

@@ -260,6 +260,23 @@ impl CallTable {
         }
     }
 
+    /// Ask every call in progress to hang up; returns how many were asked.
+    pub fn hangup_all(&self, reason: &str) -> usize {
+        let txs: Vec<_> = self
+            .with(|t| {
+                t.calls
+                    .values()
+                    .filter_map(|e| e.commands.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = txs.len();
+        for tx in txs {
+            let _ = tx.send(CallCommand::Hangup(reason.to_string()));
+        }
+        n
+    }
+
     /// Calls in progress.
     pub fn active(&self) -> usize {
         self.with(|t| t.calls.values().filter(|e| e.ended_at.is_none()).count())

@@ -82,12 +82,12 @@ pub trait HeaderAccess {
     }
 
     /// From.
-    fn from_header(&self) -> Result<NameAddr> {
+    fn header_from(&self) -> Result<NameAddr> {
         single(self.headers(), &Name::FROM, "From")
     }
 
     /// To.
-    fn to_header(&self) -> Result<NameAddr> {
+    fn header_to(&self) -> Result<NameAddr> {
         single(self.headers(), &Name::TO, "To")
     }
 
@@ -467,8 +467,8 @@ fn validate(message: &SipMessage) -> Result<()> {
         SipMessage::Response(r) => r,
     };
     h.vias()?;
-    h.from_header()?;
-    h.to_header()?;
+    h.header_from()?;
+    h.header_to()?;
     h.call_id()?;
     let cseq = h.cseq()?;
     h.max_forwards()?;
@@ -566,7 +566,7 @@ l: 4\r\n\r\nv=0\r\n";
         assert_eq!(r.vias().expect("vias").len(), 2);
         assert_eq!(r.call_id().expect("cid"), "a84b4c76e66710@pc33.example.com");
         assert_eq!(r.raw(&Name::SUBJECT), Some("folded line"));
-        assert_eq!(r.from_header().expect("from").tag(), Some("1928301774"));
+        assert_eq!(r.header_from().expect("from").tag(), Some("1928301774"));
         assert_eq!(&r.body[..], b"v=0\r");
         let again = SipMessage::parse(&r.to_bytes(), false).expect("round trip");
         assert!(matches!(again, SipMessage::Request(_)));

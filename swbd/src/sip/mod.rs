@@ -2,10 +2,10 @@
 //! responses, typed access to the headers a B2BUA needs. No I/O here.
 //!
 //! # Layout
-//! - [`message`]: [`Request`], [`Response`], [`SipMessage`] and the parser.
+//! - [`message`] - [`Request`], [`Response`], [`SipMessage`] and the parser.
 //! - [`header`]: typed views of Via, From/To, CSeq, Contact, Max-Forwards, Expires.
-//! - [`uri`]: [`Uri`] (`sip:`/`sips:` typed via ezk, `tel:` and others kept as text).
-//! - [`error`]: [`ParseError`], which knows whether a `400` can still be formed.
+//! - [`uri`] - [`Uri`] (`sip:`/`sips:` typed via ezk, `tel:` and others kept as text).
+//! - [`error`] - [`ParseError`], which knows whether a `400` can still be formed.
 //! - [`response`]: building a response from a request (RFC 3261 §8.2.6).
 
 pub mod error;

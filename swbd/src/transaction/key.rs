@@ -53,7 +53,7 @@ impl TransactionKey {
             _ => Some(Self::Rfc2543 {
                 call_id: request.call_id().ok()?.to_string(),
                 from_tag: request
-                    .from_header()
+                    .header_from()
                     .ok()?
                     .tag()
                     .unwrap_or_default()

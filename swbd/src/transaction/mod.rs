@@ -5,13 +5,13 @@
 //!   parses it, answers unparseable requests (`400` with the reason), and
 //!   routes it to the transaction it belongs to or hands a new server
 //!   transaction to the TU as an [`IncomingRequest`].
-//! - [`key`]: [`TransactionKey`] (RFC 3261 §17.1.3 / §17.2.3).
-//! - [`server`]: [`ServerTransaction`], non-INVITE server (Timer J).
-//! - [`server_inv`]: [`ServerInviteTransaction`] (100 Trying, provisional
+//! - [`key`] - [`TransactionKey`] (RFC 3261 §17.1.3 / §17.2.3).
+//! - [`server`] - [`ServerTransaction`], non-INVITE server (Timer J).
+//! - [`server_inv`] - [`ServerInviteTransaction`] (100 Trying, provisional
 //!   resend, Timers G/H/I, RFC 6026 Accepted state with Timer L and 2xx
 //!   retransmission until the ACK).
-//! - [`client`]: [`ClientTransaction`], non-INVITE client (Timers E/F/K).
-//! - [`client_inv`]: [`ClientInviteTransaction`] (Timers A/B/D, ACK for
+//! - [`client`] - [`ClientTransaction`], non-INVITE client (Timers E/F/K).
+//! - [`client_inv`] - [`ClientInviteTransaction`] (Timers A/B/D, ACK for
 //!   non-2xx, RFC 6026 Accepted state with Timer M, CANCEL with the
 //!   INVITE's branch).
 //! - [`timers`]: T1/T2/T4 from config.
