@@ -120,6 +120,7 @@ async fn nodes_list_drain_and_watch_snapshot() {
                 snapshot_nodes.push(n.node.expect("node").name)
             }
             Some(pb::signaling_event::Event::SnapshotDone(_)) => break,
+            Some(pb::signaling_event::Event::Dialplan(d)) => assert!(d.applied),
             other => panic!("unexpected snapshot event {other:?}"),
         }
     }
