@@ -70,16 +70,15 @@ pub fn load(path: &Path, law: Law) -> Result<EncodedAudio, PlayerError> {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    let reader = hound::WavReader::open(path).map_err(|e| match e {
-        hound::Error::IoError(io) => PlayerError::Open {
-            file: file.clone(),
-            reason: switchboard_proto::support::yaml::io_reason(&io),
-        },
-        other => PlayerError::Decode {
-            file: file.clone(),
-            reason: other.to_string(),
-        },
+    let handle = std::fs::File::open(path).map_err(|e| PlayerError::Open {
+        file: file.clone(),
+        reason: switchboard_proto::support::yaml::io_reason(&e),
     })?;
+    let reader =
+        hound::WavReader::new(std::io::BufReader::new(handle)).map_err(|e| PlayerError::Decode {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
     let spec = reader.spec();
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
         return Err(PlayerError::Unsupported {
