@@ -132,6 +132,8 @@ fn main() -> ExitCode {
         });
         swbd::run(config, shutdown).await
     });
+    // Do not wait for stray blocking work (a dialplan reload in flight).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
