@@ -136,10 +136,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    while let Some(res) = tasks.join_next().await {
-        res.context("admin task panicked")??;
+    // Graceful gRPC shutdown waits for clients to hang up; do not let an
+    // idle admin client (a `swctl top` left open) keep the daemon alive.
+    let drained = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(res) = tasks.join_next().await {
+            res.context("admin task panicked")??;
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+    match drained {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::info!("admin clients still connected; closing them");
+            tasks.abort_all();
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Media-plane trouble ends the calls it concerns.

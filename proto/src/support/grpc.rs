@@ -182,8 +182,15 @@ pub async fn serve(
                 .await
         }
         Listener::Unix(l, path) => {
+            // The socket file goes as soon as shutdown starts: no new client
+            // can connect while existing ones finish.
+            let unlink = path.clone();
+            let stop = async move {
+                shutdown.wait_owned().await;
+                let _ = std::fs::remove_file(&unlink);
+            };
             let result = router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(l), shutdown.wait_owned())
+                .serve_with_incoming_shutdown(UnixListenerStream::new(l), stop)
                 .await;
             let _ = std::fs::remove_file(&path);
             result
