@@ -910,10 +910,12 @@ impl Ctl {
                         r.state = CallState::Ringing;
                     }
                 });
-                if !resp.body.is_empty() && self.early_bridge.is_none() && !self.answered {
-                    if self.early_media(i, &resp).await.is_ok() {
-                        return None;
-                    }
+                if !resp.body.is_empty()
+                    && self.early_bridge.is_none()
+                    && !self.answered
+                    && self.early_media(i, &resp).await.is_ok()
+                {
+                    return None;
                 }
                 if !self.ringing_sent && !self.answered && self.early_bridge.is_none() {
                     self.ringing_sent = true;

@@ -17,6 +17,12 @@ use crate::events::{CallChange, Event, EventBus};
 use crate::sip::Request;
 use crate::transaction::{ServerInviteTransaction, ServerTransaction};
 
+/// A call found by id: its record and its command channel (if live).
+type Found = (
+    Arc<Mutex<CallRecord>>,
+    Option<mpsc::UnboundedSender<CallCommand>>,
+);
+
 /// Ended calls kept for inspection.
 const ENDED_KEEP: usize = 200;
 /// How long an ended call stays listed.
@@ -177,16 +183,7 @@ impl CallTable {
             .map_err(|_| LookupError::NotFound(id_or_prefix.to_string()))
     }
 
-    fn find(
-        &self,
-        id_or_prefix: &str,
-    ) -> Result<
-        (
-            Arc<Mutex<CallRecord>>,
-            Option<mpsc::UnboundedSender<CallCommand>>,
-        ),
-        LookupError,
-    > {
+    fn find(&self, id_or_prefix: &str) -> Result<Found, LookupError> {
         if id_or_prefix.is_empty() {
             return Err(LookupError::NotFound(String::new()));
         }
