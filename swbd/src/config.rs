@@ -211,6 +211,10 @@ pub struct AuthConfig {
     /// YAML users file (`users: [{username, password | ha1_md5 + ha1_sha256}]`).
     /// There are no built-in users.
     pub users_file: Option<PathBuf>,
+    /// Challenges offered, in order of preference. Default: SHA-256 then
+    /// MD5 (RFC 8760). Some older user agents (baresip 1.0 / libre, among
+    /// others) abort on any non-MD5 challenge: set `[md5]` for them.
+    pub algorithms: Vec<DigestAlgorithm>,
     /// Nonce lifetime; older nonces get `stale=true`.
     pub nonce_ttl_secs: u64,
     /// Failed attempts from one source IP before it is blocked.
@@ -227,12 +231,23 @@ impl Default for AuthConfig {
             enabled: true,
             realm: "switchboard".into(),
             users_file: None,
+            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             nonce_ttl_secs: 300,
             max_failures: 20,
             failure_window_secs: 60,
             block_secs: 60,
         }
     }
+}
+
+/// A digest algorithm name in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestAlgorithm {
+    /// MD5.
+    Md5,
+    /// SHA-256.
+    Sha256,
 }
 
 /// Where the dialplan comes from.
@@ -377,6 +392,9 @@ impl Config {
         }
         if self.auth.realm.trim().is_empty() {
             err("auth.realm: must not be empty".into());
+        }
+        if self.auth.algorithms.is_empty() {
+            err("auth.algorithms: at least one of md5, sha256 is needed".into());
         }
         if self.auth.nonce_ttl_secs == 0 {
             err("auth.nonce_ttl_secs: must be above 0".into());

@@ -127,6 +127,8 @@ pub struct Authenticator {
 struct Inner {
     enabled: bool,
     realm: String,
+    /// Challenges offered, in order.
+    algorithms: Vec<Algorithm>,
     users: Users,
     nonces: NonceIssuer,
     /// Highest `nc` seen per nonce (replay detection). std Mutex: short
@@ -157,6 +159,14 @@ impl Authenticator {
             inner: Arc::new(Inner {
                 enabled: config.enabled,
                 realm: config.realm.clone(),
+                algorithms: config
+                    .algorithms
+                    .iter()
+                    .map(|a| match a {
+                        crate::config::DigestAlgorithm::Md5 => Algorithm::Md5,
+                        crate::config::DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                    })
+                    .collect(),
                 users,
                 nonces: NonceIssuer::new(config.nonce_ttl_secs),
                 nc_seen: Mutex::new(HashMap::new()),
@@ -305,13 +315,16 @@ impl Authenticator {
         self.challenge(kind, false)
     }
 
-    /// A fresh challenge (SHA-256 and MD5).
+    /// A fresh challenge, one header per configured algorithm.
     pub fn challenge(&self, kind: ChallengeKind, stale: bool) -> AuthRejection {
         let (code, reason) = kind.code();
         let nonce = self.inner.nonces.issue();
         let stale = if stale { ", stale=true" } else { "" };
-        let headers = [Algorithm::Sha256, Algorithm::Md5]
-            .into_iter()
+        let headers = self
+            .inner
+            .algorithms
+            .iter()
+            .copied()
             .map(|alg| {
                 (
                     kind.challenge_header(),

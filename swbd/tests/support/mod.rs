@@ -94,6 +94,8 @@ pub struct Options {
     pub extra_config: String,
     /// Number of swrtp nodes.
     pub nodes: usize,
+    /// Digest users (username, password); auth is off when empty.
+    pub users: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -102,6 +104,7 @@ impl Default for Options {
             dialplan: None,
             extra_config: String::new(),
             nodes: 1,
+            users: Vec::new(),
         }
     }
 }
@@ -167,8 +170,18 @@ impl System {
             .collect();
         let sip_port = free_udp_port();
         let admin = dir.join("swbd.sock");
+        let auth = if opts.users.is_empty() {
+            "auth: { enabled: false }\n".to_string()
+        } else {
+            let mut users = String::from("users:\n");
+            for (u, p) in &opts.users {
+                users.push_str(&format!("  - {{ username: \"{u}\", password: \"{p}\" }}\n"));
+            }
+            std::fs::write(dir.join("users.yaml"), users).expect("write users");
+            "auth: { enabled: true, realm: switchboard, users_file: users.yaml, algorithms: [md5] }\n".to_string()
+        };
         let mut cfg = format!(
-            "auth: {{ enabled: false }}\nsip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n\
+            "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n\
              admin: {{ socket: \"{}\" }}\nmedia:\n  health_interval_ms: 100\n  nodes:\n",
             admin.display()
         );
