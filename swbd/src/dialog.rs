@@ -214,7 +214,8 @@ impl Dialog {
     }
 
     /// Check an incoming in-dialog request (RFC 3261 §12.2.2): CSeq must
-    /// grow; the remote target is refreshed by re-INVITE/UPDATE.
+    /// grow. (Target refresh is [`Dialog::refresh_target`], applied only
+    /// when the refreshing request succeeds.)
     pub fn accept_incoming(&mut self, request: &Request) -> Result<(), DialogError> {
         let cseq = request.cseq().map_err(malformed)?;
         if request.method != Method::Ack {
@@ -225,12 +226,17 @@ impl Dialog {
             }
             self.remote_seq = Some(cseq.number);
         }
+        Ok(())
+    }
+
+    /// Remote target refresh (RFC 3261 §12.2.2): a successful re-INVITE or
+    /// UPDATE replaces the remote target with its Contact.
+    pub fn refresh_target(&mut self, request: &Request) {
         if matches!(request.method, Method::Invite | Method::Update)
             && let Ok(uri) = first_contact(request)
         {
             self.remote_target = uri;
         }
-        Ok(())
     }
 }
 

@@ -126,7 +126,7 @@ impl Credentials {
     }
 }
 
-fn split_params(s: &str) -> Vec<&str> {
+pub(crate) fn split_params(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut quoted, mut escaped, mut start) = (false, false, 0);
     for (i, ch) in s.char_indices() {
@@ -149,7 +149,7 @@ fn split_params(s: &str) -> Vec<&str> {
     out
 }
 
-fn unquote(v: &str) -> String {
+pub(crate) fn unquote(v: &str) -> String {
     match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
         Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
         None => v.to_string(),

@@ -295,6 +295,8 @@ struct BLeg {
     fallbacks: Vec<SocketAddr>,
     /// Final status when it failed.
     failed: Option<u16>,
+    /// Credentials were already sent once (a second challenge fails).
+    auth_tried: bool,
     /// Early media bridged from this leg.
     early: bool,
 }
@@ -305,6 +307,7 @@ struct Winner {
     dialog: Dialog,
     txn: Option<ClientInviteTransaction>,
     ack: Request,
+    session_id: String,
 }
 
 /// The call's [`CallControl`] implementation and everything it set up.
@@ -637,6 +640,10 @@ impl Ctl {
                         let bytes = t.request().to_bytes();
                         self.handle.update(None, |r| r.log_message(from_a, true, summary, &bytes));
                     }
+                    if let LegInput::Invite(txn) = input {
+                        self.reinvite(from_a, txn).await;
+                        continue;
+                    }
                     if answer_in_dialog(&dialog, input) == InDialog::Bye {
                         self.handle.unroute_dialog(&dialog);
                         if from_a {
@@ -660,6 +667,78 @@ impl Ctl {
                         CallCommand::MediaLost(r) => r,
                     };
                 }
+            }
+        }
+    }
+
+    /// A re-INVITE on a confirmed leg (hold, resume, codec change): the
+    /// media node answers the new offer for that leg's session; the other
+    /// leg is not involved. No offer, or one the node refuses: `488`, and
+    /// the session stays as it was (RFC 3261 §14.2).
+    async fn reinvite(&mut self, from_a: bool, txn: ServerInviteTransaction) {
+        let request = txn.request().clone();
+        let summary = summary_req(&request);
+        let bytes = request.to_bytes();
+        self.handle
+            .update(None, |r| r.log_message(from_a, true, summary, &bytes));
+        let checked = if from_a {
+            self.a_dialog.as_mut().map(|d| d.accept_incoming(&request))
+        } else {
+            self.winner
+                .as_mut()
+                .map(|w| w.dialog.accept_incoming(&request))
+        };
+        if let Some(Err(e)) = checked {
+            let _ = txn.respond(txn.response(e.status_code(), &e.to_string()));
+            return;
+        }
+        let session = if from_a {
+            self.a_session.as_ref().map(|s| s.0.clone())
+        } else {
+            self.winner.as_ref().map(|w| w.session_id.clone())
+        };
+        let (Some(session), false) = (session, request.body.is_empty()) else {
+            let _ =
+                txn.respond(txn.response(488, "Not Acceptable Here (re-INVITE without an offer)"));
+            return;
+        };
+        let answer = match self.media_client() {
+            Ok(mut client) => client
+                .update_session(media::UpdateSessionRequest {
+                    session_id: session,
+                    remote_sdp: String::from_utf8_lossy(&request.body).into_owned(),
+                })
+                .await
+                .map(|r| r.into_inner().local_sdp)
+                .map_err(|st| status_to_control(&st, "re-INVITE")),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(sdp) if !sdp.is_empty() => {
+                let dialog = if from_a {
+                    self.a_dialog.as_mut()
+                } else {
+                    self.winner.as_mut().map(|w| &mut w.dialog)
+                };
+                let contact = dialog.map(|d| {
+                    d.refresh_target(&request);
+                    d.local_contact.clone()
+                });
+                let mut resp = with_sdp(txn.response(200, "OK"), &sdp);
+                if let Some(c) = contact {
+                    resp.headers.insert(Name::CONTACT, format!("<{c}>"));
+                }
+                let summary = summary_resp(&resp);
+                let bytes = resp.to_bytes();
+                self.handle
+                    .update(None, |r| r.log_message(from_a, false, summary, &bytes));
+                let _ = txn.respond(resp);
+            }
+            Ok(_) => {
+                let _ = txn.respond(txn.response(488, "Not Acceptable Here (not an offer)"));
+            }
+            Err(e) => {
+                let _ = txn.respond(txn.response(488, &e.reason));
             }
         }
     }
@@ -802,6 +881,7 @@ impl Ctl {
             session_id: offer.session_id,
             fallbacks,
             failed: None,
+            auth_tried: false,
             early: false,
         });
         Ok(())
@@ -925,9 +1005,58 @@ impl Ctl {
                 None
             }
             200..=299 => self.on_b_answer(i, resp).await,
+            401 | 407 if self.retry_with_credentials(i, &resp).await => None,
             code => {
                 self.b_failed(i, code).await;
                 None
+            }
+        }
+    }
+
+    /// A gateway challenged our INVITE: send it again with credentials
+    /// (once). `false` when this leg cannot answer the challenge.
+    async fn retry_with_credentials(&mut self, i: usize, resp: &Response) -> bool {
+        let Some(leg) = self.b_legs.get(i) else {
+            return false;
+        };
+        let DialTarget::Gateway { name, .. } = &leg.target else {
+            return false;
+        };
+        let name = name.clone();
+        let Some(gw) = self.deps.config.gateways.iter().find(|g| g.name == name) else {
+            return false;
+        };
+        let (Some(user), Some(pass)) = (gw.username.clone(), gw.password.clone()) else {
+            return false;
+        };
+        if leg.auth_tried {
+            return false;
+        }
+        let Some(challenge) = super::outbound_auth::pick_challenge(resp) else {
+            return false;
+        };
+        let mut request = leg.request.clone();
+        // Strip our Via: the layer adds a fresh one with a new branch.
+        request.headers.remove(&Name::VIA);
+        let retry = super::outbound_auth::authorize(&request, resp.code, &challenge, &user, &pass);
+        let flow = leg.flow;
+        match self.deps.layer.send_invite(retry, flow).await {
+            Ok(txn) => {
+                let summary = summary_req(txn.request());
+                let bytes = txn.request().to_bytes();
+                self.handle
+                    .update(None, |r| r.log_message(false, false, summary, &bytes));
+                if let Some(leg) = self.b_legs.get_mut(i) {
+                    leg.request = txn.request().clone();
+                    leg.txn = Some(txn);
+                    leg.auth_tried = true;
+                }
+                tracing::info!(gateway = %name, "answering the gateway's digest challenge");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resend INVITE with credentials");
+                false
             }
         }
     }
@@ -1058,6 +1187,7 @@ impl Ctl {
                     dialog,
                     txn: Some(txn),
                     ack,
+                    session_id: session_id.clone(),
                 });
                 self.bye(false).await;
                 self.winner = None;
@@ -1139,6 +1269,7 @@ impl Ctl {
             dialog,
             txn: Some(txn),
             ack,
+            session_id,
         });
         if let Some(leg) = self.b_legs.get_mut(i) {
             leg.txn = None;

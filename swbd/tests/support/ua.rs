@@ -83,6 +83,52 @@ impl Ua {
         }
     }
 
+    /// A UA whose SIP socket is bound at `port` (a fake trunk).
+    pub async fn bind_at(user: &str, server: SocketAddr, port: u16) -> Ua {
+        let sock = UdpSocket::bind(("127.0.0.1", port))
+            .await
+            .expect("bind sip");
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("bind rtp");
+        Ua {
+            user: user.to_string(),
+            addr: sock.local_addr().expect("addr"),
+            rtp_port: rtp.local_addr().expect("addr").port(),
+            sock,
+            server,
+            rtp,
+            cseq: 1,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Send an in-dialog request of `method` for `call`; the final status.
+    pub async fn in_dialog_request(&mut self, method: &str, call: &OutCall) -> u16 {
+        let cseq = self.next_cseq() + 100;
+        let mut msg = self.in_dialog(method, call, cseq);
+        if method == "INVITE" {
+            let body = sdp(self.rtp_port);
+            msg = msg.replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Contact: {}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                    self.contact(),
+                    body.len()
+                ),
+            );
+        }
+        self.send_raw(&msg).await;
+        loop {
+            let r = self.response(&call.call_id, method).await;
+            if r.code >= 200 {
+                if method == "INVITE" {
+                    let ack = self.in_dialog("ACK", call, cseq);
+                    self.send_raw(&ack).await;
+                }
+                return r.code;
+            }
+        }
+    }
+
     pub fn contact(&self) -> String {
         format!("<sip:{}@{}>", self.user, self.addr)
     }
@@ -301,6 +347,31 @@ impl Ua {
         to_tag: Option<&str>,
         body: Option<&str>,
     ) {
+        self.reply_full(req, code, reason, to_tag, body, &[]).await;
+    }
+
+    /// A reply with extra headers.
+    pub async fn reply_with(
+        &self,
+        req: &Request,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        extra: &[(&str, &str)],
+    ) {
+        self.reply_full(req, code, reason, to_tag, None, extra)
+            .await;
+    }
+
+    async fn reply_full(
+        &self,
+        req: &Request,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) {
         let mut msg = format!("SIP/2.0 {code} {reason}\r\n");
         for v in req.raw_values(&Name::VIA) {
             msg.push_str(&format!("Via: {v}\r\n"));
@@ -318,6 +389,9 @@ impl Ua {
             req.raw(&Name::CSEQ).unwrap_or_default(),
             self.contact()
         ));
+        for (n, v) in extra {
+            msg.push_str(&format!("{n}: {v}\r\n"));
+        }
         match body {
             Some(b) => msg.push_str(&format!(
                 "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
