@@ -325,3 +325,37 @@ async fn admin_lists_shows_and_hangs_up_calls() {
         .expect_err("unknown call");
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn rtp_timeout_tears_the_call_down_with_bye_on_both_legs() {
+    let sys = System::start(Options {
+        rtp_timeout_secs: 1,
+        ..Default::default()
+    })
+    .await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    bob.register(300).await;
+    // Nobody sends RTP: the node reports the sessions timed out.
+    let _call = bridged_call(&sys, &mut alice, &mut bob).await;
+    let bye_a = alice.request("BYE").await;
+    alice.reply(&bye_a, 200, "OK", None, None).await;
+    let bye_b = bob.request("BYE").await;
+    bob.reply(&bye_b, 200, "OK", None, None).await;
+    sys.assert_clean().await;
+    let ended = sys
+        .signaling()
+        .await
+        .expect("admin")
+        .list_calls(pb::ListCallsRequest {
+            include_ended: true,
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert!(
+        ended.iter().any(|c| c.end_cause.contains("RTP timeout")),
+        "{ended:?}"
+    );
+}

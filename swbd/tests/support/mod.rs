@@ -96,6 +96,8 @@ pub struct Options {
     pub nodes: usize,
     /// Digest users (username, password); auth is off when empty.
     pub users: Vec<(String, String)>,
+    /// swrtp RTP inactivity timeout (0: off).
+    pub rtp_timeout_secs: u64,
 }
 
 impl Default for Options {
@@ -105,6 +107,7 @@ impl Default for Options {
             extra_config: String::new(),
             nodes: 1,
             users: Vec::new(),
+            rtp_timeout_secs: 0,
         }
     }
 }
@@ -127,13 +130,14 @@ pub struct System {
     pub nodes: Vec<Node>,
 }
 
-pub fn start_swrtp(dir: &Path, name: &str) -> Node {
+pub fn start_swrtp(dir: &Path, name: &str, rtp_timeout_secs: u64) -> Node {
     let port = free_tcp_port();
     let control = format!("tcp://127.0.0.1:{port}");
     let admin = dir.join(format!("{name}.sock"));
     let ports = rtp_range();
     let cfg = dir.join(format!("{name}.yaml"));
-    std::fs::write(&cfg, "rtp_timeout_secs: 0\n").expect("write swrtp config");
+    std::fs::write(&cfg, format!("rtp_timeout_secs: {rtp_timeout_secs}\n"))
+        .expect("write swrtp config");
     let child = Command::new(swrtp_bin())
         .args([
             "--config",
@@ -166,7 +170,13 @@ impl System {
     pub async fn start(opts: Options) -> System {
         let dir = tempdir("sys");
         let nodes: Vec<Node> = (0..opts.nodes)
-            .map(|i| start_swrtp(&dir, &format!("rtp-{}", (b'a' + i as u8) as char)))
+            .map(|i| {
+                start_swrtp(
+                    &dir,
+                    &format!("rtp-{}", (b'a' + i as u8) as char),
+                    opts.rtp_timeout_secs,
+                )
+            })
             .collect();
         let sip_port = free_udp_port();
         let admin = dir.join("swbd.sock");
