@@ -109,6 +109,27 @@ fn main() -> ExitCode {
         };
     }
     if args.check_config {
+        // Everything the daemon would load at start: users file and dialplan.
+        let mut errors = Vec::new();
+        if let Some(users) = &config.auth.users_file
+            && let Err(e) = swbd::auth::users::Users::load(users, &config.auth.realm)
+        {
+            errors.push(e);
+        }
+        let ctx = swbd::dialplan::DialplanContext::from_config(&config);
+        let plan = match &config.dialplan.file {
+            Some(file) => swbd::dialplan::Dialplan::load(file, &ctx).map(|_| ()),
+            None => swbd::dialplan::Dialplan::embedded_default(&ctx).map(|_| ()),
+        };
+        if let Err(e) = plan {
+            errors.extend(e);
+        }
+        if !errors.is_empty() {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
+        }
         println!("{name}: ok");
         return ExitCode::SUCCESS;
     }

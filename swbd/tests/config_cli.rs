@@ -168,3 +168,43 @@ fn admin_port_in_use_is_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_also_checks_the_dialplan_and_users_file() {
+    let dir = std::env::temp_dir().join(format!("swbd-cfg-deps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let plan = repo().join("testdata/dialplans/bad-regex.yaml");
+    let f = dir.join("c.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "dialplan: {{ file: \"{}\" }}\nauth: {{ users_file: missing-users.yaml }}\n",
+            plan.display()
+        ),
+    )
+    .expect("write");
+    let o = swbd(&["--check-config", "--config", f.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("missing-users.yaml: cannot read"), "{err}");
+    assert!(err.contains("bad-regex.yaml:5:26: bad regex"), "{err}");
+}
+
+#[test]
+fn check_dialplan_reports_every_error_with_positions() {
+    let o = swbd(&["--check-dialplan", "testdata/dialplans/bad-many.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.lines().count() >= 2,
+        "all errors, not just the first: {err}"
+    );
+    for line in err.lines() {
+        assert!(
+            line.starts_with("testdata/dialplans/bad-many.yaml:"),
+            "located: {line}"
+        );
+    }
+    let o = swbd(&["--check-dialplan", "dialplans/default.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
