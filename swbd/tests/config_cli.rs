@@ -208,3 +208,21 @@ fn check_dialplan_reports_every_error_with_positions() {
     let o = swbd(&["--check-dialplan", "dialplans/default.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn sip_port_in_use_is_one_line() {
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let sock = std::env::temp_dir().join(format!("swbd-sip-in-use-{}.sock", std::process::id()));
+    let o = swbd(&[
+        "--listen",
+        &format!("udp:127.0.0.1:{port}"),
+        "--admin-socket",
+        sock.to_str().expect("utf-8"),
+    ]);
+    assert_clean_failure(&o);
+    assert_eq!(
+        stderr(&o).trim(),
+        format!("swbd: cannot listen on udp:127.0.0.1:{port}: address already in use")
+    );
+}
