@@ -317,3 +317,78 @@ fn goertzel(samples: &[f64], freq: f64) -> f64 {
     }
     s1 * s1 + s2 * s2 - k * s1 * s2
 }
+
+#[tokio::test]
+async fn early_media_from_183_reaches_the_caller_before_answer() {
+    let sys = System::start(Options::default()).await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    bob.register(300).await;
+    let mut call = alice.invite("1002", None).await;
+    let inv = bob.request("INVITE").await;
+    let b_media = sdp_media_addr(&inv.body).expect("B offer");
+    let body = sdp(bob.rtp_port);
+    bob.reply(&inv, 183, "Session Progress", Some("b"), Some(&body))
+        .await;
+    let progress = loop {
+        let r = alice.response(&call.call_id, "INVITE").await;
+        if r.code == 183 {
+            break r;
+        }
+        assert!(r.code < 200, "unexpected final {}", r.code);
+    };
+    let a_media = sdp_media_addr(&progress.body).expect("183 carries SDP");
+    // Ringback from the far end reaches alice before any answer.
+    for seq in 0..10u16 {
+        bob.send_rtp(b_media, seq, 0xB0B, &[0x11; 160]).await;
+        alice.send_rtp(a_media, seq, 0xA11, &[0x22; 160]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let early = alice.recv_rtp(5, 3).await;
+    assert!(!early.is_empty(), "early media heard");
+    bob.reply(&inv, 200, "OK", Some("b"), Some(&body)).await;
+    let _ack = bob.request("ACK").await;
+    assert_eq!(alice.final_response(&mut call).await.code, 200);
+    alice.ack(&call).await;
+    assert_eq!(alice.bye(&call).await.code, 200);
+    let bye = bob.request("BYE").await;
+    bob.reply(&bye, 200, "OK", None, None).await;
+    sys.assert_clean().await;
+}
+
+#[tokio::test]
+async fn late_200_on_a_cancelled_fork_gets_ack_and_bye() {
+    let sys = System::start(Options::default()).await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut desk = Ua::new("1002", sys.sip).await;
+    let mut mobile = Ua::new("1002", sys.sip).await;
+    desk.register(300).await;
+    mobile.register(300).await;
+    let mut call = alice.invite("1002", None).await;
+    let inv_desk = desk.request("INVITE").await;
+    let inv_mobile = mobile.request("INVITE").await;
+    mobile
+        .reply(&inv_mobile, 180, "Ringing", Some("m"), None)
+        .await;
+    let body = sdp(desk.rtp_port);
+    desk.reply(&inv_desk, 200, "OK", Some("d"), Some(&body))
+        .await;
+    let _ack = desk.request("ACK").await;
+    // The mobile answers too: its 200 crosses swbd's CANCEL.
+    let cancel = mobile.request("CANCEL").await;
+    let body_m = sdp(mobile.rtp_port);
+    mobile
+        .reply(&inv_mobile, 200, "OK", Some("m"), Some(&body_m))
+        .await;
+    mobile.reply(&cancel, 200, "OK", None, None).await;
+    let _ack = mobile.request("ACK").await;
+    let bye = mobile.request("BYE").await;
+    mobile.reply(&bye, 200, "OK", None, None).await;
+
+    assert_eq!(alice.final_response(&mut call).await.code, 200);
+    alice.ack(&call).await;
+    assert_eq!(alice.bye(&call).await.code, 200);
+    let bye = desk.request("BYE").await;
+    desk.reply(&bye, 200, "OK", None, None).await;
+    sys.assert_clean().await;
+}
