@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Options, Proc, System, eventually};
+use support::{Options, Proc, System, eventually, goertzel};
 use switchboard_proto::admin::v1 as pb;
 
 fn baresip_installed() -> bool {
@@ -65,17 +65,6 @@ fn read_wav(path: &Path) -> Vec<f64> {
         .chunks_exact(2)
         .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
         .collect()
-}
-
-fn goertzel(samples: &[f64], freq: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * freq / 8000.0).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for x in samples {
-        let s = x + k * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    s1 * s1 + s2 * s2 - k * s1 * s2
 }
 
 /// A UDP port whose successor is free too (baresip binds both).

@@ -5,7 +5,7 @@
 mod support;
 
 use support::ua::{Ua, sdp, sdp_media_addr};
-use support::{Options, System};
+use support::{Options, System, goertzel};
 use swbd::sip::message::HeaderAccess;
 use swbd::sip::{Name, Request};
 
@@ -305,17 +305,6 @@ fn mulaw_decode(b: u8) -> i16 {
     let magnitude = ((i32::from(mantissa) << 3) + 0x84) << exponent;
     let v = magnitude - 0x84;
     (if sign != 0 { -v } else { v }) as i16
-}
-
-fn goertzel(samples: &[f64], freq: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * freq / 8000.0).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for x in samples {
-        let s = x + k * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    s1 * s1 + s2 * s2 - k * s1 * s2
 }
 
 #[tokio::test]

@@ -166,7 +166,7 @@ fn default_plan_is_the_embedded_file() {
     assert_eq!(r.route_id, "tone");
     assert_eq!(
         r.actions.get(1).map(|a| a.description.as_str()),
-        Some("tone-1khz.wav")
+        Some("tone-1khz-2s.wav")
     );
     assert!(!p.test_route("42", "", "", "").matched);
 }

@@ -1061,6 +1061,20 @@ impl Ctl {
         }
     }
 
+    /// Bridge A's session (created on demand) with `b_session` on the
+    /// node; returns A's SDP answer.
+    async fn bridge_a_with(&mut self, b_session: &str) -> Result<String, ControlError> {
+        let (a_sid, a_sdp) = self.ensure_a_session().await?;
+        self.media_client()?
+            .bridge(media::BridgeRequest {
+                session_a: a_sid,
+                session_b: b_session.to_string(),
+            })
+            .await
+            .map_err(|st| status_to_control(&st, "bridge"))?;
+        Ok(a_sdp)
+    }
+
     async fn early_media(&mut self, i: usize, resp: &Response) -> Result<(), ControlError> {
         let session_id = self
             .b_legs
@@ -1075,14 +1089,7 @@ impl Ctl {
             })
             .await
             .map_err(|st| status_to_control(&st, "early media"))?;
-        let (a_sid, a_sdp) = self.ensure_a_session().await?;
-        client
-            .bridge(media::BridgeRequest {
-                session_a: a_sid,
-                session_b: session_id.clone(),
-            })
-            .await
-            .map_err(|st| status_to_control(&st, "bridge"))?;
+        let a_sdp = self.bridge_a_with(&session_id).await?;
         if let Some(b) = self.b_legs.get_mut(i) {
             b.early = true;
         }
@@ -1249,13 +1256,7 @@ impl Ctl {
                     .await;
             }
             if self.early_bridge.as_deref() != Some(session_id.as_str()) {
-                client
-                    .bridge(media::BridgeRequest {
-                        session_a: a_sid,
-                        session_b: session_id.clone(),
-                    })
-                    .await
-                    .map_err(|st| status_to_control(&st, "bridge"))?;
+                self.bridge_a_with(&session_id).await?;
             }
             Ok::<(), ControlError>(())
         }

@@ -1169,14 +1169,14 @@ mod tests {
     fn audio_files_are_checked_when_a_directory_is_configured() {
         let dir = std::env::temp_dir().join(format!("swbd-audio-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(dir.join("tone-1khz.wav"), b"RIFF").expect("write");
+        std::fs::write(dir.join("tone-1khz-2s.wav"), b"RIFF").expect("write");
         let ctx = DialplanContext {
             gateways: vec![],
             audio_dir: Some(dir.clone()),
         };
         let p = Dialplan::embedded_default(&ctx).expect("tone exists");
         assert!(p.notes().is_empty());
-        std::fs::remove_file(dir.join("tone-1khz.wav")).expect("rm");
+        std::fs::remove_file(dir.join("tone-1khz-2s.wav")).expect("rm");
         let errs = Dialplan::embedded_default(&ctx).expect_err("tone missing");
         assert!(
             errs.first()

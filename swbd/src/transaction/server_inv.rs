@@ -33,40 +33,36 @@ pub enum ServerInviteEvent {
 /// response answers `500`; after a CANCEL with the handle gone, `487`.
 #[derive(Debug)]
 pub struct ServerInviteTransaction {
-    request: Request,
-    source: Source,
-    to_tag: String,
-    user_agent: String,
-    tu: mpsc::UnboundedSender<Response>,
+    responder: InviteResponder,
     events: mpsc::UnboundedReceiver<ServerInviteEvent>,
 }
 
 impl ServerInviteTransaction {
     /// The INVITE (top Via stamped with `received`/`rport`).
     pub fn request(&self) -> &Request {
-        &self.request
+        self.responder.request()
     }
 
     /// Where it came from.
     pub fn source(&self) -> &Source {
-        &self.source
+        self.responder.source()
     }
 
     /// Our To tag (the dialog's local tag).
     pub fn to_tag(&self) -> &str {
-        &self.to_tag
+        self.responder.to_tag()
     }
 
     /// A response carrying this transaction's To tag and our Server header.
     pub fn response(&self, code: u16, reason: &str) -> Response {
-        build_response(&self.request, code, reason, &self.to_tag, &self.user_agent)
+        self.responder.response(code, reason)
     }
 
     /// Send a response: provisionals (the latest is resent on INVITE
     /// retransmissions), then one final; after a 2xx, more 2xx may follow
     /// (RFC 6026).
     pub fn respond(&self, response: Response) -> Result<()> {
-        self.tu.send(response).map_err(|_| Error::Terminated)
+        self.responder.respond(response)
     }
 
     /// The next event (CANCEL, ACK, missing ACK); `None` once the
@@ -79,16 +75,7 @@ impl ServerInviteTransaction {
     /// watch for CANCEL while another answers. The transaction sees the TU
     /// as gone (and answers `500`) only when every responder clone is dropped.
     pub fn split(self) -> (InviteResponder, mpsc::UnboundedReceiver<ServerInviteEvent>) {
-        (
-            InviteResponder {
-                request: self.request,
-                source: self.source,
-                to_tag: self.to_tag,
-                user_agent: self.user_agent,
-                tu: self.tu,
-            },
-            self.events,
-        )
+        (self.responder, self.events)
     }
 }
 
@@ -141,11 +128,13 @@ pub(crate) fn start(
     let (tu_tx, tu_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let handle = ServerInviteTransaction {
-        request: request.clone(),
-        source,
-        to_tag: random_token(10),
-        user_agent: layer.user_agent.clone(),
-        tu: tu_tx,
+        responder: InviteResponder {
+            request: request.clone(),
+            source,
+            to_tag: random_token(10),
+            user_agent: layer.user_agent.clone(),
+            tu: tu_tx,
+        },
         events: ev_rx,
     };
     let task = Task {

@@ -323,3 +323,15 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Energy of `samples` (8 kHz) at `freq` (Goertzel).
+pub fn goertzel(samples: &[f64], freq: f64) -> f64 {
+    let k = 2.0 * (2.0 * std::f64::consts::PI * freq / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for x in samples {
+        let s = x + k * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    s1 * s1 + s2 * s2 - k * s1 * s2
+}

@@ -69,18 +69,7 @@ pub fn sdp_media_addr(body: &[u8]) -> Option<SocketAddr> {
 
 impl Ua {
     pub async fn new(user: &str, server: SocketAddr) -> Ua {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind sip");
-        let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("bind rtp");
-        Ua {
-            user: user.to_string(),
-            addr: sock.local_addr().expect("addr"),
-            rtp_port: rtp.local_addr().expect("addr").port(),
-            sock,
-            server,
-            rtp,
-            cseq: 1,
-            pending: VecDeque::new(),
-        }
+        Self::bind_at(user, server, 0).await
     }
 
     /// A UA whose SIP socket is bound at `port` (a fake trunk).
