@@ -21,7 +21,10 @@ fn office() -> Dialplan {
     Dialplan::load(&file, &ctx).unwrap_or_else(|e| {
         panic!(
             "{}",
-            e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })
 }
@@ -63,7 +66,9 @@ fn office_routes_as_documented() {
     assert_eq!(t("2000", "", "", "").1, "sales");
     let (_, _, sales) = t("2000", "", "", "");
     assert_eq!(
-        sales.first().map(|a| (a.name.as_str(), a.description.as_str())),
+        sales
+            .first()
+            .map(|a| (a.name.as_str(), a.description.as_str())),
         Some((
             "dial",
             "user/1001, user/1002, user/1003 in parallel, timeout 20s, on failure next action"
@@ -98,11 +103,16 @@ fn office_routes_as_documented() {
 #[test]
 fn ivr_variables_show_in_test_route() {
     let r = office().test_route("8000", "1001", "", "");
-    assert_eq!(r.variables.get("reception").map(String::as_str), Some("1000"));
+    assert_eq!(
+        r.variables.get("reception").map(String::as_str),
+        Some("1000")
+    );
     let names: Vec<&str> = r.actions.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(
         names,
-        ["answer", "playback", "sleep", "set", "dial", "playback", "hangup"]
+        [
+            "answer", "playback", "sleep", "set", "dial", "playback", "hangup"
+        ]
     );
     assert_eq!(
         r.actions.get(4).map(|a| a.description.as_str()),
@@ -154,6 +164,9 @@ fn default_plan_is_the_embedded_file() {
     );
     let r = p.test_route("500", "", "", "");
     assert_eq!(r.route_id, "tone");
-    assert_eq!(r.actions.get(1).map(|a| a.description.as_str()), Some("tone-1khz.wav"));
+    assert_eq!(
+        r.actions.get(1).map(|a| a.description.as_str()),
+        Some("tone-1khz.wav")
+    );
     assert!(!p.test_route("42", "", "", "").matched);
 }

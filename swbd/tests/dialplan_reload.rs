@@ -21,7 +21,8 @@ fn plan_yaml(k: usize) -> String {
     )
 }
 
-const BAD: &str = "version: 1\nroutes:\n  - id: x\n    match: {destination_regex: '(('}\n    actions: [answer]\n";
+const BAD: &str =
+    "version: 1\nroutes:\n  - id: x\n    match: {destination_regex: '(('}\n    actions: [answer]\n";
 
 /// Always fails the dial and remembers the target.
 #[derive(Default)]
@@ -56,8 +57,8 @@ async fn calls_never_see_a_torn_plan_while_plans_swap() {
     let store = store(&events);
     let versions: HashMap<String, usize> = (0..4)
         .map(|k| {
-            let p = Dialplan::parse("x", &plan_yaml(k), &DialplanContext::default())
-                .expect("loads");
+            let p =
+                Dialplan::parse("x", &plan_yaml(k), &DialplanContext::default()).expect("loads");
             (p.version().hash.clone(), k)
         })
         .collect();
@@ -150,7 +151,10 @@ async fn a_call_keeps_the_plan_it_started_with() {
     let mut rec = Recorder::default();
     let ex = execute(&old, &call, &mut rec, &CancellationToken::new()).await;
     assert_eq!(ex.route_id.as_deref(), Some("plan-0"));
-    assert_eq!(store.current().routes().first().map(|r| r.id.as_str()), Some("plan-1"));
+    assert_eq!(
+        store.current().routes().first().map(|r| r.id.as_str()),
+        Some("plan-1")
+    );
 }
 
 #[test]
@@ -166,7 +170,10 @@ fn reloads_are_announced_and_bad_ones_change_nothing() {
             yaml: BAD,
         })
         .expect_err("refused");
-    assert!(errs.first().is_some_and(|e| e.to_string().starts_with("bad.yaml:4:")));
+    assert!(
+        errs.first()
+            .is_some_and(|e| e.to_string().starts_with("bad.yaml:4:"))
+    );
     assert_eq!(store.current().version().hash, v0);
     match &rx.try_recv().expect("event").1 {
         Event::DialplanRefused {
@@ -209,20 +216,37 @@ fn reload_configured_rereads_the_file() {
     let events = EventBus::new();
     let store = DialplanStore::from_config(&cfg, events).expect("loads");
     assert_eq!(store.current().source(), file.display().to_string());
-    assert_eq!(store.current().routes().first().map(|r| r.id.as_str()), Some("plan-2"));
+    assert_eq!(
+        store.current().routes().first().map(|r| r.id.as_str()),
+        Some("plan-2")
+    );
 
     std::fs::write(&file, plan_yaml(3)).expect("write");
     store.reload(ReloadSource::Configured).expect("applied");
-    assert_eq!(store.current().routes().first().map(|r| r.id.as_str()), Some("plan-3"));
+    assert_eq!(
+        store.current().routes().first().map(|r| r.id.as_str()),
+        Some("plan-3")
+    );
 
     std::fs::write(&file, BAD).expect("write");
     let errs = store.reload(ReloadSource::Configured).expect_err("refused");
-    assert!(errs.first().is_some_and(|e| e.file == file.display().to_string()));
-    assert_eq!(store.current().routes().first().map(|r| r.id.as_str()), Some("plan-3"));
+    assert!(
+        errs.first()
+            .is_some_and(|e| e.file == file.display().to_string())
+    );
+    assert_eq!(
+        store.current().routes().first().map(|r| r.id.as_str()),
+        Some("plan-3")
+    );
 
     std::fs::remove_file(&file).expect("rm");
-    let errs = store.reload(ReloadSource::Configured).expect_err("missing file refused");
-    assert!(errs.first().is_some_and(|e| e.message.contains("cannot read")));
+    let errs = store
+        .reload(ReloadSource::Configured)
+        .expect_err("missing file refused");
+    assert!(
+        errs.first()
+            .is_some_and(|e| e.message.contains("cannot read"))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
