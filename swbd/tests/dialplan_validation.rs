@@ -44,7 +44,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "bad-regex.yaml",
         "5:26",
-        "bad regex \"9(\\\\d+\": unclosed group",
+        "bad regex \"9(\\\\d+\": found open group without closing ')'",
     ),
     (
         "bad-glob.yaml",
