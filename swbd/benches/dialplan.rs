@@ -72,6 +72,19 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_validate_index", |b| {
         b.iter(|| black_box(Dialplan::parse("big.yaml", black_box(&yaml), &ctx)))
     });
+    // The YAML parser alone, for the breakdown in BENCHMARKS-dialplan.md.
+    g.bench_function("yaml_syntax_only", |b| {
+        b.iter(|| {
+            black_box(serde_saphyr::from_str::<serde::de::IgnoredAny>(black_box(&yaml)).is_ok())
+        })
+    });
+    g.finish();
+
+    let small = big_plan_yaml(1_000);
+    let mut g = c.benchmark_group("reload_1k");
+    g.bench_function("parse_validate_index", |b| {
+        b.iter(|| black_box(Dialplan::parse("1k.yaml", black_box(&small), &ctx)))
+    });
     g.finish();
 }
 
