@@ -257,3 +257,23 @@ fn default_config_runs_the_embedded_plan() {
     assert_eq!(store.current().source(), swbd::dialplan::DEFAULT_SOURCE);
     store.reload(ReloadSource::Configured).expect("re-applies");
 }
+
+#[tokio::test]
+async fn reload_async_runs_off_the_runtime() {
+    let store = DialplanStore::from_config(&swbd::config::Config::default(), EventBus::new())
+        .expect("loads");
+    let v = store
+        .reload_async(None)
+        .await
+        .expect("configured re-applied");
+    assert_eq!(store.current().version(), &v);
+    let errs = store
+        .reload_async(Some("/nonexistent/plan.yaml".into()))
+        .await
+        .expect_err("refused");
+    assert!(
+        errs.first()
+            .is_some_and(|e| e.file == "/nonexistent/plan.yaml")
+    );
+    assert_eq!(store.current().version(), &v);
+}
