@@ -212,6 +212,22 @@ fn mutate(rng: &mut StdRng, text: &str) -> String {
     chars.into_iter().collect()
 }
 
+/// Iterations: `DIALPLAN_FUZZ_ITERS` (for longer runs), else `default`.
+fn iterations(default: usize) -> usize {
+    std::env::var("DIALPLAN_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Seed: `DIALPLAN_FUZZ_SEED`, else `default` (runs are deterministic).
+fn seed(default: u64) -> u64 {
+    std::env::var("DIALPLAN_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn seeds() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -266,9 +282,9 @@ fn random_and_mutated_documents_never_panic() {
         audio_dir: None,
     };
     let seeds = seeds();
-    let mut rng = StdRng::seed_from_u64(0x5b_d1a1);
+    let mut rng = StdRng::seed_from_u64(seed(0x5b_d1a1));
     let (mut ok, mut refused) = (0, 0);
-    for i in 0..6000 {
+    for i in 0..iterations(6000) {
         let doc = match i % 3 {
             0 => random_plan(&mut rng),
             1 => mapping(&mut rng, 0, 0),
@@ -287,4 +303,56 @@ fn random_and_mutated_documents_never_panic() {
     // Both paths were exercised.
     assert!(ok > 500, "only {ok} documents loaded");
     assert!(refused > 1000, "only {refused} documents refused");
+}
+
+/// Compare the parallel fast path with the sequential parse.
+fn same_as_sequential(doc: &str, ctx: &DialplanContext, pieces: usize) -> bool {
+    let Some(fast) = Dialplan::parse_in_pieces("fuzz.yaml", doc, ctx, pieces) else {
+        return false;
+    };
+    let slow = Dialplan::parse_sequential("fuzz.yaml", doc, ctx);
+    let view = |r: &Result<Dialplan, Vec<switchboard_proto::support::yaml::FileError>>| match r {
+        Ok(p) => Ok((
+            p.to_proto().routes,
+            p.no_match().clone(),
+            p.version().hash.clone(),
+        )),
+        Err(e) => Err(e.clone()),
+    };
+    assert_eq!(
+        view(&fast),
+        view(&slow),
+        "parallel parse differs for:\n{doc}"
+    );
+    true
+}
+
+#[test]
+fn parallel_parse_matches_sequential() {
+    let ctx = DialplanContext {
+        gateways: vec!["gw".into(), "carrier-a".into(), "carrier-b".into()],
+        audio_dir: None,
+    };
+    let mut rng = StdRng::seed_from_u64(seed(0xfa57));
+    let seeds = seeds();
+    let mut taken = 0;
+    for i in 0..iterations(3000) {
+        let doc = match i % 2 {
+            0 => random_plan(&mut rng),
+            _ => {
+                let seed = &seeds[rng.random_range(0..seeds.len())];
+                if i % 4 == 1 {
+                    seed.clone()
+                } else {
+                    mutate(&mut rng, seed)
+                }
+            }
+        };
+        let pieces = rng.random_range(2..6);
+        if same_as_sequential(&doc, &ctx, pieces) {
+            taken += 1;
+        }
+    }
+    println!("parallel path taken for {taken} documents");
+    assert!(taken > 500, "parallel path taken only {taken} times");
 }

@@ -463,8 +463,52 @@ pub struct Dialplan {
 
 impl Dialplan {
     /// Load, validate and index `yaml`, named `source` in errors.
+    ///
+    /// Files over [`MIN_PARALLEL_BYTES`](super::parallel::MIN_PARALLEL_BYTES)
+    /// are parsed in pieces on several threads when the machine has them
+    /// (same result, see [`parallel`](super::parallel)).
     pub fn parse(source: &str, yaml: &str, ctx: &DialplanContext) -> Result<Self, Vec<FileError>> {
+        if yaml.len() >= super::parallel::MIN_PARALLEL_BYTES {
+            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            if threads > 1
+                && let Some(done) = Self::parse_in_pieces(source, yaml, ctx, threads)
+            {
+                return done;
+            }
+        }
+        Self::parse_sequential(source, yaml, ctx)
+    }
+
+    /// [`parse`](Self::parse) on one thread, whatever the size.
+    pub fn parse_sequential(
+        source: &str,
+        yaml: &str,
+        ctx: &DialplanContext,
+    ) -> Result<Self, Vec<FileError>> {
         let file: DialplanFile = yaml::from_str(source, yaml).map_err(|e| vec![e])?;
+        Self::compile(source, yaml, file, ctx)
+    }
+
+    /// [`parse`](Self::parse) with the YAML split in `pieces` parsed in
+    /// parallel, whatever the size; `None` when the file's shape does not
+    /// allow it or a piece fails to parse (then only a sequential parse
+    /// gives the right error).
+    pub fn parse_in_pieces(
+        source: &str,
+        yaml: &str,
+        ctx: &DialplanContext,
+        pieces: usize,
+    ) -> Option<Result<Self, Vec<FileError>>> {
+        let file = super::parallel::parse(yaml, pieces)?;
+        Some(Self::compile(source, yaml, file, ctx))
+    }
+
+    fn compile(
+        source: &str,
+        yaml: &str,
+        file: DialplanFile,
+        ctx: &DialplanContext,
+    ) -> Result<Self, Vec<FileError>> {
         let mut v = Validator {
             source,
             ctx,
