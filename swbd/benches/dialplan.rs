@@ -50,6 +50,10 @@ fn bench(c: &mut Criterion) {
     let yaml = big_plan_yaml(10_000);
     let ctx = DialplanContext::default();
     let plan = Dialplan::parse("big.yaml", &yaml, &ctx).expect("big plan loads");
+    assert!(
+        Dialplan::parse_in_pieces("big.yaml", &yaml, &ctx, 2).is_some(),
+        "the big plan takes the parallel path"
+    );
 
     let mut g = c.benchmark_group("lookup_10k");
     let cases = [
@@ -71,6 +75,15 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.bench_function("parse_validate_index", |b| {
         b.iter(|| black_box(Dialplan::parse("big.yaml", black_box(&yaml), &ctx)))
+    });
+    g.bench_function("parse_validate_index_sequential", |b| {
+        b.iter(|| {
+            black_box(Dialplan::parse_sequential(
+                "big.yaml",
+                black_box(&yaml),
+                &ctx,
+            ))
+        })
     });
     // The YAML parser alone, for the breakdown in BENCHMARKS-dialplan.md.
     g.bench_function("yaml_syntax_only", |b| {

@@ -721,7 +721,7 @@ impl Validator<'_> {
 
     fn route(&mut self, r: RouteFile, line: u32) -> Option<Route> {
         let before = self.errors.len();
-        let matcher = self.matcher(r.match_.value);
+        let matcher = self.matcher(r.match_);
         let mut defined: BTreeSet<String> =
             BUILTIN_VARIABLES.iter().map(|s| s.to_string()).collect();
         if let Some(DestinationPattern::Regex(re)) = matcher.as_ref().map(|m| &m.destination) {
