@@ -485,7 +485,15 @@ impl Dialplan {
         yaml: &str,
         ctx: &DialplanContext,
     ) -> Result<Self, Vec<FileError>> {
-        let file: DialplanFile = yaml::from_str(source, yaml).map_err(|e| vec![e])?;
+        if yaml.trim().is_empty() {
+            return Err(vec![FileError::at(
+                source,
+                1,
+                1,
+                "the file is empty (expected `version: 1` and a `routes:` list)",
+            )]);
+        }
+        let file: DialplanFile = yaml::from_str(source, yaml).map_err(|e| vec![explain(e)])?;
         Self::compile(source, yaml, file, ctx)
     }
 
@@ -610,6 +618,26 @@ impl Dialplan {
         variables.extend(captures);
         Some(Routed { route, variables })
     }
+}
+
+/// Add what was expected to serde's terser complaints.
+fn explain(mut e: FileError) -> FileError {
+    let hint = match e.message.as_str() {
+        "unexpected value for unit enum variant" => {
+            Some("`answer` takes no parameters (write `- answer`)")
+        }
+        "expected mapping start" => Some(
+            "expected a mapping here, like `- playback: {file: x.wav}` or `match: {destination: \"1*\"}`",
+        ),
+        "invalid u16" | "invalid u32" | "invalid i32" => {
+            Some("expected a whole number in range (SIP status 400-699, priority, version 1)")
+        }
+        _ => None,
+    };
+    if let Some(h) = hint {
+        e.message = format!("{}: {h}", e.message);
+    }
+    e
 }
 
 /// First 12 hex digits of SHA-256.
@@ -1227,6 +1255,40 @@ mod tests {
                 .is_some_and(|e| e.message.contains("not found under audio directory"))
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn terse_serde_errors_get_a_hint() {
+        let cases = [
+            ("", (1, 1), "the file is empty"),
+            (
+                "version: 1\nroutes:\n  - id: a\n    match: {}\n    actions: [{answer: {}}]\n",
+                (5, 24),
+                "write `- answer`",
+            ),
+            (
+                "version: 1\nroutes:\n  - id: a\n    match: {}\n    actions:\n      - playback: x.wav\n",
+                (6, 19),
+                "expected a mapping here",
+            ),
+            (
+                "version: 1\nroutes:\n  - id: a\n    match: {}\n    actions: [{hangup: {code: 70000}}]\n",
+                (5, 31),
+                "expected a whole number",
+            ),
+            ("routes: []\n", (1, 1), "missing field `version`"),
+            (
+                "version: 1\nroutes:\n  - match: {}\n    actions: [answer]\n",
+                (4, 5),
+                "missing field `id`",
+            ),
+        ];
+        for (doc, at, msg) in cases {
+            let errs = errors(doc);
+            let e = errs.first().expect("an error");
+            assert_eq!((e.line, e.column), at, "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
     }
 
     #[test]
