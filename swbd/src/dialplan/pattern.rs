@@ -239,14 +239,22 @@ pub struct AnchoredRegex {
 impl AnchoredRegex {
     /// Compile `pattern` as `^(?:pattern)$`.
     pub fn new(pattern: &str) -> Result<Self, Error> {
+        let bad = |e: regex_lite::Error| Error::BadRegex {
+            pattern: pattern.to_string(),
+            reason: regex_reason(&e),
+        };
+        // On its own first, so `1)|(2` cannot break out of the anchoring
+        // group below.
+        regex_lite::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .nest_limit(64)
+            .build()
+            .map_err(bad)?;
         let regex = regex_lite::RegexBuilder::new(&format!("^(?:{pattern})$"))
             .size_limit(1 << 20)
             .nest_limit(64)
             .build()
-            .map_err(|e| Error::BadRegex {
-                pattern: pattern.to_string(),
-                reason: regex_reason(&e),
-            })?;
+            .map_err(bad)?;
         let mut capture_names = Vec::new();
         for (i, name) in regex.capture_names().enumerate().skip(1) {
             capture_names.push(i.to_string());
@@ -501,6 +509,8 @@ mod tests {
         assert!(r.is_match("123"));
         assert!(!r.is_match("١٢٣"), "Arabic-Indic digits are not SIP digits");
         assert!(AnchoredRegex::new(r"\p{L}+").is_err());
+        // No escaping the anchors.
+        assert!(AnchoredRegex::new("12)|(34").is_err());
     }
 
     #[test]
