@@ -117,14 +117,20 @@ pub fn parse(yaml: &str, pieces: usize) -> Option<DialplanFile> {
         .collect();
 
     let (head, parts) = std::thread::scope(|s| {
+        // A thread that cannot be spawned makes its piece fail (no panic).
         let handles: Vec<_> = texts
             .iter()
-            .map(|t| s.spawn(move || serde_saphyr::from_str::<Piece>(t).ok()))
+            .map(|t| {
+                std::thread::Builder::new()
+                    .name("dialplan-parse".into())
+                    .spawn_scoped(s, move || serde_saphyr::from_str::<Piece>(t).ok())
+                    .ok()
+            })
             .collect();
         let head = serde_saphyr::from_str::<DialplanFile>(&header).ok();
         let parts: Vec<Option<Piece>> = handles
             .into_iter()
-            .map(|h| h.join().ok().flatten())
+            .map(|h| h.and_then(|h| h.join().ok().flatten()))
             .collect();
         (head, parts)
     });
