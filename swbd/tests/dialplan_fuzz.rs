@@ -276,7 +276,7 @@ fn check(yaml: &str, ctx: &DialplanContext, rng: &mut StdRng) -> bool {
 }
 
 #[test]
-fn random_and_mutated_documents_never_panic() {
+fn dialplan_random_and_mutated_documents_never_panic() {
     let ctx = DialplanContext {
         gateways: vec!["gw".into(), "carrier-a".into(), "carrier-b".into()],
         audio_dir: None,
@@ -328,7 +328,7 @@ fn same_as_sequential(doc: &str, ctx: &DialplanContext, pieces: usize) -> bool {
 }
 
 #[test]
-fn parallel_parse_matches_sequential() {
+fn dialplan_parallel_parse_matches_sequential() {
     let ctx = DialplanContext {
         gateways: vec!["gw".into(), "carrier-a".into(), "carrier-b".into()],
         audio_dir: None,
