@@ -540,6 +540,17 @@ mod tests {
         assert_eq!(ex.outcome, CallOutcome::CallerHungUp);
     }
 
+    #[test]
+    fn execution_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let p = plan("  - id: x\n    match: {}\n    actions: [answer]\n");
+        let mut s = Script::default();
+        let cancel = CancellationToken::new();
+        let c = call("1");
+        let fut = execute(&p, &c, &mut s, &cancel);
+        assert_send(&fut);
+    }
+
     #[tokio::test]
     async fn dial_cancelled_by_swbd_is_not_a_caller_hangup() {
         let p = plan("  - id: x\n    match: {}\n    actions: [{dial: {target: user/1}}, answer]\n");
