@@ -20,6 +20,11 @@ use super::file::{DialplanFile, RouteFile};
 /// Below this size the sequential parse is fast enough.
 pub const MIN_PARALLEL_BYTES: usize = 128 * 1024;
 
+/// Fewest hardware threads for the parallel path. On the 2-core
+/// development VM, busy with other builds, two pieces were no faster than
+/// one (docs/BENCHMARKS-dialplan.md), so small machines parse sequentially.
+pub const MIN_THREADS: usize = 4;
+
 /// Most pieces used.
 const MAX_PIECES: usize = 8;
 

@@ -465,12 +465,13 @@ impl Dialplan {
     /// Load, validate and index `yaml`, named `source` in errors.
     ///
     /// Files over [`MIN_PARALLEL_BYTES`](super::parallel::MIN_PARALLEL_BYTES)
-    /// are parsed in pieces on several threads when the machine has them
-    /// (same result, see [`parallel`](super::parallel)).
+    /// are parsed in pieces on several threads when the machine has at
+    /// least [`MIN_THREADS`](super::parallel::MIN_THREADS) (same result,
+    /// see [`parallel`](super::parallel)).
     pub fn parse(source: &str, yaml: &str, ctx: &DialplanContext) -> Result<Self, Vec<FileError>> {
         if yaml.len() >= super::parallel::MIN_PARALLEL_BYTES {
             let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            if threads > 1
+            if threads >= super::parallel::MIN_THREADS
                 && let Some(done) = Self::parse_in_pieces(source, yaml, ctx, threads)
             {
                 return done;
