@@ -19,7 +19,9 @@ use super::error::{Error, clamp};
 use super::file::{ActionFile, DialplanFile, MatchFile, OnFailure, RouteFile};
 use super::index::RouteIndex;
 use super::pattern::{AnchoredRegex, Cidr, Glob};
-use super::template::{BUILTIN_VARIABLES, Template, Variables, is_variable_name};
+use super::template::{
+    BUILTIN_VARIABLES, Template, Variables, escape_reason, escape_sip_user, is_variable_name,
+};
 use crate::config::Config;
 
 /// The embedded default dialplan.
@@ -288,14 +290,16 @@ impl TargetTemplate {
         }
     }
 
-    /// Substitute variables.
+    /// Substitute variables. Values are escaped for a SIP user part, so a
+    /// caller-chosen destination cannot add `@host`, parameters or header
+    /// lines to the URI.
     pub fn resolve(&self, vars: &Variables) -> Target {
         match self {
-            TargetTemplate::User(t) => Target::User(t.render(vars)),
-            TargetTemplate::Uri(t) => Target::Uri(t.render(vars)),
+            TargetTemplate::User(t) => Target::User(t.render_escaped(vars, escape_sip_user)),
+            TargetTemplate::Uri(t) => Target::Uri(t.render_escaped(vars, escape_sip_user)),
             TargetTemplate::Gateway { name, user } => Target::Gateway {
                 name: name.clone(),
-                user: user.render(vars),
+                user: user.render_escaped(vars, escape_sip_user),
             },
         }
     }
@@ -376,7 +380,9 @@ impl Action {
                     super::file::DurationValue(*timeout)
                 )
             }
-            Action::Hangup { code, reason } => format!("{code} {}", reason.render(vars)),
+            Action::Hangup { code, reason } => {
+                format!("{code} {}", reason.render_escaped(vars, escape_reason))
+            }
             Action::Sleep(d) => super::file::DurationValue(*d).to_string(),
             Action::Set(pairs) => {
                 let mut scratch = vars.clone();
@@ -414,9 +420,10 @@ pub struct Route {
 /// What routing looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallInfo {
-    /// Request-URI user part.
+    /// Request-URI user part, unescaped (`%XX` decoded): dial targets
+    /// escape variable values again when they build URIs.
     pub destination: String,
-    /// From user part.
+    /// From user part, unescaped.
     pub caller: String,
     /// Request domain (Request-URI / To host).
     pub domain: String,
