@@ -30,14 +30,14 @@ fn office() -> Dialplan {
 }
 
 #[test]
-fn office_example_validates_with_its_config() {
+fn dialplan_office_example_validates_with_its_config() {
     let p = office();
     assert_eq!(p.summary().routes, 7);
     assert_eq!(p.summary().enabled, 6);
 }
 
 #[test]
-fn office_example_needs_its_gateways() {
+fn dialplan_office_example_needs_its_gateways() {
     let errs = check_file(
         &root().join("dialplans/examples/office.yaml"),
         &DialplanContext::default(),
@@ -48,7 +48,7 @@ fn office_example_needs_its_gateways() {
 }
 
 #[test]
-fn office_routes_as_documented() {
+fn dialplan_office_routes_as_documented() {
     let p = office();
     let t = |dest: &str, caller: &str, ip: &str, domain: &str| {
         let r = p.test_route(dest, caller, ip, domain);
@@ -101,7 +101,7 @@ fn office_routes_as_documented() {
 }
 
 #[test]
-fn ivr_variables_show_in_test_route() {
+fn dialplan_ivr_variables_show_in_test_route() {
     let r = office().test_route("8000", "1001", "", "");
     assert_eq!(
         r.variables.get("reception").map(String::as_str),
@@ -121,7 +121,7 @@ fn ivr_variables_show_in_test_route() {
 }
 
 #[test]
-fn to_proto_lists_routes_in_evaluation_order() {
+fn dialplan_to_proto_lists_routes_in_evaluation_order() {
     let p = office();
     let pb = p.to_proto();
     assert_eq!(pb.version, p.version().hash);
@@ -152,7 +152,7 @@ fn to_proto_lists_routes_in_evaluation_order() {
 }
 
 #[test]
-fn default_plan_is_the_embedded_file() {
+fn dialplan_default_plan_is_the_embedded_file() {
     let on_disk = std::fs::read_to_string(root().join("dialplans/default.yaml")).expect("read");
     assert_eq!(on_disk, swbd::dialplan::DEFAULT_YAML);
     let p = Dialplan::embedded_default(&DialplanContext::default()).expect("loads");

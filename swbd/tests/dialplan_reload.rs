@@ -52,7 +52,7 @@ fn store(events: &EventBus) -> DialplanStore {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_never_see_a_torn_plan_while_plans_swap() {
+async fn dialplan_calls_never_see_a_torn_plan_while_plans_swap() {
     let events = EventBus::new();
     let store = store(&events);
     let versions: HashMap<String, usize> = (0..4)
@@ -134,7 +134,7 @@ async fn calls_never_see_a_torn_plan_while_plans_swap() {
 }
 
 #[tokio::test]
-async fn a_call_keeps_the_plan_it_started_with() {
+async fn dialplan_a_call_keeps_the_plan_it_started_with() {
     let events = EventBus::new();
     let store = store(&events);
     let old = store.current();
@@ -158,7 +158,7 @@ async fn a_call_keeps_the_plan_it_started_with() {
 }
 
 #[test]
-fn reloads_are_announced_and_bad_ones_change_nothing() {
+fn dialplan_reloads_are_announced_and_bad_ones_change_nothing() {
     let events = EventBus::new();
     let mut rx = events.subscribe();
     let store = store(&events);
@@ -206,7 +206,7 @@ fn reloads_are_announced_and_bad_ones_change_nothing() {
 }
 
 #[test]
-fn reload_configured_rereads_the_file() {
+fn dialplan_reload_configured_rereads_the_file() {
     let dir = std::env::temp_dir().join(format!("swbd-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let file = dir.join("plan.yaml");
@@ -251,9 +251,29 @@ fn reload_configured_rereads_the_file() {
 }
 
 #[test]
-fn default_config_runs_the_embedded_plan() {
+fn dialplan_default_config_runs_the_embedded_plan() {
     let store = DialplanStore::from_config(&swbd::config::Config::default(), EventBus::new())
         .expect("loads");
     assert_eq!(store.current().source(), swbd::dialplan::DEFAULT_SOURCE);
     store.reload(ReloadSource::Configured).expect("re-applies");
+}
+
+#[tokio::test]
+async fn dialplan_reload_async_runs_off_the_runtime() {
+    let store = DialplanStore::from_config(&swbd::config::Config::default(), EventBus::new())
+        .expect("loads");
+    let v = store
+        .reload_async(None)
+        .await
+        .expect("configured re-applied");
+    assert_eq!(store.current().version(), &v);
+    let errs = store
+        .reload_async(Some("/nonexistent/plan.yaml".into()))
+        .await
+        .expect_err("refused");
+    assert!(
+        errs.first()
+            .is_some_and(|e| e.file == "/nonexistent/plan.yaml")
+    );
+    assert_eq!(store.current().version(), &v);
 }

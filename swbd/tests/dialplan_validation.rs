@@ -44,7 +44,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "bad-regex.yaml",
         "5:26",
-        "bad regex \"9(\\\\d+\": unclosed group",
+        "bad regex \"9(\\\\d+\": found open group without closing ')'",
     ),
     (
         "bad-glob.yaml",
@@ -121,7 +121,7 @@ const CASES: &[(&str, &str, &str)] = &[
 ];
 
 #[test]
-fn each_fixture_reports_its_error_at_the_right_place() {
+fn dialplan_each_fixture_reports_its_error_at_the_right_place() {
     let mut failures = Vec::new();
     for (file, at, msg) in CASES {
         let errs = errors_of(file);
@@ -140,7 +140,7 @@ fn each_fixture_reports_its_error_at_the_right_place() {
 }
 
 #[test]
-fn every_semantic_error_in_a_file_is_reported() {
+fn dialplan_every_semantic_error_in_a_file_is_reported() {
     let errs = errors_of("bad-many.yaml");
     let got: Vec<String> = errs
         .iter()
@@ -158,7 +158,7 @@ fn every_semantic_error_in_a_file_is_reported() {
 }
 
 #[test]
-fn every_bad_fixture_is_covered() {
+fn dialplan_every_bad_fixture_is_covered() {
     let mut names: Vec<String> = std::fs::read_dir(root().join("testdata/dialplans"))
         .expect("fixtures dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -175,7 +175,7 @@ fn every_bad_fixture_is_covered() {
 }
 
 #[test]
-fn missing_audio_is_not_checked_without_an_audio_dir() {
+fn dialplan_missing_audio_is_not_checked_without_an_audio_dir() {
     let path = root().join("testdata/dialplans/bad-missing-audio.yaml");
     let ctx = DialplanContext {
         audio_dir: None,
@@ -192,7 +192,7 @@ fn missing_audio_is_not_checked_without_an_audio_dir() {
 }
 
 #[test]
-fn unreadable_file_is_an_error_not_a_panic() {
+fn dialplan_unreadable_file_is_an_error_not_a_panic() {
     let errs = check_file(Path::new("/nonexistent/dialplan.yaml"), &ctx()).expect_err("refused");
     assert_eq!(errs.len(), 1);
     assert!(

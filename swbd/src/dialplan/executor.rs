@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::file::OnFailure;
 use super::plan::{Action, CallInfo, Dialplan, Target, reason_phrase};
-use super::template::Variables;
+use super::template::{Variables, escape_reason};
 
 /// A [`CallControl`] operation that could not be carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,7 +244,7 @@ async fn run_actions<C: CallControl>(
                 }
             }
             Action::Hangup { code, reason } => {
-                let reason = reason.render(vars);
+                let reason = reason.render_escaped(vars, escape_reason);
                 if race(cancel, control.hangup(*code, &reason)).await.is_none() {
                     return CallOutcome::CallerHungUp;
                 }
@@ -538,6 +538,34 @@ mod tests {
         cancel.cancel();
         let ex = execute(&p, &call("1"), &mut Hangs, &cancel).await;
         assert_eq!(ex.outcome, CallOutcome::CallerHungUp);
+    }
+
+    #[tokio::test]
+    async fn caller_input_cannot_rewrite_a_dial_uri_or_a_reason() {
+        let p = plan(
+            "  - id: x\n    match: {}\n    actions:\n      - dial: {target: \"sip:${destination}@pbx.example.com\"}\n      - hangup: {code: 480, reason: \"gone ${destination}\"}\n",
+        );
+        let mut s = Script::default();
+        let ex = run(&p, "1@evil.example>\r\nX: y", &mut s).await;
+        assert_eq!(
+            s.log,
+            [
+                "dial sip:1%40evil.example%3E%0D%0AX%3A%20y@pbx.example.com 30s",
+                "hangup 480 gone 1@evil.example>  X: y"
+            ]
+        );
+        assert!(matches!(ex.outcome, CallOutcome::HungUp { code: 480, .. }));
+    }
+
+    #[test]
+    fn execution_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let p = plan("  - id: x\n    match: {}\n    actions: [answer]\n");
+        let mut s = Script::default();
+        let cancel = CancellationToken::new();
+        let c = call("1");
+        let fut = execute(&p, &c, &mut s, &cancel);
+        assert_send(&fut);
     }
 
     #[tokio::test]

@@ -71,7 +71,7 @@ pub struct RouteFile {
     pub enabled: bool,
     /// Conditions, all of which must hold.
     #[serde(rename = "match")]
-    pub match_: Spanned<MatchFile>,
+    pub match_: MatchFile,
     /// What to do, in order.
     pub actions: Spanned<Vec<Spanned<ActionFile>>>,
 }
@@ -313,7 +313,7 @@ mod tests {
         let f: DialplanFile = serde_saphyr::from_str(yaml).expect("parses");
         let r = f.routes.first().expect("route");
         assert_eq!(r.id.referenced.line(), 3);
-        let dest = r.match_.value.destination.as_ref().expect("dest");
+        let dest = r.match_.destination.as_ref().expect("dest");
         assert_eq!((dest.referenced.line(), dest.referenced.column()), (4, 26));
         let acts = &r.actions.value;
         assert!(matches!(

@@ -16,6 +16,7 @@
 //! - [`error`]: semantic errors, located into `FILE:LINE:COLUMN`.
 //! - [`plan`]: [`Dialplan`], the loaded and validated plan; [`check_file`].
 //! - [`index`]: exact / prefix buckets that find the first matching route.
+//! - [`parallel`]: parsing big files in pieces on several threads.
 //! - [`executor`]: [`execute`], [`CallControl`], [`DialOutcome`], [`CallOutcome`].
 //! - [`store`]: [`DialplanStore`], the plan in force and live reload.
 //! - [`proto`]: admin views (`GetDialplan`, `TestRoute`).
@@ -24,6 +25,7 @@ pub mod error;
 pub mod executor;
 pub mod file;
 pub mod index;
+pub mod parallel;
 pub mod pattern;
 pub mod plan;
 pub mod proto;

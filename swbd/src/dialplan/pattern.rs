@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 use super::Error;
 
@@ -221,6 +221,12 @@ pub enum GlobShape {
 }
 
 /// A regex anchored at both ends, with its captures.
+///
+/// Compiled with `regex-lite`: the `regex` syntax with ASCII-only classes
+/// (`\d` is `[0-9]`, no `\p{..}`), which is what SIP user parts need and
+/// compiles ~30x faster, so a reload of thousands of regex routes stays
+/// fast. Matching is linear in the input, and the route index runs only
+/// the regexes whose literal prefix fits the destination.
 #[derive(Debug, Clone)]
 pub struct AnchoredRegex {
     source: String,
@@ -233,13 +239,22 @@ pub struct AnchoredRegex {
 impl AnchoredRegex {
     /// Compile `pattern` as `^(?:pattern)$`.
     pub fn new(pattern: &str) -> Result<Self, Error> {
-        let regex = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        let bad = |e: regex_lite::Error| Error::BadRegex {
+            pattern: pattern.to_string(),
+            reason: regex_reason(&e),
+        };
+        // On its own first, so `1)|(2` cannot break out of the anchoring
+        // group below.
+        regex_lite::RegexBuilder::new(pattern)
             .size_limit(1 << 20)
+            .nest_limit(64)
             .build()
-            .map_err(|e| Error::BadRegex {
-                pattern: pattern.to_string(),
-                reason: regex_reason(&e),
-            })?;
+            .map_err(bad)?;
+        let regex = regex_lite::RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .size_limit(1 << 20)
+            .nest_limit(64)
+            .build()
+            .map_err(bad)?;
         let mut capture_names = Vec::new();
         for (i, name) in regex.capture_names().enumerate().skip(1) {
             capture_names.push(i.to_string());
@@ -291,20 +306,15 @@ impl AnchoredRegex {
     }
 }
 
-/// The regex crate's error, on one line.
-fn regex_reason(e: &regex::Error) -> String {
-    match e {
-        regex::Error::CompiledTooBig(_) => "it compiles too big (over 1 MiB)".into(),
-        other => {
-            let text = other.to_string();
-            // Keep the last line, the one that says what is wrong.
-            text.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.trim().trim_start_matches("error: ").to_string())
-                .unwrap_or(text)
-        }
-    }
+/// The regex engine's error, on one line.
+fn regex_reason(e: &regex_lite::Error) -> String {
+    let text = e.to_string();
+    // Keep the last line, the one that says what is wrong.
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: ").to_string())
+        .unwrap_or(text)
 }
 
 /// Literal characters any match of `pattern` must start with.
@@ -490,7 +500,17 @@ mod tests {
     #[test]
     fn bad_regex_is_refused_with_a_reason() {
         let e = AnchoredRegex::new("(12").expect_err("refused");
-        assert!(e.to_string().contains("unclosed group"), "{e}");
+        assert!(
+            e.to_string().contains("open group without closing ')'"),
+            "{e}"
+        );
+        // ASCII classes only: `\d` is [0-9], Unicode classes are refused.
+        let r = AnchoredRegex::new(r"\d+").expect("ok");
+        assert!(r.is_match("123"));
+        assert!(!r.is_match("١٢٣"), "Arabic-Indic digits are not SIP digits");
+        assert!(AnchoredRegex::new(r"\p{L}+").is_err());
+        // No escaping the anchors.
+        assert!(AnchoredRegex::new("12)|(34").is_err());
     }
 
     #[test]

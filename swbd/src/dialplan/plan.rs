@@ -19,7 +19,9 @@ use super::error::{Error, clamp};
 use super::file::{ActionFile, DialplanFile, MatchFile, OnFailure, RouteFile};
 use super::index::RouteIndex;
 use super::pattern::{AnchoredRegex, Cidr, Glob};
-use super::template::{BUILTIN_VARIABLES, Template, Variables, is_variable_name};
+use super::template::{
+    BUILTIN_VARIABLES, Template, Variables, escape_reason, escape_sip_user, is_variable_name,
+};
 use crate::config::Config;
 
 /// The embedded default dialplan.
@@ -288,14 +290,16 @@ impl TargetTemplate {
         }
     }
 
-    /// Substitute variables.
+    /// Substitute variables. Values are escaped for a SIP user part, so a
+    /// caller-chosen destination cannot add `@host`, parameters or header
+    /// lines to the URI.
     pub fn resolve(&self, vars: &Variables) -> Target {
         match self {
-            TargetTemplate::User(t) => Target::User(t.render(vars)),
-            TargetTemplate::Uri(t) => Target::Uri(t.render(vars)),
+            TargetTemplate::User(t) => Target::User(t.render_escaped(vars, escape_sip_user)),
+            TargetTemplate::Uri(t) => Target::Uri(t.render_escaped(vars, escape_sip_user)),
             TargetTemplate::Gateway { name, user } => Target::Gateway {
                 name: name.clone(),
-                user: user.render(vars),
+                user: user.render_escaped(vars, escape_sip_user),
             },
         }
     }
@@ -376,7 +380,9 @@ impl Action {
                     super::file::DurationValue(*timeout)
                 )
             }
-            Action::Hangup { code, reason } => format!("{code} {}", reason.render(vars)),
+            Action::Hangup { code, reason } => {
+                format!("{code} {}", reason.render_escaped(vars, escape_reason))
+            }
             Action::Sleep(d) => super::file::DurationValue(*d).to_string(),
             Action::Set(pairs) => {
                 let mut scratch = vars.clone();
@@ -414,9 +420,10 @@ pub struct Route {
 /// What routing looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallInfo {
-    /// Request-URI user part.
+    /// Request-URI user part, unescaped (`%XX` decoded): dial targets
+    /// escape variable values again when they build URIs.
     pub destination: String,
-    /// From user part.
+    /// From user part, unescaped.
     pub caller: String,
     /// Request domain (Request-URI / To host).
     pub domain: String,
@@ -463,8 +470,61 @@ pub struct Dialplan {
 
 impl Dialplan {
     /// Load, validate and index `yaml`, named `source` in errors.
+    ///
+    /// Files over [`MIN_PARALLEL_BYTES`](super::parallel::MIN_PARALLEL_BYTES)
+    /// are parsed in pieces on several threads when the machine has at
+    /// least [`MIN_THREADS`](super::parallel::MIN_THREADS) (same result,
+    /// see [`parallel`](super::parallel)).
     pub fn parse(source: &str, yaml: &str, ctx: &DialplanContext) -> Result<Self, Vec<FileError>> {
-        let file: DialplanFile = yaml::from_str(source, yaml).map_err(|e| vec![e])?;
+        if yaml.len() >= super::parallel::MIN_PARALLEL_BYTES {
+            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            if threads >= super::parallel::MIN_THREADS
+                && let Some(done) = Self::parse_in_pieces(source, yaml, ctx, threads)
+            {
+                return done;
+            }
+        }
+        Self::parse_sequential(source, yaml, ctx)
+    }
+
+    /// [`parse`](Self::parse) on one thread, whatever the size.
+    pub fn parse_sequential(
+        source: &str,
+        yaml: &str,
+        ctx: &DialplanContext,
+    ) -> Result<Self, Vec<FileError>> {
+        if yaml.trim().is_empty() {
+            return Err(vec![FileError::at(
+                source,
+                1,
+                1,
+                "the file is empty (expected `version: 1` and a `routes:` list)",
+            )]);
+        }
+        let file: DialplanFile = yaml::from_str(source, yaml).map_err(|e| vec![explain(e)])?;
+        Self::compile(source, yaml, file, ctx)
+    }
+
+    /// [`parse`](Self::parse) with the YAML split in `pieces` parsed in
+    /// parallel, whatever the size; `None` when the file's shape does not
+    /// allow it or a piece fails to parse (then only a sequential parse
+    /// gives the right error).
+    pub fn parse_in_pieces(
+        source: &str,
+        yaml: &str,
+        ctx: &DialplanContext,
+        pieces: usize,
+    ) -> Option<Result<Self, Vec<FileError>>> {
+        let file = super::parallel::parse(yaml, pieces)?;
+        Some(Self::compile(source, yaml, file, ctx))
+    }
+
+    fn compile(
+        source: &str,
+        yaml: &str,
+        file: DialplanFile,
+        ctx: &DialplanContext,
+    ) -> Result<Self, Vec<FileError>> {
         let mut v = Validator {
             source,
             ctx,
@@ -566,6 +626,26 @@ impl Dialplan {
         variables.extend(captures);
         Some(Routed { route, variables })
     }
+}
+
+/// Add what was expected to serde's terser complaints.
+fn explain(mut e: FileError) -> FileError {
+    let hint = match e.message.as_str() {
+        "unexpected value for unit enum variant" => {
+            Some("`answer` takes no parameters (write `- answer`)")
+        }
+        "expected mapping start" => Some(
+            "expected a mapping here, like `- playback: {file: x.wav}` or `match: {destination: \"1*\"}`",
+        ),
+        "invalid u16" | "invalid u32" | "invalid i32" => {
+            Some("expected a whole number in range (SIP status 400-699, priority, version 1)")
+        }
+        _ => None,
+    };
+    if let Some(h) = hint {
+        e.message = format!("{}: {h}", e.message);
+    }
+    e
 }
 
 /// First 12 hex digits of SHA-256.
@@ -677,7 +757,7 @@ impl Validator<'_> {
 
     fn route(&mut self, r: RouteFile, line: u32) -> Option<Route> {
         let before = self.errors.len();
-        let matcher = self.matcher(r.match_.value);
+        let matcher = self.matcher(r.match_);
         let mut defined: BTreeSet<String> =
             BUILTIN_VARIABLES.iter().map(|s| s.to_string()).collect();
         if let Some(DestinationPattern::Regex(re)) = matcher.as_ref().map(|m| &m.destination) {
@@ -1183,6 +1263,40 @@ mod tests {
                 .is_some_and(|e| e.message.contains("not found under audio directory"))
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn terse_serde_errors_get_a_hint() {
+        let cases = [
+            ("", (1, 1), "the file is empty"),
+            (
+                "version: 1\nroutes:\n  - id: a\n    match: {}\n    actions: [{answer: {}}]\n",
+                (5, 24),
+                "write `- answer`",
+            ),
+            (
+                "version: 1\nroutes:\n  - id: a\n    match: {}\n    actions:\n      - playback: x.wav\n",
+                (6, 19),
+                "expected a mapping here",
+            ),
+            (
+                "version: 1\nroutes:\n  - id: a\n    match: {}\n    actions: [{hangup: {code: 70000}}]\n",
+                (5, 31),
+                "expected a whole number",
+            ),
+            ("routes: []\n", (1, 1), "missing field `version`"),
+            (
+                "version: 1\nroutes:\n  - match: {}\n    actions: [answer]\n",
+                (4, 5),
+                "missing field `id`",
+            ),
+        ];
+        for (doc, at, msg) in cases {
+            let errs = errors(doc);
+            let e = errs.first().expect("an error");
+            assert_eq!((e.line, e.column), at, "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
     }
 
     #[test]

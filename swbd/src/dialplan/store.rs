@@ -138,6 +138,28 @@ impl DialplanStore {
             }
         }
     }
+
+    /// [`reload`](Self::reload) on the blocking pool, for async callers:
+    /// `None` re-reads the configured file (SIGHUP, admin reload without a
+    /// path), `Some(path)` loads that file.
+    pub async fn reload_async(&self, path: Option<PathBuf>) -> Result<Version, Vec<FileError>> {
+        let store = self.clone();
+        let describe_path = path.clone();
+        tokio::task::spawn_blocking(move || match &path {
+            Some(p) => store.reload(ReloadSource::Path(p)),
+            None => store.reload(ReloadSource::Configured),
+        })
+        .await
+        .unwrap_or_else(|join| {
+            let file = describe_path
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "dialplan".into());
+            Err(vec![FileError::whole(
+                file,
+                format!("reload task failed: {join}"),
+            )])
+        })
+    }
 }
 
 fn load(

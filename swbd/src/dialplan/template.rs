@@ -110,6 +110,59 @@ impl Template {
     }
 }
 
+impl Template {
+    /// Substitute, passing each variable's value through `escape` (the
+    /// template's own text is trusted, values come from the INVITE).
+    pub fn render_escaped(&self, vars: &Variables, escape: impl Fn(&str, &mut String)) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Var(v) => escape(vars.get(v).map(String::as_str).unwrap_or(""), &mut out),
+            }
+        }
+        out
+    }
+}
+
+/// Escape a value for the user part of a SIP URI (RFC 3261 §25.1 `user`):
+/// unreserved and user-unreserved characters stay, everything else
+/// (`@`, `:`, `<`, `>`, spaces, control characters, non-ASCII) is `%XX`.
+pub fn escape_sip_user(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_'
+                    | b'.'
+                    | b'!'
+                    | b'~'
+                    | b'*'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b','
+                    | b';'
+                    | b'?'
+                    | b'/'
+            );
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// Make a value safe for a reason phrase: control characters become spaces.
+pub fn escape_reason(value: &str, out: &mut String) {
+    out.extend(value.chars().map(|c| if c.is_control() { ' ' } else { c }));
+}
+
 /// `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -130,6 +183,22 @@ mod tests {
         v.insert("1".into(), "x".into());
         assert_eq!(t.render(&v), "user/1001-$-x");
         assert!(Template::parse("plain").expect("ok").is_literal());
+    }
+
+    #[test]
+    fn values_are_escaped_not_the_template() {
+        let t = Template::parse("sip:${x}@example.com").expect("ok");
+        let mut v = Variables::new();
+        v.insert("x".into(), "a@evil.com>\r\nVia: x +1;p=é".into());
+        assert_eq!(
+            t.render_escaped(&v, escape_sip_user),
+            "sip:a%40evil.com%3E%0D%0AVia%3A%20x%20+1;p=%C3%A9@example.com"
+        );
+        let r = Template::parse("Busy ${x}").expect("ok");
+        assert_eq!(
+            r.render_escaped(&v, escape_reason),
+            "Busy a@evil.com>  Via: x +1;p=é"
+        );
     }
 
     #[test]
