@@ -510,9 +510,6 @@ impl ParseError {
                 return None;
             }
         }
-        // The Via must at least be readable to route the answer.
-        let via = h.get_raw(&Name::VIA).next()?;
-        ViaHeader::parse(header::split_list(via).first()?).ok()?;
         if !resp.headers.get_raw(&Name::TO).any(|t| t.contains("tag=")) {
             edit_to_tag(&mut resp.headers, &super::random_token(10));
         }
