@@ -219,6 +219,21 @@ pub struct AuthConfig {
     pub failure_window_secs: u64,
     /// How long a blocked source stays blocked.
     pub block_secs: u64,
+    /// Digest algorithms offered in challenges and accepted, most preferred
+    /// first. Clients built on libre 1.x (baresip 1.0) give up on a
+    /// challenge set that contains SHA-256: use `[md5]` for them.
+    pub algorithms: Vec<DigestAlgorithm>,
+}
+
+/// A digest algorithm (RFC 7616, RFC 8760).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DigestAlgorithm {
+    /// MD5.
+    #[serde(rename = "md5", alias = "MD5")]
+    Md5,
+    /// SHA-256.
+    #[serde(rename = "sha256", alias = "sha-256", alias = "SHA-256")]
+    Sha256,
 }
 
 impl Default for AuthConfig {
@@ -231,6 +246,7 @@ impl Default for AuthConfig {
             max_failures: 20,
             failure_window_secs: 60,
             block_secs: 60,
+            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
         }
     }
 }
@@ -369,6 +385,9 @@ impl Config {
         }
         if self.auth.realm.trim().is_empty() {
             err("auth.realm: must not be empty".into());
+        }
+        if self.auth.algorithms.is_empty() {
+            err("auth.algorithms: at least one of md5, sha256 is needed".into());
         }
         if self.auth.nonce_ttl_secs == 0 {
             err("auth.nonce_ttl_secs: must be above 0".into());
