@@ -211,10 +211,6 @@ pub struct AuthConfig {
     /// YAML users file (`users: [{username, password | ha1_md5 + ha1_sha256}]`).
     /// There are no built-in users.
     pub users_file: Option<PathBuf>,
-    /// Challenges offered, in order of preference. Default: SHA-256 then
-    /// MD5 (RFC 8760). Some older user agents (baresip 1.0 / libre, among
-    /// others) abort on any non-MD5 challenge: set `[md5]` for them.
-    pub algorithms: Vec<DigestAlgorithm>,
     /// Nonce lifetime; older nonces get `stale=true`.
     pub nonce_ttl_secs: u64,
     /// Failed attempts from one source IP before it is blocked.
@@ -223,6 +219,21 @@ pub struct AuthConfig {
     pub failure_window_secs: u64,
     /// How long a blocked source stays blocked.
     pub block_secs: u64,
+    /// Digest algorithms offered in challenges and accepted, most preferred
+    /// first. Clients built on libre 1.x (baresip 1.0) give up on a
+    /// challenge set that contains SHA-256: use `[md5]` for them.
+    pub algorithms: Vec<DigestAlgorithm>,
+}
+
+/// A digest algorithm (RFC 7616, RFC 8760).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DigestAlgorithm {
+    /// MD5.
+    #[serde(rename = "md5", alias = "MD5")]
+    Md5,
+    /// SHA-256.
+    #[serde(rename = "sha256", alias = "sha-256", alias = "SHA-256")]
+    Sha256,
 }
 
 impl Default for AuthConfig {
@@ -231,23 +242,13 @@ impl Default for AuthConfig {
             enabled: true,
             realm: "switchboard".into(),
             users_file: None,
-            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             nonce_ttl_secs: 300,
             max_failures: 20,
             failure_window_secs: 60,
             block_secs: 60,
+            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
         }
     }
-}
-
-/// A digest algorithm name in config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DigestAlgorithm {
-    /// MD5.
-    Md5,
-    /// SHA-256.
-    Sha256,
 }
 
 /// Where the dialplan comes from.

@@ -91,6 +91,31 @@ async fn register_with_sha256_and_md5() {
         matches!(&ev.1, Event::Registration { change: RegistrationChange::Added, binding } if binding.aor == "sip:alice@example.com")
     );
 
+    // Same contact again, higher CSeq: a refresh.
+    let r = register_authed(
+        &peer,
+        "alice",
+        "secret-a",
+        Algorithm::Sha256,
+        "c1",
+        10,
+        &contact_line(port, ""),
+    )
+    .await;
+    assert_eq!(r.code, 200);
+    assert_eq!(s.endpoint.registrar().lookup("alice").len(), 1);
+    let ev = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("in time")
+        .expect("event");
+    assert!(matches!(
+        &ev.1,
+        Event::Registration {
+            change: RegistrationChange::Refreshed,
+            ..
+        }
+    ));
+
     let bob = UdpPeer::new(s.udp()).await;
     let r = register_authed(
         &bob,

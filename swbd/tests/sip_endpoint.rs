@@ -523,3 +523,72 @@ async fn client_transaction_gets_responses_in_order() {
     assert_eq!(ctx.next_response().await.expect("180").code, 180);
     assert_eq!(ctx.next_response().await.expect("200").code, 200);
 }
+
+#[tokio::test]
+async fn idle_tcp_connections_are_closed() {
+    let s = start_with("idle", |c| c.sip.tcp_idle_timeout_secs = 1).await;
+    let mut tcp = TcpPeer::connect(s.tcp()).await;
+    let addr = tcp.addr();
+    tcp.send(&request(
+        "OPTIONS",
+        "sip:example.com",
+        "TCP",
+        addr,
+        "a",
+        "b",
+        "idle",
+        1,
+        "",
+    ))
+    .await;
+    assert_eq!(tcp.response(false).await.code, 200);
+    assert!(
+        tcp.recv_within(WAIT).await.is_none(),
+        "the idle connection is closed by swbd"
+    );
+}
+
+#[tokio::test]
+async fn oversize_udp_request_we_send_goes_over_tcp() {
+    // RFC 3261 §18.1.1: a request above 1300 bytes is sent over TCP.
+    let s = start("udp2tcp").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let remote = listener.local_addr().expect("addr");
+    let mut req = swbd::sip::Request::new(
+        swbd::sip::Method::Message,
+        swbd::sip::Uri::parse(&format!("sip:bob@{remote}")).expect("uri"),
+    );
+    req.headers
+        .insert(Name::FROM, "<sip:swbd@example.com>;tag=big");
+    req.headers.insert(Name::TO, "<sip:bob@example.com>");
+    req.headers.insert(Name::CALL_ID, "big-1");
+    req.headers.insert(Name::CSEQ, "1 MESSAGE");
+    req.headers.insert(Name::CONTENT_TYPE, "text/plain");
+    req.body = bytes::Bytes::from(vec![b'x'; 2000]);
+    let target = swbd::transport::Target {
+        transport: Transport::Udp,
+        remote,
+        local: None,
+    };
+    let _ctx = s
+        .endpoint
+        .transactions()
+        .send_request(req, target)
+        .await
+        .expect("sent");
+    let (stream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("connected in time")
+        .expect("accept");
+    let mut peer = TcpPeer {
+        stream,
+        buf: Default::default(),
+    };
+    let Some(SipMessage::Request(got)) = peer.recv_within(WAIT).await else {
+        panic!("no request over TCP")
+    };
+    assert_eq!(got.body.len(), 2000);
+    assert!(got.top_via().expect("via").transport() == "TCP");
+}

@@ -364,3 +364,94 @@ async fn timer_j_absorbs_non_invite_retransmissions() {
         Some(IncomingRequest::Request(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn client_invite_accepted_state_passes_2xx_retransmissions_until_timer_m() {
+    let h = harness().await;
+    let mut ctx = h
+        .layer
+        .send_invite(request(Method::Invite, 11), h.target())
+        .await
+        .expect("sent");
+    let (SipMessage::Request(inv), _) = h.recv(Duration::from_secs(1)).await.expect("INVITE")
+    else {
+        panic!("not a request")
+    };
+    let ok = make_response(&inv, 200, "", Some("p")).to_bytes();
+    h.send(&ok).await;
+    assert_eq!(ctx.next_response().await.expect("200").code, 200);
+    // RFC 6026 §7.2: a retransmitted 2xx goes to the TU (which re-ACKs).
+    h.send(&ok).await;
+    assert_eq!(ctx.next_response().await.expect("200 again").code, 200);
+    assert!(
+        h.recv(Duration::from_secs(2)).await.is_none(),
+        "no ACK from the transaction for a 2xx"
+    );
+    // Timer M (64*T1) ends it.
+    assert_eq!(
+        ctx.next_response().await.expect_err("done"),
+        Error::Terminated
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_client_invite_after_a_provisional_cancels_it() {
+    let h = harness().await;
+    let mut ctx = h
+        .layer
+        .send_invite(request(Method::Invite, 12), h.target())
+        .await
+        .expect("sent");
+    let (SipMessage::Request(inv), _) = h.recv(Duration::from_secs(1)).await.expect("INVITE")
+    else {
+        panic!("not a request")
+    };
+    h.send(&make_response(&inv, 183, "", Some("p")).to_bytes())
+        .await;
+    assert_eq!(ctx.next_response().await.expect("183").code, 183);
+    drop(ctx);
+    let (SipMessage::Request(cancel), _) = h.recv(Duration::from_secs(1)).await.expect("CANCEL")
+    else {
+        panic!("not a request")
+    };
+    assert_eq!(cancel.method, Method::Cancel);
+    assert_eq!(
+        cancel.top_via().expect("via").branch(),
+        inv.top_via().expect("via").branch()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_accepted_state_absorbs_invite_and_reports_missing_ack_at_timer_l() {
+    let mut h = harness().await;
+    let peer = h.peer.local_addr().expect("addr");
+    let inv = peer_invite(peer, "z9hG4bKl1");
+    h.send(inv.as_bytes()).await;
+    let Some(IncomingRequest::Invite(mut tx)) = h.incoming.recv().await else {
+        panic!("no INVITE")
+    };
+    let _ = h.recv(Duration::from_secs(1)).await.expect("100");
+    let start = Instant::now();
+    tx.respond(tx.response(200, "OK")).expect("200");
+    let mut oks = 0;
+    // INVITE retransmissions are absorbed (no new TU request); the 2xx is
+    // retransmitted by the transaction until Timer L.
+    h.send(inv.as_bytes()).await;
+    while let Some((m, _)) = h.recv(Duration::from_secs(5)).await {
+        assert!(matches!(m, SipMessage::Response(ref r) if r.code == 200));
+        oks += 1;
+    }
+    assert!(oks >= 5, "2xx retransmitted: {oks}");
+    assert!(
+        h.incoming.try_recv().is_err(),
+        "retransmitted INVITE is not a new call"
+    );
+    assert!(matches!(
+        tx.next_event().await,
+        Some(ServerInviteEvent::NoAck)
+    ));
+    assert!(
+        Instant::now() - start >= Duration::from_secs(32),
+        "Timer L = 64*T1"
+    );
+}

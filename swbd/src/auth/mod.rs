@@ -21,7 +21,8 @@
 //!   `403 Forbidden` without a challenge (answered rather than dropped so a
 //!   misconfigured phone's operator sees why). Other sources are unaffected.
 //! - Requests without credentials are challenged and not counted.
-//! - Challenges offer SHA-256 first, then MD5.
+//! - Challenges offer `auth.algorithms` in order (default SHA-256, then
+//!   MD5); credentials with an algorithm not in the list are challenged.
 
 pub mod blocklist;
 pub mod digest;
@@ -35,7 +36,7 @@ use std::time::Duration;
 use ezk_sip_types::Name;
 use switchboard_proto::support::yaml::FileError;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, DigestAlgorithm};
 use crate::sip::message::HeaderAccess;
 use crate::sip::{Request, Response};
 use crate::transport::{SipCounters, Source};
@@ -127,7 +128,7 @@ pub struct Authenticator {
 struct Inner {
     enabled: bool,
     realm: String,
-    /// Challenges offered, in order.
+    /// Offered and accepted, most preferred first.
     algorithms: Vec<Algorithm>,
     users: Users,
     nonces: NonceIssuer,
@@ -163,8 +164,8 @@ impl Authenticator {
                     .algorithms
                     .iter()
                     .map(|a| match a {
-                        crate::config::DigestAlgorithm::Md5 => Algorithm::Md5,
-                        crate::config::DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                        DigestAlgorithm::Md5 => Algorithm::Md5,
+                        DigestAlgorithm::Sha256 => Algorithm::Sha256,
                     })
                     .collect(),
                 users,
@@ -231,7 +232,9 @@ impl Authenticator {
         let Some(creds) = creds else {
             return Err(self.challenge(kind, false));
         };
-        let Some(alg) = Algorithm::from_token(creds.algorithm.as_deref()) else {
+        let Some(alg) = Algorithm::from_token(creds.algorithm.as_deref())
+            .filter(|a| inner.algorithms.contains(a))
+        else {
             return Err(self.challenge(kind, false));
         };
         let (Some(qop), Some(nc_text), Some(cnonce)) = (&creds.qop, &creds.nc, &creds.cnonce)
@@ -315,7 +318,7 @@ impl Authenticator {
         self.challenge(kind, false)
     }
 
-    /// A fresh challenge, one header per configured algorithm.
+    /// A fresh challenge (SHA-256 and MD5).
     pub fn challenge(&self, kind: ChallengeKind, stale: bool) -> AuthRejection {
         let (code, reason) = kind.code();
         let nonce = self.inner.nonces.issue();

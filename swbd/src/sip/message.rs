@@ -135,10 +135,30 @@ pub trait HeaderAccess {
             .transpose()
     }
 
+    /// Route values in order (name-addrs).
+    fn routes(&self) -> Result<Vec<NameAddr>> {
+        name_addr_list(self.raw_values(&Name::ROUTE), "Route")
+    }
+
+    /// Record-Route values in order (name-addrs).
+    fn record_routes(&self) -> Result<Vec<NameAddr>> {
+        name_addr_list(self.raw_values(&Name::RECORD_ROUTE), "Record-Route")
+    }
+
     /// Content-Type, when present.
     fn content_type(&self) -> Option<&str> {
         self.raw(&Name::CONTENT_TYPE).map(str::trim)
     }
+}
+
+fn name_addr_list<'a>(values: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<NameAddr>> {
+    let mut out = Vec::new();
+    for v in values {
+        for item in header::split_list(v) {
+            out.push(NameAddr::parse(item, what)?);
+        }
+    }
+    Ok(out)
 }
 
 fn single(headers: &Headers, name: &Name, what: &str) -> Result<NameAddr> {
@@ -510,9 +530,6 @@ impl ParseError {
                 return None;
             }
         }
-        // The Via must at least be readable to route the answer.
-        let via = h.get_raw(&Name::VIA).next()?;
-        ViaHeader::parse(header::split_list(via).first()?).ok()?;
         if !resp.headers.get_raw(&Name::TO).any(|t| t.contains("tag=")) {
             edit_to_tag(&mut resp.headers, &super::random_token(10));
         }
@@ -567,6 +584,7 @@ l: 4\r\n\r\nv=0\r\n";
         assert_eq!(r.call_id().expect("cid"), "a84b4c76e66710@pc33.example.com");
         assert_eq!(r.raw(&Name::SUBJECT), Some("folded line"));
         assert_eq!(r.header_from().expect("from").tag(), Some("1928301774"));
+        assert!(r.routes().expect("no routes").is_empty());
         assert_eq!(&r.body[..], b"v=0\r");
         let again = SipMessage::parse(&r.to_bytes(), false).expect("round trip");
         assert!(matches!(again, SipMessage::Request(_)));

@@ -42,3 +42,45 @@ pub fn random_token(len: usize) -> String {
         .map(char::from)
         .collect()
 }
+
+/// Run every parser entry point over `data` the way a peer's bytes would
+/// reach them, and check printing round-trips. Shared by the cargo-fuzz
+/// target (`swbd/fuzz`) and the regression test over
+/// `testdata/sip/fuzz-regressions/`. Panics only on a real bug.
+#[doc(hidden)]
+pub fn exercise(data: &[u8]) {
+    use message::HeaderAccess;
+
+    for datagram in [true, false] {
+        match SipMessage::parse(data, datagram) {
+            Ok(msg) => {
+                let h: &dyn HeaderAccess = match &msg {
+                    SipMessage::Request(r) => r,
+                    SipMessage::Response(r) => r,
+                };
+                let _ = (h.vias(), h.contacts(), h.header_from(), h.header_to());
+                let printed = msg.to_bytes();
+                if let Err(e) = SipMessage::parse(&printed, false) {
+                    panic!(
+                        "printed message does not parse again ({e}):\n{}",
+                        String::from_utf8_lossy(&printed)
+                    );
+                }
+            }
+            Err(e) => {
+                if let Some(r) = e.to_response() {
+                    let _ = r.to_bytes();
+                }
+            }
+        }
+    }
+    let mut buf = bytes::BytesMut::from(data);
+    while let Ok(Some(m)) = crate::transport::framing::next_message(&mut buf, 65_535) {
+        let _ = SipMessage::parse(&m, false);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::auth::digest::Credentials::parse(text);
+        let _ = header::parse_contacts(std::iter::once(text));
+        let _ = uri::Uri::parse(text);
+    }
+}

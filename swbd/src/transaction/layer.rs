@@ -385,17 +385,21 @@ impl transport::Receiver for TransactionLayer {
             Ok(SipMessage::Response(r)) => inner.on_response(r),
             Err(e) => {
                 SipCounters::inc(&inner.counters.sip_parse_errors);
-                // Only answer requests whose top Via is readable; never ACKs.
+                // Never answer an ACK. A Via we cannot read (RFC 4475
+                // badvers, badinv01) is answered to the packet's source.
                 let answer = if data.starts_with(b"ACK ") {
                     None
                 } else {
                     e.to_response()
                 };
-                match answer.and_then(|r| r.top_via().ok().map(|v| (r, v))) {
-                    Some((mut resp, via)) => {
+                match answer {
+                    Some(mut resp) => {
                         tracing::debug!(remote = %source.remote, reason = %e, "bad request answered");
                         resp.headers.insert(Name::SERVER, inner.user_agent.clone());
-                        let target = response_target(&via, &source);
+                        let target = match resp.top_via() {
+                            Ok(via) => response_target(&via, &source),
+                            Err(_) => Target::reply_to(&source, source.remote),
+                        };
                         inner.answer_stateless(resp, target);
                     }
                     None => {

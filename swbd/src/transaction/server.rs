@@ -14,7 +14,8 @@ use crate::transport::{Source, Target, Transport};
 /// Handle to a non-INVITE server transaction, given to the TU.
 ///
 /// Dropping it before a final response was sent answers
-/// `500 Server Internal Error`, so a peer never waits for nothing.
+/// `500 Server Internal Error`, so a peer never waits for nothing; so does
+/// holding it for 64*T1 without a final response.
 #[derive(Debug)]
 pub struct ServerTransaction {
     request: Request,
@@ -79,10 +80,20 @@ async fn run(
 ) {
     let reliable = target.transport == Transport::Tcp;
     let mut last: Option<Bytes> = None;
+    // Safety net: the client gives up after 64*T1 (Timer F), so a TU that
+    // never answers must not keep this transaction alive forever.
+    let give_up = tokio::time::sleep(layer.timers.t1x64());
+    tokio::pin!(give_up);
     // Trying / Proceeding.
     loop {
         tokio::select! {
             biased;
+            _ = &mut give_up => {
+                let bytes = fallback.to_bytes();
+                let _ = layer.send(&target, bytes.clone()).await;
+                last = Some(bytes);
+                break;
+            }
             r = tu.recv() => {
                 let resp = r.unwrap_or_else(|| fallback.clone());
                 let bytes = resp.to_bytes();

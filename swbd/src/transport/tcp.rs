@@ -123,8 +123,10 @@ async fn connection(
             }
             out = outgoing.recv() => {
                 let Some(out) = out else { break 'conn };
-                if stream.write_all(&out).await.is_err() {
-                    break 'conn;
+                // A peer that stops reading must not hold this task forever.
+                match tokio::time::timeout(idle, stream.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    _ => break 'conn,
                 }
                 deadline = Instant::now() + idle;
             }

@@ -167,7 +167,7 @@ impl UdpPeer {
 /// A TCP SIP peer.
 pub struct TcpPeer {
     pub stream: TcpStream,
-    buf: BytesMut,
+    pub buf: BytesMut,
 }
 
 impl TcpPeer {
