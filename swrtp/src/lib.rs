@@ -157,8 +157,13 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let task = tokio::spawn(async move {
         let media = grpc::serve(media_router, media_listener, shutdown.clone());
         let admin = grpc::serve(admin_router, admin_listener, shutdown.clone());
-        let (m, a) = tokio::join!(media, admin);
-        task_node.shutdown().await;
+        // Sessions go first: that ends playback and watch streams, which the
+        // servers' graceful shutdown would otherwise wait for.
+        let closer = async {
+            shutdown.clone().wait().await;
+            task_node.shutdown().await;
+        };
+        let ((m, a), ()) = tokio::join!(async { tokio::join!(media, admin) }, closer);
         // Media tasks close their sockets as they end; give them a moment so
         // the ports are really free when run() returns.
         for _ in 0..100 {

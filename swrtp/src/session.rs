@@ -191,6 +191,8 @@ struct NodeInner {
     ctx: Arc<MediaContext>,
     started_at: SystemTime,
     playback_ids: AtomicU64,
+    /// Set when the daemon shuts down; ends every watch stream.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The node: session table, port pool, events. Cheap to clone.
@@ -299,6 +301,7 @@ impl Node {
                 ctx,
                 started_at: SystemTime::now(),
                 playback_ids: AtomicU64::new(1),
+                closing: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -753,8 +756,19 @@ impl Node {
         }
     }
 
-    /// Destroy every session (daemon shutdown): playbacks stop, ports return.
+    /// Resolves once the node shuts down.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Destroy every session (daemon shutdown): playbacks stop, ports return,
+    /// watch streams end.
     pub async fn shutdown(&self) {
+        self.inner.closing.send_replace(true);
+        self.set_draining(true);
         let ids: Vec<String> = self.table().sessions.keys().cloned().collect();
         for id in ids {
             let _ = self.destroy(&id).await;
