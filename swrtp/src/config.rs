@@ -172,10 +172,7 @@ impl Config {
         if self.log_format != "text" && self.log_format != "json" {
             errors.push(FileError::whole(
                 name,
-                format!(
-                    "log_format {:?}: expected text or json",
-                    self.log_format
-                ),
+                format!("log_format {:?}: expected text or json", self.log_format),
             ));
         }
         if errors.is_empty() {
@@ -254,7 +251,10 @@ mod tests {
 
     #[test]
     fn example_file_is_valid() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/config/swrtp-example.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/config/swrtp-example.yaml"
+        );
         let c = Config::load(Path::new(path)).expect("example config");
         assert_eq!(c.node_id, "rtp-a");
     }

@@ -232,10 +232,18 @@ mod tests {
     #[test]
     fn every_code_round_trips() {
         for code in 0..=255u8 {
-            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "alaw {code:#04x}");
+            assert_eq!(
+                linear_to_alaw(alaw_to_linear(code)),
+                code,
+                "alaw {code:#04x}"
+            );
             // 0x7F (negative zero) re-encodes as 0xFF (positive zero).
             if code != 0x7F {
-                assert_eq!(linear_to_ulaw(ulaw_to_linear(code)), code, "ulaw {code:#04x}");
+                assert_eq!(
+                    linear_to_ulaw(ulaw_to_linear(code)),
+                    code,
+                    "ulaw {code:#04x}"
+                );
             }
         }
     }

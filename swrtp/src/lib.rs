@@ -137,13 +137,15 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     media_health
         .set_serving::<MediaServiceServer<service::MediaControl>>()
         .await;
-    let media_router =
-        media_router.add_service(MediaServiceServer::new(service::MediaControl::new(node.clone())));
+    let media_router = media_router.add_service(MediaServiceServer::new(
+        service::MediaControl::new(node.clone()),
+    ));
     let (admin_health, admin_router) = grpc::base_router()?;
     admin_health
         .set_serving::<MediaAdminServer<admin::Admin>>()
         .await;
-    let admin_router = admin_router.add_service(MediaAdminServer::new(admin::Admin::new(node.clone())));
+    let admin_router =
+        admin_router.add_service(MediaAdminServer::new(admin::Admin::new(node.clone())));
 
     tracing::info!(
         node = %config.node_id,

@@ -74,11 +74,12 @@ pub fn load(path: &Path, law: Law) -> Result<EncodedAudio, PlayerError> {
         file: file.clone(),
         reason: switchboard_proto::support::yaml::io_reason(&e),
     })?;
-    let reader =
-        hound::WavReader::new(std::io::BufReader::new(handle)).map_err(|e| PlayerError::Decode {
+    let reader = hound::WavReader::new(std::io::BufReader::new(handle)).map_err(|e| {
+        PlayerError::Decode {
             file: file.clone(),
             reason: e.to_string(),
-        })?;
+        }
+    })?;
     let spec = reader.spec();
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
         return Err(PlayerError::Unsupported {
@@ -300,7 +301,10 @@ mod tests {
         ));
         let p = tmp("junk.wav");
         std::fs::write(&p, b"RIFF\x10\x00\x00\x00WAVEjunkjunk").expect("write");
-        assert!(matches!(load(&p, Law::Alaw), Err(PlayerError::Decode { .. })));
+        assert!(matches!(
+            load(&p, Law::Alaw),
+            Err(PlayerError::Decode { .. })
+        ));
     }
 
     #[test]

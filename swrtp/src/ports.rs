@@ -97,11 +97,7 @@ impl PortPool {
 
     /// Pairs not handed out.
     pub fn free(&self) -> u32 {
-        self.inner
-            .free
-            .lock()
-            .map(|f| f.len() as u32)
-            .unwrap_or(0)
+        self.inner.free.lock().map(|f| f.len() as u32).unwrap_or(0)
     }
 
     /// Pairs in the range.
@@ -130,10 +126,10 @@ impl PortPool {
             let Some((rtp, rtcp)) = bind_pair(self.inner.address, port) else {
                 continue; // the lease drop puts the port at the back
             };
-            let rtp = tokio::net::UdpSocket::from_std(rtp)
-                .map_err(|e| PortError::Register(port, e))?;
-            let rtcp = tokio::net::UdpSocket::from_std(rtcp)
-                .map_err(|e| PortError::Register(port, e))?;
+            let rtp =
+                tokio::net::UdpSocket::from_std(rtp).map_err(|e| PortError::Register(port, e))?;
+            let rtcp =
+                tokio::net::UdpSocket::from_std(rtcp).map_err(|e| PortError::Register(port, e))?;
             return Ok(PortPair { rtp, rtcp, lease });
         }
         Err(PortError::Exhausted {
@@ -167,7 +163,10 @@ mod tests {
         let a = p.allocate().expect("a");
         assert_eq!(a.port() % 2, 0);
         assert_eq!(a.rtp.local_addr().map(|x| x.port()).ok(), Some(a.port()));
-        assert_eq!(a.rtcp.local_addr().map(|x| x.port()).ok(), Some(a.port() + 1));
+        assert_eq!(
+            a.rtcp.local_addr().map(|x| x.port()).ok(),
+            Some(a.port() + 1)
+        );
         assert_eq!(p.free(), 4);
         drop(a);
         assert_eq!(p.free(), 5);

@@ -74,7 +74,13 @@ pub struct Latch {
 impl Latch {
     /// Whether a packet from `src` with `ssrc` is accepted; latches or moves
     /// the latch as the rule says. `sdp` is the address from the SDP.
-    pub fn accept(&mut self, src: SocketAddr, ssrc: u32, sdp: Option<SocketAddr>, need: u32) -> bool {
+    pub fn accept(
+        &mut self,
+        src: SocketAddr,
+        ssrc: u32,
+        sdp: Option<SocketAddr>,
+        need: u32,
+    ) -> bool {
         match self.current {
             Some((addr, _)) if addr == src => {
                 self.candidate = None;
@@ -150,7 +156,10 @@ impl TxState {
             Some((s, so, to)) if s == ssrc => (so, to, false),
             _ => {
                 let so = self.next_seq.wrapping_sub(seq);
-                let to = self.last_ts.wrapping_add(self.last_step.max(step)).wrapping_sub(ts);
+                let to = self
+                    .last_ts
+                    .wrapping_add(self.last_step.max(step))
+                    .wrapping_sub(ts);
                 self.mapping = Some((ssrc, so, to));
                 (so, to, true)
             }
@@ -487,7 +496,11 @@ impl Relay {
     fn drain(&mut self, i: usize, rtcp: bool) {
         for _ in 0..64 {
             let Some(leg) = self.legs.get(i) else { return };
-            let sock = if rtcp { &leg.ports.rtcp } else { &leg.ports.rtp };
+            let sock = if rtcp {
+                &leg.ports.rtcp
+            } else {
+                &leg.ports.rtp
+            };
             match sock.try_recv_from(&mut self.buf) {
                 Ok((n, src)) => {
                     if rtcp {
@@ -508,7 +521,9 @@ impl Relay {
         let need = self.ctx.latch_packets;
         let (from, to) = split(&mut self.legs, i);
         let Some(from) = from else { return };
-        let Some(data) = self.buf.get(..n) else { return };
+        let Some(data) = self.buf.get(..n) else {
+            return;
+        };
         let (ssrc, seq, ts, pt, payload_len) = match RtpPacket::parse(data) {
             Ok(p) => (
                 p.ssrc(),
@@ -519,9 +534,8 @@ impl Relay {
             ),
             Err(_) => return from.drop_packet(&self.ctx),
         };
-        let known_pt = from.media.codec.is_none()
-            || pt == from.media.pt
-            || Some(pt) == from.media.te_pt;
+        let known_pt =
+            from.media.codec.is_none() || pt == from.media.pt || Some(pt) == from.media.te_pt;
         if n == BUF_LEN || !known_pt {
             return from.drop_packet(&self.ctx);
         }
@@ -564,8 +578,12 @@ impl Relay {
         };
         let step = to.media.ptime * 8;
         let (out_seq, out_ts, fresh) = to.tx.map(ssrc, seq, ts, step);
-        let Some(data) = self.buf.get_mut(..n) else { return };
-        let Ok(mut p) = RtpPacketMut::parse(data) else { return };
+        let Some(data) = self.buf.get_mut(..n) else {
+            return;
+        };
+        let Ok(mut p) = RtpPacketMut::parse(data) else {
+            return;
+        };
         if p.set_payload_type(out_pt).is_err() {
             return from.drop_packet(&self.ctx);
         }
@@ -594,7 +612,9 @@ impl Relay {
     pub fn on_rtcp(&mut self, i: usize, n: usize, src: SocketAddr) {
         let (from, to) = split(&mut self.legs, i);
         let Some(from) = from else { return };
-        let Some(data) = self.buf.get(..n) else { return };
+        let Some(data) = self.buf.get(..n) else {
+            return;
+        };
         let valid = n >= 8
             && n < BUF_LEN
             && n % 4 == 0
@@ -628,14 +648,14 @@ impl Relay {
     }
 
     fn check_timeouts(&mut self) {
-        let Some(timeout) = self.ctx.rtp_timeout else { return };
+        let Some(timeout) = self.ctx.rtp_timeout else {
+            return;
+        };
         let now = Instant::now();
         let mut i = 0;
         while i < self.legs.len() {
             let expired = self.legs.get(i).is_some_and(|l| {
-                l.armed
-                    && l.media.direction.has_recv()
-                    && now.duration_since(l.last_rx) >= timeout
+                l.armed && l.media.direction.has_recv() && now.duration_since(l.last_rx) >= timeout
             });
             if expired {
                 let mut leg = self.legs.remove(i);
@@ -643,7 +663,10 @@ impl Relay {
                 leg.shared.timed_out.store(true, Ordering::Relaxed);
                 self.ctx.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session = %leg.shared.id, "RTP timeout; ports released");
-                let _ = self.ctx.events.send(NodeEvent::TimedOut(leg.shared.clone()));
+                let _ = self
+                    .ctx
+                    .events
+                    .send(NodeEvent::TimedOut(leg.shared.clone()));
                 self.reset_mappings();
                 drop(leg); // sockets close, ports return to the pool
             } else {
@@ -656,10 +679,14 @@ impl Relay {
 /// Build and send one playback packet on `leg`.
 fn play_one(leg: &mut Leg, buf: &mut [u8]) {
     let samples = (leg.media.ptime * 8) as usize;
-    let Some(playback) = leg.playback.as_mut() else { return };
+    let Some(playback) = leg.playback.as_mut() else {
+        return;
+    };
     let first = playback.packets == 0;
     let (head, rest) = buf.split_at_mut(12.min(buf.len()));
-    let Some(frame) = rest.get_mut(..samples) else { return };
+    let Some(frame) = rest.get_mut(..samples) else {
+        return;
+    };
     if !playback.next_frame(frame) {
         return finish(leg);
     }
@@ -677,7 +704,9 @@ fn play_one(leg: &mut Leg, buf: &mut [u8]) {
     {
         leg.shared.tx.count(samples, now_ms());
     }
-    let Some(playback) = leg.playback.as_ref() else { return };
+    let Some(playback) = leg.playback.as_ref() else {
+        return;
+    };
     if playback.packets % 50 == 0 {
         playback.emit(pb::play_event::Event::Progress(pb::PlaybackProgress {
             position: Some(switchboard_proto::duration(playback.position())),

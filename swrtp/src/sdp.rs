@@ -193,8 +193,7 @@ fn parse_ip(c: &Connection) -> Result<IpAddr> {
 
 /// Parse remote SDP and pick its audio stream.
 pub fn parse(text: &str) -> Result<RemoteDescription> {
-    let session =
-        Session::parse(text.as_bytes()).map_err(|e| SdpError::Garbage(e.to_string()))?;
+    let session = Session::parse(text.as_bytes()).map_err(|e| SdpError::Garbage(e.to_string()))?;
     let media_lines: Vec<_> = session
         .medias
         .iter()
@@ -214,7 +213,11 @@ pub fn parse(text: &str) -> Result<RemoteDescription> {
     for token in media.fmt.split_whitespace() {
         let pt: u8 = match token.parse() {
             Ok(pt) if pt < 128 => pt,
-            _ => return Err(SdpError::Garbage(format!("payload type {token:?} in m=audio"))),
+            _ => {
+                return Err(SdpError::Garbage(format!(
+                    "payload type {token:?} in m=audio"
+                )));
+            }
         };
         let (name, rate) = match pt {
             0 => ("PCMU".to_string(), 8000),
@@ -275,10 +278,7 @@ pub fn parse(text: &str) -> Result<RemoteDescription> {
             let addr = parts.nth(2).and_then(|a| a.parse::<IpAddr>().ok());
             port.map(|p| SocketAddr::new(addr.unwrap_or(ip), p))
         }
-        None => media
-            .port
-            .checked_add(1)
-            .map(|p| SocketAddr::new(ip, p)),
+        None => media.port.checked_add(1).map(|p| SocketAddr::new(ip, p)),
     }
     .filter(|a| !a.ip().is_unspecified());
     Ok(RemoteDescription {
@@ -536,8 +536,7 @@ mod tests {
         format!("v=0\r\no=alice 1 1 IN IP4 198.51.100.1\r\ns=-\r\nt=0 0\r\n{body}")
     }
 
-    const BASIC: &str =
-        "c=IN IP4 198.51.100.1\r\nm=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
+    const BASIC: &str = "c=IN IP4 198.51.100.1\r\nm=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
 
     #[test]
     fn answers_table() {
@@ -635,20 +634,42 @@ mod tests {
         ];
         for c in cases {
             let remote = parse(&sdp(c.body)).unwrap_or_else(|e| panic!("{}: {e}", c.name));
-            let (text, n) = answer(&remote, &origin(), &[])
-                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            let (text, n) =
+                answer(&remote, &origin(), &[]).unwrap_or_else(|e| panic!("{}: {e}", c.name));
             assert_eq!(n.codec, c.codec, "{}", c.name);
             assert_eq!(n.pt, c.pt, "{}", c.name);
             assert_eq!(n.te_pt, c.te, "{}", c.name);
             assert_eq!(n.ptime, c.ptime, "{}", c.name);
             assert_eq!(n.direction, c.dir, "{}", c.name);
-            assert_eq!(n.remote_rtp.map(|a| a.to_string()).as_deref(), c.rtp, "{}", c.name);
-            assert!(text.contains("c=IN IP4 192.0.2.10\r\n"), "{}: {text}", c.name);
-            assert!(text.contains(&format!("a={}\r\n", c.dir.as_str())), "{}", c.name);
-            assert!(text.contains(&format!("a=ptime:{}\r\n", c.ptime)), "{}", c.name);
+            assert_eq!(
+                n.remote_rtp.map(|a| a.to_string()).as_deref(),
+                c.rtp,
+                "{}",
+                c.name
+            );
+            assert!(
+                text.contains("c=IN IP4 192.0.2.10\r\n"),
+                "{}: {text}",
+                c.name
+            );
+            assert!(
+                text.contains(&format!("a={}\r\n", c.dir.as_str())),
+                "{}",
+                c.name
+            );
+            assert!(
+                text.contains(&format!("a=ptime:{}\r\n", c.ptime)),
+                "{}",
+                c.name
+            );
             // The answer re-parses and has as many m-lines as the offer.
             let back = parse(&text).unwrap_or_else(|e| panic!("{}: answer: {e}", c.name));
-            assert_eq!(back.media_lines.len(), remote.media_lines.len(), "{}", c.name);
+            assert_eq!(
+                back.media_lines.len(),
+                remote.media_lines.len(),
+                "{}",
+                c.name
+            );
         }
     }
 
@@ -657,15 +678,22 @@ mod tests {
         let remote = parse(&sdp(BASIC)).expect("parse");
         let (text, _) = answer(&remote, &origin(), &[]).expect("answer");
         assert!(text.contains("m=audio 10000 RTP/AVP 0 101\r\n"), "{text}");
-        assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{text}");
+        assert!(
+            text.contains("a=rtpmap:101 telephone-event/8000\r\n"),
+            "{text}"
+        );
         assert!(text.contains("a=fmtp:101 0-15\r\n"), "{text}");
     }
 
     #[test]
     fn refusals_table() {
         let cases: [(&str, String, fn(&SdpError) -> bool); 7] = [
-            ("garbage", "hello world".into(), |e| matches!(e, SdpError::Garbage(_))),
-            ("empty", String::new(), |e| matches!(e, SdpError::Garbage(_))),
+            ("garbage", "hello world".into(), |e| {
+                matches!(e, SdpError::Garbage(_))
+            }),
+            ("empty", String::new(), |e| {
+                matches!(e, SdpError::Garbage(_))
+            }),
             (
                 "no audio",
                 sdp("c=IN IP4 1.2.3.4\r\nm=video 6000 RTP/AVP 96\r\n"),
@@ -686,11 +714,9 @@ mod tests {
                 sdp("c=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/SAVP 0\r\n"),
                 |e| matches!(e, SdpError::Transport(_)),
             ),
-            (
-                "no c=",
-                sdp("m=audio 4000 RTP/AVP 0\r\n"),
-                |e| *e == SdpError::NoConnection,
-            ),
+            ("no c=", sdp("m=audio 4000 RTP/AVP 0\r\n"), |e| {
+                *e == SdpError::NoConnection
+            }),
         ];
         for (name, text, check) in cases {
             let result = parse(&text).and_then(|r| answer(&r, &origin(), &[]).map(|_| ()));
@@ -730,7 +756,10 @@ mod tests {
         let text = offer(&origin(), &o);
         assert!(text.contains("m=audio 10000 RTP/AVP 8 0 101\r\n"), "{text}");
         assert!(text.contains("a=sendrecv\r\n"), "{text}");
-        assert!(text.contains("o=swrtp 42 1 IN IP4 192.0.2.10\r\n"), "{text}");
+        assert!(
+            text.contains("o=swrtp 42 1 IN IP4 192.0.2.10\r\n"),
+            "{text}"
+        );
         // The remote picks PCMU and telephone-event, and is on hold (sendonly).
         let ans = parse(&sdp(
             "c=IN IP4 198.51.100.7\r\nm=audio 7000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\na=rtcp:7005\r\n",
@@ -741,7 +770,8 @@ mod tests {
         assert_eq!(n.te_pt, Some(101));
         assert_eq!(n.direction, Direction::RecvOnly);
         assert_eq!(n.remote_rtcp.map(|a| a.port()), Some(7005));
-        let bad = parse(&sdp("c=IN IP4 198.51.100.7\r\nm=audio 7000 RTP/AVP 9\r\n")).expect("parse");
+        let bad =
+            parse(&sdp("c=IN IP4 198.51.100.7\r\nm=audio 7000 RTP/AVP 9\r\n")).expect("parse");
         assert!(apply_answer(&o, &bad).is_err());
     }
 }

@@ -122,7 +122,9 @@ impl MediaService for MediaControl {
         let r = request.into_inner();
         let id = required(&r.session_id, "session_id")?;
         let stats = self.node.destroy(id).await?;
-        Ok(Response::new(pb::DestroySessionResponse { stats: Some(stats) }))
+        Ok(Response::new(pb::DestroySessionResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn bridge(

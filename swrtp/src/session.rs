@@ -661,7 +661,13 @@ impl Node {
                 return Ok(rx);
             }
         };
-        let playback = Playback::new(playback_id.clone(), file.to_string(), audio, looped, tx.clone());
+        let playback = Playback::new(
+            playback_id.clone(),
+            file.to_string(),
+            audio,
+            looped,
+            tx.clone(),
+        );
         let (reply, done) = oneshot::channel();
         let sent = worker
             .send(Cmd::Play {
@@ -731,7 +737,13 @@ impl Node {
             let playbacks = table
                 .sessions
                 .values()
-                .filter(|e| e.shared.view.lock().map(|v| !v.playing.is_empty()).unwrap_or(false))
+                .filter(|e| {
+                    e.shared
+                        .view
+                        .lock()
+                        .map(|v| !v.playing.is_empty())
+                        .unwrap_or(false)
+                })
                 .count();
             (table.sessions.len(), bridges, playbacks)
         };

@@ -57,9 +57,8 @@ impl DirectionCounters {
             bytes: self.bytes.load(Ordering::Relaxed),
             packets_lost: self.lost.load(Ordering::Relaxed),
             jitter_ms: f64::from_bits(self.jitter_ms.load(Ordering::Relaxed)),
-            last_packet_at: (last != 0).then(|| {
-                switchboard_proto::timestamp(UNIX_EPOCH + Duration::from_millis(last))
-            }),
+            last_packet_at: (last != 0)
+                .then(|| switchboard_proto::timestamp(UNIX_EPOCH + Duration::from_millis(last))),
         }
     }
 }

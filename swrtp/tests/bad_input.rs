@@ -89,7 +89,12 @@ async fn random_bytes_truncated_headers_and_rtcp_garbage_are_dropped() {
         .await
         .unwrap()
         .into_inner();
-    let b_port = list.sessions.iter().find(|s| s.session_id == b).unwrap().rtp_port as u16;
+    let b_port = list
+        .sessions
+        .iter()
+        .find(|s| s.session_id == b)
+        .unwrap()
+        .rtp_port as u16;
     let b_rtcp = SocketAddr::from(([127, 0, 0, 1], b_port + 1));
     let mut got = None;
     for _ in 0..50 {

@@ -40,10 +40,19 @@ async fn bridged_peers_receive_each_others_media_rewritten_in_order() {
     // alice -> bob: 20 packets with distinct payloads, then a DTMF event.
     for i in 0..20u16 {
         alice
-            .send_rtp(a_addr, 0, 1000 + i, 160 * u32::from(i), 0xA11CE, &[i as u8; 160])
+            .send_rtp(
+                a_addr,
+                0,
+                1000 + i,
+                160 * u32::from(i),
+                0xA11CE,
+                &[i as u8; 160],
+            )
             .await;
     }
-    alice.send_rtp(a_addr, 101, 1020, 3200, 0xA11CE, &[5, 0x80, 0, 160]).await;
+    alice
+        .send_rtp(a_addr, 101, 1020, 3200, 0xA11CE, &[5, 0x80, 0, 160])
+        .await;
     let mut got = Vec::new();
     for _ in 0..21 {
         got.push(parse(&bob.recv().await.expect("bob receives")));
@@ -64,8 +73,15 @@ async fn bridged_peers_receive_each_others_media_rewritten_in_order() {
 
     // bob -> alice.
     for i in 0..10u16 {
-        bob.send_rtp(b_addr, 0, 50 + i, 8000 + 160 * u32::from(i), 0xB0B, &[0x40 + i as u8; 160])
-            .await;
+        bob.send_rtp(
+            b_addr,
+            0,
+            50 + i,
+            8000 + 160 * u32::from(i),
+            0xB0B,
+            &[0x40 + i as u8; 160],
+        )
+        .await;
     }
     for i in 0..10u8 {
         let p = parse(&alice.recv().await.expect("alice receives"));
@@ -78,7 +94,10 @@ async fn bridged_peers_receive_each_others_media_rewritten_in_order() {
     assert_eq!(stats.rx.as_ref().map(|r| r.packets), Some(21));
     assert_eq!(stats.tx.as_ref().map(|r| r.packets), Some(10));
     assert_eq!(stats.rx.as_ref().map(|r| r.packets_lost), Some(0));
-    assert_eq!(stats.remote_address, alice.sock.local_addr().unwrap().to_string());
+    assert_eq!(
+        stats.remote_address,
+        alice.sock.local_addr().unwrap().to_string()
+    );
     d.destroy(&b_id).await;
     let h = d.health().await;
     assert_eq!(h.free_port_pairs, h.total_port_pairs);
@@ -128,7 +147,9 @@ async fn bridge_torn_down_mid_stream_leaks_nothing() {
         d.bridge(&a.session_id, &b).await;
         let streamer = tokio::spawn(async move {
             for i in 0..200u16 {
-                alice.send_rtp(a_addr, 0, i, u32::from(i) * 160, 1, &[0xFF; 160]).await;
+                alice
+                    .send_rtp(a_addr, 0, i, u32::from(i) * 160, 1, &[0xFF; 160])
+                    .await;
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         });

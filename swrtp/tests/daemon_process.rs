@@ -15,7 +15,9 @@ use switchboard_proto::media::v1::media_service_client::MediaServiceClient;
 const BIN: &str = env!("CARGO_BIN_EXE_swrtp");
 
 fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata")
+        .join(rel)
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -33,9 +35,16 @@ fn check_config_accepts_the_example() {
         .arg("--check-config")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.trim_end().ends_with("swrtp-example.yaml: ok"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("swrtp-example.yaml: ok"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -48,7 +57,10 @@ fn check_config_refuses_bad_files_with_exit_2_and_a_location() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad-swrtp-unknown-key.yaml:3:1:"), "{stderr}");
+    assert!(
+        stderr.contains("bad-swrtp-unknown-key.yaml:3:1:"),
+        "{stderr}"
+    );
     assert!(stderr.contains("rtp_port"), "{stderr}");
 
     let out = Command::new(BIN)
@@ -113,7 +125,11 @@ async fn serves_and_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut client = client.expect("swrtp came up");
-    let h = client.health(pb::HealthRequest {}).await.unwrap().into_inner();
+    let h = client
+        .health(pb::HealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(h.node_id, "proc-node");
     assert_eq!(h.total_port_pairs, 5);
 

@@ -23,7 +23,9 @@ async fn peer_behind_nat_gets_media_back_at_its_real_port() {
     // Alice sends a few packets: after latch_packets (3) consecutive ones with
     // one SSRC, her real address is latched and her media is relayed.
     for i in 0..5u16 {
-        alice.send_rtp(a_addr, 0, i, u32::from(i) * 160, 0xCAFE, &[i as u8; 160]).await;
+        alice
+            .send_rtp(a_addr, 0, i, u32::from(i) * 160, 0xCAFE, &[i as u8; 160])
+            .await;
     }
     let got: Vec<_> = {
         let mut v = Vec::new();
@@ -43,13 +45,22 @@ async fn peer_behind_nat_gets_media_back_at_its_real_port() {
         .into_inner();
     let b_info = list.sessions.iter().find(|s| s.session_id == b).unwrap();
     let b_addr = std::net::SocketAddr::from(([127, 0, 0, 1], b_info.rtp_port as u16));
-    let a_info = list.sessions.iter().find(|s| s.session_id == a.session_id).unwrap();
+    let a_info = list
+        .sessions
+        .iter()
+        .find(|s| s.session_id == a.session_id)
+        .unwrap();
     assert_eq!(
         a_info.stats.as_ref().unwrap().remote_address,
         alice.sock.local_addr().unwrap().to_string()
     );
     bob.send_rtp(b_addr, 0, 1, 0, 0xB0B, &[9; 160]).await;
-    let p = parse(&alice.recv().await.expect("alice gets media at her real port"));
+    let p = parse(
+        &alice
+            .recv()
+            .await
+            .expect("alice gets media at her real port"),
+    );
     assert_eq!(p.5, vec![9; 160]);
     d.stop().await;
 }
@@ -81,9 +92,16 @@ async fn stranger_cannot_hijack_a_latched_stream() {
         .await
         .unwrap()
         .into_inner();
-    let a_info = list.sessions.iter().find(|s| s.session_id == a.session_id).unwrap();
+    let a_info = list
+        .sessions
+        .iter()
+        .find(|s| s.session_id == a.session_id)
+        .unwrap();
     let stats = a_info.stats.as_ref().unwrap();
     assert_eq!(stats.dropped, 50);
-    assert_eq!(stats.remote_address, alice.sock.local_addr().unwrap().to_string());
+    assert_eq!(
+        stats.remote_address,
+        alice.sock.local_addr().unwrap().to_string()
+    );
     d.stop().await;
 }

@@ -10,10 +10,17 @@ use tokio_stream::StreamExt;
 
 fn expected(file: &str, law: Law) -> Vec<u8> {
     let r = hound::WavReader::open(audio_dir().join(file)).unwrap();
-    r.into_samples::<i16>().map(|s| law.encode(s.unwrap())).collect()
+    r.into_samples::<i16>()
+        .map(|s| law.encode(s.unwrap()))
+        .collect()
 }
 
-async fn play(d: &mut Daemon, id: &str, file: &str, looped: bool) -> tonic::Streaming<pb::PlayEvent> {
+async fn play(
+    d: &mut Daemon,
+    id: &str,
+    file: &str,
+    looped: bool,
+) -> tonic::Streaming<pb::PlayEvent> {
     d.media
         .play(pb::PlayRequest {
             session_id: id.into(),
@@ -61,7 +68,10 @@ async fn tone_arrives_as_paced_pcmu_packets_and_completes() {
     // Decoded, it is a 1 kHz tone: 2 zero crossings per ms.
     let pcm: Vec<i16> = audio.iter().map(|b| Law::Ulaw.decode(*b)).collect();
     let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-    assert!((3900..=4100).contains(&crossings), "{crossings} zero crossings in 2 s");
+    assert!(
+        (3900..=4100).contains(&crossings),
+        "{crossings} zero crossings in 2 s"
+    );
     // Events end with Completed(100).
     let mut last = None;
     while let Some(e) = events.next().await {

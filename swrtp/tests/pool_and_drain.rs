@@ -43,13 +43,30 @@ async fn ten_thousand_create_destroy_cycles_leave_the_pool_full() {
 async fn exhaustion_is_resource_exhausted_naming_the_range() {
     let mut d = Daemon::start(config("32310-32313")).await;
     let sdp = offer_sdp(4000, "0", "");
-    let a = d.media.create_session(create(&sdp)).await.unwrap().into_inner();
-    let _b = d.media.create_session(create(&sdp)).await.unwrap().into_inner();
-    let e = d.media.create_session(create(&sdp)).await.expect_err("full");
+    let a = d
+        .media
+        .create_session(create(&sdp))
+        .await
+        .unwrap()
+        .into_inner();
+    let _b = d
+        .media
+        .create_session(create(&sdp))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = d
+        .media
+        .create_session(create(&sdp))
+        .await
+        .expect_err("full");
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
     assert!(e.message().contains("32310-32313"), "{}", e.message());
     d.destroy(&a.session_id).await;
-    d.media.create_session(create(&sdp)).await.expect("a pair came back");
+    d.media
+        .create_session(create(&sdp))
+        .await
+        .expect("a pair came back");
     d.stop().await;
 }
 
@@ -112,7 +129,10 @@ async fn draining_refuses_new_sessions_and_keeps_old_ones() {
     alice
         .send_rtp(rtp_addr(&a.local_sdp), 0, 1, 0, 1, &[7; 160])
         .await;
-    assert_eq!(parse(&bob.recv().await.expect("still relayed")).5, vec![7; 160]);
+    assert_eq!(
+        parse(&bob.recv().await.expect("still relayed")).5,
+        vec![7; 160]
+    );
     d.admin
         .set_draining(admin::SetDrainingRequest { draining: false })
         .await
@@ -129,7 +149,11 @@ async fn reoffer_bumps_origin_version_and_same_version_is_unchanged() {
     let mut d = Daemon::start(config("32340-32349")).await;
     let peer = Peer::new().await;
     let a = d.answer("re", &peer, "0", "").await;
-    assert!(a.local_sdp.contains(" 1 IN IP4 127.0.0.1\r\n"), "{}", a.local_sdp);
+    assert!(
+        a.local_sdp.contains(" 1 IN IP4 127.0.0.1\r\n"),
+        "{}",
+        a.local_sdp
+    );
     let again = d
         .media
         .update_session(pb::UpdateSessionRequest {
@@ -150,8 +174,16 @@ async fn reoffer_bumps_origin_version_and_same_version_is_unchanged() {
         .await
         .unwrap()
         .into_inner();
-    assert!(held.local_sdp.contains(" 2 IN IP4 127.0.0.1\r\n"), "{}", held.local_sdp);
-    assert!(held.local_sdp.contains("a=recvonly\r\n"), "{}", held.local_sdp);
+    assert!(
+        held.local_sdp.contains(" 2 IN IP4 127.0.0.1\r\n"),
+        "{}",
+        held.local_sdp
+    );
+    assert!(
+        held.local_sdp.contains("a=recvonly\r\n"),
+        "{}",
+        held.local_sdp
+    );
     assert_eq!(
         held.media.map(|m| m.direction),
         Some(pb::Direction::Recvonly as i32)

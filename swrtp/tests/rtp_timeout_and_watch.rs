@@ -32,7 +32,8 @@ async fn silent_session_times_out_everywhere_and_frees_its_ports() {
     let peer = Peer::new().await;
     let a = d.answer("to", &peer, "0", "").await;
     // One packet arms the timeout; then silence.
-    peer.send_rtp(rtp_addr(&a.local_sdp), 0, 1, 0, 1, &[0; 160]).await;
+    peer.send_rtp(rtp_addr(&a.local_sdp), 0, 1, 0, 1, &[0; 160])
+        .await;
 
     let created = watch.next().await.unwrap().unwrap();
     assert_eq!(created.kind, pb::SessionEventKind::Created as i32);
@@ -54,7 +55,10 @@ async fn silent_session_times_out_everywhere_and_frees_its_ports() {
 
     let h = d.health().await;
     assert_eq!(h.timed_out_sessions, vec![a.session_id.clone()]);
-    assert_eq!(h.free_port_pairs, h.total_port_pairs, "ports released on timeout");
+    assert_eq!(
+        h.free_port_pairs, h.total_port_pairs,
+        "ports released on timeout"
+    );
     let status = d
         .admin
         .get_status(admin::GetMediaStatusRequest {})

@@ -81,7 +81,13 @@ impl Daemon {
     }
 
     /// Answer an offer from `peer`.
-    pub async fn answer(&mut self, call: &str, peer: &Peer, pts: &str, extra: &str) -> pb::CreateSessionResponse {
+    pub async fn answer(
+        &mut self,
+        call: &str,
+        peer: &Peer,
+        pts: &str,
+        extra: &str,
+    ) -> pb::CreateSessionResponse {
         self.media
             .create_session(pb::CreateSessionRequest {
                 call_id: call.into(),
@@ -188,7 +194,15 @@ impl Peer {
         Self { sock, sdp_port }
     }
 
-    pub async fn send_rtp(&self, to: SocketAddr, pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) {
+    pub async fn send_rtp(
+        &self,
+        to: SocketAddr,
+        pt: u8,
+        seq: u16,
+        ts: u32,
+        ssrc: u32,
+        payload: &[u8],
+    ) {
         let pkt = rtp(pt, seq, ts, ssrc, false, payload);
         self.sock.send_to(&pkt, to).await.expect("send");
     }
@@ -208,7 +222,8 @@ impl Peer {
     pub async fn drain(&self, quiet: Duration) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 2048];
-        while let Ok(Ok((n, _))) = tokio::time::timeout(quiet, self.sock.recv_from(&mut buf)).await {
+        while let Ok(Ok((n, _))) = tokio::time::timeout(quiet, self.sock.recv_from(&mut buf)).await
+        {
             out.push(buf[..n].to_vec());
         }
         out
