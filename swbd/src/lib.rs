@@ -1,1 +1,32 @@
-//! swbd
+//! swbd, Switchboard's SIP signaling daemon.
+//!
+//! # Layout
+//! - [`config`]: YAML config, defaults, validation.
+//! - [`dialplan`]: routes, validation, execution and live reload.
+//! - [`events`]: the internal event bus (admin `Watch`, logs).
+//! - [`media`]: the media-node pool (gRPC clients to swrtp).
+//! - [`admin`]: the `SignalingAdmin` gRPC service.
+//! - [`server`]: [`run`], which wires everything together until shutdown.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod admin_watch;
+pub mod b2bua;
+pub mod config;
+pub mod dialog;
+pub mod dialplan;
+pub mod events;
+pub mod media;
+pub mod server;
+
+// SIP core (see each module's docs): message layer, transports,
+// transactions, digest auth, registrar, method handlers, the endpoint.
+pub mod auth;
+pub mod endpoint;
+pub mod method;
+pub mod registrar;
+pub mod sip;
+pub mod transaction;
+pub mod transport;
+
+pub use server::run;

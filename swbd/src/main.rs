@@ -1,1 +1,165 @@
-fn main() {}
+//! `swbd`: parse flags, load and validate config, run until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use swbd::config::{Config, ListenAddr};
+use switchboard_proto::support::logging::{self, LogFormat};
+use switchboard_proto::support::shutdown;
+
+/// Switchboard SIP signaling daemon.
+#[derive(Debug, Parser)]
+#[command(name = "swbd", version, about)]
+struct Args {
+    /// YAML config file (defaults are used when not given).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the config and exit (0: valid, 2: errors on stderr).
+    #[arg(long)]
+    check_config: bool,
+    /// Validate a dialplan file (against the config's gateways and audio
+    /// directory) and exit (0: valid, 2: every error on stderr).
+    #[arg(long, value_name = "FILE")]
+    check_dialplan: Option<PathBuf>,
+    /// SIP listen address, repeatable (`udp:127.0.0.1:5060`, `tcp:[::1]:5060`); replaces sip.listen.
+    #[arg(long = "listen", value_name = "PROTO:IP:PORT")]
+    listen: Vec<ListenAddr>,
+    /// Admin unix socket path; replaces admin.socket.
+    #[arg(long, value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
+    /// Users file for digest auth; replaces auth.users_file.
+    #[arg(long, value_name = "FILE")]
+    users_file: Option<PathBuf>,
+    /// Dialplan file; replaces dialplan.file (default: the embedded dialplan).
+    #[arg(long, value_name = "FILE")]
+    dialplan: Option<PathBuf>,
+    /// Directory playback files resolve under; replaces dialplan.audio_dir.
+    #[arg(long, value_name = "DIR")]
+    audio_dir: Option<PathBuf>,
+    /// Node name shown by admin tools.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Log level or filter (RUST_LOG wins when set).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let format: LogFormat = args.log_format.parse().unwrap_or_default();
+
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.sip.listen = args.listen.clone();
+    }
+    if let Some(p) = &args.admin_socket {
+        config.admin.socket = Some(p.clone());
+    }
+    if let Some(p) = &args.users_file {
+        config.auth.users_file = Some(p.clone());
+    }
+    if let Some(p) = &args.dialplan {
+        config.dialplan.file = Some(p.clone());
+    }
+    if let Some(p) = &args.audio_dir {
+        config.dialplan.audio_dir = Some(p.clone());
+    }
+    if let Some(n) = &args.node_id {
+        config.node_id = n.clone();
+    }
+    let name = args
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "defaults".into());
+    if let Err(errors) = config.validate(&name) {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        return ExitCode::from(2);
+    }
+    if let Some(file) = &args.check_dialplan {
+        let ctx = swbd::dialplan::DialplanContext::from_config(&config);
+        return match swbd::dialplan::check_file(file, &ctx) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::from(2)
+            }
+        };
+    }
+    if args.check_config {
+        // Everything the daemon would load at start: users file and dialplan.
+        let mut errors = Vec::new();
+        if let Some(users) = &config.auth.users_file
+            && let Err(e) = swbd::auth::users::Users::load(users, &config.auth.realm)
+        {
+            errors.push(e);
+        }
+        let ctx = swbd::dialplan::DialplanContext::from_config(&config);
+        let plan = match &config.dialplan.file {
+            Some(file) => swbd::dialplan::Dialplan::load(file, &ctx).map(|_| ()),
+            None => swbd::dialplan::Dialplan::embedded_default(&ctx).map(|_| ()),
+        };
+        if let Err(e) = plan {
+            errors.extend(e);
+        }
+        if !errors.is_empty() {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+        println!("{name}: ok");
+        return ExitCode::SUCCESS;
+    }
+
+    logging::init(&args.log_level, format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swbd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (trigger, shutdown) = shutdown::channel();
+        tokio::spawn(async move {
+            shutdown::os_signal().await;
+            trigger.trigger();
+        });
+        swbd::run(config, shutdown).await
+    });
+    // Do not wait for stray blocking work (a dialplan reload in flight).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swbd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

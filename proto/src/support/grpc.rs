@@ -142,8 +142,7 @@ async fn bind_unix(endpoint: &Endpoint, path: &Path) -> Result<Listener, ListenE
     let listener = UnixListener::bind(path).map_err(bind_err)?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .map_err(bind_err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
     }
     Ok(Listener::Unix(listener, path.to_path_buf()))
 }
@@ -183,11 +182,106 @@ pub async fn serve(
                 .await
         }
         Listener::Unix(l, path) => {
+            // The socket file goes as soon as shutdown starts: no new client
+            // can connect while existing ones finish.
+            let unlink = path.clone();
+            let stop = async move {
+                shutdown.wait_owned().await;
+                let _ = std::fs::remove_file(&unlink);
+            };
             let result = router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(l), shutdown.wait_owned())
+                .serve_with_incoming_shutdown(UnixListenerStream::new(l), stop)
                 .await;
             let _ = std::fs::remove_file(&path);
             result
         }
+    }
+}
+
+/// Interceptor that requires `authorization: Bearer TOKEN` on every call.
+/// Used on admin listeners reachable over TCP.
+#[derive(Clone)]
+pub struct BearerAuth {
+    expected: std::sync::Arc<str>,
+}
+
+impl fmt::Debug for BearerAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerAuth(..)")
+    }
+}
+
+impl BearerAuth {
+    /// Require `token`.
+    pub fn new(token: &str) -> Self {
+        Self {
+            expected: token.into(),
+        }
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        // Constant-time comparison: no early exit on the first differing byte.
+        let a = presented.as_bytes();
+        let b = self.expected.as_bytes();
+        let mut diff = a.len() ^ b.len();
+        for (i, x) in b.iter().enumerate() {
+            diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ x);
+        }
+        diff == 0
+    }
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(token) if self.matches(token) => Ok(req),
+            Some(_) => Err(tonic::Status::unauthenticated("wrong bearer token")),
+            None => Err(tonic::Status::unauthenticated(
+                "this admin listener requires a bearer token (authorization: Bearer ...)",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::service::Interceptor;
+
+    #[test]
+    fn bearer_auth_checks_the_token() {
+        let mut auth = BearerAuth::new("s3cret");
+        let with = |v: Option<&str>| {
+            let mut r = tonic::Request::new(());
+            if let Some(v) = v {
+                r.metadata_mut()
+                    .insert("authorization", v.parse().expect("ascii"));
+            }
+            r
+        };
+        assert!(auth.call(with(Some("Bearer s3cret"))).is_ok());
+        assert!(auth.call(with(Some("Bearer s3cre"))).is_err());
+        assert!(auth.call(with(Some("Bearer s3cret2"))).is_err());
+        assert!(auth.call(with(Some("s3cret"))).is_err());
+        assert!(auth.call(with(None)).is_err());
+    }
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            "unix:///a/b.sock".parse::<Endpoint>(),
+            Ok(Endpoint::Unix("/a/b.sock".into()))
+        );
+        assert_eq!(
+            "tcp://127.0.0.1:9".parse::<Endpoint>(),
+            Ok(Endpoint::Tcp(([127, 0, 0, 1], 9).into()))
+        );
+        assert!("tcp://nope".parse::<Endpoint>().is_err());
+        assert!("unix://".parse::<Endpoint>().is_err());
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod grpc;
 pub mod logging;
+pub mod paths;
 pub mod shutdown;
 pub mod yaml;

@@ -36,8 +36,8 @@ impl Shutdown {
     }
 
     /// An owned future, handy for `serve_with_shutdown`.
-    pub fn wait_owned(mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        async move { self.wait().await }
+    pub async fn wait_owned(mut self) {
+        self.wait().await
     }
 }
 

@@ -1,0 +1,111 @@
+//! The admin `Watch` stream: an optional snapshot of the current state, a
+//! `SnapshotDone` marker, then live events from the bus. A client that falls
+//! too far behind is dropped with `RESOURCE_EXHAUSTED` instead of slowing
+//! the daemon.
+
+use std::time::SystemTime;
+
+use switchboard_proto::admin::v1 as pb;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::Status;
+
+use crate::events::{BindingInfo, CallChange, Event, RegistrationChange};
+
+/// Convert a binding to its admin form.
+pub fn registration_to_proto(b: &BindingInfo) -> pb::Registration {
+    pb::Registration {
+        aor: b.aor.clone(),
+        contact: b.contact.clone(),
+        source: format!("{} {}", b.transport, b.source),
+        q: b.q,
+        expires_at: Some(switchboard_proto::timestamp(b.expires_at)),
+        registered_at: Some(switchboard_proto::timestamp(b.registered_at)),
+        user_agent: b.user_agent.clone(),
+        sip_call_id: b.call_id.clone(),
+    }
+}
+
+/// Convert a bus event to its admin form.
+pub fn event_to_proto(at: SystemTime, event: &Event) -> pb::SignalingEvent {
+    use pb::signaling_event::Event as E;
+    let inner = match event {
+        Event::Registration { change, binding } => E::Registration(pb::RegistrationEvent {
+            kind: match change {
+                RegistrationChange::Added => pb::RegistrationEventKind::Added,
+                RegistrationChange::Refreshed => pb::RegistrationEventKind::Refreshed,
+                RegistrationChange::Removed => pb::RegistrationEventKind::Removed,
+                RegistrationChange::Expired => pb::RegistrationEventKind::Expired,
+            } as i32,
+            registration: Some(registration_to_proto(binding)),
+        }),
+        Event::Call { change, call } => E::Call(pb::CallEvent {
+            kind: match change {
+                CallChange::Created => pb::CallEventKind::Created,
+                CallChange::Ringing => pb::CallEventKind::Ringing,
+                CallChange::Answered => pb::CallEventKind::Answered,
+                CallChange::Bridged => pb::CallEventKind::Bridged,
+                CallChange::Ended => pb::CallEventKind::Ended,
+                CallChange::Updated => pb::CallEventKind::Updated,
+            } as i32,
+            call: Some((**call).clone()),
+        }),
+        Event::MediaNode(info) => E::MediaNode(pb::MediaNodeEvent {
+            node: Some(info.to_proto()),
+        }),
+        Event::DialplanApplied { version, source } => E::Dialplan(pb::DialplanEvent {
+            applied: true,
+            version: version.clone(),
+            source: source.clone(),
+            errors: Vec::new(),
+        }),
+        Event::DialplanRefused {
+            version,
+            source,
+            errors,
+        } => E::Dialplan(pb::DialplanEvent {
+            applied: false,
+            version: version.clone(),
+            source: source.clone(),
+            errors: errors.iter().cloned().map(Into::into).collect(),
+        }),
+    };
+    pb::SignalingEvent {
+        at: Some(switchboard_proto::timestamp(at)),
+        is_snapshot: false,
+        event: Some(inner),
+    }
+}
+
+/// Build the stream: `snapshot` events first (already converted), then the
+/// `SnapshotDone` marker, then live events.
+pub fn stream(
+    snapshot: Vec<pb::signaling_event::Event>,
+    mut live: tokio::sync::broadcast::Receiver<std::sync::Arc<(SystemTime, Event)>>,
+    send_snapshot: bool,
+) -> impl futures::Stream<Item = Result<pb::SignalingEvent, Status>> + Send + 'static {
+    async_stream::stream! {
+        if send_snapshot {
+            let now = Some(switchboard_proto::timestamp(SystemTime::now()));
+            for event in snapshot {
+                yield Ok(pb::SignalingEvent { at: now, is_snapshot: true, event: Some(event) });
+            }
+            yield Ok(pb::SignalingEvent {
+                at: now,
+                is_snapshot: true,
+                event: Some(pb::signaling_event::Event::SnapshotDone(pb::SnapshotDone {})),
+            });
+        }
+        loop {
+            match live.recv().await {
+                Ok(ev) => yield Ok(event_to_proto(ev.0, &ev.1)),
+                Err(RecvError::Lagged(n)) => {
+                    yield Err(Status::resource_exhausted(format!(
+                        "watch client too slow: {n} events dropped; reconnect with snapshot=true"
+                    )));
+                    break;
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Digest authentication (RFC 3261 §22, RFC 7616, RFC 8760): MD5 and
+//! SHA-256 with `qop=auth`.
+//!
+//! # Layout
+//! - [`Authenticator`]: `check(&request, source, kind)` ->
+//!   [`AuthedUser`] or an [`AuthRejection`] to send (401/407 challenge, or
+//!   403 for a blocked source).
+//! - [`digest`]: hashing and the `Authorization` header.
+//! - [`nonce`]: stateless, expiring nonces carrying a MAC.
+//! - [`users`]: the YAML users file (plain password or HA1).
+//! - [`blocklist`]: failed attempts per source IP, temporary blocks.
+//!
+//! Behaviour worth knowing:
+//! - An unknown user and a wrong password both get the same fresh
+//!   challenge (the digest is computed either way).
+//! - A correct digest over an expired nonce gets `stale=true`; a reused
+//!   `nc` (replay) gets a fresh challenge with `stale=true` too and is not
+//!   accepted.
+//! - `max_failures` bad digests within `failure_window_secs` from one IP
+//!   block that IP for `block_secs`: its requests are answered
+//!   `403 Forbidden` without a challenge (answered rather than dropped so a
+//!   misconfigured phone's operator sees why). Other sources are unaffected.
+//! - Requests without credentials are challenged and not counted.
+//! - Challenges offer SHA-256 first, then MD5.
+
+pub mod blocklist;
+pub mod digest;
+pub mod nonce;
+pub mod users;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ezk_sip_types::Name;
+use switchboard_proto::support::yaml::FileError;
+
+use crate::config::AuthConfig;
+use crate::sip::message::HeaderAccess;
+use crate::sip::{Request, Response};
+use crate::transport::{SipCounters, Source};
+use blocklist::Blocklist;
+use digest::{Algorithm, Credentials, constant_time_eq};
+use nonce::{NonceIssuer, NonceState};
+use users::Users;
+
+/// Which challenge to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// `401` + `WWW-Authenticate` (registrar: REGISTER).
+    Www,
+    /// `407` + `Proxy-Authenticate` (INVITE and other requests we route).
+    Proxy,
+}
+
+impl ChallengeKind {
+    fn credentials_header(self) -> Name {
+        match self {
+            ChallengeKind::Www => Name::AUTHORIZATION,
+            ChallengeKind::Proxy => Name::PROXY_AUTHORIZATION,
+        }
+    }
+    fn challenge_header(self) -> Name {
+        match self {
+            ChallengeKind::Www => Name::WWW_AUTHENTICATE,
+            ChallengeKind::Proxy => Name::PROXY_AUTHENTICATE,
+        }
+    }
+    fn code(self) -> (u16, &'static str) {
+        match self {
+            ChallengeKind::Www => (401, "Unauthorized"),
+            ChallengeKind::Proxy => (407, "Proxy Authentication Required"),
+        }
+    }
+}
+
+/// Who passed authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthedUser {
+    /// The digest username (or the From user when auth is disabled).
+    pub username: String,
+    /// False when auth is disabled by config.
+    pub authenticated: bool,
+}
+
+/// A refusal to send instead of processing the request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code} {reason}")]
+pub struct AuthRejection {
+    /// 401, 407 or 403.
+    pub code: u16,
+    /// Reason phrase.
+    pub reason: &'static str,
+    /// Challenge headers to add.
+    pub headers: Vec<(Name, String)>,
+}
+
+impl AuthRejection {
+    /// The SIP status.
+    pub fn status_code(&self) -> u16 {
+        self.code
+    }
+
+    /// Add the challenge headers to `response` (built with [`Self::code`]).
+    pub fn apply(&self, response: &mut Response) {
+        for (n, v) in &self.headers {
+            response.headers.insert(n.clone(), v.clone());
+        }
+    }
+}
+
+/// Auth module errors (loading).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The users file is unreadable or invalid.
+    #[error("{0}")]
+    UsersFile(#[from] FileError),
+}
+
+/// Cheap-clone digest authenticator.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    enabled: bool,
+    realm: String,
+    /// Challenges offered, in order.
+    algorithms: Vec<Algorithm>,
+    users: Users,
+    nonces: NonceIssuer,
+    /// Highest `nc` seen per nonce (replay detection). std Mutex: short
+    /// lookups only.
+    nc_seen: Mutex<HashMap<String, u32>>,
+    blocklist: Mutex<Blocklist>,
+    counters: Arc<SipCounters>,
+}
+
+impl Authenticator {
+    /// From config: loads the users file (none: nobody can authenticate).
+    pub fn from_config(config: &AuthConfig, counters: Arc<SipCounters>) -> Result<Self, Error> {
+        let users = match &config.users_file {
+            Some(p) => Users::load(p, &config.realm)?,
+            None => {
+                if config.enabled {
+                    tracing::warn!("auth.users_file is not set: every authentication will fail");
+                }
+                Users::default()
+            }
+        };
+        Ok(Self::new(config, users, counters))
+    }
+
+    /// With an explicit user table.
+    pub fn new(config: &AuthConfig, users: Users, counters: Arc<SipCounters>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                enabled: config.enabled,
+                realm: config.realm.clone(),
+                algorithms: config
+                    .algorithms
+                    .iter()
+                    .map(|a| match a {
+                        crate::config::DigestAlgorithm::Md5 => Algorithm::Md5,
+                        crate::config::DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                    })
+                    .collect(),
+                users,
+                nonces: NonceIssuer::new(config.nonce_ttl_secs),
+                nc_seen: Mutex::new(HashMap::new()),
+                blocklist: Mutex::new(Blocklist::new(
+                    config.max_failures,
+                    Duration::from_secs(config.failure_window_secs),
+                    Duration::from_secs(config.block_secs),
+                )),
+                counters,
+            }),
+        }
+    }
+
+    /// Whether auth is on.
+    pub fn enabled(&self) -> bool {
+        self.inner.enabled
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.inner.realm
+    }
+
+    /// Check a request's credentials.
+    pub fn check(
+        &self,
+        request: &Request,
+        source: &Source,
+        kind: ChallengeKind,
+    ) -> Result<AuthedUser, AuthRejection> {
+        let inner = &*self.inner;
+        if !inner.enabled {
+            let username = request
+                .header_from()
+                .ok()
+                .and_then(|f| f.uri.user())
+                .unwrap_or_default();
+            return Ok(AuthedUser {
+                username,
+                authenticated: false,
+            });
+        }
+        let ip = source.remote.ip();
+        if inner
+            .blocklist
+            .lock()
+            .map(|mut b| b.is_blocked(ip))
+            .unwrap_or(false)
+        {
+            SipCounters::inc(&inner.counters.blocked_requests);
+            return Err(AuthRejection {
+                code: 403,
+                reason: "Forbidden (too many failed attempts)",
+                headers: Vec::new(),
+            });
+        }
+        let creds = request
+            .headers
+            .get_raw(&kind.credentials_header())
+            .filter_map(|v| Credentials::parse(v))
+            .find(|c| c.realm == inner.realm);
+        let Some(creds) = creds else {
+            return Err(self.challenge(kind, false));
+        };
+        let Some(alg) = Algorithm::from_token(creds.algorithm.as_deref()) else {
+            return Err(self.challenge(kind, false));
+        };
+        let (Some(qop), Some(nc_text), Some(cnonce)) = (&creds.qop, &creds.nc, &creds.cnonce)
+        else {
+            return Err(self.fail(ip, kind));
+        };
+        let nc = match u32::from_str_radix(nc_text, 16) {
+            Ok(n) if qop.eq_ignore_ascii_case("auth") => n,
+            _ => return Err(self.fail(ip, kind)),
+        };
+        let nonce_state = inner.nonces.check(&creds.nonce);
+        if nonce_state == NonceState::Invalid {
+            return Err(self.fail(ip, kind));
+        }
+        // Compute the digest even for unknown users so both look the same.
+        let dummy = alg.ha1(&creds.username, &inner.realm, "\u{0}no-such-user");
+        let ha1 = inner
+            .users
+            .get(&creds.username)
+            .and_then(|u| u.ha1(alg))
+            .unwrap_or(&dummy);
+        let expected = digest::response(
+            alg,
+            ha1,
+            &creds.nonce,
+            nc_text,
+            cnonce,
+            qop,
+            request.method.as_str(),
+            &creds.uri,
+        );
+        let known = inner
+            .users
+            .get(&creds.username)
+            .and_then(|u| u.ha1(alg))
+            .is_some();
+        if !constant_time_eq(&expected, &creds.response) || !known {
+            return Err(self.fail(ip, kind));
+        }
+        if nonce_state == NonceState::Stale {
+            return Err(self.challenge(kind, true));
+        }
+        // Replay: nc must grow per nonce.
+        {
+            let Ok(mut seen) = inner.nc_seen.lock() else {
+                return Err(self.challenge(kind, true));
+            };
+            match seen.get(&creds.nonce) {
+                Some(last) if nc <= *last => {
+                    drop(seen);
+                    return Err(self.challenge(kind, true));
+                }
+                _ => {}
+            }
+            if seen.len() > 100_000 {
+                let ttl = inner.nonces.ttl_secs();
+                seen.retain(|n, _| inner.nonces.age_secs(n).is_some_and(|a| a <= ttl));
+            }
+            seen.insert(creds.nonce.clone(), nc);
+        }
+        if let Ok(mut b) = inner.blocklist.lock() {
+            b.record_success(ip);
+        }
+        Ok(AuthedUser {
+            username: creds.username,
+            authenticated: true,
+        })
+    }
+
+    fn fail(&self, ip: std::net::IpAddr, kind: ChallengeKind) -> AuthRejection {
+        SipCounters::inc(&self.inner.counters.auth_failures);
+        let blocked = self
+            .inner
+            .blocklist
+            .lock()
+            .map(|mut b| b.record_failure(ip))
+            .unwrap_or(false);
+        if blocked {
+            tracing::warn!(%ip, "source blocked after repeated authentication failures");
+        }
+        self.challenge(kind, false)
+    }
+
+    /// A fresh challenge, one header per configured algorithm.
+    pub fn challenge(&self, kind: ChallengeKind, stale: bool) -> AuthRejection {
+        let (code, reason) = kind.code();
+        let nonce = self.inner.nonces.issue();
+        let stale = if stale { ", stale=true" } else { "" };
+        let headers = self
+            .inner
+            .algorithms
+            .iter()
+            .copied()
+            .map(|alg| {
+                (
+                    kind.challenge_header(),
+                    format!(
+                        "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
+                        self.inner.realm,
+                        alg.as_str()
+                    ),
+                )
+            })
+            .collect();
+        AuthRejection {
+            code,
+            reason,
+            headers,
+        }
+    }
+}

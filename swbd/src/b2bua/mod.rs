@@ -1,0 +1,29 @@
+//! The B2BUA: every inbound INVITE becomes a call task that owns the A-leg,
+//! runs the dialplan against [`CallControl`](crate::dialplan::CallControl),
+//! places B-legs with their own Call-ID, tags and SDP offer from the media
+//! node, bridges media on the node, and tears everything down.
+//!
+//! # Layout
+//! - [`call`]: the call task and its `CallControl` implementation.
+//! - [`table`]: [`CallTable`], admin records, dialog routes, media index.
+//! - [`record`]: [`CallRecord`], what the admin sees of a call.
+//! - [`dispatch`]: routing of INVITE / in-dialog requests to call tasks.
+//! - [`outbound_auth`]: answering a trunk's digest challenge.
+//!
+//! In-dialog requests: a re-INVITE with an offer on a bridged leg (hold,
+//! resume) is answered by the media node for that leg alone and refreshes
+//! the remote target; a re-INVITE without an offer, one the node refuses,
+//! or one that arrives while the dialplan still runs gets
+//! `488 Not Acceptable Here` (the session stays as it was, RFC 3261 §14.2).
+//! UPDATE and INFO get `501 Not Implemented`, OPTIONS `200 OK`, requests
+//! for unknown dialogs `481`. Nothing is left hanging.
+
+pub mod call;
+pub mod dispatch;
+pub mod outbound_auth;
+pub mod record;
+pub mod table;
+
+pub use call::{CallDeps, Contact, Locator};
+pub use record::{CallRecord, CallState};
+pub use table::{CallCommand, CallTable, LegInput};

@@ -1,0 +1,236 @@
+//! What the admin sees of a call: a record the call task updates at each
+//! state change, plus its SIP message ladder.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use switchboard_proto::admin::v1 as pb;
+
+/// Ladder entries kept per call (oldest dropped first).
+const LADDER_MAX: usize = 48;
+/// Bytes of a message kept in the ladder (the rest is cut).
+const RAW_MAX: usize = 2048;
+
+/// Overall call state (mirrors `switchboard.admin.v1.CallState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// Dialplan running.
+    Routing,
+    /// A B-leg rings.
+    Ringing,
+    /// Early media bridged.
+    EarlyMedia,
+    /// Answered by the dialplan (playback), no B-leg.
+    Answered,
+    /// Both legs up and bridged.
+    Bridged,
+    /// Teardown in progress.
+    Ending,
+    /// Over.
+    Ended,
+}
+
+impl CallState {
+    /// The admin enum.
+    pub fn to_proto(self) -> pb::CallState {
+        match self {
+            CallState::Routing => pb::CallState::Routing,
+            CallState::Ringing => pb::CallState::Ringing,
+            CallState::EarlyMedia => pb::CallState::EarlyMedia,
+            CallState::Answered => pb::CallState::Answered,
+            CallState::Bridged => pb::CallState::Bridged,
+            CallState::Ending => pb::CallState::Ending,
+            CallState::Ended => pb::CallState::Ended,
+        }
+    }
+}
+
+/// Leg state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegState {
+    /// INVITE sent/received.
+    Trying,
+    /// 1xx.
+    Early,
+    /// 2xx.
+    Confirmed,
+    /// Over.
+    Terminated,
+}
+
+/// One leg, for admin.
+#[derive(Debug, Clone)]
+pub struct LegRecord {
+    /// A (inbound) or B (outbound).
+    pub is_a: bool,
+    /// SIP Call-ID of the leg.
+    pub sip_call_id: String,
+    /// Remote party URI.
+    pub remote_uri: String,
+    /// "udp 127.0.0.1:5071".
+    pub remote_address: String,
+    /// State.
+    pub state: LegState,
+    /// Media session id.
+    pub media_session_id: String,
+    /// Codec name.
+    pub codec: String,
+    /// Dial target (B-legs).
+    pub target: String,
+}
+
+/// One ladder line.
+#[derive(Debug, Clone)]
+pub struct LadderEntry {
+    /// When.
+    pub at: SystemTime,
+    /// Which leg.
+    pub is_a: bool,
+    /// Received (true) or sent.
+    pub inbound: bool,
+    /// "INVITE", "180 Ringing".
+    pub summary: String,
+    /// The message (cut at 2 KiB).
+    pub raw: String,
+}
+
+/// A call as the admin sees it.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// swbd call id.
+    pub id: String,
+    /// State.
+    pub state: CallState,
+    /// From user.
+    pub caller: String,
+    /// Request-URI user.
+    pub destination: String,
+    /// Route matched.
+    pub route_id: String,
+    /// Dialplan version.
+    pub dialplan_version: String,
+    /// Media node.
+    pub media_node: String,
+    /// INVITE arrival.
+    pub created_at: SystemTime,
+    /// A answered.
+    pub answered_at: Option<SystemTime>,
+    /// Ended.
+    pub ended_at: Option<SystemTime>,
+    /// Legs.
+    pub legs: Vec<LegRecord>,
+    /// End cause.
+    pub end_cause: String,
+    /// Final status to A when it failed.
+    pub end_status: u16,
+    /// SIP ladder.
+    pub ladder: VecDeque<LadderEntry>,
+}
+
+impl CallRecord {
+    /// A new call in Routing.
+    pub fn new(id: String, caller: String, destination: String) -> Self {
+        Self {
+            id,
+            state: CallState::Routing,
+            caller,
+            destination,
+            route_id: String::new(),
+            dialplan_version: String::new(),
+            media_node: String::new(),
+            created_at: SystemTime::now(),
+            answered_at: None,
+            ended_at: None,
+            legs: Vec::new(),
+            end_cause: String::new(),
+            end_status: 0,
+            ladder: VecDeque::new(),
+        }
+    }
+
+    /// Append a ladder line.
+    pub fn log_message(&mut self, is_a: bool, inbound: bool, summary: String, raw: &[u8]) {
+        if self.ladder.len() >= LADDER_MAX {
+            self.ladder.pop_front();
+        }
+        let cut = raw.len().min(RAW_MAX);
+        self.ladder.push_back(LadderEntry {
+            at: SystemTime::now(),
+            is_a,
+            inbound,
+            summary,
+            raw: String::from_utf8_lossy(raw.get(..cut).unwrap_or_default()).into_owned(),
+        });
+    }
+
+    /// The leg with this SIP Call-ID.
+    pub fn leg_mut(&mut self, sip_call_id: &str) -> Option<&mut LegRecord> {
+        self.legs.iter_mut().find(|l| l.sip_call_id == sip_call_id)
+    }
+
+    /// Admin view; `with_ladder` for GetCall.
+    pub fn to_proto(&self, with_ladder: bool) -> pb::Call {
+        let duration = match (self.answered_at, self.ended_at) {
+            (Some(a), Some(e)) => e.duration_since(a).unwrap_or_default(),
+            (Some(a), None) => a.elapsed().unwrap_or_default(),
+            (None, Some(e)) => e.duration_since(self.created_at).unwrap_or_default(),
+            (None, None) => self.created_at.elapsed().unwrap_or_default(),
+        };
+        pb::Call {
+            call_id: self.id.clone(),
+            state: self.state.to_proto() as i32,
+            caller: self.caller.clone(),
+            destination: self.destination.clone(),
+            route_id: self.route_id.clone(),
+            dialplan_version: self.dialplan_version.clone(),
+            media_node: self.media_node.clone(),
+            created_at: Some(switchboard_proto::timestamp(self.created_at)),
+            answered_at: self.answered_at.map(switchboard_proto::timestamp),
+            ended_at: self.ended_at.map(switchboard_proto::timestamp),
+            duration: Some(switchboard_proto::duration(duration)),
+            legs: self
+                .legs
+                .iter()
+                .map(|l| pb::Leg {
+                    role: if l.is_a {
+                        pb::LegRole::A
+                    } else {
+                        pb::LegRole::B
+                    } as i32,
+                    sip_call_id: l.sip_call_id.clone(),
+                    remote_uri: l.remote_uri.clone(),
+                    remote_address: l.remote_address.clone(),
+                    state: match l.state {
+                        LegState::Trying => pb::LegState::Trying,
+                        LegState::Early => pb::LegState::Early,
+                        LegState::Confirmed => pb::LegState::Confirmed,
+                        LegState::Terminated => pb::LegState::Terminated,
+                    } as i32,
+                    media_session_id: l.media_session_id.clone(),
+                    codec: l.codec.clone(),
+                    target: l.target.clone(),
+                })
+                .collect(),
+            end_cause: self.end_cause.clone(),
+            end_status: u32::from(self.end_status),
+            ladder: if with_ladder {
+                self.ladder
+                    .iter()
+                    .map(|e| pb::SipMessageRecord {
+                        at: Some(switchboard_proto::timestamp(e.at)),
+                        leg: if e.is_a {
+                            pb::LegRole::A
+                        } else {
+                            pb::LegRole::B
+                        } as i32,
+                        inbound: e.inbound,
+                        summary: e.summary.clone(),
+                        raw: e.raw.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}

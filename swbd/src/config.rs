@@ -1,0 +1,492 @@
+//! swbd configuration: YAML with `deny_unknown_fields`, defaults for every
+//! field, `validate()`, then clap flags merged on top (pingora's order).
+//!
+//! Durations are plain integers with their unit in the key (`_secs`, `_ms`),
+//! so a YAML file never needs a duration syntax.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use switchboard_proto::support::grpc::Endpoint;
+use switchboard_proto::support::yaml::{self, FileError};
+
+/// The whole swbd configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Instance name shown by admin tools.
+    pub node_id: String,
+    /// SIP transports and protocol knobs.
+    pub sip: SipConfig,
+    /// Registrar expiry policy.
+    pub registrar: RegistrarConfig,
+    /// Digest authentication.
+    pub auth: AuthConfig,
+    /// Dialplan source.
+    pub dialplan: DialplanConfig,
+    /// Outbound trunks usable as `gateway/NAME` dial targets.
+    pub gateways: Vec<GatewayConfig>,
+    /// Media nodes (swrtp) swbd controls.
+    pub media: MediaConfig,
+    /// Admin gRPC listeners.
+    pub admin: AdminConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: "swbd".into(),
+            sip: SipConfig::default(),
+            registrar: RegistrarConfig::default(),
+            auth: AuthConfig::default(),
+            dialplan: DialplanConfig::default(),
+            gateways: Vec::new(),
+            media: MediaConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+/// A SIP listen address: `udp:IP:PORT` or `tcp:IP:PORT` (IPv6 as `[::1]:5060`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr {
+    /// Transport.
+    pub transport: Transport,
+    /// Socket address.
+    pub addr: SocketAddr,
+}
+
+/// SIP transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (transport, rest) = match s.split_once(':') {
+            Some(("udp", rest)) => (Transport::Udp, rest),
+            Some(("tcp", rest)) => (Transport::Tcp, rest),
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a listen address (expected udp:IP:PORT or tcp:IP:PORT, IPv6 as tcp:[::1]:5060)"
+                ));
+            }
+        };
+        let addr = rest
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("{s:?}: {rest:?} is not IP:PORT"))?;
+        Ok(Self { transport, addr })
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// SIP transport and protocol settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Where to listen. Loopback only by default.
+    pub listen: Vec<ListenAddr>,
+    /// Domains we are authoritative for (registrar AORs, our Request-URIs).
+    /// Requests for other domains are refused with 404 (registrar) .
+    pub domains: Vec<String>,
+    /// Address to put in Via/Contact/Record-Route when it differs from the
+    /// listen address (NAT, 0.0.0.0 binds).
+    pub public_address: Option<IpAddr>,
+    /// Largest SIP message accepted, in bytes (both transports).
+    pub max_message_size: usize,
+    /// Close TCP connections idle this long.
+    pub tcp_idle_timeout_secs: u64,
+    /// SO_RCVBUF/SO_SNDBUF for UDP sockets, bytes (the kernel may cap it).
+    pub udp_buffer_bytes: usize,
+    /// RFC 3261 timers.
+    pub timers: TimerConfig,
+    /// Server / User-Agent header value.
+    pub user_agent: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                ListenAddr {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+                ListenAddr {
+                    transport: Transport::Tcp,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+            ],
+            domains: vec!["localhost".into(), "127.0.0.1".into()],
+            public_address: None,
+            max_message_size: 65_535,
+            tcp_idle_timeout_secs: 600,
+            udp_buffer_bytes: 8 * 1024 * 1024,
+            timers: TimerConfig::default(),
+            user_agent: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// RFC 3261 §17 timer bases, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimerConfig {
+    /// T1: RTT estimate (500 ms).
+    pub t1_ms: u64,
+    /// T2: maximum retransmit interval for non-INVITE requests and INVITE responses (4 s).
+    pub t2_ms: u64,
+    /// T4: maximum duration a message remains in the network (5 s).
+    pub t4_ms: u64,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
+}
+
+/// Registrar expiry policy (RFC 3261 §10.3).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrarConfig {
+    /// Shorter requests get 423 Interval Too Brief.
+    pub min_expires_secs: u32,
+    /// Longer requests are cut to this.
+    pub max_expires_secs: u32,
+    /// Used when the REGISTER gives no expiry.
+    pub default_expires_secs: u32,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        Self {
+            min_expires_secs: 60,
+            max_expires_secs: 7200,
+            default_expires_secs: 3600,
+        }
+    }
+}
+
+/// Digest authentication (RFC 3261 §22, RFC 7616, RFC 8760).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// On unless explicitly turned off (logged as a warning at start).
+    pub enabled: bool,
+    /// Digest realm.
+    pub realm: String,
+    /// YAML users file (`users: [{username, password | ha1_md5 + ha1_sha256}]`).
+    /// There are no built-in users.
+    pub users_file: Option<PathBuf>,
+    /// Challenges offered, in order of preference. Default: SHA-256 then
+    /// MD5 (RFC 8760). Some older user agents (baresip 1.0 / libre, among
+    /// others) abort on any non-MD5 challenge: set `[md5]` for them.
+    pub algorithms: Vec<DigestAlgorithm>,
+    /// Nonce lifetime; older nonces get `stale=true`.
+    pub nonce_ttl_secs: u64,
+    /// Failed attempts from one source IP before it is blocked.
+    pub max_failures: u32,
+    /// Window over which failures are counted.
+    pub failure_window_secs: u64,
+    /// How long a blocked source stays blocked.
+    pub block_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            realm: "switchboard".into(),
+            users_file: None,
+            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            nonce_ttl_secs: 300,
+            max_failures: 20,
+            failure_window_secs: 60,
+            block_secs: 60,
+        }
+    }
+}
+
+/// A digest algorithm name in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestAlgorithm {
+    /// MD5.
+    Md5,
+    /// SHA-256.
+    Sha256,
+}
+
+/// Where the dialplan comes from.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialplanConfig {
+    /// Dialplan YAML; the embedded `dialplans/default.yaml` when unset.
+    pub file: Option<PathBuf>,
+    /// Directory playback files resolve under (checked at load time).
+    /// Must match the media nodes' audio directory.
+    pub audio_dir: Option<PathBuf>,
+}
+
+/// An outbound trunk.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Name used in `gateway/NAME`.
+    pub name: String,
+    /// `host:port` of the trunk; several are tried in order on 5xx/timeout.
+    pub addresses: Vec<String>,
+    /// Transport to use.
+    #[serde(default = "default_gateway_transport")]
+    pub transport: Transport,
+    /// Outbound digest username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Outbound digest password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_gateway_transport() -> Transport {
+    Transport::Udp
+}
+
+/// Media node pool.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// swrtp nodes.
+    pub nodes: Vec<MediaNodeConfig>,
+    /// Health check period.
+    pub health_interval_ms: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            nodes: vec![MediaNodeConfig {
+                name: "rtp-a".into(),
+                address: "tcp://127.0.0.1:9090".into(),
+            }],
+            health_interval_ms: 1000,
+        }
+    }
+}
+
+/// One swrtp node.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MediaNodeConfig {
+    /// Name shown by admin tools.
+    pub name: String,
+    /// gRPC endpoint of its MediaService (`tcp://127.0.0.1:9090`).
+    pub address: String,
+}
+
+/// Admin gRPC listeners.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Unix socket path (mode 0660).
+    pub socket: Option<PathBuf>,
+    /// Optional TCP listener (`127.0.0.1:7070`). Beyond loopback it needs `token`.
+    pub tcp: Option<SocketAddr>,
+    /// Bearer token required on the TCP listener when set.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            socket: Some(switchboard_proto::support::paths::swbd_socket()),
+            tcp: None,
+            token: None,
+        }
+    }
+}
+
+impl Config {
+    /// Load a file: parse (located errors), resolve relative paths against
+    /// the file's directory, then validate.
+    pub fn load(path: &Path) -> Result<Self, Vec<FileError>> {
+        let mut cfg: Config = yaml::from_path(path).map_err(|e| vec![e])?;
+        if let Some(base) = path.parent() {
+            cfg.resolve_paths(base);
+        }
+        cfg.validate(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Make every relative file path in the config relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p
+                && path.is_relative()
+            {
+                *path = base.join(&*path);
+            }
+        };
+        fix(&mut self.auth.users_file);
+        fix(&mut self.dialplan.file);
+        fix(&mut self.dialplan.audio_dir);
+        fix(&mut self.admin.socket);
+    }
+
+    /// Check cross-field rules. Errors name the file (no position: these
+    /// are about values, and the key is named in the message).
+    pub fn validate(&self, file: &str) -> Result<(), Vec<FileError>> {
+        let mut errors = Vec::new();
+        let mut err = |m: String| errors.push(FileError::whole(file, m));
+        if self.sip.listen.is_empty() {
+            err("sip.listen: at least one listen address is needed".into());
+        }
+        if self.sip.max_message_size < 1024 {
+            err("sip.max_message_size: must be at least 1024 bytes".into());
+        }
+        let t = self.sip.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
+            err("sip.timers: need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0".into());
+        }
+        let r = self.registrar;
+        if r.min_expires_secs > r.max_expires_secs
+            || r.default_expires_secs < r.min_expires_secs
+            || r.default_expires_secs > r.max_expires_secs
+        {
+            err(
+                "registrar: need min_expires_secs <= default_expires_secs <= max_expires_secs"
+                    .into(),
+            );
+        }
+        if self.auth.realm.trim().is_empty() {
+            err("auth.realm: must not be empty".into());
+        }
+        if self.auth.algorithms.is_empty() {
+            err("auth.algorithms: at least one of md5, sha256 is needed".into());
+        }
+        if self.auth.nonce_ttl_secs == 0 {
+            err("auth.nonce_ttl_secs: must be above 0".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for g in &self.gateways {
+            if !seen.insert(g.name.as_str()) {
+                err(format!("gateways: duplicate gateway name {:?}", g.name));
+            }
+            if g.addresses.is_empty() {
+                err(format!(
+                    "gateways.{}: at least one address is needed",
+                    g.name
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for n in &self.media.nodes {
+            if !seen.insert(n.name.as_str()) {
+                err(format!("media.nodes: duplicate node name {:?}", n.name));
+            }
+            if n.address.parse::<Endpoint>().is_err() {
+                err(format!(
+                    "media.nodes.{}: {:?} is not an endpoint (expected tcp://IP:PORT or unix:///path)",
+                    n.name, n.address
+                ));
+            }
+        }
+        if self.media.health_interval_ms < 50 {
+            err("media.health_interval_ms: must be at least 50".into());
+        }
+        if let Some(tcp) = self.admin.tcp
+            && !tcp.ip().is_loopback()
+            && self.admin.token.as_deref().unwrap_or("").is_empty()
+        {
+            err(format!(
+                "admin.tcp: {tcp} is not loopback, so admin.token must be set"
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        assert_eq!(Config::default().validate("x"), Ok(()));
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        let c: Config = yaml::from_str("c.yaml", "{}").expect("empty map parses");
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        let c: Config = yaml::from_str(
+            "c.yaml",
+            "sip:\n  listen: [\"udp:127.0.0.1:5070\", \"tcp:[::1]:5070\"]\n",
+        )
+        .expect("parses");
+        assert_eq!(c.sip.listen[1].to_string(), "tcp:[::1]:5070");
+    }
+
+    #[test]
+    fn bad_listen_address_is_located() {
+        let e = yaml::from_str::<Config>("c.yaml", "sip:\n  listen: [\"sctp:1.2.3.4:5\"]\n")
+            .expect_err("refused");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("expected udp:IP:PORT"), "{e}");
+    }
+
+    #[test]
+    fn non_loopback_admin_needs_token() {
+        let mut c = Config::default();
+        c.admin.tcp = Some("0.0.0.0:7070".parse().expect("addr"));
+        let errs = c.validate("c.yaml").expect_err("refused");
+        assert!(errs[0].message.contains("admin.token"));
+    }
+
+    #[test]
+    fn expiry_order_is_checked() {
+        let mut c = Config::default();
+        c.registrar.min_expires_secs = 9000;
+        assert!(c.validate("c.yaml").is_err());
+    }
+}

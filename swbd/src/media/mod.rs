@@ -1,0 +1,14 @@
+//! The media-node pool: swbd's gRPC clients to its swrtp nodes.
+//!
+//! # Layout
+//! - [`MediaPool`]: round-robin over healthy, undrained nodes; both legs of
+//!   a call use the node picked for the call (a [`NodeLease`]).
+//! - Health checks run continuously per node; transitions are published on
+//!   the event bus, and session events (RTP timeouts, node loss) reach the
+//!   B2BUA through [`MediaPool::subscribe_media_events`].
+
+mod node;
+mod pool;
+
+pub use node::{MediaNodeInfo, NodeHealth};
+pub use pool::{MediaEvent, MediaPool, NodeLease, PoolError};

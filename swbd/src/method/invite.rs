@@ -1,0 +1,60 @@
+//! INVITE: authenticate (407 challenge), then hand the server INVITE
+//! transaction to the B2BUA if one has taken the INVITE channel
+//! ([`crate::endpoint::SipEndpoint::take_invites`]); until then answer
+//! `480 Temporarily Unavailable (no B2BUA yet)`.
+
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::Context;
+use crate::auth::{AuthedUser, ChallengeKind};
+use crate::transaction::ServerInviteTransaction;
+
+/// An authenticated INVITE for the B2BUA.
+#[derive(Debug)]
+pub struct IncomingInvite {
+    /// The server transaction: request, source, `respond`, `next_event`
+    /// (CANCEL, ACK).
+    pub transaction: ServerInviteTransaction,
+    /// Who sent it.
+    pub user: AuthedUser,
+}
+
+/// Handle an INVITE.
+pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
+    let user = match ctx
+        .auth
+        .check(tx.request(), tx.source(), ChallengeKind::Proxy)
+    {
+        Ok(u) => u,
+        Err(rej) => {
+            let mut resp = tx.response(rej.code, rej.reason);
+            rej.apply(&mut resp);
+            let _ = tx.respond(resp);
+            return;
+        }
+    };
+    let sender = ctx.invites.lock().ok().and_then(|s| s.clone());
+    let Some(sender) = sender else {
+        let resp = tx.response(480, "Temporarily Unavailable (no B2BUA yet)");
+        let _ = tx.respond(resp);
+        return;
+    };
+    match sender.try_send(IncomingInvite {
+        transaction: tx,
+        user,
+    }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(inv)) => {
+            let resp = inv
+                .transaction
+                .response(503, "Service Unavailable (overloaded)");
+            let _ = inv.transaction.respond(resp);
+        }
+        Err(TrySendError::Closed(inv)) => {
+            let resp = inv
+                .transaction
+                .response(480, "Temporarily Unavailable (no B2BUA)");
+            let _ = inv.transaction.respond(resp);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! REGISTER (RFC 3261 §10.3): authenticate (401 challenge), check the
+//! authenticated user may register the AOR, apply to the registrar, answer
+//! with all current bindings.
+
+use ezk_sip_types::Name;
+
+use super::Context;
+use crate::auth::ChallengeKind;
+use crate::registrar::{Error as RegistrarError, RegisterRequest};
+use crate::sip::message::HeaderAccess;
+use crate::transaction::ServerTransaction;
+
+/// Handle a REGISTER.
+pub fn handle(ctx: &Context, tx: ServerTransaction) {
+    let resp = respond(ctx, &tx);
+    let _ = tx.respond(resp);
+}
+
+fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {
+    let r = tx.request();
+    let source = *tx.source();
+    let user = match ctx.auth.check(r, &source, ChallengeKind::Www) {
+        Ok(u) => u,
+        Err(rej) => {
+            let mut resp = tx.response(rej.code, rej.reason);
+            rej.apply(&mut resp);
+            return resp;
+        }
+    };
+    let (to, contacts, expires, call_id, cseq) = match (
+        r.header_to(),
+        r.contacts(),
+        r.expires(),
+        r.call_id(),
+        r.cseq(),
+    ) {
+        (Ok(to), Ok(c), Ok(e), Ok(id), Ok(cseq)) => (to, c, e, id.to_string(), cseq.number),
+        _ => return tx.response(400, "Bad Request"),
+    };
+    if user.authenticated && to.uri.user().as_deref() != Some(user.username.as_str()) {
+        return tx.response(403, "Forbidden (user may not register this AOR)");
+    }
+    let req = RegisterRequest {
+        aor: to.uri,
+        contacts,
+        expires,
+        call_id,
+        cseq,
+        source,
+        user_agent: r.raw(&Name::USER_AGENT).unwrap_or_default().to_string(),
+    };
+    match ctx.registrar.register(&req) {
+        Ok(bindings) => {
+            let mut resp = tx.response(200, "OK");
+            for b in &bindings {
+                let mut v = format!("<{}>;expires={}", b.contact, b.remaining_secs());
+                if b.q < 1.0 {
+                    v.push_str(&format!(";q={}", b.q));
+                }
+                for (n, val) in &b.params {
+                    match val {
+                        Some(val) => v.push_str(&format!(";{n}={val}")),
+                        None => v.push_str(&format!(";{n}")),
+                    }
+                }
+                resp.headers.insert(Name::CONTACT, v);
+            }
+            resp
+        }
+        Err(e) => {
+            let reason = match &e {
+                RegistrarError::NotOurDomain(_) => "Not Found".to_string(),
+                RegistrarError::IntervalTooBrief { .. } => "Interval Too Brief".to_string(),
+                RegistrarError::BadRequest(m) => format!("Bad Request ({m})"),
+            };
+            let mut resp = tx.response(e.status_code(), &reason);
+            if let RegistrarError::IntervalTooBrief { min_expires } = e {
+                resp.headers
+                    .insert(Name::MIN_EXPIRES, min_expires.to_string());
+            }
+            resp
+        }
+    }
+}

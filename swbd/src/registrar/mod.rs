@@ -1,0 +1,349 @@
+//! The registrar (RFC 3261 §10.3) and location service.
+//!
+//! # Layout
+//! - [`Registrar`]: cheap-clone handle over the location table; applies a
+//!   REGISTER ([`Registrar::register`]), answers lookups for the B2BUA
+//!   ([`Registrar::lookup`]) and lists bindings for admin
+//!   ([`Registrar::list`]). A sweeper task removes expired bindings on time.
+//! - [`binding`] - [`Binding`].
+//!
+//! Behaviour:
+//! - AORs are keyed by user part: all `sip.domains` are aliases of one
+//!   domain. A REGISTER whose To host is not one of them is answered
+//!   `404 Not Found` (swbd is not a proxy: it does not forward it).
+//! - Expiry per contact: its `expires` param, else the `Expires` header,
+//!   else `registrar.default_expires_secs`; below `min_expires_secs` (and
+//!   not 0) the whole request gets `423 Interval Too Brief` with
+//!   `Min-Expires`; above `max_expires_secs` it is cut down.
+//! - Call-ID/CSeq (§10.3 step 7): a contact already bound with the same
+//!   Call-ID and a CSeq not higher is refused with `400`; a different
+//!   Call-ID replaces the binding.
+//! - The `200 OK` lists all current contacts of the AOR with `expires`.
+//! - Events: Added / Refreshed / Removed / Expired on the EventBus.
+
+pub mod binding;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::config::RegistrarConfig;
+use crate::events::{BindingInfo, Event, EventBus, RegistrationChange};
+use crate::sip::header::param;
+use crate::sip::uri::same_uri;
+use crate::sip::{ContactList, Uri};
+use crate::transport::Source;
+pub use binding::Binding;
+
+/// Why a REGISTER was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Not one of our domains.
+    #[error("not authoritative for domain {0}")]
+    NotOurDomain(String),
+    /// Below the minimum.
+    #[error("expiry below {min_expires} seconds")]
+    IntervalTooBrief {
+        /// Min-Expires to send.
+        min_expires: u32,
+    },
+    /// Malformed or out-of-order request.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl Error {
+    /// The SIP status.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Error::NotOurDomain(_) => 404,
+            Error::IntervalTooBrief { .. } => 423,
+            Error::BadRequest(_) => 400,
+        }
+    }
+}
+
+/// What a REGISTER asks for, extracted by the method handler.
+#[derive(Debug, Clone)]
+pub struct RegisterRequest {
+    /// AOR (To URI).
+    pub aor: Uri,
+    /// Contacts (or `*`).
+    pub contacts: ContactList,
+    /// `Expires` header.
+    pub expires: Option<u32>,
+    /// Call-ID.
+    pub call_id: String,
+    /// CSeq number.
+    pub cseq: u32,
+    /// Real source.
+    pub source: Source,
+    /// User-Agent.
+    pub user_agent: String,
+}
+
+/// Cheap-clone handle to the location table.
+#[derive(Clone, Debug)]
+pub struct Registrar {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: RegistrarConfig,
+    domains: Vec<String>,
+    events: EventBus,
+    /// Bindings by user. A std Mutex: every access is a short, non-async
+    /// critical section (mini-redis `db.rs` style).
+    table: Mutex<HashMap<String, Vec<Binding>>>,
+}
+
+impl Registrar {
+    /// A registrar for `domains` (lowercased).
+    pub fn new(config: RegistrarConfig, domains: &[String], events: EventBus) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                events,
+                table: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Whether `host` is one of our domains.
+    pub fn is_our_domain(&self, host: &str) -> bool {
+        let h = host.trim_start_matches('[').trim_end_matches(']');
+        self.inner.domains.iter().any(|d| d.eq_ignore_ascii_case(h))
+    }
+
+    /// Current bindings of `user`, best q first.
+    pub fn lookup(&self, user: &str) -> Vec<Binding> {
+        let now = Instant::now();
+        let mut v: Vec<Binding> = self
+            .inner
+            .table
+            .lock()
+            .map(|t| t.get(user).cloned().unwrap_or_default())
+            .unwrap_or_default();
+        v.retain(|b| b.expires_at > now);
+        v.sort_by(|a, b| b.q.total_cmp(&a.q));
+        v
+    }
+
+    /// Every binding, for admin.
+    pub fn list(&self) -> Vec<BindingInfo> {
+        let now = Instant::now();
+        self.inner
+            .table
+            .lock()
+            .map(|t| {
+                t.values()
+                    .flatten()
+                    .filter(|b| b.expires_at > now)
+                    .map(Binding::info)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Number of bindings.
+    pub fn len(&self) -> usize {
+        self.inner
+            .table
+            .lock()
+            .map(|t| t.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Apply a REGISTER (RFC 3261 §10.3 steps 1 and 5-8); returns the
+    /// AOR's bindings afterwards.
+    pub fn register(&self, req: &RegisterRequest) -> Result<Vec<Binding>, Error> {
+        let cfg = self.inner.config;
+        let host = req.aor.host().unwrap_or_default();
+        if !self.is_our_domain(&host) {
+            return Err(Error::NotOurDomain(host));
+        }
+        let user = req
+            .aor
+            .user()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| Error::BadRequest("To URI has no user".into()))?;
+        let aor_text = format!("sip:{user}@{host}");
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut events = Vec::new();
+
+        let result = {
+            let Ok(mut table) = self.inner.table.lock() else {
+                return Err(Error::BadRequest("registrar unavailable".into()));
+            };
+            let current = table.entry(user.clone()).or_default();
+            current.retain(|b| b.expires_at > now);
+            match &req.contacts {
+                ContactList::Star => {
+                    if req.expires != Some(0) {
+                        return Err(Error::BadRequest("Contact: * needs Expires: 0".into()));
+                    }
+                    // §10.3 step 6: refuse if any binding has this Call-ID
+                    // with a CSeq not lower.
+                    if current
+                        .iter()
+                        .any(|b| b.call_id == req.call_id && b.cseq >= req.cseq)
+                    {
+                        return Err(Error::BadRequest(
+                            "CSeq not higher than the binding's".into(),
+                        ));
+                    }
+                    for b in current.drain(..) {
+                        events.push((RegistrationChange::Removed, b.info()));
+                    }
+                }
+                ContactList::Contacts(contacts) => {
+                    // Validate everything before changing anything.
+                    let mut plan = Vec::new();
+                    for c in contacts {
+                        let expires = match param(&c.params, "expires") {
+                            Some(Some(v)) => v.parse::<u64>().map_err(|_| {
+                                Error::BadRequest("malformed contact expires".into())
+                            })?,
+                            Some(None) => {
+                                return Err(Error::BadRequest("malformed contact expires".into()));
+                            }
+                            None => u64::from(req.expires.unwrap_or(cfg.default_expires_secs)),
+                        };
+                        if expires != 0 && expires < u64::from(cfg.min_expires_secs) {
+                            return Err(Error::IntervalTooBrief {
+                                min_expires: cfg.min_expires_secs,
+                            });
+                        }
+                        let expires = expires.min(u64::from(cfg.max_expires_secs));
+                        let q = match param(&c.params, "q") {
+                            Some(Some(v)) => v
+                                .parse::<f32>()
+                                .ok()
+                                .filter(|q| (0.0..=1.0).contains(q))
+                                .ok_or_else(|| Error::BadRequest("malformed q value".into()))?,
+                            Some(None) => {
+                                return Err(Error::BadRequest("malformed q value".into()));
+                            }
+                            None => 1.0,
+                        };
+                        if let Some(b) = current.iter().find(|b| same_uri(&b.contact, &c.uri))
+                            && b.call_id == req.call_id
+                            && b.cseq >= req.cseq
+                        {
+                            return Err(Error::BadRequest(
+                                "CSeq not higher than the binding's".into(),
+                            ));
+                        }
+                        plan.push((c, expires, q));
+                    }
+                    for (c, expires, q) in plan {
+                        let existing = current.iter().position(|b| same_uri(&b.contact, &c.uri));
+                        if expires == 0 {
+                            if let Some(i) = existing {
+                                let b = current.remove(i);
+                                events.push((RegistrationChange::Removed, b.info()));
+                            }
+                            continue;
+                        }
+                        let params = c
+                            .params
+                            .iter()
+                            .filter(|(n, _)| n != "expires" && n != "q")
+                            .cloned()
+                            .collect();
+                        let dur = Duration::from_secs(expires);
+                        let new = Binding {
+                            aor: aor_text.clone(),
+                            user: user.clone(),
+                            contact: c.uri.clone(),
+                            source: req.source,
+                            q,
+                            expires_at: now + dur,
+                            expires_at_wall: wall + dur,
+                            registered_at: wall,
+                            call_id: req.call_id.clone(),
+                            cseq: req.cseq,
+                            user_agent: req.user_agent.clone(),
+                            params,
+                        };
+                        match existing {
+                            Some(i) => {
+                                if let Some(slot) = current.get_mut(i) {
+                                    let registered_at = slot.registered_at;
+                                    *slot = Binding {
+                                        registered_at,
+                                        ..new
+                                    };
+                                    events.push((RegistrationChange::Refreshed, slot.info()));
+                                }
+                            }
+                            None => {
+                                events.push((RegistrationChange::Added, new.info()));
+                                current.push(new);
+                            }
+                        }
+                    }
+                }
+            }
+            let result = current.clone();
+            if current.is_empty() {
+                table.remove(&user);
+            }
+            result
+        };
+        for (change, binding) in events {
+            tracing::info!(?change, aor = %binding.aor, contact = %binding.contact, source = %binding.source, "registration");
+            self.inner
+                .events
+                .publish(Event::Registration { change, binding });
+        }
+        Ok(result)
+    }
+
+    /// Remove expired bindings now, publishing `Expired` for each.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        if let Ok(mut table) = self.inner.table.lock() {
+            table.retain(|_, bindings| {
+                bindings.retain(|b| {
+                    let keep = b.expires_at > now;
+                    if !keep {
+                        expired.push(b.info());
+                    }
+                    keep
+                });
+                !bindings.is_empty()
+            });
+        }
+        for binding in expired {
+            tracing::info!(aor = %binding.aor, contact = %binding.contact, "registration expired");
+            self.inner.events.publish(Event::Registration {
+                change: RegistrationChange::Expired,
+                binding,
+            });
+        }
+    }
+
+    /// Run the sweeper (every second) until `shutdown`.
+    pub async fn run_sweeper(self, mut shutdown: switchboard_proto::support::shutdown::Shutdown) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.sweep(),
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+}

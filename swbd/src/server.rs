@@ -1,0 +1,208 @@
+//! Wires swbd's services together and runs them until shutdown:
+//! SIP endpoint (transports, transactions, registrar, auth) -> B2BUA call
+//! tasks -> media-node pool; dialplan store (SIGHUP reloads); admin gRPC.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchboard_proto::admin::v1::signaling_admin_server::SignalingAdminServer;
+use switchboard_proto::support::grpc::{self, BearerAuth, Endpoint};
+use switchboard_proto::support::shutdown::Shutdown;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::admin::{AdminService, AdminState};
+use crate::b2bua::{CallDeps, CallTable, dispatch};
+use crate::config::Config;
+use crate::dialplan::{DialplanStore, ReloadSource};
+use crate::endpoint::SipEndpoint;
+use crate::events::EventBus;
+use crate::media::{MediaEvent, MediaPool};
+
+/// Run swbd until `shutdown` fires. Start-up errors (a port in use, a socket
+/// directory missing, an invalid dialplan) return before anything is served.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let events = EventBus::new();
+
+    if !config.auth.enabled {
+        tracing::warn!("digest authentication is DISABLED by config (auth.enabled: false)");
+    }
+
+    let dialplan = DialplanStore::from_config(&config, events.clone()).map_err(|errors| {
+        anyhow::anyhow!(
+            "invalid dialplan:\n{}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let media = MediaPool::new(&config.media, events.clone()).map_err(anyhow::Error::msg)?;
+    let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
+    media.start(shutdown.clone());
+
+    let calls = CallTable::new(events.clone());
+    endpoint.set_dialog_router(Arc::new(dispatch::Router {
+        calls: calls.clone(),
+    }));
+    let deps = CallDeps {
+        layer: endpoint.transactions().clone(),
+        config: config.clone(),
+        media: media.clone(),
+        dialplan: dialplan.clone(),
+        calls: calls.clone(),
+        locator: Arc::new(endpoint.registrar().clone()),
+    };
+    let mut invites = endpoint
+        .take_invites()
+        .context("the INVITE stream was already taken")?;
+    {
+        let deps = deps.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = invites.recv().await {
+                dispatch::invite(&deps, incoming.transaction);
+            }
+        });
+    }
+    spawn_media_watch(&media, &calls, shutdown.clone());
+    spawn_sighup_reload(&dialplan, shutdown.clone());
+
+    let mut admin_endpoints = Vec::new();
+    if let Some(path) = &config.admin.socket {
+        // Only the default directory is created for the operator; a configured
+        // path in a missing directory is an error (a typo should not create trees).
+        if *path == switchboard_proto::support::paths::swbd_socket() {
+            let dir = switchboard_proto::support::paths::runtime_dir();
+            switchboard_proto::support::paths::ensure_runtime_dir(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        admin_endpoints.push(Endpoint::Unix(path.clone()));
+    }
+    if let Some(addr) = config.admin.tcp {
+        admin_endpoints.push(Endpoint::Tcp(addr));
+    }
+    let state = AdminState {
+        config: config.clone(),
+        events: events.clone(),
+        media: media.clone(),
+        calls: calls.clone(),
+        registrar: endpoint.registrar().clone(),
+        dialplan: dialplan.clone(),
+        counters: endpoint.counters_handle(),
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for endpoint in admin_endpoints {
+        let listener = grpc::bind(&endpoint).await?;
+        let (reporter, router) = grpc::base_router()?;
+        reporter
+            .set_serving::<SignalingAdminServer<AdminService>>()
+            .await;
+        let service = SignalingAdminServer::new(AdminService::new(state.clone()));
+        let token = match &endpoint {
+            Endpoint::Tcp(_) => config.admin.token.as_deref().filter(|t| !t.is_empty()),
+            Endpoint::Unix(_) => None,
+        };
+        let router = match token {
+            Some(token) => {
+                tracing::info!(endpoint = %listener.endpoint(), "admin gRPC listening; bearer token required");
+                router.add_service(InterceptedService::new(service, BearerAuth::new(token)))
+            }
+            None => {
+                tracing::info!(endpoint = %listener.endpoint(), "admin gRPC listening");
+                router.add_service(service)
+            }
+        };
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            grpc::serve(router, listener, shutdown)
+                .await
+                .with_context(|| format!("admin gRPC server on {endpoint}"))
+        });
+    }
+
+    let mut shutdown = shutdown;
+    shutdown.wait().await;
+    tracing::info!(active_calls = calls.active(), "shutting down");
+    // Hang up calls in progress, and give the BYEs a moment to leave.
+    let ended = calls.hangup_all("swbd shutting down");
+    if ended > 0 {
+        for _ in 0..20 {
+            if calls.active() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Graceful gRPC shutdown waits for clients to hang up; do not let an
+    // idle admin client (a `swctl top` left open) keep the daemon alive.
+    let drained = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(res) = tasks.join_next().await {
+            res.context("admin task panicked")??;
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+    match drained {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::info!("admin clients still connected; closing them");
+            tasks.abort_all();
+            Ok(())
+        }
+    }
+}
+
+/// Media-plane trouble ends the calls it concerns.
+fn spawn_media_watch(media: &MediaPool, calls: &CallTable, mut shutdown: Shutdown) {
+    let mut rx = media.subscribe_media_events();
+    let calls = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                ev = rx.recv() => match ev {
+                    Ok(MediaEvent::NodeDown { node }) => {
+                        tracing::warn!(%node, "media node lost: ending its calls");
+                        calls.node_lost(&node);
+                    }
+                    Ok(MediaEvent::SessionTimedOut { node, session_id }) => {
+                        calls.media_lost(&node, &session_id, "RTP timeout");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "media events lagged");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+}
+
+/// SIGHUP reloads the configured dialplan; the result is logged and
+/// published on the event bus by the store.
+fn spawn_sighup_reload(dialplan: &DialplanStore, mut shutdown: Shutdown) {
+    let store = dialplan.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; dialplan reload only through admin");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                s = hup.recv() => {
+                    if s.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading the dialplan");
+                    let store = store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.reload(ReloadSource::Configured)).await;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,44 @@
+//! SIP message layer over `ezk-sip-types`: parse and print requests and
+//! responses, typed access to the headers a B2BUA needs. No I/O here.
+//!
+//! # Layout
+//! - [`message`] - [`Request`], [`Response`], [`SipMessage`] and the parser.
+//! - [`header`]: typed views of Via, From/To, CSeq, Contact, Max-Forwards, Expires.
+//! - [`uri`] - [`Uri`] (`sip:`/`sips:` typed via ezk, `tel:` and others kept as text).
+//! - [`error`] - [`ParseError`], which knows whether a `400` can still be formed.
+//! - [`response`]: building a response from a request (RFC 3261 §8.2.6).
+
+pub mod error;
+pub mod header;
+pub mod message;
+pub mod method;
+pub mod response;
+pub mod uri;
+
+pub use error::ParseError;
+pub use header::{CSeq, Contact, ContactList, NameAddr, ViaHeader};
+pub use message::{Request, Response, SipMessage};
+pub use method::Method;
+pub use uri::Uri;
+
+/// Re-exports of the `ezk-sip-types` pieces our API exposes.
+pub use ezk_sip_types::{Headers, Name};
+
+/// The `branch` magic cookie of RFC 3261 §8.1.1.7.
+pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// A fresh RFC 3261 branch (`z9hG4bK` + 20 random alphanumerics).
+pub fn new_branch() -> String {
+    format!("{BRANCH_MAGIC_COOKIE}{}", random_token(20))
+}
+
+/// A fresh tag (From/To) or Call-ID part.
+pub fn random_token(len: usize) -> String {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}

@@ -1,0 +1,92 @@
+//! Transaction keys (RFC 3261 §17.1.3 for clients, §17.2.3 for servers).
+
+use super::super::sip::message::HeaderAccess;
+use crate::sip::{BRANCH_MAGIC_COOKIE, Method, Request, Response, ViaHeader};
+
+/// Identifies a transaction. ACK is keyed as INVITE (it belongs to the
+/// INVITE transaction); CANCEL has its own key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TransactionKey {
+    /// RFC 3261: branch with the magic cookie, sent-by (server side) and
+    /// method.
+    Rfc3261 {
+        /// Via branch.
+        branch: String,
+        /// Via sent-by (`host:port`); empty for client keys.
+        sent_by: String,
+        /// Method (ACK as INVITE).
+        method: Method,
+    },
+    /// RFC 2543 peers (no magic cookie): §17.2.3's fallback.
+    Rfc2543 {
+        /// Call-ID.
+        call_id: String,
+        /// From tag.
+        from_tag: String,
+        /// CSeq number.
+        cseq: u32,
+        /// Top Via as received.
+        via: String,
+        /// Method (ACK as INVITE).
+        method: Method,
+    },
+}
+
+fn key_method(m: &Method) -> Method {
+    if *m == Method::Ack {
+        Method::Invite
+    } else {
+        m.clone()
+    }
+}
+
+impl TransactionKey {
+    /// Server-side key of a received request.
+    pub fn for_server(request: &Request, via: &ViaHeader) -> Option<Self> {
+        let method = key_method(&request.method);
+        match via.branch() {
+            Some(b) if b.starts_with(BRANCH_MAGIC_COOKIE) => Some(Self::Rfc3261 {
+                branch: b.to_string(),
+                sent_by: via.sent_by(),
+                method,
+            }),
+            _ => Some(Self::Rfc2543 {
+                call_id: request.call_id().ok()?.to_string(),
+                from_tag: request
+                    .header_from()
+                    .ok()?
+                    .tag()
+                    .unwrap_or_default()
+                    .to_string(),
+                cseq: request.cseq().ok()?.number,
+                via: via.raw.clone(),
+                method,
+            }),
+        }
+    }
+
+    /// The same server key with another method (CANCEL -> its INVITE).
+    pub fn with_method(&self, m: Method) -> Self {
+        let mut k = self.clone();
+        match &mut k {
+            Self::Rfc3261 { method, .. } | Self::Rfc2543 { method, .. } => *method = m,
+        }
+        k
+    }
+
+    /// Client-side key of a request we send (its top Via is ours).
+    pub fn for_client(branch: &str, method: &Method) -> Self {
+        Self::Rfc3261 {
+            branch: branch.to_string(),
+            sent_by: String::new(),
+            method: key_method(method),
+        }
+    }
+
+    /// Client-side key of a received response.
+    pub fn for_response(response: &Response) -> Option<Self> {
+        let via = response.top_via().ok()?;
+        let cseq = response.cseq().ok()?;
+        Some(Self::for_client(via.branch()?, &cseq.method))
+    }
+}

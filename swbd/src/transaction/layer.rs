@@ -1,0 +1,422 @@
+//! The transaction layer: message intake, routing to transactions, and
+//! creation of client transactions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use ezk_sip_types::Name;
+use tokio::sync::mpsc;
+
+use super::client::{self, ClientTransaction};
+use super::client_inv::{self, ClientInviteTransaction};
+use super::key::TransactionKey;
+use super::server::{self, ServerTransaction};
+use super::server_inv::{self, ServerInviteTransaction};
+use super::timers::Timers;
+use super::{Error, Result};
+use crate::sip::message::HeaderAccess;
+use crate::sip::response::make_response;
+use crate::sip::{Method, Request, Response, SipMessage, ViaHeader, new_branch};
+use crate::transport::{self, SipCounters, Source, Target, Transport, Transports};
+
+/// A request that starts something new, for the TU.
+#[derive(Debug)]
+pub enum IncomingRequest {
+    /// A non-INVITE request (REGISTER, OPTIONS, BYE, ...) with its server
+    /// transaction.
+    Request(ServerTransaction),
+    /// An INVITE with its server transaction (100 Trying already sent).
+    Invite(ServerInviteTransaction),
+    /// An ACK no transaction claimed (e.g. for a 2xx the TU sent outside a
+    /// transaction); for the dialog layer.
+    Ack {
+        /// The ACK.
+        request: Request,
+        /// Where it came from.
+        source: Source,
+    },
+}
+
+/// What the network feeds a server transaction.
+#[derive(Debug)]
+pub(crate) enum NetInput {
+    /// A retransmission of the request.
+    Retransmission,
+    /// An ACK (for the INVITE transaction; non-2xx or 2xx).
+    Ack(Request),
+    /// A CANCEL matched this INVITE (already answered 200).
+    Cancel(Request),
+}
+
+/// Cheap-clone handle to the transaction layer.
+#[derive(Clone)]
+pub struct TransactionLayer {
+    pub(crate) inner: Arc<LayerInner>,
+}
+
+impl std::fmt::Debug for TransactionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionLayer").finish_non_exhaustive()
+    }
+}
+
+/// Tables are std Mutexes: each access is a short insert / lookup /
+/// remove, never held across an await.
+pub(crate) struct LayerInner {
+    pub(crate) transports: Transports,
+    pub(crate) timers: Timers,
+    pub(crate) counters: Arc<SipCounters>,
+    pub(crate) user_agent: String,
+    servers: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<NetInput>>>,
+    clients: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Response>>>,
+    /// INVITE server transactions in the Accepted state, by Call-ID and
+    /// CSeq number, so the ACK for a 2xx (a new branch) finds them.
+    accepted: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
+    incoming: mpsc::UnboundedSender<IncomingRequest>,
+}
+
+impl TransactionLayer {
+    /// A layer over `transports`; new requests come out of the returned
+    /// receiver. Call [`Transports::start`] with [`TransactionLayer::receiver`]
+    /// afterwards.
+    pub fn new(
+        transports: Transports,
+        timers: Timers,
+        user_agent: String,
+    ) -> (Self, mpsc::UnboundedReceiver<IncomingRequest>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counters = transports.counters().clone();
+        (
+            Self {
+                inner: Arc::new(LayerInner {
+                    transports,
+                    timers,
+                    counters,
+                    user_agent,
+                    servers: Mutex::new(HashMap::new()),
+                    clients: Mutex::new(HashMap::new()),
+                    accepted: Mutex::new(HashMap::new()),
+                    incoming: tx,
+                }),
+            },
+            rx,
+        )
+    }
+
+    /// The receiver to start the transports with.
+    pub fn receiver(&self) -> Arc<dyn transport::Receiver> {
+        Arc::new(self.clone())
+    }
+
+    /// Timer settings.
+    pub fn timers(&self) -> Timers {
+        self.inner.timers
+    }
+
+    /// Transports.
+    pub fn transports(&self) -> &Transports {
+        &self.inner.transports
+    }
+
+    /// Number of live transactions (server, client).
+    pub fn live_transactions(&self) -> (usize, usize) {
+        (
+            self.inner.servers.lock().map(|m| m.len()).unwrap_or(0),
+            self.inner.clients.lock().map(|m| m.len()).unwrap_or(0),
+        )
+    }
+
+    /// Start a non-INVITE client transaction: adds our Via (new branch,
+    /// `rport`) and Max-Forwards when missing, then sends.
+    pub async fn send_request(
+        &self,
+        request: Request,
+        target: Target,
+    ) -> Result<ClientTransaction> {
+        if matches!(request.method, Method::Invite | Method::Ack) {
+            return Err(Error::InvalidRequest(
+                "use send_invite / send_ack for INVITE and ACK".into(),
+            ));
+        }
+        let (request, target) = self.prepare(request, target)?;
+        Ok(client::start(self.inner.clone(), request, target))
+    }
+
+    /// Start an INVITE client transaction.
+    pub async fn send_invite(
+        &self,
+        request: Request,
+        target: Target,
+    ) -> Result<ClientInviteTransaction> {
+        if request.method != Method::Invite {
+            return Err(Error::InvalidRequest("not an INVITE".into()));
+        }
+        let (request, target) = self.prepare(request, target)?;
+        Ok(client_inv::start(self.inner.clone(), request, target))
+    }
+
+    /// Send an ACK for a 2xx (RFC 3261 §13.2.2.4): outside any transaction,
+    /// with a new branch.
+    pub async fn send_ack(&self, request: Request, target: Target) -> Result<()> {
+        if request.method != Method::Ack {
+            return Err(Error::InvalidRequest("not an ACK".into()));
+        }
+        let (request, target) = self.prepare(request, target)?;
+        self.inner.send(&target, request.to_bytes()).await
+    }
+
+    /// Add our Via and Max-Forwards; switch oversize UDP requests to TCP
+    /// (RFC 3261 §18.1.1: above 1300 bytes, when a TCP listener exists).
+    fn prepare(&self, mut request: Request, mut target: Target) -> Result<(Request, Target)> {
+        if !request.headers.contains(&Name::MAX_FORWARDS) {
+            request.headers.insert(Name::MAX_FORWARDS, "70");
+        }
+        let estimate = request.to_bytes().len() + 120;
+        if target.transport == Transport::Udp
+            && estimate > 1300
+            && self
+                .inner
+                .transports
+                .local_for(Transport::Tcp, target.remote)
+                .is_some()
+        {
+            target.transport = Transport::Tcp;
+            target.local = None;
+        }
+        let local = self
+            .inner
+            .transports
+            .local_for(target.transport, target.remote)
+            .ok_or_else(|| Error::Transport(format!("no {} listener", target.transport)))?;
+        let via = format!(
+            "SIP/2.0/{} {};branch={};rport",
+            target.transport.to_string().to_ascii_uppercase(),
+            local,
+            new_branch()
+        );
+        push_via(&mut request, via);
+        Ok((request, target))
+    }
+}
+
+/// Put `via` on top of the request's Via list.
+pub(crate) fn push_via(request: &mut Request, via: String) {
+    let old = request.headers.remove(&Name::VIA).unwrap_or_default();
+    request.headers.insert_front(Name::VIA, via);
+    for v in old {
+        request.headers.insert(Name::VIA, v);
+    }
+}
+
+impl LayerInner {
+    pub(crate) async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
+        self.transports.send(target, data).await.map_err(|e| {
+            SipCounters::inc(&self.counters.send_errors);
+            tracing::debug!(error = %e, "send failed");
+            Error::Transport(e.to_string())
+        })
+    }
+
+    pub(crate) fn register_client(&self, key: TransactionKey, tx: mpsc::UnboundedSender<Response>) {
+        if let Ok(mut m) = self.clients.lock() {
+            m.insert(key, tx);
+        }
+    }
+
+    pub(crate) fn remove_client(&self, key: &TransactionKey) {
+        if let Ok(mut m) = self.clients.lock() {
+            m.remove(key);
+        }
+    }
+
+    pub(crate) fn remove_server(&self, key: &TransactionKey) {
+        if let Ok(mut m) = self.servers.lock() {
+            m.remove(key);
+        }
+    }
+
+    pub(crate) fn set_accepted(
+        &self,
+        id: (String, u32),
+        tx: Option<mpsc::UnboundedSender<NetInput>>,
+    ) {
+        if let Ok(mut m) = self.accepted.lock() {
+            match tx {
+                Some(tx) => m.insert(id, tx),
+                None => m.remove(&id),
+            };
+        }
+    }
+
+    fn server(&self, key: &TransactionKey) -> Option<mpsc::UnboundedSender<NetInput>> {
+        self.servers.lock().ok()?.get(key).cloned()
+    }
+
+    fn answer_stateless(self: &Arc<Self>, response: Response, target: Target) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let _ = inner.send(&target, response.to_bytes()).await;
+        });
+    }
+
+    fn on_request(self: &Arc<Self>, mut request: Request, source: Source) {
+        let Ok(mut via) = request.top_via() else {
+            return;
+        };
+        // RFC 3261 §18.2.1 / RFC 3581: note where it really came from.
+        via.stamp_source(source.remote);
+        replace_top_via(&mut request, &via);
+        let target = response_target(&via, &source);
+        let Some(key) = TransactionKey::for_server(&request, &via) else {
+            return;
+        };
+
+        if request.method == Method::Ack {
+            if let Some(tx) = self.server(&key) {
+                let _ = tx.send(NetInput::Ack(request));
+                return;
+            }
+            let accepted = match (request.call_id(), request.cseq()) {
+                (Ok(cid), Ok(cseq)) => self
+                    .accepted
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&(cid.to_string(), cseq.number)).cloned()),
+                _ => None,
+            };
+            match accepted {
+                Some(tx) if tx.send(NetInput::Ack(request.clone())).is_ok() => {}
+                _ => {
+                    let _ = self.incoming.send(IncomingRequest::Ack { request, source });
+                }
+            }
+            return;
+        }
+
+        if let Some(tx) = self.server(&key) {
+            let _ = tx.send(NetInput::Retransmission);
+            return;
+        }
+
+        let (net_tx, net_rx) = mpsc::unbounded_channel();
+        if let Ok(mut m) = self.servers.lock() {
+            m.insert(key.clone(), net_tx);
+        }
+
+        match request.method {
+            Method::Invite => {
+                let handle = server_inv::start(self.clone(), key, request, source, target, net_rx);
+                if let Err(e) = self.incoming.send(IncomingRequest::Invite(handle)) {
+                    // No TU: the dropped handle answers 500.
+                    drop(e);
+                }
+            }
+            Method::Cancel => {
+                let invite = self.server(&key.with_method(Method::Invite));
+                let st = server::start(self.clone(), key, request.clone(), source, target, net_rx);
+                let resp = match invite {
+                    Some(inv) if inv.send(NetInput::Cancel(request)).is_ok() => {
+                        st.response(200, "OK")
+                    }
+                    _ => st.response(481, "Call/Transaction Does Not Exist"),
+                };
+                let _ = st.respond(resp);
+                drop(st);
+            }
+            _ => {
+                let handle = server::start(self.clone(), key, request, source, target, net_rx);
+                let _ = self.incoming.send(IncomingRequest::Request(handle));
+            }
+        }
+    }
+
+    fn on_response(&self, response: Response) {
+        let tx = TransactionKey::for_response(&response)
+            .and_then(|k| self.clients.lock().ok()?.get(&k).cloned());
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(response);
+            }
+            None => {
+                SipCounters::inc(&self.counters.stray_responses);
+                tracing::debug!(code = response.code, "response matches no transaction");
+            }
+        }
+    }
+}
+
+/// Where responses of a server transaction go (RFC 3261 §18.2.2): over the
+/// same connection for TCP; for UDP to the source IP and the `rport` /
+/// sent-by port.
+pub(crate) fn response_target(via: &ViaHeader, source: &Source) -> Target {
+    match source.transport {
+        Transport::Udp => Target::reply_to(source, via.response_address(source.remote)),
+        Transport::Tcp => Target::reply_to(source, source.remote),
+    }
+}
+
+fn replace_top_via(request: &mut Request, via: &ViaHeader) {
+    let Some(old) = request.headers.remove(&Name::VIA) else {
+        return;
+    };
+    let mut first = true;
+    for value in old {
+        if first {
+            first = false;
+            let items = crate::sip::header::split_list(&value);
+            let mut rebuilt = via.to_value();
+            for rest in items.iter().skip(1) {
+                rebuilt.push_str(", ");
+                rebuilt.push_str(rest);
+            }
+            request.headers.insert(Name::VIA, rebuilt);
+        } else {
+            request.headers.insert(Name::VIA, value);
+        }
+    }
+}
+
+impl transport::Receiver for TransactionLayer {
+    fn receive(&self, data: Bytes, source: Source) {
+        let inner = &self.inner;
+        match SipMessage::parse(&data, source.transport == Transport::Udp) {
+            Ok(SipMessage::Request(r)) => inner.on_request(r, source),
+            Ok(SipMessage::Response(r)) => inner.on_response(r),
+            Err(e) => {
+                SipCounters::inc(&inner.counters.sip_parse_errors);
+                // Only answer requests whose top Via is readable; never ACKs.
+                let answer = if data.starts_with(b"ACK ") {
+                    None
+                } else {
+                    e.to_response()
+                };
+                match answer.and_then(|r| r.top_via().ok().map(|v| (r, v))) {
+                    Some((mut resp, via)) => {
+                        tracing::debug!(remote = %source.remote, reason = %e, "bad request answered");
+                        resp.headers.insert(Name::SERVER, inner.user_agent.clone());
+                        let target = response_target(&via, &source);
+                        inner.answer_stateless(resp, target);
+                    }
+                    None => {
+                        SipCounters::inc(&inner.counters.sip_dropped_unanswerable);
+                        tracing::debug!(remote = %source.remote, reason = %e, "unparseable message dropped");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Build a response to `request` with `to_tag` (used by server handles).
+pub(crate) fn build_response(
+    request: &Request,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    user_agent: &str,
+) -> Response {
+    let mut r = make_response(request, code, reason, Some(to_tag));
+    r.headers.insert(Name::SERVER, user_agent.to_string());
+    r
+}

@@ -1,0 +1,375 @@
+//! INVITE server transaction (RFC 3261 §17.2.1, Figure 7, as updated by
+//! RFC 6026 §7.1: the Accepted state and Timer L).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::key::TransactionKey;
+use super::layer::{LayerInner, NetInput, build_response};
+use super::{Error, Result};
+use crate::sip::message::HeaderAccess;
+use crate::sip::{Request, Response, random_token};
+use crate::transport::{Source, Target, Transport};
+
+/// What the INVITE server transaction tells its TU.
+#[derive(Debug, Clone)]
+pub enum ServerInviteEvent {
+    /// A CANCEL for this INVITE arrived (it was answered `200 OK`). The TU
+    /// should send `487 Request Terminated` (and cancel its B-leg).
+    Cancelled(Request),
+    /// The ACK for our 2xx arrived (2xx retransmission stops).
+    Ack(Request),
+    /// No ACK came for our final response within 64*T1 (Timer H for
+    /// non-2xx, Timer L for 2xx): for a 2xx the TU should send BYE.
+    NoAck,
+}
+
+/// Handle to an INVITE server transaction, given to the TU.
+///
+/// `100 Trying` has already been sent. Dropping the handle before a final
+/// response answers `500`; after a CANCEL with the handle gone, `487`.
+#[derive(Debug)]
+pub struct ServerInviteTransaction {
+    request: Request,
+    source: Source,
+    to_tag: String,
+    user_agent: String,
+    tu: mpsc::UnboundedSender<Response>,
+    events: mpsc::UnboundedReceiver<ServerInviteEvent>,
+}
+
+impl ServerInviteTransaction {
+    /// The INVITE (top Via stamped with `received`/`rport`).
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Our To tag (the dialog's local tag).
+    pub fn to_tag(&self) -> &str {
+        &self.to_tag
+    }
+
+    /// A response carrying this transaction's To tag and our Server header.
+    pub fn response(&self, code: u16, reason: &str) -> Response {
+        build_response(&self.request, code, reason, &self.to_tag, &self.user_agent)
+    }
+
+    /// Send a response: provisionals (the latest is resent on INVITE
+    /// retransmissions), then one final; after a 2xx, more 2xx may follow
+    /// (RFC 6026).
+    pub fn respond(&self, response: Response) -> Result<()> {
+        self.tu.send(response).map_err(|_| Error::Terminated)
+    }
+
+    /// The next event (CANCEL, ACK, missing ACK); `None` once the
+    /// transaction has ended.
+    pub async fn next_event(&mut self) -> Option<ServerInviteEvent> {
+        self.events.recv().await
+    }
+
+    /// Split into a responder and the event receiver, so one task can
+    /// watch for CANCEL while another answers. The transaction sees the TU
+    /// as gone (and answers `500`) only when every responder clone is dropped.
+    pub fn split(self) -> (InviteResponder, mpsc::UnboundedReceiver<ServerInviteEvent>) {
+        (
+            InviteResponder {
+                request: self.request,
+                source: self.source,
+                to_tag: self.to_tag,
+                user_agent: self.user_agent,
+                tu: self.tu,
+            },
+            self.events,
+        )
+    }
+}
+
+/// The answering half of a [`ServerInviteTransaction`] (see
+/// [`ServerInviteTransaction::split`]).
+#[derive(Debug, Clone)]
+pub struct InviteResponder {
+    request: Request,
+    source: Source,
+    to_tag: String,
+    user_agent: String,
+    tu: mpsc::UnboundedSender<Response>,
+}
+
+impl InviteResponder {
+    /// The INVITE.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Our To tag.
+    pub fn to_tag(&self) -> &str {
+        &self.to_tag
+    }
+
+    /// A response carrying our To tag and Server header.
+    pub fn response(&self, code: u16, reason: &str) -> Response {
+        build_response(&self.request, code, reason, &self.to_tag, &self.user_agent)
+    }
+
+    /// Send a response (see [`ServerInviteTransaction::respond`]).
+    pub fn respond(&self, response: Response) -> Result<()> {
+        self.tu.send(response).map_err(|_| Error::Terminated)
+    }
+}
+
+pub(crate) fn start(
+    layer: Arc<LayerInner>,
+    key: TransactionKey,
+    request: Request,
+    source: Source,
+    target: Target,
+    net: mpsc::UnboundedReceiver<NetInput>,
+) -> ServerInviteTransaction {
+    let (tu_tx, tu_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let handle = ServerInviteTransaction {
+        request: request.clone(),
+        source,
+        to_tag: random_token(10),
+        user_agent: layer.user_agent.clone(),
+        tu: tu_tx,
+        events: ev_rx,
+    };
+    let task = Task {
+        trying: build_response(&request, 100, "Trying", "", &layer.user_agent),
+        fallback: handle.response(500, "Server Internal Error (no response)"),
+        terminated: handle.response(487, "Request Terminated"),
+        id: match (request.call_id(), request.cseq()) {
+            (Ok(c), Ok(s)) => Some((c.to_string(), s.number)),
+            _ => None,
+        },
+        layer,
+        key,
+        target,
+        events: ev_tx,
+    };
+    tokio::spawn(task.run(net, tu_rx));
+    handle
+}
+
+struct Task {
+    layer: Arc<LayerInner>,
+    key: TransactionKey,
+    target: Target,
+    events: mpsc::UnboundedSender<ServerInviteEvent>,
+    trying: Response,
+    fallback: Response,
+    terminated: Response,
+    id: Option<(String, u32)>,
+}
+
+enum Next {
+    Accepted(Bytes),
+    Completed(Bytes),
+    Done,
+}
+
+impl Task {
+    async fn send(&self, b: &Bytes) {
+        let _ = self.layer.send(&self.target, b.clone()).await;
+    }
+
+    fn reliable(&self) -> bool {
+        self.target.transport == Transport::Tcp
+    }
+
+    async fn run(
+        self,
+        mut net: mpsc::UnboundedReceiver<NetInput>,
+        mut tu: mpsc::UnboundedReceiver<Response>,
+    ) {
+        let next = self.proceeding(&mut net, &mut tu).await;
+        match next {
+            Next::Accepted(b) => self.accepted(b, &mut net, &mut tu).await,
+            Next::Completed(b) => self.completed(b, &mut net).await,
+            Next::Done => {}
+        }
+        self.layer.remove_server(&self.key);
+    }
+
+    /// Proceeding: 100 Trying out, latest provisional resent on
+    /// retransmissions, until the TU's final response.
+    async fn proceeding(
+        &self,
+        net: &mut mpsc::UnboundedReceiver<NetInput>,
+        tu: &mut mpsc::UnboundedReceiver<Response>,
+    ) -> Next {
+        let mut provisional = self.trying.to_bytes();
+        self.send(&provisional).await;
+        let mut tu_gone = false;
+        loop {
+            tokio::select! {
+                biased;
+                r = tu.recv(), if !tu_gone => match r {
+                    None => tu_gone = true,
+                    Some(resp) => {
+                        let bytes = resp.to_bytes();
+                        self.send(&bytes).await;
+                        match resp.code {
+                            100..=199 => provisional = bytes,
+                            200..=299 => return Next::Accepted(bytes),
+                            _ => return Next::Completed(bytes),
+                        }
+                    }
+                },
+                n = net.recv() => match n {
+                    Some(NetInput::Retransmission) => self.send(&provisional).await,
+                    Some(NetInput::Cancel(c)) => {
+                        if self.events.send(ServerInviteEvent::Cancelled(c)).is_err() || tu_gone {
+                            let b = self.terminated.to_bytes();
+                            self.send(&b).await;
+                            return Next::Completed(b);
+                        }
+                    }
+                    Some(NetInput::Ack(_)) => {}
+                    None => return Next::Done,
+                },
+            }
+            if tu_gone {
+                // The TU dropped its handle without a final response.
+                let b = self.fallback.to_bytes();
+                self.send(&b).await;
+                return Next::Completed(b);
+            }
+        }
+    }
+
+    /// Accepted (RFC 6026 §7.1): INVITE retransmissions absorbed, further
+    /// 2xx from the TU sent, the 2xx retransmitted (T1 doubling up to T2,
+    /// RFC 3261 §13.3.1.4) until the ACK; Timer L ends it.
+    async fn accepted(
+        &self,
+        mut last_2xx: Bytes,
+        net: &mut mpsc::UnboundedReceiver<NetInput>,
+        tu: &mut mpsc::UnboundedReceiver<Response>,
+    ) {
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        if let Some(id) = &self.id {
+            self.layer.set_accepted(id.clone(), Some(ack_tx));
+        }
+        let t = self.layer.timers;
+        let timer_l = tokio::time::sleep(t.t1x64());
+        tokio::pin!(timer_l);
+        let mut interval = t.t1;
+        let mut retransmit_at = Some(Instant::now() + interval);
+        let mut acked = false;
+        let mut tu_open = true;
+        loop {
+            let retransmit = async {
+                match retransmit_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut timer_l => {
+                    if !acked {
+                        let _ = self.events.send(ServerInviteEvent::NoAck);
+                    }
+                    break;
+                }
+                _ = retransmit => {
+                    self.send(&last_2xx).await;
+                    interval = (interval * 2).min(t.t2);
+                    retransmit_at = Some(Instant::now() + interval);
+                }
+                r = tu.recv(), if tu_open => match r {
+                    Some(resp) if resp.is_success() => {
+                        last_2xx = resp.to_bytes();
+                        self.send(&last_2xx).await;
+                    }
+                    Some(_) => {}
+                    None => tu_open = false,
+                },
+                a = ack_rx.recv() => {
+                    if let Some(NetInput::Ack(req)) = a {
+                        if !acked {
+                            acked = true;
+                            retransmit_at = None;
+                        }
+                        let _ = self.events.send(ServerInviteEvent::Ack(req));
+                    }
+                }
+                n = net.recv() => match n {
+                    Some(NetInput::Ack(req)) => {
+                        acked = true;
+                        retransmit_at = None;
+                        let _ = self.events.send(ServerInviteEvent::Ack(req));
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+            }
+        }
+        if let Some(id) = &self.id {
+            self.layer.set_accepted(id.clone(), None);
+        }
+    }
+
+    /// Completed: final resent on retransmissions and on Timer G (UDP),
+    /// Timer H gives up waiting for the ACK; the ACK moves to Confirmed,
+    /// which absorbs ACKs until Timer I.
+    async fn completed(&self, last: Bytes, net: &mut mpsc::UnboundedReceiver<NetInput>) {
+        let t = self.layer.timers;
+        let timer_h = tokio::time::sleep(t.t1x64());
+        tokio::pin!(timer_h);
+        let mut interval = t.t1;
+        let mut timer_g = if self.reliable() {
+            None
+        } else {
+            Some(Instant::now() + interval)
+        };
+        loop {
+            let g = async {
+                match timer_g {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut timer_h => {
+                    let _ = self.events.send(ServerInviteEvent::NoAck);
+                    return;
+                }
+                _ = g => {
+                    self.send(&last).await;
+                    interval = (interval * 2).min(t.t2);
+                    timer_g = Some(Instant::now() + interval);
+                }
+                n = net.recv() => match n {
+                    Some(NetInput::Retransmission) => self.send(&last).await,
+                    Some(NetInput::Ack(_)) => break,
+                    Some(NetInput::Cancel(_)) => {}
+                    None => return,
+                },
+            }
+        }
+        // Confirmed: absorb ACK retransmissions until Timer I.
+        let timer_i = tokio::time::sleep(t.t4_unless_reliable(self.reliable()));
+        tokio::pin!(timer_i);
+        loop {
+            tokio::select! {
+                _ = &mut timer_i => return,
+                n = net.recv() => if n.is_none() { return },
+            }
+        }
+    }
+}

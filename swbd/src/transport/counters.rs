@@ -1,0 +1,73 @@
+//! Counters readable for admin status. Relaxed atomics: these are
+//! statistics, not synchronisation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// SIP-level counters of one endpoint.
+#[derive(Debug, Default)]
+pub struct SipCounters {
+    /// Messages that could not be parsed (answered 400 or dropped).
+    pub sip_parse_errors: AtomicU64,
+    /// Unparseable messages dropped because no response could be formed.
+    pub sip_dropped_unanswerable: AtomicU64,
+    /// Oversize UDP datagrams dropped / TCP messages refused.
+    pub oversize_dropped: AtomicU64,
+    /// Messages received (both transports).
+    pub messages_received: AtomicU64,
+    /// Responses that matched no client transaction.
+    pub stray_responses: AtomicU64,
+    /// Requests refused because their source is blocked (auth failures).
+    pub blocked_requests: AtomicU64,
+    /// Failed digest attempts.
+    pub auth_failures: AtomicU64,
+    /// TCP connections accepted or opened.
+    pub tcp_connections: AtomicU64,
+    /// Sends that failed.
+    pub send_errors: AtomicU64,
+}
+
+/// A plain copy of [`SipCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// See [`SipCounters::sip_parse_errors`].
+    pub sip_parse_errors: u64,
+    /// See [`SipCounters::sip_dropped_unanswerable`].
+    pub sip_dropped_unanswerable: u64,
+    /// See [`SipCounters::oversize_dropped`].
+    pub oversize_dropped: u64,
+    /// See [`SipCounters::messages_received`].
+    pub messages_received: u64,
+    /// See [`SipCounters::stray_responses`].
+    pub stray_responses: u64,
+    /// See [`SipCounters::blocked_requests`].
+    pub blocked_requests: u64,
+    /// See [`SipCounters::auth_failures`].
+    pub auth_failures: u64,
+    /// See [`SipCounters::tcp_connections`].
+    pub tcp_connections: u64,
+    /// See [`SipCounters::send_errors`].
+    pub send_errors: u64,
+}
+
+impl SipCounters {
+    /// Add one.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Read all.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CountersSnapshot {
+            sip_parse_errors: g(&self.sip_parse_errors),
+            sip_dropped_unanswerable: g(&self.sip_dropped_unanswerable),
+            oversize_dropped: g(&self.oversize_dropped),
+            messages_received: g(&self.messages_received),
+            stray_responses: g(&self.stray_responses),
+            blocked_requests: g(&self.blocked_requests),
+            auth_failures: g(&self.auth_failures),
+            tcp_connections: g(&self.tcp_connections),
+            send_errors: g(&self.send_errors),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! SIP transports: UDP and TCP listeners on the configured addresses,
+//! IPv4 and IPv6.
+//!
+//! # Layout
+//! - [`Transports`]: binds every listener, sends to a [`Target`], and hands
+//!   every received message to one [`Receiver`] together with its [`Source`].
+//! - [`udp`]: socket2-configured sockets (large `SO_RCVBUF`), one receive
+//!   loop per socket, so datagrams of a socket are handled in order.
+//! - [`tcp`]: listeners and connections; one task per connection reads,
+//!   frames (see [`framing`]) and writes; idle connections are closed.
+//!   Responses go back over the connection the request came on (looked up
+//!   by the peer address).
+//! - [`counters`]: drop and error counters for admin status.
+//!
+//! Oversize messages: UDP datagrams above `sip.max_message_size` are dropped
+//! and counted (`oversize_dropped`); a TCP message above it gets
+//! `513 Message Too Large` when its head is readable, and the connection is
+//! closed either way. Requests *we* send over UDP that exceed 1300 bytes go
+//! over TCP instead (RFC 3261 §18.1.1); see the transaction layer.
+
+pub mod counters;
+pub mod framing;
+pub mod tcp;
+pub mod udp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use switchboard_proto::support::shutdown::Shutdown;
+use switchboard_proto::support::yaml::io_reason;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+pub use crate::config::Transport;
+use crate::config::{ListenAddr, SipConfig};
+pub use counters::SipCounters;
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source {
+    /// Transport it arrived on.
+    pub transport: Transport,
+    /// The packet's real source (NAT-aware: not what the Via says).
+    pub remote: SocketAddr,
+    /// Our local address it arrived at.
+    pub local: SocketAddr,
+}
+
+/// Where to send a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Transport.
+    pub transport: Transport,
+    /// Remote address.
+    pub remote: SocketAddr,
+    /// Local socket to send from (UDP), when it matters (responses).
+    pub local: Option<SocketAddr>,
+}
+
+impl Target {
+    /// Reply path of a received message: same transport, same local socket.
+    pub fn reply_to(source: &Source, remote: SocketAddr) -> Self {
+        Self {
+            transport: source.transport,
+            remote,
+            local: Some(source.local),
+        }
+    }
+}
+
+/// Transport errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listener could not be bound.
+    #[error("cannot listen on {listen}: {reason}")]
+    Bind {
+        /// What we tried.
+        listen: ListenAddr,
+        /// Why (short, lowercase).
+        reason: String,
+    },
+    /// No socket of the target's family/transport.
+    #[error("no {transport} socket for {remote}")]
+    NoSocket {
+        /// Transport.
+        transport: Transport,
+        /// Target.
+        remote: SocketAddr,
+    },
+    /// Sending failed.
+    #[error("sending to {transport}:{remote} failed: {reason}")]
+    Send {
+        /// Transport.
+        transport: Transport,
+        /// Target.
+        remote: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// SIP status for a transaction that failed because of this error
+    /// (RFC 3261 §8.1.3.1: 503 for transport errors).
+    pub fn status_code(&self) -> u16 {
+        503
+    }
+}
+
+/// Shorthand.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Receives every message the transports read, in arrival order per socket
+/// or connection. Must not block.
+pub trait Receiver: Send + Sync + 'static {
+    /// One datagram or one framed stream message.
+    fn receive(&self, data: Bytes, source: Source);
+}
+
+/// Cheap-clone handle to all transports.
+#[derive(Clone)]
+pub struct Transports {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Transports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transports")
+            .field("local", &self.inner.local)
+            .finish()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: SipConfig,
+    pub(crate) counters: Arc<SipCounters>,
+    pub(crate) shutdown: Shutdown,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Mutex<Vec<tokio::net::TcpListener>>,
+    local: Vec<ListenAddr>,
+    /// Open TCP connections by peer address. A std Mutex: held only to
+    /// look up / insert / remove a sender, never across an await.
+    pub(crate) connections: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+    pub(crate) receiver: OnceLock<Arc<dyn Receiver>>,
+}
+
+impl Transports {
+    /// Bind every configured listener (errors name the listen address).
+    /// Nothing is read until [`Transports::start`].
+    pub async fn bind(
+        config: &SipConfig,
+        counters: Arc<SipCounters>,
+        shutdown: Shutdown,
+    ) -> Result<Self> {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut local = Vec::new();
+        for listen in &config.listen {
+            let bind_err = |e: std::io::Error| Error::Bind {
+                listen: *listen,
+                reason: io_reason(&e),
+            };
+            match listen.transport {
+                Transport::Udp => {
+                    let sock = udp::bind(listen.addr, config.udp_buffer_bytes).map_err(bind_err)?;
+                    let addr = sock.local_addr().map_err(bind_err)?;
+                    local.push(ListenAddr {
+                        transport: Transport::Udp,
+                        addr,
+                    });
+                    udp.push(Arc::new(sock));
+                }
+                Transport::Tcp => {
+                    let l = tcp::bind(listen.addr).map_err(bind_err)?;
+                    let addr = l.local_addr().map_err(bind_err)?;
+                    local.push(ListenAddr {
+                        transport: Transport::Tcp,
+                        addr,
+                    });
+                    tcp.push(l);
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                counters,
+                shutdown,
+                udp,
+                tcp: Mutex::new(tcp),
+                local,
+                connections: Mutex::new(HashMap::new()),
+                receiver: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Start reading; every message goes to `receiver`.
+    pub fn start(&self, receiver: Arc<dyn Receiver>) {
+        if self.inner.receiver.set(receiver).is_err() {
+            return; // already started
+        }
+        for sock in &self.inner.udp {
+            tokio::spawn(udp::receive_loop(self.inner.clone(), sock.clone()));
+        }
+        let listeners = match self.inner.tcp.lock() {
+            Ok(mut l) => std::mem::take(&mut *l),
+            Err(_) => Vec::new(),
+        };
+        for l in listeners {
+            tokio::spawn(tcp::accept_loop(self.inner.clone(), l));
+        }
+    }
+
+    /// Bound local addresses (real ports when 0 was configured).
+    pub fn local_addrs(&self) -> &[ListenAddr] {
+        &self.inner.local
+    }
+
+    /// Our local address for `transport` in the family of `remote`, for
+    /// Via/Contact (the configured `public_address` wins for the IP).
+    pub fn local_for(&self, transport: Transport, remote: SocketAddr) -> Option<SocketAddr> {
+        let found = self
+            .inner
+            .local
+            .iter()
+            .find(|l| l.transport == transport && l.addr.is_ipv4() == remote.is_ipv4())
+            .map(|l| l.addr)?;
+        Some(match self.inner.config.public_address {
+            Some(ip) => SocketAddr::new(ip, found.port()),
+            None => found,
+        })
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &Arc<SipCounters> {
+        &self.inner.counters
+    }
+
+    /// Send one message.
+    pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
+        match target.transport {
+            Transport::Udp => {
+                let sock = self
+                    .inner
+                    .udp
+                    .iter()
+                    .find(|s| s.local_addr().ok() == target.local)
+                    .or_else(|| {
+                        self.inner.udp.iter().find(|s| {
+                            s.local_addr()
+                                .map(|a| a.is_ipv4() == target.remote.is_ipv4())
+                                .unwrap_or(false)
+                        })
+                    })
+                    .ok_or(Error::NoSocket {
+                        transport: Transport::Udp,
+                        remote: target.remote,
+                    })?;
+                sock.send_to(&data, target.remote)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Error::Send {
+                        transport: Transport::Udp,
+                        remote: target.remote,
+                        reason: io_reason(&e),
+                    })
+            }
+            Transport::Tcp => tcp::send(&self.inner, target.remote, data).await,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! UDP sockets: socket2 for buffer sizes and IPv6-only, one receive loop
+//! per socket (datagrams of one socket are handed on in arrival order).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use super::{Inner, SipCounters, Source, Transport};
+
+/// Largest datagram we read; bigger ones are truncated by the kernel and
+/// then dropped as oversize by the length check.
+const RECV_BUFFER: usize = 65_535;
+
+/// Bind a UDP socket with `SO_RCVBUF`/`SO_SNDBUF` set to `buffer_bytes`
+/// (the kernel may cap it at `net.core.rmem_max`).
+pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if buffer_bytes > 0 {
+        // Best effort: a capped buffer is better than no socket.
+        if let Err(e) = socket.set_recv_buffer_size(buffer_bytes) {
+            tracing::warn!(%addr, error = %e, "cannot set SO_RCVBUF");
+        }
+        if let Err(e) = socket.set_send_buffer_size(buffer_bytes) {
+            tracing::warn!(%addr, error = %e, "cannot set SO_SNDBUF");
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    if let Ok(size) = socket.recv_buffer_size() {
+        tracing::debug!(%addr, size, "UDP receive buffer");
+    }
+    UdpSocket::from_std(socket.into())
+}
+
+pub(crate) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>) {
+    let Some(receiver) = inner.receiver.get().cloned() else {
+        return;
+    };
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
+    let max = inner.config.max_message_size;
+    let mut shutdown = inner.shutdown.clone();
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let (n, remote) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP port unreachable and friends surface here; keep going.
+                    tracing::debug!(%local, error = %e, "UDP receive error");
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => return,
+        };
+        SipCounters::inc(&inner.counters.messages_received);
+        if n > max || n >= RECV_BUFFER {
+            SipCounters::inc(&inner.counters.oversize_dropped);
+            tracing::debug!(%remote, n, "oversize UDP datagram dropped");
+            continue;
+        }
+        let Some(data) = buf.get(..n) else { continue };
+        receiver.receive(
+            Bytes::copy_from_slice(data),
+            Source {
+                transport: Transport::Udp,
+                remote,
+                local,
+            },
+        );
+    }
+}

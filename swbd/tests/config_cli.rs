@@ -1,0 +1,228 @@
+//! `swbd --check-config` and start-up failures, run as a real process:
+//! every bad input is one clear line on stderr and a non-zero exit, never a
+//! panic backtrace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn swbd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swbd"))
+        .args(args)
+        .current_dir(repo())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run swbd")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_clean_failure(o: &Output) {
+    assert!(!o.status.success(), "should fail");
+    let err = stderr(o);
+    assert!(!err.contains("panicked"), "no panic: {err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "no backtrace hint: {err}");
+}
+
+#[test]
+fn bad_configs_fail_with_file_line_column() {
+    let cases = [
+        (
+            "testdata/config/bad-unknown-key.yaml",
+            "testdata/config/bad-unknown-key.yaml:4:3: unknown field `lisen_backlog`, expected one of listen",
+        ),
+        (
+            "testdata/config/bad-wrong-type.yaml",
+            "testdata/config/bad-wrong-type.yaml:3:21: invalid u32",
+        ),
+        (
+            "testdata/config/bad-syntax.yaml",
+            "testdata/config/bad-syntax.yaml:4:10: ",
+        ),
+        (
+            "testdata/config/bad-listen.yaml",
+            "testdata/config/bad-listen.yaml:4:7: \"sctp:127.0.0.1:5060\" is not a listen address",
+        ),
+    ];
+    for (file, expected) in cases {
+        let o = swbd(&["--check-config", "--config", file]);
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", stderr(&o));
+        assert_clean_failure(&o);
+        let err = stderr(&o);
+        assert!(
+            err.starts_with(expected),
+            "{file}: got {err:?}, want prefix {expected:?}"
+        );
+        assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    }
+}
+
+#[test]
+fn every_bad_config_fixture_is_covered() {
+    let dir = repo().join("testdata/config");
+    let n = std::fs::read_dir(&dir)
+        .expect("testdata/config")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("bad-") && !n.starts_with("bad-swrtp")
+        })
+        .count();
+    assert_eq!(
+        n, 4,
+        "add the new bad-*.yaml fixture to bad_configs_fail_with_file_line_column"
+    );
+}
+
+#[test]
+fn good_example_configs_pass() {
+    for file in [
+        "testdata/config/swbd-example.yaml",
+        "testdata/config/swbd-minimal.yaml",
+    ] {
+        let o = swbd(&["--check-config", "--config", file]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            format!("{file}: ok")
+        );
+    }
+}
+
+#[test]
+fn cross_field_errors_are_reported_all_at_once() {
+    let dir = std::env::temp_dir().join(format!("swbd-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let f = dir.join("c.yaml");
+    std::fs::write(
+        &f,
+        "registrar: { min_expires_secs: 9000 }\nadmin: { tcp: \"0.0.0.0:7070\" }\n",
+    )
+    .expect("write");
+    let o = swbd(&["--check-config", "--config", f.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("registrar: need min_expires_secs"), "{err}");
+    assert!(err.contains("admin.token must be set"), "{err}");
+}
+
+#[test]
+fn unreadable_config_is_one_line() {
+    let o = swbd(&["--config", "/nonexistent/swbd.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_clean_failure(&o);
+    assert_eq!(
+        stderr(&o).trim(),
+        "/nonexistent/swbd.yaml: cannot read: no such file or directory"
+    );
+}
+
+#[test]
+fn admin_socket_in_missing_directory_is_one_line() {
+    let o = swbd(&[
+        "--listen",
+        "udp:127.0.0.1:0",
+        "--admin-socket",
+        "/nonexistent-dir/swbd.sock",
+    ]);
+    assert_clean_failure(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot listen on unix:///nonexistent-dir/swbd.sock: directory /nonexistent-dir does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn admin_port_in_use_is_one_line() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let dir = std::env::temp_dir().join(format!("swbd-port-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let f = dir.join("c.yaml");
+    std::fs::write(
+        &f,
+        format!("admin: {{ socket: null, tcp: \"127.0.0.1:{port}\" }}\n"),
+    )
+    .expect("write");
+    let o = swbd(&[
+        "--config",
+        f.to_str().expect("utf-8"),
+        "--listen",
+        "udp:127.0.0.1:0",
+    ]);
+    assert_clean_failure(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "cannot listen on tcp://127.0.0.1:{port}: address already in use"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_also_checks_the_dialplan_and_users_file() {
+    let dir = std::env::temp_dir().join(format!("swbd-cfg-deps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let plan = repo().join("testdata/dialplans/bad-regex.yaml");
+    let f = dir.join("c.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "dialplan: {{ file: \"{}\" }}\nauth: {{ users_file: missing-users.yaml }}\n",
+            plan.display()
+        ),
+    )
+    .expect("write");
+    let o = swbd(&["--check-config", "--config", f.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("missing-users.yaml: cannot read"), "{err}");
+    assert!(err.contains("bad-regex.yaml:5:26: bad regex"), "{err}");
+}
+
+#[test]
+fn check_dialplan_reports_every_error_with_positions() {
+    let o = swbd(&["--check-dialplan", "testdata/dialplans/bad-many.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.lines().count() >= 2,
+        "all errors, not just the first: {err}"
+    );
+    for line in err.lines() {
+        assert!(
+            line.starts_with("testdata/dialplans/bad-many.yaml:"),
+            "located: {line}"
+        );
+    }
+    let o = swbd(&["--check-dialplan", "dialplans/default.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn sip_port_in_use_is_one_line() {
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let sock = std::env::temp_dir().join(format!("swbd-sip-in-use-{}.sock", std::process::id()));
+    let o = swbd(&[
+        "--listen",
+        &format!("udp:127.0.0.1:{port}"),
+        "--admin-socket",
+        sock.to_str().expect("utf-8"),
+    ]);
+    assert_clean_failure(&o);
+    assert_eq!(
+        stderr(&o).trim(),
+        format!("swbd: cannot listen on udp:127.0.0.1:{port}: address already in use")
+    );
+}

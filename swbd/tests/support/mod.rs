@@ -1,0 +1,325 @@
+//! Black-box harness for call tests: swrtp and swbd as real processes on
+//! loopback, scripted SIP user agents over real UDP, and admin clients.
+
+#![allow(dead_code)]
+
+pub mod ua;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use switchboard_proto::admin::v1 as pb;
+use switchboard_proto::admin::v1::media_admin_client::MediaAdminClient;
+use switchboard_proto::admin::v1::signaling_admin_client::SignalingAdminClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A daemon killed on drop.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// `target/<profile>/swrtp`, next to the swbd binary under test.
+pub fn swrtp_bin() -> PathBuf {
+    let swbd = PathBuf::from(env!("CARGO_BIN_EXE_swbd"));
+    let path = swbd.with_file_name("swrtp");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Disjoint RTP port ranges for the swrtp of each test in this process.
+fn rtp_range() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 20_000 + (std::process::id() % 20) as u16 * 1000 + (n % 10) * 100;
+    (base, base + 99)
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    static N: AtomicU16 = AtomicU16::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "swbd-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tempdir");
+    dir
+}
+
+/// Options for a test system.
+pub struct Options {
+    /// Dialplan YAML (None: the embedded default).
+    pub dialplan: Option<String>,
+    /// Extra top-level YAML for swbd's config.
+    pub extra_config: String,
+    /// Number of swrtp nodes.
+    pub nodes: usize,
+    /// Digest users (username, password); auth is off when empty.
+    pub users: Vec<(String, String)>,
+    /// swrtp RTP inactivity timeout (0: off).
+    pub rtp_timeout_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            dialplan: None,
+            extra_config: String::new(),
+            nodes: 1,
+            users: Vec::new(),
+            rtp_timeout_secs: 0,
+        }
+    }
+}
+
+/// One media node.
+pub struct Node {
+    pub name: String,
+    pub proc: Proc,
+    pub control: String,
+    pub admin: PathBuf,
+    pub ports: (u16, u16),
+}
+
+/// swbd + swrtp node(s).
+pub struct System {
+    pub dir: PathBuf,
+    pub swbd: Proc,
+    pub sip: std::net::SocketAddr,
+    pub admin: PathBuf,
+    pub nodes: Vec<Node>,
+}
+
+pub fn start_swrtp(dir: &Path, name: &str, rtp_timeout_secs: u64) -> Node {
+    let port = free_tcp_port();
+    let control = format!("tcp://127.0.0.1:{port}");
+    let admin = dir.join(format!("{name}.sock"));
+    let ports = rtp_range();
+    let cfg = dir.join(format!("{name}.yaml"));
+    std::fs::write(&cfg, format!("rtp_timeout_secs: {rtp_timeout_secs}\n"))
+        .expect("write swrtp config");
+    let child = Command::new(swrtp_bin())
+        .args([
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--listen",
+            &control,
+            "--admin",
+            &format!("unix://{}", admin.display()),
+            "--rtp-ports",
+            &format!("{}-{}", ports.0, ports.1),
+            "--node-id",
+            name,
+            "--audio-dir",
+            repo().join("testdata/audio").to_str().expect("utf-8"),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn swrtp");
+    Node {
+        name: name.to_string(),
+        proc: Proc { child },
+        control,
+        admin,
+        ports,
+    }
+}
+
+impl System {
+    pub async fn start(opts: Options) -> System {
+        let dir = tempdir("sys");
+        let nodes: Vec<Node> = (0..opts.nodes)
+            .map(|i| {
+                start_swrtp(
+                    &dir,
+                    &format!("rtp-{}", (b'a' + i as u8) as char),
+                    opts.rtp_timeout_secs,
+                )
+            })
+            .collect();
+        let sip_port = free_udp_port();
+        let admin = dir.join("swbd.sock");
+        let auth = if opts.users.is_empty() {
+            "auth: { enabled: false }\n".to_string()
+        } else {
+            let mut users = String::from("users:\n");
+            for (u, p) in &opts.users {
+                users.push_str(&format!("  - {{ username: \"{u}\", password: \"{p}\" }}\n"));
+            }
+            std::fs::write(dir.join("users.yaml"), users).expect("write users");
+            "auth: { enabled: true, realm: switchboard, users_file: users.yaml, algorithms: [md5] }\n".to_string()
+        };
+        let mut cfg = format!(
+            "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n\
+             admin: {{ socket: \"{}\" }}\nmedia:\n  health_interval_ms: 100\n  nodes:\n",
+            admin.display()
+        );
+        for n in &nodes {
+            cfg.push_str(&format!(
+                "    - {{ name: {}, address: \"{}\" }}\n",
+                n.name, n.control
+            ));
+        }
+        if let Some(plan) = &opts.dialplan {
+            std::fs::write(dir.join("dialplan.yaml"), plan).expect("write dialplan");
+            cfg.push_str("dialplan: { file: dialplan.yaml }\n");
+        }
+        cfg.push_str(&opts.extra_config);
+        let cfg_path = dir.join("swbd.yaml");
+        std::fs::write(&cfg_path, cfg).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_swbd"))
+            .args(["--config", cfg_path.to_str().expect("utf-8")])
+            .env(
+                "RUST_LOG",
+                std::env::var("SWBD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn swbd");
+        let sys = System {
+            dir,
+            swbd: Proc { child },
+            sip: std::net::SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            admin,
+            nodes,
+        };
+        // Ready when admin answers and every node is up.
+        let want = sys.nodes.len();
+        eventually(30, "swbd up with all media nodes", || async {
+            let mut c = sys.signaling().await.ok()?;
+            let s = c
+                .get_status(pb::GetStatusRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            (s.media_nodes_up as usize == want).then_some(())
+        })
+        .await;
+        sys
+    }
+
+    pub async fn signaling(
+        &self,
+    ) -> Result<SignalingAdminClient<Channel>, tonic::transport::Error> {
+        Ok(SignalingAdminClient::new(unix_channel(&self.admin).await?))
+    }
+
+    pub async fn media_admin(&self, i: usize) -> MediaAdminClient<Channel> {
+        let path = self.nodes.get(i).expect("node").admin.clone();
+        eventually(20, "swrtp admin", || {
+            let path = path.clone();
+            async move { unix_channel(&path).await.ok() }
+        })
+        .await;
+        MediaAdminClient::new(unix_channel(&path).await.expect("swrtp admin"))
+    }
+
+    pub async fn active_calls(&self) -> Vec<pb::Call> {
+        self.signaling()
+            .await
+            .expect("admin")
+            .list_calls(pb::ListCallsRequest {
+                include_ended: false,
+            })
+            .await
+            .expect("list calls")
+            .into_inner()
+            .calls
+    }
+
+    /// Wait until swbd has no call and every node no session and a full pool.
+    pub async fn assert_clean(&self) {
+        eventually(20, "no active calls", || async {
+            self.active_calls().await.is_empty().then_some(())
+        })
+        .await;
+        for i in 0..self.nodes.len() {
+            let mut m = self.media_admin(i).await;
+            eventually(20, "swrtp back to an empty, full pool", || {
+                let mut m = m.clone();
+                async move {
+                    let s = m
+                        .get_status(pb::GetMediaStatusRequest {})
+                        .await
+                        .ok()?
+                        .into_inner();
+                    (s.active_sessions == 0 && s.free_port_pairs == s.total_port_pairs)
+                        .then_some(())
+                }
+            })
+            .await;
+            let _ = &mut m;
+        }
+    }
+}
+
+pub async fn unix_channel(path: &Path) -> Result<Channel, tonic::transport::Error> {
+    let path = path.to_path_buf();
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
+            }
+        }))
+        .await
+}
+
+/// Poll `f` until it returns `Some`, or panic after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
