@@ -76,7 +76,7 @@ impl PortRange {
         if self.max <= self.min {
             return 0;
         }
-        (u32::from(self.max) - u32::from(self.min) + 1) / 2
+        (u32::from(self.max) - u32::from(self.min)).div_ceil(2)
     }
 }
 
@@ -103,7 +103,7 @@ impl std::str::FromStr for PortRange {
         if min == 0 {
             return Err(format!("rtp_ports {s:?}: port 0 is not allowed"));
         }
-        if min % 2 != 0 {
+        if !min.is_multiple_of(2) {
             return Err(format!(
                 "rtp_ports {s:?}: MIN must be even (RTP on even ports, RTCP on the next odd one)"
             ));

@@ -615,9 +615,8 @@ impl Relay {
         let Some(data) = self.buf.get(..n) else {
             return;
         };
-        let valid = n >= 8
-            && n < BUF_LEN
-            && n % 4 == 0
+        let valid = (8..BUF_LEN).contains(&n)
+            && n.is_multiple_of(4)
             && data.first().map(|b| b >> 6) == Some(2)
             && data.get(1).is_some_and(|pt| (192..=223).contains(pt));
         let expected_ip = from.latch.address().or(from.sdp_rtp).map(|a| a.ip());

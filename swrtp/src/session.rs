@@ -676,7 +676,7 @@ impl Node {
                 reply,
             })
             .await;
-        if sent.is_err() || done.await.unwrap_or(false) == false {
+        if sent.is_err() || !done.await.unwrap_or(false) {
             let _ = tx.try_send(player::error_event(
                 &playback_id,
                 "session is gone (timed out or destroyed)",
