@@ -175,6 +175,11 @@ struct Entry {
     peer: Option<String>,
 }
 
+/// Size of one session table entry (for [`crate::relay::memory_per_session`]).
+pub fn entry_size() -> usize {
+    std::mem::size_of::<Entry>()
+}
+
 #[derive(Debug, Default)]
 struct Table {
     sessions: BTreeMap<String, Entry>,
