@@ -544,10 +544,8 @@ impl Relay {
     ) -> Option<(SocketAddr, usize, u64)> {
         let need = self.ctx.latch_packets;
         let (from, to) = split(&mut self.legs, i);
-        let Some(from) = from else { return None };
-        let Some(data) = self.buf.get(..n) else {
-            return None;
-        };
+        let from = from?;
+        let data = self.buf.get(..n)?;
         let (ssrc, seq, ts, pt, payload_len) = match RtpPacket::parse(data) {
             Ok(p) => (
                 p.ssrc(),
@@ -596,9 +594,7 @@ impl Relay {
         if !to.media.direction.has_send() || !from.media.direction.has_recv() {
             return None;
         }
-        let Some(dest) = to.rtp_dest() else {
-            return None;
-        };
+        let dest = to.rtp_dest()?;
         let out_pt = if Some(pt) == from.media.te_pt {
             match to.media.te_pt {
                 Some(p) => p,
@@ -612,9 +608,7 @@ impl Relay {
         };
         let step = to.media.ptime * 8;
         let (out_seq, out_ts, fresh) = to.tx.map(ssrc, seq, ts, step);
-        let Some(data) = self.buf.get_mut(..n) else {
-            return None;
-        };
+        let data = self.buf.get_mut(..n)?;
         let Ok(mut p) = RtpPacketMut::parse(data) else {
             return None;
         };

@@ -374,7 +374,7 @@ impl Node {
         };
         let ports = self.inner.pool.allocate()?;
         let port = ports.port();
-        let mut origin = LocalOrigin {
+        let origin = LocalOrigin {
             sess_id: u64::from(rand::random::<u32>()),
             version: 1,
             address: self.inner.settings.public_address,
@@ -393,7 +393,6 @@ impl Node {
             (Negotiation::Offer(o), _) => (sdp::offer(&origin, o), None, Some(o.clone()), None),
             (Negotiation::Answer(_), None) => return Err(Error::Internal("answer without offer")),
         };
-        origin.version = 1;
         let local_addr = SocketAddr::new(self.inner.settings.public_address, port);
         let media = media_proto(negotiated.as_ref(), local_addr);
 

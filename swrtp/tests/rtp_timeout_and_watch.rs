@@ -138,3 +138,56 @@ async fn admin_watch_starts_with_a_snapshot_and_streams_stats() {
     assert!(saw_status);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn slow_admin_watcher_is_dropped_with_resource_exhausted() {
+    use switchboard_proto::admin::v1::media_admin_server::MediaAdmin;
+    use swrtp::sdp::{AudioCodec, Offer};
+    use swrtp::session::Negotiation;
+
+    let d = Daemon::start(config("32540-32549")).await;
+    let node = d.running.as_ref().unwrap().node.clone();
+    let admin_svc = swrtp::admin::Admin::new(node.clone());
+    // A watcher that never reads.
+    let mut stream = admin_svc
+        .watch(tonic::Request::new(admin::WatchMediaRequest {
+            snapshot: false,
+            stats_interval_ms: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let offer = Offer {
+        codecs: vec![AudioCodec::Pcmu],
+        te_pt: None,
+        ptime: 20,
+    };
+    // 400 events while it sleeps; the daemon never waits for it.
+    for _ in 0..200 {
+        let (id, _, _) = node
+            .create("slow", "a", Negotiation::Offer(offer.clone()))
+            .unwrap();
+        node.destroy(&id).await.unwrap();
+    }
+    let mut delivered = 0;
+    let mut end = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(_) => delivered += 1,
+            Err(status) => {
+                end = Some(status);
+                break;
+            }
+        }
+    }
+    let status = end.expect("the slow watcher's stream ends with an error");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().contains("too slow"),
+        "{}",
+        status.message()
+    );
+    assert!(delivered < 400, "{delivered}");
+    assert!(stream.next().await.is_none(), "and then ends");
+    d.stop().await;
+}
