@@ -125,7 +125,11 @@ async fn missing_corrupt_and_escaping_files() {
     let mut d = Daemon::start(config("32240-32259")).await;
     let peer = Peer::new().await;
     let a = d.answer("play", &peer, "0", "").await;
-    for (file, needle) in [("nope.wav", "nope.wav"), ("generate.py", "cannot decode")] {
+    for (file, needle) in [
+        ("nope.wav", "nope.wav"),
+        ("corrupt.wav", "cannot decode"),
+        ("generate.py", "cannot decode"),
+    ] {
         let mut events = play(&mut d, &a.session_id, file, false).await;
         match events.next().await.unwrap().unwrap().event {
             Some(pb::play_event::Event::Error(e)) => {
