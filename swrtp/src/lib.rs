@@ -35,6 +35,18 @@
 //! - **Codecs**: the two legs of a bridge may have negotiated different
 //!   G.711 laws; the relay transcodes in place.
 //! - **RTCP** is relayed unchanged (SSRCs inside are not rewritten).
+//! - **Header rewriting**: what a leg receives carries that leg's own SSRC
+//!   and one continuous sequence/timestamp space across playbacks and
+//!   bridges (marker bit set where a new source starts); payload types are
+//!   mapped to the receiving leg's negotiated ones, telephone-event included.
+//!
+//! # Defaults
+//!
+//! MediaService on `tcp://127.0.0.1:9090`; MediaAdmin on
+//! `$XDG_RUNTIME_DIR/switchboard/swrtp.sock` (or `/tmp/switchboard-$UID/`,
+//! created 0700); RTP ports 10000-20000 on 127.0.0.1; RTP timeout 30 s;
+//! latching after 3 packets. [`start`] returns the bound endpoints (port 0
+//! resolved) for in-process tests; [`run`] is what `main` calls.
 
 #![forbid(unsafe_code)]
 
