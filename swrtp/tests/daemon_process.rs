@@ -88,7 +88,7 @@ fn listen_port_in_use_is_one_clear_line_and_a_failure() {
         .args(["--listen", &format!("tcp://127.0.0.1:{port}")])
         .arg("--admin")
         .arg(format!("unix://{}", dir.join("a.sock").display()))
-        .args(["--rtp-ports", "32720-32729", "--log-level", "error"])
+        .args(["--rtp-ports", "7720-7729", "--log-level", "error"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -107,7 +107,7 @@ async fn serves_and_stops_cleanly_on_sigterm() {
     let runtime = tmpdir("xdg");
     let mut child = tokio::process::Command::new(BIN)
         .args(["--listen", &format!("tcp://127.0.0.1:{port}")])
-        .args(["--rtp-ports", "32730-32739", "--node-id", "proc-node"])
+        .args(["--rtp-ports", "7730-7739", "--node-id", "proc-node"])
         .arg("--audio-dir")
         .arg(testdata("audio"))
         .env("XDG_RUNTIME_DIR", &runtime)
@@ -187,7 +187,7 @@ async fn serves_and_stops_cleanly_on_sigterm() {
         "{last:?}"
     );
     // Every RTP port is free again.
-    for p in (32730..32739).step_by(2) {
+    for p in (7730..7739).step_by(2) {
         std::net::UdpSocket::bind(("127.0.0.1", p)).expect("port freed");
     }
 }

@@ -10,7 +10,7 @@ use common::*;
 
 #[tokio::test]
 async fn peer_behind_nat_gets_media_back_at_its_real_port() {
-    let mut d = Daemon::start(config("32100-32119")).await;
+    let mut d = Daemon::start(config("7100-7119")).await;
     let alice = Peer::behind_nat().await; // SDP says one port, sends from another
     let bob = Peer::new().await;
     let a = d.answer("nat", &alice, "0", "").await;
@@ -67,7 +67,7 @@ async fn peer_behind_nat_gets_media_back_at_its_real_port() {
 
 #[tokio::test]
 async fn stranger_cannot_hijack_a_latched_stream() {
-    let mut d = Daemon::start(config("32120-32139")).await;
+    let mut d = Daemon::start(config("7120-7139")).await;
     let alice = Peer::new().await;
     let bob = Peer::new().await;
     let mallory = Peer::new().await;
@@ -109,7 +109,7 @@ async fn stranger_cannot_hijack_a_latched_stream() {
 #[tokio::test]
 async fn reoffer_with_a_new_address_moves_media_there() {
     use switchboard_proto::media::v1 as pb;
-    let mut d = Daemon::start(config("32140-32159")).await;
+    let mut d = Daemon::start(config("7140-7159")).await;
     let alice = Peer::new().await;
     let alice2 = Peer::new().await; // where a re-INVITE moves alice's media
     let bob = Peer::new().await;

@@ -11,7 +11,7 @@ use tokio_stream::StreamExt;
 
 #[tokio::test]
 async fn silent_session_times_out_everywhere_and_frees_its_ports() {
-    let mut cfg = config("32500-32509");
+    let mut cfg = config("7500-7509");
     cfg.rtp_timeout_secs = 1;
     let mut d = Daemon::start(cfg).await;
     let mut watch = d
@@ -76,7 +76,7 @@ async fn silent_session_times_out_everywhere_and_frees_its_ports() {
 
 #[tokio::test]
 async fn ringing_leg_without_media_does_not_time_out() {
-    let mut cfg = config("32510-32519");
+    let mut cfg = config("7510-7519");
     cfg.rtp_timeout_secs = 1;
     let mut d = Daemon::start(cfg).await;
     let peer = Peer::new().await;
@@ -92,7 +92,7 @@ async fn ringing_leg_without_media_does_not_time_out() {
 
 #[tokio::test]
 async fn admin_watch_starts_with_a_snapshot_and_streams_stats() {
-    let mut d = Daemon::start(config("32520-32529")).await;
+    let mut d = Daemon::start(config("7520-7529")).await;
     let peer = Peer::new().await;
     let a = d.answer("snap", &peer, "0", "").await;
     let mut w = d
@@ -145,7 +145,7 @@ async fn slow_admin_watcher_is_dropped_with_resource_exhausted() {
     use swrtp::sdp::{AudioCodec, Offer};
     use swrtp::session::Negotiation;
 
-    let d = Daemon::start(config("32540-32549")).await;
+    let d = Daemon::start(config("7540-7549")).await;
     let node = d.running.as_ref().unwrap().node.clone();
     let admin_svc = swrtp::admin::Admin::new(node.clone());
     // A watcher that never reads.
