@@ -108,7 +108,9 @@ impl MediaAdmin for Admin {
             }
         }
         let node = self.node.clone();
+        let closed = self.node.closed();
         tokio::spawn(async move {
+            tokio::pin!(closed);
             let mut ticker = stats_every.map(|d| {
                 let mut t = tokio::time::interval(d);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -137,6 +139,10 @@ impl MediaAdmin for Admin {
                         .map(|s| Ok(event(false, pb::media_admin_event::Event::SessionStats(s.info()))))
                         .collect(),
                     () = tx.closed() => return,
+                    () = &mut closed => {
+                        let _ = tx.try_send(Err(Status::unavailable("swrtp is shutting down")));
+                        return;
+                    }
                 };
                 for item in items {
                     let end = item.is_err();

@@ -76,7 +76,7 @@ impl PortRange {
         if self.max <= self.min {
             return 0;
         }
-        (u32::from(self.max) - u32::from(self.min) + 1) / 2
+        (u32::from(self.max) - u32::from(self.min)).div_ceil(2)
     }
 }
 
@@ -103,7 +103,7 @@ impl std::str::FromStr for PortRange {
         if min == 0 {
             return Err(format!("rtp_ports {s:?}: port 0 is not allowed"));
         }
-        if min % 2 != 0 {
+        if !min.is_multiple_of(2) {
             return Err(format!(
                 "rtp_ports {s:?}: MIN must be even (RTP on even ports, RTCP on the next odd one)"
             ));
@@ -157,6 +157,15 @@ impl Config {
                 "public_address must be a concrete address, not 0.0.0.0 or ::",
             ));
         }
+        if self.public_address.is_none() && self.bind_address.is_unspecified() {
+            errors.push(FileError::whole(
+                name,
+                format!(
+                    "bind_address {} cannot be advertised in SDP; set public_address",
+                    self.bind_address
+                ),
+            ));
+        }
         if self.latch_packets == 0 || self.latch_packets > 1000 {
             errors.push(FileError::whole(
                 name,
@@ -187,13 +196,10 @@ impl Config {
         self.rtp_ports.parse()
     }
 
-    /// Address written into SDP.
+    /// Address written into SDP (`validate` refuses a wildcard bind
+    /// address without `public_address`).
     pub fn advertised_address(&self) -> IpAddr {
-        match self.public_address {
-            Some(a) => a,
-            None if self.bind_address.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-            None => self.bind_address,
-        }
+        self.public_address.unwrap_or(self.bind_address)
     }
 
     /// The admin endpoint, with the per-user default when not configured.
@@ -299,6 +305,17 @@ mod tests {
     #[test]
     fn unspecified_public_address_is_refused() {
         assert!(bad("public_address: 0.0.0.0\n").contains("public_address"));
+    }
+
+    #[test]
+    fn wildcard_bind_needs_a_public_address() {
+        assert!(bad("bind_address: 0.0.0.0\n").contains("set public_address"));
+        let c = Config::from_yaml(
+            "t.yaml",
+            "bind_address: 0.0.0.0\npublic_address: 192.0.2.1\n",
+        )
+        .expect("valid");
+        assert_eq!(c.advertised_address(), IpAddr::from([192, 0, 2, 1]));
     }
 
     #[test]

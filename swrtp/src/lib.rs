@@ -35,6 +35,18 @@
 //! - **Codecs**: the two legs of a bridge may have negotiated different
 //!   G.711 laws; the relay transcodes in place.
 //! - **RTCP** is relayed unchanged (SSRCs inside are not rewritten).
+//! - **Header rewriting**: what a leg receives carries that leg's own SSRC
+//!   and one continuous sequence/timestamp space across playbacks and
+//!   bridges (marker bit set where a new source starts); payload types are
+//!   mapped to the receiving leg's negotiated ones, telephone-event included.
+//!
+//! # Defaults
+//!
+//! MediaService on `tcp://127.0.0.1:9090`; MediaAdmin on
+//! `$XDG_RUNTIME_DIR/switchboard/swrtp.sock` (or `/tmp/switchboard-$UID/`,
+//! created 0700); RTP ports 10000-20000 on 127.0.0.1; RTP timeout 30 s;
+//! latching after 3 packets. [`start`] returns the bound endpoints (port 0
+//! resolved) for in-process tests; [`run`] is what `main` calls.
 
 #![forbid(unsafe_code)]
 
@@ -159,8 +171,13 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let task = tokio::spawn(async move {
         let media = grpc::serve(media_router, media_listener, shutdown.clone());
         let admin = grpc::serve(admin_router, admin_listener, shutdown.clone());
-        let (m, a) = tokio::join!(media, admin);
-        task_node.shutdown().await;
+        // Sessions go first: that ends playback and watch streams, which the
+        // servers' graceful shutdown would otherwise wait for.
+        let closer = async {
+            shutdown.clone().wait().await;
+            task_node.shutdown().await;
+        };
+        let ((m, a), ()) = tokio::join!(async { tokio::join!(media, admin) }, closer);
         // Media tasks close their sockets as they end; give them a moment so
         // the ports are really free when run() returns.
         for _ in 0..100 {

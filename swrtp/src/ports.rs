@@ -158,7 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn pairs_are_even_and_bound() {
-        let p = pool(31000, 31009);
+        let p = pool(6000, 6009);
         assert_eq!(p.total(), 5);
         let a = p.allocate().expect("a");
         assert_eq!(a.port() % 2, 0);
@@ -174,27 +174,27 @@ mod tests {
 
     #[tokio::test]
     async fn exhaustion_names_the_range() {
-        let p = pool(31010, 31013);
+        let p = pool(6010, 6013);
         let _a = p.allocate().expect("a");
         let _b = p.allocate().expect("b");
         let e = p.allocate().expect_err("exhausted");
-        assert!(e.to_string().contains("31010-31013"), "{e}");
+        assert!(e.to_string().contains("6010-6013"), "{e}");
     }
 
     #[tokio::test]
     async fn port_held_by_someone_else_is_skipped() {
-        let squatter = StdUdpSocket::bind("127.0.0.1:31021").expect("squat");
-        let p = pool(31020, 31023);
-        let a = p.allocate().expect("skips 31020");
-        assert_eq!(a.port(), 31022);
+        let squatter = StdUdpSocket::bind("127.0.0.1:6021").expect("squat");
+        let p = pool(6020, 6023);
+        let a = p.allocate().expect("skips 6020");
+        assert_eq!(a.port(), 6022);
         assert!(p.allocate().is_err());
         drop(squatter);
-        assert_eq!(p.allocate().map(|x| x.port()).ok(), Some(31020));
+        assert_eq!(p.allocate().map(|x| x.port()).ok(), Some(6020));
     }
 
     #[tokio::test]
     async fn ten_thousand_cycles_leave_the_pool_full() {
-        let p = pool(31030, 31039);
+        let p = pool(6030, 6039);
         for _ in 0..10_000 {
             let a = p.allocate().expect("alloc");
             drop(a);

@@ -516,14 +516,36 @@ impl Relay {
         }
     }
 
-    /// The per-packet path for RTP from leg `i`.
+    /// The per-packet path for RTP from leg `i`: check, account, rewrite
+    /// in place, send to the bridge peer.
     pub fn on_rtp(&mut self, i: usize, n: usize, src: SocketAddr) {
-        let need = self.ctx.latch_packets;
-        let (from, to) = split(&mut self.legs, i);
-        let Some(from) = from else { return };
-        let Some(data) = self.buf.get(..n) else {
+        let Some((dest, payload_len, at)) = self.prepare_rtp(i, n, src) else {
             return;
         };
+        let (_, to) = split(&mut self.legs, i);
+        if let Some(to) = to
+            && let Some(data) = self.buf.get(..n)
+            && to.ports.rtp.try_send_to(data, dest).is_ok()
+        {
+            to.shared.tx.count(payload_len, at);
+            self.ctx.counters.relayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Everything `on_rtp` does before the send, on the `n` bytes in the
+    /// task's buffer: parse, latch, stats, header rewrite (and transcoding).
+    /// Returns where to send and the payload length, or `None` when the
+    /// packet is dropped or has nowhere to go.
+    pub fn prepare_rtp(
+        &mut self,
+        i: usize,
+        n: usize,
+        src: SocketAddr,
+    ) -> Option<(SocketAddr, usize, u64)> {
+        let need = self.ctx.latch_packets;
+        let (from, to) = split(&mut self.legs, i);
+        let from = from?;
+        let data = self.buf.get(..n)?;
         let (ssrc, seq, ts, pt, payload_len) = match RtpPacket::parse(data) {
             Ok(p) => (
                 p.ssrc(),
@@ -532,16 +554,21 @@ impl Relay {
                 p.payload_type(),
                 p.payload_len(),
             ),
-            Err(_) => return from.drop_packet(&self.ctx),
+            Err(_) => {
+                from.drop_packet(&self.ctx);
+                return None;
+            }
         };
         let known_pt =
             from.media.codec.is_none() || pt == from.media.pt || Some(pt) == from.media.te_pt;
         if n == BUF_LEN || !known_pt {
-            return from.drop_packet(&self.ctx);
+            from.drop_packet(&self.ctx);
+            return None;
         }
         let was = from.latch.address();
         if !from.latch.accept(src, ssrc, from.sdp_rtp, need) {
-            return from.drop_packet(&self.ctx);
+            from.drop_packet(&self.ctx);
+            return None;
         }
         if from.latch.address() != was {
             from.publish_remote();
@@ -562,30 +589,32 @@ impl Relay {
         let Some(to) = to else {
             // Not bridged: counted, then dropped on purpose.
             self.ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
         if !to.media.direction.has_send() || !from.media.direction.has_recv() {
-            return;
+            return None;
         }
-        let Some(dest) = to.rtp_dest() else { return };
+        let dest = to.rtp_dest()?;
         let out_pt = if Some(pt) == from.media.te_pt {
             match to.media.te_pt {
                 Some(p) => p,
-                None => return from.drop_packet(&self.ctx),
+                None => {
+                    from.drop_packet(&self.ctx);
+                    return None;
+                }
             }
         } else {
             to.media.pt
         };
         let step = to.media.ptime * 8;
         let (out_seq, out_ts, fresh) = to.tx.map(ssrc, seq, ts, step);
-        let Some(data) = self.buf.get_mut(..n) else {
-            return;
-        };
+        let data = self.buf.get_mut(..n)?;
         let Ok(mut p) = RtpPacketMut::parse(data) else {
-            return;
+            return None;
         };
         if p.set_payload_type(out_pt).is_err() {
-            return from.drop_packet(&self.ctx);
+            from.drop_packet(&self.ctx);
+            return None;
         }
         p.set_sequence_number(out_seq);
         p.set_timestamp(out_ts);
@@ -599,12 +628,7 @@ impl Relay {
         {
             a.law().transcode_in_place(b.law(), p.payload_mut());
         }
-        if let Some(data) = self.buf.get(..n)
-            && to.ports.rtp.try_send_to(data, dest).is_ok()
-        {
-            to.shared.tx.count(payload_len, at);
-            self.ctx.counters.relayed.fetch_add(1, Ordering::Relaxed);
-        }
+        Some((dest, payload_len, at))
     }
 
     /// The per-packet path for RTCP from leg `i`: sanity-check, source-check
@@ -615,9 +639,8 @@ impl Relay {
         let Some(data) = self.buf.get(..n) else {
             return;
         };
-        let valid = n >= 8
-            && n < BUF_LEN
-            && n % 4 == 0
+        let valid = (8..BUF_LEN).contains(&n)
+            && n.is_multiple_of(4)
             && data.first().map(|b| b >> 6) == Some(2)
             && data.get(1).is_some_and(|pt| (192..=223).contains(pt));
         let expected_ip = from.latch.address().or(from.sdp_rtp).map(|a| a.ip());
@@ -725,6 +748,138 @@ fn finish(leg: &mut Leg) {
         }));
         leg.shared.edit(|v| v.playing.clear());
     }
+}
+
+/// Benchmark support: a relay over two bridged legs on real loopback
+/// sockets, driven packet by packet without its task loop.
+#[doc(hidden)]
+pub mod fixture {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+
+    use sdp_types::Direction;
+    use tokio::sync::broadcast;
+
+    use super::{BUF_LEN, Leg, LegMedia, Relay};
+    use crate::ports::PortPool;
+    use crate::sdp::AudioCodec;
+    use crate::session::{MediaContext, NodeCounters, SessionShared, View};
+    use crate::stats::DirectionCounters;
+
+    fn shared(id: &str, port: u16) -> Arc<SessionShared> {
+        Arc::new(SessionShared {
+            id: id.into(),
+            call_id: "bench".into(),
+            leg: id.into(),
+            created_at: SystemTime::now(),
+            rtp_port: port,
+            rx: DirectionCounters::default(),
+            tx: DirectionCounters::default(),
+            dropped: AtomicU64::new(0),
+            timed_out: AtomicBool::new(false),
+            view: Mutex::new(View::default()),
+        })
+    }
+
+    /// Two bridged legs: A (remote `peer_a`, `codec_a`) and B (`codec_b`).
+    /// Call inside a tokio runtime; `pool` must have two free pairs.
+    pub fn bridged(
+        pool: &PortPool,
+        peer_a: SocketAddr,
+        peer_b: SocketAddr,
+        codec_a: AudioCodec,
+        codec_b: AudioCodec,
+    ) -> Option<Relay> {
+        let media = |c: AudioCodec| LegMedia {
+            codec: Some(c),
+            pt: c.static_pt(),
+            te_pt: Some(101),
+            ptime: 20,
+            direction: Direction::SendRecv,
+        };
+        let pa = pool.allocate().ok()?;
+        let pb = pool.allocate().ok()?;
+        let a = Leg::new(
+            shared("a", pa.port()),
+            pa,
+            media(codec_a),
+            Some(peer_a),
+            None,
+        );
+        let b = Leg::new(
+            shared("b", pb.port()),
+            pb,
+            media(codec_b),
+            Some(peer_b),
+            None,
+        );
+        Some(Relay {
+            legs: vec![a, b],
+            ctx: Arc::new(MediaContext {
+                events: broadcast::channel(16).0,
+                counters: NodeCounters::default(),
+                rtp_timeout: None,
+                latch_packets: 3,
+            }),
+            buf: vec![0u8; BUF_LEN].into_boxed_slice(),
+        })
+    }
+
+    impl Relay {
+        /// Put `packet` in the receive buffer, as `recv_from` would; returns its length.
+        pub fn load(&mut self, packet: &[u8]) -> usize {
+            let n = packet.len().min(self.buf.len());
+            if let (Some(dst), Some(src)) = (self.buf.get_mut(..n), packet.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            n
+        }
+
+        /// The rewritten packet after `prepare_rtp`.
+        pub fn buffer(&self, n: usize) -> &[u8] {
+            self.buf.get(..n).unwrap_or_default()
+        }
+    }
+}
+
+/// Memory a session costs, in bytes, by component (for docs/BENCHMARKS).
+/// Kernel socket buffers are not included.
+pub fn memory_per_session() -> Vec<(&'static str, usize)> {
+    let (tx, rx) = mpsc::channel::<Cmd>(32);
+    let relay = Relay {
+        legs: Vec::new(),
+        ctx: Arc::new(MediaContext {
+            events: tokio::sync::broadcast::channel(1).0,
+            counters: crate::session::NodeCounters::default(),
+            rtp_timeout: None,
+            latch_packets: 3,
+        }),
+        buf: Box::new([]),
+    };
+    let task = std::mem::size_of_val(&relay.run(rx));
+    drop(tx);
+    vec![
+        (
+            "Leg (media task state of one session, incl. sockets)",
+            std::mem::size_of::<Leg>(),
+        ),
+        (
+            "SessionShared (stats atomics + admin view)",
+            std::mem::size_of::<SessionShared>(),
+        ),
+        (
+            "session table entry (SDP state, command sender)",
+            crate::session::entry_size(),
+        ),
+        ("media task future (one per session or bridge)", task),
+        ("receive buffer (one per media task)", BUF_LEN),
+        (
+            "command channel (32 slots of Cmd)",
+            32 * std::mem::size_of::<Cmd>(),
+        ),
+    ]
 }
 
 /// Split the legs into `(legs[i], the other one)`.

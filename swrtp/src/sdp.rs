@@ -687,7 +687,8 @@ mod tests {
 
     #[test]
     fn refusals_table() {
-        let cases: [(&str, String, fn(&SdpError) -> bool); 7] = [
+        type Check = fn(&SdpError) -> bool;
+        let cases: [(&str, String, Check); 7] = [
             ("garbage", "hello world".into(), |e| {
                 matches!(e, SdpError::Garbage(_))
             }),

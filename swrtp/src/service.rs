@@ -187,9 +187,18 @@ impl MediaService for MediaControl {
     ) -> Result<Response<Self::WatchSessionsStream>, Status> {
         let mut events = self.node.subscribe();
         let (tx, rx) = mpsc::channel(64);
+        let closed = self.node.closed();
         tokio::spawn(async move {
+            tokio::pin!(closed);
             loop {
-                let item = match events.recv().await {
+                let received = tokio::select! {
+                    e = events.recv() => e,
+                    () = &mut closed => {
+                        let _ = tx.try_send(Err(Status::unavailable("swrtp is shutting down")));
+                        return;
+                    }
+                };
+                let item = match received {
                     Ok(e) => match session_event(&e) {
                         Some(ev) => Ok(ev),
                         None => continue,

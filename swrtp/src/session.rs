@@ -175,6 +175,11 @@ struct Entry {
     peer: Option<String>,
 }
 
+/// Size of one session table entry (for [`crate::relay::memory_per_session`]).
+pub fn entry_size() -> usize {
+    std::mem::size_of::<Entry>()
+}
+
 #[derive(Debug, Default)]
 struct Table {
     sessions: BTreeMap<String, Entry>,
@@ -191,6 +196,8 @@ struct NodeInner {
     ctx: Arc<MediaContext>,
     started_at: SystemTime,
     playback_ids: AtomicU64,
+    /// Set when the daemon shuts down; ends every watch stream.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The node: session table, port pool, events. Cheap to clone.
@@ -299,6 +306,7 @@ impl Node {
                 ctx,
                 started_at: SystemTime::now(),
                 playback_ids: AtomicU64::new(1),
+                closing: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -366,7 +374,7 @@ impl Node {
         };
         let ports = self.inner.pool.allocate()?;
         let port = ports.port();
-        let mut origin = LocalOrigin {
+        let origin = LocalOrigin {
             sess_id: u64::from(rand::random::<u32>()),
             version: 1,
             address: self.inner.settings.public_address,
@@ -385,7 +393,6 @@ impl Node {
             (Negotiation::Offer(o), _) => (sdp::offer(&origin, o), None, Some(o.clone()), None),
             (Negotiation::Answer(_), None) => return Err(Error::Internal("answer without offer")),
         };
-        origin.version = 1;
         let local_addr = SocketAddr::new(self.inner.settings.public_address, port);
         let media = media_proto(negotiated.as_ref(), local_addr);
 
@@ -673,7 +680,7 @@ impl Node {
                 reply,
             })
             .await;
-        if sent.is_err() || done.await.unwrap_or(false) == false {
+        if sent.is_err() || !done.await.unwrap_or(false) {
             let _ = tx.try_send(player::error_event(
                 &playback_id,
                 "session is gone (timed out or destroyed)",
@@ -765,8 +772,19 @@ impl Node {
         }
     }
 
-    /// Destroy every session (daemon shutdown): playbacks stop, ports return.
+    /// Resolves once the node shuts down.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Destroy every session (daemon shutdown): playbacks stop, ports return,
+    /// watch streams end.
     pub async fn shutdown(&self) {
+        self.inner.closing.send_replace(true);
+        self.set_draining(true);
         let ids: Vec<String> = self.table().sessions.keys().cloned().collect();
         for id in ids {
             let _ = self.destroy(&id).await;

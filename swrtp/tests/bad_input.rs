@@ -11,7 +11,7 @@ use switchboard_proto::admin::v1 as admin;
 
 #[tokio::test]
 async fn random_bytes_truncated_headers_and_rtcp_garbage_are_dropped() {
-    let mut d = Daemon::start(config("32400-32419")).await;
+    let mut d = Daemon::start(config("7400-7419")).await;
     let alice = Peer::new().await;
     let bob = Peer::new().await;
     let a = d.answer("bad", &alice, "0", "").await;
@@ -80,7 +80,36 @@ async fn random_bytes_truncated_headers_and_rtcp_garbage_are_dropped() {
         }
     })
     .await;
-    // A valid RTCP packet from alice's address is relayed to bob's RTCP port.
+    // Valid RTCP is relayed: alice's RTCP latches her RTCP address, then
+    // bob's RTCP (from his RTP socket's IP) reaches her.
+    let sr = [0x80u8, 200, 0, 1, 0, 0, 0, 9];
+    alice.sock.send_to(&sr, a_rtcp).await.unwrap();
+    let list = admin_client
+        .list_sessions(admin::ListMediaSessionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let b_port = list
+        .sessions
+        .iter()
+        .find(|s| s.session_id == b)
+        .unwrap()
+        .rtp_port as u16;
+    let b_rtcp = SocketAddr::from(([127, 0, 0, 1], b_port + 1));
+    let mut got = None;
+    for _ in 0..50 {
+        bob.sock.send_to(&sr, b_rtcp).await.unwrap();
+        if let Ok(Ok((n, _))) = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            alice.sock.recv_from(&mut [0u8; 64]),
+        )
+        .await
+        {
+            got = Some(n);
+            break;
+        }
+    }
+    assert_eq!(got, Some(8), "RTCP relayed unchanged");
     let status = admin_client
         .get_status(admin::GetMediaStatusRequest {})
         .await

@@ -13,7 +13,7 @@ const TE: &str = "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
 
 #[tokio::test]
 async fn bridged_peers_receive_each_others_media_rewritten_in_order() {
-    let mut d = Daemon::start(config("32000-32019")).await;
+    let mut d = Daemon::start(config("7000-7019")).await;
     let alice = Peer::new().await;
     let bob = Peer::new().await;
     let a = d.answer("call-1", &alice, "0 101", TE).await;
@@ -106,7 +106,7 @@ async fn bridged_peers_receive_each_others_media_rewritten_in_order() {
 
 #[tokio::test]
 async fn pcmu_leg_bridged_to_pcma_leg_is_transcoded_and_dtmf_pt_mapped() {
-    let mut d = Daemon::start(config("32020-32039")).await;
+    let mut d = Daemon::start(config("7020-7039")).await;
     let alice = Peer::new().await;
     let bob = Peer::new().await;
     let a = d.answer("call-2", &alice, "0 101", TE).await;
@@ -137,7 +137,7 @@ async fn pcmu_leg_bridged_to_pcma_leg_is_transcoded_and_dtmf_pt_mapped() {
 
 #[tokio::test]
 async fn bridge_torn_down_mid_stream_leaks_nothing() {
-    let mut d = Daemon::start(config("32040-32059")).await;
+    let mut d = Daemon::start(config("7040-7059")).await;
     for round in 0..5 {
         let alice = Peer::new().await;
         let bob = Peer::new().await;
@@ -178,7 +178,7 @@ async fn bridge_torn_down_mid_stream_leaks_nothing() {
 
 #[tokio::test]
 async fn bridge_refusals_are_clear_statuses() {
-    let mut d = Daemon::start(config("32060-32079")).await;
+    let mut d = Daemon::start(config("7060-7079")).await;
     let p = Peer::new().await;
     let a = d.answer("c", &p, "0", "").await.session_id;
     let b = d.answer("c", &p, "0", "").await.session_id;
@@ -222,7 +222,7 @@ async fn bridge_refusals_are_clear_statuses() {
     assert_eq!(status.active_bridges, 1);
     d.stop().await;
     // After shutdown the ports are free again: bind them ourselves.
-    for port in (32060..32079).step_by(2) {
+    for port in (7060..7079).step_by(2) {
         std::net::UdpSocket::bind(("127.0.0.1", port)).expect("port released at shutdown");
     }
 }

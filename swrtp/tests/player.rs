@@ -34,7 +34,7 @@ async fn play(
 
 #[tokio::test]
 async fn tone_arrives_as_paced_pcmu_packets_and_completes() {
-    let mut d = Daemon::start(config("32200-32219")).await;
+    let mut d = Daemon::start(config("7200-7219")).await;
     let peer = Peer::new().await;
     let a = d.answer("play", &peer, "0", "").await;
     let mut events = play(&mut d, &a.session_id, "tone-1khz-2s.wav", false).await;
@@ -86,7 +86,7 @@ async fn tone_arrives_as_paced_pcmu_packets_and_completes() {
 
 #[tokio::test]
 async fn pcma_session_plays_alaw_and_stop_ends_a_loop() {
-    let mut d = Daemon::start(config("32220-32239")).await;
+    let mut d = Daemon::start(config("7220-7239")).await;
     let peer = Peer::new().await;
     let a = d.answer("play", &peer, "8", "").await;
     let mut events = play(&mut d, &a.session_id, "beep-440.wav", true).await;
@@ -122,10 +122,14 @@ async fn pcma_session_plays_alaw_and_stop_ends_a_loop() {
 
 #[tokio::test]
 async fn missing_corrupt_and_escaping_files() {
-    let mut d = Daemon::start(config("32240-32259")).await;
+    let mut d = Daemon::start(config("7240-7259")).await;
     let peer = Peer::new().await;
     let a = d.answer("play", &peer, "0", "").await;
-    for (file, needle) in [("nope.wav", "nope.wav"), ("generate.py", "cannot decode")] {
+    for (file, needle) in [
+        ("nope.wav", "nope.wav"),
+        ("corrupt.wav", "cannot decode"),
+        ("generate.py", "cannot decode"),
+    ] {
         let mut events = play(&mut d, &a.session_id, file, false).await;
         match events.next().await.unwrap().unwrap().event {
             Some(pb::play_event::Event::Error(e)) => {
@@ -156,7 +160,7 @@ async fn missing_corrupt_and_escaping_files() {
 
 #[tokio::test]
 async fn playback_while_bridged_is_refused_and_bridging_stops_playback() {
-    let mut d = Daemon::start(config("32260-32279")).await;
+    let mut d = Daemon::start(config("7260-7279")).await;
     let alice = Peer::new().await;
     let bob = Peer::new().await;
     let a = d.answer("pb", &alice, "0", "").await.session_id;
@@ -187,7 +191,7 @@ async fn playback_while_bridged_is_refused_and_bridging_stops_playback() {
 
 #[tokio::test]
 async fn destroy_stops_playback() {
-    let mut d = Daemon::start(config("32280-32299")).await;
+    let mut d = Daemon::start(config("7280-7299")).await;
     let peer = Peer::new().await;
     let a = d.answer("pd", &peer, "0", "").await.session_id;
     let mut events = play(&mut d, &a, "tone-1khz-2s.wav", true).await;

@@ -20,7 +20,7 @@ fn create(sdp: &str) -> pb::CreateSessionRequest {
 
 #[tokio::test]
 async fn ten_thousand_create_destroy_cycles_leave_the_pool_full() {
-    let mut d = Daemon::start(config("32300-32307")).await;
+    let mut d = Daemon::start(config("7300-7307")).await;
     let sdp = offer_sdp(4000, "0", "");
     for i in 0..10_000 {
         let id = d
@@ -41,7 +41,7 @@ async fn ten_thousand_create_destroy_cycles_leave_the_pool_full() {
 
 #[tokio::test]
 async fn exhaustion_is_resource_exhausted_naming_the_range() {
-    let mut d = Daemon::start(config("32310-32313")).await;
+    let mut d = Daemon::start(config("7310-7313")).await;
     let sdp = offer_sdp(4000, "0", "");
     let a = d
         .media
@@ -61,7 +61,7 @@ async fn exhaustion_is_resource_exhausted_naming_the_range() {
         .await
         .expect_err("full");
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-    assert!(e.message().contains("32310-32313"), "{}", e.message());
+    assert!(e.message().contains("7310-7313"), "{}", e.message());
     d.destroy(&a.session_id).await;
     d.media
         .create_session(create(&sdp))
@@ -72,7 +72,7 @@ async fn exhaustion_is_resource_exhausted_naming_the_range() {
 
 #[tokio::test]
 async fn bad_sdp_is_invalid_argument_and_costs_no_port() {
-    let mut d = Daemon::start(config("32320-32329")).await;
+    let mut d = Daemon::start(config("7320-7329")).await;
     let cases = [
         ("garbage", "this is not sdp".to_string(), "does not parse"),
         (
@@ -104,7 +104,7 @@ async fn bad_sdp_is_invalid_argument_and_costs_no_port() {
 
 #[tokio::test]
 async fn draining_refuses_new_sessions_and_keeps_old_ones() {
-    let mut d = Daemon::start(config("32330-32339")).await;
+    let mut d = Daemon::start(config("7330-7339")).await;
     let alice = Peer::new().await;
     let bob = Peer::new().await;
     let a = d.answer("d", &alice, "0", "").await;
@@ -146,7 +146,7 @@ async fn draining_refuses_new_sessions_and_keeps_old_ones() {
 
 #[tokio::test]
 async fn reoffer_bumps_origin_version_and_same_version_is_unchanged() {
-    let mut d = Daemon::start(config("32340-32349")).await;
+    let mut d = Daemon::start(config("7340-7349")).await;
     let peer = Peer::new().await;
     let a = d.answer("re", &peer, "0", "").await;
     assert!(
