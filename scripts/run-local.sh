@@ -40,7 +40,7 @@ pids+=($!)
 "$bin/swbd" --users-file "$users" --audio-dir "$root/testdata/audio" &
 pids+=($!)
 
-if [ -n "${XDG_RUNTIME_DIR:-}" ]; then rundir=$XDG_RUNTIME_DIR/switchboard; else rundir=/tmp/switchboard-${USER:-root}; fi
+if [ -n "${XDG_RUNTIME_DIR:-}" ]; then rundir=$XDG_RUNTIME_DIR/switchboard; else rundir=/tmp/switchboard-$(id -u); fi
 sleep 1
 cat <<MSG
 

@@ -135,31 +135,5 @@ fn main() -> ExitCode {
     }
 
     logging::init(&args.log_level, format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("swbd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let (trigger, shutdown) = shutdown::channel();
-        tokio::spawn(async move {
-            shutdown::os_signal().await;
-            trigger.trigger();
-        });
-        swbd::run(config, shutdown).await
-    });
-    // Do not wait for stray blocking work (a dialplan reload in flight).
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("swbd: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shutdown::run_daemon("swbd", |shutdown| swbd::run(config, shutdown))
 }

@@ -211,19 +211,10 @@ impl Config {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/switchboard`, or `/tmp/switchboard-$UID`.
+/// `$XDG_RUNTIME_DIR/switchboard`, or `/tmp/switchboard-$UID` (shared with
+/// swbd and swctl, see `switchboard_proto::support::paths`).
 pub fn default_admin_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("switchboard"),
-        _ => {
-            use std::os::unix::fs::MetadataExt;
-            // The owner of /proc/self is our effective uid.
-            let uid = std::fs::metadata("/proc/self")
-                .map(|m| m.uid().to_string())
-                .unwrap_or_else(|_| "user".into());
-            PathBuf::from(format!("/tmp/switchboard-{uid}"))
-        }
-    }
+    switchboard_proto::support::paths::runtime_dir()
 }
 
 #[cfg(test)]

@@ -107,29 +107,5 @@ fn main() -> ExitCode {
 
     let format: LogFormat = config.log_format.parse().unwrap_or_default();
     logging::init(&config.log_level, format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("swrtp: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let (trigger, shutdown) = shutdown::channel();
-        tokio::spawn(async move {
-            shutdown::os_signal().await;
-            trigger.trigger();
-        });
-        swrtp::run(config, shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("swrtp: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shutdown::run_daemon("swrtp", |shutdown| swrtp::run(config, shutdown))
 }

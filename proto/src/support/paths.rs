@@ -2,14 +2,18 @@
 
 use std::path::PathBuf;
 
-/// `$XDG_RUNTIME_DIR/switchboard`, or `/tmp/switchboard-$USER` when unset.
+/// `$XDG_RUNTIME_DIR/switchboard`, or `/tmp/switchboard-$UID` when unset.
 /// Admin sockets live here by default.
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("switchboard"),
         _ => {
-            let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-            PathBuf::from(format!("/tmp/switchboard-{user}"))
+            use std::os::unix::fs::MetadataExt;
+            // The owner of /proc/self is our effective uid (no libc needed).
+            let uid = std::fs::metadata("/proc/self")
+                .map(|m| m.uid().to_string())
+                .unwrap_or_else(|_| "user".into());
+            PathBuf::from(format!("/tmp/switchboard-{uid}"))
         }
     }
 }

@@ -63,3 +63,41 @@ pub async fn os_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// The daemons' `main` after config: a multi-threaded runtime running `run`
+/// until it returns, with SIGINT/SIGTERM triggering its shutdown signal.
+/// Errors are one `NAME: error` line on stderr and exit code 1; blocking
+/// work still running at exit is given two seconds.
+pub fn run_daemon<F, Fut, E>(name: &str, run: F) -> std::process::ExitCode
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (trigger, shutdown) = channel();
+        tokio::spawn(async move {
+            os_signal().await;
+            trigger.trigger();
+        });
+        run(shutdown).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
