@@ -4,7 +4,11 @@
 //! - [`cli`]: the clap command tree.
 //! - [`connect`]: `unix://`, `tcp://` and `ssh://` transports to the admin services.
 //! - [`cmd`]: one module per subcommand.
+//! - [`config`]: `~/.config/swctl/config.yaml` contexts.
 //! - [`output`]: table / wide / json / yaml rendering.
+//! - [`views`]: what is printed, with stable JSON field names (see `JSON.md`).
+//! - [`tui`]: `swctl top` (app state, event feed, one state struct per screen).
+//! - [`web`]: `swctl web`, the HTMX page.
 //!
 //! # Exit codes
 //! `0` success, `1` the daemon answered with an error, `2` bad usage,
@@ -13,8 +17,12 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod connect;
 pub mod output;
+pub mod tui;
+pub mod views;
+pub mod web;
 
 use std::process::ExitCode;
 
@@ -34,13 +42,19 @@ pub enum Error {
     Usage(String),
     /// Could not connect.
     #[error(transparent)]
-    Connect(#[from] connect::ConnectError),
+    Connect(Box<connect::ConnectError>),
     /// A local file is invalid.
     #[error("{0}")]
     InvalidFile(String),
     /// Anything else (I/O on stdout, ...).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<connect::ConnectError> for Error {
+    fn from(e: connect::ConnectError) -> Self {
+        Error::Connect(Box::new(e))
+    }
 }
 
 impl Error {
