@@ -19,6 +19,8 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod connect;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod output;
 pub mod tui;
 pub mod views;

@@ -198,8 +198,8 @@ where
     }
     /// Why a backend gave nothing.
     enum Fail {
-        /// A `--host` of the other daemon kind.
-        OtherKind,
+        /// A `--host` of the other daemon kind (or one without this RPC).
+        OtherKind(tonic::Status),
         /// A real error.
         Error(Error),
     }
@@ -208,7 +208,7 @@ where
         let channel = targets.channel(b, what).await.map_err(Fail::Error)?;
         f(channel).await.map_err(|st| {
             if b.kind == Kind::Any && st.code() == tonic::Code::Unimplemented {
-                Fail::OtherKind
+                Fail::OtherKind(st)
             } else {
                 Fail::Error(Error::from_status(what, st))
             }
@@ -217,11 +217,11 @@ where
     .await;
     let mut ok = Vec::new();
     let mut first_err: Option<Error> = None;
-    let mut unimplemented_any = false;
+    let mut unimplemented: Option<tonic::Status> = None;
     for (b, r) in backends.into_iter().zip(results) {
         match r {
             Ok(v) => ok.push((b, v)),
-            Err(Fail::OtherKind) => unimplemented_any = true,
+            Err(Fail::OtherKind(st)) => unimplemented = Some(st),
             Err(Fail::Error(Error::Connect(_))) if b.optional => {}
             Err(Fail::Error(e)) => {
                 if first_err.is_none() {
@@ -233,17 +233,9 @@ where
         }
     }
     if ok.is_empty() {
-        return Err(first_err.unwrap_or_else(|| {
-            if unimplemented_any {
-                Error::Daemon {
-                    daemon: what.to_string(),
-                    message: format!(
-                        "no --host offers this {what} service (is --host pointing at the right daemon?)"
-                    ),
-                }
-            } else {
-                Error::Usage(format!("no {what} answered"))
-            }
+        return Err(first_err.unwrap_or_else(|| match unimplemented {
+            Some(st) => Error::from_status(what, st),
+            None => Error::Usage(format!("no {what} answered")),
         }));
     }
     if let Some(e) = first_err {

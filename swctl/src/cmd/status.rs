@@ -42,7 +42,9 @@ pub async fn run(t: &Targets, format: Output) -> Result<(), Error> {
             Err(e) => eprintln!("swctl: {e}"),
         }
     }
-    print!("{}", render(&views, format, table_width())?);
+    if !views.is_empty() || !matches!(format, Output::Table | Output::Wide) {
+        print!("{}", render(&views, format, table_width())?);
+    }
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),

@@ -36,9 +36,10 @@ pub enum Tab {
 impl Tab {
     const ALL: [Tab; 4] = [Tab::Calls, Tab::Registrations, Tab::Nodes, Tab::Events];
 
-    fn title(self) -> &'static str {
+    fn title(self, narrow: bool) -> &'static str {
         match self {
             Tab::Calls => "Calls",
+            Tab::Registrations if narrow => "Regs",
             Tab::Registrations => "Registrations",
             Tab::Nodes => "Nodes",
             Tab::Events => "Events",
@@ -372,7 +373,10 @@ impl App {
             } else {
                 ratatui::style::Style::default()
             };
-            spans.push(Span::styled(format!(" {} {} ", i + 1, tab.title()), style));
+            spans.push(Span::styled(
+                format!(" {} {} ", i + 1, tab.title(area.width < 100)),
+                style,
+            ));
         }
         let mut hints = String::from(" ");
         if self.tab == Tab::Calls {

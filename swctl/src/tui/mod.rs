@@ -18,6 +18,9 @@ pub mod screens;
 pub mod store;
 pub mod widgets;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::{Duration, Instant, SystemTime};
 
 use crossterm::event::{Event, EventStream, KeyEventKind};

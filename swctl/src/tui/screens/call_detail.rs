@@ -66,7 +66,7 @@ impl CallDetailScreen {
             Span::raw(format!("  {} -> {}  ", call.caller, call.destination)),
             Span::styled(state, theme.call_state(state)),
             Span::raw(format!(
-                " {}  route {:?} (dialplan {}){}",
+                " {}  route {}  dialplan {}{}",
                 views::mmss(store.call_secs(call)),
                 call.route_id,
                 if call.dialplan_version.is_empty() {
@@ -92,32 +92,35 @@ impl CallDetailScreen {
                     let rx = st.rx.unwrap_or_default();
                     let tx = st.tx.unwrap_or_default();
                     format!(
-                        "in {} pkts loss {:.1}% jitter {:.1} ms  out {} pkts{}",
+                        "in {} loss {:.1}% jitter {:.1} ms  out {}{}",
                         rx.packets,
                         views::loss_percent(&rx),
                         rx.jitter_ms,
                         tx.packets,
-                        if st.remote_address.is_empty() {
+                        if st.remote_address.is_empty() || w < 120 {
                             String::new()
                         } else {
-                            format!("  from {}", st.remote_address)
+                            format!("  rtp from {}", st.remote_address)
                         }
                     )
                 }
                 None => "no RTP stats".into(),
             };
-            let text = format!(
-                " {role}  {} {}  {}  {}  {}",
-                leg.remote_uri,
-                leg.remote_address,
-                views::leg_state(leg.state),
-                if leg.codec.is_empty() {
-                    "-"
-                } else {
-                    &leg.codec
-                },
-                rtp
-            );
+            let codec = if leg.codec.is_empty() {
+                "-"
+            } else {
+                &leg.codec
+            };
+            let text = if w >= 120 {
+                format!(
+                    " {role}  {} {}  {}  {codec}  {rtp}",
+                    leg.remote_uri,
+                    leg.remote_address,
+                    views::leg_state(leg.state),
+                )
+            } else {
+                format!(" {role}  {}  {codec}  {rtp}", cut(&leg.remote_uri, 28))
+            };
             lines.push(Line::raw(cut(&text, w)));
         }
         let head_h = lines.len() as u16;
@@ -166,7 +169,7 @@ impl CallDetailScreen {
                     format!("sb -> {leg}")
                 };
                 let row = Row::new(vec![
-                    views::clock_ms(m.at.as_ref()),
+                    format!(" {}", views::clock_ms(m.at.as_ref())),
                     flow,
                     cut(&m.summary, w.saturating_sub(26)),
                 ]);
@@ -188,7 +191,7 @@ impl CallDetailScreen {
             Table::new(
                 rows,
                 [
-                    Constraint::Length(12),
+                    Constraint::Length(13),
                     Constraint::Length(8),
                     Constraint::Fill(1),
                 ],

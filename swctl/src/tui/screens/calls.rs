@@ -155,7 +155,12 @@ impl CallsScreen {
 
     /// Draw the table.
     pub fn render(&mut self, f: &mut Frame, area: Rect, store: &Store, theme: &Theme) {
-        let several = store.backends.len() > 1;
+        let several = store
+            .backends
+            .iter()
+            .filter(|b| b.kind != crate::cmd::Kind::Swrtp)
+            .count()
+            > 1;
         let height = area.height.saturating_sub(1) as usize;
         self.page = height.max(1);
         let len = self.index(store).len();
