@@ -208,13 +208,19 @@ pub fn render_show(views: &[DialplanView], format: Output, width: usize) -> anyh
     let wide = format == Output::Wide;
     let mut out = String::new();
     for v in views {
-        out.push_str(&format!(
-            "{}: dialplan {} from {} loaded {}\n",
+        let head = format!(
+            "{}: dialplan {} from {} loaded {}",
             v.backend,
             v.version,
             v.source,
             v.loaded_at.as_deref().unwrap_or("-")
-        ));
+        );
+        out.push_str(&if wide {
+            head
+        } else {
+            output::cut(&head, width)
+        });
+        out.push('\n');
         let rows = v
             .routes
             .iter()
@@ -319,8 +325,18 @@ pub fn render_test(views: &[TestView], format: Output, width: usize) -> anyhow::
     let wide = format == Output::Wide;
     let mut out = String::new();
     for v in views {
+        let fit = |s: String| {
+            let s = s.trim_end_matches('\n');
+            let mut s = if wide {
+                s.to_string()
+            } else {
+                output::cut(s, width)
+            };
+            s.push('\n');
+            s
+        };
         if v.matched {
-            out.push_str(&format!(
+            out.push_str(&fit(format!(
                 "{}: route {} {}(dialplan {})\n",
                 v.backend,
                 v.route_id,
@@ -330,7 +346,7 @@ pub fn render_test(views: &[TestView], format: Output, width: usize) -> anyhow::
                     format!("\"{}\" ", v.route_name)
                 },
                 v.dialplan_version
-            ));
+            )));
             let rows = v
                 .actions
                 .iter()
@@ -343,10 +359,10 @@ pub fn render_test(views: &[TestView], format: Output, width: usize) -> anyhow::
                 (!wide).then_some(width),
             ));
         } else {
-            out.push_str(&format!(
+            out.push_str(&fit(format!(
                 "{}: no route matches (a call would get {}; dialplan {})\n",
                 v.backend, v.no_match_status, v.dialplan_version
-            ));
+            )));
         }
         if wide {
             for (k, val) in &v.variables {

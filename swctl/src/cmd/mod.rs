@@ -12,6 +12,9 @@ mod status;
 mod top;
 mod web;
 
+#[cfg(test)]
+mod render_tests;
+
 use std::future::Future;
 
 pub use status::{StatusView, status_views};
