@@ -101,3 +101,72 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A fresh temporary directory for one test.
+pub fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "swctl-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("tempdir");
+    dir
+}
+
+/// Start swbd with auth off, SIP on a free loopback port and its admin socket
+/// at `socket`; returns once the socket accepts connections.
+pub fn start_swbd(dir: &Path, socket: &Path, node_id: &str) -> Daemon {
+    let cfg = dir.join(format!("{node_id}.yaml"));
+    std::fs::write(&cfg, "auth: { enabled: false }\n").expect("write config");
+    let d = Daemon::start(
+        "swbd",
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8 path"),
+            "--listen",
+            &format!("udp:127.0.0.1:{}", free_port()),
+            "--admin-socket",
+            socket.to_str().expect("utf-8 path"),
+            "--node-id",
+            node_id,
+        ],
+    );
+    wait_for_socket(socket);
+    d
+}
+
+/// Wait until a unix socket accepts connections (20 s).
+pub fn wait_for_socket(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "{} never came up", socket.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Run the swctl binary; returns (exit code, stdout, stderr).
+pub fn swctl(args: &[&str]) -> (i32, String, String) {
+    swctl_env(args, &[])
+}
+
+/// Run the swctl binary with extra environment.
+pub fn swctl_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_swctl"))
+        .args(args)
+        .env_remove("SWCTL_HOST")
+        .env_remove("SWCTL_CONTEXT")
+        .env_remove("SWCTL_CONFIG")
+        .env_remove("SWCTL_SSH")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
