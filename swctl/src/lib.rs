@@ -10,6 +10,34 @@
 //! - [`tui`]: `swctl top` (app state, event feed, one state struct per screen).
 //! - [`web`]: `swctl web`, the HTMX page.
 //!
+//! # Backends
+//! Every command talks to a list of daemons: the `--host` values (repeatable;
+//! their kind is found out by asking), else a context of the config file
+//! (`--context NAME` or its `current_context`; `--config FILE`, default
+//! `$XDG_CONFIG_HOME/swctl/config.yaml` or `~/.config/swctl/config.yaml`),
+//! else the local swbd socket (and the swrtp socket when present). Listings
+//! merge every backend and add a BACKEND column when there are several.
+//!
+//! # Transports
+//! `unix:///path.sock`, `tcp://host:port`, `ssh://[user@]host[:port][/remote.sock]`.
+//! For ssh, swctl runs `ssh [-p port] -- [user@]host swctl dial-stdio [--socket
+//! /remote.sock]` and speaks gRPC over the child's stdin/stdout (like
+//! `DOCKER_HOST=ssh://`). `--ssh-command` / `$SWCTL_SSH` replace `ssh` and its
+//! options (split on spaces); `--remote-swctl` / `$SWCTL_REMOTE` name swctl on the
+//! remote host. When ssh fails, its own stderr (host key, auth) is the error.
+//!
+//! # `dialplan check`
+//! swctl does not link swbd, so `swctl dialplan check FILE` runs
+//! `swbd --check-dialplan FILE` with the swbd next to the swctl binary or on
+//! `PATH` and relays its `FILE:LINE:COLUMN` errors (exit 4). Without such a
+//! swbd, or with one that lacks the flag, it exits 2 and says to use
+//! `swctl dialplan reload --path FILE` on the server instead.
+//!
+//! # Output
+//! `-o table` (fits 80 columns or `$COLUMNS`; long cells end with `…`),
+//! `-o wide` (every column, no cutting), `-o json`, `-o yaml`. JSON field names are
+//! stable and documented in `swctl/JSON.md`.
+//!
 //! # Exit codes
 //! `0` success, `1` the daemon answered with an error, `2` bad usage,
 //! `3` a daemon could not be reached, `4` a local file was invalid.

@@ -93,10 +93,15 @@ fn several_backends_and_contexts() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v[0]["node_id"], "pbx-a");
     // An unknown context is a usage error naming the known ones.
-    let (code, _, err) =
-        common::swctl_env(&["--context", "nope", "status"], &[("XDG_CONFIG_HOME", xdg_s)]);
+    let (code, _, err) = common::swctl_env(
+        &["--context", "nope", "status"],
+        &[("XDG_CONFIG_HOME", xdg_s)],
+    );
     assert_eq!(code, 2);
-    assert!(err.contains("no context \"nope\"") && err.contains("both, one"), "{err}");
+    assert!(
+        err.contains("no context \"nope\"") && err.contains("both, one"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -113,7 +118,13 @@ fn errors_say_what_to_do_with_documented_exit_codes() {
         "{err}"
     );
     // Malformed --host: exit 2.
-    for bad in ["pbx1", "tcp://nohost", "ssh://", "unix://", "ssh://ops@pbx1:port"] {
+    for bad in [
+        "pbx1",
+        "tcp://nohost",
+        "ssh://",
+        "unix://",
+        "ssh://ops@pbx1:port",
+    ] {
         let (code, _, err) = swctl(&["--host", bad, "status"]);
         assert_eq!(code, 2, "{bad}: {err}");
         assert!(err.contains("invalid --host"), "{bad}: {err}");
@@ -155,8 +166,15 @@ fn completions_and_man_page() {
     }
     let (code, out, _) = swctl(&["man"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with(".ie") || out.contains(".TH swctl"), "{}", &out[..80.min(out.len())]);
-    assert!(!out.contains("dial-stdio"), "hidden subcommand stays hidden");
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH swctl"),
+        "{}",
+        &out[..80.min(out.len())]
+    );
+    assert!(
+        !out.contains("dial-stdio"),
+        "hidden subcommand stays hidden"
+    );
 }
 
 /// Every call/registration/node/dialplan verb against swbd. Today swbd
@@ -199,7 +217,11 @@ fn listings_against_swbd() {
     let sock = dir.join("swbd.sock");
     let _swbd = start_swbd(&dir, &sock, "pbx-list");
     let host = format!("unix://{}", sock.display());
-    for verb in [["calls", "list"], ["registrations", "list"], ["nodes", "list"]] {
+    for verb in [
+        ["calls", "list"],
+        ["registrations", "list"],
+        ["nodes", "list"],
+    ] {
         for fmt in ["table", "wide", "json", "yaml"] {
             let (code, out, err) = swctl(&["--host", &host, verb[0], verb[1], "-o", fmt]);
             assert_eq!(code, 0, "{verb:?} {fmt}: {err}");

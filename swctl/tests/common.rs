@@ -142,7 +142,11 @@ pub fn start_swbd(dir: &Path, socket: &Path, node_id: &str) -> Daemon {
 pub fn wait_for_socket(socket: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::os::unix::net::UnixStream::connect(socket).is_err() {
-        assert!(Instant::now() < deadline, "{} never came up", socket.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never came up",
+            socket.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -163,11 +163,18 @@ fn remote_side_errors_come_back_verbatim() {
         "--remote-swctl",
         env!("CARGO_BIN_EXE_swctl"),
         "--host",
-        &format!("ssh://root@127.0.0.1:{}{}/none.sock", sshd.port, dir.display()),
+        &format!(
+            "ssh://root@127.0.0.1:{}{}/none.sock",
+            sshd.port,
+            dir.display()
+        ),
         "status",
     ]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("none.sock") && err.contains("no such file"), "{err}");
+    assert!(
+        err.contains("none.sock") && err.contains("no such file"),
+        "{err}"
+    );
     // No swctl on the remote PATH.
     let (code, _, err) = swctl(&[
         "--ssh-command",

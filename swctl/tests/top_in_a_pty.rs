@@ -48,7 +48,10 @@ fn run_top(host: &str, no_color: bool) -> (i32, String) {
     };
     drop(stdin);
     let out = reader.join().expect("reader");
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&out).into_owned())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out).into_owned(),
+    )
 }
 
 #[test]
@@ -64,7 +67,10 @@ fn top_draws_quits_and_restores_the_terminal() {
 
     let (code, out) = run_top(&host, false);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("\u{1b}[?1049h"), "entered the alternate screen");
+    assert!(
+        out.contains("\u{1b}[?1049h"),
+        "entered the alternate screen"
+    );
     assert!(out.contains("\u{1b}[?1049l"), "left the alternate screen");
     assert!(out.contains("pbx-top"), "header shows the swbd node");
     assert!(out.contains("q quit"));
@@ -72,7 +78,13 @@ fn top_draws_quits_and_restores_the_terminal() {
     let (code, out) = run_top(&host, true);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("pbx-top"));
-    for sgr in ["\u{1b}[31m", "\u{1b}[32m", "\u{1b}[33m", "\u{1b}[38;5;", "\u{1b}[90m"] {
+    for sgr in [
+        "\u{1b}[31m",
+        "\u{1b}[32m",
+        "\u{1b}[33m",
+        "\u{1b}[38;5;",
+        "\u{1b}[90m",
+    ] {
         assert!(!out.contains(sgr), "colour {sgr:?} with NO_COLOR");
     }
 }

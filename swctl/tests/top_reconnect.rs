@@ -56,10 +56,7 @@ async fn feed_reconnects_when_swbd_restarts() {
     for u in before {
         app.apply(u);
     }
-    app.apply(Update::Conn {
-        backend: 0,
-        state,
-    });
+    app.apply(Update::Conn { backend: 0, state });
 
     // swbd dies.
     assert!(swbd.stop().success());

@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 use common::{free_port, start_swbd, tempdir};
 
 fn chromium() -> Option<PathBuf> {
-    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"] {
+    for p in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
         if Path::new(p).exists() {
             return Some(PathBuf::from(p));
         }
@@ -59,7 +63,11 @@ fn start_web(hosts: &[String]) -> Web {
 /// A plain HTTP/1.1 GET: (status line, headers+body).
 fn get(port: u16, path: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).expect("read");
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -133,9 +141,15 @@ fn page_renders_in_chromium_and_htmx_swaps_fragments() {
     let url = format!("http://127.0.0.1:{}/", web.port);
     let dom = dump_dom(&chrome, &dir.join("chrome"), &url);
     for id in ["status", "calls", "registrations", "nodes"] {
-        assert!(dom.contains(&format!("<section id=\"{id}\"")), "{id} missing:\n{dom}");
+        assert!(
+            dom.contains(&format!("<section id=\"{id}\"")),
+            "{id} missing:\n{dom}"
+        );
     }
-    assert!(dom.contains("pbx-web"), "status shows the swbd node:\n{dom}");
+    assert!(
+        dom.contains("pbx-web"),
+        "status shows the swbd node:\n{dom}"
+    );
     assert!(dom.contains("<h2>Media nodes</h2>"), "{dom}");
     // Every section was replaced by a fragment fetched by htmx.
     assert_eq!(
@@ -171,9 +185,16 @@ fn escapes_html_from_daemons() {
     let _swbd = start_swbd(&dir, &sock, "<img src=x onerror=alert(1)>");
     let web = start_web(&[format!("unix://{}", sock.display())]);
     let (_, page) = get(web.port, "/fragment/status");
-    assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"), "{page}");
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{page}"
+    );
     assert!(!page.contains("<img"), "{page}");
-    let dom = dump_dom(&chrome, &dir.join("chrome"), &format!("http://127.0.0.1:{}/", web.port));
+    let dom = dump_dom(
+        &chrome,
+        &dir.join("chrome"),
+        &format!("http://127.0.0.1:{}/", web.port),
+    );
     assert!(!dom.contains("<img"), "{dom}");
 }
 
@@ -240,6 +261,9 @@ fn live_call_appears_and_disappears() {
         if !dom.contains("<td>4321</td>") {
             break;
         }
-        assert!(Instant::now() < deadline, "the call never went away:\n{dom}");
+        assert!(
+            Instant::now() < deadline,
+            "the call never went away:\n{dom}"
+        );
     }
 }

@@ -153,7 +153,6 @@ pub fn targets(cli: &Cli) -> Result<Targets, Error> {
         backends: label(list),
         ssh,
     })
-
 }
 
 /// Give every backend a unique short label.

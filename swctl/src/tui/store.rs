@@ -376,16 +376,20 @@ impl Store {
     /// Seconds a call has lasted at `now`: since answer, else since creation;
     /// ended calls use their final duration.
     pub fn call_secs(&self, c: &pb::Call) -> i64 {
+        Self::call_secs_at(c, &self.now_ts())
+    }
+
+    /// [`Store::call_secs`] at a given `now` (sorting computes it once).
+    pub fn call_secs_at(c: &pb::Call, now: &prost_types::Timestamp) -> i64 {
         if c.state == pb::CallState::Ended as i32 {
             return c.duration.as_ref().map(|d| d.seconds).unwrap_or(0);
         }
-        let now = self.now_ts();
         let from = c
             .answered_at
             .as_ref()
             .filter(|t| t.seconds != 0)
             .or(c.created_at.as_ref());
-        views::secs_between(from, &now)
+        views::secs_between(from, now)
     }
 
     /// Header numbers: (active calls, registrations, nodes up, nodes total, draining).

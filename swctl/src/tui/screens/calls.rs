@@ -91,13 +91,14 @@ impl CallsScreen {
         );
         if self.built.as_ref() != Some(&want) {
             let ended = pb::CallState::Ended as i32;
-            let mut keys: Vec<(&CallKey, &pb::Call)> = store
+            let filter = self.filter.to_lowercase();
+            let rows: Vec<(&CallKey, &pb::Call)> = store
                 .calls
                 .iter()
                 .filter(|(_, c)| self.show_ended || c.state != ended)
                 .filter(|(_, c)| {
                     matches(
-                        &self.filter,
+                        &filter,
                         &[
                             &c.call_id,
                             &c.caller,
@@ -108,40 +109,50 @@ impl CallsScreen {
                     )
                 })
                 .collect();
-            // Stable tie-break on created time then id, so rows never jump.
+            // Sort keys are computed once per call (not per comparison); the
+            // call key breaks ties so rows never jump between rebuilds.
             let created = |c: &pb::Call| {
                 c.created_at
                     .as_ref()
                     .map(|t| (t.seconds, t.nanos))
                     .unwrap_or((0, 0))
             };
-            match self.sort {
-                SortKey::Duration => keys.sort_by(|a, b| {
-                    store
-                        .call_secs(b.1)
-                        .cmp(&store.call_secs(a.1))
-                        .then(created(a.1).cmp(&created(b.1)))
-                        .then(a.0.cmp(b.0))
-                }),
-                SortKey::Caller => {
-                    keys.sort_by(|a, b| a.1.caller.cmp(&b.1.caller).then(a.0.cmp(b.0)))
-                }
-                SortKey::Callee => {
-                    keys.sort_by(|a, b| a.1.destination.cmp(&b.1.destination).then(a.0.cmp(b.0)))
-                }
-                SortKey::State => keys.sort_by(|a, b| a.1.state.cmp(&b.1.state).then(a.0.cmp(b.0))),
-                SortKey::Node => {
-                    keys.sort_by(|a, b| a.1.media_node.cmp(&b.1.media_node).then(a.0.cmp(b.0)))
+            let mut keys: Vec<&CallKey> = match self.sort {
+                SortKey::Duration => {
+                    let now = store.now_ts();
+                    let mut v: Vec<_> = rows
+                        .iter()
+                        .map(|(k, c)| (-Store::call_secs_at(c, &now), created(c), *k))
+                        .collect();
+                    v.sort_unstable();
+                    v.into_iter().map(|x| x.2).collect()
                 }
                 SortKey::Loss => {
-                    let loss = |c: &pb::Call| store.call_quality(c).map(|q| q.0).unwrap_or(-1.0);
-                    keys.sort_by(|a, b| loss(b.1).total_cmp(&loss(a.1)).then(a.0.cmp(b.0)))
+                    let mut v: Vec<_> = rows
+                        .iter()
+                        .map(|(k, c)| (store.call_quality(c).map(|q| q.0).unwrap_or(-1.0), *k))
+                        .collect();
+                    v.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+                    v.into_iter().map(|x| x.1).collect()
                 }
-            }
+                other => {
+                    fn field(other: SortKey, c: &pb::Call) -> (i32, &str) {
+                        match other {
+                            SortKey::Caller => (0, c.caller.as_str()),
+                            SortKey::Callee => (0, c.destination.as_str()),
+                            SortKey::State => (c.state, ""),
+                            _ => (0, c.media_node.as_str()),
+                        }
+                    }
+                    let mut v: Vec<_> = rows.iter().map(|(k, c)| (field(other, c), *k)).collect();
+                    v.sort_unstable();
+                    v.into_iter().map(|x| x.1).collect()
+                }
+            };
             if self.reverse {
                 keys.reverse();
             }
-            self.index = keys.into_iter().map(|(k, _)| k.clone()).collect();
+            self.index = keys.into_iter().cloned().collect();
             self.built = Some(want);
         }
         &self.index

@@ -47,18 +47,39 @@ impl Selection {
     }
 }
 
-/// Case-insensitive "contains" for filters.
-pub fn matches(filter: &str, fields: &[&str]) -> bool {
-    if filter.is_empty() {
+/// Whether any field contains `filter_lower` (already lowercased), ignoring case.
+pub fn matches(filter_lower: &str, fields: &[&str]) -> bool {
+    filter_lower.is_empty() || fields.iter().any(|x| contains_ci(x, filter_lower))
+}
+
+/// Case-insensitive `contains`; allocation-free for ASCII (the common case
+/// for numbers, ids and URIs), so filtering 10,000 calls per keystroke is cheap.
+pub fn contains_ci(hay: &str, needle_lower: &str) -> bool {
+    if needle_lower.is_empty() {
         return true;
     }
-    let f = filter.to_lowercase();
-    fields.iter().any(|x| x.to_lowercase().contains(&f))
+    if hay.is_ascii() && needle_lower.is_ascii() {
+        let n = needle_lower.as_bytes();
+        hay.as_bytes()
+            .windows(n.len())
+            .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    } else {
+        hay.to_lowercase().contains(needle_lower)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_insensitive_filter() {
+        assert!(contains_ci("Sip:Alice@EXAMPLE.com", "alice@ex"));
+        assert!(!contains_ci("1001", "1002"));
+        assert!(contains_ci("Ärger", "ärg"));
+        assert!(matches("", &[]));
+        assert!(matches("bri", &["1001", "bridged"]));
+    }
 
     #[test]
     fn window_follows_the_selection() {
