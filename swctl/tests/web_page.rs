@@ -205,47 +205,14 @@ fn escapes_html_from_daemons() {
 fn live_call_appears_and_disappears() {
     let Some(chrome) = chromium() else { return };
     let dir = tempdir("web-call");
-    let sock = dir.join("swbd.sock");
-    // A dialplan that keeps any call for 4 seconds, then hangs up.
-    let plan = dir.join("hold.yaml");
-    std::fs::write(
-        &plan,
-        "routes:\n  - id: hold\n    match: { destination: \"*\" }\n    actions:\n      - answer\n      - sleep: 4s\n      - hangup\n",
-    )
-    .expect("dialplan");
-    let sip_port = free_port();
-    let cfg = dir.join("swbd.yaml");
-    std::fs::write(&cfg, "auth: { enabled: false }\n").expect("config");
-    let _swbd = common::Daemon::start(
-        "swbd",
-        &[
-            "--config",
-            cfg.to_str().expect("utf-8"),
-            "--listen",
-            &format!("udp:127.0.0.1:{sip_port}"),
-            "--admin-socket",
-            sock.to_str().expect("utf-8"),
-            "--dialplan",
-            plan.to_str().expect("utf-8"),
-        ],
-    );
-    common::wait_for_socket(&sock);
-    let web = start_web(&[format!("unix://{}", sock.display())]);
+    let plan = common::hold_dialplan(&dir, "4s");
+    let pbx = common::start_pbx(&dir, &plan);
+    let web = start_web(&[
+        format!("unix://{}", pbx.swbd_socket.display()),
+        format!("unix://{}", pbx.swrtp_socket.display()),
+    ]);
     let url = format!("http://127.0.0.1:{}/", web.port);
-
-    let phone = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
-    let me = phone.local_addr().expect("addr");
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
-        free_port()
-    );
-    let invite = format!(
-        "INVITE sip:7777@127.0.0.1:{sip_port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-swctl-web-1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:4321@127.0.0.1>;tag=webtest\r\nTo: <sip:7777@127.0.0.1>\r\nCall-ID: swctl-web-test@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:4321@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
-    phone
-        .send_to(invite.as_bytes(), ("127.0.0.1", sip_port))
-        .expect("send INVITE");
+    let _phone = common::place_call(pbx.sip_port, "7777");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

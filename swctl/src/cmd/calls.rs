@@ -24,7 +24,7 @@ pub async fn list(t: &Targets, format: Output, all: bool) -> Result<(), Error> {
         .collect();
     print!(
         "{}",
-        render_list(&calls, format, t.several(Kind::Swbd), table_width())?
+        render_list(&calls, format, got.len() > 1, table_width())?
     );
     Ok(())
 }

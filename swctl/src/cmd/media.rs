@@ -24,7 +24,7 @@ pub async fn sessions(t: &Targets, format: Output) -> Result<(), Error> {
         .collect();
     print!(
         "{}",
-        render(&sessions, format, t.several(Kind::Swrtp), table_width())?
+        render(&sessions, format, got.len() > 1, table_width())?
     );
     Ok(())
 }

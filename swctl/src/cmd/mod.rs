@@ -208,7 +208,8 @@ where
     }
     let f = &f;
     let results = futures::future::join_all(backends.iter().map(|b| async move {
-        let channel = targets.channel(b, what).await.map_err(Fail::Error)?;
+        let named = if b.kind == Kind::Any { "daemon" } else { what };
+        let channel = targets.channel(b, named).await.map_err(Fail::Error)?;
         f(channel).await.map_err(|st| {
             if b.kind == Kind::Any && st.code() == tonic::Code::Unimplemented {
                 Fail::OtherKind(st)

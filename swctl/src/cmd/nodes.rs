@@ -22,10 +22,7 @@ pub async fn list(t: &Targets, format: Output) -> Result<(), Error> {
         .iter()
         .flat_map(|(b, ns)| ns.iter().map(|n| NodeView::new(&b.label, n)))
         .collect();
-    print!(
-        "{}",
-        render(&nodes, format, t.several(Kind::Swbd), table_width())?
-    );
+    print!("{}", render(&nodes, format, got.len() > 1, table_width())?);
     Ok(())
 }
 
@@ -61,10 +58,7 @@ pub async fn drain(t: &Targets, format: Output, name: &str, drain: bool) -> Resu
             message: format!("no media node {name:?} (see `swctl nodes list`)"),
         });
     }
-    print!(
-        "{}",
-        render(&nodes, format, t.several(Kind::Swbd), table_width())?
-    );
+    print!("{}", render(&nodes, format, got.len() > 1, table_width())?);
     Ok(())
 }
 

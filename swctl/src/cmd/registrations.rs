@@ -23,10 +23,7 @@ pub async fn list(t: &Targets, format: Output) -> Result<(), Error> {
         .iter()
         .flat_map(|(b, rs)| rs.iter().map(|r| RegistrationView::new(&b.label, r, &now)))
         .collect();
-    print!(
-        "{}",
-        render(&regs, format, t.several(Kind::Swbd), table_width())?
-    );
+    print!("{}", render(&regs, format, got.len() > 1, table_width())?);
     Ok(())
 }
 

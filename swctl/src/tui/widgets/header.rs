@@ -66,7 +66,7 @@ pub fn render(f: &mut Frame, area: Rect, store: &Store, theme: &Theme) {
     }
     let clock = views::clock(Some(&store.now_ts()));
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-    if used + clock.len() + 1 <= area.width as usize {
+    if used + clock.len() < area.width as usize {
         let pad = (area.width as usize).saturating_sub(used + clock.len() + 1);
         spans.push(Span::raw(" ".repeat(pad)));
         spans.push(Span::raw(clock));
