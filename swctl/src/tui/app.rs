@@ -140,6 +140,11 @@ impl App {
                 }
             }
             Update::Flash(m) => self.flash = Some(m),
+            Update::Batch(v) => {
+                for u in v {
+                    self.apply(u);
+                }
+            }
             other => self.store.apply(other),
         }
     }

@@ -14,6 +14,7 @@ use switchboard_proto::admin::v1 as pb;
 use switchboard_proto::admin::v1::media_admin_client::MediaAdminClient;
 use switchboard_proto::admin::v1::media_admin_event::Event as MediaEvent;
 use switchboard_proto::admin::v1::signaling_admin_client::SignalingAdminClient;
+use switchboard_proto::admin::v1::signaling_event::Event as SigEvent;
 use tokio::sync::mpsc;
 
 use crate::cmd::{Kind, Targets};
@@ -89,6 +90,8 @@ pub enum Update {
     },
     /// A one-line message for the footer (action results, errors).
     Flash(String),
+    /// Several updates applied before the next frame (a Watch snapshot).
+    Batch(Vec<Update>),
 }
 
 /// Delay before reconnect attempt `attempt` (1-based): 250 ms doubling, capped at 5 s.
@@ -197,61 +200,57 @@ async fn session(
                 stats_interval_ms: stats_interval_ms.max(250),
             })
             .await;
-        let mut stream = match stream {
+        let stream = match stream {
             Ok(s) => s.into_inner(),
             Err(st) => return format!("Watch: {}", st.message()),
         };
         *attempt = 0;
-        send(Update::Reset { backend: idx }).await;
         send(Update::Conn {
             backend: idx,
             state: ConnState::Connected { watching: true },
         })
         .await;
-        loop {
-            match stream.message().await {
-                Ok(Some(event)) => {
-                    if !send(Update::Media {
-                        backend: idx,
-                        event,
-                    })
-                    .await
-                    {
-                        return "closed".into();
-                    }
-                }
-                Ok(None) => return "swrtp closed the Watch stream".into(),
-                Err(st) => return st.message().to_string(),
-            }
-        }
+        // MediaAdmin has no end-of-snapshot marker: the first live event or a
+        // quiet 250 ms ends it.
+        return forward(
+            stream,
+            idx,
+            tx,
+            |event| Update::Media {
+                backend: idx,
+                event,
+            },
+            |e| (e.is_snapshot, false),
+            "swrtp",
+        )
+        .await;
     }
     let mut client = SignalingAdminClient::new(channel);
     match client.watch(pb::WatchRequest { snapshot: true }).await {
         Ok(s) => {
-            let mut stream = s.into_inner();
             *attempt = 0;
-            send(Update::Reset { backend: idx }).await;
             send(Update::Conn {
                 backend: idx,
                 state: ConnState::Connected { watching: true },
             })
             .await;
-            loop {
-                match stream.message().await {
-                    Ok(Some(event)) => {
-                        if !send(Update::Signaling {
-                            backend: idx,
-                            event,
-                        })
-                        .await
-                        {
-                            return "closed".into();
-                        }
-                    }
-                    Ok(None) => return "swbd closed the Watch stream".into(),
-                    Err(st) => return st.message().to_string(),
-                }
-            }
+            forward(
+                s.into_inner(),
+                idx,
+                tx,
+                |event| Update::Signaling {
+                    backend: idx,
+                    event,
+                },
+                |e| {
+                    (
+                        e.is_snapshot,
+                        matches!(e.event, Some(SigEvent::SnapshotDone(_))),
+                    )
+                },
+                "swbd",
+            )
+            .await
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
             // This swbd has no Watch yet: keep the header alive by polling.
@@ -279,6 +278,67 @@ async fn session(
             }
         }
         Err(st) => format!("Watch: {}", st.message()),
+    }
+}
+
+/// Forward a Watch stream. The snapshot part (with the [`Update::Reset`] that
+/// precedes it) goes out as one [`Update::Batch`], so the screen never shows a
+/// half-filled table after a reconnect; it ends at SnapshotDone, the first
+/// live event, or 250 ms without a message. Returns why the stream ended.
+async fn forward<T>(
+    mut stream: tonic::Streaming<T>,
+    idx: usize,
+    tx: &mpsc::Sender<Update>,
+    wrap: impl Fn(T) -> Update,
+    snapshot_part: impl Fn(&T) -> (bool, bool),
+    who: &str,
+) -> String {
+    let closed = || "closed".to_string();
+    let mut batch = vec![Update::Reset { backend: idx }];
+    let mut in_snapshot = true;
+    loop {
+        let next = if in_snapshot {
+            // `Streaming::message` is cancel-safe: a timeout loses nothing.
+            match tokio::time::timeout(Duration::from_millis(250), stream.message()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    in_snapshot = false;
+                    if tx
+                        .send(Update::Batch(std::mem::take(&mut batch)))
+                        .await
+                        .is_err()
+                    {
+                        return closed();
+                    }
+                    continue;
+                }
+            }
+        } else {
+            stream.message().await
+        };
+        match next {
+            Ok(Some(ev)) if in_snapshot => {
+                let (snapshot, done) = snapshot_part(&ev);
+                batch.push(wrap(ev));
+                if done || !snapshot {
+                    in_snapshot = false;
+                    if tx
+                        .send(Update::Batch(std::mem::take(&mut batch)))
+                        .await
+                        .is_err()
+                    {
+                        return closed();
+                    }
+                }
+            }
+            Ok(Some(ev)) => {
+                if tx.send(wrap(ev)).await.is_err() {
+                    return closed();
+                }
+            }
+            Ok(None) => return format!("{who} closed the Watch stream"),
+            Err(st) => return st.message().to_string(),
+        }
     }
 }
 

@@ -179,6 +179,11 @@ impl Store {
             Update::Reset { backend } => self.reset(backend),
             Update::Signaling { backend, event } => self.apply_signaling(backend, event),
             Update::Media { backend, event } => self.apply_media(backend, event),
+            Update::Batch(v) => {
+                for u in v {
+                    self.apply(u);
+                }
+            }
             Update::CallDetail { .. } | Update::Flash(_) => {}
         }
     }
