@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "swctl", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Daemon to talk to: unix:///path.sock, tcp://host:port or ssh://[user@]host[:port].
-    /// Repeat to address several daemons. Default: the local swbd admin socket.
+    /// Daemon to talk to: `unix:///path.sock`, `tcp://host:port` or
+    /// `ssh://[user@]host[:port][/remote/admin.sock]`. Repeat to address several
+    /// daemons. Default: the --context hosts, else the local swbd admin socket.
     #[arg(
         long = "host",
         short = 'H',

@@ -232,3 +232,41 @@ fn listings_against_swbd() {
         }
     }
 }
+
+/// `swctl dialplan check FILE` runs the swbd next to it. Skipped when that
+/// swbd predates `--check-dialplan`.
+#[test]
+fn dialplan_check_uses_the_swbd_next_to_swctl() {
+    let swbd = common::bin("swbd");
+    let help = std::process::Command::new(&swbd)
+        .arg("--help")
+        .output()
+        .expect("swbd --help");
+    if !String::from_utf8_lossy(&help.stdout).contains("--check-dialplan") {
+        eprintln!("SKIP: {} has no --check-dialplan yet", swbd.display());
+        return;
+    }
+    let dir = tempdir("check");
+    let good = dir.join("good.yaml");
+    std::fs::write(
+        &good,
+        "version: 1\nroutes:\n  - id: ext\n    match: { destination: \"1???\" }\n    actions:\n      - dial: { target: \"user/${destination}\", timeout: 30s }\n",
+    )
+    .expect("write");
+    let (code, out, err) = swctl(&["dialplan", "check", good.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"), "{out}");
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: 1\nroutes:\n  - id: ext\n    match: { destination: \"1[0-9\" }\n    actions: [answer]\n",
+    )
+    .expect("write");
+    let (code, _, err) = swctl(&["dialplan", "check", bad.to_str().expect("utf-8")]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains(&format!("{}:4:", bad.display())),
+        "file:line:column: {err}"
+    );
+}
