@@ -17,7 +17,8 @@ pub struct Cli {
         short = 'H',
         global = true,
         env = "SWCTL_HOST",
-        value_name = "URL"
+        value_name = "URL",
+        value_delimiter = ','
     )]
     pub hosts: Vec<String>,
     /// Named context from the config file (a list of swbd and swrtp hosts).

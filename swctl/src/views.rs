@@ -81,7 +81,7 @@ pub fn mmss(secs: i64) -> String {
 /// Seconds between two timestamps (`to - from`), 0 when either is unset.
 pub fn secs_between(from: Option<&prost_types::Timestamp>, to: &prost_types::Timestamp) -> i64 {
     match from {
-        Some(f) if f.seconds != 0 => to.seconds - f.seconds,
+        Some(f) if f.seconds != 0 => to.seconds.saturating_sub(f.seconds),
         _ => 0,
     }
 }
@@ -332,7 +332,7 @@ impl RegistrationView {
             expires_in_secs: r
                 .expires_at
                 .as_ref()
-                .map(|e| (e.seconds - now.seconds).max(0))
+                .map(|e| e.seconds.saturating_sub(now.seconds).max(0))
                 .unwrap_or(0),
             registered_at: rfc3339(r.registered_at.as_ref()),
             user_agent: r.user_agent.clone(),

@@ -332,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn hosts_split_on_commas() {
+        let t = targets(&cli(&[
+            "--host",
+            "unix:///a.sock,tcp://127.0.0.1:7070",
+            "status",
+        ]))
+        .unwrap();
+        assert_eq!(t.backends.len(), 2);
+        assert_eq!(t.backends[1].host, Host::Tcp("127.0.0.1:7070".into()));
+    }
+
+    #[test]
     fn malformed_host_is_a_usage_error() {
         let e = targets(&cli(&["--host", "pbx1:5060", "status"])).unwrap_err();
         assert!(matches!(e, Error::Usage(_)));

@@ -101,7 +101,8 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
     let now = std::time::SystemTime::now();
     let uptime = |t: Option<prost_types::Timestamp>| -> i64 {
         let now = prost_types::Timestamp::from(now);
-        t.map(|t| now.seconds - t.seconds).unwrap_or(0)
+        t.map(|t| now.seconds.saturating_sub(t.seconds))
+            .unwrap_or(0)
     };
     let signaling = if b.kind == Kind::Swrtp {
         Err(tonic::Status::unimplemented("swrtp"))

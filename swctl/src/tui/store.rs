@@ -121,7 +121,9 @@ impl Store {
         if sec <= self.rate_second {
             return;
         }
-        let steps = (sec - self.rate_second).min(RATE_SECONDS as i64);
+        let steps = sec
+            .saturating_sub(self.rate_second)
+            .min(RATE_SECONDS as i64);
         for _ in 0..steps {
             self.rate.pop_front();
             self.rate.push_back(0);
@@ -218,7 +220,9 @@ impl Store {
                     let sec = at.as_ref().map(|t| t.seconds).unwrap_or(self.rate_second);
                     self.roll_rate(sec);
                     let idx = self.rate.len().saturating_sub(
-                        1 + usize::try_from(self.rate_second - sec).unwrap_or(usize::MAX),
+                        usize::try_from(self.rate_second.saturating_sub(sec))
+                            .unwrap_or(usize::MAX)
+                            .saturating_add(1),
                     );
                     if let Some(b) = self.rate.get_mut(idx) {
                         *b += 1;

@@ -385,3 +385,95 @@ fn garbage_from_peers_does_not_break_rendering() {
     assert!(!screen.contains('\u{1b}'));
     assert_eq!(screen.lines().count(), 24);
 }
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    for (w, h) in [(1, 1), (10, 3), (20, 5), (40, 8), (200, 2)] {
+        for screen in ['1', '2', '3', '4'] {
+            let mut a = app();
+            a.handle_key(key(screen));
+            let _ = draw(&mut a, w, h);
+        }
+        let mut a = app();
+        open_detail(&mut a);
+        let _ = draw(&mut a, w, h);
+        a.handle_key(code(KeyCode::Enter));
+        let _ = draw(&mut a, w, h);
+        let mut a = app();
+        a.handle_key(key('?'));
+        let _ = draw(&mut a, w, h);
+        a.handle_key(key('x'));
+        a.handle_key(key('h'));
+        let _ = draw(&mut a, w, h);
+    }
+}
+
+#[test]
+fn extreme_timestamps_from_peers_do_not_panic() {
+    let mut a = app();
+    let t = |s: i64| {
+        Some(prost_types::Timestamp {
+            seconds: s,
+            nanos: -5,
+        })
+    };
+    for (created, answered, at) in [
+        (i64::MIN, i64::MAX, i64::MAX),
+        (i64::MAX, i64::MIN, i64::MIN),
+        (1, 0, -1),
+    ] {
+        let mut c = fixtures::call("ext", "1", "2", pb::CallState::Bridged, 0, 0, "", "");
+        c.created_at = t(created);
+        c.answered_at = t(answered);
+        c.duration = Some(prost_types::Duration {
+            seconds: i64::MIN,
+            nanos: i32::MIN,
+        });
+        let _ = crate::views::CallView::new("x", &c);
+        a.apply(Update::Signaling {
+            backend: 0,
+            event: pb::SignalingEvent {
+                at: t(at),
+                is_snapshot: false,
+                event: Some(pb::signaling_event::Event::Call(pb::CallEvent {
+                    kind: pb::CallEventKind::Created as i32,
+                    call: Some(c),
+                })),
+            },
+        });
+        let r = pb::Registration {
+            aor: "sip:x@y".into(),
+            expires_at: t(created),
+            ..Default::default()
+        };
+        let _ = crate::views::RegistrationView::new(
+            "x",
+            &r,
+            &prost_types::Timestamp {
+                seconds: at,
+                nanos: 0,
+            },
+        );
+        a.apply(Update::Signaling {
+            backend: 0,
+            event: pb::SignalingEvent {
+                at: t(at),
+                is_snapshot: false,
+                event: Some(pb::signaling_event::Event::Registration(
+                    pb::RegistrationEvent {
+                        kind: pb::RegistrationEventKind::Added as i32,
+                        registration: Some(r),
+                    },
+                )),
+            },
+        });
+        for s in ['1', '2', '3', '4'] {
+            a.handle_key(key(s));
+            let _ = draw(&mut a, 80, 24);
+        }
+        a.handle_key(key('1'));
+        open_detail(&mut a);
+        let _ = draw(&mut a, 80, 24);
+        a.handle_key(code(KeyCode::Esc));
+    }
+}

@@ -122,7 +122,13 @@ impl CallsScreen {
                     let now = store.now_ts();
                     let mut v: Vec<_> = rows
                         .iter()
-                        .map(|(k, c)| (-Store::call_secs_at(c, &now), created(c), *k))
+                        .map(|(k, c)| {
+                            (
+                                std::cmp::Reverse(Store::call_secs_at(c, &now)),
+                                created(c),
+                                *k,
+                            )
+                        })
                         .collect();
                     v.sort_unstable();
                     v.into_iter().map(|x| x.2).collect()

@@ -51,7 +51,7 @@ impl RegistrationsScreen {
                 let left = r
                     .expires_at
                     .as_ref()
-                    .map(|e| (e.seconds - now.seconds).max(0))
+                    .map(|e| e.seconds.saturating_sub(now.seconds).max(0))
                     .unwrap_or(0);
                 let row = Row::new(vec![
                     cut(&r.aor, col),

@@ -9,7 +9,8 @@ use super::Theme;
 
 /// Draw `question` centered, with the y/n hint.
 pub fn render(f: &mut Frame, area: Rect, question: &str, theme: &Theme) {
-    let w = (question.chars().count() as u16 + 4).clamp(30, area.width.saturating_sub(4).max(10));
+    let max = area.width.saturating_sub(4).max(10);
+    let w = (question.chars().count() as u16 + 4).max(30).min(max);
     let popup = centered(area, w, 5);
     f.render_widget(Clear, popup);
     let text = vec![
