@@ -9,16 +9,38 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "swctl", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Daemon to talk to: unix:///path.sock, tcp://host:port or ssh://[user@]host[:port].
-    /// Repeat to address several daemons. Default: the local swbd admin socket.
+    /// Daemon to talk to: `unix:///path.sock`, `tcp://host:port` or
+    /// `ssh://[user@]host[:port][/remote/admin.sock]`. Repeat to address several
+    /// daemons. Default: the --context hosts, else the local swbd admin socket.
     #[arg(
         long = "host",
         short = 'H',
         global = true,
         env = "SWCTL_HOST",
-        value_name = "URL"
+        value_name = "URL",
+        value_delimiter = ','
     )]
     pub hosts: Vec<String>,
+    /// Named context from the config file (a list of swbd and swrtp hosts).
+    #[arg(long, global = true, env = "SWCTL_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+    /// Config file with contexts. Default: $XDG_CONFIG_HOME/swctl/config.yaml
+    /// (or ~/.config/swctl/config.yaml).
+    #[arg(long, global = true, env = "SWCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// ssh program and options used for ssh:// hosts (split on spaces),
+    /// e.g. "ssh -o StrictHostKeyChecking=no -i KEY".
+    #[arg(long, global = true, env = "SWCTL_SSH", value_name = "COMMAND")]
+    pub ssh_command: Option<String>,
+    /// Path of swctl on ssh:// hosts.
+    #[arg(
+        long,
+        global = true,
+        env = "SWCTL_REMOTE",
+        value_name = "PATH",
+        default_value = "swctl"
+    )]
+    pub remote_swctl: String,
     /// Output format of listings.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -61,7 +83,11 @@ pub enum Command {
     #[command(subcommand)]
     Dialplan(DialplanCommand),
     /// Live terminal view of calls, registrations and nodes.
-    Top,
+    Top {
+        /// RTP stats refresh of swrtp Watch streams, in milliseconds (min 250).
+        #[arg(long, default_value_t = 1000)]
+        stats_interval_ms: u32,
+    },
     /// Serve a small live web page.
     Web {
         /// Address to listen on (loopback by default).
@@ -88,7 +114,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum CallsCommand {
     /// List calls.
-    List,
+    List {
+        /// Include ended calls still kept for inspection.
+        #[arg(long, short = 'a')]
+        all: bool,
+    },
     /// Show one call with both legs and its SIP ladder.
     Show {
         /// Call id.
@@ -135,13 +165,18 @@ pub enum NodesCommand {
 /// `swctl dialplan ...`
 #[derive(Debug, Subcommand)]
 pub enum DialplanCommand {
-    /// Validate a dialplan file locally.
+    /// Validate a dialplan file locally (runs `swbd --check-dialplan FILE`,
+    /// swbd found next to swctl or on PATH).
     Check {
         /// File.
         file: PathBuf,
     },
-    /// Reload the dialplan on swbd.
-    Reload,
+    /// Reload the dialplan on swbd (refused with file:line:column errors when invalid).
+    Reload {
+        /// Load this file instead of the configured one (path on the swbd host).
+        #[arg(long)]
+        path: Option<String>,
+    },
     /// Show the dialplan in force.
     Show,
     /// Which route a destination hits.
@@ -151,5 +186,11 @@ pub enum DialplanCommand {
         /// Caller (From user).
         #[arg(long)]
         from: Option<String>,
+        /// Source IP address of the INVITE.
+        #[arg(long)]
+        source_ip: Option<String>,
+        /// From/To domain.
+        #[arg(long)]
+        domain: Option<String>,
     },
 }

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(swctl::run(cli)) {
+    let result = runtime.block_on(swctl::run(cli));
+    // A blocked stdin reader (dial-stdio) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("swctl: {e}");

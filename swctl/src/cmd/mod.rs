@@ -1,50 +1,387 @@
-//! One module per subcommand, dispatched from here.
+//! One module per subcommand, dispatched from here, plus the backend list
+//! every command works on (`--host`, `--context`, or the local defaults).
 
+mod calls;
 mod completions;
+mod dial_stdio;
+mod dialplan;
+mod media;
+mod nodes;
+mod registrations;
 mod status;
+mod top;
+mod web;
+
+#[cfg(test)]
+mod render_tests;
+
+use std::future::Future;
+
+pub use status::{StatusView, status_views};
+
+use tonic::transport::Channel;
 
 use crate::Error;
 use crate::cli::{Cli, Command};
-use crate::connect::Host;
+use crate::config::{self, Config};
+use crate::connect::{self, Host, SshOptions};
+
+/// Which admin service a backend offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// SignalingAdmin.
+    Swbd,
+    /// MediaAdmin.
+    Swrtp,
+    /// Not known (a `--host`): asked, and skipped when it answers UNIMPLEMENTED.
+    Any,
+}
+
+impl Kind {
+    /// Whether a backend of this kind may offer `service`.
+    pub fn may_offer(self, service: Kind) -> bool {
+        self == Kind::Any || self == service
+    }
+}
+
+/// One daemon swctl talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Short unique name shown in tables (`pbx1`, `swbd`, `10.0.0.8:7071`).
+    pub label: String,
+    /// Where.
+    pub host: Host,
+    /// What it is, when known.
+    pub kind: Kind,
+    /// A default we guessed (local socket): silently skipped when absent.
+    pub optional: bool,
+}
+
+/// Everything a command needs to reach daemons.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// Backends in command-line / config order.
+    pub backends: Vec<Backend>,
+    /// How to run ssh.
+    pub ssh: SshOptions,
+}
+
+impl Targets {
+    /// Backends that may offer `service`.
+    pub fn of(&self, service: Kind) -> Vec<Backend> {
+        self.backends
+            .iter()
+            .filter(|b| b.kind.may_offer(service))
+            .cloned()
+            .collect()
+    }
+
+    /// More than one backend may answer `service`: tables get a BACKEND column.
+    pub fn several(&self, service: Kind) -> bool {
+        self.of(service).len() > 1
+    }
+
+    /// Connect to one backend.
+    pub async fn channel(&self, b: &Backend, what: &str) -> Result<Channel, Error> {
+        Ok(connect::connect_with(&b.host, what, &self.ssh).await?)
+    }
+}
+
+/// Resolve the backends: `--host` values; else the context (`--context` or the
+/// config's current one); else the local swbd socket (+ swrtp socket, optional).
+pub fn targets(cli: &Cli) -> Result<Targets, Error> {
+    let mut ssh = SshOptions::default();
+    if let Some(cmd) = &cli.ssh_command {
+        ssh.command = connect::split_command(cmd);
+        if ssh.command.is_empty() {
+            return Err(Error::Usage("--ssh-command is empty".into()));
+        }
+    }
+    ssh.remote_swctl = cli.remote_swctl.clone();
+    let parse = |h: &str| h.parse::<Host>().map_err(|e| Error::Usage(e.to_string()));
+    let mut list: Vec<(Host, Kind, bool)> = Vec::new();
+    if !cli.hosts.is_empty() {
+        for h in &cli.hosts {
+            list.push((parse(h)?, Kind::Any, false));
+        }
+    } else {
+        let (path, required) = match &cli.config {
+            Some(p) => (Some(p.clone()), true),
+            None => (config::default_path(), false),
+        };
+        let ctx_hosts = match path {
+            Some(path) => {
+                let file = path.display().to_string();
+                let cfg =
+                    Config::load(&path, required).map_err(|e| Error::InvalidFile(e.to_string()))?;
+                let ctx = cfg
+                    .context(&file, cli.context.as_deref())
+                    .map_err(|e| Error::Usage(e.to_string()))?;
+                ctx.map(|c| (c.swbd.clone(), c.swrtp.clone()))
+            }
+            None if cli.context.is_some() => {
+                return Err(Error::Usage(
+                    "--context needs a config file: set --config, $XDG_CONFIG_HOME or $HOME".into(),
+                ));
+            }
+            None => None,
+        };
+        match ctx_hosts {
+            Some((swbd, swrtp)) => {
+                for h in &swbd {
+                    list.push((parse(h)?, Kind::Swbd, false));
+                }
+                for h in &swrtp {
+                    list.push((parse(h)?, Kind::Swrtp, false));
+                }
+            }
+            None => {
+                list.push((
+                    Host::Unix(switchboard_proto::support::paths::swbd_socket()),
+                    Kind::Swbd,
+                    false,
+                ));
+                list.push((
+                    Host::Unix(switchboard_proto::support::paths::swrtp_socket()),
+                    Kind::Swrtp,
+                    true,
+                ));
+            }
+        }
+    }
+    Ok(Targets {
+        backends: label(list),
+        ssh,
+    })
+}
+
+/// Give every backend a unique short label.
+fn label(list: Vec<(Host, Kind, bool)>) -> Vec<Backend> {
+    let mut out: Vec<Backend> = Vec::new();
+    for (host, kind, optional) in list {
+        let base = host.label();
+        let mut label = base.clone();
+        let mut n = 2;
+        while out.iter().any(|b| b.label == label) {
+            label = format!("{base}#{n}");
+            n += 1;
+        }
+        out.push(Backend {
+            label,
+            host,
+            kind,
+            optional,
+        });
+    }
+    out
+}
+
+/// Ask every backend offering `service` with `f`, concurrently. Backends of
+/// unknown kind answering UNIMPLEMENTED are skipped (they are the other
+/// daemon); unreachable ones are reported on stderr and skipped while at
+/// least one answers. With no answer at all, the first error is returned.
+pub async fn gather<T, F, Fut>(
+    targets: &Targets,
+    service: Kind,
+    f: F,
+) -> Result<Vec<(Backend, T)>, Error>
+where
+    F: Fn(Channel) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let what = match service {
+        Kind::Swrtp => "swrtp",
+        _ => "swbd",
+    };
+    let backends = targets.of(service);
+    if backends.is_empty() {
+        return Err(Error::Usage(format!(
+            "no {what} to ask: give --host or a context with {what} hosts"
+        )));
+    }
+    /// Why a backend gave nothing.
+    enum Fail {
+        /// A `--host` of the other daemon kind (or one without this RPC).
+        OtherKind(tonic::Status),
+        /// A real error.
+        Error(Error),
+    }
+    let f = &f;
+    let results = futures::future::join_all(backends.iter().map(|b| async move {
+        let named = if b.kind == Kind::Any { "daemon" } else { what };
+        let channel = targets.channel(b, named).await.map_err(Fail::Error)?;
+        f(channel).await.map_err(|st| {
+            if b.kind == Kind::Any && st.code() == tonic::Code::Unimplemented {
+                Fail::OtherKind(st)
+            } else {
+                Fail::Error(Error::from_status(what, st))
+            }
+        })
+    }))
+    .await;
+    let mut ok = Vec::new();
+    let mut first_err: Option<Error> = None;
+    let mut unimplemented: Option<tonic::Status> = None;
+    for (b, r) in backends.into_iter().zip(results) {
+        match r {
+            Ok(v) => ok.push((b, v)),
+            Err(Fail::OtherKind(st)) => unimplemented = Some(st),
+            Err(Fail::Error(Error::Connect(_))) if b.optional => {}
+            Err(Fail::Error(e)) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                } else {
+                    eprintln!("swctl: warning: {} skipped: {e}", b.label);
+                }
+            }
+        }
+    }
+    if ok.is_empty() {
+        return Err(first_err.unwrap_or_else(|| match unimplemented {
+            Some(st) => Error::from_status(what, st),
+            None => Error::Usage(format!("no {what} answered")),
+        }));
+    }
+    if let Some(e) = first_err {
+        eprintln!("swctl: warning: {e}");
+    }
+    Ok(ok)
+}
 
 /// Run the command.
 pub async fn dispatch(cli: Cli) -> Result<(), Error> {
+    use crate::cli::RegistrationsCommand;
+    use crate::cli::{CallsCommand, DialplanCommand, MediaCommand, NodesCommand};
+    let out = cli.output;
     match &cli.command {
-        Command::Status => status::run(&hosts(&cli)?, cli.output).await,
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
-        other => Err(Error::Usage(format!(
-            "`{}` is not available in this swctl version yet",
-            command_name(other)
-        ))),
+        Command::DialStdio { socket } => dial_stdio::run(socket.clone()).await,
+        Command::Dialplan(DialplanCommand::Check { file }) => dialplan::check(file),
+        Command::Status => status::run(&targets(&cli)?, out).await,
+        Command::Calls(CallsCommand::List { all }) => calls::list(&targets(&cli)?, out, *all).await,
+        Command::Calls(CallsCommand::Show { id }) => calls::show(&targets(&cli)?, out, id).await,
+        Command::Calls(CallsCommand::Hangup { id }) => calls::hangup(&targets(&cli)?, id).await,
+        Command::Registrations(RegistrationsCommand::List) => {
+            registrations::list(&targets(&cli)?, out).await
+        }
+        Command::Media(MediaCommand::Sessions) => media::sessions(&targets(&cli)?, out).await,
+        Command::Nodes(NodesCommand::List) => nodes::list(&targets(&cli)?, out).await,
+        Command::Nodes(NodesCommand::Drain { node }) => {
+            nodes::drain(&targets(&cli)?, out, node, true).await
+        }
+        Command::Nodes(NodesCommand::Undrain { node }) => {
+            nodes::drain(&targets(&cli)?, out, node, false).await
+        }
+        Command::Dialplan(DialplanCommand::Reload { path }) => {
+            dialplan::reload(&targets(&cli)?, out, path.as_deref()).await
+        }
+        Command::Dialplan(DialplanCommand::Show) => dialplan::show(&targets(&cli)?, out).await,
+        Command::Dialplan(DialplanCommand::Test {
+            dest,
+            from,
+            source_ip,
+            domain,
+        }) => {
+            let req = switchboard_proto::admin::v1::TestRouteRequest {
+                destination: dest.clone(),
+                caller: from.clone().unwrap_or_default(),
+                source_ip: source_ip.clone().unwrap_or_default(),
+                domain: domain.clone().unwrap_or_default(),
+            };
+            dialplan::test(&targets(&cli)?, out, req).await
+        }
+        Command::Top { stats_interval_ms } => top::run(targets(&cli)?, *stats_interval_ms).await,
+        Command::Web { listen } => web::run(targets(&cli)?, listen).await,
     }
 }
 
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Status => "status",
-        Command::Calls(_) => "calls",
-        Command::Registrations(_) => "registrations",
-        Command::Media(_) => "media",
-        Command::Nodes(_) => "nodes",
-        Command::Dialplan(_) => "dialplan",
-        Command::Top => "top",
-        Command::Web { .. } => "web",
-        Command::Completions { .. } => "completions",
-        Command::Man => "man",
-        Command::DialStdio { .. } => "dial-stdio",
-    }
+/// Terminal width for tables: `$COLUMNS` when set, else 80.
+pub fn table_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(80)
 }
 
-/// The hosts to talk to: `--host` values, or the local swbd socket.
-fn hosts(cli: &Cli) -> Result<Vec<Host>, Error> {
-    if cli.hosts.is_empty() {
-        return Ok(vec![Host::Unix(
-            switchboard_proto::support::paths::swbd_socket(),
-        )]);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("swctl").chain(args.iter().copied())).unwrap()
     }
-    cli.hosts
-        .iter()
-        .map(|h| h.parse::<Host>().map_err(|e| Error::Usage(e.to_string())))
-        .collect()
+
+    #[test]
+    fn hosts_get_unique_labels() {
+        let t = targets(&cli(&[
+            "--host",
+            "unix:///a/swbd.sock",
+            "--host",
+            "unix:///b/swbd.sock",
+            "-H",
+            "ssh://ops@pbx1:2222",
+            "status",
+        ]))
+        .unwrap();
+        let labels: Vec<_> = t.backends.iter().map(|b| b.label.as_str()).collect();
+        assert_eq!(labels, ["swbd", "swbd#2", "pbx1"]);
+        assert!(t.backends.iter().all(|b| b.kind == Kind::Any));
+    }
+
+    #[test]
+    fn hosts_split_on_commas() {
+        let t = targets(&cli(&[
+            "--host",
+            "unix:///a.sock,tcp://127.0.0.1:7070",
+            "status",
+        ]))
+        .unwrap();
+        assert_eq!(t.backends.len(), 2);
+        assert_eq!(t.backends[1].host, Host::Tcp("127.0.0.1:7070".into()));
+    }
+
+    #[test]
+    fn malformed_host_is_a_usage_error() {
+        let e = targets(&cli(&["--host", "pbx1:5060", "status"])).unwrap_err();
+        assert!(matches!(e, Error::Usage(_)));
+        assert!(
+            e.to_string().contains("invalid --host \"pbx1:5060\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn context_from_config_file() {
+        let dir = std::env::temp_dir().join(format!("swctl-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.yaml");
+        std::fs::write(
+            &file,
+            "contexts:\n  pbx1:\n    swbd: [\"ssh://ops@pbx1\"]\n    swrtp: [\"tcp://10.0.0.8:7071\", \"tcp://10.0.0.9:7071\"]\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let t = targets(&cli(&["--config", f, "--context", "pbx1", "status"])).unwrap();
+        let got: Vec<_> = t
+            .backends
+            .iter()
+            .map(|b| (b.label.as_str(), b.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pbx1", Kind::Swbd),
+                ("10.0.0.8:7071", Kind::Swrtp),
+                ("10.0.0.9:7071", Kind::Swrtp)
+            ]
+        );
+        assert_eq!(t.of(Kind::Swrtp).len(), 2);
+        assert!(!t.several(Kind::Swbd));
+        let e = targets(&cli(&["--config", f, "--context", "nope", "status"])).unwrap_err();
+        assert!(e.to_string().contains("no context \"nope\""), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -6,15 +6,15 @@ use switchboard_proto::admin::v1 as pb;
 use switchboard_proto::admin::v1::media_admin_client::MediaAdminClient;
 use switchboard_proto::admin::v1::signaling_admin_client::SignalingAdminClient;
 
+use super::{Backend, Kind, Targets, table_width};
 use crate::Error;
 use crate::cli::Output;
-use crate::connect::{self, Host};
 use crate::output;
 
 /// One daemon's summary, as printed (JSON field names are stable).
 #[derive(Debug, Serialize)]
 pub struct StatusView {
-    /// `--host` it came from.
+    /// Backend label (`--host` or context entry it came from).
     pub host: String,
     /// "swbd" or "swrtp".
     pub daemon: String,
@@ -30,14 +30,43 @@ pub struct StatusView {
     pub detail: String,
 }
 
-/// Run `swctl status`.
-pub async fn run(hosts: &[Host], format: Output) -> Result<(), Error> {
+/// Run `swctl status`: every backend, concurrently; an unreachable one is an
+/// error (exit 3) unless it is an optional local default.
+pub async fn run(t: &Targets, format: Output) -> Result<(), Error> {
     let mut views = Vec::new();
-    for host in hosts {
-        views.push(status_of(host).await?);
+    let mut first_err = None;
+    for r in status_views(t).await {
+        match r {
+            Ok(v) => views.push(v),
+            Err(e) if first_err.is_none() => first_err = Some(e),
+            Err(e) => eprintln!("swctl: {e}"),
+        }
     }
-    let text = match format {
-        Output::Table | Output::Wide => output::table(
+    if !views.is_empty() || !matches!(format, Output::Table | Output::Wide) {
+        print!("{}", render(&views, format, table_width())?);
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Status of every backend, concurrently, in backend order; optional
+/// defaults that are not there are left out.
+pub async fn status_views(t: &Targets) -> Vec<Result<StatusView, Error>> {
+    let results = futures::future::join_all(t.backends.iter().map(|b| status_of(t, b))).await;
+    t.backends
+        .iter()
+        .zip(results)
+        .filter(|(b, r)| !(b.optional && matches!(r, Err(Error::Connect(_)))))
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// Render status lines.
+pub fn render(views: &[StatusView], format: Output, width: usize) -> anyhow::Result<String> {
+    Ok(match format {
+        Output::Table | Output::Wide => output::fit(
             &[
                 "HOST", "DAEMON", "NODE", "VERSION", "UPTIME", "ACTIVE", "DETAIL",
             ],
@@ -55,29 +84,38 @@ pub async fn run(hosts: &[Host], format: Output) -> Result<(), Error> {
                     ]
                 })
                 .collect::<Vec<_>>(),
-            if format == Output::Wide { 200 } else { 24 },
+            (format == Output::Table).then_some(width),
         ),
         _ => output::structured(format, &views)?,
-    };
-    print!("{text}");
-    Ok(())
+    })
 }
 
-async fn status_of(host: &Host) -> Result<StatusView, Error> {
-    let channel = connect::connect(host, "daemon").await?;
+async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
+    let what = match b.kind {
+        Kind::Swbd => "swbd",
+        Kind::Swrtp => "swrtp",
+        Kind::Any => "daemon",
+    };
+    let channel = t.channel(b, what).await?;
+    let host = &b.label;
     let now = std::time::SystemTime::now();
     let uptime = |t: Option<prost_types::Timestamp>| -> i64 {
         let now = prost_types::Timestamp::from(now);
-        t.map(|t| now.seconds - t.seconds).unwrap_or(0)
+        t.map(|t| now.seconds.saturating_sub(t.seconds))
+            .unwrap_or(0)
     };
-    match SignalingAdminClient::new(channel.clone())
-        .get_status(pb::GetStatusRequest {})
-        .await
-    {
+    let signaling = if b.kind == Kind::Swrtp {
+        Err(tonic::Status::unimplemented("swrtp"))
+    } else {
+        SignalingAdminClient::new(channel.clone())
+            .get_status(pb::GetStatusRequest {})
+            .await
+    };
+    match signaling {
         Ok(resp) => {
             let s = resp.into_inner();
             Ok(StatusView {
-                host: host.to_string(),
+                host: host.clone(),
                 daemon: "swbd".into(),
                 node_id: s.node_id,
                 version: s.version,
@@ -99,7 +137,7 @@ async fn status_of(host: &Host) -> Result<StatusView, Error> {
                 .map_err(|e| Error::from_status("swrtp", e))?
                 .into_inner();
             Ok(StatusView {
-                host: host.to_string(),
+                host: host.clone(),
                 daemon: "swrtp".into(),
                 node_id: s.node_id,
                 version: s.version,

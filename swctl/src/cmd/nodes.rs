@@ -1,0 +1,147 @@
+//! `swctl nodes list|drain NODE|undrain NODE` (swbd's media-node pool).
+
+use switchboard_proto::admin::v1 as pb;
+use switchboard_proto::admin::v1::signaling_admin_client::SignalingAdminClient;
+
+use super::{Kind, Targets, gather, table_width};
+use crate::Error;
+use crate::cli::Output;
+use crate::output;
+use crate::views::NodeView;
+
+/// `swctl nodes list`.
+pub async fn list(t: &Targets, format: Output) -> Result<(), Error> {
+    let got = gather(t, Kind::Swbd, |ch| async move {
+        SignalingAdminClient::new(ch)
+            .list_media_nodes(pb::ListMediaNodesRequest {})
+            .await
+            .map(|r| r.into_inner().nodes)
+    })
+    .await?;
+    let nodes: Vec<NodeView> = got
+        .iter()
+        .flat_map(|(b, ns)| ns.iter().map(|n| NodeView::new(&b.label, n)))
+        .collect();
+    print!("{}", render(&nodes, format, got.len() > 1, table_width())?);
+    Ok(())
+}
+
+/// `swctl nodes drain|undrain NODE` on every swbd that has the node.
+pub async fn drain(t: &Targets, format: Output, name: &str, drain: bool) -> Result<(), Error> {
+    let got = gather(t, Kind::Swbd, |ch| async move {
+        let mut c = SignalingAdminClient::new(ch);
+        let r = if drain {
+            c.drain_media_node(pb::DrainMediaNodeRequest {
+                name: name.to_string(),
+            })
+            .await
+        } else {
+            c.undrain_media_node(pb::UndrainMediaNodeRequest {
+                name: name.to_string(),
+            })
+            .await
+        };
+        match r {
+            Ok(n) => Ok(Some(n.into_inner())),
+            Err(st) if st.code() == tonic::Code::NotFound => Ok(None),
+            Err(st) => Err(st),
+        }
+    })
+    .await?;
+    let nodes: Vec<NodeView> = got
+        .iter()
+        .filter_map(|(b, n)| n.as_ref().map(|n| NodeView::new(&b.label, n)))
+        .collect();
+    if nodes.is_empty() {
+        return Err(Error::Daemon {
+            daemon: "swbd".into(),
+            message: format!("no media node {name:?} (see `swctl nodes list`)"),
+        });
+    }
+    print!("{}", render(&nodes, format, got.len() > 1, table_width())?);
+    Ok(())
+}
+
+/// Render nodes. `several`: add the BACKEND column.
+pub fn render(
+    nodes: &[NodeView],
+    format: Output,
+    several: bool,
+    width: usize,
+) -> anyhow::Result<String> {
+    let drain = |n: &NodeView| {
+        if n.drained {
+            "drained"
+        } else if n.state == "draining" {
+            "draining"
+        } else {
+            "-"
+        }
+    };
+    Ok(match format {
+        Output::Table => {
+            let mut header = vec![
+                "NAME", "ADDRESS", "STATE", "CALLS", "SESSIONS", "FREE", "DRAIN",
+            ];
+            if several {
+                header.insert(0, "BACKEND");
+            }
+            let rows = nodes
+                .iter()
+                .map(|n| {
+                    let mut r = vec![
+                        n.name.clone(),
+                        n.address.clone(),
+                        n.state.clone(),
+                        n.active_calls.to_string(),
+                        n.sessions.to_string(),
+                        n.free_port_pairs.to_string(),
+                        drain(n).to_string(),
+                    ];
+                    if several {
+                        r.insert(0, n.backend.clone());
+                    }
+                    r
+                })
+                .collect::<Vec<_>>();
+            output::fit(&header, &rows, Some(width))
+        }
+        Output::Wide => {
+            let header = [
+                "BACKEND",
+                "NAME",
+                "ADDRESS",
+                "STATE",
+                "CALLS",
+                "SESSIONS",
+                "FREE",
+                "DRAIN",
+                "LAST-SEEN",
+                "ERROR",
+            ];
+            let rows = nodes
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.backend.clone(),
+                        n.name.clone(),
+                        n.address.clone(),
+                        n.state.clone(),
+                        n.active_calls.to_string(),
+                        n.sessions.to_string(),
+                        n.free_port_pairs.to_string(),
+                        drain(n).to_string(),
+                        n.last_seen.clone().unwrap_or_else(|| "-".into()),
+                        if n.last_error.is_empty() {
+                            "-".into()
+                        } else {
+                            n.last_error.clone()
+                        },
+                    ]
+                })
+                .collect::<Vec<_>>();
+            output::fit(&header, &rows, None)
+        }
+        _ => output::structured(format, &nodes)?,
+    })
+}

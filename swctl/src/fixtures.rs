@@ -1,0 +1,483 @@
+//! Constructed protobuf values for rendering tests, snapshots and the
+//! `top` benchmark. Deterministic: fixed clock, no randomness.
+
+use std::time::{Duration, SystemTime};
+
+use switchboard_proto::admin::v1 as pb;
+use switchboard_proto::admin::v1::media_admin_event::Event as MediaEvent;
+use switchboard_proto::admin::v1::signaling_event::Event as SigEvent;
+use switchboard_proto::media::v1 as media;
+
+use crate::cmd::Kind;
+use crate::tui::app::App;
+use crate::tui::event::{ConnState, Update};
+use crate::tui::store::Store;
+use crate::tui::widgets::Theme;
+
+/// 2026-11-27T10:14:31Z, the fixtures' "now".
+pub const NOW_SECS: i64 = 1_795_774_471;
+
+/// The fixed clock.
+pub fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW_SECS as u64)
+}
+
+/// A timestamp `ago` seconds before [`now`], with `ms` milliseconds.
+pub fn ts(ago: i64, ms: i32) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: NOW_SECS - ago,
+        nanos: ms * 1_000_000,
+    })
+}
+
+fn leg(
+    role: pb::LegRole,
+    uri: &str,
+    addr: &str,
+    state: pb::LegState,
+    session: &str,
+    codec: &str,
+) -> pb::Leg {
+    pb::Leg {
+        role: role as i32,
+        sip_call_id: format!("{session}@sip"),
+        remote_uri: uri.into(),
+        remote_address: addr.into(),
+        state: state as i32,
+        media_session_id: session.into(),
+        codec: codec.into(),
+        target: if role == pb::LegRole::B {
+            "user/1002".into()
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// A call; `answered_ago` 0 means not answered.
+#[allow(clippy::too_many_arguments)]
+pub fn call(
+    id: &str,
+    caller: &str,
+    dest: &str,
+    state: pb::CallState,
+    created_ago: i64,
+    answered_ago: i64,
+    node: &str,
+    codec: &str,
+) -> pb::Call {
+    let a = leg(
+        pb::LegRole::A,
+        &format!("sip:{caller}@10.0.0.5:5060"),
+        "udp 10.0.0.5:5060",
+        if answered_ago > 0 {
+            pb::LegState::Confirmed
+        } else {
+            pb::LegState::Early
+        },
+        &format!("{id}-a"),
+        codec,
+    );
+    let b = leg(
+        pb::LegRole::B,
+        &format!("sip:{dest}@10.0.0.7:5062"),
+        "udp 10.0.0.7:5062",
+        if answered_ago > 0 {
+            pb::LegState::Confirmed
+        } else {
+            pb::LegState::Early
+        },
+        &format!("{id}-b"),
+        codec,
+    );
+    pb::Call {
+        call_id: id.into(),
+        state: state as i32,
+        caller: caller.into(),
+        destination: dest.into(),
+        route_id: "extensions".into(),
+        dialplan_version: "3f9a1c".into(),
+        media_node: node.into(),
+        created_at: ts(created_ago, 1),
+        answered_at: if answered_ago > 0 {
+            ts(answered_ago, 0)
+        } else {
+            None
+        },
+        ended_at: None,
+        duration: Some(prost_types::Duration {
+            seconds: answered_ago,
+            nanos: 0,
+        }),
+        legs: vec![a, b],
+        end_cause: String::new(),
+        end_status: 0,
+        ladder: Vec::new(),
+    }
+}
+
+/// The calls of the design mock-up.
+pub fn calls() -> Vec<pb::Call> {
+    let mut ringing = call(
+        "41d0c5e2",
+        "+15550100",
+        "1001",
+        pb::CallState::Ringing,
+        2,
+        0,
+        "rtp-a",
+        "",
+    );
+    ringing.legs.truncate(1);
+    ringing.legs[0].codec.clear();
+    vec![
+        call(
+            "c7f2a9d1",
+            "1001",
+            "1002",
+            pb::CallState::Bridged,
+            135,
+            133,
+            "rtp-a",
+            "PCMU",
+        ),
+        call(
+            "9b31e077",
+            "1003",
+            "500",
+            pb::CallState::Answered,
+            4,
+            4,
+            "rtp-b",
+            "PCMA",
+        ),
+        ringing,
+        call(
+            "e5a0b3c4",
+            "sip:a-caller-with-a-very-long-display-name@example.com",
+            "+4930123456789012",
+            pb::CallState::EarlyMedia,
+            9,
+            0,
+            "rtp-a",
+            "PCMU",
+        ),
+    ]
+}
+
+/// The ladder of the first call.
+pub fn ladder() -> Vec<pb::SipMessageRecord> {
+    let m = |ago: i64, ms: i32, leg: pb::LegRole, inbound: bool, summary: &str| {
+        let raw = format!(
+            "{summary} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK776asdhds\r\nFrom: <sip:1001@pbx1>;tag=1928301774\r\nTo: <sip:1002@pbx1>\r\nCall-ID: a84b4c76e66710@10.0.0.5\r\nCSeq: 314159 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        pb::SipMessageRecord {
+            at: ts(ago, ms),
+            leg: leg as i32,
+            inbound,
+            summary: summary.into(),
+            raw,
+        }
+    };
+    vec![
+        m(135, 1, pb::LegRole::A, true, "INVITE sip:1002@pbx1 (SDP)"),
+        m(135, 2, pb::LegRole::A, false, "100 Trying"),
+        m(
+            135,
+            10,
+            pb::LegRole::B,
+            false,
+            "INVITE sip:1002@10.0.0.7:5062 (SDP)",
+        ),
+        m(135, 150, pb::LegRole::B, true, "180 Ringing"),
+        m(135, 151, pb::LegRole::A, false, "180 Ringing"),
+        m(133, 900, pb::LegRole::B, true, "200 OK (SDP)"),
+        m(133, 901, pb::LegRole::A, false, "200 OK (SDP)"),
+        m(133, 950, pb::LegRole::A, true, "ACK"),
+    ]
+}
+
+/// A media session with stats.
+pub fn session(
+    id: &str,
+    call_id: &str,
+    leg: &str,
+    rx: u64,
+    lost: i64,
+    jitter: f64,
+) -> pb::MediaSessionInfo {
+    pb::MediaSessionInfo {
+        session_id: id.into(),
+        call_id: call_id.into(),
+        leg: leg.into(),
+        created_at: ts(135, 0),
+        media: Some(media::NegotiatedMedia {
+            codec: media::Codec::Pcmu as i32,
+            payload_type: 0,
+            telephone_event_payload_type: 101,
+            ptime_ms: 20,
+            direction: media::Direction::Sendrecv as i32,
+            local_rtp_address: "10.0.0.1:10002".into(),
+            remote_rtp_address: "10.0.0.5:4000".into(),
+        }),
+        bridged_with: format!("{call_id}-other"),
+        playing: String::new(),
+        stats: Some(media::SessionStats {
+            rx: Some(media::DirectionStats {
+                packets: rx,
+                bytes: rx * 160,
+                packets_lost: lost,
+                jitter_ms: jitter,
+                last_packet_at: ts(0, 0),
+            }),
+            tx: Some(media::DirectionStats {
+                packets: rx + 2,
+                bytes: (rx + 2) * 160,
+                packets_lost: 0,
+                jitter_ms: 0.0,
+                last_packet_at: ts(0, 0),
+            }),
+            remote_address: "10.0.0.5:4000".into(),
+            dropped: 0,
+        }),
+        timed_out: false,
+        rtp_port: 10002,
+    }
+}
+
+/// Sessions for the fixture calls.
+pub fn sessions() -> Vec<pb::MediaSessionInfo> {
+    vec![
+        session("c7f2a9d1-a", "c7f2a9d1", "a", 6650, 0, 2.1),
+        session("c7f2a9d1-b", "c7f2a9d1", "b", 6648, 0, 1.8),
+        session("9b31e077-a", "9b31e077", "a", 200, 1, 4.2),
+    ]
+}
+
+/// Registrations.
+pub fn registrations() -> Vec<pb::Registration> {
+    ["1001", "1002", "1003"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| pb::Registration {
+            aor: format!("sip:{u}@pbx1"),
+            contact: format!("sip:{u}@10.0.0.{}:5060;transport=udp", 5 + i),
+            source: format!("udp 10.0.0.{}:5060", 5 + i),
+            q: 1.0,
+            expires_at: ts(-(300 + 60 * i as i64), 0),
+            registered_at: ts(3600, 0),
+            user_agent: "baresip 3.10".into(),
+            sip_call_id: format!("reg-{u}"),
+        })
+        .collect()
+}
+
+/// Pool nodes.
+pub fn nodes() -> Vec<pb::MediaNode> {
+    vec![
+        pb::MediaNode {
+            name: "rtp-a".into(),
+            address: "tcp://10.0.0.8:9090".into(),
+            state: pb::MediaNodeState::Up as i32,
+            active_calls: 3,
+            sessions: 5,
+            free_port_pairs: 4995,
+            last_seen: ts(1, 0),
+            drained: false,
+            last_error: String::new(),
+        },
+        pb::MediaNode {
+            name: "rtp-b".into(),
+            address: "tcp://10.0.0.9:9090".into(),
+            state: pb::MediaNodeState::Draining as i32,
+            active_calls: 1,
+            sessions: 1,
+            free_port_pairs: 4999,
+            last_seen: ts(1, 0),
+            drained: false,
+            last_error: String::new(),
+        },
+    ]
+}
+
+/// A swrtp status.
+pub fn media_status() -> pb::MediaStatus {
+    pb::MediaStatus {
+        node_id: "rtp-a".into(),
+        version: "0.1.0".into(),
+        started_at: ts(7200, 0),
+        active_sessions: 5,
+        active_bridges: 2,
+        active_playbacks: 1,
+        free_port_pairs: 4995,
+        total_port_pairs: 5000,
+        port_min: 10000,
+        port_max: 19999,
+        draining: false,
+        public_address: "10.0.0.8".into(),
+        packets_relayed: 123_456,
+        packets_dropped: 7,
+        rtp_timeouts: 0,
+    }
+}
+
+/// A swbd status.
+pub fn status() -> pb::Status {
+    pb::Status {
+        node_id: "pbx1".into(),
+        version: "0.1.0".into(),
+        started_at: ts(7200, 0),
+        sip_listeners: vec!["udp:10.0.0.1:5060".into()],
+        active_calls: 4,
+        total_calls: 1234,
+        registrations: 3,
+        media_nodes_up: 2,
+        media_nodes_total: 2,
+        dialplan_version: "3f9a1c".into(),
+        calls_per_second: 3.1,
+        sip_parse_errors: 0,
+    }
+}
+
+fn sig(ev: SigEvent, snapshot: bool) -> Update {
+    Update::Signaling {
+        backend: 0,
+        event: pb::SignalingEvent {
+            at: ts(0, 0),
+            is_snapshot: snapshot,
+            event: Some(ev),
+        },
+    }
+}
+
+/// A call event update for backend 0.
+pub fn call_event(kind: pb::CallEventKind, c: pb::Call, at_ago: i64) -> Update {
+    Update::Signaling {
+        backend: 0,
+        event: pb::SignalingEvent {
+            at: ts(at_ago, 0),
+            is_snapshot: false,
+            event: Some(SigEvent::Call(pb::CallEvent {
+                kind: kind as i32,
+                call: Some(c),
+            })),
+        },
+    }
+}
+
+/// The app of the mock-up: one swbd (`pbx1`) and one swrtp (`rtp-a`), the
+/// fixture calls, sessions, bindings, nodes, some call-rate history.
+pub fn app(theme: Theme) -> App {
+    let mut store = Store::new(
+        vec![("pbx1".into(), Kind::Swbd), ("rtp-a".into(), Kind::Swrtp)],
+        now(),
+    );
+    store.apply(Update::SwbdStatus {
+        backend: 0,
+        status: status(),
+    });
+    for b in 0..2 {
+        store.apply(Update::Conn {
+            backend: b,
+            state: ConnState::Connected { watching: true },
+        });
+    }
+    store.apply(Update::Reset { backend: 0 });
+    for c in calls() {
+        store.apply(sig(
+            SigEvent::Call(pb::CallEvent {
+                kind: pb::CallEventKind::Created as i32,
+                call: Some(c),
+            }),
+            true,
+        ));
+    }
+    for r in registrations() {
+        store.apply(sig(
+            SigEvent::Registration(pb::RegistrationEvent {
+                kind: pb::RegistrationEventKind::Added as i32,
+                registration: Some(r),
+            }),
+            true,
+        ));
+    }
+    for n in nodes() {
+        store.apply(sig(
+            SigEvent::MediaNode(pb::MediaNodeEvent { node: Some(n) }),
+            true,
+        ));
+    }
+    store.apply(sig(SigEvent::SnapshotDone(pb::SnapshotDone {}), true));
+    store.apply(Update::Media {
+        backend: 1,
+        event: pb::MediaAdminEvent {
+            at: ts(0, 0),
+            is_snapshot: true,
+            event: Some(MediaEvent::Status(media_status())),
+        },
+    });
+    for s in sessions() {
+        store.apply(Update::Media {
+            backend: 1,
+            event: pb::MediaAdminEvent {
+                at: ts(0, 0),
+                is_snapshot: true,
+                event: Some(MediaEvent::SessionCreated(s)),
+            },
+        });
+    }
+    // Call-rate history: a wave over the last 60 seconds.
+    let n = store.rate.len();
+    for (i, b) in store.rate.iter_mut().enumerate() {
+        if i + 61 >= n && i + 1 < n {
+            *b = [1, 2, 3, 5, 7, 6, 5, 3, 2, 1][i % 10];
+        }
+    }
+    App::new(store, theme)
+}
+
+/// An app with `n` active calls (and a session per A-leg), for the benchmark
+/// and the "10,000 calls" tests.
+pub fn big_app(n: usize) -> App {
+    let mut app = app(Theme { color: true });
+    for i in 0..n {
+        let id = format!("{i:08x}");
+        let c = call(
+            &id,
+            &format!("{}", 100_000 + i),
+            &format!("{}", 200_000 + (i * 7919) % 100_000),
+            if i % 5 == 0 {
+                pb::CallState::Ringing
+            } else {
+                pb::CallState::Bridged
+            },
+            (i % 3600) as i64 + 5,
+            (i % 3600) as i64,
+            if i % 2 == 0 { "rtp-a" } else { "rtp-b" },
+            "PCMU",
+        );
+        app.apply(sig(
+            SigEvent::Call(pb::CallEvent {
+                kind: pb::CallEventKind::Created as i32,
+                call: Some(c),
+            }),
+            true,
+        ));
+        app.apply(Update::Media {
+            backend: 1,
+            event: pb::MediaAdminEvent {
+                at: ts(0, 0),
+                is_snapshot: true,
+                event: Some(MediaEvent::SessionCreated(session(
+                    &format!("{id}-a"),
+                    &id,
+                    "a",
+                    1000 + i as u64,
+                    (i % 7) as i64,
+                    (i % 30) as f64 / 3.0,
+                ))),
+            },
+        });
+    }
+    app
+}

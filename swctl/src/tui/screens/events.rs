@@ -1,0 +1,36 @@
+//! Recent events of every backend, newest at the bottom.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::widgets::Paragraph;
+
+use crate::tui::store::Store;
+use crate::tui::widgets::{Theme, cut};
+
+/// State of the events screen.
+#[derive(Debug, Default)]
+pub struct EventsScreen {
+    /// Lines scrolled back from the newest.
+    pub back: usize,
+}
+
+impl EventsScreen {
+    /// Draw the last lines that fit.
+    pub fn render(&mut self, f: &mut Frame, area: Rect, store: &Store, theme: &Theme) {
+        let h = area.height as usize;
+        let n = store.events.len();
+        self.back = self.back.min(n.saturating_sub(h));
+        let end = n - self.back;
+        let start = end.saturating_sub(h);
+        let text: Vec<ratatui::text::Line> = store
+            .events
+            .range(start..end)
+            .map(|l| ratatui::text::Line::raw(cut(l, area.width as usize)))
+            .collect();
+        if text.is_empty() {
+            f.render_widget(Paragraph::new(" no events yet").style(theme.dim()), area);
+        } else {
+            f.render_widget(Paragraph::new(text), area);
+        }
+    }
+}
