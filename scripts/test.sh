@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace. Installs what it needs on a
-# fresh Debian 12 machine (only when missing, so a second run is fast).
+# fresh Debian 12 machine (only when missing, so a second run is fast):
+# baresip (real SIP phones), chromium (the web page test), openssh-server
+# (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
+# cargo-deny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_needed=()
 command -v baresip >/dev/null 2>&1 || apt_needed+=(baresip-core)
+command -v chromium >/dev/null 2>&1 || apt_needed+=(chromium)
+[ -x /usr/sbin/sshd ] || apt_needed+=(openssh-server openssh-client)
+command -v script >/dev/null 2>&1 || apt_needed+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || apt_needed+=(util-linux)
 command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
 if [ "${#apt_needed[@]}" -gt 0 ]; then

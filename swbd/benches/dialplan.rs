@@ -1,7 +1,7 @@
 //! Route lookup and reload time for a 10,000-route dialplan.
 //!
 //! `cargo bench -p swbd --bench dialplan`; numbers in
-//! docs/BENCHMARKS-dialplan.md.
+//! docs/BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
             ))
         })
     });
-    // The YAML parser alone, for the breakdown in BENCHMARKS-dialplan.md.
+    // The YAML parser alone, for the breakdown in docs/BENCHMARKS.md.
     g.bench_function("yaml_syntax_only", |b| {
         b.iter(|| {
             black_box(serde_saphyr::from_str::<serde::de::IgnoredAny>(black_box(&yaml)).is_ok())

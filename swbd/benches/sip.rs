@@ -2,7 +2,7 @@
 //! REGISTER, and one digest check (SHA-256 and MD5).
 //!
 //! CARGO_TARGET_DIR=... cargo bench -p swbd --bench sip
-//! Numbers: docs/BENCHMARKS-sip.md.
+//! Numbers: docs/BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! cargo bench -p swctl --bench top
 //! ```
 //!
-//! Numbers go to docs/BENCHMARKS-swctl.md.
+//! Numbers go to docs/BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 

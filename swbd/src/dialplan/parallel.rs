@@ -1,5 +1,5 @@
 //! Parallel parsing of big dialplans: the YAML parser is most of a reload
-//! (see docs/BENCHMARKS-dialplan.md), so a large `routes:` list is cut at
+//! (see docs/BENCHMARKS.md), so a large `routes:` list is cut at
 //! item boundaries and the pieces are parsed on several threads.
 //!
 //! This is only a fast path. Each piece keeps its lines at their original
@@ -22,7 +22,7 @@ pub const MIN_PARALLEL_BYTES: usize = 128 * 1024;
 
 /// Fewest hardware threads for the parallel path. On the 2-core
 /// development VM, busy with other builds, two pieces were no faster than
-/// one (docs/BENCHMARKS-dialplan.md), so small machines parse sequentially.
+/// one (docs/BENCHMARKS.md), so small machines parse sequentially.
 pub const MIN_THREADS: usize = 4;
 
 /// Most pieces used.
