@@ -109,3 +109,51 @@ pub fn stream(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn a_slow_watcher_is_dropped_with_resource_exhausted() {
+        let bus = crate::events::EventBus::new();
+        let rx = bus.subscribe();
+        // Far more events than the bus holds, before the client reads any.
+        for i in 0..10_000 {
+            bus.publish(Event::DialplanApplied {
+                version: format!("v{i}"),
+                source: "test".into(),
+            });
+        }
+        let mut s = Box::pin(stream(Vec::new(), rx, false));
+        let first = s.next().await.expect("an item");
+        let status = first.expect_err("lagged client gets an error");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("too slow"));
+        assert!(s.next().await.is_none(), "and the stream ends");
+    }
+
+    #[tokio::test]
+    async fn snapshot_comes_first_then_done_then_live() {
+        let bus = crate::events::EventBus::new();
+        let rx = bus.subscribe();
+        let snap = vec![pb::signaling_event::Event::SnapshotDone(
+            pb::SnapshotDone {},
+        )];
+        let mut s = Box::pin(stream(snap, rx, true));
+        let a = s.next().await.expect("item").expect("ok");
+        assert!(a.is_snapshot);
+        let done = s.next().await.expect("item").expect("ok");
+        assert!(matches!(
+            done.event,
+            Some(pb::signaling_event::Event::SnapshotDone(_))
+        ));
+        bus.publish(Event::DialplanApplied {
+            version: "v".into(),
+            source: "s".into(),
+        });
+        let live = s.next().await.expect("item").expect("ok");
+        assert!(!live.is_snapshot);
+    }
+}

@@ -226,3 +226,52 @@ fn sip_port_in_use_is_one_line() {
         format!("swbd: cannot listen on udp:127.0.0.1:{port}: address already in use")
     );
 }
+
+#[test]
+fn stale_admin_socket_is_replaced_and_a_live_one_refused() {
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("swbd-sock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let sock = dir.join("swbd.sock");
+    // A stale socket file: bound, then its owner gone.
+    drop(std::os::unix::net::UnixListener::bind(&sock).expect("bind stale"));
+    assert!(sock.exists());
+    let mut first = Command::new(env!("CARGO_BIN_EXE_swbd"))
+        .args([
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--admin-socket",
+            sock.to_str().expect("utf-8"),
+        ])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first swbd never served its socket"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&sock).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "admin socket is 0660");
+
+    let second = swbd(&[
+        "--listen",
+        "udp:127.0.0.1:0",
+        "--admin-socket",
+        sock.to_str().expect("utf-8"),
+    ]);
+    assert_clean_failure(&second);
+    assert!(
+        stderr(&second).contains("another process is serving this socket"),
+        "{}",
+        stderr(&second)
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+}
