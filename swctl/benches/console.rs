@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use swctl::fixtures;
 use switchboard_proto::admin::v1 as pb;
 use switchboard_proto::admin::v1::signaling_admin_server::{SignalingAdmin, SignalingAdminServer};
-use swctl::fixtures;
 use tonic::{Request, Response, Status};
 
 const CALLS: usize = 10_000;
@@ -26,16 +26,23 @@ fn no(what: &str) -> Status {
     Status::unimplemented(format!("{what}: not in this benchmark"))
 }
 
-type Events = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SignalingEvent, Status>> + Send>>;
+type Events =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SignalingEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl SignalingAdmin for Busy {
-    async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
+    async fn get_status(
+        &self,
+        _: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::Status>, Status> {
         let mut s = fixtures::status();
         s.active_calls = CALLS as u32;
         Ok(Response::new(s))
     }
-    async fn list_calls(&self, _: Request<pb::ListCallsRequest>) -> Result<Response<pb::ListCallsResponse>, Status> {
+    async fn list_calls(
+        &self,
+        _: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
         Ok(Response::new(pb::ListCallsResponse {
             calls: self.calls.as_ref().clone(),
         }))
@@ -43,7 +50,10 @@ impl SignalingAdmin for Busy {
     async fn get_call(&self, _: Request<pb::GetCallRequest>) -> Result<Response<pb::Call>, Status> {
         Err(no("GetCall"))
     }
-    async fn hangup_call(&self, _: Request<pb::HangupCallRequest>) -> Result<Response<pb::HangupCallResponse>, Status> {
+    async fn hangup_call(
+        &self,
+        _: Request<pb::HangupCallRequest>,
+    ) -> Result<Response<pb::HangupCallResponse>, Status> {
         Err(no("HangupCall"))
     }
     async fn list_registrations(
@@ -56,12 +66,20 @@ impl SignalingAdmin for Busy {
         &self,
         _: Request<pb::ListMediaNodesRequest>,
     ) -> Result<Response<pb::ListMediaNodesResponse>, Status> {
-        Ok(Response::new(pb::ListMediaNodesResponse { nodes: fixtures::nodes() }))
+        Ok(Response::new(pb::ListMediaNodesResponse {
+            nodes: fixtures::nodes(),
+        }))
     }
-    async fn drain_media_node(&self, _: Request<pb::DrainMediaNodeRequest>) -> Result<Response<pb::MediaNode>, Status> {
+    async fn drain_media_node(
+        &self,
+        _: Request<pb::DrainMediaNodeRequest>,
+    ) -> Result<Response<pb::MediaNode>, Status> {
         Err(no("DrainMediaNode"))
     }
-    async fn undrain_media_node(&self, _: Request<pb::UndrainMediaNodeRequest>) -> Result<Response<pb::MediaNode>, Status> {
+    async fn undrain_media_node(
+        &self,
+        _: Request<pb::UndrainMediaNodeRequest>,
+    ) -> Result<Response<pb::MediaNode>, Status> {
         Err(no("UndrainMediaNode"))
     }
     async fn reload_dialplan(
@@ -70,10 +88,16 @@ impl SignalingAdmin for Busy {
     ) -> Result<Response<pb::ReloadDialplanResponse>, Status> {
         Err(no("ReloadDialplan"))
     }
-    async fn get_dialplan(&self, _: Request<pb::GetDialplanRequest>) -> Result<Response<pb::Dialplan>, Status> {
+    async fn get_dialplan(
+        &self,
+        _: Request<pb::GetDialplanRequest>,
+    ) -> Result<Response<pb::Dialplan>, Status> {
         Err(no("GetDialplan"))
     }
-    async fn test_route(&self, _: Request<pb::TestRouteRequest>) -> Result<Response<pb::TestRouteResponse>, Status> {
+    async fn test_route(
+        &self,
+        _: Request<pb::TestRouteRequest>,
+    ) -> Result<Response<pb::TestRouteResponse>, Status> {
         Err(no("TestRoute"))
     }
     type WatchStream = Events;
