@@ -42,6 +42,7 @@ fn call(dest: &str) -> CallInfo {
         destination: dest.into(),
         caller: "1001".into(),
         domain: "pbx.example.com".into(),
+        from_domain: "example.net".into(),
         source_ip: Some("10.0.0.5".parse().expect("ip")),
     }
 }

@@ -217,6 +217,7 @@ impl SignalingAdmin for AdminService {
             &r.caller,
             &r.source_ip,
             &r.domain,
+            &r.from_domain,
         )))
     }
 

@@ -51,7 +51,7 @@ fn dialplan_office_example_needs_its_gateways() {
 fn dialplan_office_routes_as_documented() {
     let p = office();
     let t = |dest: &str, caller: &str, ip: &str, domain: &str| {
-        let r = p.test_route(dest, caller, ip, domain);
+        let r = p.test_route(dest, caller, ip, domain, "");
         (r.matched, r.route_id, r.actions)
     };
     let (m, id, actions) = t("1001", "1002", "10.0.0.9", "pbx.example.com");
@@ -95,14 +95,14 @@ fn dialplan_office_routes_as_documented() {
     );
     assert_eq!(t("+15550100", "x", "203.0.113.7", "example.org").1, "");
     // Disabled route.
-    let r = p.test_route("3000", "", "", "");
+    let r = p.test_route("3000", "", "", "", "");
     assert!(!r.matched);
     assert_eq!(r.no_match_status, 404);
 }
 
 #[test]
 fn dialplan_ivr_variables_show_in_test_route() {
-    let r = office().test_route("8000", "1001", "", "");
+    let r = office().test_route("8000", "1001", "", "", "");
     assert_eq!(
         r.variables.get("reception").map(String::as_str),
         Some("1000")
@@ -156,17 +156,17 @@ fn dialplan_default_plan_is_the_embedded_file() {
     let on_disk = std::fs::read_to_string(root().join("dialplans/default.yaml")).expect("read");
     assert_eq!(on_disk, swbd::dialplan::DEFAULT_YAML);
     let p = Dialplan::embedded_default(&DialplanContext::default()).expect("loads");
-    let r = p.test_route("1042", "1001", "127.0.0.1", "localhost");
+    let r = p.test_route("1042", "1001", "127.0.0.1", "localhost", "");
     assert_eq!(r.route_id, "extensions");
     assert_eq!(
         r.actions.first().map(|a| a.description.as_str()),
         Some("user/1042, timeout 30s, on failure next action")
     );
-    let r = p.test_route("500", "", "", "");
+    let r = p.test_route("500", "", "", "", "");
     assert_eq!(r.route_id, "tone");
     assert_eq!(
         r.actions.get(1).map(|a| a.description.as_str()),
         Some("tone-1khz-2s.wav")
     );
-    assert!(!p.test_route("42", "", "", "").matched);
+    assert!(!p.test_route("42", "", "", "", "").matched);
 }

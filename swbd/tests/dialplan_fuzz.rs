@@ -256,10 +256,11 @@ fn check(yaml: &str, ctx: &DialplanContext, rng: &mut StdRng) -> bool {
                     destination: dest.clone(),
                     caller: "1001".into(),
                     domain: "x.example.com".into(),
+                    from_domain: "y.example.com".into(),
                     source_ip: Some("10.1.2.3".parse().expect("ip")),
                 };
                 let _ = plan.route(&call);
-                let _ = plan.test_route(&dest, "1001", "bogus", "");
+                let _ = plan.test_route(&dest, "1001", "bogus", "", "");
             }
             let _ = plan.to_proto();
             true

@@ -189,8 +189,11 @@ pub enum DialplanCommand {
         /// Source IP address of the INVITE.
         #[arg(long)]
         source_ip: Option<String>,
-        /// From/To domain.
+        /// Request domain (Request-URI / To host).
         #[arg(long)]
         domain: Option<String>,
+        /// From domain (the caller's host).
+        #[arg(long)]
+        from_domain: Option<String>,
     },
 }

@@ -122,6 +122,7 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
         destination: destination.clone(),
         caller: caller.clone(),
         domain,
+        from_domain: from.as_ref().and_then(|f| f.uri.host()).unwrap_or_default(),
         source_ip: Some(source.remote.ip()),
     };
     let route_id = plan

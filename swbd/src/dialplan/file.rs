@@ -90,9 +90,13 @@ pub struct MatchFile {
     /// From user part, as a glob.
     #[serde(default)]
     pub caller: Option<Spanned<String>>,
-    /// Request domain, as a case-insensitive glob (`*.example.com`).
+    /// Request domain (Request-URI / To host), as a case-insensitive glob
+    /// (`*.example.com`).
     #[serde(default)]
     pub domain: Option<Spanned<String>>,
+    /// From domain (the caller's host), as a case-insensitive glob.
+    #[serde(default)]
+    pub from_domain: Option<Spanned<String>>,
     /// Source address of the INVITE: any of these networks.
     #[serde(default)]
     pub source: Option<Vec<Spanned<String>>>,

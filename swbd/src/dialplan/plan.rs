@@ -125,6 +125,8 @@ pub struct RouteMatch {
     pub caller: Option<Glob>,
     /// Request domain (case-insensitive).
     pub domain: Option<Glob>,
+    /// From domain (case-insensitive).
+    pub from_domain: Option<Glob>,
     /// Source networks (any of).
     pub sources: Vec<Cidr>,
 }
@@ -139,6 +141,11 @@ impl RouteMatch {
         }
         if let Some(g) = &self.domain
             && !g.is_match(&call.domain)
+        {
+            return false;
+        }
+        if let Some(g) = &self.from_domain
+            && !g.is_match(&call.from_domain)
         {
             return false;
         }
@@ -183,6 +190,9 @@ impl fmt::Display for RouteMatch {
         }
         if let Some(g) = &self.domain {
             write!(f, " domain {}", g.as_str())?;
+        }
+        if let Some(g) = &self.from_domain {
+            write!(f, " from-domain {}", g.as_str())?;
         }
         if !self.sources.is_empty() {
             let s: Vec<String> = self.sources.iter().map(ToString::to_string).collect();
@@ -427,6 +437,8 @@ pub struct CallInfo {
     pub caller: String,
     /// Request domain (Request-URI / To host).
     pub domain: String,
+    /// From domain (the caller's host).
+    pub from_domain: String,
     /// Source address of the INVITE.
     pub source_ip: Option<IpAddr>,
 }
@@ -438,6 +450,7 @@ impl CallInfo {
         v.insert("destination".into(), self.destination.clone());
         v.insert("caller".into(), self.caller.clone());
         v.insert("domain".into(), self.domain.clone());
+        v.insert("from_domain".into(), self.from_domain.clone());
         v.insert(
             "source_ip".into(),
             self.source_ip.map(|i| i.to_string()).unwrap_or_default(),
@@ -820,6 +833,7 @@ impl Validator<'_> {
         };
         let caller = glob(m.caller, false, self);
         let domain = glob(m.domain, true, self);
+        let from_domain = glob(m.from_domain, true, self);
         let mut sources = Vec::new();
         for s in m.source.unwrap_or_default() {
             match Cidr::parse(&s.value) {
@@ -831,6 +845,7 @@ impl Validator<'_> {
             destination,
             caller,
             domain,
+            from_domain,
             sources,
         })
     }
@@ -1025,6 +1040,7 @@ mod tests {
             destination: dest.into(),
             caller: "1001".into(),
             domain: "pbx.example.com".into(),
+            from_domain: "example.net".into(),
             source_ip: Some("10.0.0.5".parse().expect("ip")),
         }
     }
@@ -1104,6 +1120,18 @@ mod tests {
         );
         assert_eq!(r.variables.get("route_id").map(String::as_str), Some("re"));
         assert!(p.route(&call("8555")).is_none());
+    }
+
+    #[test]
+    fn from_domain_condition() {
+        let p = plan(
+            "version: 1\nroutes:\n  - id: partner\n    match: {destination: \"*\", from_domain: \"*.partner.example\"}\n    actions: [answer]\n",
+        );
+        let mut c = call("1000");
+        c.from_domain = "pbx.PARTNER.example".into();
+        assert!(p.route(&c).is_some(), "case-insensitive glob on the From host");
+        c.from_domain = "evil.example".into();
+        assert!(p.route(&c).is_none());
     }
 
     #[test]
@@ -1197,6 +1225,7 @@ mod tests {
                         destination: dest.into(),
                         caller: caller.into(),
                         domain: String::new(),
+                        from_domain: String::new(),
                         source_ip: ip.map(|i| i.parse().expect("ip")),
                     };
                     let linear = p

@@ -38,11 +38,13 @@ impl Dialplan {
         caller: &str,
         source_ip: &str,
         domain: &str,
+        from_domain: &str,
     ) -> pb::TestRouteResponse {
         let call = CallInfo {
             destination: destination.to_string(),
             caller: caller.to_string(),
             domain: domain.to_string(),
+            from_domain: from_domain.to_string(),
             source_ip: source_ip.trim().parse().ok(),
         };
         let mut resp = pb::TestRouteResponse {

@@ -10,7 +10,7 @@ use super::Error;
 
 /// Built-in variables every call has.
 pub const BUILTIN_VARIABLES: &[&str] =
-    &["destination", "caller", "source_ip", "domain", "route_id"];
+    &["destination", "caller", "source_ip", "domain", "from_domain", "route_id"];
 
 /// Variables of one call: built-ins, regex captures, `set` ones.
 pub type Variables = BTreeMap<String, String>;

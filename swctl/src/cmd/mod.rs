@@ -282,12 +282,14 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             from,
             source_ip,
             domain,
+            from_domain,
         }) => {
             let req = switchboard_proto::admin::v1::TestRouteRequest {
                 destination: dest.clone(),
                 caller: from.clone().unwrap_or_default(),
                 source_ip: source_ip.clone().unwrap_or_default(),
                 domain: domain.clone().unwrap_or_default(),
+                from_domain: from_domain.clone().unwrap_or_default(),
             };
             dialplan::test(&targets(&cli)?, out, req).await
         }
