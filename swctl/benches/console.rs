@@ -204,6 +204,7 @@ fn idle_top(swctl: &Path, host: &str) {
     let Some(top) = children_of(child.id()).into_iter().next() else {
         println!("swctl top idle CPU: could not find the swctl process");
         let _ = child.kill();
+        let _ = child.wait();
         return;
     };
     let hz = 100.0; // USER_HZ on Linux
