@@ -134,7 +134,7 @@ struct Inner {
     nonces: NonceIssuer,
     /// Highest `nc` seen per nonce (replay detection). std Mutex: short
     /// lookups only.
-    nc_seen: Mutex<HashMap<String, u32>>,
+    nc_seen: Mutex<NcSeen>,
     blocklist: Mutex<Blocklist>,
     counters: Arc<SipCounters>,
 }
@@ -170,7 +170,7 @@ impl Authenticator {
                     .collect(),
                 users,
                 nonces: NonceIssuer::new(config.nonce_ttl_secs),
-                nc_seen: Mutex::new(HashMap::new()),
+                nc_seen: Mutex::new(NcSeen::new(Duration::from_secs(config.nonce_ttl_secs.max(1)))),
                 blocklist: Mutex::new(Blocklist::new(
                     config.max_failures,
                     Duration::from_secs(config.failure_window_secs),
@@ -282,16 +282,9 @@ impl Authenticator {
             let Ok(mut seen) = inner.nc_seen.lock() else {
                 return Err(self.challenge(kind, true));
             };
-            match seen.get(&creds.nonce) {
-                Some(last) if nc <= *last => {
-                    drop(seen);
-                    return Err(self.challenge(kind, true));
-                }
-                _ => {}
-            }
-            if seen.len() > 100_000 {
-                let ttl = inner.nonces.ttl_secs();
-                seen.retain(|n, _| inner.nonces.age_secs(n).is_some_and(|a| a <= ttl));
+            if seen.get(&creds.nonce).is_some_and(|last| nc <= last) {
+                drop(seen);
+                return Err(self.challenge(kind, true));
             }
             seen.insert(creds.nonce.clone(), nc);
         }
@@ -344,5 +337,70 @@ impl Authenticator {
             reason,
             headers,
         }
+    }
+}
+
+/// Highest `nc` seen per nonce, for replay detection, in two generations
+/// rotated every nonce lifetime: an entry lives at least one lifetime (older
+/// nonces are refused as stale before this table is asked), memory stays
+/// bounded by two lifetimes of traffic, and no request ever pays for a scan.
+#[derive(Debug)]
+struct NcSeen {
+    current: HashMap<String, u32>,
+    previous: HashMap<String, u32>,
+    rotated_at: std::time::Instant,
+    every: Duration,
+}
+
+impl NcSeen {
+    fn new(every: Duration) -> Self {
+        Self {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            rotated_at: std::time::Instant::now(),
+            every,
+        }
+    }
+
+    fn rotate_if_due(&mut self) {
+        if self.rotated_at.elapsed() >= self.every {
+            self.previous = std::mem::take(&mut self.current);
+            self.rotated_at = std::time::Instant::now();
+        }
+    }
+
+    fn get(&mut self, nonce: &str) -> Option<u32> {
+        self.rotate_if_due();
+        self.current
+            .get(nonce)
+            .or_else(|| self.previous.get(nonce))
+            .copied()
+    }
+
+    fn insert(&mut self, nonce: String, nc: u32) {
+        self.rotate_if_due();
+        self.previous.remove(&nonce);
+        self.current.insert(nonce, nc);
+    }
+}
+
+#[cfg(test)]
+mod nc_seen_tests {
+    use super::*;
+
+    #[test]
+    fn entries_survive_one_rotation_and_go_after_two() {
+        let mut t = NcSeen::new(Duration::from_millis(20));
+        t.insert("n1".into(), 1);
+        assert_eq!(t.get("n1"), Some(1));
+        std::thread::sleep(Duration::from_millis(25));
+        assert_eq!(t.get("n1"), Some(1), "kept in the previous generation");
+        t.insert("n1".into(), 2);
+        assert_eq!(t.get("n1"), Some(2));
+        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(Duration::from_millis(25));
+        t.rotate_if_due();
+        std::thread::sleep(Duration::from_millis(25));
+        assert_eq!(t.get("n1"), None, "gone after two lifetimes");
     }
 }

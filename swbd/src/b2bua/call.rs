@@ -1168,14 +1168,9 @@ impl Ctl {
             return None;
         };
         let ack = dialog.request(Method::Ack, Some(invite_seq));
-        let _ = self.deps.layer.send_ack(ack.clone(), flow).await;
-        let ack_summary = summary_req(&ack);
-        let ack_bytes = ack.to_bytes();
-        self.handle.update(None, |r| {
-            r.log_message(false, false, ack_summary, &ack_bytes)
-        });
 
-        // Apply B's answer to its media session.
+        // Apply B's answer to its media session before the ACK: a phone
+        // starts sending RTP on the ACK, and the node must know where from.
         let applied = match self.media_client() {
             Ok(mut client) => client
                 .update_session(media::UpdateSessionRequest {
@@ -1187,6 +1182,13 @@ impl Ctl {
                 .map_err(|st| status_to_control(&st, "B answer")),
             Err(e) => Err(e),
         };
+        // Every 2xx is ACKed, usable or not (RFC 3261 §13.2.2.4).
+        let _ = self.deps.layer.send_ack(ack.clone(), flow).await;
+        let ack_summary = summary_req(&ack);
+        let ack_bytes = ack.to_bytes();
+        self.handle.update(None, |r| {
+            r.log_message(false, false, ack_summary, &ack_bytes)
+        });
         let codec = match applied {
             Ok(r) => r.media.map(|m| codec_name(m.codec)).unwrap_or_default(),
             Err(e) => {

@@ -53,6 +53,10 @@ struct Entry {
     record: Arc<Mutex<CallRecord>>,
     commands: Option<mpsc::UnboundedSender<CallCommand>>,
     ended_at: Option<Instant>,
+    /// Dialog routes this call added (removed exactly, not by scanning).
+    dialogs: Vec<DialogId>,
+    /// Media sessions this call indexed.
+    sessions: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +131,8 @@ impl CallTable {
                     record: record.clone(),
                     commands: Some(commands),
                     ended_at: None,
+                    dialogs: Vec::new(),
+                    sessions: Vec::new(),
                 },
             );
         });
@@ -410,11 +416,15 @@ impl Drop for CallHandle {
         };
         let id = self.id.clone();
         self.table.with(|t| {
-            t.dialogs.retain(|_, (call, _)| *call != id);
-            t.sessions.retain(|_, call| *call != id);
             if let Some(e) = t.calls.get_mut(&id) {
                 e.commands = None;
                 e.ended_at = Some(Instant::now());
+                for d in std::mem::take(&mut e.dialogs) {
+                    t.dialogs.remove(&d);
+                }
+                for k in std::mem::take(&mut e.sessions) {
+                    t.sessions.remove(&k);
+                }
             }
             t.ended.push_back(id.clone());
             prune_ended(t);
