@@ -170,7 +170,9 @@ impl Authenticator {
                     .collect(),
                 users,
                 nonces: NonceIssuer::new(config.nonce_ttl_secs),
-                nc_seen: Mutex::new(NcSeen::new(Duration::from_secs(config.nonce_ttl_secs.max(1)))),
+                nc_seen: Mutex::new(NcSeen::new(Duration::from_secs(
+                    config.nonce_ttl_secs.max(1),
+                ))),
                 blocklist: Mutex::new(Blocklist::new(
                     config.max_failures,
                     Duration::from_secs(config.failure_window_secs),

@@ -1129,7 +1129,10 @@ mod tests {
         );
         let mut c = call("1000");
         c.from_domain = "pbx.PARTNER.example".into();
-        assert!(p.route(&c).is_some(), "case-insensitive glob on the From host");
+        assert!(
+            p.route(&c).is_some(),
+            "case-insensitive glob on the From host"
+        );
         c.from_domain = "evil.example".into();
         assert!(p.route(&c).is_none());
     }

@@ -9,8 +9,14 @@ use std::collections::BTreeMap;
 use super::Error;
 
 /// Built-in variables every call has.
-pub const BUILTIN_VARIABLES: &[&str] =
-    &["destination", "caller", "source_ip", "domain", "from_domain", "route_id"];
+pub const BUILTIN_VARIABLES: &[&str] = &[
+    "destination",
+    "caller",
+    "source_ip",
+    "domain",
+    "from_domain",
+    "route_id",
+];
 
 /// Variables of one call: built-ins, regex captures, `set` ones.
 pub type Variables = BTreeMap<String, String>;
