@@ -19,7 +19,7 @@ use crate::transport::{Target, Transport};
 pub struct ClientTransaction {
     request: Request,
     key: TransactionKey,
-    events: mpsc::UnboundedReceiver<Result<Response>>,
+    events: mpsc::UnboundedReceiver<Result<Box<Response>>>,
 }
 
 impl ClientTransaction {
@@ -36,7 +36,11 @@ impl ClientTransaction {
     /// The next response; `Err(Timeout)` after Timer F, `Err(Terminated)`
     /// once everything has been delivered.
     pub async fn next_response(&mut self) -> Result<Response> {
-        self.events.recv().await.unwrap_or(Err(Error::Terminated))
+        self.events
+            .recv()
+            .await
+            .unwrap_or(Err(Error::Terminated))
+            .map(|r| *r)
     }
 
     /// Skip provisionals; the final response.
@@ -80,8 +84,8 @@ async fn run(
     key: TransactionKey,
     request: Request,
     target: Target,
-    mut responses: mpsc::UnboundedReceiver<Response>,
-    events: mpsc::UnboundedSender<Result<Response>>,
+    mut responses: mpsc::UnboundedReceiver<Box<Response>>,
+    events: mpsc::UnboundedSender<Result<Box<Response>>>,
 ) {
     let reliable = target.transport == Transport::Tcp;
     let t = layer.timers;

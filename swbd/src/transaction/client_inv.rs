@@ -25,7 +25,7 @@ use crate::transport::{Target, Transport};
 pub struct ClientInviteTransaction {
     request: Request,
     key: TransactionKey,
-    events: mpsc::UnboundedReceiver<Result<Response>>,
+    events: mpsc::UnboundedReceiver<Result<Box<Response>>>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -48,7 +48,11 @@ impl ClientInviteTransaction {
     /// Next response; `Err(Timeout)` after Timer B (or 64*T1 after a CANCEL
     /// without a final response), `Err(Terminated)` when it has ended.
     pub async fn next_response(&mut self) -> Result<Response> {
-        self.events.recv().await.unwrap_or(Err(Error::Terminated))
+        self.events
+            .recv()
+            .await
+            .unwrap_or(Err(Error::Terminated))
+            .map(|r| *r)
     }
 
     /// Send CANCEL with the INVITE's branch (RFC 3261 §9.1): right away if a
@@ -140,8 +144,8 @@ async fn run(
     key: TransactionKey,
     invite: Request,
     target: Target,
-    mut responses: mpsc::UnboundedReceiver<Response>,
-    events: mpsc::UnboundedSender<Result<Response>>,
+    mut responses: mpsc::UnboundedReceiver<Box<Response>>,
+    events: mpsc::UnboundedSender<Result<Box<Response>>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let reliable = target.transport == Transport::Tcp;

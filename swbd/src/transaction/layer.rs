@@ -44,9 +44,9 @@ pub(crate) enum NetInput {
     /// A retransmission of the request.
     Retransmission,
     /// An ACK (for the INVITE transaction; non-2xx or 2xx).
-    Ack(Request),
+    Ack(Box<Request>),
     /// A CANCEL matched this INVITE (already answered 200).
-    Cancel(Request),
+    Cancel(Box<Request>),
 }
 
 /// Cheap-clone handle to the transaction layer.
@@ -69,7 +69,7 @@ pub(crate) struct LayerInner {
     pub(crate) counters: Arc<SipCounters>,
     pub(crate) user_agent: String,
     servers: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<NetInput>>>,
-    clients: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Response>>>,
+    clients: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Box<Response>>>>,
     /// INVITE server transactions in the Accepted state, by Call-ID and
     /// CSeq number, so the ACK for a 2xx (a new branch) finds them.
     accepted: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
@@ -218,7 +218,11 @@ impl LayerInner {
         })
     }
 
-    pub(crate) fn register_client(&self, key: TransactionKey, tx: mpsc::UnboundedSender<Response>) {
+    pub(crate) fn register_client(
+        &self,
+        key: TransactionKey,
+        tx: mpsc::UnboundedSender<Box<Response>>,
+    ) {
         if let Ok(mut m) = self.clients.lock() {
             m.insert(key, tx);
         }
@@ -274,7 +278,7 @@ impl LayerInner {
 
         if request.method == Method::Ack {
             if let Some(tx) = self.server(&key) {
-                let _ = tx.send(NetInput::Ack(request));
+                let _ = tx.send(NetInput::Ack(Box::new(request)));
                 return;
             }
             let accepted = match (request.call_id(), request.cseq()) {
@@ -286,7 +290,7 @@ impl LayerInner {
                 _ => None,
             };
             match accepted {
-                Some(tx) if tx.send(NetInput::Ack(request.clone())).is_ok() => {}
+                Some(tx) if tx.send(NetInput::Ack(Box::new(request.clone()))).is_ok() => {}
                 _ => {
                     let _ = self.incoming.send(IncomingRequest::Ack { request, source });
                 }
@@ -316,7 +320,7 @@ impl LayerInner {
                 let invite = self.server(&key.with_method(Method::Invite));
                 let st = server::start(self.clone(), key, request.clone(), source, target, net_rx);
                 let resp = match invite {
-                    Some(inv) if inv.send(NetInput::Cancel(request)).is_ok() => {
+                    Some(inv) if inv.send(NetInput::Cancel(Box::new(request))).is_ok() => {
                         st.response(200, "OK")
                     }
                     _ => st.response(481, "Call/Transaction Does Not Exist"),
@@ -336,7 +340,7 @@ impl LayerInner {
             .and_then(|k| self.clients.lock().ok()?.get(&k).cloned());
         match tx {
             Some(tx) => {
-                let _ = tx.send(response);
+                let _ = tx.send(Box::new(response));
             }
             None => {
                 SipCounters::inc(&self.counters.stray_responses);

@@ -22,7 +22,7 @@ pub struct ServerTransaction {
     source: Source,
     to_tag: String,
     user_agent: String,
-    tu: mpsc::UnboundedSender<Response>,
+    tu: mpsc::UnboundedSender<Box<Response>>,
 }
 
 impl ServerTransaction {
@@ -45,7 +45,9 @@ impl ServerTransaction {
     /// Send a response (provisional or final). Sending after the final
     /// response is an error.
     pub fn respond(&self, response: Response) -> Result<()> {
-        self.tu.send(response).map_err(|_| Error::Terminated)
+        self.tu
+            .send(Box::new(response))
+            .map_err(|_| Error::Terminated)
     }
 }
 
@@ -76,7 +78,7 @@ async fn run(
     fallback: Response,
     target: Target,
     mut net: mpsc::UnboundedReceiver<NetInput>,
-    mut tu: mpsc::UnboundedReceiver<Response>,
+    mut tu: mpsc::UnboundedReceiver<Box<Response>>,
 ) {
     let reliable = target.transport == Transport::Tcp;
     let mut last: Option<Bytes> = None;
@@ -95,7 +97,7 @@ async fn run(
                 break;
             }
             r = tu.recv() => {
-                let resp = r.unwrap_or_else(|| fallback.clone());
+                let resp = r.unwrap_or_else(|| Box::new(fallback.clone()));
                 let bytes = resp.to_bytes();
                 let _ = layer.send(&target, bytes.clone()).await;
                 last = Some(bytes);

@@ -19,9 +19,9 @@ use crate::transport::{Source, Target, Transport};
 pub enum ServerInviteEvent {
     /// A CANCEL for this INVITE arrived (it was answered `200 OK`). The TU
     /// should send `487 Request Terminated` (and cancel its B-leg).
-    Cancelled(Request),
+    Cancelled(Box<Request>),
     /// The ACK for our 2xx arrived (2xx retransmission stops).
-    Ack(Request),
+    Ack(Box<Request>),
     /// No ACK came for our final response within 64*T1 (Timer H for
     /// non-2xx, Timer L for 2xx): for a 2xx the TU should send BYE.
     NoAck,
@@ -87,7 +87,7 @@ pub struct InviteResponder {
     source: Source,
     to_tag: String,
     user_agent: String,
-    tu: mpsc::UnboundedSender<Response>,
+    tu: mpsc::UnboundedSender<Box<Response>>,
 }
 
 impl InviteResponder {
@@ -113,7 +113,9 @@ impl InviteResponder {
 
     /// Send a response (see [`ServerInviteTransaction::respond`]).
     pub fn respond(&self, response: Response) -> Result<()> {
-        self.tu.send(response).map_err(|_| Error::Terminated)
+        self.tu
+            .send(Box::new(response))
+            .map_err(|_| Error::Terminated)
     }
 }
 
@@ -183,7 +185,7 @@ impl Task {
     async fn run(
         self,
         mut net: mpsc::UnboundedReceiver<NetInput>,
-        mut tu: mpsc::UnboundedReceiver<Response>,
+        mut tu: mpsc::UnboundedReceiver<Box<Response>>,
     ) {
         let next = self.proceeding(&mut net, &mut tu).await;
         match next {
@@ -199,7 +201,7 @@ impl Task {
     async fn proceeding(
         &self,
         net: &mut mpsc::UnboundedReceiver<NetInput>,
-        tu: &mut mpsc::UnboundedReceiver<Response>,
+        tu: &mut mpsc::UnboundedReceiver<Box<Response>>,
     ) -> Next {
         let mut provisional = self.trying.to_bytes();
         self.send(&provisional).await;
@@ -248,7 +250,7 @@ impl Task {
         &self,
         mut last_2xx: Bytes,
         net: &mut mpsc::UnboundedReceiver<NetInput>,
-        tu: &mut mpsc::UnboundedReceiver<Response>,
+        tu: &mut mpsc::UnboundedReceiver<Box<Response>>,
     ) {
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
         if let Some(id) = &self.id {
