@@ -40,12 +40,16 @@ impl std::str::FromStr for Ramp {
             .map(|x| x.parse::<f64>().map_err(|_| format!("bad number in {s:?}")))
             .collect::<Result<_, _>>()?;
         match v.as_slice() {
-            &[start, step, max, secs] if start > 0.0 && step > 0.0 && max >= start && secs > 0.0 => Ok(Ramp {
-                start,
-                step,
-                max,
-                step_duration: Duration::from_secs_f64(secs),
-            }),
+            &[start, step, max, secs]
+                if start > 0.0 && step > 0.0 && max >= start && secs > 0.0 =>
+            {
+                Ok(Ramp {
+                    start,
+                    step,
+                    max,
+                    step_duration: Duration::from_secs_f64(secs),
+                })
+            }
             _ => Err("expected START:STEP:MAX:SECONDS with positive numbers".into()),
         }
     }
@@ -180,7 +184,14 @@ fn lone_request(msg: &Message) -> Option<String> {
     match msg.method()? {
         "ACK" => None,
         "OPTIONS" => Some(response(msg, 200, "OK", Some(&token()), None, None)),
-        _ => Some(response(msg, 481, "Call/Transaction Does Not Exist", Some(&token()), None, None)),
+        _ => Some(response(
+            msg,
+            481,
+            "Call/Transaction Does Not Exist",
+            Some(&token()),
+            None,
+            None,
+        )),
     }
 }
 
@@ -207,7 +218,12 @@ fn uas_handler(ctx: std::sync::Weak<Ctx>) -> NewHandler {
 
 /// UAS: 180, 200 (retransmitted on Timer G until ACK, RFC 3261 §13.3.1.4),
 /// media, then 200 to the BYE.
-async fn uas_dialog(ctx: Arc<Ctx>, invite: Message, from: SocketAddr, mut rx: mpsc::UnboundedReceiver<Inbound>) {
+async fn uas_dialog(
+    ctx: Arc<Ctx>,
+    invite: Message,
+    from: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<Inbound>,
+) {
     ctx.live.uas_calls.fetch_add(1, Ordering::Relaxed);
     let t1 = ctx.common.timers.t1;
     let t2 = ctx.common.timers.t2;
@@ -266,16 +282,24 @@ async fn uas_dialog(ctx: Arc<Ctx>, invite: Message, from: SocketAddr, mut rx: mp
             match tokio::time::timeout_at(limit, rx.recv()).await {
                 Ok(Some((m, src))) => match m.method() {
                     Some("BYE") => {
-                        ep.send_to(&response(&m, 200, "OK", None, None, None), src).await;
+                        ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                            .await;
                         break;
                     }
                     Some("INVITE") if m.tag("to").is_some() => {
                         // re-INVITE (session refresh): same SDP again.
-                        ep.send_to(&response(&m, 200, "OK", None, Some(&contact), Some(&body)), src).await;
+                        ep.send_to(
+                            &response(&m, 200, "OK", None, Some(&contact), Some(&body)),
+                            src,
+                        )
+                        .await;
                     }
                     Some("INVITE") => ep.send_to(&ok, src).await,
                     Some("ACK") | None => {}
-                    Some(_) => ep.send_to(&response(&m, 200, "OK", None, None, None), src).await,
+                    Some(_) => {
+                        ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                            .await
+                    }
                 },
                 Ok(None) => break,
                 Err(_) => {
@@ -289,7 +313,8 @@ async fn uas_dialog(ctx: Arc<Ctx>, invite: Message, from: SocketAddr, mut rx: mp
     let linger = Instant::now() + (t1 * 4).min(Duration::from_secs(2));
     while let Ok(Some((m, src))) = tokio::time::timeout_at(linger, rx.recv()).await {
         if m.method() == Some("BYE") {
-            ep.send_to(&response(&m, 200, "OK", None, None, None), src).await;
+            ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                .await;
         }
     }
     ep.unroute(&call_id);
@@ -318,7 +343,10 @@ async fn uac_call(ctx: Arc<Ctx>, i: u64) {
     let body = sdp(port, i);
     let mut rx = ep.route(&call_id);
     let t0 = Instant::now();
-    let result = invite_and_talk(&ctx, &ep, &mut rx, &call_id, &from_tag, &ruri, &from, &contact, &body, t0).await;
+    let result = invite_and_talk(
+        &ctx, &ep, &mut rx, &call_id, &from_tag, &ruri, &from, &contact, &body, t0,
+    )
+    .await;
     match result {
         Ok(()) => {
             ctx.live.ok.fetch_add(1, Ordering::Relaxed);
@@ -368,12 +396,21 @@ async fn invite_and_talk(
             body: Some(body),
         }
         .build();
-        let resp = client_transaction(ep, rx, &invite, cseq, "INVITE", timers, &ctx.live.retransmits, |m| {
-            if !rang && m.code().is_some_and(|c| c > 100) {
-                rang = true;
-                ctx.phase().ringing.record(t0.elapsed());
-            }
-        })
+        let resp = client_transaction(
+            ep,
+            rx,
+            &invite,
+            cseq,
+            "INVITE",
+            timers,
+            &ctx.live.retransmits,
+            |m| {
+                if !rang && m.code().is_some_and(|c| c > 100) {
+                    rang = true;
+                    ctx.phase().ringing.record(t0.elapsed());
+                }
+            },
+        )
         .await
         .map_err(|_| "timeout".to_string())?;
         let code = resp.code().unwrap_or(0);
@@ -407,10 +444,26 @@ async fn invite_and_talk(
         if cseq > 1 {
             return Err(code.to_string());
         }
-        let user = from.trim_start_matches("sip:").split('@').next().unwrap_or_default();
-        let ch = Challenge::pick(resp.headers.iter().filter(|(n, _)| n == hdr).map(|(_, v)| v.as_str()))
-            .ok_or_else(|| format!("{code}-no-md5-challenge"))?;
-        let cred = authorization(&ch, user, &ctx.common.password_for(user), "INVITE", ruri, &token());
+        let user = from
+            .trim_start_matches("sip:")
+            .split('@')
+            .next()
+            .unwrap_or_default();
+        let ch = Challenge::pick(
+            resp.headers
+                .iter()
+                .filter(|(n, _)| n == hdr)
+                .map(|(_, v)| v.as_str()),
+        )
+        .ok_or_else(|| format!("{code}-no-md5-challenge"))?;
+        let cred = authorization(
+            &ch,
+            user,
+            &ctx.common.password_for(user),
+            "INVITE",
+            ruri,
+            &token(),
+        );
         extra.push(format!("{name}: {cred}"));
         cseq += 1;
     };
@@ -425,7 +478,12 @@ async fn invite_and_talk(
         to_tag: ok.tag("to").unwrap_or_default().to_string(),
         target: ok.contact_uri().unwrap_or_else(|| ruri.to_string()),
         // RFC 3261 §12.1.2: the route set is Record-Route reversed.
-        routes: ok.header_all("record-route").into_iter().rev().map(str::to_string).collect(),
+        routes: ok
+            .header_all("record-route")
+            .into_iter()
+            .rev()
+            .map(str::to_string)
+            .collect(),
     };
     let in_dialog = |method: &str, cseq: u32| {
         let branch = format!("z9hG4bK{}", token());
@@ -469,21 +527,32 @@ async fn invite_and_talk(
                 if m.code().is_some_and(|c| (200..300).contains(&c)) && m.cseq().1 == "INVITE" {
                     ep.send(&ack).await;
                 } else if m.method() == Some("BYE") {
-                    ep.send_to(&response(&m, 200, "OK", None, None, None), src).await;
+                    ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                        .await;
                     return Err("bye-from-server".into());
                 } else if let Some(method) = m.method()
                     && method != "ACK"
                 {
-                    ep.send_to(&response(&m, 200, "OK", None, None, None), src).await;
+                    ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                        .await;
                 }
             }
         }
     }
     let bye_cseq = cseq + 1;
     let bye = in_dialog("BYE", bye_cseq);
-    let r = client_transaction(ep, rx, &bye, bye_cseq, "BYE", timers, &ctx.live.retransmits, |_| {})
-        .await
-        .map_err(|_| "bye-timeout".to_string())?;
+    let r = client_transaction(
+        ep,
+        rx,
+        &bye,
+        bye_cseq,
+        "BYE",
+        timers,
+        &ctx.live.retransmits,
+        |_| {},
+    )
+    .await
+    .map_err(|_| "bye-timeout".to_string())?;
     match r.code() {
         Some(200..=299) => Ok(()),
         c => Err(format!("bye-{}", c.unwrap_or(0))),
@@ -525,7 +594,10 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
             set.spawn(async move {
                 let user = ctx.opts.callees.nth(i);
                 let contact = format!("sip:{user}@{}", ctx.uas.local);
-                register_user(&ctx.uas, &ctx.common, &user, &contact, 3600, &reg).await
+                // Drop bindings of earlier runs first: a registrar forks
+                // to every binding of the AOR.
+                let _ = register_user(&ctx.uas, &ctx.common, &user, None, 0, &reg).await;
+                register_user(&ctx.uas, &ctx.common, &user, Some(&contact), 3600, &reg).await
             });
             // At most 200 registrations in flight.
             while set.len() >= 200 {
@@ -544,7 +616,10 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
     let t_start = Instant::now();
     let _progress = progress(ctx.common.progress, move || {
         let l = &c2.live;
-        let up = l.answered.load(Ordering::Relaxed) - l.ended.load(Ordering::Relaxed).min(l.answered.load(Ordering::Relaxed));
+        let up = l.answered.load(Ordering::Relaxed)
+            - l.ended
+                .load(Ordering::Relaxed)
+                .min(l.answered.load(Ordering::Relaxed));
         format!(
             "[calls] {:>5.1}s started {} ok {} failed {} up {} retrans {}{}",
             t_start.elapsed().as_secs_f64(),
@@ -555,14 +630,20 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
             l.retransmits.load(Ordering::Relaxed),
             c2.media
                 .as_ref()
-                .map(|m| format!(" rtp tx {} rx {}", m.sent.load(Ordering::Relaxed), m.received.load(Ordering::Relaxed)))
+                .map(|m| format!(
+                    " rtp tx {} rx {}",
+                    m.sent.load(Ordering::Relaxed),
+                    m.received.load(Ordering::Relaxed)
+                ))
                 .unwrap_or_default(),
         )
     });
 
     // 2. The plateau monitor (single-phase runs): every call up at once.
     let plateau = Arc::new(Mutex::new(None::<Plateau>));
-    let target_up = opts.total.map_or(opts.max_concurrent as u64, |t| t.min(opts.max_concurrent as u64));
+    let target_up = opts.total.map_or(opts.max_concurrent as u64, |t| {
+        t.min(opts.max_concurrent as u64)
+    });
     let monitor = (opts.ramp.is_none()).then(|| {
         let (ctx, plateau, before) = (Arc::clone(&ctx), Arc::clone(&plateau), before.clone());
         tokio::spawn(async move { watch_plateau(ctx, target_up, before, plateau).await })
@@ -591,16 +672,27 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
         let ok0 = ctx.live.ok.load(Ordering::Relaxed);
         let failed0 = ctx.live.failed.load(Ordering::Relaxed);
         let phase_len = duration.unwrap_or(Duration::ZERO)
-            + total.map_or(Duration::ZERO, |t| Duration::from_secs_f64(t as f64 / rate_cps.max(1.0)));
-        let drain = (Instant::now() + phase_len + opts.hold + ctx.common.timers.t1 * 80).min(deadline);
-        let c3 = Arc::clone(&ctx);
-        let paced = pace(rate_cps, total, duration, opts.max_concurrent, deadline, drain, move |i, permit| {
-            let ctx = Arc::clone(&c3);
-            tokio::spawn(async move {
-                uac_call(ctx, i).await;
-                drop(permit);
+            + total.map_or(Duration::ZERO, |t| {
+                Duration::from_secs_f64(t as f64 / rate_cps.max(1.0))
             });
-        })
+        let drain =
+            (Instant::now() + phase_len + opts.hold + ctx.common.timers.t1 * 80).min(deadline);
+        let c3 = Arc::clone(&ctx);
+        let paced = pace(
+            rate_cps,
+            total,
+            duration,
+            opts.max_concurrent,
+            deadline,
+            drain,
+            move |i, permit| {
+                let ctx = Arc::clone(&c3);
+                tokio::spawn(async move {
+                    uac_call(ctx, i).await;
+                    drop(permit);
+                });
+            },
+        )
         .await;
         let mut p = std::mem::take(&mut *ctx.phase());
         if paced.unfinished > 0 {
@@ -634,7 +726,9 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
             }
             sustained = Some(rate_cps);
         } else {
-            sustained = clean.then(|| phases.last().and_then(|p| p.sustained_rate)).flatten();
+            sustained = clean
+                .then(|| phases.last().and_then(|p| p.sustained_rate))
+                .flatten();
         }
     }
     if let Some(m) = monitor {
@@ -646,7 +740,22 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
     };
     let plateau = plateau.lock().unwrap_or_else(|e| e.into_inner()).take();
     let processes = proc_deltas(&ctx.common, &before);
-    let gen_cpu = gen_before.zip(sample(std::process::id())).map(|(b, a)| a.cpu_seconds - b.cpu_seconds);
+    if opts.register_callees {
+        // Leave the registrar as we found it.
+        let reg = RegCounters::default();
+        for i in 0..opts.callees.len() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let user = opts.callees.nth(i);
+            let _ = register_user(&ctx.uas, &ctx.common, &user, None, 0, &reg).await;
+        }
+    }
+    uac.shutdown();
+    uas.shutdown();
+    let gen_cpu = gen_before
+        .zip(sample(std::process::id()))
+        .map(|(b, a)| a.cpu_seconds - b.cpu_seconds);
     Ok(CallsReport {
         scenario: "calls",
         server: ctx.common.server.to_string(),
@@ -674,7 +783,12 @@ fn tally(o: RegOutcome, ok: &mut u64, failures: &mut Failures) {
 
 /// Wait until `target` calls are up, settle 1 s, then measure the daemons
 /// until just before the first call hangs up.
-async fn watch_plateau(ctx: Arc<Ctx>, target: u64, baseline: Vec<Option<Sample>>, out: Arc<Mutex<Option<Plateau>>>) {
+async fn watch_plateau(
+    ctx: Arc<Ctx>,
+    target: u64,
+    baseline: Vec<Option<Sample>>,
+    out: Arc<Mutex<Option<Plateau>>>,
+) {
     let up = || {
         let a = ctx.live.answered.load(Ordering::Relaxed);
         a - ctx.live.ended.load(Ordering::Relaxed).min(a)
@@ -683,7 +797,11 @@ async fn watch_plateau(ctx: Arc<Ctx>, target: u64, baseline: Vec<Option<Sample>>
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let pkts = |c: &Ctx| c.media.as_ref().map_or(0, |m| m.received.load(Ordering::Relaxed));
+    let pkts = |c: &Ctx| {
+        c.media
+            .as_ref()
+            .map_or(0, |m| m.received.load(Ordering::Relaxed))
+    };
     let s1: Vec<Option<Sample>> = ctx.common.watch.iter().map(|w| sample(w.pid)).collect();
     let p1 = pkts(&ctx);
     let t1 = Instant::now();

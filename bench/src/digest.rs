@@ -132,8 +132,18 @@ mod tests {
         .unwrap();
         assert!(ch.qop_auth);
         assert_eq!(ch.realm, "testrealm@host.com");
-        let a = authorization(&ch, "Mufasa", "Circle Of Life", "GET", "/dir/index.html", "0a4f113b");
-        assert!(a.contains("response=\"6629fae49393a05397450978507c4ef1\""), "{a}");
+        let a = authorization(
+            &ch,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "0a4f113b",
+        );
+        assert!(
+            a.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+            "{a}"
+        );
         assert!(a.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
         assert!(a.contains("qop=auth, nc=00000001"));
     }

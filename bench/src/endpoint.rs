@@ -28,11 +28,14 @@ pub struct Endpoint {
     routes: Mutex<HashMap<String, mpsc::UnboundedSender<Inbound>>>,
     /// Datagrams that did not parse.
     pub bad: std::sync::atomic::AtomicU64,
+    receiver: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("local", &self.local).finish()
+        f.debug_struct("Endpoint")
+            .field("local", &self.local)
+            .finish()
     }
 }
 
@@ -52,7 +55,11 @@ pub fn bind_udp(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<UdpSocket> {
 }
 
 impl Endpoint {
-    pub fn bind(bind: SocketAddr, server: SocketAddr, rcvbuf: usize) -> std::io::Result<Arc<Endpoint>> {
+    pub fn bind(
+        bind: SocketAddr,
+        server: SocketAddr,
+        rcvbuf: usize,
+    ) -> std::io::Result<Arc<Endpoint>> {
         let sock = bind_udp(bind, rcvbuf)?;
         let local = sock.local_addr()?;
         Ok(Arc::new(Endpoint {
@@ -61,13 +68,15 @@ impl Endpoint {
             server,
             routes: Mutex::new(HashMap::new()),
             bad: Default::default(),
+            receiver: Mutex::new(None),
         }))
     }
 
-    /// Start the receive loop; unrouted messages go to `on_new`.
-    pub fn spawn_receiver(self: &Arc<Self>, on_new: NewHandler) -> tokio::task::JoinHandle<()> {
+    /// Start the receive loop; unrouted messages go to `on_new`. It runs
+    /// until [`Endpoint::shutdown`].
+    pub fn spawn_receiver(self: &Arc<Self>, on_new: NewHandler) {
         let ep = Arc::clone(self);
-        tokio::spawn(async move {
+        let h = tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
             loop {
                 let Ok((n, from)) = ep.sock.recv_from(&mut buf).await else {
@@ -91,7 +100,21 @@ impl Endpoint {
                     None => on_new(Arc::clone(&ep), msg, from),
                 }
             }
-        })
+        });
+        *self.receiver.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+    }
+
+    /// Stop the receive loop (it holds the socket) and forget every route.
+    pub fn shutdown(&self) {
+        if let Some(h) = self
+            .receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            h.abort();
+        }
+        self.lock().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Inbound>>> {
@@ -152,6 +175,7 @@ pub enum TransactionError {
 /// doubling up to T2), give up on Timer B/F. Returns the final response;
 /// provisional ones go to `on_provisional`. Messages of the dialog that do
 /// not belong to this transaction are dropped.
+#[allow(clippy::too_many_arguments)]
 pub async fn client_transaction(
     ep: &Endpoint,
     rx: &mut mpsc::UnboundedReceiver<Inbound>,
@@ -169,7 +193,11 @@ pub async fn client_transaction(
     let mut retransmitting = true;
     ep.send(text).await;
     loop {
-        let wake = if retransmitting { next.min(give_up) } else { give_up };
+        let wake = if retransmitting {
+            next.min(give_up)
+        } else {
+            give_up
+        };
         tokio::select! {
             m = rx.recv() => {
                 let Some((m, _)) = m else { return Err(TransactionError::Timeout) };

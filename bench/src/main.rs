@@ -12,7 +12,11 @@ use swbench::register::RegisterOpts;
 use swbench::runner::{Common, UserRange};
 
 #[derive(Parser, Debug)]
-#[command(name = "swbench", version, about = "SIP load generator (UAC + UAS) for loopback benchmarks")]
+#[command(
+    name = "swbench",
+    version,
+    about = "SIP load generator (UAC + UAS) for loopback benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -122,7 +126,10 @@ impl CommonArgs {
         let c = Common {
             server: self.server,
             bind_ip: self.bind,
-            domain: self.domain.clone().unwrap_or_else(|| self.server.ip().to_string()),
+            domain: self
+                .domain
+                .clone()
+                .unwrap_or_else(|| self.server.ip().to_string()),
             password: self.password.clone(),
             timers: Timers {
                 t1: Duration::from_millis(self.t1_ms.max(1)),
@@ -241,10 +248,14 @@ fn main() -> anyhow::Result<()> {
                 }
                 if let Some(rtp) = &r.rtp_report {
                     human.push_str(&format!(
-                        "  rtp: sent {} received {} loss {:?} delay p50 {:?} p99 {:?} ms jitter mean {:?} ms\n",
+                        "  rtp: sent {} received {} loss {:?} (start {}, middle {}, end {}, silent streams {}) delay p50 {:?} p99 {:?} ms jitter mean {:?} ms\n",
                         rtp.packets_sent,
                         rtp.packets_received,
                         rtp.loss_ratio,
+                        rtp.lost_at_start,
+                        rtp.lost_in_middle,
+                        rtp.lost_at_end,
+                        rtp.silent_streams,
                         rtp.one_way_delay.p50_ms,
                         rtp.one_way_delay.p99_ms,
                         rtp.jitter_mean_ms

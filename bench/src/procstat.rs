@@ -15,7 +15,10 @@ impl std::str::FromStr for Watch {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, pid) = s.split_once('=').ok_or("expected NAME=PID")?;
-        let pid = pid.trim().parse().map_err(|_| format!("bad pid in {s:?}"))?;
+        let pid = pid
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad pid in {s:?}"))?;
         Ok(Watch {
             name: name.to_string(),
             pid,

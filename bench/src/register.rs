@@ -34,12 +34,13 @@ pub enum RegOutcome {
 }
 
 /// Register `user` with `contact` (e.g. `sip:1000@127.0.0.1:7000`) through
-/// `ep`, answering one digest challenge.
+/// `ep`, answering one digest challenge. `contact: None` removes every
+/// binding of the user (`Contact: *`, RFC 3261 §10.2.2; give `expires` 0).
 pub async fn register_user(
     ep: &Endpoint,
     common: &Common,
     user: &str,
-    contact: &str,
+    contact: Option<&str>,
     expires: u32,
     counters: &Counters,
 ) -> RegOutcome {
@@ -49,6 +50,9 @@ pub async fn register_user(
     let uri = format!("sip:{}", common.domain);
     let mut rx = ep.route(&call_id);
     let mut extra = vec![format!("Expires: {expires}")];
+    if contact.is_none() {
+        extra.push("Contact: *".to_string());
+    }
     let mut outcome = RegOutcome::Failed("timeout".into());
     for cseq in 1..=2u32 {
         let branch = format!("z9hG4bK{}", token());
@@ -63,7 +67,7 @@ pub async fn register_user(
             to_tag: None,
             call_id: &call_id,
             cseq,
-            contact: Some(contact),
+            contact,
             routes: &[],
             extra: &extra,
             body: None,
@@ -90,19 +94,39 @@ pub async fn register_user(
             outcome = RegOutcome::Ok;
             break;
         }
-        let hdr = if code == 401 { "www-authenticate" } else { "proxy-authenticate" };
+        let hdr = if code == 401 {
+            "www-authenticate"
+        } else {
+            "proxy-authenticate"
+        };
         let ch = (cseq == 1 && (code == 401 || code == 407))
             .then(|| {
                 // Not header_all: a challenge holds commas.
-                Challenge::pick(resp.headers.iter().filter(|(n, _)| n == hdr).map(|(_, v)| v.as_str()))
+                Challenge::pick(
+                    resp.headers
+                        .iter()
+                        .filter(|(n, _)| n == hdr)
+                        .map(|(_, v)| v.as_str()),
+                )
             })
             .flatten();
         let Some(ch) = ch else {
             outcome = RegOutcome::Failed(code.to_string());
             break;
         };
-        let name = if code == 401 { "Authorization" } else { "Proxy-Authorization" };
-        let cred = authorization(&ch, user, &common.password_for(user), "REGISTER", &uri, &token());
+        let name = if code == 401 {
+            "Authorization"
+        } else {
+            "Proxy-Authorization"
+        };
+        let cred = authorization(
+            &ch,
+            user,
+            &common.password_for(user),
+            "REGISTER",
+            &uri,
+            &token(),
+        );
         extra.push(format!("{name}: {cred}"));
     }
     ep.unroute(&call_id);
@@ -228,10 +252,15 @@ pub async fn run(common: Common, opts: RegisterOpts) -> Result<RegisterReport, S
                 tokio::spawn(async move {
                     let t0 = Instant::now();
                     let contact = format!("sip:{user}@{}", ep.local);
-                    match register_user(&ep, &common, &user, &contact, expires, &counters).await {
+                    match register_user(&ep, &common, &user, Some(&contact), expires, &counters)
+                        .await
+                    {
                         RegOutcome::Ok => {
                             counters.ok.fetch_add(1, Ordering::Relaxed);
-                            latency.lock().unwrap_or_else(|e| e.into_inner()).record(t0.elapsed());
+                            latency
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .record(t0.elapsed());
                         }
                         RegOutcome::Failed(why) => {
                             counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -246,6 +275,7 @@ pub async fn run(common: Common, opts: RegisterOpts) -> Result<RegisterReport, S
     };
     let elapsed = t_start.elapsed();
     let processes = proc_deltas(&common, &before);
+    ep.shutdown();
     let gen_cpu = gen_before
         .zip(sample(std::process::id()))
         .map(|(b, a)| a.cpu_seconds - b.cpu_seconds);

@@ -47,7 +47,8 @@ pub fn parse_probe(pkt: &[u8]) -> Option<(u32, u32, u64)> {
     if p.get(..4)? != MAGIC {
         return None;
     }
-    let u32_at = |i: usize| -> Option<u32> { Some(u32::from_be_bytes(p.get(i..i + 4)?.try_into().ok()?)) };
+    let u32_at =
+        |i: usize| -> Option<u32> { Some(u32::from_be_bytes(p.get(i..i + 4)?.try_into().ok()?)) };
     let sent = u64::from_be_bytes(p.get(12..20)?.try_into().ok()?);
     Some((u32_at(4)?, u32_at(8)?, sent))
 }
@@ -56,6 +57,7 @@ pub fn parse_probe(pkt: &[u8]) -> Option<(u32, u32, u64)> {
 #[derive(Debug, Clone, Default)]
 pub struct RecvStream {
     pub received: u64,
+    pub first_seq: Option<u32>,
     pub max_seq: u32,
     last_transit: Option<i64>,
     /// Interarrival jitter in ns (the RFC's J, unscaled).
@@ -65,6 +67,7 @@ pub struct RecvStream {
 impl RecvStream {
     pub fn on_packet(&mut self, seq: u32, transit_ns: i64) {
         self.received += 1;
+        self.first_seq = Some(self.first_seq.map_or(seq, |f| f.min(seq)));
         self.max_seq = self.max_seq.max(seq);
         if let Some(prev) = self.last_transit {
             let d = (transit_ns - prev).unsigned_abs() as f64;
@@ -87,6 +90,8 @@ pub struct Media {
     pub socks: Vec<Arc<UdpSocket>>,
     base: Instant,
     streams: Mutex<Vec<SendStream>>,
+    /// Packets each finished stream sent.
+    finished: Mutex<HashMap<u32, u32>>,
     next_id: AtomicU64,
     pub sent: AtomicU64,
     pub send_errors: AtomicU64,
@@ -97,7 +102,9 @@ pub struct Media {
 
 impl std::fmt::Debug for Media {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Media").field("socks", &self.socks.len()).finish()
+        f.debug_struct("Media")
+            .field("socks", &self.socks.len())
+            .finish()
     }
 }
 
@@ -115,6 +122,13 @@ pub struct RtpReport {
     pub packets_received: u64,
     pub send_errors: u64,
     pub loss_ratio: Option<f64>,
+    /// Where the lost packets were: before a stream's first received packet
+    /// (relay not forwarding yet), after its last (teardown), in between.
+    pub lost_at_start: u64,
+    pub lost_at_end: u64,
+    pub lost_in_middle: u64,
+    /// Streams of which nothing arrived.
+    pub silent_streams: u64,
     pub one_way_delay: LatencySummary,
     pub jitter_mean_ms: Option<f64>,
     pub jitter_max_ms: Option<f64>,
@@ -125,12 +139,16 @@ impl Media {
     pub fn start(ip: std::net::IpAddr, n: usize, rcvbuf: usize) -> std::io::Result<Arc<Media>> {
         let mut socks = Vec::new();
         for _ in 0..n.max(1) {
-            socks.push(Arc::new(crate::endpoint::bind_udp(SocketAddr::new(ip, 0), rcvbuf)?));
+            socks.push(Arc::new(crate::endpoint::bind_udp(
+                SocketAddr::new(ip, 0),
+                rcvbuf,
+            )?));
         }
         let media = Arc::new(Media {
             socks,
             base: Instant::now(),
             streams: Mutex::new(Vec::new()),
+            finished: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             sent: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
@@ -170,7 +188,10 @@ impl Media {
             seq: 0,
             stop_at: Instant::now() + len,
         };
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
     }
 
     async fn send_loop(self: Arc<Self>) {
@@ -183,19 +204,31 @@ impl Media {
             let now = Instant::now();
             {
                 let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-                streams.retain(|s| s.stop_at > now);
+                let mut done = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+                streams.retain(|s| {
+                    let keep = s.stop_at > now;
+                    if !keep {
+                        done.insert(s.id, s.seq);
+                    }
+                    keep
+                });
+                drop(done);
                 for s in streams.iter_mut().filter(|s| s.id % PHASES == phase) {
                     batch.push((s.sock, s.dest, s.id, s.seq));
                     s.seq += 1;
                 }
             }
             for (sock, dest, id, seq) in batch.drain(..) {
-                let Some(sock) = self.socks.get(sock) else { continue };
+                let Some(sock) = self.socks.get(sock) else {
+                    continue;
+                };
                 // Stamp each packet as it leaves, not once per batch.
                 let pkt = packet(id, seq, self.now_ns());
                 let ok = match sock.try_send_to(&pkt, dest) {
                     Ok(_) => true,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => sock.send_to(&pkt, dest).await.is_ok(),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        sock.send_to(&pkt, dest).await.is_ok()
+                    }
                     Err(_) => false,
                 };
                 if ok {
@@ -210,10 +243,13 @@ impl Media {
 
     async fn receive(self: Arc<Self>, i: usize) -> Receiver {
         let mut r = Receiver::default();
-        let Some(sock) = self.socks.get(i).cloned() else { return r };
+        let Some(sock) = self.socks.get(i).cloned() else {
+            return r;
+        };
         let mut buf = [0u8; 2048];
         loop {
-            let got = tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await;
+            let got =
+                tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await;
             let n = match got {
                 Ok(Ok((n, _))) => n,
                 Ok(Err(_)) => continue,
@@ -245,6 +281,34 @@ impl Media {
         }
         let sent = self.sent.load(Ordering::Relaxed);
         let received = self.received.load(Ordering::Relaxed);
+        let mut per_stream =
+            std::mem::take(&mut *self.finished.lock().unwrap_or_else(|e| e.into_inner()));
+        for s in self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            per_stream.insert(s.id, s.seq);
+        }
+        let (mut at_start, mut at_end, mut middle, mut silent) = (0u64, 0u64, 0u64, 0u64);
+        for (id, n) in &per_stream {
+            let n = u64::from(*n);
+            match streams.get(id) {
+                Some(r) => {
+                    let first = u64::from(r.first_seq.unwrap_or(0));
+                    let end = n.saturating_sub(u64::from(r.max_seq) + 1);
+                    at_start += first;
+                    at_end += end;
+                    middle += n.saturating_sub(first + end).saturating_sub(r.received);
+                }
+                None if n > 0 => {
+                    silent += 1;
+                    at_start += n;
+                }
+                None => {}
+            }
+        }
         let jit: Vec<f64> = streams.values().map(|s| s.jitter_ns / 1e6).collect();
         RtpReport {
             streams: self.next_id.load(Ordering::Relaxed).saturating_sub(1),
@@ -252,6 +316,10 @@ impl Media {
             packets_received: received,
             send_errors: self.send_errors.load(Ordering::Relaxed),
             loss_ratio: (sent > 0).then(|| sent.saturating_sub(received) as f64 / sent as f64),
+            lost_at_start: at_start,
+            lost_at_end: at_end,
+            lost_in_middle: middle,
+            silent_streams: silent,
             one_way_delay: delay.summary(),
             jitter_mean_ms: (!jit.is_empty()).then(|| jit.iter().sum::<f64>() / jit.len() as f64),
             jitter_max_ms: jit.iter().copied().reduce(f64::max),

@@ -312,7 +312,11 @@ pub fn response(
         }
     }
     let to = req.header("to").unwrap_or_default();
-    let _ = write!(m, "From: {}\r\nTo: {to}", req.header("from").unwrap_or_default());
+    let _ = write!(
+        m,
+        "From: {}\r\nTo: {to}",
+        req.header("from").unwrap_or_default()
+    );
     if let Some(t) = to_tag
         && param(to, "tag").is_none()
     {
@@ -398,7 +402,10 @@ mod tests {
         assert_eq!(p.header("record-route"), req.header("record-route"));
         // An already tagged To keeps its tag.
         let again = response(&p_as_request(&p), 200, "OK", Some("t2"), None, Some("x"));
-        assert_eq!(Message::parse(again.as_bytes()).unwrap().tag("to"), Some("t1"));
+        assert_eq!(
+            Message::parse(again.as_bytes()).unwrap().tag("to"),
+            Some("t1")
+        );
     }
 
     fn p_as_request(p: &Message) -> Message {

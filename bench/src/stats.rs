@@ -149,7 +149,10 @@ mod tests {
         g.add("timeout");
         f.merge(&g);
         assert_eq!(f.total(), 4);
-        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"486":2,"timeout":2}"#);
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"486":2,"timeout":2}"#
+        );
         assert_eq!(rate(10, Duration::from_secs(2)), Some(5.0));
         assert_eq!(rate(10, Duration::ZERO), None);
     }
