@@ -137,7 +137,7 @@ impl CommonArgs {
             },
             max_seconds: Duration::from_secs_f64(self.max_seconds.clamp(0.1, 86_400.0)),
             rcvbuf: self.rcvbuf,
-            progress: !self.json || std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            progress: true, // drawn only when stderr is a terminal
             watch: self.watch.clone(),
         };
         c.check_loopback(self.allow_non_loopback)?;

@@ -21,10 +21,11 @@ use crate::stats::{Histogram, LatencySummary};
 pub const PAYLOAD_LEN: usize = 160;
 pub const HEADER_LEN: usize = 12;
 const MAGIC: &[u8; 4] = b"SWB1";
-/// Senders tick every 5 ms and send a quarter of the streams each tick,
-/// so 1,000 calls are not one burst of 2,000 packets every 20 ms.
-const PHASES: u32 = 4;
-const TICK: Duration = Duration::from_millis(5);
+/// The sender wakes every 2 ms; streams start when their calls do, so
+/// their packets spread over the 20 ms packet time.
+const TICK: Duration = Duration::from_millis(2);
+/// 20 ms of audio per packet (G.711: 160 samples at 8 kHz).
+const PTIME: Duration = Duration::from_millis(20);
 
 /// Build one RTP packet: PCMU header + payload carrying our probe fields.
 pub fn packet(stream: u32, seq: u32, sent_ns: u64) -> [u8; HEADER_LEN + PAYLOAD_LEN] {
@@ -82,6 +83,7 @@ struct SendStream {
     sock: usize,
     dest: SocketAddr,
     seq: u32,
+    start: Instant,
     stop_at: Instant,
 }
 
@@ -186,6 +188,7 @@ impl Media {
             sock: sock % self.socks.len(),
             dest,
             seq: 0,
+            start: Instant::now(),
             stop_at: Instant::now() + len,
         };
         self.streams
@@ -194,16 +197,24 @@ impl Media {
             .push(s);
     }
 
+    /// Every tick, send each stream's packets that are due (packet k at
+    /// start + k*20 ms), so a late tick catches up instead of thinning the
+    /// stream; each packet is stamped as it leaves.
     async fn send_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut phase = 0u32;
         let mut batch: Vec<(usize, SocketAddr, u32, u32)> = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             tick.tick().await;
             let now = Instant::now();
             {
                 let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+                for s in streams.iter_mut() {
+                    while s.start + PTIME * s.seq <= now && s.start + PTIME * s.seq < s.stop_at {
+                        batch.push((s.sock, s.dest, s.id, s.seq));
+                        s.seq += 1;
+                    }
+                }
                 let mut done = self.finished.lock().unwrap_or_else(|e| e.into_inner());
                 streams.retain(|s| {
                     let keep = s.stop_at > now;
@@ -212,17 +223,11 @@ impl Media {
                     }
                     keep
                 });
-                drop(done);
-                for s in streams.iter_mut().filter(|s| s.id % PHASES == phase) {
-                    batch.push((s.sock, s.dest, s.id, s.seq));
-                    s.seq += 1;
-                }
             }
             for (sock, dest, id, seq) in batch.drain(..) {
                 let Some(sock) = self.socks.get(sock) else {
                     continue;
                 };
-                // Stamp each packet as it leaves, not once per batch.
                 let pkt = packet(id, seq, self.now_ns());
                 let ok = match sock.try_send_to(&pkt, dest) {
                     Ok(_) => true,
@@ -237,7 +242,6 @@ impl Media {
                     self.send_errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            phase = (phase + 1) % PHASES;
         }
     }
 
@@ -362,7 +366,7 @@ mod tests {
         m.add_stream(0, to, Duration::from_millis(200));
         tokio::time::sleep(Duration::from_millis(400)).await;
         let r = m.finish().await;
-        assert!(r.packets_sent >= 5, "{r:?}");
+        assert_eq!(r.packets_sent, 10, "200 ms at 20 ms per packet: {r:?}");
         assert_eq!(r.packets_received, r.packets_sent);
         assert_eq!(r.loss_ratio, Some(0.0));
         assert_eq!(r.streams, 1);
