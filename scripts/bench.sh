@@ -194,17 +194,21 @@ lat_run() { # SERVER RATE OUT
 log "5. setup latency at half rate"
 start_switchboard false
 lat_run $SWBD_SIP $(( SW_CPS > 1 ? SW_CPS / 2 : 1 )) "$OUT/latency-swbd.json"
-if [ "$PROFILE" = 1 ] && perf stat -e instructions true >/dev/null 2>&1; then
-    log "profiling swbd and swrtp (perf record, 15 s at half rate with RTP)"
-    perf record -F 499 -g -o "$OUT/perf-swbd.data" -p "$(pid_of swbd)" -- sleep 15 >/dev/null 2>&1 &
+# Hardware counters may be missing in a VM (`perf stat -e instructions true`
+# says <not supported>); cpu-clock sampling (hrtimer) works there too.
+if [ "$PROFILE" = 1 ] && perf record -e cpu-clock -o /dev/null true >/dev/null 2>&1; then
+    log "profiling swbd and swrtp (perf record -e cpu-clock, 15 s at half rate with RTP)"
+    perf record -e cpu-clock -F 999 -o "$OUT/perf-swbd.data" -p "$(pid_of swbd)" -- sleep 15 >/dev/null 2>&1 &
     P1=$!
-    perf record -F 499 -g -o "$OUT/perf-swrtp.data" -p "$(pid_of swrtp)" -- sleep 15 >/dev/null 2>&1 &
+    perf record -e cpu-clock -F 999 -o "$OUT/perf-swrtp.data" -p "$(pid_of swrtp)" -- sleep 15 >/dev/null 2>&1 &
     P2=$!
     "$SWBENCH" calls --server $SWBD_SIP --callees 1000-1999 --callers 2000-2999 --rtp \
         --rate $(( SW_CPS > 1 ? SW_CPS / 2 : 1 )) --duration 12 --hold 2 "${COMMON[@]}" >"$OUT/profile-load.json"
     wait $P1 $P2 || true
-    perf report -i "$OUT/perf-swbd.data" --no-children --sort symbol --stdio 2>/dev/null | head -60 >"$OUT/perf-swbd.txt" || true
-    perf report -i "$OUT/perf-swrtp.data" --no-children --sort symbol --stdio 2>/dev/null | head -60 >"$OUT/perf-swrtp.txt" || true
+    for d in swbd swrtp; do
+        perf report -i "$OUT/perf-$d.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+            | grep -v '^#' | grep -v '^$' | head -40 >"$OUT/perf-$d.txt" || true
+    done
 fi
 stop_all
 start_kamailio 1

@@ -84,7 +84,8 @@ struct SendStream {
     dest: SocketAddr,
     seq: u32,
     start: Instant,
-    stop_at: Instant,
+    /// Packets to send: the stream's length / 20 ms.
+    total: u32,
 }
 
 /// Media engine: shared sockets, one sender task, one receiver per socket.
@@ -189,7 +190,7 @@ impl Media {
             dest,
             seq: 0,
             start: Instant::now(),
-            stop_at: Instant::now() + len,
+            total: u32::try_from(len.as_millis() / PTIME.as_millis()).unwrap_or(u32::MAX),
         };
         self.streams
             .lock()
@@ -210,14 +211,14 @@ impl Media {
             {
                 let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
                 for s in streams.iter_mut() {
-                    while s.start + PTIME * s.seq <= now && s.start + PTIME * s.seq < s.stop_at {
+                    while s.seq < s.total && s.start + PTIME * s.seq <= now {
                         batch.push((s.sock, s.dest, s.id, s.seq));
                         s.seq += 1;
                     }
                 }
                 let mut done = self.finished.lock().unwrap_or_else(|e| e.into_inner());
                 streams.retain(|s| {
-                    let keep = s.stop_at > now;
+                    let keep = s.seq < s.total;
                     if !keep {
                         done.insert(s.id, s.seq);
                     }
