@@ -5,6 +5,7 @@
 #   scripts/bench.sh            full run (~15 min on 2 cores)
 #   QUICK=1 scripts/bench.sh    smoke version (short steps, 100 calls with RTP)
 #   PROFILE=1 scripts/bench.sh  also perf-record swbd and swrtp (needs perf)
+#   BIN=target/debug ...        use these binaries, skip the release build
 #
 # Needs: Debian 12 (apt-get as root installs kamailio and rtpengine-daemon
 # when missing), cargo, python3. Everything listens on 127.0.0.1 only.
@@ -31,9 +32,11 @@ if ! command -v kamailio >/dev/null || ! command -v rtpengine >/dev/null; then
 fi
 
 # ---- 2. release build ------------------------------------------------------
-log "building release swbd, swrtp, swbench"
-(cd "$ROOT" && cargo build --release -p swbd -p swrtp -p swbench)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+if [ -z "${BIN:-}" ]; then
+    log "building release swbd, swrtp, swbench"
+    (cd "$ROOT" && cargo build --release -p swbd -p swrtp -p swbench)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+fi
 SWBENCH="$BIN/swbench"
 
 # ---- process control (PIDs we started, never by name) -----------------------
