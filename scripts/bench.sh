@@ -124,9 +124,9 @@ kam_watch() {
 }
 
 if [ "$QUICK" = 1 ]; then
-    REG_SECS=4; RAMP=100:200:900:3; RTP_CALLS=100; RTP_RATE=50; RTP_HOLD=8; LAT_SECS=4
+    REG_SECS=4; REG_LONG_SECS=0; RAMP=100:200:900:3; RTP_CALLS="100"; RTP_RATE=50; LAT_SECS=4
 else
-    REG_SECS=15; RAMP=100:100:3000:10; RTP_CALLS=1000; RTP_RATE=100; RTP_HOLD=25; LAT_SECS=20
+    REG_SECS=10; REG_LONG_SECS=40; RAMP=100:100:3000:10; RTP_CALLS="1000 500"; RTP_RATE=100; LAT_SECS=20
 fi
 COMMON=(--json --max-seconds 600)
 
@@ -137,16 +137,44 @@ reg_run() { # SERVER OUT WATCH...
     "$SWBENCH" register --server "$server" --users 1000-3999 --rate 0 --max-concurrent 200 \
         --duration "$REG_SECS" "${COMMON[@]}" "$@" >"$out"
 }
+perf_ok() { [ "$PROFILE" = 1 ] && perf record -e cpu-clock -o "$RUNDIR/perf-check.data" true >/dev/null 2>&1; }
+perf_top() { # DATA: flat profile, top 40 symbols
+    perf report -i "$1" --no-children --sort dso,symbol --stdio 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | cut -c1-160 | sed 's/ *$//' | head -40 || true
+}
 log "1. REGISTER with auth: swbd"
 start_switchboard true
 # shellcheck disable=SC2046
 reg_run $SWBD_SIP "$OUT/register-swbd.json" $(sw_watch)
+if perf_ok; then
+    log "profiling swbd under REGISTER load"
+    perf record -e cpu-clock -F 999 -o "$OUT/perf-swbd-register.data" -p "$(pid_of swbd)" -- sleep 8 >/dev/null 2>&1 &
+    P1=$!
+    "$SWBENCH" register --server $SWBD_SIP --users 1000-3999 --rate 0 --max-concurrent 200 \
+        --duration 8 "${COMMON[@]}" >"$OUT/profile-register-load.json"
+    wait $P1 || true
+    perf_top "$OUT/perf-swbd-register.data" >"$OUT/perf-swbd-register.txt"
+fi
 stop_all
 log "1. REGISTER with auth: kamailio"
 start_kamailio 0
 # shellcheck disable=SC2046
 reg_run 127.0.0.1:5060 "$OUT/register-kamailio.json" $(kam_watch)
 stop_all
+if [ "$REG_LONG_SECS" -gt 0 ]; then
+    # The same for longer: does the rate hold once 100k+ registrations passed?
+    REG_SECS=$REG_LONG_SECS
+    log "1b. REGISTER with auth, ${REG_SECS}s: swbd"
+    start_switchboard true
+    # shellcheck disable=SC2046
+    reg_run $SWBD_SIP "$OUT/register-long-swbd.json" $(sw_watch)
+    stop_all
+    log "1b. REGISTER with auth, ${REG_SECS}s: kamailio"
+    start_kamailio 0
+    # shellcheck disable=SC2046
+    reg_run 127.0.0.1:5060 "$OUT/register-long-kamailio.json" $(kam_watch)
+    stop_all
+fi
 
 # ---- 4. sustained calls/s without RTP (stepped) ----------------------------
 # swbd runs with auth off: the Kamailio config does not challenge INVITEs.
@@ -171,23 +199,27 @@ SW_CPS=$(sustained "$OUT/cps-swbd.json")
 KAM_CPS=$(sustained "$OUT/cps-kamailio.json")
 log "sustained: swbd $SW_CPS/s, kamailio+rtpengine $KAM_CPS/s"
 
-# ---- 5. 1,000 calls with RTP both ways: CPU/packet, loss, delay, memory ----
-rtp_run() { # SERVER OUT WATCH...
-    local server=$1 out=$2; shift 2
+# ---- 5. 1,000 (and 500) calls with RTP both ways: CPU/packet, loss, delay, memory
+# Calls ramp up at RTP_RATE/s; each is held long enough for a ~12 s window
+# with all of them up.
+rtp_run() { # N SERVER OUT WATCH...
+    local n=$1 server=$2 out=$3; shift 3
     "$SWBENCH" calls --server "$server" --callees 1000-1999 --callers 2000-2999 --rtp \
-        --rate "$RTP_RATE" --total "$RTP_CALLS" --max-concurrent "$RTP_CALLS" --hold "$RTP_HOLD" \
+        --rate "$RTP_RATE" --total "$n" --max-concurrent "$n" --hold $(( n / RTP_RATE + 14 )) \
         "${COMMON[@]}" "$@" >"$out"
 }
-log "3+4. $RTP_CALLS calls with RTP: swbd + swrtp"
-start_switchboard false
-# shellcheck disable=SC2046
-rtp_run $SWBD_SIP "$OUT/rtp-swbd.json" $(sw_watch)
-stop_all
-log "3+4. $RTP_CALLS calls with RTP: kamailio + rtpengine"
-start_kamailio 1
-# shellcheck disable=SC2046
-rtp_run 127.0.0.1:5060 "$OUT/rtp-kamailio.json" $(kam_watch)
-stop_all
+for n in $RTP_CALLS; do
+    log "3+4. $n calls with RTP: swbd + swrtp"
+    start_switchboard false
+    # shellcheck disable=SC2046
+    rtp_run "$n" $SWBD_SIP "$OUT/rtp-$n-swbd.json" $(sw_watch)
+    stop_all
+    log "3+4. $n calls with RTP: kamailio + rtpengine"
+    start_kamailio 1
+    # shellcheck disable=SC2046
+    rtp_run "$n" 127.0.0.1:5060 "$OUT/rtp-$n-kamailio.json" $(kam_watch)
+    stop_all
+done
 
 # ---- 6. setup latency at half the sustained rate ---------------------------
 lat_run() { # SERVER RATE OUT
@@ -199,7 +231,7 @@ start_switchboard false
 lat_run $SWBD_SIP $(( SW_CPS > 1 ? SW_CPS / 2 : 1 )) "$OUT/latency-swbd.json"
 # Hardware counters may be missing in a VM (`perf stat -e instructions true`
 # says <not supported>); cpu-clock sampling (hrtimer) works there too.
-if [ "$PROFILE" = 1 ] && perf record -e cpu-clock -o /dev/null true >/dev/null 2>&1; then
+if perf_ok; then
     log "profiling swbd and swrtp (perf record -e cpu-clock, 15 s at half rate with RTP)"
     perf record -e cpu-clock -F 999 -o "$OUT/perf-swbd.data" -p "$(pid_of swbd)" -- sleep 15 >/dev/null 2>&1 &
     P1=$!
@@ -208,10 +240,7 @@ if [ "$PROFILE" = 1 ] && perf record -e cpu-clock -o /dev/null true >/dev/null 2
     "$SWBENCH" calls --server $SWBD_SIP --callees 1000-1999 --callers 2000-2999 --rtp \
         --rate $(( SW_CPS > 1 ? SW_CPS / 2 : 1 )) --duration 12 --hold 2 "${COMMON[@]}" >"$OUT/profile-load.json"
     wait $P1 $P2 || true
-    for d in swbd swrtp; do
-        perf report -i "$OUT/perf-$d.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-            | grep -v '^#' | grep -v '^$' | head -40 >"$OUT/perf-$d.txt" || true
-    done
+    for d in swbd swrtp; do perf_top "$OUT/perf-$d.data" >"$OUT/perf-$d.txt"; done
 fi
 stop_all
 start_kamailio 1

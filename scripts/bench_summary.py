@@ -44,6 +44,15 @@ if rs and rk:
                  "{} / {}".format(rs["failed"], rs["retransmissions"]),
                  "{} / {}".format(rk["failed"], rk["retransmissions"]), "", ""))
 
+rs, rk = load("register-long-swbd.json"), load("register-long-kamailio.json")
+if rs or rk:
+    a = rs and rs["registrations_per_s"]
+    b = rk and rk["registrations_per_s"]
+    rows.append(("REGISTER/s with auth over {:.0f} s (same, longer)".format((rs or rk)["elapsed_s"]),
+                 "{} ({} ok, {} retrans.)".format(num(a), rs and rs["succeeded"], rs and rs["retransmissions"]),
+                 "{} ({} ok, {} retrans.)".format(num(b), rk and rk["succeeded"], rk and rk["retransmissions"]),
+                 ratio(a, b), ""))
+
 cs, ck = load("cps-swbd.json"), load("cps-kamailio.json")
 a = cs and cs["sustained_rate"]
 b = ck and ck["sustained_rate"]
@@ -58,32 +67,42 @@ for label, r in (("swbd", cs), ("kamailio", ck)):
                          "{:.0f}/s: {}".format(last["offered_rate"], last["failures"]) if label != "swbd" else "",
                          "", ""))
 
-ps, pk = load("rtp-swbd.json"), load("rtp-kamailio.json")
-if ps or pk:
-    n = (ps or pk)["plateau"]["calls_up"] if (ps or pk).get("plateau") else None
-    pps_s = ps and ps.get("plateau") and ps["plateau"]["rtp_pps"]
-    pps_k = pk and pk.get("plateau") and pk["plateau"]["rtp_pps"]
-    rows.append(("Calls up with RTP both ways / relayed packets/s received",
-                 "{} / {}".format(ps and ps.get("plateau") and ps["plateau"]["calls_up"], num(pps_s)),
-                 "{} / {}".format(pk and pk.get("plateau") and pk["plateau"]["calls_up"], num(pps_k)), "", ""))
+import glob
+import re
+
+ns = sorted({int(re.search(r"rtp-(\d+)-", f).group(1)) for f in glob.glob(os.path.join(d, "rtp-*-*.json"))},
+            reverse=True)
+for n in ns:
+    ps, pk = load("rtp-{}-swbd.json".format(n)), load("rtp-{}-kamailio.json".format(n))
+    if not (ps or pk):
+        continue
+    pl_s = (ps or {}).get("plateau") or {}
+    pl_k = (pk or {}).get("plateau") or {}
+    rows.append(("**{} calls with RTP both ways** (calls up / relayed packets/s received in the window)".format(n),
+                 "{} / {}".format(pl_s.get("calls_up"), num(pl_s.get("rtp_pps"))),
+                 "{} / {}".format(pl_k.get("calls_up"), num(pl_k.get("rtp_pps"))), "", "100k pps at 1,000"))
     a = (proc(ps, "swrtp") or {}).get("cpu_us_per_packet")
     b = (proc(pk, "rtpengine") or {}).get("cpu_us_per_packet")
-    rows.append(("CPU us per relayed packet (swrtp vs rtpengine userspace)",
-                 num(a, "{:.2f}"), num(b, "{:.2f}"), ratio(a, b, False), "<= 1.0x cost"))
-    a = (proc(ps, "swbd") or {}).get("cpu_us_per_packet")
-    b = (proc(pk, "kamailio") or {}).get("cpu_us_per_packet")
-    rows.append(("  signalling daemon CPU in the same window, us/packet (swbd vs kamailio)",
-                 num(a, "{:.3f}"), num(b, "{:.3f}"), "", ""))
+    rows.append(("  CPU us per relayed packet (swrtp vs rtpengine userspace)",
+                 num(a, "{:.2f}"), num(b, "{:.2f}"), ratio(a, b, False), "<= rtpengine"))
+    a = (proc(ps, "swbd") or {}).get("cpu_s")
+    b = (proc(pk, "kamailio") or {}).get("cpu_s")
+    rows.append(("  signalling daemon CPU seconds in the same window (swbd vs kamailio)",
+                 num(a, "{:.2f}"), num(b, "{:.2f}"), "", ""))
     la = ps and ps["rtp_report"]["loss_ratio"]
     lb = pk and pk["rtp_report"]["loss_ratio"]
-    rows.append(("RTP loss", num(la and la * 100, "{:.3f}%"), num(lb and lb * 100, "{:.3f}%"), "", "< 0.1%"))
-    da = ps and ps["rtp_report"]["one_way_delay"]["p99_ms"]
-    db = pk and pk["rtp_report"]["one_way_delay"]["p99_ms"]
-    rows.append(("RTP one-way delay p99 through the relay, ms (generator included)",
-                 num(da, "{:.3f}"), num(db, "{:.3f}"), ratio(da, db, False), "< 1 ms"))
+    rows.append(("  RTP loss, whole run (of which dropped at the generator's sockets)",
+                 "{} ({})".format(num(la and la * 100, "{:.3f}%"), ps and ps["rtp_report"].get("dropped_at_generator")),
+                 "{} ({})".format(num(lb and lb * 100, "{:.3f}%"), pk and pk["rtp_report"].get("dropped_at_generator")),
+                 "", "< 0.1%"))
+    for q in ("p50_ms", "p99_ms"):
+        da = ps and ps["rtp_report"]["one_way_delay"][q]
+        db = pk and pk["rtp_report"]["one_way_delay"][q]
+        rows.append(("  RTP one-way delay {} through the relay, ms (generator included)".format(q[:3]),
+                     num(da, "{:.3f}"), num(db, "{:.3f}"), ratio(da, db, False), "p99 < 1 ms"))
     for sw, peer, target in (("swbd", "kamailio", "< 32 KiB"), ("swrtp", "rtpengine", "< 16 KiB")):
         a, b = proc(ps, sw), proc(pk, peer)
-        rows.append(("Memory per call, KiB RSS (PSS): {} vs {}".format(sw, peer),
+        rows.append(("  memory per call, KiB RSS (PSS): {} vs {}".format(sw, peer),
                      a and "{:.1f} ({:.1f})".format(a["rss_kib_per_call"], a["pss_kib_per_call"]) or "n/a",
                      b and "{:.1f} ({:.1f})".format(b["rss_kib_per_call"], b["pss_kib_per_call"]) or "n/a",
                      ratio(a and a["pss_kib_per_call"], b and b["pss_kib_per_call"], False), target))

@@ -142,6 +142,9 @@ pub struct Plateau {
     pub calls_up: u64,
     pub window_s: f64,
     pub rtp_packets_received: u64,
+    pub rtp_packets_sent: u64,
+    /// Packets the kernel dropped at the generator's RTP sockets in the window.
+    pub rtp_dropped_at_generator: u64,
     pub rtp_pps: f64,
     pub processes: Vec<PlateauProc>,
 }
@@ -802,8 +805,15 @@ async fn watch_plateau(
             .as_ref()
             .map_or(0, |m| m.received.load(Ordering::Relaxed))
     };
+    let sent = |c: &Ctx| {
+        c.media
+            .as_ref()
+            .map_or(0, |m| m.sent.load(Ordering::Relaxed))
+    };
+    let drops = |c: &Ctx| c.media.as_ref().map_or(0, |m| m.socket_drops());
     let s1: Vec<Option<Sample>> = ctx.common.watch.iter().map(|w| sample(w.pid)).collect();
     let p1 = pkts(&ctx);
+    let (sent1, drops1) = (sent(&ctx), drops(&ctx));
     let t1 = Instant::now();
     let first = ctx.phase().first_answer.unwrap_or(t1);
     let end = first + ctx.opts.hold - Duration::from_millis(300);
@@ -813,6 +823,7 @@ async fn watch_plateau(
     let calls_up = up();
     let s2: Vec<Option<Sample>> = ctx.common.watch.iter().map(|w| sample(w.pid)).collect();
     let packets = pkts(&ctx) - p1;
+    let (sent2, drops2) = (sent(&ctx), drops(&ctx));
     let window = t1.elapsed();
     let n = target.max(1) as f64;
     let processes = ctx
@@ -838,6 +849,8 @@ async fn watch_plateau(
         calls_up,
         window_s: window.as_secs_f64(),
         rtp_packets_received: packets,
+        rtp_packets_sent: sent2 - sent1,
+        rtp_dropped_at_generator: drops2.saturating_sub(drops1),
         rtp_pps: packets as f64 / window.as_secs_f64().max(1e-9),
         processes,
     });

@@ -248,7 +248,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 if let Some(rtp) = &r.rtp_report {
                     human.push_str(&format!(
-                        "  rtp: sent {} received {} loss {:?} (start {}, middle {}, end {}, silent streams {}) delay p50 {:?} p99 {:?} ms jitter mean {:?} ms\n",
+                        "  rtp: sent {} received {} loss {:?} (start {}, middle {}, end {}, silent streams {}, dropped at the generator {}) delay p50 {:?} p99 {:?} ms jitter mean {:?} ms\n",
                         rtp.packets_sent,
                         rtp.packets_received,
                         rtp.loss_ratio,
@@ -256,6 +256,7 @@ fn main() -> anyhow::Result<()> {
                         rtp.lost_in_middle,
                         rtp.lost_at_end,
                         rtp.silent_streams,
+                        rtp.dropped_at_generator,
                         rtp.one_way_delay.p50_ms,
                         rtp.one_way_delay.p99_ms,
                         rtp.jitter_mean_ms

@@ -113,6 +113,30 @@ pub fn sample(pid: u32) -> Option<Sample> {
     Some(s)
 }
 
+/// Datagrams the kernel dropped on our UDP sockets bound to 127.0.0.1 at
+/// `ports` (receive buffer full), from the `drops` column of /proc/net/udp.
+pub fn udp_drops(ports: &[u16]) -> u64 {
+    std::fs::read_to_string("/proc/net/udp")
+        .map(|t| udp_drops_in(&t, ports))
+        .unwrap_or(0)
+}
+
+/// [`udp_drops`] over the text of /proc/net/udp.
+pub fn udp_drops_in(table: &str, ports: &[u16]) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (_, port) = f.get(1)?.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            ports
+                .contains(&port)
+                .then(|| f.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +162,16 @@ mod tests {
             })
         );
         assert!("swbd".parse::<Watch>().is_err());
+    }
+
+    #[test]
+    fn reads_udp_drops() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+           1: 0100007F:2710 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 17\n\
+           2: 0100007F:2711 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 5\n";
+        assert_eq!(udp_drops_in(t, &[10000]), 17);
+        assert_eq!(udp_drops_in(t, &[10000, 10001]), 22);
+        assert_eq!(udp_drops_in(t, &[9]), 0);
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub struct Media {
     pub received: AtomicU64,
     stop: AtomicBool,
     recv: Mutex<Vec<tokio::task::JoinHandle<Receiver>>>,
+    drops_at_start: u64,
 }
 
 impl std::fmt::Debug for Media {
@@ -132,6 +133,9 @@ pub struct RtpReport {
     pub lost_in_middle: u64,
     /// Streams of which nothing arrived.
     pub silent_streams: u64,
+    /// Of the lost packets, dropped by the kernel at the generator's own
+    /// receive sockets (buffer full: the generator, not the relay, lost them).
+    pub dropped_at_generator: u64,
     pub one_way_delay: LatencySummary,
     pub jitter_mean_ms: Option<f64>,
     pub jitter_max_ms: Option<f64>,
@@ -147,7 +151,14 @@ impl Media {
                 rcvbuf,
             )?));
         }
+        let ports: Vec<u16> = socks
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .map(|a| a.port())
+            .collect();
+        let drops_at_start = crate::procstat::udp_drops(&ports);
         let media = Arc::new(Media {
+            drops_at_start,
             socks,
             base: Instant::now(),
             streams: Mutex::new(Vec::new()),
@@ -175,6 +186,12 @@ impl Media {
             .get(sock % self.socks.len())
             .and_then(|s| s.local_addr().ok())
             .map_or(0, |a| a.port())
+    }
+
+    /// Kernel drops on our sockets so far.
+    pub fn socket_drops(&self) -> u64 {
+        let ports: Vec<u16> = (0..self.socks.len()).map(|i| self.port(i)).collect();
+        crate::procstat::udp_drops(&ports)
     }
 
     fn now_ns(&self) -> u64 {
@@ -325,6 +342,7 @@ impl Media {
             lost_at_end: at_end,
             lost_in_middle: middle,
             silent_streams: silent,
+            dropped_at_generator: self.socket_drops().saturating_sub(self.drops_at_start),
             one_way_delay: delay.summary(),
             jitter_mean_ms: (!jit.is_empty()).then(|| jit.iter().sum::<f64>() / jit.len() as f64),
             jitter_max_ms: jit.iter().copied().reduce(f64::max),
