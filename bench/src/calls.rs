@@ -68,7 +68,6 @@ pub struct CallsOpts {
     pub hold: Duration,
     pub max_concurrent: usize,
     pub rtp: bool,
-    pub rtp_sockets: usize,
     pub ramp: Option<Ramp>,
     /// Delay between the UAS's 180 and 200.
     pub answer_delay: Duration,
@@ -854,4 +853,39 @@ async fn watch_plateau(
         rtp_pps: packets as f64 / window.as_secs_f64().max(1e-9),
         processes,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ramp_syntax() {
+        let r: Ramp = "100:100:3000:10".parse().unwrap();
+        assert_eq!(r.start, 100.0);
+        assert_eq!(r.max, 3000.0);
+        assert_eq!(r.step_duration, Duration::from_secs(10));
+        assert!("100:100:3000".parse::<Ramp>().is_err());
+        assert!("0:100:3000:10".parse::<Ramp>().is_err());
+        assert!("500:100:100:10".parse::<Ramp>().is_err());
+    }
+
+    #[test]
+    fn lone_requests_get_481_or_200_and_acks_nothing() {
+        let req = |m: &str| {
+            Message::parse(
+                format!(
+                    "{m} sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+                     From: <sip:a@h>;tag=1\r\nTo: <sip:x@h>\r\nCall-ID: c\r\nCSeq: 1 {m}\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let bye = Message::parse(lone_request(&req("BYE")).unwrap().as_bytes()).unwrap();
+        assert_eq!(bye.code(), Some(481));
+        let opt = Message::parse(lone_request(&req("OPTIONS")).unwrap().as_bytes()).unwrap();
+        assert_eq!(opt.code(), Some(200));
+        assert!(lone_request(&req("ACK")).is_none());
+    }
 }

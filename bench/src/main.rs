@@ -224,7 +224,6 @@ fn main() -> anyhow::Result<()> {
                     hold: Duration::from_secs_f64(hold.clamp(0.0, 3600.0)),
                     max_concurrent: *max_concurrent,
                     rtp: *rtp,
-                    rtp_sockets: 2,
                     ramp: *ramp,
                     answer_delay: Duration::from_millis(*answer_delay_ms),
                 };

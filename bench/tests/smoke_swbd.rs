@@ -175,7 +175,6 @@ async fn register_and_calls_with_rtp_against_swbd() {
         hold: Duration::from_millis(200),
         max_concurrent: 10,
         rtp: false,
-        rtp_sockets: 2,
         ramp: None,
         answer_delay: Duration::ZERO,
     };
