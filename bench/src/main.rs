@@ -247,11 +247,12 @@ fn main() -> anyhow::Result<()> {
                 }
                 if let Some(rtp) = &r.rtp_report {
                     human.push_str(&format!(
-                        "  rtp: sent {} received {} loss {:?} (start {}, middle {}, end {}, silent streams {}, dropped at the generator {}) delay p50 {:?} p99 {:?} ms jitter mean {:?} ms\n",
+                        "  rtp: sent {} received {} loss {:?} (start {} [caller->callee, callee->caller: {:?}], middle {}, end {}, silent streams {}, dropped at the generator {}) delay p50 {:?} p99 {:?} ms jitter mean {:?} ms\n",
                         rtp.packets_sent,
                         rtp.packets_received,
                         rtp.loss_ratio,
                         rtp.lost_at_start,
+                        rtp.lost_at_start_by_sender,
                         rtp.lost_in_middle,
                         rtp.lost_at_end,
                         rtp.silent_streams,

@@ -93,8 +93,8 @@ pub struct Media {
     pub socks: Vec<Arc<UdpSocket>>,
     base: Instant,
     streams: Mutex<Vec<SendStream>>,
-    /// Packets each finished stream sent.
-    finished: Mutex<HashMap<u32, u32>>,
+    /// Packets each finished stream sent, and from which socket.
+    finished: Mutex<HashMap<u32, (u32, usize)>>,
     next_id: AtomicU64,
     pub sent: AtomicU64,
     pub send_errors: AtomicU64,
@@ -129,6 +129,8 @@ pub struct RtpReport {
     /// Where the lost packets were: before a stream's first received packet
     /// (relay not forwarding yet), after its last (teardown), in between.
     pub lost_at_start: u64,
+    /// `lost_at_start` by sender: [UAC -> UAS (caller's audio), UAS -> UAC].
+    pub lost_at_start_by_sender: [u64; 2],
     pub lost_at_end: u64,
     pub lost_in_middle: u64,
     /// Streams of which nothing arrived.
@@ -237,7 +239,7 @@ impl Media {
                 streams.retain(|s| {
                     let keep = s.seq < s.total;
                     if !keep {
-                        done.insert(s.id, s.seq);
+                        done.insert(s.id, (s.seq, s.sock));
                     }
                     keep
                 });
@@ -311,16 +313,20 @@ impl Media {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            per_stream.insert(s.id, s.seq);
+            per_stream.insert(s.id, (s.seq, s.sock));
         }
         let (mut at_start, mut at_end, mut middle, mut silent) = (0u64, 0u64, 0u64, 0u64);
-        for (id, n) in &per_stream {
+        let mut start_by_sender = [0u64; 2];
+        for (id, (n, sock)) in &per_stream {
             let n = u64::from(*n);
             match streams.get(id) {
                 Some(r) => {
                     let first = u64::from(r.first_seq.unwrap_or(0));
                     let end = n.saturating_sub(u64::from(r.max_seq) + 1);
                     at_start += first;
+                    if let Some(x) = start_by_sender.get_mut(*sock) {
+                        *x += first;
+                    }
                     at_end += end;
                     middle += n.saturating_sub(first + end).saturating_sub(r.received);
                 }
@@ -339,6 +345,7 @@ impl Media {
             send_errors: self.send_errors.load(Ordering::Relaxed),
             loss_ratio: (sent > 0).then(|| sent.saturating_sub(received) as f64 / sent as f64),
             lost_at_start: at_start,
+            lost_at_start_by_sender: start_by_sender,
             lost_at_end: at_end,
             lost_in_middle: middle,
             silent_streams: silent,
