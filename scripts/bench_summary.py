@@ -39,6 +39,15 @@ a = rs and rs["registrations_per_s"]
 b = rk and rk["registrations_per_s"]
 rows.append(("REGISTER/s with MD5 digest (401 round included; 2 transactions each)",
              num(a), num(b), ratio(a, b), ">= 1.0x"))
+def reg_cpu(r, name):
+    for p in (r or {}).get("processes", []):
+        if p["name"] == name and r["succeeded"]:
+            return p["cpu_s"] * 1e6 / r["succeeded"]
+    return None
+
+
+a, b = reg_cpu(rs, "swbd"), reg_cpu(rk, "kamailio")
+rows.append(("  daemon CPU us per registration", num(a, "{:.1f}"), num(b, "{:.1f}"), ratio(a, b, False), ""))
 if rs and rk:
     rows.append(("  REGISTER failures / retransmissions",
                  "{} / {}".format(rs["failed"], rs["retransmissions"]),
@@ -58,6 +67,17 @@ a = cs and cs["sustained_rate"]
 b = ck and ck["sustained_rate"]
 rows.append(("Sustained calls/s, zero failures, no RTP (100-cps steps of 10 s, hold 1 s)",
              num(a), num(b), ratio(a, b), ">= 2x"))
+def call_cpu(r):
+    if not r:
+        return None
+    calls = sum(p["succeeded"] for p in r["phases"])
+    cpu = sum(p["cpu_s"] for p in r.get("processes", []))
+    return cpu * 1e6 / calls if calls else None
+
+
+a, b = call_cpu(cs), call_cpu(ck)
+rows.append(("  CPU us per call, both daemons, whole ramp (swbd+swrtp vs kamailio+rtpengine)",
+             num(a, "{:.0f}"), num(b, "{:.0f}"), ratio(a, b, False), ""))
 for label, r in (("swbd", cs), ("kamailio", ck)):
     if r and r["phases"]:
         last = r["phases"][-1]
