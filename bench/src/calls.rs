@@ -1,0 +1,891 @@
+//! `swbench calls`: the UAC places calls at a rate, the UAS answers them
+//! (180, 200 with SDP, waits for ACK, answers BYE), optionally with RTP both
+//! ways. The UAS registers its callee users first, so the server routes the
+//! calls back to us; it answers any INVITE for an unknown Call-ID (a B2BUA
+//! makes a new one for its B leg).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::digest::{Challenge, authorization};
+use crate::endpoint::{Endpoint, Inbound, NewHandler, client_transaction};
+use crate::procstat::{Sample, sample};
+use crate::register::{Counters as RegCounters, ProcDelta, RegOutcome, proc_deltas, register_user};
+use crate::rtp::{Media, RtpReport};
+use crate::runner::{Common, SetupError, UserRange, pace, progress, token};
+use crate::sip::{Message, RequestSpec, response, sdp, sdp_media_addr};
+use crate::stats::{Failures, Histogram, LatencySummary, rate};
+
+/// A stepped search for the sustained rate.
+#[derive(Debug, Clone, Copy)]
+pub struct Ramp {
+    pub start: f64,
+    pub step: f64,
+    pub max: f64,
+    pub step_duration: Duration,
+}
+
+impl std::str::FromStr for Ramp {
+    type Err = String;
+    /// `START:STEP:MAX:SECONDS`, e.g. `100:100:3000:10`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v: Vec<f64> = s
+            .split(':')
+            .map(|x| x.parse::<f64>().map_err(|_| format!("bad number in {s:?}")))
+            .collect::<Result<_, _>>()?;
+        match v.as_slice() {
+            &[start, step, max, secs]
+                if start > 0.0 && step > 0.0 && max >= start && secs > 0.0 =>
+            {
+                Ok(Ramp {
+                    start,
+                    step,
+                    max,
+                    step_duration: Duration::from_secs_f64(secs),
+                })
+            }
+            _ => Err("expected START:STEP:MAX:SECONDS with positive numbers".into()),
+        }
+    }
+}
+
+/// Options of `swbench calls`.
+#[derive(Debug, Clone)]
+pub struct CallsOpts {
+    pub callers: UserRange,
+    pub callees: UserRange,
+    /// REGISTER the callees from the UAS socket (with digest auth) first.
+    pub register_callees: bool,
+    pub rate: f64,
+    pub total: Option<u64>,
+    pub duration: Option<Duration>,
+    pub hold: Duration,
+    pub max_concurrent: usize,
+    pub rtp: bool,
+    pub ramp: Option<Ramp>,
+    /// Delay between the UAS's 180 and 200.
+    pub answer_delay: Duration,
+}
+
+/// Live counters.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub started: AtomicU64,
+    pub answered: AtomicU64,
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub ended: AtomicU64,
+    pub retransmits: AtomicU64,
+    pub uas_calls: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct PhaseStats {
+    setup: Histogram,
+    ringing: Histogram,
+    failures: Failures,
+    first_answer: Option<Instant>,
+}
+
+struct Ctx {
+    common: Common,
+    opts: CallsOpts,
+    uac: Arc<Endpoint>,
+    uas: Arc<Endpoint>,
+    media: Option<Arc<Media>>,
+    live: Live,
+    phase: Mutex<PhaseStats>,
+}
+
+impl Ctx {
+    fn phase(&self) -> std::sync::MutexGuard<'_, PhaseStats> {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail(&self, why: impl Into<String>) {
+        self.live.failed.fetch_add(1, Ordering::Relaxed);
+        self.phase().failures.add(why);
+    }
+}
+
+/// One rate step (or the whole run without a ramp).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub offered_rate: f64,
+    pub started: u64,
+    /// Calls started per second over the start window (below the offered
+    /// rate when the generator or the concurrency cap held it back).
+    pub attempted_rate: Option<f64>,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub unfinished: u64,
+    /// Successful calls per second of the start window.
+    pub sustained_rate: Option<f64>,
+    pub failures: Failures,
+    /// INVITE sent to 200 received (auth round included).
+    pub setup_latency: LatencySummary,
+    /// INVITE sent to the first 180.
+    pub ringing_latency: LatencySummary,
+    pub window_s: f64,
+}
+
+/// The steady state with every call up: daemon cost per call and packet.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plateau {
+    pub calls_up: u64,
+    pub window_s: f64,
+    pub rtp_packets_received: u64,
+    pub rtp_packets_sent: u64,
+    /// Packets the kernel dropped at the generator's RTP sockets in the window.
+    pub rtp_dropped_at_generator: u64,
+    pub rtp_pps: f64,
+    pub processes: Vec<PlateauProc>,
+}
+
+/// One daemon over the plateau.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlateauProc {
+    pub name: String,
+    pub baseline: Sample,
+    pub loaded: Sample,
+    pub cpu_s: f64,
+    pub cpu_us_per_packet: Option<f64>,
+    pub rss_kib_per_call: f64,
+    pub pss_kib_per_call: f64,
+}
+
+/// Report of `swbench calls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallsReport {
+    pub scenario: &'static str,
+    pub server: String,
+    pub hold_s: f64,
+    pub rtp: bool,
+    pub registered_callees: u64,
+    pub register_failures: Failures,
+    pub phases: Vec<PhaseReport>,
+    /// The highest offered rate of a step with zero failures (ramp), or the
+    /// run's sustained rate.
+    pub sustained_rate: Option<f64>,
+    pub rtp_report: Option<RtpReport>,
+    pub plateau: Option<Plateau>,
+    pub processes: Vec<ProcDelta>,
+    pub retransmissions: u64,
+    pub bad_datagrams: u64,
+    pub generator_cpu_s: Option<f64>,
+}
+
+/// The answer to a request outside any dialog we know.
+fn lone_request(msg: &Message) -> Option<String> {
+    match msg.method()? {
+        "ACK" => None,
+        "OPTIONS" => Some(response(msg, 200, "OK", Some(&token()), None, None)),
+        _ => Some(response(
+            msg,
+            481,
+            "Call/Transaction Does Not Exist",
+            Some(&token()),
+            None,
+            None,
+        )),
+    }
+}
+
+fn uac_handler() -> NewHandler {
+    Arc::new(|ep, msg, from| {
+        if let Some(r) = lone_request(&msg) {
+            tokio::spawn(async move { ep.send_to(&r, from).await });
+        }
+    })
+}
+
+fn uas_handler(ctx: std::sync::Weak<Ctx>) -> NewHandler {
+    Arc::new(move |ep, msg, from| {
+        if msg.method() == Some("INVITE") && msg.tag("to").is_none() {
+            let Some(ctx) = ctx.upgrade() else { return };
+            // Route before spawning: a retransmitted INVITE must find the dialog.
+            let rx = ep.route(msg.call_id());
+            tokio::spawn(uas_dialog(ctx, msg, from, rx));
+        } else if let Some(r) = lone_request(&msg) {
+            tokio::spawn(async move { ep.send_to(&r, from).await });
+        }
+    })
+}
+
+/// UAS: 180, 200 (retransmitted on Timer G until ACK, RFC 3261 §13.3.1.4),
+/// media, then 200 to the BYE.
+async fn uas_dialog(
+    ctx: Arc<Ctx>,
+    invite: Message,
+    from: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<Inbound>,
+) {
+    ctx.live.uas_calls.fetch_add(1, Ordering::Relaxed);
+    let t1 = ctx.common.timers.t1;
+    let t2 = ctx.common.timers.t2;
+    let ep = &ctx.uas;
+    let call_id = invite.call_id().to_string();
+    let tag = token();
+    let contact = format!("sip:uas@{}", ep.local);
+    let ringing = response(&invite, 180, "Ringing", Some(&tag), Some(&contact), None);
+    ep.send_to(&ringing, from).await;
+    if !ctx.opts.answer_delay.is_zero() {
+        tokio::time::sleep(ctx.opts.answer_delay).await;
+    }
+    let port = ctx.media.as_ref().map_or(9, |m| m.port(1));
+    let body = sdp(port, rand::random::<u32>().into());
+    let ok = response(&invite, 200, "OK", Some(&tag), Some(&contact), Some(&body));
+    ep.send_to(&ok, from).await;
+    let give_up = Instant::now() + t1 * 64;
+    let mut interval = t1;
+    let mut next = Instant::now() + interval;
+    let mut acked = false;
+    // Until ACK: retransmit 200; answer retransmitted INVITEs with it too.
+    while !acked {
+        tokio::select! {
+            m = rx.recv() => {
+                let Some((m, src)) = m else { break };
+                match m.method() {
+                    Some("ACK") => acked = true,
+                    Some("INVITE") => ep.send_to(&ok, src).await,
+                    Some("BYE") => {
+                        ep.send_to(&response(&m, 200, "OK", None, None, None), src).await;
+                        break;
+                    }
+                    Some("CANCEL") => ep.send_to(&response(&m, 200, "OK", None, None, None), src).await,
+                    _ => {}
+                }
+            }
+            () = tokio::time::sleep_until(next.min(give_up)) => {
+                if Instant::now() >= give_up {
+                    ctx.fail("uas-no-ack");
+                    break;
+                }
+                ep.send_to(&ok, from).await;
+                ctx.live.retransmits.fetch_add(1, Ordering::Relaxed);
+                interval = (interval * 2).min(t2);
+                next = Instant::now() + interval;
+            }
+        }
+    }
+    if acked {
+        if let (Some(media), Some(dest)) = (&ctx.media, sdp_media_addr(&invite.body)) {
+            media.add_stream(1, dest, ctx.opts.hold);
+        }
+        // Wait for BYE (bounded), answering retransmissions on the way.
+        let limit = Instant::now() + ctx.opts.hold + t1 * 64 + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(limit, rx.recv()).await {
+                Ok(Some((m, src))) => match m.method() {
+                    Some("BYE") => {
+                        ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                            .await;
+                        break;
+                    }
+                    Some("INVITE") if m.tag("to").is_some() => {
+                        // re-INVITE (session refresh): same SDP again.
+                        ep.send_to(
+                            &response(&m, 200, "OK", None, Some(&contact), Some(&body)),
+                            src,
+                        )
+                        .await;
+                    }
+                    Some("INVITE") => ep.send_to(&ok, src).await,
+                    Some("ACK") | None => {}
+                    Some(_) => {
+                        ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                            .await
+                    }
+                },
+                Ok(None) => break,
+                Err(_) => {
+                    ctx.fail("uas-no-bye");
+                    break;
+                }
+            }
+        }
+    }
+    // Linger (RFC 3261 Timer J-like) to answer a retransmitted BYE.
+    let linger = Instant::now() + (t1 * 4).min(Duration::from_secs(2));
+    while let Ok(Some((m, src))) = tokio::time::timeout_at(linger, rx.recv()).await {
+        if m.method() == Some("BYE") {
+            ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                .await;
+        }
+    }
+    ep.unroute(&call_id);
+}
+
+/// Dialog state the UAC keeps after the 200.
+struct UacDialog {
+    to_tag: String,
+    target: String,
+    routes: Vec<String>,
+}
+
+/// UAC: INVITE (answering one 401/407), ACK, hold, BYE.
+async fn uac_call(ctx: Arc<Ctx>, i: u64) {
+    ctx.live.started.fetch_add(1, Ordering::Relaxed);
+    let caller = ctx.opts.callers.nth(i);
+    let callee = ctx.opts.callees.nth(i);
+    let ep = Arc::clone(&ctx.uac);
+    let call_id = token();
+    let from_tag = token();
+    let dom = &ctx.common.domain;
+    let ruri = format!("sip:{callee}@{dom}");
+    let from = format!("sip:{caller}@{dom}");
+    let contact = format!("sip:{caller}@{}", ep.local);
+    let port = ctx.media.as_ref().map_or(9, |m| m.port(0));
+    let body = sdp(port, i);
+    let mut rx = ep.route(&call_id);
+    let t0 = Instant::now();
+    let result = invite_and_talk(
+        &ctx, &ep, &mut rx, &call_id, &from_tag, &ruri, &from, &contact, &body, t0,
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            ctx.live.ok.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(why) => ctx.fail(why),
+    }
+    ctx.live.ended.fetch_add(1, Ordering::Relaxed);
+    // Absorb late 200 retransmissions briefly before forgetting the dialog.
+    let linger = Instant::now() + (ctx.common.timers.t1 * 2).min(Duration::from_secs(1));
+    while let Ok(Some(_)) = tokio::time::timeout_at(linger, rx.recv()).await {}
+    ep.unroute(&call_id);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn invite_and_talk(
+    ctx: &Ctx,
+    ep: &Endpoint,
+    rx: &mut mpsc::UnboundedReceiver<Inbound>,
+    call_id: &str,
+    from_tag: &str,
+    ruri: &str,
+    from: &str,
+    contact: &str,
+    body: &str,
+    t0: Instant,
+) -> Result<(), String> {
+    let timers = ctx.common.timers;
+    let mut extra: Vec<String> = Vec::new();
+    let mut cseq = 1u32;
+    let mut rang = false;
+    let ok = loop {
+        let branch = format!("z9hG4bK{}", token());
+        let invite = RequestSpec {
+            method: "INVITE",
+            uri: ruri,
+            via_host: ep.local,
+            branch: &branch,
+            from,
+            from_tag,
+            to: ruri,
+            to_tag: None,
+            call_id,
+            cseq,
+            contact: Some(contact),
+            routes: &[],
+            extra: &extra,
+            body: Some(body),
+        }
+        .build();
+        let resp = client_transaction(
+            ep,
+            rx,
+            &invite,
+            cseq,
+            "INVITE",
+            timers,
+            &ctx.live.retransmits,
+            |m| {
+                if !rang && m.code().is_some_and(|c| c > 100) {
+                    rang = true;
+                    ctx.phase().ringing.record(t0.elapsed());
+                }
+            },
+        )
+        .await
+        .map_err(|_| "timeout".to_string())?;
+        let code = resp.code().unwrap_or(0);
+        if (200..300).contains(&code) {
+            break resp;
+        }
+        // RFC 3261 §17.1.1.3: ACK a non-2xx final, same branch.
+        let ack = RequestSpec {
+            method: "ACK",
+            uri: ruri,
+            via_host: ep.local,
+            branch: &branch,
+            from,
+            from_tag,
+            to: ruri,
+            to_tag: resp.tag("to"),
+            call_id,
+            cseq,
+            contact: None,
+            routes: &[],
+            extra: &[],
+            body: None,
+        }
+        .build();
+        ep.send(&ack).await;
+        let (hdr, name) = match code {
+            401 => ("www-authenticate", "Authorization"),
+            407 => ("proxy-authenticate", "Proxy-Authorization"),
+            _ => return Err(code.to_string()),
+        };
+        if cseq > 1 {
+            return Err(code.to_string());
+        }
+        let user = from
+            .trim_start_matches("sip:")
+            .split('@')
+            .next()
+            .unwrap_or_default();
+        let ch = Challenge::pick(
+            resp.headers
+                .iter()
+                .filter(|(n, _)| n == hdr)
+                .map(|(_, v)| v.as_str()),
+        )
+        .ok_or_else(|| format!("{code}-no-md5-challenge"))?;
+        let cred = authorization(
+            &ch,
+            user,
+            &ctx.common.password_for(user),
+            "INVITE",
+            ruri,
+            &token(),
+        );
+        extra.push(format!("{name}: {cred}"));
+        cseq += 1;
+    };
+    let setup = t0.elapsed();
+    {
+        let mut p = ctx.phase();
+        p.setup.record(setup);
+        p.first_answer.get_or_insert_with(Instant::now);
+    }
+    ctx.live.answered.fetch_add(1, Ordering::Relaxed);
+    let dialog = UacDialog {
+        to_tag: ok.tag("to").unwrap_or_default().to_string(),
+        target: ok.contact_uri().unwrap_or_else(|| ruri.to_string()),
+        // RFC 3261 §12.1.2: the route set is Record-Route reversed.
+        routes: ok
+            .header_all("record-route")
+            .into_iter()
+            .rev()
+            .map(str::to_string)
+            .collect(),
+    };
+    let in_dialog = |method: &str, cseq: u32| {
+        let branch = format!("z9hG4bK{}", token());
+        RequestSpec {
+            method,
+            uri: &dialog.target,
+            via_host: ep.local,
+            branch: &branch,
+            from,
+            from_tag,
+            to: ruri,
+            to_tag: Some(&dialog.to_tag),
+            call_id,
+            cseq,
+            contact: None,
+            routes: &dialog.routes,
+            extra: &[],
+            body: None,
+        }
+        .build()
+    };
+    let ack = in_dialog("ACK", cseq);
+    ep.send(&ack).await;
+    let margin = if let Some(media) = &ctx.media {
+        match sdp_media_addr(&ok.body) {
+            Some(dest) => media.add_stream(0, dest, ctx.opts.hold),
+            None => return Err("200-without-sdp".into()),
+        }
+        // The UAS stops its stream `hold` after our ACK; hang up after it has.
+        Duration::from_millis(200)
+    } else {
+        Duration::ZERO
+    };
+    // Hold: re-ACK retransmitted 200s; a BYE from the far end ends early.
+    let hang_up = Instant::now() + ctx.opts.hold + margin;
+    loop {
+        match tokio::time::timeout_at(hang_up, rx.recv()).await {
+            Err(_) => break,
+            Ok(None) => return Err("dialog-lost".into()),
+            Ok(Some((m, src))) => {
+                if m.code().is_some_and(|c| (200..300).contains(&c)) && m.cseq().1 == "INVITE" {
+                    ep.send(&ack).await;
+                } else if m.method() == Some("BYE") {
+                    ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                        .await;
+                    return Err("bye-from-server".into());
+                } else if let Some(method) = m.method()
+                    && method != "ACK"
+                {
+                    ep.send_to(&response(&m, 200, "OK", None, None, None), src)
+                        .await;
+                }
+            }
+        }
+    }
+    let bye_cseq = cseq + 1;
+    let bye = in_dialog("BYE", bye_cseq);
+    let r = client_transaction(
+        ep,
+        rx,
+        &bye,
+        bye_cseq,
+        "BYE",
+        timers,
+        &ctx.live.retransmits,
+        |_| {},
+    )
+    .await
+    .map_err(|_| "bye-timeout".to_string())?;
+    match r.code() {
+        Some(200..=299) => Ok(()),
+        c => Err(format!("bye-{}", c.unwrap_or(0))),
+    }
+}
+
+/// Run the scenario.
+pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupError> {
+    let deadline = Instant::now() + common.max_seconds;
+    let bind = SocketAddr::new(common.bind_ip, 0);
+    let uac = Endpoint::bind(bind, common.server, common.rcvbuf)?;
+    let uas = Endpoint::bind(bind, common.server, common.rcvbuf)?;
+    let media = if opts.rtp {
+        Some(Media::start(common.bind_ip, 2, common.rcvbuf)?)
+    } else {
+        None
+    };
+    let ctx = Arc::new(Ctx {
+        common,
+        opts: opts.clone(),
+        uac: Arc::clone(&uac),
+        uas: Arc::clone(&uas),
+        media,
+        live: Live::default(),
+        phase: Mutex::new(PhaseStats::default()),
+    });
+    uac.spawn_receiver(uac_handler());
+    uas.spawn_receiver(uas_handler(Arc::downgrade(&ctx)));
+    let gen_before = sample(std::process::id());
+
+    // 1. Register the callees at the UAS address.
+    let mut register_failures = Failures::default();
+    let mut registered = 0u64;
+    if opts.register_callees {
+        let reg = Arc::new(RegCounters::default());
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..opts.callees.len() {
+            let (ctx, reg) = (Arc::clone(&ctx), Arc::clone(&reg));
+            set.spawn(async move {
+                let user = ctx.opts.callees.nth(i);
+                let contact = format!("sip:{user}@{}", ctx.uas.local);
+                // Drop bindings of earlier runs first: a registrar forks
+                // to every binding of the AOR.
+                let _ = register_user(&ctx.uas, &ctx.common, &user, None, 0, &reg).await;
+                register_user(&ctx.uas, &ctx.common, &user, Some(&contact), 3600, &reg).await
+            });
+            // At most 200 registrations in flight.
+            while set.len() >= 200 {
+                if let Some(Ok(o)) = set.join_next().await {
+                    tally(o, &mut registered, &mut register_failures);
+                }
+            }
+        }
+        while let Ok(Some(Ok(o))) = tokio::time::timeout_at(deadline, set.join_next()).await {
+            tally(o, &mut registered, &mut register_failures);
+        }
+    }
+
+    let before: Vec<Option<Sample>> = ctx.common.watch.iter().map(|w| sample(w.pid)).collect();
+    let c2 = Arc::clone(&ctx);
+    let t_start = Instant::now();
+    let _progress = progress(ctx.common.progress, move || {
+        let l = &c2.live;
+        let up = l.answered.load(Ordering::Relaxed)
+            - l.ended
+                .load(Ordering::Relaxed)
+                .min(l.answered.load(Ordering::Relaxed));
+        format!(
+            "[calls] {:>5.1}s started {} ok {} failed {} up {} retrans {}{}",
+            t_start.elapsed().as_secs_f64(),
+            l.started.load(Ordering::Relaxed),
+            l.ok.load(Ordering::Relaxed),
+            l.failed.load(Ordering::Relaxed),
+            up,
+            l.retransmits.load(Ordering::Relaxed),
+            c2.media
+                .as_ref()
+                .map(|m| format!(
+                    " rtp tx {} rx {}",
+                    m.sent.load(Ordering::Relaxed),
+                    m.received.load(Ordering::Relaxed)
+                ))
+                .unwrap_or_default(),
+        )
+    });
+
+    // 2. The plateau monitor (single-phase runs): every call up at once.
+    let plateau = Arc::new(Mutex::new(None::<Plateau>));
+    let target_up = opts.total.map_or(opts.max_concurrent as u64, |t| {
+        t.min(opts.max_concurrent as u64)
+    });
+    let monitor = (opts.ramp.is_none()).then(|| {
+        let (ctx, plateau, before) = (Arc::clone(&ctx), Arc::clone(&plateau), before.clone());
+        tokio::spawn(async move { watch_plateau(ctx, target_up, before, plateau).await })
+    });
+
+    // 3. The phases.
+    let steps: Vec<(f64, Option<Duration>, Option<u64>)> = match opts.ramp {
+        Some(r) => {
+            let mut v = Vec::new();
+            let mut x = r.start;
+            while x <= r.max + 1e-9 {
+                v.push((x, Some(r.step_duration), None));
+                x += r.step;
+            }
+            v
+        }
+        None => vec![(opts.rate, opts.duration, opts.total)],
+    };
+    let mut phases = Vec::new();
+    let mut sustained = None;
+    for (rate_cps, duration, total) in steps {
+        if Instant::now() >= deadline {
+            break;
+        }
+        *ctx.phase() = PhaseStats::default();
+        let ok0 = ctx.live.ok.load(Ordering::Relaxed);
+        let failed0 = ctx.live.failed.load(Ordering::Relaxed);
+        let phase_len = duration.unwrap_or(Duration::ZERO)
+            + total.map_or(Duration::ZERO, |t| {
+                Duration::from_secs_f64(t as f64 / rate_cps.max(1.0))
+            });
+        let drain =
+            (Instant::now() + phase_len + opts.hold + ctx.common.timers.t1 * 80).min(deadline);
+        let c3 = Arc::clone(&ctx);
+        let paced = pace(
+            rate_cps,
+            total,
+            duration,
+            opts.max_concurrent,
+            deadline,
+            drain,
+            move |i, permit| {
+                let ctx = Arc::clone(&c3);
+                tokio::spawn(async move {
+                    uac_call(ctx, i).await;
+                    drop(permit);
+                });
+            },
+        )
+        .await;
+        let mut p = std::mem::take(&mut *ctx.phase());
+        if paced.unfinished > 0 {
+            for _ in 0..paced.unfinished {
+                p.failures.add("unfinished");
+            }
+        }
+        let succeeded = ctx.live.ok.load(Ordering::Relaxed) - ok0;
+        let failed = ctx.live.failed.load(Ordering::Relaxed) - failed0;
+        let attempted = rate(paced.started, paced.window);
+        let report = PhaseReport {
+            offered_rate: rate_cps,
+            started: paced.started,
+            attempted_rate: attempted,
+            succeeded,
+            failed,
+            unfinished: paced.unfinished,
+            sustained_rate: rate(succeeded, paced.window),
+            failures: p.failures.clone(),
+            setup_latency: p.setup.summary(),
+            ringing_latency: p.ringing.summary(),
+            window_s: paced.window.as_secs_f64(),
+        };
+        let clean = p.failures.total() == 0 && paced.started > 0;
+        // A step counts only if the generator really offered ~the rate.
+        let offered = attempted.is_some_and(|a| a >= 0.95 * rate_cps) || rate_cps == 0.0;
+        phases.push(report);
+        if opts.ramp.is_some() {
+            if !(clean && offered) {
+                break;
+            }
+            sustained = Some(rate_cps);
+        } else {
+            sustained = clean
+                .then(|| phases.last().and_then(|p| p.sustained_rate))
+                .flatten();
+        }
+    }
+    if let Some(m) = monitor {
+        m.abort();
+    }
+    let rtp_report = match &ctx.media {
+        Some(m) => Some(m.finish().await),
+        None => None,
+    };
+    let plateau = plateau.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let processes = proc_deltas(&ctx.common, &before);
+    if opts.register_callees {
+        // Leave the registrar as we found it.
+        let reg = RegCounters::default();
+        for i in 0..opts.callees.len() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let user = opts.callees.nth(i);
+            let _ = register_user(&ctx.uas, &ctx.common, &user, None, 0, &reg).await;
+        }
+    }
+    uac.shutdown();
+    uas.shutdown();
+    let gen_cpu = gen_before
+        .zip(sample(std::process::id()))
+        .map(|(b, a)| a.cpu_seconds - b.cpu_seconds);
+    Ok(CallsReport {
+        scenario: "calls",
+        server: ctx.common.server.to_string(),
+        hold_s: opts.hold.as_secs_f64(),
+        rtp: opts.rtp,
+        registered_callees: registered,
+        register_failures,
+        phases,
+        sustained_rate: sustained,
+        rtp_report,
+        plateau,
+        processes,
+        retransmissions: ctx.live.retransmits.load(Ordering::Relaxed),
+        bad_datagrams: uac.bad.load(Ordering::Relaxed) + uas.bad.load(Ordering::Relaxed),
+        generator_cpu_s: gen_cpu,
+    })
+}
+
+fn tally(o: RegOutcome, ok: &mut u64, failures: &mut Failures) {
+    match o {
+        RegOutcome::Ok => *ok += 1,
+        RegOutcome::Failed(why) => failures.add(why),
+    }
+}
+
+/// Wait until `target` calls are up, settle 1 s, then measure the daemons
+/// until just before the first call hangs up.
+async fn watch_plateau(
+    ctx: Arc<Ctx>,
+    target: u64,
+    baseline: Vec<Option<Sample>>,
+    out: Arc<Mutex<Option<Plateau>>>,
+) {
+    let up = || {
+        let a = ctx.live.answered.load(Ordering::Relaxed);
+        a - ctx.live.ended.load(Ordering::Relaxed).min(a)
+    };
+    while up() < target {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pkts = |c: &Ctx| {
+        c.media
+            .as_ref()
+            .map_or(0, |m| m.received.load(Ordering::Relaxed))
+    };
+    let sent = |c: &Ctx| {
+        c.media
+            .as_ref()
+            .map_or(0, |m| m.sent.load(Ordering::Relaxed))
+    };
+    let drops = |c: &Ctx| c.media.as_ref().map_or(0, |m| m.socket_drops());
+    let s1: Vec<Option<Sample>> = ctx.common.watch.iter().map(|w| sample(w.pid)).collect();
+    let p1 = pkts(&ctx);
+    let (sent1, drops1) = (sent(&ctx), drops(&ctx));
+    let t1 = Instant::now();
+    let first = ctx.phase().first_answer.unwrap_or(t1);
+    let end = first + ctx.opts.hold - Duration::from_millis(300);
+    if end > t1 + Duration::from_millis(500) {
+        tokio::time::sleep_until(end).await;
+    }
+    let calls_up = up();
+    let s2: Vec<Option<Sample>> = ctx.common.watch.iter().map(|w| sample(w.pid)).collect();
+    let packets = pkts(&ctx) - p1;
+    let (sent2, drops2) = (sent(&ctx), drops(&ctx));
+    let window = t1.elapsed();
+    let n = target.max(1) as f64;
+    let processes = ctx
+        .common
+        .watch
+        .iter()
+        .zip(baseline.iter().zip(s1.iter().zip(&s2)))
+        .filter_map(|(w, (b, (a, z)))| {
+            let (b, a, z) = ((*b)?, (*a)?, (*z)?);
+            let cpu = z.cpu_seconds - a.cpu_seconds;
+            Some(PlateauProc {
+                name: w.name.clone(),
+                baseline: b,
+                loaded: a,
+                cpu_s: cpu,
+                cpu_us_per_packet: (packets > 0).then(|| cpu * 1e6 / packets as f64),
+                rss_kib_per_call: (a.rss_kib as f64 - b.rss_kib as f64) / n,
+                pss_kib_per_call: (a.pss_kib as f64 - b.pss_kib as f64) / n,
+            })
+        })
+        .collect();
+    *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(Plateau {
+        calls_up,
+        window_s: window.as_secs_f64(),
+        rtp_packets_received: packets,
+        rtp_packets_sent: sent2 - sent1,
+        rtp_dropped_at_generator: drops2.saturating_sub(drops1),
+        rtp_pps: packets as f64 / window.as_secs_f64().max(1e-9),
+        processes,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ramp_syntax() {
+        let r: Ramp = "100:100:3000:10".parse().unwrap();
+        assert_eq!(r.start, 100.0);
+        assert_eq!(r.max, 3000.0);
+        assert_eq!(r.step_duration, Duration::from_secs(10));
+        assert!("100:100:3000".parse::<Ramp>().is_err());
+        assert!("0:100:3000:10".parse::<Ramp>().is_err());
+        assert!("500:100:100:10".parse::<Ramp>().is_err());
+    }
+
+    #[test]
+    fn lone_requests_get_481_or_200_and_acks_nothing() {
+        let req = |m: &str| {
+            Message::parse(
+                format!(
+                    "{m} sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+                     From: <sip:a@h>;tag=1\r\nTo: <sip:x@h>\r\nCall-ID: c\r\nCSeq: 1 {m}\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let bye = Message::parse(lone_request(&req("BYE")).unwrap().as_bytes()).unwrap();
+        assert_eq!(bye.code(), Some(481));
+        let opt = Message::parse(lone_request(&req("OPTIONS")).unwrap().as_bytes()).unwrap();
+        assert_eq!(opt.code(), Some(200));
+        assert!(lone_request(&req("ACK")).is_none());
+    }
+}
