@@ -63,7 +63,7 @@ stop_one() { # NAME: TERM, wait, then KILL the recorded PID and its children
     fi
     rm -f "$f"
 }
-stop_all() { for n in swbd swrtp kamailio rtpengine; do stop_one "$n"; done; }
+stop_all() { local d; for d in swbd swrtp kamailio rtpengine; do stop_one "$d"; done; }
 trap stop_all EXIT INT TERM
 wait_udp() { # PORT
     local i
@@ -142,6 +142,10 @@ perf_top() { # DATA: flat profile, top 40 symbols
     perf report -i "$1" --no-children --sort dso,symbol --stdio 2>/dev/null \
         | grep -v '^#' | grep -v '^$' | cut -c1-160 | sed 's/ *$//' | head -40 || true
 }
+# SKIP=reg,cps reuses the JSON of an earlier run for those phases.
+SKIP=${SKIP:-}
+skip() { [[ ",$SKIP," == *",$1,"* ]]; }
+if ! skip reg; then
 log "1. REGISTER with auth: swbd"
 start_switchboard true
 # shellcheck disable=SC2046
@@ -176,6 +180,8 @@ if [ "$REG_LONG_SECS" -gt 0 ]; then
     stop_all
 fi
 
+fi # reg
+
 # ---- 4. sustained calls/s without RTP (stepped) ----------------------------
 # swbd runs with auth off: the Kamailio config does not challenge INVITEs.
 ramp_run() { # SERVER OUT WATCH...
@@ -183,6 +189,7 @@ ramp_run() { # SERVER OUT WATCH...
     "$SWBENCH" calls --server "$server" --callees 1000-1999 --callers 2000-2999 \
         --ramp "$RAMP" --hold 1 "${COMMON[@]}" "$@" >"$out"
 }
+if ! skip cps; then
 log "2. calls/s: swbd + swrtp"
 start_switchboard false
 # shellcheck disable=SC2046
@@ -193,6 +200,7 @@ start_kamailio 1
 # shellcheck disable=SC2046
 ramp_run 127.0.0.1:5060 "$OUT/cps-kamailio.json" $(kam_watch)
 stop_all
+fi # cps
 
 sustained() { python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["sustained_rate"] or 0))' "$1"; }
 SW_CPS=$(sustained "$OUT/cps-swbd.json")
