@@ -1,5 +1,5 @@
 #!/bin/bash
-# Reproduce every number in docs/BENCHMARKS-load.md: swbd + swrtp against
+# Reproduce every number in docs/BENCHMARKS.md ("Load" section): swbd + swrtp against
 # Kamailio (+ rtpengine) on loopback, each measured in the same run.
 #
 #   scripts/bench.sh            full run (~15 min on 2 cores)
