@@ -455,3 +455,63 @@ async fn server_accepted_state_absorbs_invite_and_reports_missing_ack_at_timer_l
         "Timer L = 64*T1"
     );
 }
+
+fn peer_options(peer: SocketAddr, branch: &str) -> String {
+    format!(
+        "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {peer};branch={branch}\r\nMax-Forwards: 70\r\nFrom: <sip:p@example.com>;tag=pp\r\nTo: <sip:x@example.com>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_non_invite_handle_answers_500_and_retransmissions_get_it_again() {
+    let mut h = harness().await;
+    let peer = h.peer.local_addr().expect("addr");
+    let opt = peer_options(peer, "z9hG4bKdrop1");
+    h.send(opt.as_bytes()).await;
+    let Some(IncomingRequest::Request(tx)) = h.incoming.recv().await else {
+        panic!("no OPTIONS")
+    };
+    drop(tx);
+    let (SipMessage::Response(r), _) = h.recv(Duration::from_secs(1)).await.expect("500") else {
+        panic!("not a response")
+    };
+    assert_eq!(r.code, 500);
+    h.send(opt.as_bytes()).await;
+    let (SipMessage::Response(r), _) = h.recv(Duration::from_secs(1)).await.expect("500 again")
+    else {
+        panic!("not a response")
+    };
+    assert_eq!(r.code, 500, "the retransmission gets the stored response");
+    assert!(h.incoming.try_recv().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_non_invite_handle_held_past_64_t1_ends_the_transaction() {
+    let mut h = harness().await;
+    let peer = h.peer.local_addr().expect("addr");
+    let opt = peer_options(peer, "z9hG4bKheld1");
+    h.send(opt.as_bytes()).await;
+    let Some(IncomingRequest::Request(tx)) = h.incoming.recv().await else {
+        panic!("no OPTIONS")
+    };
+    assert_eq!(h.layer.live_transactions().0, 1);
+    // A retransmission before any response gets nothing and is not new.
+    h.send(opt.as_bytes()).await;
+    assert!(h.recv(Duration::from_millis(100)).await.is_none());
+    assert!(h.incoming.try_recv().is_err());
+    tokio::time::sleep(Duration::from_secs(33)).await;
+    assert_eq!(
+        h.layer.live_transactions().0,
+        0,
+        "gone 64*T1 after it started"
+    );
+    assert!(
+        tx.respond(tx.response(200, "OK")).is_err(),
+        "a late answer is refused"
+    );
+    drop(tx);
+    assert!(
+        h.recv(Duration::from_millis(100)).await.is_none(),
+        "nothing is sent for an ended transaction"
+    );
+}

@@ -6,7 +6,7 @@ use super::call::{self, CallDeps};
 use super::table::{CallTable, LegInput};
 use crate::dialog::DialogId;
 use crate::method::DialogRouter;
-use crate::sip::Request;
+use crate::sip::{Method, Request};
 use crate::transaction::{IncomingRequest, ServerInviteTransaction, ServerTransaction};
 
 /// The B2BUA's [`DialogRouter`]: requests carrying a To tag go to their
@@ -67,6 +67,10 @@ pub fn invite(deps: &CallDeps, txn: ServerInviteTransaction) {
 /// refused with 481 and `None` is returned; out-of-dialog ones are handed
 /// back for the caller to answer (REGISTER, OPTIONS, ...).
 pub fn request(calls: &CallTable, txn: ServerTransaction) -> Option<ServerTransaction> {
+    // REGISTER never belongs to a dialog (RFC 3261 §10.2): skip the lookup.
+    if txn.request().method == Method::Register {
+        return Some(txn);
+    }
     let Some(id) = DialogId::of_incoming(txn.request()) else {
         return Some(txn);
     };

@@ -1,12 +1,13 @@
 //! The transaction layer: message intake, routing to transactions, and
 //! creation of client transactions.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use ezk_sip_types::Name;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 use super::client::{self, ClientTransaction};
 use super::client_inv::{self, ClientInviteTransaction};
@@ -68,12 +69,115 @@ pub(crate) struct LayerInner {
     pub(crate) timers: Timers,
     pub(crate) counters: Arc<SipCounters>,
     pub(crate) user_agent: String,
-    servers: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<NetInput>>>,
+    servers: Mutex<HashMap<TransactionKey, ServerEntry>>,
     clients: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Box<Response>>>>,
     /// INVITE server transactions in the Accepted state, by Call-ID and
     /// CSeq number, so the ACK for a 2xx (a new branch) finds them.
     accepted: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
     incoming: mpsc::UnboundedSender<IncomingRequest>,
+    sweeper: Arc<Sweeper>,
+}
+
+/// A server transaction in the table.
+#[derive(Debug, Clone)]
+enum ServerEntry {
+    /// INVITE: its task takes retransmissions, ACK and CANCEL.
+    Invite(mpsc::UnboundedSender<NetInput>),
+    /// Non-INVITE: no task; the entry answers retransmissions.
+    NonInvite(Arc<server::State>),
+}
+
+impl ServerEntry {
+    fn invite(&self) -> Option<&mpsc::UnboundedSender<NetInput>> {
+        match self {
+            ServerEntry::Invite(tx) => Some(tx),
+            ServerEntry::NonInvite(_) => None,
+        }
+    }
+}
+
+/// Deadlines of non-INVITE server transactions, run by one task per layer.
+/// Each queue holds one kind of timer, all of the same duration, so pushing
+/// in time order keeps it sorted.
+#[derive(Default)]
+struct Sweeper {
+    /// Timer J: remove a Completed transaction.
+    completed: Mutex<VecDeque<(Instant, Arc<server::State>)>>,
+    /// 64*T1 after creation: end a transaction the TU never answered.
+    started: Mutex<VecDeque<(Instant, Weak<server::State>)>>,
+    wake: Notify,
+}
+
+impl Sweeper {
+    fn push<T>(&self, queue: &Mutex<VecDeque<(Instant, T)>>, at: Instant, item: T) {
+        let was_empty = match queue.lock() {
+            Ok(mut q) => {
+                let empty = q.is_empty();
+                q.push_back((at, item));
+                empty
+            }
+            Err(_) => return,
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let a = self.completed.lock().ok()?.front().map(|(t, _)| *t);
+        let b = self.started.lock().ok()?.front().map(|(t, _)| *t);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn expired<T>(queue: &Mutex<VecDeque<(Instant, T)>>, now: Instant) -> Vec<T> {
+        let mut out = Vec::new();
+        if let Ok(mut q) = queue.lock() {
+            while q.front().is_some_and(|(t, _)| *t <= now) {
+                if let Some((_, item)) = q.pop_front() {
+                    out.push(item);
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn sweep(layer: Weak<LayerInner>, sweeper: Arc<Sweeper>) {
+    loop {
+        match sweeper.next_deadline() {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = sweeper.wake.notified() => {}
+                }
+            }
+            None => sweeper.wake.notified().await,
+        }
+        let Some(layer) = layer.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        for state in Sweeper::expired(&sweeper.completed, now) {
+            layer.remove_server_state(&state);
+        }
+        for state in Sweeper::expired(&sweeper.started, now) {
+            if let Some(state) = state.upgrade()
+                && state.give_up()
+            {
+                layer.remove_server_state(&state);
+            }
+        }
+    }
+}
+
+impl Drop for LayerInner {
+    fn drop(&mut self) {
+        // Lets the sweeper notice the layer is gone.
+        self.sweeper.wake.notify_one();
+    }
 }
 
 impl TransactionLayer {
@@ -87,21 +191,20 @@ impl TransactionLayer {
     ) -> (Self, mpsc::UnboundedReceiver<IncomingRequest>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = transports.counters().clone();
-        (
-            Self {
-                inner: Arc::new(LayerInner {
-                    transports,
-                    timers,
-                    counters,
-                    user_agent,
-                    servers: Mutex::new(HashMap::new()),
-                    clients: Mutex::new(HashMap::new()),
-                    accepted: Mutex::new(HashMap::new()),
-                    incoming: tx,
-                }),
-            },
-            rx,
-        )
+        let sweeper = Arc::new(Sweeper::default());
+        let inner = Arc::new(LayerInner {
+            transports,
+            timers,
+            counters,
+            user_agent,
+            servers: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            accepted: Mutex::new(HashMap::new()),
+            incoming: tx,
+            sweeper: sweeper.clone(),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&inner), sweeper));
+        (Self { inner }, rx)
     }
 
     /// The receiver to start the transports with.
@@ -253,15 +356,67 @@ impl LayerInner {
         }
     }
 
-    fn server(&self, key: &TransactionKey) -> Option<mpsc::UnboundedSender<NetInput>> {
+    fn server(&self, key: &TransactionKey) -> Option<ServerEntry> {
         self.servers.lock().ok()?.get(key).cloned()
     }
 
+    fn invite_server(&self, key: &TransactionKey) -> Option<mpsc::UnboundedSender<NetInput>> {
+        self.server(key)?.invite().cloned()
+    }
+
+    /// Remove a non-INVITE transaction's entry, if it is still this one.
+    fn remove_server_state(&self, state: &Arc<server::State>) {
+        if let Ok(mut m) = self.servers.lock()
+            && matches!(m.get(&state.key), Some(ServerEntry::NonInvite(s)) if Arc::ptr_eq(s, state))
+        {
+            m.remove(&state.key);
+        }
+    }
+
+    /// A non-INVITE transaction was created: arm its 64*T1 safety net.
+    pub(crate) fn server_started(&self, state: &Arc<server::State>) {
+        let at = Instant::now() + self.timers.t1x64();
+        self.sweeper
+            .push(&self.sweeper.started, at, Arc::downgrade(state));
+    }
+
+    /// A non-INVITE transaction sent its final response: Completed until
+    /// Timer J (zero over TCP).
+    pub(crate) fn server_completed(&self, state: &Arc<server::State>) {
+        let reliable = state.target.transport == Transport::Tcp;
+        let wait = self.timers.timer_j(reliable);
+        if wait.is_zero() {
+            self.remove_server_state(state);
+        } else {
+            self.sweeper.push(
+                &self.sweeper.completed,
+                Instant::now() + wait,
+                state.clone(),
+            );
+        }
+    }
+
+    /// Send now when the transport can take it without waiting, else on a
+    /// task; errors are counted and logged, as for [`LayerInner::send`].
+    pub(crate) fn send_soon(self: &Arc<Self>, target: &Target, data: Bytes) {
+        match self.transports.send_now(target, data) {
+            Ok(None) => {}
+            Ok(Some(data)) => {
+                let inner = self.clone();
+                let target = *target;
+                tokio::spawn(async move {
+                    let _ = inner.send(&target, data).await;
+                });
+            }
+            Err(e) => {
+                SipCounters::inc(&self.counters.send_errors);
+                tracing::debug!(error = %e, "send failed");
+            }
+        }
+    }
+
     fn answer_stateless(self: &Arc<Self>, response: Response, target: Target) {
-        let inner = self.clone();
-        tokio::spawn(async move {
-            let _ = inner.send(&target, response.to_bytes()).await;
-        });
+        self.send_soon(&target, response.to_bytes());
     }
 
     fn on_request(self: &Arc<Self>, mut request: Request, source: Source) {
@@ -277,7 +432,7 @@ impl LayerInner {
         };
 
         if request.method == Method::Ack {
-            if let Some(tx) = self.server(&key) {
+            if let Some(tx) = self.invite_server(&key) {
                 let _ = tx.send(NetInput::Ack(Box::new(request)));
                 return;
             }
@@ -298,27 +453,50 @@ impl LayerInner {
             return;
         }
 
-        if let Some(tx) = self.server(&key) {
-            let _ = tx.send(NetInput::Retransmission);
-            return;
+        // One lock: find a retransmission's transaction or enter the new one.
+        enum Found {
+            Retransmission(ServerEntry),
+            NewInvite(mpsc::UnboundedReceiver<NetInput>),
+            New(Arc<server::State>),
         }
+        let found = {
+            let Ok(mut m) = self.servers.lock() else {
+                return;
+            };
+            match m.get(&key) {
+                Some(entry) => Found::Retransmission(entry.clone()),
+                None if request.method == Method::Invite => {
+                    let (net_tx, net_rx) = mpsc::unbounded_channel();
+                    m.insert(key.clone(), ServerEntry::Invite(net_tx));
+                    Found::NewInvite(net_rx)
+                }
+                None => {
+                    let state = server::new_state(key.clone(), target);
+                    m.insert(key.clone(), ServerEntry::NonInvite(state.clone()));
+                    Found::New(state)
+                }
+            }
+        };
 
-        let (net_tx, net_rx) = mpsc::unbounded_channel();
-        if let Ok(mut m) = self.servers.lock() {
-            m.insert(key.clone(), net_tx);
-        }
-
-        match request.method {
-            Method::Invite => {
+        match found {
+            Found::Retransmission(ServerEntry::Invite(tx)) => {
+                let _ = tx.send(NetInput::Retransmission);
+            }
+            Found::Retransmission(ServerEntry::NonInvite(state)) => {
+                if let Some(b) = state.last_response() {
+                    self.send_soon(&state.target, b);
+                }
+            }
+            Found::NewInvite(net_rx) => {
                 let handle = server_inv::start(self.clone(), key, request, source, target, net_rx);
                 if let Err(e) = self.incoming.send(IncomingRequest::Invite(handle)) {
                     // No TU: the dropped handle answers 500.
                     drop(e);
                 }
             }
-            Method::Cancel => {
-                let invite = self.server(&key.with_method(Method::Invite));
-                let st = server::start(self.clone(), key, request.clone(), source, target, net_rx);
+            Found::New(state) if request.method == Method::Cancel => {
+                let invite = self.invite_server(&key.with_method(Method::Invite));
+                let st = server::start(self.clone(), state, request.clone(), source);
                 let resp = match invite {
                     Some(inv) if inv.send(NetInput::Cancel(Box::new(request))).is_ok() => {
                         st.response(200, "OK")
@@ -326,10 +504,9 @@ impl LayerInner {
                     _ => st.response(481, "Call/Transaction Does Not Exist"),
                 };
                 let _ = st.respond(resp);
-                drop(st);
             }
-            _ => {
-                let handle = server::start(self.clone(), key, request, source, target, net_rx);
+            Found::New(state) => {
+                let handle = server::start(self.clone(), state, request, source);
                 let _ = self.incoming.send(IncomingRequest::Request(handle));
             }
         }

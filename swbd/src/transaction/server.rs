@@ -1,28 +1,81 @@
 //! Non-INVITE server transaction (RFC 3261 §17.2.2, Figure 8).
+//!
+//! No task of its own: the state is a table entry (last response sent, and
+//! whether it was final). [`ServerTransaction::respond`] sends at once, a
+//! retransmitted request is answered from the entry by the receive path,
+//! and the layer's sweeper removes the entry when Timer J fires. At several
+//! thousand REGISTERs a second that is one table insert and one queue push
+//! per transaction instead of a spawned task, two channels and two timers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::key::TransactionKey;
-use super::layer::{LayerInner, NetInput, build_response};
+use super::layer::{LayerInner, build_response};
 use super::{Error, Result};
 use crate::sip::{Request, Response, random_token};
-use crate::transport::{Source, Target, Transport};
+use crate::transport::{Source, Target};
 
 /// Handle to a non-INVITE server transaction, given to the TU.
 ///
 /// Dropping it before a final response was sent answers
-/// `500 Server Internal Error`, so a peer never waits for nothing; so does
-/// holding it for 64*T1 without a final response.
-#[derive(Debug)]
+/// `500 Server Internal Error`, so a peer never waits for nothing. A handle
+/// held for 64*T1 without a final response ends the transaction (the
+/// client has given up by then: Timer F).
 pub struct ServerTransaction {
     request: Request,
     source: Source,
     to_tag: String,
-    user_agent: String,
-    tu: mpsc::UnboundedSender<Box<Response>>,
+    state: Arc<State>,
+    layer: Arc<LayerInner>,
+}
+
+/// What the transaction table keeps of a non-INVITE server transaction.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) key: TransactionKey,
+    pub(crate) target: Target,
+    progress: Mutex<Progress>,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// The last response sent, replayed for retransmissions.
+    last: Option<Bytes>,
+    /// A final response went out (Completed).
+    completed: bool,
+    /// Timer J fired or the TU gave up: nothing more is sent.
+    terminated: bool,
+}
+
+impl State {
+    /// The response to replay for a retransmitted request, if any.
+    pub(crate) fn last_response(&self) -> Option<Bytes> {
+        self.progress.lock().ok()?.last.clone()
+    }
+
+    /// Ends the transaction unless a final response was sent (the 64*T1
+    /// safety net); true when it did.
+    pub(crate) fn give_up(&self) -> bool {
+        match self.progress.lock() {
+            Ok(mut p) if !p.completed && !p.terminated => {
+                p.terminated = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTransaction")
+            .field("method", &self.request.method)
+            .field("source", &self.source)
+            .field("key", &self.state.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerTransaction {
@@ -39,99 +92,72 @@ impl ServerTransaction {
     /// A response to the request carrying this transaction's To tag and
     /// our Server header.
     pub fn response(&self, code: u16, reason: &str) -> Response {
-        build_response(&self.request, code, reason, &self.to_tag, &self.user_agent)
+        build_response(
+            &self.request,
+            code,
+            reason,
+            &self.to_tag,
+            &self.layer.user_agent,
+        )
     }
 
     /// Send a response (provisional or final). Sending after the final
     /// response is an error.
     pub fn respond(&self, response: Response) -> Result<()> {
-        self.tu
-            .send(Box::new(response))
-            .map_err(|_| Error::Terminated)
+        let is_final = response.code >= 200;
+        let bytes = response.to_bytes();
+        {
+            let mut p = self.state.progress.lock().map_err(|_| Error::Terminated)?;
+            if p.completed || p.terminated {
+                return Err(Error::Terminated);
+            }
+            p.last = Some(bytes.clone());
+            p.completed = is_final;
+        }
+        self.layer.send_soon(&self.state.target, bytes);
+        if is_final {
+            self.layer.server_completed(&self.state);
+        }
+        Ok(())
     }
+}
+
+impl Drop for ServerTransaction {
+    fn drop(&mut self) {
+        let open = self
+            .state
+            .progress
+            .lock()
+            .map(|p| !p.completed && !p.terminated)
+            .unwrap_or(false);
+        if open {
+            let _ = self.respond(self.response(500, "Server Internal Error (no response)"));
+        }
+    }
+}
+
+/// Create the transaction for `request` (already entered in the table by
+/// the caller under `state.key`).
+pub(crate) fn new_state(key: TransactionKey, target: Target) -> Arc<State> {
+    Arc::new(State {
+        key,
+        target,
+        progress: Mutex::new(Progress::default()),
+    })
 }
 
 pub(crate) fn start(
     layer: Arc<LayerInner>,
-    key: TransactionKey,
+    state: Arc<State>,
     request: Request,
     source: Source,
-    target: Target,
-    net: mpsc::UnboundedReceiver<NetInput>,
 ) -> ServerTransaction {
-    let (tu_tx, tu_rx) = mpsc::unbounded_channel();
-    let handle = ServerTransaction {
-        request: request.clone(),
+    layer.server_started(&state);
+    ServerTransaction {
+        request,
         source,
         to_tag: random_token(10),
-        user_agent: layer.user_agent.clone(),
-        tu: tu_tx,
-    };
-    let fallback = handle.response(500, "Server Internal Error (no response)");
-    tokio::spawn(run(layer, key, fallback, target, net, tu_rx));
-    handle
-}
-
-async fn run(
-    layer: Arc<LayerInner>,
-    key: TransactionKey,
-    fallback: Response,
-    target: Target,
-    mut net: mpsc::UnboundedReceiver<NetInput>,
-    mut tu: mpsc::UnboundedReceiver<Box<Response>>,
-) {
-    let reliable = target.transport == Transport::Tcp;
-    let mut last: Option<Bytes> = None;
-    // Safety net: the client gives up after 64*T1 (Timer F), so a TU that
-    // never answers must not keep this transaction alive forever.
-    let give_up = tokio::time::sleep(layer.timers.t1x64());
-    tokio::pin!(give_up);
-    // Trying / Proceeding.
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut give_up => {
-                let bytes = fallback.to_bytes();
-                let _ = layer.send(&target, bytes.clone()).await;
-                last = Some(bytes);
-                break;
-            }
-            r = tu.recv() => {
-                let resp = r.unwrap_or_else(|| Box::new(fallback.clone()));
-                let bytes = resp.to_bytes();
-                let _ = layer.send(&target, bytes.clone()).await;
-                last = Some(bytes);
-                if resp.code >= 200 {
-                    break;
-                }
-            }
-            n = net.recv() => match n {
-                Some(NetInput::Retransmission) => {
-                    if let Some(b) = &last {
-                        let _ = layer.send(&target, b.clone()).await;
-                    }
-                }
-                Some(_) => {}
-                None => break,
-            },
-        }
+        state,
+        layer,
     }
-    // Completed: absorb retransmissions until Timer J.
-    let timer_j = tokio::time::sleep(layer.timers.timer_j(reliable));
-    tokio::pin!(timer_j);
-    loop {
-        tokio::select! {
-            _ = &mut timer_j => break,
-            n = net.recv() => match n {
-                Some(NetInput::Retransmission) => {
-                    if let Some(b) = &last {
-                        let _ = layer.send(&target, b.clone()).await;
-                    }
-                }
-                Some(_) => {}
-                None => break,
-            },
-        }
-    }
-    layer.remove_server(&key);
 }

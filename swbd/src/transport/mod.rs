@@ -137,7 +137,8 @@ pub(crate) struct Inner {
     pub(crate) config: SipConfig,
     pub(crate) counters: Arc<SipCounters>,
     pub(crate) shutdown: Shutdown,
-    udp: Vec<Arc<UdpSocket>>,
+    /// UDP sockets with their bound addresses (no `getsockname` per send).
+    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     tcp: Mutex<Vec<tokio::net::TcpListener>>,
     local: Vec<ListenAddr>,
     /// Open TCP connections by peer address. A std Mutex: held only to
@@ -170,7 +171,7 @@ impl Transports {
                         transport: Transport::Udp,
                         addr,
                     });
-                    udp.push(Arc::new(sock));
+                    udp.push((addr, Arc::new(sock)));
                 }
                 Transport::Tcp => {
                     let l = tcp::bind(listen.addr).map_err(bind_err)?;
@@ -202,8 +203,8 @@ impl Transports {
         if self.inner.receiver.set(receiver).is_err() {
             return; // already started
         }
-        for sock in &self.inner.udp {
-            tokio::spawn(udp::receive_loop(self.inner.clone(), sock.clone()));
+        for (addr, sock) in &self.inner.udp {
+            tokio::spawn(udp::receive_loop(self.inner.clone(), sock.clone(), *addr));
         }
         let listeners = match self.inner.tcp.lock() {
             Ok(mut l) => std::mem::take(&mut *l),
@@ -243,22 +244,7 @@ impl Transports {
     pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
         match target.transport {
             Transport::Udp => {
-                let sock = self
-                    .inner
-                    .udp
-                    .iter()
-                    .find(|s| s.local_addr().ok() == target.local)
-                    .or_else(|| {
-                        self.inner.udp.iter().find(|s| {
-                            s.local_addr()
-                                .map(|a| a.is_ipv4() == target.remote.is_ipv4())
-                                .unwrap_or(false)
-                        })
-                    })
-                    .ok_or(Error::NoSocket {
-                        transport: Transport::Udp,
-                        remote: target.remote,
-                    })?;
+                let sock = self.udp_socket(target)?;
                 sock.send_to(&data, target.remote)
                     .await
                     .map(|_| ())
@@ -270,5 +256,59 @@ impl Transports {
             }
             Transport::Tcp => tcp::send(&self.inner, target.remote, data).await,
         }
+    }
+
+    /// Send without waiting when that is possible right now: a UDP datagram
+    /// the socket takes at once, or a message queued on an open TCP
+    /// connection. Gives the data back when it would have to wait (socket
+    /// buffer full, connection to open), for the caller to [`Transports::send`].
+    pub fn send_now(&self, target: &Target, data: Bytes) -> Result<Option<Bytes>> {
+        match target.transport {
+            Transport::Udp => {
+                let sock = self.udp_socket(target)?;
+                match sock.try_send_to(&data, target.remote) {
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Some(data)),
+                    Err(e) => Err(Error::Send {
+                        transport: Transport::Udp,
+                        remote: target.remote,
+                        reason: io_reason(&e),
+                    }),
+                }
+            }
+            Transport::Tcp => {
+                let sender = self
+                    .inner
+                    .connections
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&target.remote).cloned());
+                let Some(sender) = sender else {
+                    return Ok(Some(data));
+                };
+                match sender.try_send(data) {
+                    Ok(()) => Ok(None),
+                    Err(mpsc::error::TrySendError::Full(data)) => Ok(Some(data)),
+                    Err(mpsc::error::TrySendError::Closed(data)) => Ok(Some(data)),
+                }
+            }
+        }
+    }
+
+    /// The UDP socket to send `target` from: the one bound to
+    /// `target.local`, else the first of the remote's address family.
+    fn udp_socket(&self, target: &Target) -> Result<&UdpSocket> {
+        let udp = &self.inner.udp;
+        udp.iter()
+            .find(|(addr, _)| Some(*addr) == target.local)
+            .or_else(|| {
+                udp.iter()
+                    .find(|(addr, _)| addr.is_ipv4() == target.remote.is_ipv4())
+            })
+            .map(|(_, s)| s.as_ref())
+            .ok_or(Error::NoSocket {
+                transport: Transport::Udp,
+                remote: target.remote,
+            })
     }
 }

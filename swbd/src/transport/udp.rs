@@ -38,11 +38,8 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<UdpSocket>
     UdpSocket::from_std(socket.into())
 }
 
-pub(crate) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>) {
+pub(crate) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr) {
     let Some(receiver) = inner.receiver.get().cloned() else {
-        return;
-    };
-    let Ok(local) = socket.local_addr() else {
         return;
     };
     let max = inner.config.max_message_size;
