@@ -12,7 +12,7 @@
 //! host, so phones behind NAT get their BYE. The Contact stays the
 //! Request-URI, as RFC 3261 requires.
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 
 use crate::sip::message::HeaderAccess;
 use crate::sip::{Method, NameAddr, Request, Response, Uri};

@@ -61,7 +61,7 @@ impl SipEndpoint {
         let transports = Transports::bind(&config.sip, counters.clone(), shutdown.clone()).await?;
         let authenticator = Authenticator::from_config(&config.auth, counters.clone())?;
         let registrar = Registrar::new(config.registrar, &config.sip.domains, events);
-        let (transactions, mut incoming) = TransactionLayer::new(
+        let (transactions, incoming) = TransactionLayer::new(
             transports.clone(),
             Timers::from(&config.sip.timers),
             config.sip.user_agent.clone(),
@@ -75,19 +75,10 @@ impl SipEndpoint {
         });
 
         tokio::spawn(registrar.clone().run_sweeper(shutdown.clone()));
+        // Method handlers never block: run them on the receiving task.
+        drop(incoming);
         let ctx = context.clone();
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    r = incoming.recv() => match r {
-                        Some(req) => method::dispatch(&ctx, req),
-                        None => return,
-                    },
-                    _ = stop.wait() => return,
-                }
-            }
-        });
+        transactions.set_handler(Arc::new(move |req| method::dispatch(&ctx, req)));
         transports.start(transactions.receiver());
         for l in transports.local_addrs() {
             tracing::info!(listen = %l, "SIP listening");

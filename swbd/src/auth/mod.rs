@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 use switchboard_proto::support::yaml::FileError;
 
 use crate::config::{AuthConfig, DigestAlgorithm};

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 use futures::FutureExt;
 use switchboard_proto::media::v1 as media;
 use tokio::sync::mpsc;

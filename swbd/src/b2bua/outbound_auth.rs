@@ -2,7 +2,7 @@
 //! `401` -> `Authorization`, `407` -> `Proxy-Authorization`, MD5 or
 //! SHA-256, `qop=auth` when offered.
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 
 use crate::auth::digest::{self, Algorithm, split_params, unquote};
 use crate::sip::message::HeaderAccess;

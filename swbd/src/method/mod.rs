@@ -14,7 +14,7 @@ pub mod register;
 
 use std::sync::{Arc, Mutex};
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 use tokio::sync::mpsc;
 
 use crate::auth::Authenticator;

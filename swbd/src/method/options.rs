@@ -1,7 +1,7 @@
 //! OPTIONS (RFC 3261 §11.2): `200 OK` with Allow, Accept and Supported, so
 //! trunks and monitoring can ping swbd. No authentication.
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 
 use super::{ALLOW, Context};
 use crate::transaction::ServerTransaction;

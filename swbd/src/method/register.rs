@@ -2,7 +2,7 @@
 //! authenticated user may register the AOR, apply to the registrar, answer
 //! with all current bindings.
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 
 use super::Context;
 use crate::auth::ChallengeKind;

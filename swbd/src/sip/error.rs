@@ -1,6 +1,6 @@
 //! Parse errors of the message layer.
 
-use ezk_sip_types::Headers;
+use super::headers::Headers;
 
 /// Why a message could not be accepted, and what is left of it.
 ///

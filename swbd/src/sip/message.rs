@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
+use super::headers::{Headers, Name};
 use bytes::Bytes;
-use ezk_sip_types::{Headers, Name};
 
 use super::error::{ParseError, Result};
 use super::header::{
@@ -247,11 +247,22 @@ pub fn default_reason(code: u16) -> &'static str {
 }
 
 fn print_message(mut out: String, headers: &Headers, body: &[u8]) -> Bytes {
+    out.reserve(
+        headers
+            .iter()
+            .map(|(n, v)| n.as_print_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + 24
+            + body.len(),
+    );
     for (name, value) in headers.iter() {
         if *name == Name::CONTENT_LENGTH {
             continue;
         }
-        let _ = write!(out, "{}: {}\r\n", name.as_print_str(), value);
+        out.push_str(name.as_print_str());
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
     }
     let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
     let mut buf = out.into_bytes();
@@ -300,10 +311,7 @@ impl SipMessage {
                     if !name.trim().is_empty()
                         && name.trim().bytes().all(|b| b.is_ascii_graphic()) =>
                 {
-                    headers.insert(
-                        Name::from(name.trim().to_string()),
-                        value.trim().to_string(),
-                    );
+                    headers.insert(Name::new(name.trim()), value.trim());
                 }
                 _ => {
                     header_error.get_or_insert_with(|| {
@@ -397,8 +405,9 @@ pub(crate) fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
 
 /// Split the head into logical lines, joining folded continuation lines
 /// (RFC 3261 §7.3.1) with a single space.
-fn unfold(head: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+fn unfold(head: &str) -> Vec<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(16);
     for line in head.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.starts_with([' ', '\t']) {
@@ -406,18 +415,19 @@ fn unfold(head: &str) -> Vec<String> {
             if len > 1
                 && let Some(last) = out.last_mut()
             {
-                last.push(' ');
-                last.push_str(line.trim());
+                let joined = last.to_mut();
+                joined.push(' ');
+                joined.push_str(line.trim());
                 continue;
             }
             // Whitespace before the start line or a continuation of it.
-            out.push(line.to_string());
+            out.push(Cow::Borrowed(line));
             continue;
         }
         if line.is_empty() {
             continue;
         }
-        out.push(line.to_string());
+        out.push(Cow::Borrowed(line));
     }
     out
 }

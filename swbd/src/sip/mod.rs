@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod header;
+pub mod headers;
 pub mod message;
 pub mod method;
 pub mod response;
@@ -22,7 +23,7 @@ pub use method::Method;
 pub use uri::Uri;
 
 /// Re-exports of the `ezk-sip-types` pieces our API exposes.
-pub use ezk_sip_types::{Headers, Name};
+pub use headers::{Headers, Name};
 
 /// The `branch` magic cookie of RFC 3261 §8.1.1.7.
 pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";

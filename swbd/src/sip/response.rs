@@ -1,6 +1,6 @@
 //! Building responses from requests (RFC 3261 §8.2.6.2).
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 
 use super::message::{Request, Response, edit_to_tag};
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ezk_sip_types::Name;
+use crate::sip::Name;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

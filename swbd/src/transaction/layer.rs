@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::sip::Name;
 use bytes::Bytes;
-use ezk_sip_types::Name;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
@@ -75,8 +75,14 @@ pub(crate) struct LayerInner {
     /// CSeq number, so the ACK for a 2xx (a new branch) finds them.
     accepted: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
     incoming: mpsc::UnboundedSender<IncomingRequest>,
+    /// When set, new requests go to this function on the receiving task
+    /// instead of the `incoming` channel (no hand-off, no wake-up).
+    handler: std::sync::OnceLock<RequestHandler>,
     sweeper: Arc<Sweeper>,
 }
+
+/// A TU entry point that never blocks (see [`TransactionLayer::set_handler`]).
+pub type RequestHandler = Arc<dyn Fn(IncomingRequest) + Send + Sync>;
 
 /// A server transaction in the table.
 #[derive(Debug, Clone)]
@@ -201,10 +207,19 @@ impl TransactionLayer {
             clients: Mutex::new(HashMap::new()),
             accepted: Mutex::new(HashMap::new()),
             incoming: tx,
+            handler: std::sync::OnceLock::new(),
             sweeper: sweeper.clone(),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner), sweeper));
         (Self { inner }, rx)
+    }
+
+    /// Hand new requests to `handler`, called on the task that received
+    /// them, instead of the channel returned by [`TransactionLayer::new`].
+    /// `handler` must never block or wait: it runs in the receive path.
+    /// Only the first call takes effect.
+    pub fn set_handler(&self, handler: RequestHandler) {
+        let _ = self.inner.handler.set(handler);
     }
 
     /// The receiver to start the transports with.
@@ -415,6 +430,15 @@ impl LayerInner {
         }
     }
 
+    fn deliver(&self, request: IncomingRequest) {
+        match self.handler.get() {
+            Some(handler) => handler(request),
+            None => {
+                let _ = self.incoming.send(request);
+            }
+        }
+    }
+
     fn answer_stateless(self: &Arc<Self>, response: Response, target: Target) {
         self.send_soon(&target, response.to_bytes());
     }
@@ -447,7 +471,7 @@ impl LayerInner {
             match accepted {
                 Some(tx) if tx.send(NetInput::Ack(Box::new(request.clone()))).is_ok() => {}
                 _ => {
-                    let _ = self.incoming.send(IncomingRequest::Ack { request, source });
+                    self.deliver(IncomingRequest::Ack { request, source });
                 }
             }
             return;
@@ -489,10 +513,8 @@ impl LayerInner {
             }
             Found::NewInvite(net_rx) => {
                 let handle = server_inv::start(self.clone(), key, request, source, target, net_rx);
-                if let Err(e) = self.incoming.send(IncomingRequest::Invite(handle)) {
-                    // No TU: the dropped handle answers 500.
-                    drop(e);
-                }
+                // Without a TU the dropped handle answers 500.
+                self.deliver(IncomingRequest::Invite(handle));
             }
             Found::New(state) if request.method == Method::Cancel => {
                 let invite = self.invite_server(&key.with_method(Method::Invite));
@@ -507,7 +529,7 @@ impl LayerInner {
             }
             Found::New(state) => {
                 let handle = server::start(self.clone(), state, request, source);
-                let _ = self.incoming.send(IncomingRequest::Request(handle));
+                self.deliver(IncomingRequest::Request(handle));
             }
         }
     }

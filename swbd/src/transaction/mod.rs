@@ -34,7 +34,7 @@ pub mod timers;
 pub use client::ClientTransaction;
 pub use client_inv::ClientInviteTransaction;
 pub use key::TransactionKey;
-pub use layer::{IncomingRequest, TransactionLayer};
+pub use layer::{IncomingRequest, RequestHandler, TransactionLayer};
 pub use server::ServerTransaction;
 pub use server_inv::{InviteResponder, ServerInviteEvent, ServerInviteTransaction};
 pub use timers::Timers;
