@@ -126,6 +126,10 @@ pub struct SipConfig {
     pub tcp_idle_timeout_secs: u64,
     /// SO_RCVBUF/SO_SNDBUF for UDP sockets, bytes (the kernel may cap it).
     pub udp_buffer_bytes: usize,
+    /// Tasks reading each UDP socket, so parsing and handling run on every
+    /// core; 0 = one per CPU. Datagrams are not ordered across tasks (UDP
+    /// never promised it; transactions absorb retransmissions either way).
+    pub udp_receivers: usize,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
     /// Server / User-Agent header value.
@@ -150,6 +154,7 @@ impl Default for SipConfig {
             max_message_size: 65_535,
             tcp_idle_timeout_secs: 600,
             udp_buffer_bytes: 8 * 1024 * 1024,
+            udp_receivers: 0,
             timers: TimerConfig::default(),
             user_agent: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
         }

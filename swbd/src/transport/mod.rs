@@ -203,8 +203,14 @@ impl Transports {
         if self.inner.receiver.set(receiver).is_err() {
             return; // already started
         }
+        let receivers = match self.inner.config.udp_receivers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         for (addr, sock) in &self.inner.udp {
-            tokio::spawn(udp::receive_loop(self.inner.clone(), sock.clone(), *addr));
+            for _ in 0..receivers {
+                tokio::spawn(udp::receive_loop(self.inner.clone(), sock.clone(), *addr));
+            }
         }
         let listeners = match self.inner.tcp.lock() {
             Ok(mut l) => std::mem::take(&mut *l),
