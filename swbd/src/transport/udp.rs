@@ -1,5 +1,7 @@
-//! UDP sockets: socket2 for buffer sizes and IPv6-only, one receive loop
-//! per socket (datagrams of one socket are handed on in arrival order).
+//! UDP sockets: socket2 for buffer sizes and IPv6-only; `sip.udp_receivers`
+//! receive loops per socket (one per CPU by default), each parsing and
+//! handling what it reads, so datagrams of one socket may be handled out of
+//! arrival order (as UDP may deliver them anyway).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
