@@ -99,6 +99,14 @@ impl fmt::Display for Uri {
     }
 }
 
+fn sip_user(part: &SipUriUserPart) -> Option<&str> {
+    match part {
+        SipUriUserPart::Empty => None,
+        SipUriUserPart::User(user) => Some(user),
+        SipUriUserPart::UserPw(up) => Some(&up.user),
+    }
+}
+
 /// RFC 3261 §19.1.4 URI equality, simplified: SIP URIs compare scheme,
 /// user, host (case-insensitive) and port; others compare as text
 /// (case-insensitive).
@@ -106,7 +114,7 @@ pub fn same_uri(a: &Uri, b: &Uri) -> bool {
     match (a, b) {
         (Uri::Sip(a), Uri::Sip(b)) => {
             a.sips == b.sips
-                && Uri::Sip(a.clone()).user() == Uri::Sip(b.clone()).user()
+                && sip_user(&a.user_part) == sip_user(&b.user_part)
                 && host_text(&a.host_port.host) == host_text(&b.host_port.host)
                 && a.host_port.port == b.host_port.port
         }
