@@ -124,6 +124,9 @@ pub struct SipConfig {
     pub max_message_size: usize,
     /// Close TCP connections idle this long.
     pub tcp_idle_timeout_secs: u64,
+    /// Open TCP connections at most (accepted and opened); a connection
+    /// accepted beyond it is closed at once. 0 = no limit.
+    pub tcp_max_connections: usize,
     /// SO_RCVBUF/SO_SNDBUF for UDP sockets, bytes (the kernel may cap it).
     pub udp_buffer_bytes: usize,
     /// Tasks reading each UDP socket, so parsing and handling run on every
@@ -153,6 +156,7 @@ impl Default for SipConfig {
             public_address: None,
             max_message_size: 65_535,
             tcp_idle_timeout_secs: 600,
+            tcp_max_connections: 4096,
             udp_buffer_bytes: 8 * 1024 * 1024,
             udp_receivers: 0,
             timers: TimerConfig::default(),

@@ -592,3 +592,55 @@ async fn oversize_udp_request_we_send_goes_over_tcp() {
     assert_eq!(got.body.len(), 2000);
     assert!(got.top_via().expect("via").transport() == "TCP");
 }
+
+#[tokio::test]
+async fn tcp_connections_beyond_the_limit_are_closed_and_counted() {
+    let s = start_with("tcplimit", |c| c.sip.tcp_max_connections = 2).await;
+    let mut peers = Vec::new();
+    for (i, call) in ["l1", "l2"].into_iter().enumerate() {
+        let mut tcp = TcpPeer::connect(s.tcp()).await;
+        let addr = tcp.addr();
+        tcp.send(&request(
+            "OPTIONS",
+            "sip:example.com",
+            "TCP",
+            addr,
+            "a",
+            "b",
+            call,
+            i as u32 + 1,
+            "",
+        ))
+        .await;
+        assert_eq!(tcp.response(false).await.code, 200, "connection {i} served");
+        peers.push(tcp);
+    }
+    let mut third = tokio::net::TcpStream::connect(s.tcp())
+        .await
+        .expect("connect");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut third, &mut byte))
+        .await
+        .expect("swbd closes the third connection instead of keeping it open");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not served: {read:?}"
+    );
+    wait_for("refusal counted", || s.endpoint.counters().tcp_refused >= 1).await;
+    // The open ones still work.
+    let addr = peers[0].addr();
+    peers[0]
+        .send(&request(
+            "OPTIONS",
+            "sip:example.com",
+            "TCP",
+            addr,
+            "a",
+            "b",
+            "l1b",
+            3,
+            "",
+        ))
+        .await;
+    assert_eq!(peers[0].response(false).await.code, 200);
+}

@@ -22,6 +22,9 @@ pub struct SipCounters {
     pub auth_failures: AtomicU64,
     /// TCP connections accepted or opened.
     pub tcp_connections: AtomicU64,
+    /// TCP connections closed at accept because `sip.tcp_max_connections`
+    /// were open.
+    pub tcp_refused: AtomicU64,
     /// Sends that failed.
     pub send_errors: AtomicU64,
 }
@@ -45,6 +48,8 @@ pub struct CountersSnapshot {
     pub auth_failures: u64,
     /// See [`SipCounters::tcp_connections`].
     pub tcp_connections: u64,
+    /// See [`SipCounters::tcp_refused`].
+    pub tcp_refused: u64,
     /// See [`SipCounters::send_errors`].
     pub send_errors: u64,
 }
@@ -67,6 +72,7 @@ impl SipCounters {
             blocked_requests: g(&self.blocked_requests),
             auth_failures: g(&self.auth_failures),
             tcp_connections: g(&self.tcp_connections),
+            tcp_refused: g(&self.tcp_refused),
             send_errors: g(&self.send_errors),
         }
     }

@@ -51,6 +51,14 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             },
             _ = shutdown.wait() => return,
         };
+        let max = inner.config.tcp_max_connections;
+        let open = inner.connections.lock().map(|c| c.len()).unwrap_or(0);
+        if max > 0 && open >= max {
+            // Dropping the stream closes it; the peer may retry later.
+            SipCounters::inc(&inner.counters.tcp_refused);
+            tracing::debug!(%remote, open, max, "TCP connection refused: limit reached");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         spawn_connection(&inner, stream, remote);
     }
