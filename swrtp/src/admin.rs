@@ -99,18 +99,28 @@ impl MediaAdmin for Admin {
         // Subscribe before the snapshot so nothing falls in between.
         let mut events = self.node.subscribe();
         let (tx, rx) = mpsc::channel(256);
-        if r.snapshot {
-            for s in self.node.sessions() {
-                let e = event(true, pb::media_admin_event::Event::SessionCreated(s.info()));
-                if tx.try_send(Ok(e)).is_err() {
-                    break;
-                }
-            }
-        }
+        let snapshot = r.snapshot.then(|| self.node.sessions());
         let node = self.node.clone();
         let closed = self.node.closed();
         tokio::spawn(async move {
             tokio::pin!(closed);
+            // The snapshot may be larger than the queue: wait for the client
+            // to take it (a client that stops reading ends with the stream).
+            if let Some(sessions) = snapshot {
+                for s in sessions {
+                    let e = event(true, pb::media_admin_event::Event::SessionCreated(s.info()));
+                    if tx.send(Ok(e)).await.is_err() {
+                        return;
+                    }
+                }
+                let done = event(
+                    true,
+                    pb::media_admin_event::Event::SnapshotDone(pb::MediaSnapshotDone {}),
+                );
+                if tx.send(Ok(done)).await.is_err() {
+                    return;
+                }
+            }
             let mut ticker = stats_every.map(|d| {
                 let mut t = tokio::time::interval(d);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

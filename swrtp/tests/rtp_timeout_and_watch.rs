@@ -191,3 +191,48 @@ async fn slow_admin_watcher_is_dropped_with_resource_exhausted() {
     assert!(stream.next().await.is_none(), "and then ends");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn admin_watch_snapshot_larger_than_the_queue_is_complete_and_ends_with_snapshot_done() {
+    use swrtp::sdp::{AudioCodec, Offer};
+    use swrtp::session::Negotiation;
+
+    // More sessions than the stream's 256-event queue.
+    let mut d = Daemon::start(config("42000-42799")).await;
+    let node = d.running.as_ref().unwrap().node.clone();
+    let offer = Offer {
+        codecs: vec![AudioCodec::Pcmu],
+        te_pt: None,
+        ptime: 20,
+    };
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..300 {
+        let (id, _, _) = node
+            .create(&format!("big-{i}"), "a", Negotiation::Offer(offer.clone()))
+            .unwrap();
+        ids.insert(id);
+    }
+    let mut w = d
+        .admin
+        .watch(admin::WatchMediaRequest {
+            snapshot: true,
+            stats_interval_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let e = w.next().await.expect("stream open").expect("event");
+        assert!(e.is_snapshot, "only snapshot events before SnapshotDone");
+        match e.event {
+            Some(admin::media_admin_event::Event::SessionCreated(info)) => {
+                seen.insert(info.session_id);
+            }
+            Some(admin::media_admin_event::Event::SnapshotDone(_)) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ids, "every session is in the snapshot, once");
+    d.stop().await;
+}

@@ -210,8 +210,8 @@ async fn session(
             state: ConnState::Connected { watching: true },
         })
         .await;
-        // MediaAdmin has no end-of-snapshot marker: the first live event or a
-        // quiet 250 ms ends it.
+        // SnapshotDone ends the snapshot (swrtp before it had none: then
+        // the first live event or a quiet 250 ms does).
         return forward(
             stream,
             idx,
@@ -220,7 +220,12 @@ async fn session(
                 backend: idx,
                 event,
             },
-            |e| (e.is_snapshot, false),
+            |e| {
+                (
+                    e.is_snapshot,
+                    matches!(e.event, Some(MediaEvent::SnapshotDone(_))),
+                )
+            },
             "swrtp",
         )
         .await;

@@ -343,6 +343,11 @@ impl Store {
             Some(MediaEvent::SessionDestroyed(s)) => {
                 self.sessions.remove(&s.session_id);
             }
+            Some(MediaEvent::SnapshotDone(_)) => {
+                if let Some(b) = self.backends.get_mut(backend) {
+                    b.synced = true;
+                }
+            }
             Some(MediaEvent::Status(st)) => {
                 let Some(b) = self.backends.get_mut(backend) else {
                     return;
