@@ -37,6 +37,14 @@ fn required<'a>(v: &'a str, name: &'static str) -> Result<&'a str, Status> {
     }
 }
 
+/// The peer of a ConnectLegs request.
+enum Peer<'a> {
+    /// An existing session.
+    Existing(&'a str),
+    /// A new session answering this offer.
+    New(&'a pb::PeerOffer, &'a str),
+}
+
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// A `SessionEvent` for WatchSessions, if the event is one.
@@ -125,6 +133,67 @@ impl MediaService for MediaControl {
         Ok(Response::new(pb::DestroySessionResponse {
             stats: Some(stats),
         }))
+    }
+
+    async fn connect_legs(
+        &self,
+        request: Request<pb::ConnectLegsRequest>,
+    ) -> Result<Response<pb::ConnectLegsResponse>, Status> {
+        let r = request.into_inner();
+        let id = required(&r.session_id, "session_id")?;
+        // Check the peer before touching anything: a bad request changes nothing.
+        let peer = match &r.peer {
+            Some(pb::connect_legs_request::Peer::PeerSessionId(p)) => {
+                Peer::Existing(required(p, "peer_session_id")?)
+            }
+            Some(pb::connect_legs_request::Peer::PeerOffer(o)) => Peer::New(
+                o,
+                required(&o.remote_offer_sdp, "peer_offer.remote_offer_sdp")?,
+            ),
+            None => return Err(Error::Missing("peer_session_id or peer_offer").into()),
+        };
+        let (_, media) = self.node.update(id, &r.remote_answer_sdp).await?;
+        let (peer_id, peer_local_sdp, peer_media, created) = match peer {
+            Peer::Existing(p) => (p.to_string(), String::new(), None, false),
+            Peer::New(o, sdp) => {
+                let (sid, local, m) =
+                    self.node
+                        .create(&o.call_id, &o.leg, Negotiation::Answer(sdp.to_string()))?;
+                (sid, local, Some(m), true)
+            }
+        };
+        if let Err(e) = self.node.bridge(&peer_id, id).await {
+            if created {
+                // Leave nothing behind: the caller never learns this id.
+                let _ = self.node.destroy(&peer_id).await;
+            }
+            return Err(e.into());
+        }
+        Ok(Response::new(pb::ConnectLegsResponse {
+            media: Some(media),
+            peer_session_id: peer_id,
+            peer_local_sdp,
+            peer_media,
+        }))
+    }
+
+    async fn destroy_sessions(
+        &self,
+        request: Request<pb::DestroySessionsRequest>,
+    ) -> Result<Response<pb::DestroySessionsResponse>, Status> {
+        let r = request.into_inner();
+        let mut out = pb::DestroySessionsResponse::default();
+        for id in r.session_ids {
+            if id.is_empty() {
+                return Err(Error::Missing("session_ids[]").into());
+            }
+            match self.node.destroy(&id).await {
+                Ok(stats) => out.stats.push(stats),
+                Err(Error::NotFound(_)) => out.not_found.push(id),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Response::new(out))
     }
 
     async fn bridge(

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::record::{CallRecord, CallState, LegRecord, LegState};
-use super::table::{CallCommand, CallHandle, CallTable, LegInput};
+use super::table::{CallCommand, CallHandle, CallTable, DialogInput, DialogSender, LegInput};
 use crate::config::Config;
 use crate::dialog::{Dialog, DialogId};
 use crate::dialplan::{
@@ -31,8 +31,8 @@ use crate::media::{MediaPool, NodeLease};
 use crate::sip::message::HeaderAccess;
 use crate::sip::{Method, Request, Response, Uri, random_token};
 use crate::transaction::{
-    ClientInviteTransaction, InviteResponder, ServerInviteEvent, ServerInviteTransaction,
-    TransactionLayer,
+    AcceptedInvite, ClientInviteTransaction, InviteResponder, ServerInviteEvent,
+    ServerInviteTransaction, TransactionLayer,
 };
 use crate::transport::{Target, Transport};
 
@@ -132,6 +132,8 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
     handle.update(None, |r| {
         r.dialplan_version = plan.version().hash.clone();
         r.route_id = route_id.clone();
+        // A and (usually) one B-leg: no room for four.
+        r.legs.reserve_exact(2);
         r.legs.push(LegRecord {
             is_a: true,
             sip_call_id: a_call_id.clone(),
@@ -166,11 +168,17 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
         playing: false,
         ringing_sent: false,
     };
+    // The INVITE and its From are in `ctl.a` now; this task lives as long
+    // as the call, so keep no second copy.
+    drop(request);
+    drop(from);
     let token = CancellationToken::new();
     let mut interrupt: Option<Interrupt> = None;
     let execution = {
-        let exec = execute(&plan, &info, &mut ctl, &token);
-        tokio::pin!(exec);
+        // Boxed: the dialplan's future (dial, media RPCs, transactions) is
+        // by far the largest state of this task, and it is over once the
+        // call is bridged. Inline it would stay reserved for the whole call.
+        let mut exec = Box::pin(execute(&plan, &info, &mut ctl, &token));
         loop {
             tokio::select! {
                 res = &mut exec => break res,
@@ -186,7 +194,8 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
                     }
                     Some(ServerInviteEvent::Ack(_)) | None => {}
                 },
-                Some((dialog, input)) = dlg_rx.recv() => {
+                Some(msg) = dlg_rx.recv() => {
+                    let (dialog, input) = *msg;
                     if answer_in_dialog(&dialog, input) == InDialog::Bye && interrupt.is_none() {
                         tracing::info!("caller hung up during the dialplan");
                         interrupt = Some(Interrupt::CallerBye);
@@ -194,7 +203,7 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
                     }
                 }
                 Some(cmd) = cmd_rx.recv(), if interrupt.is_none() => {
-                    interrupt = Some(match cmd {
+                    interrupt = Some(match *cmd {
                         CallCommand::Hangup(r) => Interrupt::Hangup(r),
                         CallCommand::MediaLost(r) => Interrupt::MediaLost(r),
                     });
@@ -203,9 +212,15 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
             }
         }
     };
-    tracing::debug!(outcome = ?execution.outcome, "dialplan finished");
+    // Keep only the outcome: the variables and the rest would otherwise
+    // stay allocated for as long as the call is up.
+    let outcome = {
+        let e = execution;
+        e.outcome
+    };
+    tracing::debug!(?outcome, "dialplan finished");
 
-    let cause = match (&interrupt, &execution.outcome) {
+    let cause = match (&interrupt, &outcome) {
         (Some(Interrupt::Cancelled), _) => {
             ctl.final_to_a(487, "Request Terminated");
             "caller cancelled".to_string()
@@ -213,7 +228,7 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
         (Some(Interrupt::CallerBye), _) => "caller hung up".to_string(),
         (Some(Interrupt::Hangup(r)), _) | (Some(Interrupt::MediaLost(r)), _) => {
             if ctl.answered {
-                ctl.bye_a().await;
+                Box::pin(ctl.bye_a()).await;
             } else {
                 ctl.final_to_a(480, "Temporarily Unavailable");
             }
@@ -221,7 +236,8 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
         }
         (None, CallOutcome::Bridged(target)) => {
             tracing::info!(%target, "bridged");
-            ctl.bridged(&mut a_events, &mut dlg_rx, &mut cmd_rx).await
+            // Boxed like the dialplan: only the state the call is in is allocated.
+            Box::pin(ctl.bridged(&mut a_events, &mut dlg_rx, &mut cmd_rx)).await
         }
         (None, CallOutcome::NoRoute { code, reason }) => format!("no route: {code} {reason}"),
         (None, CallOutcome::HungUp { code, reason }) => format!("dialplan hangup: {code} {reason}"),
@@ -232,12 +248,12 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
             if !ctl.final_sent {
                 ctl.final_to_a(480, "Temporarily Unavailable");
             } else if ctl.answered {
-                ctl.bye_a().await;
+                Box::pin(ctl.bye_a()).await;
             }
             format!("{other:?}")
         }
     };
-    ctl.cleanup().await;
+    Box::pin(ctl.cleanup()).await;
     tracing::info!(%cause, "call ended");
     ctl.handle.update(None, |r| {
         r.end_cause = cause;
@@ -306,7 +322,8 @@ struct BLeg {
 #[derive(Debug)]
 struct Winner {
     dialog: Dialog,
-    txn: Option<ClientInviteTransaction>,
+    /// 2xx retransmissions until Timer M (to re-ACK them).
+    txn: Option<AcceptedInvite>,
     ack: Request,
     session_id: String,
 }
@@ -318,7 +335,7 @@ struct Ctl {
     a_offer: String,
     a_max_forwards: u32,
     handle: CallHandle,
-    dlg_tx: mpsc::UnboundedSender<(DialogId, LegInput)>,
+    dlg_tx: DialogSender,
     lease: Option<NodeLease>,
     /// (session id, our SDP answer to A).
     a_session: Option<(String, String)>,
@@ -442,6 +459,86 @@ impl Ctl {
         }
     }
 
+    /// Destroy several sessions in one round trip (a call's teardown); a
+    /// node without `DestroySessions` gets them one by one.
+    async fn destroy_sessions(&mut self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        self.sessions.retain(|s| !ids.contains(s));
+        let node = self.node_name();
+        for id in &ids {
+            self.handle.remove_session(&node, id);
+        }
+        let Ok(mut client) = self.media_client() else {
+            return;
+        };
+        let batch = client
+            .destroy_sessions(media::DestroySessionsRequest {
+                session_ids: ids.clone(),
+            })
+            .await;
+        if let Err(st) = batch
+            && st.code() == tonic::Code::Unimplemented
+        {
+            for session_id in ids {
+                let _ = client
+                    .destroy_session(media::DestroySessionRequest { session_id })
+                    .await;
+            }
+        }
+    }
+
+    /// B-leg `b_session` answered with `answer`: apply it, answer A's offer
+    /// (or reuse A's session) and bridge the two, in one round trip
+    /// (`ConnectLegs`). Returns B's negotiated media.
+    async fn connect_legs(
+        &mut self,
+        b_session: &str,
+        answer: &[u8],
+    ) -> Result<Option<media::NegotiatedMedia>, tonic::Status> {
+        let mut client = self
+            .media_client()
+            .map_err(|e| tonic::Status::unavailable(e.reason))?;
+        let peer = match &self.a_session {
+            Some((sid, _)) => media::connect_legs_request::Peer::PeerSessionId(sid.clone()),
+            None => media::connect_legs_request::Peer::PeerOffer(media::PeerOffer {
+                call_id: self.handle.id().to_string(),
+                leg: "a".into(),
+                remote_offer_sdp: self.a_offer.clone(),
+            }),
+        };
+        let resp = client
+            .connect_legs(media::ConnectLegsRequest {
+                session_id: b_session.to_string(),
+                remote_answer_sdp: String::from_utf8_lossy(answer).into_owned(),
+                peer: Some(peer),
+            })
+            .await?
+            .into_inner();
+        if self.a_session.is_none() {
+            let sid = resp.peer_session_id;
+            self.sessions.push(sid.clone());
+            let node = self.node_name();
+            self.handle.add_session(&node, &sid);
+            let codec = resp
+                .peer_media
+                .as_ref()
+                .map(|m| codec_name(m.codec))
+                .unwrap_or_default();
+            self.a_session = Some((sid.clone(), resp.peer_local_sdp));
+            // Answered: the offer is not needed again for this call.
+            self.a_offer = String::new();
+            self.handle.update(None, |r| {
+                if let Some(l) = r.legs.first_mut() {
+                    l.media_session_id = sid;
+                    l.codec = codec;
+                }
+            });
+        }
+        Ok(resp.media)
+    }
+
     /// A's media session (answering A's offer), created on first need.
     async fn ensure_a_session(&mut self) -> Result<(String, String), ControlError> {
         if let Some(s) = &self.a_session {
@@ -474,6 +571,7 @@ impl Ctl {
             }
         });
         self.a_session = Some(session.clone());
+        self.a_offer = String::new();
         Ok(session)
     }
 
@@ -534,6 +632,11 @@ impl Ctl {
         self.send_a(resp);
         self.a_dialog = Some(dialog);
         self.answered = true;
+        // Our SDP answer went out with the 200; nothing sends it again
+        // (re-INVITEs are answered by the node), so do not keep it.
+        if let Some((_, sdp)) = self.a_session.as_mut() {
+            *sdp = String::new();
+        }
         self.handle.update(Some(CallChange::Answered), |r| {
             r.answered_at = Some(SystemTime::now());
             if r.state == CallState::Routing || r.state == CallState::Ringing {
@@ -590,9 +693,11 @@ impl Ctl {
     async fn bridged(
         &mut self,
         a_events: &mut mpsc::UnboundedReceiver<ServerInviteEvent>,
-        dlg_rx: &mut mpsc::UnboundedReceiver<(DialogId, LegInput)>,
-        cmd_rx: &mut mpsc::UnboundedReceiver<CallCommand>,
+        dlg_rx: &mut mpsc::UnboundedReceiver<DialogInput>,
+        cmd_rx: &mut mpsc::UnboundedReceiver<Box<CallCommand>>,
     ) -> String {
+        // The call spends its life here: everything awaited below is rare
+        // (teardown, re-INVITE) and boxed, so this state stays small.
         let mut a_events_open = true;
         loop {
             let winner_response = async {
@@ -604,8 +709,8 @@ impl Ctl {
             tokio::select! {
                 ev = a_events.recv(), if a_events_open => match ev {
                     Some(ServerInviteEvent::NoAck) => {
-                        self.bye(true).await;
-                        self.bye(false).await;
+                        Box::pin(self.bye(true)).await;
+                        Box::pin(self.bye(false)).await;
                         return "no ACK from caller".into();
                     }
                     Some(_) => {}
@@ -615,7 +720,7 @@ impl Ctl {
                     Some(Ok(resp)) if resp.is_success() => {
                         // A retransmitted 2xx: the ACK was lost, send it again.
                         if let Some(w) = &self.winner {
-                            let _ = self.deps.layer.send_ack(w.ack.clone(), w.dialog.target).await;
+                            let _ = Box::pin(self.deps.layer.send_ack(w.ack.clone(), w.dialog.target)).await;
                         }
                     }
                     Some(Ok(_)) => {}
@@ -625,7 +730,8 @@ impl Ctl {
                         }
                     }
                 },
-                Some((dialog, input)) = dlg_rx.recv() => {
+                Some(msg) = dlg_rx.recv() => {
+                    let (dialog, input) = *msg;
                     let from_a = self.a_dialog.as_ref().is_some_and(|d| d.id == dialog);
                     let in_dialog = match (&input, from_a) {
                         (LegInput::Request(t), true) => self.a_dialog.as_mut().map(|d| d.accept_incoming(t.request())),
@@ -642,28 +748,28 @@ impl Ctl {
                         self.handle.update(None, |r| r.log_message(from_a, true, summary, &bytes));
                     }
                     if let LegInput::Invite(txn) = input {
-                        self.reinvite(from_a, txn).await;
+                        Box::pin(self.reinvite(from_a, txn)).await;
                         continue;
                     }
                     if answer_in_dialog(&dialog, input) == InDialog::Bye {
                         self.handle.unroute_dialog(&dialog);
                         if from_a {
                             self.a_dialog = None;
-                            self.bye(false).await;
+                            Box::pin(self.bye(false)).await;
                             return "caller hung up".into();
                         }
                         if let Some(w) = self.winner.as_mut() {
                             w.txn = None;
                         }
                         self.winner_gone();
-                        self.bye(true).await;
+                        Box::pin(self.bye(true)).await;
                         return "callee hung up".into();
                     }
                 }
                 Some(cmd) = cmd_rx.recv() => {
-                    self.bye(true).await;
-                    self.bye(false).await;
-                    return match cmd {
+                    Box::pin(self.bye(true)).await;
+                    Box::pin(self.bye(false)).await;
+                    return match *cmd {
                         CallCommand::Hangup(r) => r,
                         CallCommand::MediaLost(r) => r,
                     };
@@ -767,9 +873,7 @@ impl Ctl {
             self.bye(false).await;
         }
         let sessions = std::mem::take(&mut self.sessions);
-        for s in sessions {
-            self.destroy_session(&s).await;
-        }
+        self.destroy_sessions(sessions).await;
         if let Some(d) = &self.a_dialog {
             self.handle.unroute_dialog(&d.id);
         }
@@ -1171,16 +1275,37 @@ impl Ctl {
 
         // Apply B's answer to its media session before the ACK: a phone
         // starts sending RTP on the ACK, and the node must know where from.
-        let applied = match self.media_client() {
-            Ok(mut client) => client
-                .update_session(media::UpdateSessionRequest {
-                    session_id: session_id.clone(),
-                    remote_sdp: String::from_utf8_lossy(&resp.body).into_owned(),
-                })
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|st| status_to_control(&st, "B answer")),
-            Err(e) => Err(e),
+        // The common case (no playback, no early media, A has an offer)
+        // also answers A and bridges in the same round trip; a node
+        // without `ConnectLegs` gets the three calls one by one.
+        let mut connected = false;
+        let mut applied = None;
+        if !self.playing
+            && self.early_bridge.is_none()
+            && (self.a_session.is_some() || !self.a_offer.trim().is_empty())
+        {
+            match self.connect_legs(&session_id, &resp.body).await {
+                Ok(media) => {
+                    connected = true;
+                    applied = Some(Ok(media));
+                }
+                Err(st) if st.code() == tonic::Code::Unimplemented => {}
+                Err(st) => applied = Some(Err(status_to_control(&st, "B answer"))),
+            }
+        }
+        let applied = match applied {
+            Some(a) => a,
+            None => match self.media_client() {
+                Ok(mut client) => client
+                    .update_session(media::UpdateSessionRequest {
+                        session_id: session_id.clone(),
+                        remote_sdp: String::from_utf8_lossy(&resp.body).into_owned(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().media)
+                    .map_err(|st| status_to_control(&st, "B answer")),
+                Err(e) => Err(e),
+            },
         };
         // Every 2xx is ACKed, usable or not (RFC 3261 §13.2.2.4).
         let _ = self.deps.layer.send_ack(ack.clone(), flow).await;
@@ -1190,12 +1315,12 @@ impl Ctl {
             r.log_message(false, false, ack_summary, &ack_bytes)
         });
         let codec = match applied {
-            Ok(r) => r.media.map(|m| codec_name(m.codec)).unwrap_or_default(),
+            Ok(m) => m.map(|m| codec_name(m.codec)).unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(error = %e, "B-leg answered with unusable SDP; ending it");
                 self.winner = Some(Winner {
                     dialog,
-                    txn: Some(txn),
+                    txn: Some(txn.into_accepted()),
                     ack,
                     session_id: session_id.clone(),
                 });
@@ -1230,14 +1355,17 @@ impl Ctl {
             .filter(|(j, _)| *j != i)
             .map(|(_, b)| b.session_id.clone())
             .collect();
-        for s in others {
-            if self.sessions.contains(&s) {
-                self.destroy_session(&s).await;
-            }
-        }
+        let others: Vec<String> = others
+            .into_iter()
+            .filter(|s| self.sessions.contains(s))
+            .collect();
+        self.destroy_sessions(others).await;
 
-        // Bridge A and B on the node.
+        // Bridge A and B on the node (done already when connected).
         let bridged = async {
+            if connected {
+                return Ok(());
+            }
             let (a_sid, _) = self.ensure_a_session().await?;
             let mut client = self.media_client()?;
             if self.playing {
@@ -1271,14 +1399,16 @@ impl Ctl {
         // The transaction stays with the winner to re-ACK retransmitted 2xx.
         self.winner = Some(Winner {
             dialog,
-            txn: Some(txn),
+            txn: Some(txn.into_accepted()),
             ack,
             session_id,
         });
         if let Some(leg) = self.b_legs.get_mut(i) {
             leg.txn = None;
         }
-        self.b_legs.clear();
+        // Not `clear()`: the vector's capacity (a few KiB of `BLeg`s) would
+        // stay allocated for the whole call.
+        self.b_legs = Vec::new();
         if let Err(e) = bridged {
             tracing::warn!(error = %e, "bridge failed");
             self.bye(false).await;

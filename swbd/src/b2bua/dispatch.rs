@@ -32,7 +32,7 @@ impl DialogRouter for Router {
                 Some(id) => {
                     match self.calls.dialog_route(&id) {
                         Some(tx) => {
-                            let _ = tx.send((id, LegInput::Invite(txn)));
+                            let _ = tx.send(Box::new((id, LegInput::Invite(txn))));
                         }
                         None => {
                             let _ =
@@ -54,7 +54,7 @@ pub fn invite(deps: &CallDeps, txn: ServerInviteTransaction) {
         }
         Some(id) => match deps.calls.dialog_route(&id) {
             Some(tx) => {
-                let _ = tx.send((id, LegInput::Invite(txn)));
+                let _ = tx.send(Box::new((id, LegInput::Invite(txn))));
             }
             None => {
                 let _ = txn.respond(txn.response(481, "Call/Transaction Does Not Exist"));
@@ -76,7 +76,7 @@ pub fn request(calls: &CallTable, txn: ServerTransaction) -> Option<ServerTransa
     };
     match calls.dialog_route(&id) {
         Some(tx) => {
-            let _ = tx.send((id, LegInput::Request(txn)));
+            let _ = tx.send(Box::new((id, LegInput::Request(txn))));
         }
         None => {
             let _ = txn.respond(txn.response(481, "Call/Transaction Does Not Exist"));
@@ -91,6 +91,6 @@ pub fn ack(calls: &CallTable, request: Request) {
     if let Some(id) = DialogId::of_incoming(&request)
         && let Some(tx) = calls.dialog_route(&id)
     {
-        let _ = tx.send((id, LegInput::Ack(request)));
+        let _ = tx.send(Box::new((id, LegInput::Ack(request))));
     }
 }

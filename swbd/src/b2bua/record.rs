@@ -10,6 +10,19 @@ use switchboard_proto::admin::v1 as pb;
 const LADDER_MAX: usize = 48;
 /// Bytes of a message kept in the ladder (the rest is cut).
 const RAW_MAX: usize = 2048;
+/// Ladder slots reserved up front: a bridged call logs ~8 messages and one
+/// that ended ~11; growing by doubling would reserve 16.
+const LADDER_START: usize = 12;
+
+/// A provisional response or an ACK, without a body: nothing in it that
+/// the ladder's summary line does not show.
+fn summary_says_it_all(raw: &[u8]) -> bool {
+    let bodiless = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .is_some_and(|end| raw.len() <= end + 4);
+    bodiless && (raw.starts_with(b"SIP/2.0 1") || raw.starts_with(b"ACK "))
+}
 
 /// Overall call state (mirrors `switchboard.admin.v1.CallState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +102,12 @@ pub struct LadderEntry {
     /// Received (true) or sent.
     pub inbound: bool,
     /// "INVITE", "180 Ringing".
-    pub summary: String,
-    /// The message (cut at 2 KiB).
-    pub raw: String,
+    pub summary: Box<str>,
+    /// The message (cut at 2 KiB). Exact-size: a live call keeps ~8 of
+    /// these. Empty for provisional responses and ACKs without a body:
+    /// the summary says all they carry, and they are a third of a call's
+    /// ladder.
+    pub raw: Box<str>,
 }
 
 /// A call as the admin sees it.
@@ -153,13 +169,21 @@ impl CallRecord {
         if self.ladder.len() >= LADDER_MAX {
             self.ladder.pop_front();
         }
+        if self.ladder.capacity() == 0 {
+            self.ladder.reserve_exact(LADDER_START);
+        }
+        let raw = if summary_says_it_all(raw) {
+            &[][..]
+        } else {
+            raw
+        };
         let cut = raw.len().min(RAW_MAX);
         self.ladder.push_back(LadderEntry {
             at: SystemTime::now(),
             is_a,
             inbound,
-            summary,
-            raw: String::from_utf8_lossy(raw.get(..cut).unwrap_or_default()).into_owned(),
+            summary: summary.into_boxed_str(),
+            raw: String::from_utf8_lossy(raw.get(..cut).unwrap_or_default()).into(),
         });
     }
 
@@ -224,13 +248,68 @@ impl CallRecord {
                             pb::LegRole::B
                         } as i32,
                         inbound: e.inbound,
-                        summary: e.summary.clone(),
-                        raw: e.raw.clone(),
+                        summary: e.summary.to_string(),
+                        raw: e.raw.to_string(),
                     })
                     .collect()
             } else {
                 Vec::new()
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladder_keeps_raw_messages_except_bodiless_provisionals_and_acks() {
+        let mut r = CallRecord::new("c".into(), "a".into(), "b".into());
+        r.log_message(
+            true,
+            true,
+            "INVITE".into(),
+            b"INVITE sip:b SIP/2.0\r\n\r\nv=0\r\n",
+        );
+        r.log_message(
+            false,
+            true,
+            "180 Ringing".into(),
+            b"SIP/2.0 180 Ringing\r\n\r\n",
+        );
+        r.log_message(
+            false,
+            true,
+            "183".into(),
+            b"SIP/2.0 183 Progress\r\n\r\nv=0\r\n",
+        );
+        r.log_message(false, false, "ACK".into(), b"ACK sip:b SIP/2.0\r\n\r\n");
+        r.log_message(true, true, "BYE".into(), b"BYE sip:b SIP/2.0\r\n\r\n");
+        let raws: Vec<&str> = r.ladder.iter().map(|e| &*e.raw).collect();
+        assert_eq!(
+            raws,
+            [
+                "INVITE sip:b SIP/2.0\r\n\r\nv=0\r\n",
+                "",
+                "SIP/2.0 183 Progress\r\n\r\nv=0\r\n",
+                "",
+                "BYE sip:b SIP/2.0\r\n\r\n",
+            ]
+        );
+        let shown = r.to_proto(true);
+        assert_eq!(shown.ladder.len(), 5);
+        assert_eq!(shown.ladder[1].summary, "180 Ringing");
+    }
+
+    #[test]
+    fn ladder_is_bounded() {
+        let mut r = CallRecord::new("c".into(), "a".into(), "b".into());
+        for i in 0..LADDER_MAX + 5 {
+            r.log_message(true, true, format!("m{i}"), &[b'x'; RAW_MAX + 10]);
+        }
+        assert_eq!(r.ladder.len(), LADDER_MAX);
+        assert_eq!(&*r.ladder[0].summary, "m5");
+        assert!(r.ladder.iter().all(|e| e.raw.len() == RAW_MAX));
     }
 }

@@ -18,10 +18,7 @@ use crate::sip::Request;
 use crate::transaction::{ServerInviteTransaction, ServerTransaction};
 
 /// A call found by id: its record and its command channel (if live).
-type Found = (
-    Arc<Mutex<CallRecord>>,
-    Option<mpsc::UnboundedSender<CallCommand>>,
-);
+type Found = (Arc<Mutex<CallRecord>>, Option<CommandSender>);
 
 /// Ended calls kept for inspection.
 const ENDED_KEEP: usize = 200;
@@ -39,6 +36,18 @@ pub enum LegInput {
     Ack(Request),
 }
 
+/// What a dialog route carries: the dialog and the request in it, boxed so
+/// a call's channel costs its first block of 32 pointers, not 32 inline
+/// transactions (~10 KiB per call).
+pub type DialogInput = Box<(DialogId, LegInput)>;
+
+/// The sending end of a call's dialog route.
+pub type DialogSender = mpsc::UnboundedSender<DialogInput>;
+
+/// The sending end of a call's command channel. Boxed payloads: the
+/// channel's first block is 32 pointers, not 32 commands, and commands are rare.
+pub type CommandSender = mpsc::UnboundedSender<Box<CallCommand>>;
+
 /// Out-of-band orders to a call task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallCommand {
@@ -51,7 +60,7 @@ pub enum CallCommand {
 #[derive(Debug)]
 struct Entry {
     record: Arc<Mutex<CallRecord>>,
-    commands: Option<mpsc::UnboundedSender<CallCommand>>,
+    commands: Option<CommandSender>,
     ended_at: Option<Instant>,
     /// Dialog routes this call added (removed exactly, not by scanning).
     dialogs: Vec<DialogId>,
@@ -63,7 +72,7 @@ struct Entry {
 struct Tables {
     calls: HashMap<String, Entry>,
     ended: VecDeque<String>,
-    dialogs: HashMap<DialogId, (String, mpsc::UnboundedSender<(DialogId, LegInput)>)>,
+    dialogs: HashMap<DialogId, (String, DialogSender)>,
     sessions: HashMap<(String, String), String>,
     created: VecDeque<Instant>,
 }
@@ -107,11 +116,7 @@ impl CallTable {
     }
 
     /// Register a new call.
-    pub fn insert(
-        &self,
-        record: CallRecord,
-        commands: mpsc::UnboundedSender<CallCommand>,
-    ) -> CallHandle {
+    pub fn insert(&self, record: CallRecord, commands: CommandSender) -> CallHandle {
         let id = record.id.clone();
         let snapshot = record.to_proto(false);
         let record = Arc::new(Mutex::new(record));
@@ -149,10 +154,7 @@ impl CallTable {
     }
 
     /// Where an in-dialog request goes.
-    pub fn dialog_route(
-        &self,
-        id: &DialogId,
-    ) -> Option<mpsc::UnboundedSender<(DialogId, LegInput)>> {
+    pub fn dialog_route(&self, id: &DialogId) -> Option<DialogSender> {
         self.with(|t| t.dialogs.get(id).map(|(_, tx)| tx.clone()))
             .flatten()
     }
@@ -221,7 +223,7 @@ impl CallTable {
             .map_err(|_| LookupError::NotFound(id_or_prefix.to_string()))?;
         match commands {
             Some(tx) if state != CallState::Ended => {
-                let _ = tx.send(CallCommand::Hangup(reason.to_string()));
+                let _ = tx.send(Box::new(CallCommand::Hangup(reason.to_string())));
                 Ok(state)
             }
             _ => Err(LookupError::AlreadyEnded(id_or_prefix.to_string())),
@@ -239,7 +241,7 @@ impl CallTable {
             })
             .flatten();
         if let Some(tx) = tx {
-            let _ = tx.send(CallCommand::MediaLost(reason.to_string()));
+            let _ = tx.send(Box::new(CallCommand::MediaLost(reason.to_string())));
         }
     }
 
@@ -259,7 +261,9 @@ impl CallTable {
             })
             .unwrap_or_default();
         for tx in txs {
-            let _ = tx.send(CallCommand::MediaLost(format!("media node {node} lost")));
+            let _ = tx.send(Box::new(CallCommand::MediaLost(format!(
+                "media node {node} lost"
+            ))));
         }
     }
 
@@ -275,7 +279,7 @@ impl CallTable {
             .unwrap_or_default();
         let n = txs.len();
         for tx in txs {
-            let _ = tx.send(CallCommand::Hangup(reason.to_string()));
+            let _ = tx.send(Box::new(CallCommand::Hangup(reason.to_string())));
         }
         n
     }
@@ -374,7 +378,7 @@ impl CallHandle {
     }
 
     /// Route in-dialog requests of `dialog` to `tx`.
-    pub fn route_dialog(&self, dialog: DialogId, tx: mpsc::UnboundedSender<(DialogId, LegInput)>) {
+    pub fn route_dialog(&self, dialog: DialogId, tx: DialogSender) {
         let id = self.id.clone();
         self.table.with(|t| t.dialogs.insert(dialog, (id, tx)));
     }

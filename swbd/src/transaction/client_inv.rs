@@ -64,6 +64,35 @@ impl ClientInviteTransaction {
     }
 }
 
+/// What a TU keeps of an answered INVITE client transaction (RFC 6026
+/// §7.2, Accepted): the 2xx retransmissions and forked 2xx until Timer M,
+/// without a copy of the INVITE (a live call holds this for 32 s).
+#[derive(Debug)]
+pub struct AcceptedInvite {
+    events: mpsc::UnboundedReceiver<Result<Box<Response>>>,
+}
+
+impl AcceptedInvite {
+    /// Next 2xx; `Err(Terminated)` once Timer M has fired.
+    pub async fn next_response(&mut self) -> Result<Response> {
+        self.events
+            .recv()
+            .await
+            .unwrap_or(Err(Error::Terminated))
+            .map(|r| *r)
+    }
+}
+
+impl ClientInviteTransaction {
+    /// Keep only the response stream, once a 2xx has arrived (a CANCEL
+    /// makes no sense any more, and the INVITE is not needed).
+    pub fn into_accepted(self) -> AcceptedInvite {
+        AcceptedInvite {
+            events: self.events,
+        }
+    }
+}
+
 /// The CANCEL for `invite` (RFC 3261 §9.1): same Request-URI, Call-ID,
 /// From, To, CSeq number, Route, and the INVITE's top Via only.
 pub fn build_cancel(invite: &Request) -> Request {
@@ -213,7 +242,10 @@ async fn run(
 
     if final_response.is_success() {
         // Accepted (RFC 6026 §7.2): pass 2xx (retransmissions, forks) up
-        // until Timer M.
+        // until Timer M. Nothing here resends the INVITE: free it now, not
+        // 32 s later (it is the bulk of what a live call's B-leg retains).
+        drop(invite);
+        drop(bytes);
         let _ = events.send(Ok(final_response));
         let timer_m = tokio::time::sleep(t.t1x64());
         tokio::pin!(timer_m);

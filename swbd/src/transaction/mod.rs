@@ -32,7 +32,7 @@ pub mod server_inv;
 pub mod timers;
 
 pub use client::ClientTransaction;
-pub use client_inv::ClientInviteTransaction;
+pub use client_inv::{AcceptedInvite, ClientInviteTransaction};
 pub use key::TransactionKey;
 pub use layer::{IncomingRequest, RequestHandler, TransactionLayer};
 pub use server::ServerTransaction;

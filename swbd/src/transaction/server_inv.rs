@@ -83,7 +83,9 @@ impl ServerInviteTransaction {
 /// [`ServerInviteTransaction::split`]).
 #[derive(Debug, Clone)]
 pub struct InviteResponder {
-    request: Request,
+    /// Shared with the transaction's task (which builds its own 100, 487
+    /// and 500 from it), so a live call holds one copy of the INVITE.
+    request: Arc<Request>,
     source: Source,
     to_tag: String,
     user_agent: String,
@@ -129,24 +131,26 @@ pub(crate) fn start(
 ) -> ServerInviteTransaction {
     let (tu_tx, tu_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let id = match (request.call_id(), request.cseq()) {
+        (Ok(c), Ok(s)) => Some((c.to_string(), s.number)),
+        _ => None,
+    };
+    let request = Arc::new(request);
+    let to_tag = random_token(10);
     let handle = ServerInviteTransaction {
         responder: InviteResponder {
             request: request.clone(),
             source,
-            to_tag: random_token(10),
+            to_tag: to_tag.clone(),
             user_agent: layer.user_agent.clone(),
             tu: tu_tx,
         },
         events: ev_rx,
     };
     let task = Task {
-        trying: build_response(&request, 100, "Trying", "", &layer.user_agent),
-        fallback: handle.response(500, "Server Internal Error (no response)"),
-        terminated: handle.response(487, "Request Terminated"),
-        id: match (request.call_id(), request.cseq()) {
-            (Ok(c), Ok(s)) => Some((c.to_string(), s.number)),
-            _ => None,
-        },
+        request,
+        to_tag,
+        id,
         layer,
         key,
         target,
@@ -161,9 +165,10 @@ struct Task {
     key: TransactionKey,
     target: Target,
     events: mpsc::UnboundedSender<ServerInviteEvent>,
-    trying: Response,
-    fallback: Response,
-    terminated: Response,
+    /// The INVITE (shared with the TU's responder); our 100, 487 and 500
+    /// are built from it when needed, not kept prebuilt for Timer L.
+    request: Arc<Request>,
+    to_tag: String,
     id: Option<(String, u32)>,
 }
 
@@ -174,6 +179,10 @@ enum Next {
 }
 
 impl Task {
+    fn response(&self, code: u16, reason: &str, to_tag: &str) -> Bytes {
+        build_response(&self.request, code, reason, to_tag, &self.layer.user_agent).to_bytes()
+    }
+
     async fn send(&self, b: &Bytes) {
         let _ = self.layer.send(&self.target, b.clone()).await;
     }
@@ -203,7 +212,7 @@ impl Task {
         net: &mut mpsc::UnboundedReceiver<NetInput>,
         tu: &mut mpsc::UnboundedReceiver<Box<Response>>,
     ) -> Next {
-        let mut provisional = self.trying.to_bytes();
+        let mut provisional = self.response(100, "Trying", "");
         self.send(&provisional).await;
         let mut tu_gone = false;
         loop {
@@ -225,7 +234,7 @@ impl Task {
                     Some(NetInput::Retransmission) => self.send(&provisional).await,
                     Some(NetInput::Cancel(c)) => {
                         if self.events.send(ServerInviteEvent::Cancelled(c)).is_err() || tu_gone {
-                            let b = self.terminated.to_bytes();
+                            let b = self.response(487, "Request Terminated", &self.to_tag);
                             self.send(&b).await;
                             return Next::Completed(b);
                         }
@@ -236,7 +245,7 @@ impl Task {
             }
             if tu_gone {
                 // The TU dropped its handle without a final response.
-                let b = self.fallback.to_bytes();
+                let b = self.response(500, "Server Internal Error (no response)", &self.to_tag);
                 self.send(&b).await;
                 return Next::Completed(b);
             }
@@ -295,6 +304,9 @@ impl Task {
                         if !acked {
                             acked = true;
                             retransmit_at = None;
+                            // Nothing resends it after the ACK: free it
+                            // now, not at Timer L.
+                            last_2xx = Bytes::new();
                         }
                         let _ = self.events.send(ServerInviteEvent::Ack(req));
                     }
@@ -303,6 +315,7 @@ impl Task {
                     Some(NetInput::Ack(req)) => {
                         acked = true;
                         retransmit_at = None;
+                        last_2xx = Bytes::new();
                         let _ = self.events.send(ServerInviteEvent::Ack(req));
                     }
                     Some(_) => {}
