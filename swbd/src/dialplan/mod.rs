@@ -16,6 +16,7 @@
 //! - [`error`]: semantic errors, located into `FILE:LINE:COLUMN`.
 //! - [`plan`]: [`Dialplan`], the loaded and validated plan; [`check_file`].
 //! - [`index`]: exact / prefix buckets that find the first matching route.
+//! - [`fast_path`]: a one-pass reader for the YAML dialplans are written in.
 //! - [`parallel`]: parsing big files in pieces on several threads.
 //! - [`executor`]: [`execute`], [`CallControl`], [`DialOutcome`], [`CallOutcome`].
 //! - [`store`]: [`DialplanStore`], the plan in force and live reload.
@@ -23,6 +24,7 @@
 
 pub mod error;
 pub mod executor;
+pub mod fast_path;
 pub mod file;
 pub mod index;
 pub mod parallel;

@@ -484,11 +484,19 @@ pub struct Dialplan {
 impl Dialplan {
     /// Load, validate and index `yaml`, named `source` in errors.
     ///
+    /// Files in the YAML subset of [`fast_path`](super::fast_path) (the
+    /// usual block/flow style, no anchors, tags or block scalars) are read
+    /// by it; anything else goes through serde-saphyr, with the same result
+    /// and the same errors.
+    ///
     /// Files over [`MIN_PARALLEL_BYTES`](super::parallel::MIN_PARALLEL_BYTES)
     /// are parsed in pieces on several threads when the machine has at
     /// least [`MIN_THREADS`](super::parallel::MIN_THREADS) (same result,
     /// see [`parallel`](super::parallel)).
     pub fn parse(source: &str, yaml: &str, ctx: &DialplanContext) -> Result<Self, Vec<FileError>> {
+        if let Some(done) = Self::parse_fast(source, yaml, ctx) {
+            return done;
+        }
         if yaml.len() >= super::parallel::MIN_PARALLEL_BYTES {
             let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
             if threads >= super::parallel::MIN_THREADS
@@ -500,7 +508,20 @@ impl Dialplan {
         Self::parse_sequential(source, yaml, ctx)
     }
 
-    /// [`parse`](Self::parse) on one thread, whatever the size.
+    /// [`parse`](Self::parse) through the [`fast_path`](super::fast_path)
+    /// reader only; `None` when it declines the file (then only
+    /// serde-saphyr gives the right result or error).
+    pub fn parse_fast(
+        source: &str,
+        yaml: &str,
+        ctx: &DialplanContext,
+    ) -> Option<Result<Self, Vec<FileError>>> {
+        let file = super::fast_path::parse(yaml)?;
+        Some(Self::compile(source, yaml, file, ctx))
+    }
+
+    /// [`parse`](Self::parse) with serde-saphyr on one thread, whatever
+    /// the size (no fast path).
     pub fn parse_sequential(
         source: &str,
         yaml: &str,
