@@ -35,6 +35,7 @@
 //! budget (nodes, depth, size), which serde-saphyr then refuses itself.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::value::{MapDeserializer, SeqDeserializer};
@@ -69,26 +70,30 @@ pub fn parse(yaml: &str) -> Option<DialplanFile> {
         i: 0,
         nodes: 0,
         depth: 0,
+        tree: Tree::default(),
+        open_entries: Vec::new(),
+        open_items: Vec::new(),
     };
     let root = p.document()?;
-    file(root)
+    p.tree.file(&root)
 }
 
-/// Where a node starts and how long it is, as serde-saphyr reports it.
+/// Where a node starts and how long it is, as serde-saphyr reports it
+/// (documents are under [`MAX_BYTES`], so everything fits in `u32`).
 #[derive(Debug, Clone, Copy)]
 struct Mark {
     /// 1-based line.
-    line: usize,
+    line: u32,
     /// 1-based column, in characters.
-    column: usize,
+    column: u32,
     /// Character offset in the document.
-    chr: usize,
+    chr: u32,
     /// Character length.
-    chr_len: usize,
+    chr_len: u32,
     /// Byte offset in the document.
-    byte: usize,
+    byte: u32,
     /// Byte length.
-    byte_len: usize,
+    byte_len: u32,
 }
 
 #[derive(Debug)]
@@ -98,11 +103,21 @@ struct Scalar<'a> {
     at: Mark,
 }
 
+/// A node; collections are ranges of [`Tree`], so the whole document is
+/// a few allocations.
 #[derive(Debug)]
 enum Node<'a> {
     Scalar(Scalar<'a>),
-    Map(Vec<(Scalar<'a>, Node<'a>)>, Mark),
-    Seq(Vec<Node<'a>>, Mark),
+    Map(Range<usize>, Mark),
+    Seq(Range<usize>, Mark),
+}
+
+/// Where the entries of every mapping and the items of every sequence
+/// are, each collection contiguous.
+#[derive(Debug, Default)]
+struct Tree<'a> {
+    entries: Vec<(Scalar<'a>, Node<'a>)>,
+    items: Vec<Node<'a>>,
 }
 
 /// A line with content (blank and comment-only lines are skipped).
@@ -137,13 +152,14 @@ impl Line<'_> {
         } else {
             self.text.get(from..to)?.chars().count()
         };
+        let n = |v: usize| u32::try_from(v).ok();
         Some(Mark {
-            line: self.number,
-            column: before + 1,
-            chr: self.chr + before,
-            chr_len: len,
-            byte: self.byte + from,
-            byte_len: to.checked_sub(from)?,
+            line: n(self.number)?,
+            column: n(before + 1)?,
+            chr: n(self.chr + before)?,
+            chr_len: n(len)?,
+            byte: n(self.byte + from)?,
+            byte_len: n(to.checked_sub(from)?)?,
         })
     }
 
@@ -247,9 +263,28 @@ struct Parser<'a> {
     i: usize,
     nodes: usize,
     depth: usize,
+    tree: Tree<'a>,
+    /// Entries of the mappings being read (innermost last).
+    open_entries: Vec<(Scalar<'a>, Node<'a>)>,
+    /// Items of the sequences being read (innermost last).
+    open_items: Vec<Node<'a>>,
 }
 
 impl<'a> Parser<'a> {
+    /// Move the entries opened at `base` into the tree.
+    fn close_map(&mut self, base: usize, mark: Mark) -> Node<'a> {
+        let start = self.tree.entries.len();
+        self.tree.entries.extend(self.open_entries.drain(base..));
+        Node::Map(start..self.tree.entries.len(), mark)
+    }
+
+    /// Move the items opened at `base` into the tree.
+    fn close_seq(&mut self, base: usize, mark: Mark) -> Node<'a> {
+        let start = self.tree.items.len();
+        self.tree.items.extend(self.open_items.drain(base..));
+        Node::Seq(start..self.tree.items.len(), mark)
+    }
+
     fn count(&mut self) -> Option<()> {
         self.nodes += 1;
         (self.nodes <= MAX_NODES).then_some(())
@@ -279,7 +314,7 @@ impl<'a> Parser<'a> {
         self.enter()?;
         self.count()?;
         let mark = self.line(self.i)?.mark(start, start)?;
-        let mut entries = Vec::new();
+        let base = self.open_entries.len();
         let mut at = start;
         loop {
             let line = self.line(self.i)?;
@@ -315,7 +350,7 @@ impl<'a> Parser<'a> {
                 self.i += 1;
                 v
             };
-            entries.push((key, value));
+            self.open_entries.push((key, value));
             let Some(next) = self.line(self.i) else {
                 break;
             };
@@ -328,7 +363,7 @@ impl<'a> Parser<'a> {
             at = indent;
         }
         self.depth -= 1;
-        Some(Node::Map(entries, mark))
+        Some(self.close_map(base, mark))
     }
 
     /// A block sequence whose `-` are at column `indent`, starting on the
@@ -336,7 +371,7 @@ impl<'a> Parser<'a> {
     fn block_seq(&mut self, indent: usize, indentless: bool) -> Option<Node<'a>> {
         self.enter()?;
         self.count()?;
-        let mut items = Vec::new();
+        let base = self.open_items.len();
         let mut mark = None;
         loop {
             let line = self.line(self.i)?;
@@ -364,7 +399,7 @@ impl<'a> Parser<'a> {
                 self.i += 1;
                 v
             };
-            items.push(item);
+            self.open_items.push(item);
             let Some(next) = self.line(self.i) else {
                 break;
             };
@@ -376,7 +411,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.depth -= 1;
-        Some(Node::Seq(items, mark?))
+        Some(self.close_seq(base, mark?))
     }
 
     /// A scalar or flow collection that ends on line `li`; the node and the
@@ -412,8 +447,7 @@ impl<'a> Parser<'a> {
                 self.enter()?;
                 self.count()?;
                 let mut pos = skip_spaces(text, at + 1);
-                let mut items = Vec::new();
-                let mut entries = Vec::new();
+                let (entry_base, item_base) = (self.open_entries.len(), self.open_items.len());
                 if b.get(pos) == Some(&close) {
                     pos += 1;
                 } else {
@@ -436,11 +470,11 @@ impl<'a> Parser<'a> {
                                 return None; // null value
                             }
                             let (v, after) = self.flow(li, v_at)?;
-                            entries.push((key, v));
+                            self.open_entries.push((key, v));
                             pos = skip_spaces(text, after);
                         } else {
                             let (v, after) = self.flow(li, pos)?;
-                            items.push(v);
+                            self.open_items.push(v);
                             pos = skip_spaces(text, after);
                         }
                         match b.get(pos)? {
@@ -460,9 +494,9 @@ impl<'a> Parser<'a> {
                 }
                 self.depth -= 1;
                 let node = if is_map {
-                    Node::Map(entries, mark)
+                    self.close_map(entry_base, mark)
                 } else {
-                    Node::Seq(items, mark)
+                    self.close_seq(item_base, mark)
                 };
                 Some((node, pos))
             }
@@ -714,7 +748,7 @@ impl<'de> de::Deserializer<'de> for LocValue {
 }
 
 fn location(m: Mark) -> Option<Location> {
-    let n = |v: usize| u32::try_from(v).ok().filter(|v| *v < u32::MAX - 1);
+    let n = |v: u32| (v < u32::MAX - 1).then_some(v);
     let fields = [
         ("line", LocValue::Num(n(m.line)?)),
         ("column", LocValue::Num(n(m.column)?)),
@@ -744,38 +778,6 @@ impl Node<'_> {
     }
 }
 
-/// The entries of a mapping, refusing duplicate and unknown keys.
-fn fields<'n, 'a>(node: &'n Node<'a>, known: &[&str]) -> Option<&'n [(Scalar<'a>, Node<'a>)]> {
-    let Node::Map(entries, _) = node else {
-        return None;
-    };
-    for (n, (k, _)) in entries.iter().enumerate() {
-        if !known.contains(&k.text.as_ref()) {
-            return None;
-        }
-        if entries.iter().take(n).any(|(o, _)| o.text == k.text) {
-            return None;
-        }
-    }
-    Some(entries)
-}
-
-fn get<'n, 'a>(entries: &'n [(Scalar<'a>, Node<'a>)], key: &str) -> Option<&'n Node<'a>> {
-    entries.iter().find(|(k, _)| k.text == key).map(|(_, v)| v)
-}
-
-/// A present field's value, typed; `Some(None)` when absent.
-fn opt<'n, 'a, T>(
-    entries: &'n [(Scalar<'a>, Node<'a>)],
-    key: &str,
-    f: impl FnOnce(&'n Node<'a>) -> Option<T>,
-) -> Option<Option<T>> {
-    match get(entries, key) {
-        Some(v) => f(v).map(Some),
-        None => Some(None),
-    }
-}
-
 fn scalar<'n, 'a>(node: &'n Node<'a>) -> Option<&'n Scalar<'a>> {
     match node {
         Node::Scalar(s) => Some(s),
@@ -796,11 +798,8 @@ fn spanned_string(node: &Node<'_>) -> Option<Spanned<String>> {
     spanned(string(s)?, s.at)
 }
 
-fn string_list(node: &Node<'_>) -> Option<Vec<Spanned<String>>> {
-    let Node::Seq(items, _) = node else {
-        return None;
-    };
-    items.iter().map(spanned_string).collect()
+fn plain_string(node: &Node<'_>) -> Option<String> {
+    string(scalar(node)?)
 }
 
 /// Plain decimal digits, no sign, no leading zero.
@@ -845,6 +844,15 @@ fn boolean(node: &Node<'_>) -> Option<bool> {
     }
 }
 
+fn on_failure(node: &Node<'_>) -> Option<OnFailure> {
+    let s = scalar(node)?;
+    match (s.quoted, s.text.as_ref()) {
+        (false, "next") => Some(OnFailure::Next),
+        (false, "stop") => Some(OnFailure::Stop),
+        _ => None,
+    }
+}
+
 /// `30s`, `1.5s`, `500ms` (strings) or plain digits (an integer); the
 /// duration must parse, or serde's error is the one to show.
 fn duration(node: &Node<'_>) -> Option<Spanned<DurationValue>> {
@@ -869,131 +877,174 @@ fn duration(node: &Node<'_>) -> Option<Spanned<DurationValue>> {
     spanned(DurationValue::parse(t).ok()?, s.at)
 }
 
-fn file(root: Node<'_>) -> Option<DialplanFile> {
-    let top = fields(&root, &["version", "no_match", "routes"])?;
-    let version = unsigned::<u32>(get(top, "version")?)?;
-    let no_match = opt(top, "no_match", |n| {
-        let f = fields(n, &["code", "reason"])?;
-        Some(NoMatchFile {
-            code: unsigned::<u16>(get(f, "code")?)?,
-            reason: opt(f, "reason", |r| string(scalar(r)?))?,
-        })
-    })?;
-    let routes = opt(top, "routes", |n| {
-        let Node::Seq(items, _) = n else {
-            return None;
-        };
-        items.iter().map(route).collect::<Option<Vec<_>>>()
-    })?
-    .unwrap_or_default();
-    Some(DialplanFile {
-        version,
-        no_match,
-        routes,
-    })
+/// An optional field: absent is `Some(None)`, present and wrong is `None`.
+fn opt<T>(node: Option<&Node<'_>>, f: impl FnOnce(&Node<'_>) -> Option<T>) -> Option<Option<T>> {
+    match node {
+        Some(n) => f(n).map(Some),
+        None => Some(None),
+    }
 }
 
-fn route(node: &Node<'_>) -> Option<RouteFile> {
-    let f = fields(
-        node,
-        &["id", "name", "priority", "enabled", "match", "actions"],
-    )?;
-    let actions = get(f, "actions")?;
-    let Node::Seq(items, at) = actions else {
-        return None;
-    };
-    let list = items.iter().map(action).collect::<Option<Vec<_>>>()?;
-    Some(RouteFile {
-        id: spanned_string(get(f, "id")?)?,
-        name: opt(f, "name", |n| string(scalar(n)?))?,
-        priority: opt(f, "priority", signed)?.unwrap_or(100),
-        enabled: opt(f, "enabled", boolean)?.unwrap_or(true),
-        match_: matcher(get(f, "match")?)?,
-        actions: spanned(list, *at)?,
-    })
-}
+impl<'a> Tree<'a> {
+    fn map(&self, node: &Node<'a>) -> Option<&[(Scalar<'a>, Node<'a>)]> {
+        match node {
+            Node::Map(r, _) => self.entries.get(r.clone()),
+            _ => None,
+        }
+    }
 
-fn matcher(node: &Node<'_>) -> Option<MatchFile> {
-    let f = fields(
-        node,
-        &[
-            "destination",
-            "destination_regex",
-            "caller",
-            "domain",
-            "from_domain",
-            "source",
-        ],
-    )?;
-    Some(MatchFile {
-        destination: opt(f, "destination", spanned_string)?,
-        destination_regex: opt(f, "destination_regex", spanned_string)?,
-        caller: opt(f, "caller", spanned_string)?,
-        domain: opt(f, "domain", spanned_string)?,
-        from_domain: opt(f, "from_domain", spanned_string)?,
-        source: opt(f, "source", string_list)?,
-    })
-}
+    fn seq(&self, node: &Node<'a>) -> Option<&[Node<'a>]> {
+        match node {
+            Node::Seq(r, _) => self.items.get(r.clone()),
+            _ => None,
+        }
+    }
 
-fn action(node: &Node<'_>) -> Option<Spanned<ActionFile>> {
-    let value = match node {
-        Node::Scalar(s) if !s.quoted && s.text == "answer" => ActionFile::Answer,
-        Node::Map(entries, _) => {
-            let [(name, body)] = entries.as_slice() else {
+    /// The values of a mapping's keys, in the order of `known`; unknown
+    /// and duplicate keys decline.
+    fn fields<const N: usize>(
+        &self,
+        node: &Node<'a>,
+        known: [&str; N],
+    ) -> Option<[Option<&Node<'a>>; N]> {
+        let mut out = [None; N];
+        for (k, v) in self.map(node)? {
+            let slot = known.iter().position(|name| *name == k.text)?;
+            let slot = out.get_mut(slot)?;
+            if slot.replace(v).is_some() {
                 return None;
-            };
-            match name.text.as_ref() {
-                "playback" => {
-                    let f = fields(body, &["file", "loop"])?;
-                    ActionFile::Playback(PlaybackFile {
-                        file: spanned_string(get(f, "file")?)?,
-                        looped: opt(f, "loop", boolean)?.unwrap_or(false),
-                    })
-                }
-                "dial" => {
-                    let f = fields(body, &["target", "targets", "timeout", "on_failure"])?;
-                    ActionFile::Dial(DialFile {
-                        target: opt(f, "target", spanned_string)?,
-                        targets: opt(f, "targets", string_list)?,
-                        timeout: opt(f, "timeout", duration)?,
-                        on_failure: opt(f, "on_failure", |n| {
-                            let s = scalar(n)?;
-                            match (s.quoted, s.text.as_ref()) {
-                                (false, "next") => Some(OnFailure::Next),
-                                (false, "stop") => Some(OnFailure::Stop),
-                                _ => None,
-                            }
-                        })?
-                        .unwrap_or_default(),
-                    })
-                }
-                "hangup" => {
-                    let f = fields(body, &["code", "reason"])?;
-                    ActionFile::Hangup(HangupFile {
-                        code: unsigned::<u16>(get(f, "code")?)?,
-                        reason: opt(f, "reason", spanned_string)?,
-                    })
-                }
-                "sleep" => ActionFile::Sleep(duration(body)?),
-                "set" => {
-                    let Node::Map(pairs, _) = body else {
-                        return None;
-                    };
-                    let mut out = Vec::with_capacity(pairs.len());
-                    for (n, (k, v)) in pairs.iter().enumerate() {
-                        if pairs.iter().take(n).any(|(o, _)| o.text == k.text) {
-                            return None;
-                        }
-                        out.push((spanned(string(k)?, k.at)?, spanned_string(v)?));
-                    }
-                    ActionFile::Set(SetFile(out))
-                }
-                _ => return None,
             }
         }
-        _ => return None,
-    };
-    spanned(value, node.mark())
+        Some(out)
+    }
+
+    fn string_list(&self, node: &Node<'a>) -> Option<Vec<Spanned<String>>> {
+        self.seq(node)?.iter().map(spanned_string).collect()
+    }
+
+    fn file(&self, root: &Node<'a>) -> Option<DialplanFile> {
+        let [version, no_match, routes] = self.fields(root, ["version", "no_match", "routes"])?;
+        let no_match = opt(no_match, |n| {
+            let [code, reason] = self.fields(n, ["code", "reason"])?;
+            Some(NoMatchFile {
+                code: unsigned::<u16>(code?)?,
+                reason: opt(reason, plain_string)?,
+            })
+        })?;
+        let routes = opt(routes, |n| {
+            self.seq(n)?
+                .iter()
+                .map(|r| self.route(r))
+                .collect::<Option<Vec<_>>>()
+        })?;
+        Some(DialplanFile {
+            version: unsigned::<u32>(version?)?,
+            no_match,
+            routes: routes.unwrap_or_default(),
+        })
+    }
+
+    fn route(&self, node: &Node<'a>) -> Option<RouteFile> {
+        let [id, name, priority, enabled, match_, actions] = self.fields(
+            node,
+            ["id", "name", "priority", "enabled", "match", "actions"],
+        )?;
+        let actions = actions?;
+        let list = self
+            .seq(actions)?
+            .iter()
+            .map(|a| self.action(a))
+            .collect::<Option<Vec<_>>>()?;
+        Some(RouteFile {
+            id: spanned_string(id?)?,
+            name: opt(name, plain_string)?,
+            priority: opt(priority, signed)?.unwrap_or(100),
+            enabled: opt(enabled, boolean)?.unwrap_or(true),
+            match_: self.matcher(match_?)?,
+            actions: spanned(list, actions.mark())?,
+        })
+    }
+
+    fn matcher(&self, node: &Node<'a>) -> Option<MatchFile> {
+        let [
+            destination,
+            destination_regex,
+            caller,
+            domain,
+            from_domain,
+            source,
+        ] = self.fields(
+            node,
+            [
+                "destination",
+                "destination_regex",
+                "caller",
+                "domain",
+                "from_domain",
+                "source",
+            ],
+        )?;
+        Some(MatchFile {
+            destination: opt(destination, spanned_string)?,
+            destination_regex: opt(destination_regex, spanned_string)?,
+            caller: opt(caller, spanned_string)?,
+            domain: opt(domain, spanned_string)?,
+            from_domain: opt(from_domain, spanned_string)?,
+            source: opt(source, |n| self.string_list(n))?,
+        })
+    }
+
+    fn action(&self, node: &Node<'a>) -> Option<Spanned<ActionFile>> {
+        let value = match node {
+            Node::Scalar(s) if !s.quoted && s.text == "answer" => ActionFile::Answer,
+            Node::Map(..) => {
+                let [(name, body)] = self.map(node)? else {
+                    return None;
+                };
+                match name.text.as_ref() {
+                    "playback" => {
+                        let [file, looped] = self.fields(body, ["file", "loop"])?;
+                        ActionFile::Playback(PlaybackFile {
+                            file: spanned_string(file?)?,
+                            looped: opt(looped, boolean)?.unwrap_or(false),
+                        })
+                    }
+                    "dial" => {
+                        let [target, targets, timeout, failure] =
+                            self.fields(body, ["target", "targets", "timeout", "on_failure"])?;
+                        ActionFile::Dial(DialFile {
+                            target: opt(target, spanned_string)?,
+                            targets: opt(targets, |n| self.string_list(n))?,
+                            timeout: opt(timeout, duration)?,
+                            on_failure: opt(failure, on_failure)?.unwrap_or_default(),
+                        })
+                    }
+                    "hangup" => {
+                        let [code, reason] = self.fields(body, ["code", "reason"])?;
+                        ActionFile::Hangup(HangupFile {
+                            code: unsigned::<u16>(code?)?,
+                            reason: opt(reason, spanned_string)?,
+                        })
+                    }
+                    "sleep" => ActionFile::Sleep(duration(body)?),
+                    "set" => {
+                        let pairs = self.map(body)?;
+                        let mut out = Vec::with_capacity(pairs.len());
+                        for (n, (k, v)) in pairs.iter().enumerate() {
+                            if pairs.iter().take(n).any(|(o, _)| o.text == k.text) {
+                                return None;
+                            }
+                            out.push((spanned(string(k)?, k.at)?, spanned_string(v)?));
+                        }
+                        ActionFile::Set(SetFile(out))
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        spanned(value, node.mark())
+    }
 }
 
 #[cfg(test)]
