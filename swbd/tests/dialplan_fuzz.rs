@@ -306,58 +306,6 @@ fn dialplan_random_and_mutated_documents_never_panic() {
     assert!(refused > 1000, "only {refused} documents refused");
 }
 
-/// Compare the parallel fast path with the sequential parse.
-fn same_as_sequential(doc: &str, ctx: &DialplanContext, pieces: usize) -> bool {
-    let Some(fast) = Dialplan::parse_in_pieces("fuzz.yaml", doc, ctx, pieces) else {
-        return false;
-    };
-    let slow = Dialplan::parse_sequential("fuzz.yaml", doc, ctx);
-    let view = |r: &Result<Dialplan, Vec<switchboard_proto::support::yaml::FileError>>| match r {
-        Ok(p) => Ok((
-            p.to_proto().routes,
-            p.no_match().clone(),
-            p.version().hash.clone(),
-        )),
-        Err(e) => Err(e.clone()),
-    };
-    assert_eq!(
-        view(&fast),
-        view(&slow),
-        "parallel parse differs for:\n{doc}"
-    );
-    true
-}
-
-#[test]
-fn dialplan_parallel_parse_matches_sequential() {
-    let ctx = DialplanContext {
-        gateways: vec!["gw".into(), "carrier-a".into(), "carrier-b".into()],
-        audio_dir: None,
-    };
-    let mut rng = StdRng::seed_from_u64(seed(0xfa57));
-    let seeds = seeds();
-    let mut taken = 0;
-    for i in 0..iterations(3000) {
-        let doc = match i % 2 {
-            0 => random_plan(&mut rng),
-            _ => {
-                let seed = &seeds[rng.random_range(0..seeds.len())];
-                if i % 4 == 1 {
-                    seed.clone()
-                } else {
-                    mutate(&mut rng, seed)
-                }
-            }
-        };
-        let pieces = rng.random_range(2..6);
-        if same_as_sequential(&doc, &ctx, pieces) {
-            taken += 1;
-        }
-    }
-    println!("parallel path taken for {taken} documents");
-    assert!(taken > 500, "parallel path taken only {taken} times");
-}
-
 /// A string in a random YAML style: plain, single- or double-quoted (with
 /// escapes), sometimes with non-ASCII text.
 fn styled(rng: &mut StdRng, text: &str) -> String {
