@@ -1192,14 +1192,27 @@ mod tests {
         same(yaml);
     }
 
-    #[test]
-    fn budget_sized_documents_are_left_to_serde() {
+    /// Eight nodes a route (map, 3 keys, id, match map, actions list,
+    /// `answer`) plus five (root map, 2 keys, version, routes list).
+    fn nodes_plan(routes: usize) -> String {
         let mut y = String::from("version: 1\nroutes:\n");
-        for i in 0..(MAX_NODES / 10 + 1) {
+        for i in 0..routes {
             y.push_str(&format!(
-                "  - id: r{i}\n    match: {{}}\n    actions: [answer, answer, answer]\n"
+                "  - id: r{i}\n    match: {{}}\n    actions: [answer]\n"
             ));
         }
-        assert!(parse(&y).is_none());
+        y
+    }
+
+    #[test]
+    fn budget_sized_documents_are_left_to_serde() {
+        // 248,997 nodes: both read it.
+        let below = nodes_plan((MAX_NODES - 5) / 8);
+        assert!(parse(&below).is_some());
+        assert!(serde_saphyr::from_str::<DialplanFile>(&below).is_ok());
+        // 250,005 nodes: over serde-saphyr's budget, so declined.
+        let over = nodes_plan(31_250);
+        assert!(parse(&over).is_none());
+        assert!(serde_saphyr::from_str::<DialplanFile>(&over).is_err());
     }
 }
