@@ -1126,6 +1126,10 @@ mod tests {
     #[test]
     fn comments_and_blank_lines() {
         same(
+            "version: 1\nroutes:\n  - id: a\n    match:\n\n      # why\n      caller: \"1*\"   \n    actions:\n      # first\n\n      - answer   \n      -   hangup:   {code: 480}  # end\n",
+        );
+        same("version: 1\nroutes:\n- id: a\n  match: {}\n  actions:\n  # first\n  - answer\n");
+        same(
             "# top\n\nversion: 1 # one\n\n# routes\nroutes:\n  # first\n\n  - id: a # id\n    # inside\n    match: {} # m\n    actions: # a\n      - answer # x\n   # odd indent comment\n",
         );
     }
