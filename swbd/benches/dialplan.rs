@@ -52,8 +52,8 @@ fn bench(c: &mut Criterion) {
     let ctx = DialplanContext::default();
     let plan = Dialplan::parse("big.yaml", &yaml, &ctx).expect("big plan loads");
     assert!(
-        Dialplan::parse_in_pieces("big.yaml", &yaml, &ctx, 2).is_some(),
-        "the big plan takes the parallel path"
+        Dialplan::parse_fast("big.yaml", &yaml, &ctx).is_some(),
+        "the big plan takes the fast path"
     );
 
     let mut g = c.benchmark_group("lookup_10k");
@@ -77,16 +77,20 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_validate_index", |b| {
         b.iter(|| black_box(Dialplan::parse("big.yaml", black_box(&yaml), &ctx)))
     });
-    // What `parse` does on hosts with 4+ threads (sequential below that).
-    g.bench_function("parse_validate_index_4_pieces", |b| {
+    // The same through serde-saphyr only (what `parse` did before the fast
+    // path, and still does for files the fast path declines).
+    g.bench_function("parse_validate_index_serde", |b| {
         b.iter(|| {
-            black_box(Dialplan::parse_in_pieces(
+            black_box(Dialplan::parse_sequential(
                 "big.yaml",
                 black_box(&yaml),
                 &ctx,
-                4,
             ))
         })
+    });
+    // The fast path's YAML reading alone (typed, with spans).
+    g.bench_function("fast_path_read_only", |b| {
+        b.iter(|| black_box(swbd::dialplan::fast_path::parse(black_box(&yaml)).is_some()))
     });
     // The YAML parser alone, for the breakdown in docs/BENCHMARKS.md.
     g.bench_function("yaml_syntax_only", |b| {

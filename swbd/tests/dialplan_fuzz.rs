@@ -306,12 +306,227 @@ fn dialplan_random_and_mutated_documents_never_panic() {
     assert!(refused > 1000, "only {refused} documents refused");
 }
 
-/// Compare the parallel fast path with the sequential parse.
-fn same_as_sequential(doc: &str, ctx: &DialplanContext, pieces: usize) -> bool {
-    let Some(fast) = Dialplan::parse_in_pieces("fuzz.yaml", doc, ctx, pieces) else {
+/// A string in a random YAML style: plain, single- or double-quoted (with
+/// escapes), sometimes with non-ASCII text.
+fn styled(rng: &mut StdRng, text: &str) -> String {
+    let plain_ok = !text.contains(['{', '}', '[', ']', ',', '#']) && !text.contains(": ");
+    match rng.random_range(0..6) {
+        0 | 1 if plain_ok => text.to_string(),
+        0 | 1 => format!("'{text}'"),
+        2 => format!("'{}'", text.replace('\'', "''")),
+        3 => format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")),
+        4 => {
+            // Escape one character.
+            let mut out = String::from("\"");
+            for (i, c) in text.chars().enumerate() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    c if i == 0 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        _ => format!("\"{text}é☎\""),
+    }
+}
+
+/// A plan in the styles people write (block or flow, any quoting,
+/// comments, blank lines, indentless lists), mostly valid.
+fn styled_plan(rng: &mut StdRng) -> String {
+    let mut y = String::new();
+    if rng.random_bool(0.3) {
+        y.push_str("# generated plan ☎\n\n");
+    }
+    y.push_str("version: 1\n");
+    if rng.random_bool(0.3) {
+        let reason = styled(rng, "Not Here");
+        if rng.random_bool(0.5) {
+            y.push_str(&format!("no_match: {{code: 404, reason: {reason}}}\n"));
+        } else {
+            y.push_str(&format!(
+                "no_match:\n  code: 480 # busy\n  reason: {reason}\n"
+            ));
+        }
+    }
+    let routes = rng.random_range(0..8);
+    if routes == 0 {
+        y.push_str("routes: []\n");
+    } else {
+        y.push_str("routes:\n");
+    }
+    let (dash, inner) = match rng.random_range(0..3) {
+        0 => ("", "  "),
+        1 => ("  ", "    "),
+        _ => ("    ", "      "),
+    };
+    for i in 0..routes {
+        let id = styled(rng, &format!("r{i}"));
+        y.push_str(&format!("{dash}- id: {id}\n"));
+        if rng.random_bool(0.3) {
+            let name = styled(rng, "Route — für alle");
+            y.push_str(&format!("{inner}name: {name}\n"));
+        }
+        if rng.random_bool(0.5) {
+            y.push_str(&format!("{inner}priority: {}\n", rng.random_range(-3..300)));
+        }
+        if rng.random_bool(0.2) {
+            y.push_str(&format!("{inner}enabled: {}\n", rng.random_bool(0.5)));
+        }
+        if rng.random_bool(0.2) {
+            y.push_str(&format!("{inner}# a comment\n\n"));
+        }
+        let mut conds = Vec::new();
+        if rng.random_bool(0.7) {
+            if rng.random_bool(0.7) {
+                conds.push(("destination", styled(rng, &format!("{i}?[0-9]*"))));
+            } else {
+                conds.push(("destination_regex", styled(rng, "9(?P<n>\\d+)")));
+            }
+        }
+        if rng.random_bool(0.3) {
+            conds.push(("caller", styled(rng, "1*")));
+        }
+        if rng.random_bool(0.2) {
+            conds.push(("domain", styled(rng, "*.example.com")));
+        }
+        if rng.random_bool(0.2) {
+            let a = styled(rng, "10.0.0.0/8");
+            let b = styled(rng, "2001:db8::/32");
+            conds.push(("source", format!("[{a}, {b}]")));
+        }
+        if rng.random_bool(0.5) {
+            let body: Vec<String> = conds.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            y.push_str(&format!("{inner}match: {{{}}}\n", body.join(", ")));
+        } else if conds.is_empty() {
+            y.push_str(&format!("{inner}match: {{}}\n"));
+        } else {
+            y.push_str(&format!("{inner}match:\n"));
+            for (k, v) in &conds {
+                y.push_str(&format!("{inner}  {k}: {v}\n"));
+            }
+        }
+        let mut actions = Vec::new();
+        for _ in 0..rng.random_range(1..4) {
+            let target = styled(rng, "user/${destination}");
+            let flow = match rng.random_range(0..7) {
+                0 => "answer".to_string(),
+                1 => format!(
+                    "{{playback: {{file: {}, loop: true}}}}",
+                    styled(rng, "a.wav")
+                ),
+                2 => format!("{{dial: {{target: {target}, timeout: 20s, on_failure: stop}}}}"),
+                3 => format!(
+                    "{{dial: {{targets: [{target}, {}]}}}}",
+                    styled(rng, "sip:${caller}@example.com")
+                ),
+                4 => format!("{{hangup: {{code: 486, reason: {}}}}}", styled(rng, "Busy")),
+                5 => format!(
+                    "{{sleep: {}}}",
+                    ["2", "250ms", "1.5s", "\"3s\"", "'1m'"][rng.random_range(0..5)]
+                ),
+                _ => format!(
+                    "{{set: {{a: {}, b: {}}}}}",
+                    styled(rng, "x${caller}"),
+                    styled(rng, "${a}$$")
+                ),
+            };
+            actions.push(flow);
+        }
+        match rng.random_range(0..3) {
+            0 => y.push_str(&format!("{inner}actions: [{}]\n", actions.join(", "))),
+            n => {
+                y.push_str(&format!("{inner}actions:\n"));
+                let pad = if n == 1 {
+                    inner.to_string()
+                } else {
+                    format!("{inner}  ")
+                };
+                for a in &actions {
+                    // `{x: {...}}` as a block mapping entry: `- x: {...}`.
+                    let item = match a.strip_prefix('{').and_then(|a| a.strip_suffix('}')) {
+                        Some(inner_map) if rng.random_bool(0.7) => inner_map.to_string(),
+                        _ => a.clone(),
+                    };
+                    y.push_str(&format!("{pad}- {item}\n"));
+                }
+            }
+        }
+    }
+    y
+}
+
+/// YAML-aware mutations: indentation, anchors, tags, odd quoting, unicode.
+fn mutate_yaml(rng: &mut StdRng, text: &str) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    if lines.is_empty() {
+        return text.to_string();
+    }
+    for _ in 0..rng.random_range(1..3) {
+        let at = rng.random_range(0..lines.len());
+        let Some(line) = lines.get_mut(at) else {
+            continue;
+        };
+        let pos = rng.random_range(0..=line.len());
+        let pos = (0..=pos)
+            .rev()
+            .find(|p| line.is_char_boundary(*p))
+            .unwrap_or(0);
+        match rng.random_range(0..10) {
+            0 => line.insert_str(0, "  "),
+            1 => {
+                if line.starts_with(' ') {
+                    line.remove(0);
+                }
+            }
+            2 => line.insert_str(pos, "&a "),
+            3 => line.insert_str(pos, "*a"),
+            4 => line.insert_str(pos, "!!str "),
+            5 => line.insert_str(
+                pos,
+                ["'", "\"", "''", "\\", "\\u00e9"][rng.random_range(0..5)],
+            ),
+            6 => line.insert_str(
+                pos,
+                ["é", "☎", "\u{85}", "\u{2028}", "\u{a0}"][rng.random_range(0..5)],
+            ),
+            7 => line.insert_str(pos, [" # c", "#", ": ", ", ", "- "][rng.random_range(0..5)]),
+            8 => {
+                let dup = line.clone();
+                lines.insert(at, dup);
+            }
+            _ => line.insert_str(
+                pos,
+                ["|", ">", "~", "null", "0x1", "yes", "[", "}"][rng.random_range(0..8)],
+            ),
+        }
+    }
+    let mut out = lines.join("\n");
+    if rng.random_bool(0.9) {
+        out.push('\n');
+    }
+    out
+}
+
+/// The fast path declines `doc` or gives exactly serde-saphyr's
+/// `DialplanFile` (every span included), and the same plan or errors.
+fn fast_path_agrees(doc: &str, ctx: &DialplanContext) -> bool {
+    let Some(fast) = swbd::dialplan::fast_path::parse(doc) else {
+        assert!(
+            Dialplan::parse_fast("fuzz.yaml", doc, ctx).is_none(),
+            "parse_fast took what fast_path::parse declined:\n{doc}"
+        );
         return false;
     };
-    let slow = Dialplan::parse_sequential("fuzz.yaml", doc, ctx);
+    let slow = serde_saphyr::from_str::<swbd::dialplan::file::DialplanFile>(doc)
+        .unwrap_or_else(|e| panic!("fast path took a file serde refuses ({e}):\n{doc}"));
+    assert_eq!(
+        format!("{fast:#?}"),
+        format!("{slow:#?}"),
+        "fast path differs for:\n{doc}"
+    );
     let view = |r: &Result<Dialplan, Vec<switchboard_proto::support::yaml::FileError>>| match r {
         Ok(p) => Ok((
             p.to_proto().routes,
@@ -320,40 +535,84 @@ fn same_as_sequential(doc: &str, ctx: &DialplanContext, pieces: usize) -> bool {
         )),
         Err(e) => Err(e.clone()),
     };
+    let fast_plan = Dialplan::parse_fast("fuzz.yaml", doc, ctx).expect("taken");
+    let slow_plan = Dialplan::parse_sequential("fuzz.yaml", doc, ctx);
     assert_eq!(
-        view(&fast),
-        view(&slow),
-        "parallel parse differs for:\n{doc}"
+        view(&fast_plan),
+        view(&slow_plan),
+        "plans differ for:\n{doc}"
     );
+    let public = Dialplan::parse("fuzz.yaml", doc, ctx);
+    assert_eq!(view(&public), view(&slow_plan), "parse differs for:\n{doc}");
     true
 }
 
 #[test]
-fn dialplan_parallel_parse_matches_sequential() {
+fn dialplan_fast_path_matches_serde() {
     let ctx = DialplanContext {
         gateways: vec!["gw".into(), "carrier-a".into(), "carrier-b".into()],
         audio_dir: None,
     };
-    let mut rng = StdRng::seed_from_u64(seed(0xfa57));
+    let mut rng = StdRng::seed_from_u64(seed(0xd1a1_fa57));
     let seeds = seeds();
-    let mut taken = 0;
-    for i in 0..iterations(3000) {
-        let doc = match i % 2 {
+    let (mut taken, mut declined, mut declined_valid) = (0, 0, 0);
+    for i in 0..iterations(6000) {
+        let doc = match i % 6 {
             0 => random_plan(&mut rng),
-            _ => {
+            1 => styled_plan(&mut rng),
+            2 => {
+                let plan = styled_plan(&mut rng);
+                mutate_yaml(&mut rng, &plan)
+            }
+            3 => {
+                let plan = styled_plan(&mut rng);
+                mutate(&mut rng, &plan)
+            }
+            4 => {
                 let seed = &seeds[rng.random_range(0..seeds.len())];
-                if i % 4 == 1 {
+                if i % 4 == 0 {
                     seed.clone()
                 } else {
-                    mutate(&mut rng, seed)
+                    mutate_yaml(&mut rng, seed)
                 }
             }
+            _ => {
+                let seed = &seeds[rng.random_range(0..seeds.len())];
+                mutate(&mut rng, seed)
+            }
         };
-        let pieces = rng.random_range(2..6);
-        if same_as_sequential(&doc, &ctx, pieces) {
+        if fast_path_agrees(&doc, &ctx) {
             taken += 1;
+        } else {
+            declined += 1;
+            if serde_saphyr::from_str::<swbd::dialplan::file::DialplanFile>(&doc).is_ok() {
+                declined_valid += 1;
+            }
         }
     }
-    println!("parallel path taken for {taken} documents");
-    assert!(taken > 500, "parallel path taken only {taken} times");
+    println!(
+        "fast path taken for {taken} documents, declined {declined} ({declined_valid} of them valid for serde)"
+    );
+    assert!(taken > 1500, "fast path taken only {taken} times");
+    assert!(declined > 1000, "fast path declined only {declined} times");
+}
+
+#[test]
+fn dialplan_fast_path_takes_the_shipped_plans() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root");
+    let ctx = DialplanContext {
+        gateways: vec!["carrier-a".into(), "carrier-b".into()],
+        audio_dir: None,
+    };
+    for (name, text) in [
+        ("default.yaml", swbd::dialplan::DEFAULT_YAML.to_string()),
+        (
+            "office.yaml",
+            std::fs::read_to_string(root.join("dialplans/examples/office.yaml")).expect("office"),
+        ),
+    ] {
+        assert!(fast_path_agrees(&text, &ctx), "{name} was declined");
+    }
 }

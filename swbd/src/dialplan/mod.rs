@@ -11,21 +11,22 @@
 //!
 //! # Layout
 //! - [`file`]: the YAML as written (serde types, spans for validation).
+//! - [`fast_path`]: a one-pass reader for the YAML subset dialplans are
+//!   written in; serde-saphyr reads everything else.
 //! - [`pattern`]: globs, anchored regexes, CIDR blocks.
 //! - [`template`]: `${name}` substitution in action parameters.
 //! - [`error`]: semantic errors, located into `FILE:LINE:COLUMN`.
 //! - [`plan`]: [`Dialplan`], the loaded and validated plan; [`check_file`].
 //! - [`index`]: exact / prefix buckets that find the first matching route.
-//! - [`parallel`]: parsing big files in pieces on several threads.
 //! - [`executor`]: [`execute`], [`CallControl`], [`DialOutcome`], [`CallOutcome`].
 //! - [`store`]: [`DialplanStore`], the plan in force and live reload.
 //! - [`proto`]: admin views (`GetDialplan`, `TestRoute`).
 
 pub mod error;
 pub mod executor;
+pub mod fast_path;
 pub mod file;
 pub mod index;
-pub mod parallel;
 pub mod pattern;
 pub mod plan;
 pub mod proto;

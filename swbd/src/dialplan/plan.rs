@@ -1,9 +1,10 @@
 //! A loaded, validated dialplan: compiled routes in evaluation order plus
 //! the index that finds the first matching one.
 //!
-//! Loading is parse (serde, stops at the first syntax or unknown-key
-//! error) then validate (every semantic error in the file is collected)
-//! then index. Nothing half-loaded ever escapes: it is all or nothing.
+//! Loading is parse (the [`fast_path`](super::fast_path) reader, or serde
+//! when it declines, which stops at the first syntax or unknown-key error)
+//! then validate (every semantic error in the file is collected) then
+//! index. Nothing half-loaded ever escapes: it is all or nothing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -484,23 +485,31 @@ pub struct Dialplan {
 impl Dialplan {
     /// Load, validate and index `yaml`, named `source` in errors.
     ///
-    /// Files over [`MIN_PARALLEL_BYTES`](super::parallel::MIN_PARALLEL_BYTES)
-    /// are parsed in pieces on several threads when the machine has at
-    /// least [`MIN_THREADS`](super::parallel::MIN_THREADS) (same result,
-    /// see [`parallel`](super::parallel)).
+    /// Files in the YAML subset of [`fast_path`](super::fast_path) (the
+    /// usual block/flow style, no anchors, tags or block scalars) are read
+    /// by it; anything else goes through serde-saphyr, with the same result
+    /// and the same errors.
     pub fn parse(source: &str, yaml: &str, ctx: &DialplanContext) -> Result<Self, Vec<FileError>> {
-        if yaml.len() >= super::parallel::MIN_PARALLEL_BYTES {
-            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            if threads >= super::parallel::MIN_THREADS
-                && let Some(done) = Self::parse_in_pieces(source, yaml, ctx, threads)
-            {
-                return done;
-            }
+        if let Some(done) = Self::parse_fast(source, yaml, ctx) {
+            return done;
         }
         Self::parse_sequential(source, yaml, ctx)
     }
 
-    /// [`parse`](Self::parse) on one thread, whatever the size.
+    /// [`parse`](Self::parse) through the [`fast_path`](super::fast_path)
+    /// reader only; `None` when it declines the file (then only
+    /// serde-saphyr gives the right result or error).
+    pub fn parse_fast(
+        source: &str,
+        yaml: &str,
+        ctx: &DialplanContext,
+    ) -> Option<Result<Self, Vec<FileError>>> {
+        let file = super::fast_path::parse(yaml)?;
+        Some(Self::compile(source, yaml, file, ctx))
+    }
+
+    /// [`parse`](Self::parse) through serde-saphyr only, without the fast
+    /// path: the reference the fast path is tested against.
     pub fn parse_sequential(
         source: &str,
         yaml: &str,
@@ -516,20 +525,6 @@ impl Dialplan {
         }
         let file: DialplanFile = yaml::from_str(source, yaml).map_err(|e| vec![explain(e)])?;
         Self::compile(source, yaml, file, ctx)
-    }
-
-    /// [`parse`](Self::parse) with the YAML split in `pieces` parsed in
-    /// parallel, whatever the size; `None` when the file's shape does not
-    /// allow it or a piece fails to parse (then only a sequential parse
-    /// gives the right error).
-    pub fn parse_in_pieces(
-        source: &str,
-        yaml: &str,
-        ctx: &DialplanContext,
-        pieces: usize,
-    ) -> Option<Result<Self, Vec<FileError>>> {
-        let file = super::parallel::parse(yaml, pieces)?;
-        Some(Self::compile(source, yaml, file, ctx))
     }
 
     fn compile(
