@@ -28,6 +28,10 @@
 //!   sends on its 200 OK loses nothing. Trade-off: until the answer, a
 //!   stranger who hits the port first would receive that leg's early media;
 //!   the answer resets the latch, and from then on the strict rule applies.
+//! - **Before the first bridge**: a leg that has never been bridged keeps its
+//!   last 3 RTP packets, and its first bridge relays those at most 100 ms old
+//!   (swbd bridges after the callee's ACK; the callee may send on its 200 OK).
+//!   Later unbridged packets are dropped as before.
 //! - **Relay latency**: admin `GetStatus` carries `relay_latency`, the time
 //!   swrtp adds per relayed RTP packet (receive returned -> send completed),
 //!   p50/p90/p99/p99.9/max and the histogram buckets.

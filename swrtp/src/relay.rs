@@ -54,7 +54,17 @@
 //!    to guess the 32-bit SSRC as before.
 //!
 //! Packets from a source that has not latched yet are dropped, not relayed.
+//!
+//! # Before the first bridge
+//!
+//! A leg that has never been bridged keeps the last [`HOLD_PACKETS`] (3)
+//! RTP packets it accepted, and its first bridge relays those no older than
+//! [`HOLD_MAX_AGE`] (100 ms) before anything else. swbd bridges the legs only
+//! after the callee's 200 OK has been ACKed, and a callee that sends on its
+//! 200 OK would otherwise lose its first packet(s) to that gap. After a leg
+//! was bridged once, unbridged packets are dropped (and counted) as before.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -233,6 +243,11 @@ pub struct Leg {
     /// The inactivity timeout runs only once media flowed or the leg was
     /// bridged (a ringing leg legitimately receives nothing).
     armed: bool,
+    /// Has been bridged at least once (packets are held only before that).
+    bridged_once: bool,
+    /// RTP received before the first bridge, with arrival times (at most
+    /// [`HOLD_PACKETS`]; allocated by the first such packet).
+    held: Option<Box<VecDeque<(Instant, Vec<u8>)>>>,
     epoch: Instant,
     /// Last: the sockets close before the ports return to the pool.
     ports: PortPair,
@@ -260,6 +275,8 @@ impl Leg {
             playback: None,
             last_rx: now,
             armed: false,
+            bridged_once: false,
+            held: None,
             epoch: now,
             ports,
         }
@@ -295,6 +312,21 @@ impl Leg {
     fn publish_remote(&self) {
         let addr = self.rtp_dest().map(|a| a.to_string()).unwrap_or_default();
         self.shared.edit(|v| v.remote_address = addr);
+    }
+
+    /// Keep `data` for the first bridge; `true` when that pushed out the
+    /// oldest held packet (which is then a dropped one).
+    fn hold(&mut self, data: &[u8], now: Instant) -> bool {
+        let held = self.held.get_or_insert_with(Box::default);
+        let (evicted, mut buf) = if held.len() >= HOLD_PACKETS {
+            (true, held.pop_front().map(|(_, b)| b).unwrap_or_default())
+        } else {
+            (false, Vec::new())
+        };
+        buf.clear();
+        buf.extend_from_slice(data);
+        held.push_back((now, buf));
+        evicted
     }
 
     fn drop_packet(&self, ctx: &MediaContext) {
@@ -376,6 +408,10 @@ pub struct Relay {
 /// How often the RTP timeout is checked, and at most how long relay latency
 /// figures stay in a task before they reach the node's histogram.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// RTP packets a leg keeps from before its first bridge.
+pub const HOLD_PACKETS: usize = 3;
+/// Held packets older than this at the bridge are dropped, not relayed.
+pub const HOLD_MAX_AGE: Duration = Duration::from_millis(100);
 /// Datagrams read from one socket per wake-up before the others get a turn.
 const DRAIN_BUDGET: usize = 64;
 /// Rounds over commands, sockets and timers in one poll before the task
@@ -539,6 +575,10 @@ impl Relay {
                     }
                 }
                 self.reset_mappings();
+                self.relay_held();
+                for l in &mut self.legs {
+                    l.bridged_once = true;
+                }
             }
             Cmd::Detach { id, reason, reply } => {
                 let leg = self.position(&id).map(|i| {
@@ -741,48 +781,62 @@ impl Relay {
             from.shared.rx.set_quality(lost, jitter / 8.0);
         }
         let Some(to) = to else {
-            // Not bridged: counted, then dropped on purpose.
-            self.ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            // Not bridged. Before its first bridge a leg keeps its last few
+            // packets for the bridge to relay (module docs, "Before the
+            // first bridge"); otherwise they are counted, then dropped.
+            let evicted = match (from.bridged_once, self.buf.get(..n)) {
+                (false, Some(data)) => from.hold(data, now),
+                _ => true,
+            };
+            if evicted {
+                self.ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             return None;
         };
-        if !to.media.direction.has_send() || !from.media.direction.has_recv() {
-            return None;
-        }
-        let dest = to.rtp_dest()?;
-        let out_pt = if Some(pt) == from.media.te_pt {
-            match to.media.te_pt {
-                Some(p) => p,
-                None => {
-                    from.drop_packet(&self.ctx);
-                    return None;
+        let header = Header { ssrc, seq, ts, pt };
+        let dest = rewrite(from, to, &self.ctx, self.buf.get_mut(..n)?, header)?;
+        Some((dest, payload_len, at))
+    }
+
+    /// On the first bridge: relay what the legs received before it (at most
+    /// [`HOLD_PACKETS`] each, none older than [`HOLD_MAX_AGE`]).
+    fn relay_held(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.legs.len() {
+            let Some(held) = self.legs.get_mut(i).and_then(|l| l.held.take()) else {
+                continue;
+            };
+            for (at, packet) in held.iter() {
+                if now.saturating_duration_since(*at) > HOLD_MAX_AGE {
+                    self.ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let n = packet.len().min(self.buf.len());
+                let (Some(dst), Some(src)) = (self.buf.get_mut(..n), packet.get(..n)) else {
+                    continue;
+                };
+                dst.copy_from_slice(src);
+                let Ok(p) = RtpPacket::parse(&*dst) else {
+                    continue;
+                };
+                let header = Header {
+                    ssrc: p.ssrc(),
+                    seq: p.sequence_number(),
+                    ts: p.timestamp(),
+                    pt: p.payload_type(),
+                };
+                let payload_len = p.payload_len();
+                let (Some(from), Some(to)) = split(&mut self.legs, i) else {
+                    break;
+                };
+                if let Some(dest) = rewrite(from, to, &self.ctx, dst, header)
+                    && to.ports.rtp.try_send_to(dst, dest).is_ok()
+                {
+                    to.shared.tx.count(payload_len, now_ms());
+                    self.ctx.counters.relayed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        } else {
-            to.media.pt
-        };
-        let step = to.media.ptime * 8;
-        let (out_seq, out_ts, fresh) = to.tx.map(ssrc, seq, ts, step);
-        let data = self.buf.get_mut(..n)?;
-        let Ok(mut p) = RtpPacketMut::parse(data) else {
-            return None;
-        };
-        if p.set_payload_type(out_pt).is_err() {
-            from.drop_packet(&self.ctx);
-            return None;
         }
-        p.set_sequence_number(out_seq);
-        p.set_timestamp(out_ts);
-        p.set_ssrc(to.tx.ssrc);
-        if fresh {
-            p.set_marker_bit(true);
-        }
-        if out_pt == to.media.pt
-            && let (Some(a), Some(b)) = (from.media.codec, to.media.codec)
-            && a != b
-        {
-            a.law().transcode_in_place(b.law(), p.payload_mut());
-        }
-        Some((dest, payload_len, at))
     }
 
     /// The per-packet path for RTCP from leg `i`: sanity-check, source-check
@@ -851,6 +905,64 @@ impl Relay {
             }
         }
     }
+}
+
+/// RTP header fields the sending half of the relay path needs.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    pt: u8,
+}
+
+/// The sending half of the relay path, `from` -> `to`, on the packet in
+/// `data`: direction check, destination, payload type mapping, header rewrite
+/// and transcoding, in place. Returns where to send it.
+fn rewrite(
+    from: &Leg,
+    to: &mut Leg,
+    ctx: &MediaContext,
+    data: &mut [u8],
+    h: Header,
+) -> Option<SocketAddr> {
+    if !to.media.direction.has_send() || !from.media.direction.has_recv() {
+        return None;
+    }
+    let dest = to.rtp_dest()?;
+    let out_pt = if Some(h.pt) == from.media.te_pt {
+        match to.media.te_pt {
+            Some(p) => p,
+            None => {
+                from.drop_packet(ctx);
+                return None;
+            }
+        }
+    } else {
+        to.media.pt
+    };
+    let step = to.media.ptime * 8;
+    let (out_seq, out_ts, fresh) = to.tx.map(h.ssrc, h.seq, h.ts, step);
+    let Ok(mut p) = RtpPacketMut::parse(data) else {
+        return None;
+    };
+    if p.set_payload_type(out_pt).is_err() {
+        from.drop_packet(ctx);
+        return None;
+    }
+    p.set_sequence_number(out_seq);
+    p.set_timestamp(out_ts);
+    p.set_ssrc(to.tx.ssrc);
+    if fresh {
+        p.set_marker_bit(true);
+    }
+    if out_pt == to.media.pt
+        && let (Some(a), Some(b)) = (from.media.codec, to.media.codec)
+        && a != b
+    {
+        a.law().transcode_in_place(b.law(), p.payload_mut());
+    }
+    Some(dest)
 }
 
 /// Build and send one playback packet on `leg`.

@@ -185,3 +185,88 @@ async fn a_known_address_keeps_the_strict_rule() {
     );
     d.stop().await;
 }
+
+/// Two answered sessions, not bridged yet.
+async fn answered_pair(d: &mut Daemon, call: &str, alice: &Peer, bob: &Peer) -> Call {
+    let a = d.answer(call, alice, "0", "").await;
+    let a_addr = rtp_addr(&a.local_sdp);
+    let b_id = d.offer(call, bob, "0", "").await;
+    let list = d
+        .admin
+        .list_sessions(admin_pb::ListMediaSessionsRequest {
+            call_id: call.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let b = list.sessions.iter().find(|s| s.session_id == b_id).unwrap();
+    Call {
+        a_id: a.session_id,
+        a_addr,
+        b_addr: SocketAddr::from(([127, 0, 0, 1], b.rtp_port as u16)),
+        b_id,
+    }
+}
+
+#[tokio::test]
+async fn callee_packets_before_the_first_bridge_are_relayed_by_it() {
+    // swbd bridges only after the callee's 200 OK was ACKed; a callee that
+    // sends on its 200 OK must not lose those packets.
+    let mut d = Daemon::start(config("7360-7379")).await;
+    let alice = Peer::new().await;
+    let bob = Peer::new().await;
+    let c = answered_pair(&mut d, "hold", &alice, &bob).await;
+    for i in 0..2u16 {
+        bob.send_rtp(
+            c.b_addr,
+            0,
+            7 + i,
+            160 * u32::from(i),
+            0xB0B,
+            &[10 + i as u8; 160],
+        )
+        .await;
+    }
+    // Let swrtp read them while still unbridged.
+    let _ = d.health().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    d.bridge(&c.a_id, &c.b_id).await;
+    let first = parse(&alice.recv().await.expect("held packet relayed on bridge"));
+    assert!(first.1, "marker bit: a new stream starts");
+    assert_eq!(first.5, vec![10u8; 160]);
+    let second = parse(&alice.recv().await.expect("second held packet"));
+    assert_eq!(second.5, vec![11u8; 160]);
+    assert_eq!(second.2, first.2.wrapping_add(1), "seq continuity");
+    bob.send_rtp(c.b_addr, 0, 9, 320, 0xB0B, &[12; 160]).await;
+    let third = parse(&alice.recv().await.expect("live packet after the held ones"));
+    assert_eq!(third.5, vec![12u8; 160]);
+    assert_eq!(third.2, first.2.wrapping_add(2));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn stale_or_later_unbridged_packets_are_not_relayed() {
+    let mut d = Daemon::start(config("7380-7399")).await;
+    let alice = Peer::new().await;
+    let bob = Peer::new().await;
+    let c = answered_pair(&mut d, "stale", &alice, &bob).await;
+    bob.send_rtp(c.b_addr, 0, 1, 0, 0xB0B, &[1; 160]).await;
+    // Older than 100 ms at the bridge: dropped.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.bridge(&c.a_id, &c.b_id).await;
+    assert!(alice.drain(Duration::from_millis(200)).await.is_empty());
+
+    // Unbridged after a bridge: dropped, and not relayed by the next bridge.
+    d.media
+        .unbridge(pb::UnbridgeRequest {
+            session_id: c.a_id.clone(),
+        })
+        .await
+        .expect("unbridge");
+    bob.send_rtp(c.b_addr, 0, 2, 160, 0xB0B, &[2; 160]).await;
+    let _ = d.health().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    d.bridge(&c.a_id, &c.b_id).await;
+    assert!(alice.drain(Duration::from_millis(200)).await.is_empty());
+    d.stop().await;
+}
