@@ -103,6 +103,9 @@ pub struct LegMedia {
     pub direction: Direction,
 }
 
+/// RTP packets a leg received before its first bridge, with arrival times.
+type Held = VecDeque<(Instant, Vec<u8>)>;
+
 /// Symmetric-RTP latching state (see the module docs for the rule).
 #[derive(Debug, Clone, Default)]
 pub struct Latch {
@@ -247,7 +250,7 @@ pub struct Leg {
     bridged_once: bool,
     /// RTP received before the first bridge, with arrival times (at most
     /// [`HOLD_PACKETS`]; allocated by the first such packet).
-    held: Option<Box<VecDeque<(Instant, Vec<u8>)>>>,
+    held: Option<Box<Held>>,
     epoch: Instant,
     /// Last: the sockets close before the ports return to the pool.
     ports: PortPair,
