@@ -29,7 +29,7 @@
 //!   stranger who hits the port first would receive that leg's early media;
 //!   the answer resets the latch, and from then on the strict rule applies.
 //! - **Before the first bridge**: a leg that has never been bridged keeps its
-//!   last 3 RTP packets, and its first bridge relays those at most 100 ms old
+//!   last 8 RTP packets, and its first bridge relays those at most 200 ms old
 //!   (swbd bridges after the callee's ACK; the callee may send on its 200 OK).
 //!   Later unbridged packets are dropped as before.
 //! - **Relay latency**: admin `GetStatus` carries `relay_latency`, the time

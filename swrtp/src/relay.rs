@@ -57,9 +57,9 @@
 //!
 //! # Before the first bridge
 //!
-//! A leg that has never been bridged keeps the last [`HOLD_PACKETS`] (3)
+//! A leg that has never been bridged keeps the last [`HOLD_PACKETS`] (8)
 //! RTP packets it accepted, and its first bridge relays those no older than
-//! [`HOLD_MAX_AGE`] (100 ms) before anything else. swbd bridges the legs only
+//! [`HOLD_MAX_AGE`] (200 ms) before anything else. swbd bridges the legs only
 //! after the callee's 200 OK has been ACKed, and a callee that sends on its
 //! 200 OK would otherwise lose its first packet(s) to that gap. After a leg
 //! was bridged once, unbridged packets are dropped (and counted) as before.
@@ -412,9 +412,9 @@ pub struct Relay {
 /// figures stay in a task before they reach the node's histogram.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// RTP packets a leg keeps from before its first bridge.
-pub const HOLD_PACKETS: usize = 3;
+pub const HOLD_PACKETS: usize = 8;
 /// Held packets older than this at the bridge are dropped, not relayed.
-pub const HOLD_MAX_AGE: Duration = Duration::from_millis(100);
+pub const HOLD_MAX_AGE: Duration = Duration::from_millis(200);
 /// Datagrams read from one socket per wake-up before the others get a turn.
 const DRAIN_BUDGET: usize = 64;
 /// Rounds over commands, sockets and timers in one poll before the task

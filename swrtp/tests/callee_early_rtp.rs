@@ -251,8 +251,8 @@ async fn stale_or_later_unbridged_packets_are_not_relayed() {
     let bob = Peer::new().await;
     let c = answered_pair(&mut d, "stale", &alice, &bob).await;
     bob.send_rtp(c.b_addr, 0, 1, 0, 0xB0B, &[1; 160]).await;
-    // Older than 100 ms at the bridge: dropped.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Older than 200 ms at the bridge: dropped.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     d.bridge(&c.a_id, &c.b_id).await;
     assert!(alice.drain(Duration::from_millis(200)).await.is_empty());
 
