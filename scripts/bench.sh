@@ -6,6 +6,8 @@
 #   QUICK=1 scripts/bench.sh    smoke version (short steps, 100 calls with RTP)
 #   PROFILE=1 scripts/bench.sh  also perf-record swbd and swrtp (needs perf)
 #   BIN=target/debug ...        use these binaries, skip the release build
+#   PIN=0 scripts/bench.sh      do not pin the RTP phase to cores (see below)
+#   MEDIA_CPU=0 GEN_CPU=1       the cores the RTP phase pins to (defaults)
 #
 # Needs: Debian 12 (apt-get as root installs kamailio and rtpengine-daemon
 # when missing), cargo, python3. Everything listens on 127.0.0.1 only.
@@ -95,9 +97,25 @@ media:
 EOF
     echo "$cfg"
 }
-start_switchboard() { # AUTH
+# RTP phase: the media daemon under test (swrtp or rtpengine) runs pinned to
+# MEDIA_CPU and the generator to GEN_CPU with taskset, so the generator's
+# delay measurement is not polluted by competing with the relay for a core.
+# The signalling daemons are not pinned (they idle while RTP flows). Pinned to
+# one core, swrtp's tokio runtime starts one worker thread (it sizes itself to
+# the CPUs it may use); rtpengine keeps its configured 2 threads on that core.
+# Other phases run unpinned, as before. PIN=0 turns this off.
+PIN=${PIN:-1}
+MEDIA_PIN=()
+GEN_PIN=()
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    MEDIA_PIN=(taskset -c "${MEDIA_CPU:-0}")
+    GEN_PIN=(taskset -c "${GEN_CPU:-1}")
+fi
+start_switchboard() { # AUTH [pin]: with "pin", swrtp runs under MEDIA_PIN
+    local pin=()
+    [ "${2:-}" = pin ] && pin=("${MEDIA_PIN[@]}")
     echo "rtp_timeout_secs: 0" >"$RUNDIR/swrtp.yaml"
-    RUST_LOG=warn start_bg swrtp "$BIN/swrtp" --config "$RUNDIR/swrtp.yaml" \
+    RUST_LOG=warn start_bg swrtp "${pin[@]}" "$BIN/swrtp" --config "$RUNDIR/swrtp.yaml" \
         --listen tcp://127.0.0.1:9090 --rtp-ports 10000-30000 \
         --admin "unix://$RUNDIR/swrtp.sock" --node-id rtp-a
     sleep 0.5
@@ -105,10 +123,11 @@ start_switchboard() { # AUTH
     wait_udp 5080
     sleep 2 # media node health check
 }
-start_kamailio() { # with_rtpengine(0|1)
-    local defs=(-A WITH_AUTH)
+start_kamailio() { # with_rtpengine(0|1) [pin]: with "pin", rtpengine runs under MEDIA_PIN
+    local defs=(-A WITH_AUTH) pin=()
+    [ "${2:-}" = pin ] && pin=("${MEDIA_PIN[@]}")
     if [ "$1" = 1 ]; then
-        start_bg rtpengine rtpengine --config-file="$PEERS/rtpengine/rtpengine.conf" --config-section=harness
+        start_bg rtpengine "${pin[@]}" rtpengine --config-file="$PEERS/rtpengine/rtpengine.conf" --config-section=harness
         wait_udp 2223
         defs+=(-A WITH_RTPENGINE)
     fi
@@ -210,20 +229,23 @@ log "sustained: swbd $SW_CPS/s, kamailio+rtpengine $KAM_CPS/s"
 # ---- 5. 1,000 (and 500) calls with RTP both ways: CPU/packet, loss, delay, memory
 # Calls ramp up at RTP_RATE/s; each is held long enough for a ~12 s window
 # with all of them up.
-rtp_run() { # N SERVER OUT WATCH...
+rtp_run() { # N SERVER OUT WATCH... (the generator runs under GEN_PIN)
     local n=$1 server=$2 out=$3; shift 3
-    "$SWBENCH" calls --server "$server" --callees 1000-1999 --callers 2000-2999 --rtp \
+    "${GEN_PIN[@]}" "$SWBENCH" calls --server "$server" --callees 1000-1999 --callers 2000-2999 --rtp \
         --rate "$RTP_RATE" --total "$n" --max-concurrent "$n" --hold $(( n / RTP_RATE + 14 )) \
         "${COMMON[@]}" "$@" >"$out"
 }
+[ ${#MEDIA_PIN[@]} -gt 0 ] && log "RTP phase pinned: media daemon ${MEDIA_PIN[*]}, generator ${GEN_PIN[*]}"
 for n in $RTP_CALLS; do
     log "3+4. $n calls with RTP: swbd + swrtp"
-    start_switchboard false
+    start_switchboard false pin
+    # --relay-stats: swrtp's own added latency, next to the generator's figure.
     # shellcheck disable=SC2046
-    rtp_run "$n" $SWBD_SIP "$OUT/rtp-$n-swbd.json" $(sw_watch)
+    rtp_run "$n" $SWBD_SIP "$OUT/rtp-$n-swbd.json" $(sw_watch) \
+        --relay-stats "unix://$RUNDIR/swrtp.sock"
     stop_all
     log "3+4. $n calls with RTP: kamailio + rtpengine"
-    start_kamailio 1
+    start_kamailio 1 pin
     # shellcheck disable=SC2046
     rtp_run "$n" 127.0.0.1:5060 "$OUT/rtp-$n-kamailio.json" $(kam_watch)
     stop_all

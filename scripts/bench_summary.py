@@ -120,6 +120,17 @@ for n in ns:
         db = pk and pk["rtp_report"]["one_way_delay"][q]
         rows.append(("  RTP one-way delay {} through the relay, ms (generator included)".format(q[:3]),
                      num(da, "{:.3f}"), num(db, "{:.3f}"), ratio(da, db, False), "p99 < 1 ms"))
+    # swrtp's own figure (receive returned -> send completed, inside swrtp);
+    # rtpengine has none, so only the generator-measured rows compare.
+    rl = (ps or {}).get("relay_latency") or {}
+    for scope, label in (("window", "window with all calls up"), ("whole_run", "whole run")):
+        s = rl.get(scope)
+        if s:
+            rows.append(("  swrtp added latency p50 / p99 / max, ms, {} (inside swrtp, {} packets)".format(label, s.get("packets")),
+                         "{} / {} / {}".format(num(s.get("p50_ms"), "{:.4f}"), num(s.get("p99_ms"), "{:.4f}"), num(s.get("max_ms"), "{:.3f}")),
+                         "n/a (no such figure)", "", "p99 < 1 ms"))
+    for e in rl.get("errors") or []:
+        rows.append(("  swrtp relay stats error", e, "", "", ""))
     for sw, peer, target in (("swbd", "kamailio", "< 32 KiB"), ("swrtp", "rtpengine", "< 16 KiB")):
         a, b = proc(ps, sw), proc(pk, peer)
         rows.append(("  memory per call, KiB RSS (PSS): {} vs {}".format(sw, peer),

@@ -10,13 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+use switchboard_proto::admin::v1::RelayLatency;
+use switchboard_proto::admin::v1::media_admin_client::MediaAdminClient;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tonic::transport::Channel;
 
 use crate::digest::{Challenge, authorization};
 use crate::endpoint::{Endpoint, Inbound, NewHandler, client_transaction};
 use crate::procstat::{Sample, sample};
 use crate::register::{Counters as RegCounters, ProcDelta, RegOutcome, proc_deltas, register_user};
+use crate::relay_stats::{self, RelayLatencyReport, RelayLatencySummary};
 use crate::rtp::{Media, RtpReport};
 use crate::runner::{Common, SetupError, UserRange, pace, progress, token};
 use crate::sip::{Message, RequestSpec, response, sdp, sdp_media_addr};
@@ -71,6 +75,9 @@ pub struct CallsOpts {
     pub ramp: Option<Ramp>,
     /// Delay between the UAS's 180 and 200.
     pub answer_delay: Duration,
+    /// swrtp's admin endpoint (`unix:///path` or `tcp://ip:port`): read its
+    /// own relay latency over the plateau and the whole run.
+    pub relay_stats: Option<String>,
 }
 
 /// Live counters.
@@ -101,11 +108,28 @@ struct Ctx {
     media: Option<Arc<Media>>,
     live: Live,
     phase: Mutex<PhaseStats>,
+    relay_admin: Option<MediaAdminClient<Channel>>,
+    relay_errors: Mutex<Vec<String>>,
 }
 
 impl Ctx {
     fn phase(&self) -> std::sync::MutexGuard<'_, PhaseStats> {
         self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read swrtp's relay latency, if asked to; errors are kept for the report.
+    async fn relay_latency(&self) -> Option<RelayLatency> {
+        let mut client = self.relay_admin.clone()?;
+        match relay_stats::read(&mut client).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                self.relay_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(e.to_string());
+                None
+            }
+        }
     }
 
     fn fail(&self, why: impl Into<String>) {
@@ -146,6 +170,8 @@ pub struct Plateau {
     pub rtp_dropped_at_generator: u64,
     pub rtp_pps: f64,
     pub processes: Vec<PlateauProc>,
+    /// swrtp's own added latency over the window (`--relay-stats`).
+    pub relay_latency: Option<RelayLatencySummary>,
 }
 
 /// One daemon over the plateau.
@@ -174,6 +200,9 @@ pub struct CallsReport {
     /// run's sustained rate.
     pub sustained_rate: Option<f64>,
     pub rtp_report: Option<RtpReport>,
+    /// swrtp's own added latency (`--relay-stats`), next to the generator's
+    /// one-way delay in `rtp_report`.
+    pub relay_latency: Option<RelayLatencyReport>,
     pub plateau: Option<Plateau>,
     pub processes: Vec<ProcDelta>,
     pub retransmissions: u64,
@@ -572,6 +601,17 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
     } else {
         None
     };
+    let mut relay_errors = Vec::new();
+    let relay_admin = match &opts.relay_stats {
+        Some(ep) => match relay_stats::connect(ep).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                relay_errors.push(e.to_string());
+                None
+            }
+        },
+        None => None,
+    };
     let ctx = Arc::new(Ctx {
         common,
         opts: opts.clone(),
@@ -580,6 +620,8 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
         media,
         live: Live::default(),
         phase: Mutex::new(PhaseStats::default()),
+        relay_admin,
+        relay_errors: Mutex::new(relay_errors),
     });
     uac.spawn_receiver(uac_handler());
     uas.spawn_receiver(uas_handler(Arc::downgrade(&ctx)));
@@ -742,6 +784,23 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
     };
     let plateau = plateau.lock().unwrap_or_else(|e| e.into_inner()).take();
     let processes = proc_deltas(&ctx.common, &before);
+    let relay_latency = match &opts.relay_stats {
+        Some(_) => {
+            // Media tasks hand their figures to the node about once a second.
+            if ctx.relay_admin.is_some() {
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+            }
+            let whole_run = ctx.relay_latency().await.map(|l| relay_stats::summary(&l));
+            Some(RelayLatencyReport {
+                whole_run,
+                window: plateau.as_ref().and_then(|p| p.relay_latency.clone()),
+                errors: std::mem::take(
+                    &mut *ctx.relay_errors.lock().unwrap_or_else(|e| e.into_inner()),
+                ),
+            })
+        }
+        None => None,
+    };
     if opts.register_callees {
         // Leave the registrar as we found it.
         let reg = RegCounters::default();
@@ -768,6 +827,7 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
         phases,
         sustained_rate: sustained,
         rtp_report,
+        relay_latency,
         plateau,
         processes,
         retransmissions: ctx.live.retransmits.load(Ordering::Relaxed),
@@ -811,6 +871,7 @@ async fn watch_plateau(
     };
     let drops = |c: &Ctx| c.media.as_ref().map_or(0, |m| m.socket_drops());
     let s1: Vec<Option<Sample>> = ctx.common.watch.iter().map(|w| sample(w.pid)).collect();
+    let relay1 = ctx.relay_latency().await;
     let p1 = pkts(&ctx);
     let (sent1, drops1) = (sent(&ctx), drops(&ctx));
     let t1 = Instant::now();
@@ -821,6 +882,7 @@ async fn watch_plateau(
     }
     let calls_up = up();
     let s2: Vec<Option<Sample>> = ctx.common.watch.iter().map(|w| sample(w.pid)).collect();
+    let relay2 = ctx.relay_latency().await;
     let packets = pkts(&ctx) - p1;
     let (sent2, drops2) = (sent(&ctx), drops(&ctx));
     let window = t1.elapsed();
@@ -852,6 +914,9 @@ async fn watch_plateau(
         rtp_dropped_at_generator: drops2.saturating_sub(drops1),
         rtp_pps: packets as f64 / window.as_secs_f64().max(1e-9),
         processes,
+        relay_latency: relay1
+            .zip(relay2)
+            .map(|(a, b)| relay_stats::window(&a, &b, None)),
     });
 }
 

@@ -11,6 +11,7 @@
 //! - [`rtp`]: PCMU streams with a timestamp in the payload; loss, jitter and
 //!   one-way delay at the receivers.
 //! - [`procstat`]: CPU and memory of the daemons under test from /proc.
+//! - [`relay_stats`]: swrtp's own relay latency over gRPC (admin GetStatus).
 //! - [`runner`]: limits, the rate pacer, the progress line.
 //! - [`stats`]: percentiles and failure counts.
 
@@ -21,6 +22,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod procstat;
 pub mod register;
+pub mod relay_stats;
 pub mod rtp;
 pub mod runner;
 pub mod sip;

@@ -81,6 +81,11 @@ enum Cmd {
         /// Milliseconds between the UAS's 180 and 200.
         #[arg(long, default_value_t = 0)]
         answer_delay_ms: u64,
+        /// swrtp's admin endpoint (unix:///path or tcp://IP:PORT): report
+        /// swrtp's own added latency per relayed packet next to the
+        /// generator-measured delay (plateau window and whole run).
+        #[arg(long)]
+        relay_stats: Option<String>,
     },
 }
 
@@ -210,6 +215,7 @@ fn main() -> anyhow::Result<()> {
                 rtp,
                 ramp,
                 answer_delay_ms,
+                relay_stats,
             } => {
                 if total.is_none() && duration.is_none() && ramp.is_none() {
                     anyhow::bail!(swbench::runner::SetupError::Unbounded);
@@ -226,6 +232,7 @@ fn main() -> anyhow::Result<()> {
                     rtp: *rtp,
                     ramp: *ramp,
                     answer_delay: Duration::from_millis(*answer_delay_ms),
+                    relay_stats: relay_stats.clone(),
                 };
                 let r = swbench::calls::run(common.common()?, opts).await?;
                 let mut human = format!(
@@ -261,6 +268,19 @@ fn main() -> anyhow::Result<()> {
                         rtp.one_way_delay.p99_ms,
                         rtp.jitter_mean_ms
                     ));
+                }
+                if let Some(l) = &r.relay_latency {
+                    for (what, s) in [("plateau", &l.window), ("whole run", &l.whole_run)] {
+                        if let Some(s) = s {
+                            human.push_str(&format!(
+                                "  swrtp added latency ({what}): {} packets, p50 {:?} p99 {:?} p99.9 {:?} max {:?} ms\n",
+                                s.packets, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms
+                            ));
+                        }
+                    }
+                    for e in &l.errors {
+                        human.push_str(&format!("  swrtp relay stats: {e}\n"));
+                    }
                 }
                 if let Some(p) = &r.plateau {
                     human.push_str(&format!("  plateau: {} calls up, {:.0} pps over {:.1}s\n", p.calls_up, p.rtp_pps, p.window_s));

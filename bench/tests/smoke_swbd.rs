@@ -177,6 +177,7 @@ async fn register_and_calls_with_rtp_against_swbd() {
         rtp: false,
         ramp: None,
         answer_delay: Duration::ZERO,
+        relay_stats: None,
     };
     let t0 = Instant::now();
     loop {

@@ -318,6 +318,7 @@ pub fn media_status() -> pb::MediaStatus {
         packets_relayed: 123_456,
         packets_dropped: 7,
         rtp_timeouts: 0,
+        relay_latency: None,
     }
 }
 

@@ -22,7 +22,19 @@
 //! - **Latching**: see [`relay`] ("Latching"): the SDP address is only the
 //!   starting point; a different source needs `latch_packets` consecutive
 //!   packets with one SSRC, and once latched only a source keeping the
-//!   latched SSRC can take over.
+//!   latched SSRC can take over. Exception (rule 5, "early latching"): a leg
+//!   that has sent an offer and has no answer yet, so no remote address,
+//!   latches to the first valid RTP packet on its port, so a callee that
+//!   sends on its 200 OK loses nothing. Trade-off: until the answer, a
+//!   stranger who hits the port first would receive that leg's early media;
+//!   the answer resets the latch, and from then on the strict rule applies.
+//! - **Before the first bridge**: a leg that has never been bridged keeps its
+//!   last 8 RTP packets, and its first bridge relays those at most 200 ms old
+//!   (swbd bridges after the callee's ACK; the callee may send on its 200 OK).
+//!   Later unbridged packets are dropped as before.
+//! - **Relay latency**: admin `GetStatus` carries `relay_latency`, the time
+//!   swrtp adds per relayed RTP packet (receive returned -> send completed),
+//!   p50/p90/p99/p99.9/max and the histogram buckets.
 //! - **Playback while bridged is refused**: `Play` on a bridged session fails
 //!   with `FAILED_PRECONDITION`; bridging a session that is playing stops the
 //!   playback (`PlaybackStopped { reason: "bridged" }`). Unbridge first to play.

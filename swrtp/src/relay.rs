@@ -1,12 +1,20 @@
 //! The media task: one tokio task owns one session, or both sessions of a
 //! bridge, with their sockets, latching state, header rewriting state and
-//! playback. It `select!`s on the sockets' readiness, its command channel,
-//! the playback deadline and a one-second housekeeping tick (RTP timeout).
+//! playback. It is one hand-written poll loop ([`Relay`]'s `poll_run`): on
+//! each wake-up it reads every queued command, drains every ready socket
+//! until `WouldBlock` (up to 64 datagrams per socket, then it yields), and
+//! arms its single timer only for the earliest of the playback deadline and
+//! the one-second RTP-timeout check (none when neither applies), re-arming
+//! it only when that deadline moved. Nothing is re-created per packet.
 //!
 //! The per-packet path ([`Relay::on_rtp`] / [`Relay::on_rtcp`]) reads into a
 //! buffer the task allocated once, parses and rewrites the header in place
 //! with `rtp-types` (zero-copy), updates atomics, and sends: no allocation,
-//! no lock shared with other calls.
+//! no lock shared with other calls. The time from the receive returning to
+//! the send completing is recorded per relayed RTP packet in a task-local
+//! histogram ([`crate::stats::LocalLatency`]) that reaches the node's
+//! (admin `GetStatus`, `relay_latency`) about once a second and when the task
+//! ends.
 //!
 //! # Latching (symmetric RTP)
 //!
@@ -26,25 +34,56 @@
 //!    packets are dropped and counted in `dropped`.
 //! 4. RTCP is accepted only from the IP address RTP is latched to (or the SDP
 //!    address before latching); the RTCP destination latches to its source.
+//! 5. **Early latching**: a leg whose remote address is not known yet (we
+//!    sent an offer and no answer has arrived, so there is no SDP address to
+//!    compare with) latches to the first valid RTP packet on its port. This
+//!    is for callees that start sending on their 200 OK, before swbd has
+//!    passed their SDP answer on: without it their first packets would be
+//!    dropped while they count towards `latch_packets`. When the answer then
+//!    arrives, the latch is reset as for any new remote address, and rules
+//!    1-3 apply strictly from then on: a packet from the SDP address latches
+//!    at once, any other source needs `latch_packets` packets again.
+//!
+//!    Security trade-off: between our offer and the answer (typically the
+//!    ringing time), a stranger that sprays the port range (RTP bleed) and
+//!    hits this port first is latched, and until the answer arrives, media
+//!    the leg is bridged to (early media) would be sent to it instead of the
+//!    SDP address; there is no SDP address to send to yet anyway, so what
+//!    leaks is early media only. The stranger's latch never survives the
+//!    answer (the reset above), and once the address is known a stranger has
+//!    to guess the 32-bit SSRC as before.
 //!
 //! Packets from a source that has not latched yet are dropped, not relayed.
+//!
+//! # Before the first bridge
+//!
+//! A leg that has never been bridged keeps the last [`HOLD_PACKETS`] (8)
+//! RTP packets it accepted, and its first bridge relays those no older than
+//! [`HOLD_MAX_AGE`] (200 ms) before anything else. swbd bridges the legs only
+//! after the callee's 200 OK has been ACKed, and a callee that sends on its
+//! 200 OK would otherwise lose its first packet(s) to that gap. After a leg
+//! was bridged once, unbridged packets are dropped (and counted) as before.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rtp_types::{RtpPacket, RtpPacketBuilder, RtpPacketMut};
 use sdp_types::Direction;
 use switchboard_proto::media::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::player::Playback;
 use crate::ports::PortPair;
 use crate::sdp::AudioCodec;
 use crate::session::{MediaContext, NodeEvent, SessionShared};
-use crate::stats::{ReceiverState, now_ms};
+use crate::stats::{LocalLatency, ReceiverState, now_ms};
 
 /// Largest datagram we read; bigger ones are truncated and dropped.
 pub const BUF_LEN: usize = 2048;
@@ -63,6 +102,9 @@ pub struct LegMedia {
     /// Direction from our side.
     pub direction: Direction,
 }
+
+/// RTP packets a leg received before its first bridge, with arrival times.
+type Held = VecDeque<(Instant, Vec<u8>)>;
 
 /// Symmetric-RTP latching state (see the module docs for the rule).
 #[derive(Debug, Clone, Default)]
@@ -204,6 +246,11 @@ pub struct Leg {
     /// The inactivity timeout runs only once media flowed or the leg was
     /// bridged (a ringing leg legitimately receives nothing).
     armed: bool,
+    /// Has been bridged at least once (packets are held only before that).
+    bridged_once: bool,
+    /// RTP received before the first bridge, with arrival times (at most
+    /// [`HOLD_PACKETS`]; allocated by the first such packet).
+    held: Option<Box<Held>>,
     epoch: Instant,
     /// Last: the sockets close before the ports return to the pool.
     ports: PortPair,
@@ -231,6 +278,8 @@ impl Leg {
             playback: None,
             last_rx: now,
             armed: false,
+            bridged_once: false,
+            held: None,
             epoch: now,
             ports,
         }
@@ -238,6 +287,12 @@ impl Leg {
 
     fn id(&self) -> &str {
         &self.shared.id
+    }
+
+    /// No remote SDP has told us the peer's address yet (we offered and no
+    /// answer arrived): see rule 5 of the latching rule.
+    fn awaiting_address(&self) -> bool {
+        self.sdp_rtp.is_none() && self.media.codec.is_none()
     }
 
     fn rtp_dest(&self) -> Option<SocketAddr> {
@@ -260,6 +315,21 @@ impl Leg {
     fn publish_remote(&self) {
         let addr = self.rtp_dest().map(|a| a.to_string()).unwrap_or_default();
         self.shared.edit(|v| v.remote_address = addr);
+    }
+
+    /// Keep `data` for the first bridge; `true` when that pushed out the
+    /// oldest held packet (which is then a dropped one).
+    fn hold(&mut self, data: &[u8], now: Instant) -> bool {
+        let held = self.held.get_or_insert_with(Box::default);
+        let (evicted, mut buf) = if held.len() >= HOLD_PACKETS {
+            (true, held.pop_front().map(|(_, b)| b).unwrap_or_default())
+        } else {
+            (false, Vec::new())
+        };
+        buf.clear();
+        buf.extend_from_slice(data);
+        held.push_back((now, buf));
+        evicted
     }
 
     fn drop_packet(&self, ctx: &MediaContext) {
@@ -319,22 +389,9 @@ pub enum Cmd {
 /// ends when it owns no leg any more or every sender is gone.
 pub fn spawn(legs: Vec<Leg>, ctx: Arc<MediaContext>) -> mpsc::Sender<Cmd> {
     let (tx, rx) = mpsc::channel(32);
-    let relay = Relay {
-        legs,
-        ctx,
-        buf: vec![0u8; BUF_LEN].into_boxed_slice(),
-    };
+    let relay = Relay::new(legs, ctx, vec![0u8; BUF_LEN].into_boxed_slice());
     tokio::spawn(relay.run(rx));
     tx
-}
-
-#[derive(Debug)]
-enum Wake {
-    Cmd(Option<Cmd>),
-    Rtp(usize),
-    Rtcp(usize),
-    Play,
-    Housekeeping,
 }
 
 /// The state of one media task.
@@ -343,56 +400,162 @@ pub struct Relay {
     legs: Vec<Leg>,
     ctx: Arc<MediaContext>,
     buf: Box<[u8]>,
+    /// Relay latency recorded by this task since its last flush into the
+    /// node's histogram; allocated by the first relayed packet.
+    latency: Option<Box<LocalLatency>>,
+    last_flush: Instant,
+    /// Next RTP-timeout check (only with a timeout configured).
+    housekeeping: Option<Instant>,
 }
 
-async fn readable(leg: Option<&Leg>, rtcp: bool) {
-    match leg {
-        Some(l) => {
-            let sock = if rtcp { &l.ports.rtcp } else { &l.ports.rtp };
-            if sock.readable().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending::<()>().await,
-    }
-}
+/// How often the RTP timeout is checked, and at most how long relay latency
+/// figures stay in a task before they reach the node's histogram.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// RTP packets a leg keeps from before its first bridge.
+pub const HOLD_PACKETS: usize = 8;
+/// Held packets older than this at the bridge are dropped, not relayed.
+pub const HOLD_MAX_AGE: Duration = Duration::from_millis(200);
+/// Datagrams read from one socket per wake-up before the others get a turn.
+const DRAIN_BUDGET: usize = 64;
+/// Rounds over commands, sockets and timers in one poll before the task
+/// yields to the scheduler (it wakes itself up again at once).
+const ROUNDS: usize = 8;
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending::<()>().await,
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.flush_latency();
     }
 }
 
 impl Relay {
+    fn new(legs: Vec<Leg>, ctx: Arc<MediaContext>, buf: Box<[u8]>) -> Self {
+        let now = Instant::now();
+        let housekeeping = ctx.rtp_timeout.map(|_| now + HOUSEKEEPING);
+        Self {
+            legs,
+            ctx,
+            buf,
+            latency: None,
+            last_flush: now,
+            housekeeping,
+        }
+    }
+
+    /// The task: one hand-written poll loop instead of a `select!`, so that
+    /// nothing is re-armed per packet. Each wake-up drains every ready socket
+    /// until `WouldBlock` (which re-registers its waker), reads every queued
+    /// command, and arms the one timer only for the earliest of the playback
+    /// deadline and the RTP-timeout check, and only when that deadline moved.
     async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
-        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            let deadline = self.next_deadline();
-            let wake = tokio::select! {
-                cmd = cmds.recv() => Wake::Cmd(cmd),
-                () = readable(self.legs.first(), false) => Wake::Rtp(0),
-                () = readable(self.legs.get(1), false) => Wake::Rtp(1),
-                () = readable(self.legs.first(), true) => Wake::Rtcp(0),
-                () = readable(self.legs.get(1), true) => Wake::Rtcp(1),
-                () = sleep_until(deadline) => Wake::Play,
-                _ = housekeeping.tick() => Wake::Housekeeping,
-            };
-            match wake {
-                Wake::Cmd(Some(cmd)) => self.on_cmd(cmd),
-                Wake::Cmd(None) => break,
-                Wake::Rtp(i) => self.drain(i, false),
-                Wake::Rtcp(i) => self.drain(i, true),
-                Wake::Play => self.play_due(),
-                Wake::Housekeeping => self.check_timeouts(),
-            }
-            if self.legs.is_empty() {
-                return;
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        let closed =
+            std::future::poll_fn(|cx| self.poll_run(cx, &mut cmds, timer.as_mut(), &mut armed))
+                .await;
+        if closed {
+            for leg in &mut self.legs {
+                leg.stop_playback("shutdown");
             }
         }
-        for leg in &mut self.legs {
-            leg.stop_playback("shutdown");
+    }
+
+    /// `Ready(true)`: every command sender is gone; `Ready(false)`: no leg
+    /// left.
+    fn poll_run(
+        &mut self,
+        cx: &mut Context<'_>,
+        cmds: &mut mpsc::Receiver<Cmd>,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+        armed: &mut Option<Instant>,
+    ) -> Poll<bool> {
+        for _ in 0..ROUNDS {
+            let mut again = false;
+            loop {
+                match cmds.poll_recv(cx) {
+                    Poll::Ready(Some(cmd)) => self.on_cmd(cmd),
+                    Poll::Ready(None) => return Poll::Ready(true),
+                    Poll::Pending => break,
+                }
+            }
+            if self.legs.is_empty() {
+                return Poll::Ready(false);
+            }
+            for i in 0..self.legs.len() {
+                for rtcp in [false, true] {
+                    // Ready: the budget ran out with datagrams still queued.
+                    again |= self.poll_socket(cx, i, rtcp).is_ready();
+                }
+            }
+            let wake_at = self.next_deadline();
+            let housekeeping = self.housekeeping;
+            if wake_at.is_some() || housekeeping.is_some() {
+                let now = Instant::now();
+                if wake_at.is_some_and(|d| d <= now) {
+                    self.play_due();
+                    again = true;
+                }
+                if housekeeping.is_some_and(|d| d <= now) {
+                    self.check_timeouts();
+                    self.flush_latency();
+                    self.housekeeping = Some(now + HOUSEKEEPING);
+                    again = true;
+                }
+                if self.legs.is_empty() {
+                    return Poll::Ready(false);
+                }
+            }
+            if again {
+                continue;
+            }
+            let deadline = match (wake_at, housekeeping) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(d) = deadline {
+                if *armed != Some(d) {
+                    timer.as_mut().reset(d);
+                    *armed = Some(d);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    *armed = None;
+                    continue;
+                }
+            }
+            return Poll::Pending;
+        }
+        // Busy: let other tasks run, then carry on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Read what is queued on one socket. `Pending` once it is empty (its
+    /// waker is then registered); `Ready` when the budget ran out first.
+    fn poll_socket(&mut self, cx: &mut Context<'_>, i: usize, rtcp: bool) -> Poll<()> {
+        loop {
+            let Some(leg) = self.legs.get(i) else {
+                return Poll::Pending;
+            };
+            let sock = if rtcp {
+                &leg.ports.rtcp
+            } else {
+                &leg.ports.rtp
+            };
+            match sock.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                // Only when the I/O driver is gone (runtime shutdown).
+                Poll::Ready(Err(_)) | Poll::Pending => return Poll::Pending,
+            }
+            if !self.drain(i, rtcp) {
+                return Poll::Ready(());
+            }
+        }
+    }
+
+    /// Add this task's latency figures to the node's histogram.
+    fn flush_latency(&mut self) {
+        if let Some(l) = self.latency.as_mut() {
+            l.flush_into(&self.ctx.counters.latency);
         }
     }
 
@@ -415,6 +578,10 @@ impl Relay {
                     }
                 }
                 self.reset_mappings();
+                self.relay_held();
+                for l in &mut self.legs {
+                    l.bridged_once = true;
+                }
             }
             Cmd::Detach { id, reason, reply } => {
                 let leg = self.position(&id).map(|i| {
@@ -492,10 +659,14 @@ impl Relay {
             .min()
     }
 
-    /// Read every datagram waiting on one socket (bounded, to stay fair).
-    fn drain(&mut self, i: usize, rtcp: bool) {
-        for _ in 0..64 {
-            let Some(leg) = self.legs.get(i) else { return };
+    /// Read the datagrams waiting on one socket, at most [`DRAIN_BUDGET`].
+    /// `true` when the socket is empty (`WouldBlock` cleared its readiness),
+    /// `false` when the budget ran out first.
+    fn drain(&mut self, i: usize, rtcp: bool) -> bool {
+        for _ in 0..DRAIN_BUDGET {
+            let Some(leg) = self.legs.get(i) else {
+                return true;
+            };
             let sock = if rtcp {
                 &leg.ports.rtcp
             } else {
@@ -509,17 +680,20 @@ impl Relay {
                         self.on_rtp(i, n, src);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                 // ICMP errors surface on the next recv; the socket is fine.
                 Err(_) => continue,
             }
         }
+        false
     }
 
     /// The per-packet path for RTP from leg `i`: check, account, rewrite
-    /// in place, send to the bridge peer.
+    /// in place, send to the bridge peer. Call right after the receive
+    /// returned: the relay latency is measured from here to the send's end.
     pub fn on_rtp(&mut self, i: usize, n: usize, src: SocketAddr) {
-        let Some((dest, payload_len, at)) = self.prepare_rtp(i, n, src) else {
+        let received = Instant::now();
+        let Some((dest, payload_len, at)) = self.prepare_rtp_at(i, n, src, received) else {
             return;
         };
         let (_, to) = split(&mut self.legs, i);
@@ -527,8 +701,16 @@ impl Relay {
             && let Some(data) = self.buf.get(..n)
             && to.ports.rtp.try_send_to(data, dest).is_ok()
         {
+            let sent = Instant::now();
             to.shared.tx.count(payload_len, at);
             self.ctx.counters.relayed.fetch_add(1, Ordering::Relaxed);
+            let took = sent.saturating_duration_since(received);
+            let latency = self.latency.get_or_insert_with(Box::default);
+            latency.record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+            if sent.saturating_duration_since(self.last_flush) >= HOUSEKEEPING {
+                latency.flush_into(&self.ctx.counters.latency);
+                self.last_flush = sent;
+            }
         }
     }
 
@@ -542,9 +724,25 @@ impl Relay {
         n: usize,
         src: SocketAddr,
     ) -> Option<(SocketAddr, usize, u64)> {
-        let need = self.ctx.latch_packets;
+        self.prepare_rtp_at(i, n, src, Instant::now())
+    }
+
+    fn prepare_rtp_at(
+        &mut self,
+        i: usize,
+        n: usize,
+        src: SocketAddr,
+        now: Instant,
+    ) -> Option<(SocketAddr, usize, u64)> {
         let (from, to) = split(&mut self.legs, i);
         let from = from?;
+        // Early latching (module docs, rule 5): a leg that has no remote
+        // address yet latches to the first valid packet.
+        let need = if from.awaiting_address() && from.latch.address().is_none() {
+            1
+        } else {
+            self.ctx.latch_packets
+        };
         let data = self.buf.get(..n)?;
         let (ssrc, seq, ts, pt, payload_len) = match RtpPacket::parse(data) {
             Ok(p) => (
@@ -573,7 +771,6 @@ impl Relay {
         if from.latch.address() != was {
             from.publish_remote();
         }
-        let now = Instant::now();
         from.last_rx = now;
         from.armed = true;
         if from.shared.timed_out.load(Ordering::Relaxed) {
@@ -587,48 +784,62 @@ impl Relay {
             from.shared.rx.set_quality(lost, jitter / 8.0);
         }
         let Some(to) = to else {
-            // Not bridged: counted, then dropped on purpose.
-            self.ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            // Not bridged. Before its first bridge a leg keeps its last few
+            // packets for the bridge to relay (module docs, "Before the
+            // first bridge"); otherwise they are counted, then dropped.
+            let evicted = match (from.bridged_once, self.buf.get(..n)) {
+                (false, Some(data)) => from.hold(data, now),
+                _ => true,
+            };
+            if evicted {
+                self.ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             return None;
         };
-        if !to.media.direction.has_send() || !from.media.direction.has_recv() {
-            return None;
-        }
-        let dest = to.rtp_dest()?;
-        let out_pt = if Some(pt) == from.media.te_pt {
-            match to.media.te_pt {
-                Some(p) => p,
-                None => {
-                    from.drop_packet(&self.ctx);
-                    return None;
+        let header = Header { ssrc, seq, ts, pt };
+        let dest = rewrite(from, to, &self.ctx, self.buf.get_mut(..n)?, header)?;
+        Some((dest, payload_len, at))
+    }
+
+    /// On the first bridge: relay what the legs received before it (at most
+    /// [`HOLD_PACKETS`] each, none older than [`HOLD_MAX_AGE`]).
+    fn relay_held(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.legs.len() {
+            let Some(held) = self.legs.get_mut(i).and_then(|l| l.held.take()) else {
+                continue;
+            };
+            for (at, packet) in held.iter() {
+                if now.saturating_duration_since(*at) > HOLD_MAX_AGE {
+                    self.ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let n = packet.len().min(self.buf.len());
+                let (Some(dst), Some(src)) = (self.buf.get_mut(..n), packet.get(..n)) else {
+                    continue;
+                };
+                dst.copy_from_slice(src);
+                let Ok(p) = RtpPacket::parse(&*dst) else {
+                    continue;
+                };
+                let header = Header {
+                    ssrc: p.ssrc(),
+                    seq: p.sequence_number(),
+                    ts: p.timestamp(),
+                    pt: p.payload_type(),
+                };
+                let payload_len = p.payload_len();
+                let (Some(from), Some(to)) = split(&mut self.legs, i) else {
+                    break;
+                };
+                if let Some(dest) = rewrite(from, to, &self.ctx, dst, header)
+                    && to.ports.rtp.try_send_to(dst, dest).is_ok()
+                {
+                    to.shared.tx.count(payload_len, now_ms());
+                    self.ctx.counters.relayed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        } else {
-            to.media.pt
-        };
-        let step = to.media.ptime * 8;
-        let (out_seq, out_ts, fresh) = to.tx.map(ssrc, seq, ts, step);
-        let data = self.buf.get_mut(..n)?;
-        let Ok(mut p) = RtpPacketMut::parse(data) else {
-            return None;
-        };
-        if p.set_payload_type(out_pt).is_err() {
-            from.drop_packet(&self.ctx);
-            return None;
         }
-        p.set_sequence_number(out_seq);
-        p.set_timestamp(out_ts);
-        p.set_ssrc(to.tx.ssrc);
-        if fresh {
-            p.set_marker_bit(true);
-        }
-        if out_pt == to.media.pt
-            && let (Some(a), Some(b)) = (from.media.codec, to.media.codec)
-            && a != b
-        {
-            a.law().transcode_in_place(b.law(), p.payload_mut());
-        }
-        Some((dest, payload_len, at))
     }
 
     /// The per-packet path for RTCP from leg `i`: sanity-check, source-check
@@ -697,6 +908,64 @@ impl Relay {
             }
         }
     }
+}
+
+/// RTP header fields the sending half of the relay path needs.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    pt: u8,
+}
+
+/// The sending half of the relay path, `from` -> `to`, on the packet in
+/// `data`: direction check, destination, payload type mapping, header rewrite
+/// and transcoding, in place. Returns where to send it.
+fn rewrite(
+    from: &Leg,
+    to: &mut Leg,
+    ctx: &MediaContext,
+    data: &mut [u8],
+    h: Header,
+) -> Option<SocketAddr> {
+    if !to.media.direction.has_send() || !from.media.direction.has_recv() {
+        return None;
+    }
+    let dest = to.rtp_dest()?;
+    let out_pt = if Some(h.pt) == from.media.te_pt {
+        match to.media.te_pt {
+            Some(p) => p,
+            None => {
+                from.drop_packet(ctx);
+                return None;
+            }
+        }
+    } else {
+        to.media.pt
+    };
+    let step = to.media.ptime * 8;
+    let (out_seq, out_ts, fresh) = to.tx.map(h.ssrc, h.seq, h.ts, step);
+    let Ok(mut p) = RtpPacketMut::parse(data) else {
+        return None;
+    };
+    if p.set_payload_type(out_pt).is_err() {
+        from.drop_packet(ctx);
+        return None;
+    }
+    p.set_sequence_number(out_seq);
+    p.set_timestamp(out_ts);
+    p.set_ssrc(to.tx.ssrc);
+    if fresh {
+        p.set_marker_bit(true);
+    }
+    if out_pt == to.media.pt
+        && let (Some(a), Some(b)) = (from.media.codec, to.media.codec)
+        && a != b
+    {
+        a.law().transcode_in_place(b.law(), p.payload_mut());
+    }
+    Some(dest)
 }
 
 /// Build and send one playback packet on `leg`.
@@ -815,16 +1084,16 @@ pub mod fixture {
             Some(peer_b),
             None,
         );
-        Some(Relay {
-            legs: vec![a, b],
-            ctx: Arc::new(MediaContext {
+        Some(Relay::new(
+            vec![a, b],
+            Arc::new(MediaContext {
                 events: broadcast::channel(16).0,
                 counters: NodeCounters::default(),
                 rtp_timeout: None,
                 latch_packets: 3,
             }),
-            buf: vec![0u8; BUF_LEN].into_boxed_slice(),
-        })
+            vec![0u8; BUF_LEN].into_boxed_slice(),
+        ))
     }
 
     impl Relay {
@@ -848,16 +1117,16 @@ pub mod fixture {
 /// Kernel socket buffers are not included.
 pub fn memory_per_session() -> Vec<(&'static str, usize)> {
     let (tx, rx) = mpsc::channel::<Cmd>(32);
-    let relay = Relay {
-        legs: Vec::new(),
-        ctx: Arc::new(MediaContext {
+    let relay = Relay::new(
+        Vec::new(),
+        Arc::new(MediaContext {
             events: tokio::sync::broadcast::channel(1).0,
             counters: crate::session::NodeCounters::default(),
             rtp_timeout: None,
             latch_packets: 3,
         }),
-        buf: Box::new([]),
-    };
+        Box::new([]),
+    );
     let task = std::mem::size_of_val(&relay.run(rx));
     drop(tx);
     vec![
@@ -875,6 +1144,10 @@ pub fn memory_per_session() -> Vec<(&'static str, usize)> {
         ),
         ("media task future (one per session or bridge)", task),
         ("receive buffer (one per media task)", BUF_LEN),
+        (
+            "relay latency histogram (one per media task that relayed)",
+            std::mem::size_of::<LocalLatency>(),
+        ),
         (
             "command channel (32 slots of Cmd)",
             32 * std::mem::size_of::<Cmd>(),

@@ -25,7 +25,7 @@ use crate::player::{self, Playback};
 use crate::ports::PortPool;
 use crate::relay::{self, Cmd, Leg, LegMedia};
 use crate::sdp::{self, AudioCodec, LocalOrigin, Negotiated, Offer};
-use crate::stats::DirectionCounters;
+use crate::stats::{DirectionCounters, RelayLatency};
 
 /// What admin and health can read about a session without asking its task.
 #[derive(Debug)]
@@ -128,6 +128,8 @@ pub struct NodeCounters {
     pub dropped: AtomicU64,
     /// RTP timeouts.
     pub timeouts: AtomicU64,
+    /// Time the relay adds per relayed RTP packet (media tasks flush into it).
+    pub latency: RelayLatency,
 }
 
 /// What every media task needs from the node.
@@ -769,6 +771,7 @@ impl Node {
             packets_relayed: c.relayed.load(Ordering::Relaxed),
             packets_dropped: c.dropped.load(Ordering::Relaxed),
             rtp_timeouts: c.timeouts.load(Ordering::Relaxed),
+            relay_latency: Some(c.latency.to_proto()),
         }
     }
 
