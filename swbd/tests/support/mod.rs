@@ -168,6 +168,19 @@ pub fn start_swrtp(dir: &Path, name: &str, rtp_timeout_secs: u64) -> Node {
 
 impl System {
     pub async fn start(opts: Options) -> System {
+        Self::start_with_node_addresses(opts, |nodes| {
+            nodes.iter().map(|n| n.control.clone()).collect()
+        })
+        .await
+    }
+
+    /// As [`System::start`], but swbd's `media.nodes` addresses come from
+    /// `addresses` (given the started swrtp nodes, one address per node), so a
+    /// test can put something (a proxy) between swbd and its nodes.
+    pub async fn start_with_node_addresses(
+        opts: Options,
+        addresses: impl FnOnce(&[Node]) -> Vec<String>,
+    ) -> System {
         let dir = tempdir("sys");
         let nodes: Vec<Node> = (0..opts.nodes)
             .map(|i| {
@@ -195,10 +208,12 @@ impl System {
              admin: {{ socket: \"{}\" }}\nmedia:\n  health_interval_ms: 100\n  nodes:\n",
             admin.display()
         );
-        for n in &nodes {
+        let node_addresses = addresses(&nodes);
+        assert_eq!(node_addresses.len(), nodes.len(), "one address per node");
+        for (n, address) in nodes.iter().zip(&node_addresses) {
             cfg.push_str(&format!(
-                "    - {{ name: {}, address: \"{}\" }}\n",
-                n.name, n.control
+                "    - {{ name: {}, address: \"{address}\" }}\n",
+                n.name
             ));
         }
         if let Some(plan) = &opts.dialplan {
