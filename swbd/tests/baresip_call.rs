@@ -132,7 +132,7 @@ impl Phone {
             .stderr(log)
             .spawn()
             .expect("spawn baresip");
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(45);
         let stream = loop {
             match TcpStream::connect(("127.0.0.1", ctrl)) {
                 Ok(s) => break s,
