@@ -144,13 +144,54 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                 uptime_secs: uptime(s.started_at),
                 active: s.active_sessions,
                 detail: format!(
-                    "ports {}/{} free{}",
+                    "ports {}/{} free{}{}",
                     s.free_port_pairs,
                     s.total_port_pairs,
-                    if s.draining { " draining" } else { "" }
+                    if s.draining { " draining" } else { "" },
+                    relay_latency(s.relay_latency.as_ref())
                 ),
             })
         }
         Err(st) => Err(Error::from_status("swbd", st)),
+    }
+}
+
+/// ` relay p99 12us max 1.2ms` from swrtp's own latency histogram, or
+/// nothing before it has relayed a packet (or when it is too old to say).
+fn relay_latency(r: Option<&pb::RelayLatency>) -> String {
+    match r {
+        Some(r) if r.packets > 0 => format!(
+            " relay p99 {} max {}",
+            duration_ns(r.p99_ns),
+            duration_ns(r.max_ns)
+        ),
+        _ => String::new(),
+    }
+}
+
+fn duration_ns(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{}us", ns / 1_000),
+        1_000_000..1_000_000_000 => format!("{:.1}ms", ns as f64 / 1e6),
+        _ => format!("{:.1}s", ns as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+
+    #[test]
+    fn relay_latency_is_shown_once_packets_were_measured() {
+        assert_eq!(relay_latency(None), "");
+        let mut r = pb::RelayLatency::default();
+        assert_eq!(relay_latency(Some(&r)), "", "no packets yet");
+        r.packets = 10;
+        r.p99_ns = 12_345;
+        r.max_ns = 1_234_567;
+        assert_eq!(relay_latency(Some(&r)), " relay p99 12us max 1.2ms");
+        assert_eq!(duration_ns(999), "999ns");
+        assert_eq!(duration_ns(2_500_000_000), "2.5s");
     }
 }
