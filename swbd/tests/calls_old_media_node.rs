@@ -7,7 +7,9 @@
 //! forwards every RPC except the two new ones and counts what it saw. Without
 //! the fallback the call fails at the answer (the B-leg gets BYE, the caller
 //! an error) or its sessions stay on swrtp after the hang-up; the test checks
-//! both, on swrtp itself rather than through the proxy.
+//! both, on swrtp itself rather than through the proxy. Once a node answered
+//! UNIMPLEMENTED, swbd stops trying the batched RPCs on it (until the node
+//! has been down and is back): later calls go straight to the sequential ones.
 
 mod support;
 
@@ -224,6 +226,38 @@ async fn call_through_a_node_without_batched_rpcs_uses_the_sequential_ones() {
     let mut bob = Ua::new("1002", sys.sip).await;
     assert_eq!(bob.register(300).await.code, 200);
 
+    // First call: early media (183 with SDP), so the answer takes the
+    // sequential path and ConnectLegs is not tried; the teardown tries
+    // DestroySessions, gets UNIMPLEMENTED and releases both sessions with
+    // DestroySession.
+    let mut early = alice.invite("1002", None).await;
+    let inv = bob.request("INVITE").await;
+    bob.reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("early"),
+        Some(&sdp(bob.rtp_port)),
+    )
+    .await;
+    bob.reply(&inv, 200, "OK", Some("early"), Some(&sdp(bob.rtp_port)))
+        .await;
+    let _ack = bob.request("ACK").await;
+    assert_eq!(alice.final_response(&mut early).await.code, 200);
+    alice.ack(&early).await;
+    assert_eq!(get(&calls.connect_legs), 0, "early media: no ConnectLegs");
+    assert_eq!(alice.bye(&early).await.code, 200);
+    let bye = bob.request("BYE").await;
+    bob.reply(&bye, 200, "OK", None, None).await;
+    // Without the DestroySessions fallback both sessions stay on swrtp:
+    // assert_clean asks swrtp's admin directly for an empty, full pool.
+    sys.assert_clean().await;
+    assert_eq!(get(&calls.destroy_sessions), 1, "DestroySessions was tried");
+    assert!(get(&calls.destroy_session) >= 2, "then DestroySession");
+    let released_one_by_one = get(&calls.destroy_session);
+
+    // Second call: swbd remembers that this node has no batched RPCs and
+    // goes straight to the sequential ones.
     let mut call = alice.invite("1002", None).await;
     let inv = bob.request("INVITE").await;
     let b_media = sdp_media_addr(&inv.body).expect("B offer has media");
@@ -238,7 +272,11 @@ async fn call_through_a_node_without_batched_rpcs_uses_the_sequential_ones() {
     assert_eq!(ok.code, 200, "the caller is answered");
     alice.ack(&call).await;
     let a_media = sdp_media_addr(&ok.body).expect("200 has SDP");
-    assert_eq!(get(&calls.connect_legs), 1, "ConnectLegs was tried once");
+    assert_eq!(
+        get(&calls.connect_legs),
+        0,
+        "ConnectLegs not tried: the node is known to lack it"
+    );
     assert!(
         get(&calls.update_session) >= 1,
         "B's answer via UpdateSession"
@@ -289,15 +327,14 @@ async fn call_through_a_node_without_batched_rpcs_uses_the_sequential_ones() {
     let bye = bob.request("BYE").await;
     bob.reply(&bye, 200, "OK", None, None).await;
 
-    // Without the DestroySessions fallback both sessions stay on swrtp:
-    // assert_clean asks swrtp's admin directly for an empty, full pool.
     sys.assert_clean().await;
-    assert!(
-        get(&calls.destroy_sessions) >= 1,
-        "DestroySessions was tried"
+    assert_eq!(
+        get(&calls.destroy_sessions),
+        1,
+        "DestroySessions not tried again"
     );
     assert!(
-        get(&calls.destroy_session) >= 2,
+        get(&calls.destroy_session) >= released_one_by_one + 2,
         "both sessions released one by one via DestroySession"
     );
 }
@@ -390,9 +427,10 @@ async fn prompt_then_dial_through_a_node_without_batched_rpcs_bridges_the_existi
     let bye = bob.request("BYE").await;
     bob.reply(&bye, 200, "OK", None, None).await;
     sys.assert_clean().await;
-    assert!(
-        get(&calls.destroy_sessions) >= 1,
-        "DestroySessions was tried"
+    assert_eq!(
+        get(&calls.destroy_sessions),
+        0,
+        "after ConnectLegs' UNIMPLEMENTED the teardown goes straight to DestroySession"
     );
     assert!(
         get(&calls.destroy_session) >= 2,

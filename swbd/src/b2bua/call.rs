@@ -473,14 +473,25 @@ impl Ctl {
         let Ok(mut client) = self.media_client() else {
             return;
         };
-        let batch = client
-            .destroy_sessions(media::DestroySessionsRequest {
-                session_ids: ids.clone(),
-            })
-            .await;
-        if let Err(st) = batch
-            && st.code() == tonic::Code::Unimplemented
-        {
+        let sequential = if self.lease.as_ref().is_some_and(NodeLease::batched) {
+            let batch = client
+                .destroy_sessions(media::DestroySessionsRequest {
+                    session_ids: ids.clone(),
+                })
+                .await;
+            match batch {
+                Err(st) if st.code() == tonic::Code::Unimplemented => {
+                    if let Some(lease) = &self.lease {
+                        lease.mark_unbatched();
+                    }
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            true
+        };
+        if sequential {
             for session_id in ids {
                 let _ = client
                     .destroy_session(media::DestroySessionRequest { session_id })
@@ -1283,13 +1294,18 @@ impl Ctl {
         if !self.playing
             && self.early_bridge.is_none()
             && (self.a_session.is_some() || !self.a_offer.trim().is_empty())
+            && self.lease.as_ref().is_some_and(NodeLease::batched)
         {
             match self.connect_legs(&session_id, &resp.body).await {
                 Ok(media) => {
                     connected = true;
                     applied = Some(Ok(media));
                 }
-                Err(st) if st.code() == tonic::Code::Unimplemented => {}
+                Err(st) if st.code() == tonic::Code::Unimplemented => {
+                    if let Some(lease) = &self.lease {
+                        lease.mark_unbatched();
+                    }
+                }
                 Err(st) => applied = Some(Err(status_to_control(&st, "B answer"))),
             }
         }

@@ -97,6 +97,11 @@ pub(crate) struct Node {
     pub client: MediaServiceClient<Channel>,
     pub state: Mutex<NodeState>,
     pub active_calls: AtomicU32,
+    /// The node answered a batched RPC (`ConnectLegs`, `DestroySessions`)
+    /// with UNIMPLEMENTED: an older swrtp. Calls then use the sequential
+    /// RPCs directly; reset when the node comes back after being down (it
+    /// may have been upgraded).
+    pub unbatched: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -138,6 +143,7 @@ impl Node {
                 last_error: String::new(),
             }),
             active_calls: AtomicU32::new(0),
+            unbatched: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -106,6 +106,23 @@ impl NodeLease {
     pub fn client(&self) -> Option<MediaServiceClient<Channel>> {
         self.node().map(|n| n.client.clone())
     }
+
+    /// Whether the batched RPCs (`ConnectLegs`, `DestroySessions`) are
+    /// worth trying on this node (false once it answered UNIMPLEMENTED).
+    pub fn batched(&self) -> bool {
+        self.node()
+            .is_some_and(|n| !n.unbatched.load(Ordering::Relaxed))
+    }
+
+    /// The node answered a batched RPC with UNIMPLEMENTED: later calls
+    /// go straight to the sequential RPCs.
+    pub fn mark_unbatched(&self) {
+        if let Some(n) = self.node()
+            && !n.unbatched.swap(true, Ordering::Relaxed)
+        {
+            tracing::info!(node = %n.name, "media node has no batched RPCs (older swrtp): using the sequential ones");
+        }
+    }
 }
 
 impl Drop for NodeLease {
@@ -242,6 +259,10 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
             }
         }
         let after = node.info();
+        if after.health == NodeHealth::Up && before.health != NodeHealth::Up {
+            // Back (or first seen): it may be a different swrtp version.
+            node.unbatched.store(false, Ordering::Relaxed);
+        }
         if before.health != after.health
             || before.node_draining != after.node_draining
             || before.accepts_calls() != after.accepts_calls()
