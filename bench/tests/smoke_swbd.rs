@@ -3,6 +3,7 @@
 //! as swbd/tests/support does): digest REGISTER (401), calls answered by our
 //! UAS with INVITE auth (407), RTP both ways through swrtp. Few calls, a few
 //! seconds; no timing assertions (speed is measured by scripts/bench.sh).
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

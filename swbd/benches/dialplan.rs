@@ -2,6 +2,7 @@
 //!
 //! `cargo bench -p swbd --bench dialplan`; numbers in
 //! docs/BENCHMARKS.md.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::hint::black_box;
 use std::time::Duration;

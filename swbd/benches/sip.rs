@@ -3,6 +3,7 @@
 //!
 //! CARGO_TARGET_DIR=... cargo bench -p swbd --bench sip
 //! Numbers: docs/BENCHMARKS.md.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The SignalingAdmin service of a real swbd process over TCP: bearer token
 //! enforcement, node listing and drain, and the Watch stream's snapshot.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

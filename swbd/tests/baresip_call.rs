@@ -6,6 +6,7 @@
 //!
 //! Skipped (passing, with a note) only when baresip is not installed;
 //! `scripts/test.sh` installs it.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod support;
 

@@ -5,6 +5,7 @@
 //!
 //! baresip 1.0 (libre 1.x) gives up on any challenge set that contains
 //! SHA-256, so this swbd offers `auth.algorithms: [md5]`.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End-to-end B2BUA calls: swbd + swrtp as real processes, scripted SIP
 //! phones over real UDP, RTP through the media node, admin checks for
 //! leaks afterwards.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod support;
 

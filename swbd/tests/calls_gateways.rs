@@ -1,5 +1,6 @@
 //! Trunks: failover to the next gateway address on 5xx, outbound digest
 //! credentials, and in-dialog requests the B2BUA refuses cleanly.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod support;
 

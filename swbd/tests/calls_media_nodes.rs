@@ -1,5 +1,6 @@
 //! Calls against the media-node pool: a node that dies mid-call, draining,
 //! and a dialplan reload while a call is up.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod support;
 

@@ -10,6 +10,7 @@
 //! both, on swrtp itself rather than through the proxy. Once a node answered
 //! UNIMPLEMENTED, swbd stops trying the batched RPCs on it (until the node
 //! has been down and is back): later calls go straight to the sequential ones.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! `swbd --check-config` and start-up failures, run as a real process:
 //! every bad input is one clear line on stderr and a non-zero exit, never a
 //! panic backtrace.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,6 @@
 //! The shipped dialplans load against their configs and route the way
 //! their comments say.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! Live reload: plans swap atomically under running calls, a bad plan is
 //! refused and the old one keeps running, and both are announced.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::collections::HashMap;
 use std::sync::Arc;

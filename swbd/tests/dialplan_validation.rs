@@ -1,5 +1,6 @@
 //! Every kind of dialplan error, one fixture each under
 //! `testdata/dialplans/bad-*.yaml`, located to the exact line and column.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::path::{Path, PathBuf};
 

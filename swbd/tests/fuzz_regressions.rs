@@ -1,6 +1,7 @@
 //! Replays every input in testdata/sip/fuzz-regressions/ (crashes once
 //! found by `cargo +nightly fuzz run parse_message`, plus seeds) through
 //! the same checks as the fuzz target: no panic, printing round-trips.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 #[test]
 fn fuzz_regressions_do_not_panic() {
@@ -12,7 +13,7 @@ fn fuzz_regressions_do_not_panic() {
         if path.is_file() {
             let data = std::fs::read(&path).expect("read");
             println!("{}", path.display());
-            swbd::sip::exercise(&data);
+            swbd::sip::exercise(&data).expect("round trip");
             n += 1;
         }
     }
@@ -25,7 +26,7 @@ fn torture_messages_survive_the_fuzz_checks() {
     for entry in std::fs::read_dir(&dir).expect("rfc4475 dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "dat") {
-            swbd::sip::exercise(&std::fs::read(&path).expect("read"));
+            swbd::sip::exercise(&std::fs::read(&path).expect("read")).expect("round trip");
         }
     }
 }

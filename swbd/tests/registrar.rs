@@ -1,6 +1,7 @@
 //! Registrar (RFC 3261 §10.3) with digest auth over real sockets: both
 //! algorithms, replayed nc, stale nonces, 423, q-values, `Contact: *`,
 //! CSeq ordering, foreign domains, expiry, NAT source, blocking.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

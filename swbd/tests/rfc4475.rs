@@ -8,6 +8,7 @@
 //! network namespace that has only loopback (`unshare -n`, with `-r` when
 //! not root): no reply can leave the machine. It is skipped, with a
 //! message, only when `unshare` is unavailable.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

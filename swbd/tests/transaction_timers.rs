@@ -2,6 +2,7 @@
 //! Timers A, E and G, timeouts B, F and H, and absorption during D, I, J, K.
 //! Real loopback sockets; the tokio clock is paused so the schedule is
 //! read off virtual time (no wall-clock timing is asserted).
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -5,6 +5,7 @@
 //! - `swctl top` left idle for 20 s under a pseudo-terminal: CPU used.
 //!
 //! `cargo bench -p swctl --bench console`; numbers go to docs/BENCHMARKS.md.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -7,6 +7,7 @@
 //! ```
 //!
 //! Numbers go to docs/BENCHMARKS.md.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 use std::time::{Duration, Instant};
 

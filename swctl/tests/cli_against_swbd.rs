@@ -1,5 +1,6 @@
 //! The swctl binary against a real swbd process: `status` in every output
 //! format, contexts, several backends, and errors that say what to do.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Helpers shared by swctl's black-box tests: find the workspace binaries and
 //! run daemons as real processes that die with the test.
-
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 #![allow(dead_code)]
 
 use std::net::TcpListener;

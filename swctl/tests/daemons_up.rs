@@ -1,6 +1,7 @@
 //! The workspace's "done when": swrtp and swbd start as real processes, list
 //! their gRPC services through server reflection with a real client, and
 //! `grpc.health.v1` says SERVING on every server.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

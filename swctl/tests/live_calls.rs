@@ -1,6 +1,7 @@
 //! With a call in progress on a real swbd + swrtp: every listing in every
 //! format, `calls show` with its ladder, and the `swctl top` feed (Watch with
 //! snapshot) seeing the call appear and end. Needs the B2BUA.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

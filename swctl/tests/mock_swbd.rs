@@ -4,6 +4,7 @@
 //! (Reset + snapshot + SnapshotDone delivered as one batch), the UI
 //! commands (GetCall ladder, hangup, drain) and reconnecting after the server
 //! goes away.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The admin socket is the security boundary on a box: mode 0660, so a user
 //! who is neither root nor in the socket's group is refused by the kernel,
 //! and swctl says so with exit code 3.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! dial-stdio --socket PATH` and speaks gRPC over the pipe to a real swbd.
 //! Skipped (with a message) when `/usr/sbin/sshd` is not installed
 //! (Debian package `openssh-server`).
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! swbd: it draws in the alternate screen, quits on `q` with exit 0 and
 //! leaves the alternate screen (terminal restored), and with `NO_COLOR` set
 //! it writes no colour escape sequences. Skipped when `script` is missing.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `swctl top`'s feed against a real swbd that dies and comes back: the
 //! state goes Connected -> Reconnecting -> Connected, and the app shows
 //! "reconnecting…" in between.
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

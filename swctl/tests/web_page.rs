@@ -4,6 +4,7 @@
 //! A screenshot lands in `target/test-output/web.png`.
 //! Skipped (with a message) when `chromium` is not installed (Debian package
 //! `chromium`).
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
 

@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench -p swrtp --bench media_path`
 //! The per-session memory table is printed first.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
+#![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr, UdpSocket};

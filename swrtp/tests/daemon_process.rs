@@ -1,6 +1,7 @@
 //! The `swrtp` binary as an operator runs it: config checking, start-up
 //! errors, serving, and graceful shutdown on SIGTERM.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Playback into a session: what a real UDP peer receives, decoded.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -9,5 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    swbd::sip::exercise(data);
+    if let Err(e) = swbd::sip::exercise(data) {
+        panic!("{e}");
+    }
 });
