@@ -129,6 +129,11 @@ impl EventBus {
         let _ = self.tx.send(Arc::new((SystemTime::now(), event)));
     }
 
+    /// Whether anyone listens (publishers may skip building events then).
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// Subscribe to events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<(SystemTime, Event)>> {
         self.tx.subscribe()

@@ -164,7 +164,7 @@ fn via_port(data: &[u8]) -> u16 {
         })
         .and_then(|l| l.split_once(':'))
         .and_then(|(_, v)| ViaHeader::parse(swbd::sip::header::split_list(v).first()?).ok())
-        .and_then(|v| v.via.sent_by.port)
+        .and_then(|v| v.port())
         .unwrap_or(5060)
 }
 

@@ -49,20 +49,30 @@ fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {
         source,
         user_agent: r.raw(&Name::USER_AGENT).unwrap_or_default().to_string(),
     };
-    match ctx.registrar.register(&req) {
-        Ok(bindings) => {
-            let mut resp = tx.response(200, "OK");
-            for b in &bindings {
-                let mut v = format!("<{}>;expires={}", b.contact, b.remaining_secs());
+    let rendered = ctx.registrar.register_with(&req, |bindings| {
+        bindings
+            .iter()
+            .map(|b| {
+                use std::fmt::Write as _;
+                let mut v = String::with_capacity(96);
+                let _ = write!(v, "<{}>;expires={}", b.contact, b.remaining_secs());
                 if b.q < 1.0 {
-                    v.push_str(&format!(";q={}", b.q));
+                    let _ = write!(v, ";q={}", b.q);
                 }
                 for (n, val) in &b.params {
-                    match val {
-                        Some(val) => v.push_str(&format!(";{n}={val}")),
-                        None => v.push_str(&format!(";{n}")),
-                    }
+                    let _ = match val {
+                        Some(val) => write!(v, ";{n}={val}"),
+                        None => write!(v, ";{n}"),
+                    };
                 }
+                v
+            })
+            .collect::<Vec<_>>()
+    });
+    match rendered {
+        Ok(contacts) => {
+            let mut resp = tx.response(200, "OK");
+            for v in contacts {
                 resp.headers.insert(Name::CONTACT, v);
             }
             resp

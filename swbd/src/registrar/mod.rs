@@ -166,6 +166,17 @@ impl Registrar {
     /// Apply a REGISTER (RFC 3261 §10.3 steps 1 and 5-8); returns the
     /// AOR's bindings afterwards.
     pub fn register(&self, req: &RegisterRequest) -> Result<Vec<Binding>, Error> {
+        self.register_with(req, |bindings| bindings.to_vec())
+    }
+
+    /// [`Registrar::register`], handing the AOR's bindings afterwards to
+    /// `render` under the table lock instead of cloning them (the REGISTER
+    /// handler prints its Contact headers from them).
+    pub fn register_with<R>(
+        &self,
+        req: &RegisterRequest,
+        render: impl FnOnce(&[Binding]) -> R,
+    ) -> Result<R, Error> {
         let cfg = self.inner.config;
         let host = req.aor.host().unwrap_or_default();
         if !self.is_our_domain(&host) {
@@ -180,6 +191,10 @@ impl Registrar {
         let now = Instant::now();
         let wall = SystemTime::now();
         let mut events = Vec::new();
+        // Events (and their info log lines) cost a BindingInfo each: build
+        // them only when someone listens.
+        let publish =
+            self.inner.events.has_subscribers() || tracing::enabled!(tracing::Level::INFO);
 
         let result = {
             let Ok(mut table) = self.inner.table.lock() else {
@@ -203,7 +218,9 @@ impl Registrar {
                         ));
                     }
                     for b in current.drain(..) {
-                        events.push((RegistrationChange::Removed, b.info()));
+                        if publish {
+                            events.push((RegistrationChange::Removed, b.info()));
+                        }
                     }
                 }
                 ContactList::Contacts(contacts) => {
@@ -251,7 +268,9 @@ impl Registrar {
                         if expires == 0 {
                             if let Some(i) = existing {
                                 let b = current.remove(i);
-                                events.push((RegistrationChange::Removed, b.info()));
+                                if publish {
+                                    events.push((RegistrationChange::Removed, b.info()));
+                                }
                             }
                             continue;
                         }
@@ -284,18 +303,22 @@ impl Registrar {
                                         registered_at,
                                         ..new
                                     };
-                                    events.push((RegistrationChange::Refreshed, slot.info()));
+                                    if publish {
+                                        events.push((RegistrationChange::Refreshed, slot.info()));
+                                    }
                                 }
                             }
                             None => {
-                                events.push((RegistrationChange::Added, new.info()));
+                                if publish {
+                                    events.push((RegistrationChange::Added, new.info()));
+                                }
                                 current.push(new);
                             }
                         }
                     }
                 }
             }
-            let result = current.clone();
+            let result = render(current);
             if current.is_empty() {
                 table.remove(&user);
             }

@@ -1,18 +1,14 @@
 //! Typed views of the headers a B2BUA needs.
 //!
-//! Via goes through ezk-sip-types' parser; From/To/Contact have their own
-//! small parser here because ezk's `NameAddr` only holds `sip:` URIs and
-//! From/To may carry `tel:` URIs.
+//! Via, From/To/Contact and CSeq have small parsers here (ezk's `NameAddr`
+//! only holds `sip:` URIs and From/To may carry `tel:` URIs; its Via parser
+//! copied and allocated per parameter, on the hottest path there is).
 
 use std::net::{IpAddr, SocketAddr};
 
-use bytes::Bytes;
-use ezk_sip_types::header::HeaderParse;
-use ezk_sip_types::header::typed::Via;
-
 use super::error::{ParseError, Result};
 use super::method::Method;
-use super::uri::{Uri, host_text};
+use super::uri::Uri;
 
 /// Header parameters (`;tag=x;lr`), names lowercased, values as written.
 pub type Params = Vec<(String, Option<String>)>;
@@ -28,8 +24,27 @@ pub fn param<'a>(params: &'a Params, name: &str) -> Option<Option<&'a str>> {
 /// Split a header value at commas that are outside quotes and `<>`.
 pub fn split_list(value: &str) -> Vec<&str> {
     let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(i) = list_comma(rest) {
+        out.push(rest.get(..i).unwrap_or_default().trim());
+        rest = rest.get(i + 1..).unwrap_or_default();
+    }
+    out.push(rest.trim());
+    out
+}
+
+/// The first item of a comma list (see [`split_list`]), without building
+/// the list.
+pub fn first_item(value: &str) -> &str {
+    match list_comma(value) {
+        Some(i) => value.get(..i).unwrap_or_default().trim(),
+        None => value.trim(),
+    }
+}
+
+/// Index of the first comma outside quotes and `<>`.
+fn list_comma(value: &str) -> Option<usize> {
     let (mut quoted, mut angle, mut escaped) = (false, false, false);
-    let mut start = 0;
     for (i, c) in value.char_indices() {
         if escaped {
             escaped = false;
@@ -40,15 +55,11 @@ pub fn split_list(value: &str) -> Vec<&str> {
             '"' => quoted = !quoted,
             '<' if !quoted => angle = true,
             '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                out.push(value[start..i].trim());
-                start = i + 1;
-            }
+            ',' if !quoted && !angle => return Some(i),
             _ => {}
         }
     }
-    out.push(value[start..].trim());
-    out
+    None
 }
 
 fn is_token_char(c: char) -> bool {
@@ -69,36 +80,77 @@ pub fn parse_params(s: &str, what: &str) -> Result<Params> {
         )));
     };
     for raw in split_outside_quotes(rest, ';') {
-        let raw = raw.trim();
-        let (name, value) = match raw.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim())),
-            None => (raw, None),
-        };
-        if name.is_empty() || !name.chars().all(is_token_char) {
-            return Err(ParseError::new(format!(
-                "malformed {what} header parameter"
-            )));
-        }
-        if let Some(v) = value {
-            if v.is_empty() {
-                return Err(ParseError::new(format!(
-                    "empty {what} header parameter value"
-                )));
-            }
-            if v.starts_with('"') && (v.len() < 2 || !v.ends_with('"')) {
-                return Err(ParseError::new(format!(
-                    "unbalanced quotes in {what} header"
-                )));
-            }
-        }
+        let (name, value) = check_param(raw, what)?;
         params.push((name.to_ascii_lowercase(), value.map(str::to_string)));
     }
     Ok(params)
 }
 
+/// The checks of [`parse_params`] without building the list.
+pub fn parse_params_check(s: &str, what: &str) -> Result<()> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(());
+    }
+    let Some(rest) = s.strip_prefix(';') else {
+        return Err(ParseError::new(format!(
+            "malformed {what} header parameters"
+        )));
+    };
+    let mut any = false;
+    for raw in (SplitOutsideQuotes { s: rest, sep: ';' }) {
+        any = true;
+        check_param(raw, what)?;
+    }
+    if !any || rest.ends_with(';') {
+        // `;` alone or a trailing `;`: an empty parameter.
+        return Err(ParseError::new(format!(
+            "malformed {what} header parameter"
+        )));
+    }
+    Ok(())
+}
+
+fn check_param<'a>(raw: &'a str, what: &str) -> Result<(&'a str, Option<&'a str>)> {
+    let raw = raw.trim();
+    let (name, value) = match raw.split_once('=') {
+        Some((n, v)) => (n.trim(), Some(v.trim())),
+        None => (raw, None),
+    };
+    if name.is_empty() || !name.chars().all(is_token_char) {
+        return Err(ParseError::new(format!(
+            "malformed {what} header parameter"
+        )));
+    }
+    if let Some(v) = value {
+        if v.is_empty() {
+            return Err(ParseError::new(format!(
+                "empty {what} header parameter value"
+            )));
+        }
+        if v.starts_with('"') && (v.len() < 2 || !v.ends_with('"')) {
+            return Err(ParseError::new(format!(
+                "unbalanced quotes in {what} header"
+            )));
+        }
+    }
+    Ok((name, value))
+}
+
 fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut start) = (false, false, 0);
+    let mut rest = s;
+    while let Some(i) = sep_outside_quotes(rest, sep) {
+        out.push(rest.get(..i).unwrap_or_default());
+        rest = rest.get(i + sep.len_utf8()..).unwrap_or_default();
+    }
+    out.push(rest);
+    out
+}
+
+/// Index of the first `sep` outside double quotes.
+fn sep_outside_quotes(s: &str, sep: char) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
     for (i, c) in s.char_indices() {
         if escaped {
             escaped = false;
@@ -109,12 +161,10 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
         } else if c == '"' {
             quoted = !quoted;
         } else if c == sep && !quoted {
-            out.push(&s[start..i]);
-            start = i + sep.len_utf8();
+            return Some(i);
         }
     }
-    out.push(&s[start..]);
-    out
+    None
 }
 
 /// `name-addr` or `addr-spec` with parameters: From, To, Contact, Route.
@@ -284,14 +334,42 @@ impl std::fmt::Display for CSeq {
     }
 }
 
-/// One Via value, parsed by ezk-sip-types, plus the helpers the transport
-/// and transaction layers need.
+/// One Via value (RFC 3261 §20.42): parsed in place over the received
+/// text, plus the helpers the transport and transaction layers need.
+/// One allocation per value (the text); parameters are looked up by
+/// scanning it.
 #[derive(Debug, Clone)]
 pub struct ViaHeader {
-    /// The parsed value.
-    pub via: Via,
-    /// The value as received (for RFC 2543 transaction matching).
+    /// The value as received, trimmed (for RFC 2543 transaction matching).
     pub raw: String,
+    /// `sent-protocol` transport token, as written.
+    transport: std::ops::Range<usize>,
+    /// The sent-by host as written (brackets kept for IPv6).
+    host: std::ops::Range<usize>,
+    /// The host when it is an IP address.
+    host_ip: Option<IpAddr>,
+    /// The sent-by port.
+    port: Option<u16>,
+    /// Start of the parameters (`;...`), or the end of `raw`.
+    params: usize,
+    /// The value with `received`/`rport` filled, once stamped.
+    stamped: Option<String>,
+}
+
+/// Skip SWS (spaces and tabs; folding is already undone).
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of a token starting at `i`.
+fn token_end(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|c| is_token_char(char::from(*c))) {
+        i += 1;
+    }
+    i
 }
 
 impl ViaHeader {
@@ -299,74 +377,233 @@ impl ViaHeader {
     pub fn parse(value: &str) -> Result<ViaHeader> {
         let bad = || ParseError::new("malformed Via header");
         let v = value.trim();
-        // ezk's parameter parser tolerates empty parameters; RFC 3261 does not.
-        if let Some(i) = v.find(';') {
-            parse_params(&v[i..], "Via")?;
+        let b = v.as_bytes();
+        // sent-protocol: name SLASH version SLASH transport (SLASH = SWS "/" SWS).
+        let mut i = 0;
+        let mut transport = 0..0;
+        for part in 0..3 {
+            let start = skip_ws(b, i);
+            let end = token_end(b, start);
+            if end == start {
+                return Err(bad());
+            }
+            i = skip_ws(b, end);
+            if part < 2 {
+                if b.get(i) != Some(&b'/') {
+                    return Err(bad());
+                }
+                i += 1;
+            } else {
+                transport = start..end;
+                // LWS between sent-protocol and sent-by is required.
+                if i == end {
+                    return Err(bad());
+                }
+            }
         }
-        let src = Bytes::copy_from_slice(v.as_bytes());
-        let text = std::str::from_utf8(&src).map_err(|_| bad())?;
-        let (rest, via) = Via::parse(&src, text).map_err(|_| bad())?;
-        if !rest.trim().is_empty() {
+        // sent-by: host [ SWS ":" SWS port ]
+        let host_start = i;
+        let host_end = if b.get(i) == Some(&b'[') {
+            v.get(i..)
+                .and_then(|r| r.find(']'))
+                .map(|c| i + c + 1)
+                .ok_or_else(bad)?
+        } else {
+            let mut j = i;
+            while b
+                .get(j)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+            {
+                j += 1;
+            }
+            j
+        };
+        let host_text = v.get(host_start..host_end).ok_or_else(bad)?;
+        if host_text.is_empty() {
             return Err(bad());
         }
+        let host_ip = match host_text.strip_prefix('[') {
+            Some(inner) => Some(IpAddr::V6(
+                inner
+                    .strip_suffix(']')
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(bad)?,
+            )),
+            None => host_text.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
+        };
+        i = skip_ws(b, host_end);
+        let mut port = None;
+        if b.get(i) == Some(&b':') {
+            let ps = skip_ws(b, i + 1);
+            let mut pe = ps;
+            while b.get(pe).is_some_and(u8::is_ascii_digit) {
+                pe += 1;
+            }
+            port = Some(
+                v.get(ps..pe)
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .ok_or_else(bad)?,
+            );
+            i = skip_ws(b, pe);
+        }
+        let params = i;
+        let rest = v.get(params..).unwrap_or_default();
+        if !rest.is_empty() {
+            // Strict parameters: `;;` and bad names are errors (RFC 4475 badinv01).
+            parse_params_check(rest, "Via")?;
+        }
         Ok(ViaHeader {
-            via,
             raw: v.to_string(),
+            transport,
+            host: host_start..host_end,
+            host_ip,
+            port,
+            params,
+            stamped: None,
         })
+    }
+
+    fn params_text(&self) -> &str {
+        self.raw.get(self.params..).unwrap_or_default()
+    }
+
+    /// A parameter by (case-insensitive) name: `Some(None)` when present
+    /// without a value.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        param_iter(self.params_text())
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     /// The `branch` parameter.
     pub fn branch(&self) -> Option<&str> {
-        self.via.params.get_val("branch").map(|b| b.as_str())
+        self.param("branch").flatten()
     }
 
     /// Transport token, uppercased (`UDP`, `TCP`).
     pub fn transport(&self) -> String {
-        self.via.transport.to_ascii_uppercase()
+        self.raw
+            .get(self.transport.clone())
+            .unwrap_or_default()
+            .to_ascii_uppercase()
     }
 
-    /// `sent-by` as `host:port` text (port defaulted to 5060), for keys.
+    /// The sent-by port, when written.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// `sent-by` as `host:port` text (port defaulted to 5060), for keys:
+    /// names lowercased, IPs without brackets.
     pub fn sent_by(&self) -> String {
-        format!(
-            "{}:{}",
-            host_text(&self.via.sent_by.host),
-            self.via.sent_by.port.unwrap_or(5060)
-        )
+        use std::fmt::Write as _;
+        let port = self.port.unwrap_or(5060);
+        let mut out = String::with_capacity(self.host.len() + 6);
+        match self.host_ip {
+            Some(ip) => {
+                let _ = write!(out, "{ip}:{port}");
+            }
+            None => {
+                let host = self.raw.get(self.host.clone()).unwrap_or_default();
+                out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+                let _ = write!(out, ":{port}");
+            }
+        }
+        out
     }
 
     /// Where to send a response over UDP (RFC 3261 §18.2.2 and RFC 3581):
     /// the source IP; the `rport` value or source port when `rport` is
     /// present, else the sent-by port (5060 by default).
     pub fn response_address(&self, source: SocketAddr) -> SocketAddr {
-        let rport = self.via.params.get("rport").map(|p| {
-            p.value
-                .as_ref()
-                .and_then(|v| v.parse::<u16>().ok())
+        let rport = self.param("rport").map(|v| {
+            v.and_then(|v| v.parse::<u16>().ok())
                 .unwrap_or(source.port())
         });
-        let port = rport.unwrap_or_else(|| self.via.sent_by.port.unwrap_or(5060));
-        let ip: IpAddr = source.ip();
-        SocketAddr::new(ip, port)
+        let port = rport.unwrap_or_else(|| self.port.unwrap_or(5060));
+        SocketAddr::new(source.ip(), port)
     }
 
     /// Add `received` and fill `rport` as RFC 3261 §18.2.1 / RFC 3581 ask.
-    pub fn stamp_source(&mut self, source: SocketAddr) {
-        use ezk_sip_types::uri::params::Param;
-        let sent_ip = self.via.sent_by.ip();
-        if sent_ip != Some(source.ip()) {
-            self.via
-                .params
-                .push_or_edit("received", source.ip().to_string());
+    /// Returns whether the value changed.
+    pub fn stamp_source(&mut self, source: SocketAddr) -> bool {
+        use std::fmt::Write as _;
+        let need_received = self.host_ip != Some(source.ip());
+        let has_rport = self.param("rport").is_some();
+        if !need_received && !has_rport {
+            return false;
         }
-        if let Some(p) = self.via.params.get_mut("rport") {
-            *p = Param::value("rport", source.port().to_string());
+        let head = self.raw.get(..self.params).unwrap_or_default();
+        let mut out = String::with_capacity(self.raw.len() + 40);
+        out.push_str(head.trim_end());
+        let mut received_done = !need_received;
+        for (n, v) in param_iter(self.params_text()) {
+            if n.eq_ignore_ascii_case("rport") {
+                let _ = write!(out, ";{n}={}", source.port());
+            } else if n.eq_ignore_ascii_case("received") && !received_done {
+                let _ = write!(out, ";{n}={}", source.ip());
+                received_done = true;
+            } else {
+                out.push(';');
+                out.push_str(n);
+                if let Some(v) = v {
+                    out.push('=');
+                    out.push_str(v);
+                }
+            }
         }
+        if !received_done {
+            let _ = write!(out, ";received={}", source.ip());
+        }
+        self.stamped = Some(out);
+        true
     }
 
-    /// Print back as a header value.
+    /// Print back as a header value (stamped, when it was).
     pub fn to_value(&self) -> String {
-        use ezk_sip_types::print::{AppendCtx, PrintCtx};
-        self.via.print_ctx(PrintCtx::default()).to_string()
+        self.stamped.clone().unwrap_or_else(|| self.raw.clone())
+    }
+}
+
+/// `(name, value)` of each `;name[=value]` in `s`, SWS trimmed; quoted
+/// values may hold `;`. Assumes `s` passed [`parse_params_check`].
+fn param_iter(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    let s = s.trim().strip_prefix(';').unwrap_or_default();
+    SplitOutsideQuotes { s, sep: ';' }.filter_map(|raw| {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return None;
+        }
+        Some(match raw.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (raw, None),
+        })
+    })
+}
+
+/// Non-allocating [`split_outside_quotes`].
+struct SplitOutsideQuotes<'a> {
+    s: &'a str,
+    sep: char,
+}
+
+impl<'a> Iterator for SplitOutsideQuotes<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.s.is_empty() {
+            return None;
+        }
+        match sep_outside_quotes(self.s, self.sep) {
+            Some(i) => {
+                let item = self.s.get(..i).unwrap_or_default();
+                // A trailing separator's empty item is not yielded (callers
+                // that care check for it).
+                self.s = self.s.get(i + self.sep.len_utf8()..).unwrap_or_default();
+                Some(item)
+            }
+            None => Some(std::mem::take(&mut self.s)),
+        }
     }
 }
 
@@ -446,6 +683,80 @@ mod tests {
                 .expect("list");
         assert_eq!(vs.len(), 2);
         assert_eq!(vs[1].sent_by(), "b:5061");
+    }
+
+    #[test]
+    fn via_lws_params_and_rejects() {
+        // RFC 4475 wsinv after unfolding: LWS around the slashes.
+        let v = ViaHeader::parse("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw").expect("lws");
+        assert_eq!(v.transport(), "UDP");
+        assert_eq!(v.sent_by(), "192.0.2.2:5060");
+        let v = ViaHeader::parse("SIP/2.0/TCP Host.Example.COM : 5070 ;branch=z9hG4bK1 ;x=\"a;b\"")
+            .expect("spaces, quoted ;");
+        assert_eq!(v.sent_by(), "host.example.com:5070");
+        assert_eq!(v.branch(), Some("z9hG4bK1"));
+        assert_eq!(v.param("X"), Some(Some("\"a;b\"")));
+        assert_eq!(v.param("rport"), None);
+        for bad in [
+            "SIP/2.0/UDP",
+            "SIP/2.0 UDP host",
+            "SIP/2.0/UDPhost",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP host:",
+            "SIP/2.0/UDP [::1",
+            "SIP/2.0/UDP [zz::1]",
+            "SIP/2.0/UDP host;",
+            "SIP/2.0/UDP host;;branch=z9hG4bK1",
+            "SIP/2.0/UDP host;branch=",
+            "SIP/2.0/UDP host junk",
+            "SIP/2.0/UDP host;x=\"open",
+        ] {
+            assert!(ViaHeader::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn via_stamp() {
+        let src: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        // Same IP, no rport: nothing to change.
+        let mut v = ViaHeader::parse("SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK1").expect("via");
+        assert!(!v.stamp_source(src));
+        assert_eq!(v.to_value(), "SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK1");
+        // A name as sent-by and an empty rport: both filled, order kept.
+        let mut v =
+            ViaHeader::parse("SIP/2.0/UDP pc.example.com ;rport;branch=z9hG4bK1").expect("via");
+        assert!(v.stamp_source(src));
+        assert_eq!(
+            v.to_value(),
+            "SIP/2.0/UDP pc.example.com;rport=40000;branch=z9hG4bK1;received=192.0.2.9"
+        );
+        assert_eq!(v.response_address(src), src);
+        // An old received value is replaced, not duplicated.
+        let mut v = ViaHeader::parse("SIP/2.0/UDP 10.0.0.1;received=10.9.9.9;branch=z9hG4bK1")
+            .expect("via");
+        assert!(v.stamp_source(src));
+        assert_eq!(
+            v.to_value(),
+            "SIP/2.0/UDP 10.0.0.1;received=192.0.2.9;branch=z9hG4bK1"
+        );
+        // The raw value stays as received (RFC 2543 matching uses it).
+        assert_eq!(
+            v.raw,
+            "SIP/2.0/UDP 10.0.0.1;received=10.9.9.9;branch=z9hG4bK1"
+        );
+        let v = ViaHeader::parse("SIP/2.0/UDP 10.0.0.1:5070").expect("via");
+        assert_eq!(
+            v.response_address(src),
+            "192.0.2.9:5070".parse().expect("addr")
+        );
+    }
+
+    #[test]
+    fn first_item_of_lists() {
+        assert_eq!(first_item(" a , b"), "a");
+        assert_eq!(first_item("\"x,y\" <sip:a@b>, c"), "\"x,y\" <sip:a@b>");
+        assert_eq!(first_item("<sip:a@b;p=1,2>;q=1"), "<sip:a@b;p=1,2>;q=1");
+        assert_eq!(first_item("only"), "only");
     }
 
     #[test]

@@ -495,6 +495,22 @@ impl Headers {
             .map(|(_, v)| v)
     }
 
+    /// The first value of `name`, to edit in place.
+    pub fn first_mut(&mut self, name: &Name) -> Option<&mut String> {
+        self.entries
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Every value of `name`, to edit in place.
+    pub fn values_mut<'a>(&'a mut self, name: &'a Name) -> impl Iterator<Item = &'a mut String> {
+        self.entries
+            .iter_mut()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
     /// Every header, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&Name, &String)> + '_ {
         self.entries.iter().map(|(n, v)| (n, v))

@@ -101,11 +101,7 @@ pub trait HeaderAccess {
         let first = self
             .raw(&Name::VIA)
             .ok_or_else(|| ParseError::new("missing Via header"))?;
-        let item = header::split_list(first)
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        ViaHeader::parse(item)
+        ViaHeader::parse(header::first_item(first))
     }
 
     /// All Contact values (or `*`).
@@ -210,7 +206,8 @@ impl Response {
         Self {
             code,
             reason,
-            headers: Headers::new(),
+            // Via, From, To, Call-ID, CSeq, Server, a Contact or two.
+            headers: Headers::with_capacity(10),
             body: Bytes::new(),
         }
     }
@@ -556,13 +553,11 @@ fn reason_phrase(status: u16, reason: &str) -> String {
 
 /// Append `;tag=` to the To header when it has none.
 pub fn edit_to_tag(headers: &mut Headers, tag: &str) {
-    if let Some(values) = headers.remove(&Name::TO) {
-        for v in values {
-            if v.contains("tag=") {
-                headers.insert(Name::TO, v);
-            } else {
-                headers.insert(Name::TO, format!("{v};tag={tag}"));
-            }
+    for v in headers.values_mut(&Name::TO) {
+        if !v.contains("tag=") {
+            v.reserve(tag.len() + 5);
+            v.push_str(";tag=");
+            v.push_str(tag);
         }
     }
 }

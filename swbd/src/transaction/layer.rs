@@ -448,8 +448,9 @@ impl LayerInner {
             return;
         };
         // RFC 3261 §18.2.1 / RFC 3581: note where it really came from.
-        via.stamp_source(source.remote);
-        replace_top_via(&mut request, &via);
+        if via.stamp_source(source.remote) {
+            replace_top_via(&mut request, &via);
+        }
         let target = response_target(&via, &source);
         let Some(key) = TransactionKey::for_server(&request, &via) else {
             return;
@@ -560,24 +561,20 @@ pub(crate) fn response_target(via: &ViaHeader, source: &Source) -> Target {
 }
 
 fn replace_top_via(request: &mut Request, via: &ViaHeader) {
-    let Some(old) = request.headers.remove(&Name::VIA) else {
+    let Some(first) = request.headers.first_mut(&Name::VIA) else {
         return;
     };
-    let mut first = true;
-    for value in old {
-        if first {
-            first = false;
-            let items = crate::sip::header::split_list(&value);
-            let mut rebuilt = via.to_value();
-            for rest in items.iter().skip(1) {
-                rebuilt.push_str(", ");
-                rebuilt.push_str(rest);
-            }
-            request.headers.insert(Name::VIA, rebuilt);
-        } else {
-            request.headers.insert(Name::VIA, value);
-        }
+    // The first Via value may be a comma list: replace its first item.
+    let item = crate::sip::header::first_item(first);
+    // `item` is a subslice of `first`: where it ends there.
+    let end = (item.as_ptr() as usize).saturating_sub(first.as_ptr() as usize) + item.len();
+    let rest = first.get(end..).map(str::trim_start).unwrap_or_default();
+    let mut rebuilt = via.to_value();
+    if !rest.is_empty() {
+        // `rest` starts at the comma (leading spaces of the value are trimmed).
+        rebuilt.push_str(rest);
     }
+    *first = rebuilt;
 }
 
 impl transport::Receiver for TransactionLayer {
