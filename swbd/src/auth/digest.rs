@@ -34,15 +34,30 @@ impl Algorithm {
 
     /// Lowercase hex digest of `data`.
     pub fn hex(self, data: &str) -> String {
+        self.hex_joined(&[data])
+    }
+
+    /// Lowercase hex digest of `parts` joined with `:` (fed to the hash
+    /// piece by piece, never concatenated).
+    pub fn hex_joined(self, parts: &[&str]) -> String {
+        fn feed<D: sha2::Digest>(mut h: D, parts: &[&str]) -> String {
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    h.update(b":");
+                }
+                h.update(p.as_bytes());
+            }
+            hex::encode(h.finalize())
+        }
         match self {
-            Algorithm::Md5 => hex::encode(Md5::digest(data.as_bytes())),
-            Algorithm::Sha256 => hex::encode(Sha256::digest(data.as_bytes())),
+            Algorithm::Md5 => feed(Md5::new(), parts),
+            Algorithm::Sha256 => feed(Sha256::new(), parts),
         }
     }
 
     /// HA1 = H(username:realm:password).
     pub fn ha1(self, username: &str, realm: &str, password: &str) -> String {
-        self.hex(&format!("{username}:{realm}:{password}"))
+        self.hex_joined(&[username, realm, password])
     }
 }
 
@@ -58,8 +73,8 @@ pub fn response(
     method: &str,
     uri: &str,
 ) -> String {
-    let ha2 = alg.hex(&format!("{method}:{uri}"));
-    alg.hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
+    let ha2 = alg.hex_joined(&[method, uri]);
+    alg.hex_joined(&[ha1, nonce, nc, cnonce, qop, &ha2])
 }
 
 /// Parsed `Digest` credentials.
@@ -98,9 +113,24 @@ impl Credentials {
         let (mut has_user, mut has_nonce, mut has_resp) = (false, false, false);
         for item in split_params(rest) {
             let (k, v) = item.split_once('=')?;
-            let k = k.trim().to_ascii_lowercase();
+            let k = k.trim();
             let v = unquote(v.trim());
-            match k.as_str() {
+            // Names are case-insensitive; match without lowercasing a copy.
+            let k = [
+                "username",
+                "realm",
+                "nonce",
+                "uri",
+                "response",
+                "algorithm",
+                "cnonce",
+                "qop",
+                "nc",
+            ]
+            .into_iter()
+            .find(|n| n.eq_ignore_ascii_case(k))
+            .unwrap_or_default();
+            match k {
                 "username" => {
                     c.username = v;
                     has_user = true;

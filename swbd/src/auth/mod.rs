@@ -137,6 +137,9 @@ struct Inner {
     nc_seen: Mutex<NcSeen>,
     blocklist: Mutex<Blocklist>,
     counters: Arc<SipCounters>,
+    /// HA1s of a password nobody has (MD5, SHA-256): an unknown user's
+    /// digest is computed against them, so it takes as long as a known one.
+    dummy_ha1: (String, String),
 }
 
 impl Authenticator {
@@ -179,6 +182,13 @@ impl Authenticator {
                     Duration::from_secs(config.block_secs),
                 )),
                 counters,
+                dummy_ha1: {
+                    let secret = hex::encode(rand::random::<[u8; 16]>());
+                    (
+                        Algorithm::Md5.ha1("", &config.realm, &secret),
+                        Algorithm::Sha256.ha1("", &config.realm, &secret),
+                    )
+                },
             }),
         }
     }
@@ -252,12 +262,15 @@ impl Authenticator {
             return Err(self.fail(ip, kind));
         }
         // Compute the digest even for unknown users so both look the same.
-        let dummy = alg.ha1(&creds.username, &inner.realm, "\u{0}no-such-user");
+        let dummy = match alg {
+            Algorithm::Md5 => &inner.dummy_ha1.0,
+            Algorithm::Sha256 => &inner.dummy_ha1.1,
+        };
         let ha1 = inner
             .users
             .get(&creds.username)
             .and_then(|u| u.ha1(alg))
-            .unwrap_or(&dummy);
+            .unwrap_or(dummy);
         let expected = digest::response(
             alg,
             ha1,

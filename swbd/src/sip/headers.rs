@@ -7,6 +7,7 @@
 //! RFC 3261 §7.3.1 requires.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A header name.
 #[derive(Clone)]
@@ -423,10 +424,145 @@ impl From<&Name> for Name {
     }
 }
 
+/// One header value: a slice of the received message's head (shared with
+/// the other values of that message and every copy, so parsing a message
+/// allocates once for all its values), or a string of its own (values we
+/// build, folded lines, edited values).
+#[derive(Clone)]
+pub struct Value(ValueRepr);
+
+#[derive(Clone)]
+enum ValueRepr {
+    Shared {
+        text: Arc<str>,
+        start: u32,
+        end: u32,
+    },
+    Owned(String),
+}
+
+impl Value {
+    /// `text[range]`, sharing `text`; an owned copy when the range is not
+    /// in it.
+    pub fn shared(text: &Arc<str>, range: std::ops::Range<usize>) -> Value {
+        match (
+            text.get(range.clone()),
+            u32::try_from(range.start),
+            u32::try_from(range.end),
+        ) {
+            (Some(_), Ok(start), Ok(end)) => Value(ValueRepr::Shared {
+                text: text.clone(),
+                start,
+                end,
+            }),
+            (v, _, _) => Value(ValueRepr::Owned(v.unwrap_or_default().to_string())),
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            ValueRepr::Shared { text, start, end } => {
+                text.get(*start as usize..*end as usize).unwrap_or_default()
+            }
+            ValueRepr::Owned(s) => s,
+        }
+    }
+
+    /// Append `extra` (the value becomes a string of its own).
+    pub fn push_str(&mut self, extra: &str) {
+        match &mut self.0 {
+            ValueRepr::Owned(s) => s.push_str(extra),
+            ValueRepr::Shared { .. } => {
+                let mut s = String::with_capacity(self.len() + extra.len());
+                s.push_str(self.as_str());
+                s.push_str(extra);
+                self.0 = ValueRepr::Owned(s);
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Value {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Value {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<str> for Value {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Value {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value(ValueRepr::Owned(s))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value(ValueRepr::Owned(s.to_string()))
+    }
+}
+
+impl From<&String> for Value {
+    fn from(s: &String) -> Value {
+        Value(ValueRepr::Owned(s.clone()))
+    }
+}
+
+impl From<&Value> for Value {
+    fn from(v: &Value) -> Value {
+        v.clone()
+    }
+}
+
+impl From<Value> for String {
+    fn from(v: Value) -> String {
+        match v.0 {
+            ValueRepr::Owned(s) => s,
+            ValueRepr::Shared { .. } => v.as_str().to_string(),
+        }
+    }
+}
+
 /// The headers of a message, in order.
 #[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<(Name, String)>,
+    entries: Vec<(Name, Value)>,
 }
 
 impl fmt::Debug for Headers {
@@ -454,7 +590,7 @@ impl Headers {
     }
 
     /// Add a value: after the last value of the same name, else at the end.
-    pub fn insert(&mut self, name: impl Into<Name>, value: impl Into<String>) {
+    pub fn insert(&mut self, name: impl Into<Name>, value: impl Into<Value>) {
         let name = name.into();
         let value = value.into();
         match self.entries.iter().rposition(|(n, _)| *n == name) {
@@ -464,12 +600,12 @@ impl Headers {
     }
 
     /// Add a value before every other header.
-    pub fn insert_front(&mut self, name: impl Into<Name>, value: impl Into<String>) {
+    pub fn insert_front(&mut self, name: impl Into<Name>, value: impl Into<Value>) {
         self.entries.insert(0, (name.into(), value.into()));
     }
 
     /// Remove every `name` value; `None` when there was none.
-    pub fn remove(&mut self, name: &Name) -> Option<Vec<String>> {
+    pub fn remove(&mut self, name: &Name) -> Option<Vec<Value>> {
         if !self.contains(name) {
             return None;
         }
@@ -487,7 +623,7 @@ impl Headers {
     }
 
     /// The values of `name`, in order.
-    pub fn get_raw(&self, name: &Name) -> impl Iterator<Item = &String> + '_ {
+    pub fn get_raw(&self, name: &Name) -> impl Iterator<Item = &Value> + '_ {
         let name = name.clone();
         self.entries
             .iter()
@@ -496,7 +632,7 @@ impl Headers {
     }
 
     /// The first value of `name`, to edit in place.
-    pub fn first_mut(&mut self, name: &Name) -> Option<&mut String> {
+    pub fn first_mut(&mut self, name: &Name) -> Option<&mut Value> {
         self.entries
             .iter_mut()
             .find(|(n, _)| n == name)
@@ -504,7 +640,7 @@ impl Headers {
     }
 
     /// Every value of `name`, to edit in place.
-    pub fn values_mut<'a>(&'a mut self, name: &'a Name) -> impl Iterator<Item = &'a mut String> {
+    pub fn values_mut<'a>(&'a mut self, name: &'a Name) -> impl Iterator<Item = &'a mut Value> {
         self.entries
             .iter_mut()
             .filter(move |(n, _)| n == name)
@@ -512,7 +648,7 @@ impl Headers {
     }
 
     /// Every header, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Name, &String)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &Value)> + '_ {
         self.entries.iter().map(|(n, v)| (n, v))
     }
 

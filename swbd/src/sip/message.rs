@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::headers::{Headers, Name};
+use super::headers::{Headers, Name, Value};
 use bytes::Bytes;
 
 use super::error::{ParseError, Result};
@@ -93,7 +93,7 @@ pub trait HeaderAccess {
 
     /// All Via values, topmost first.
     fn vias(&self) -> Result<Vec<ViaHeader>> {
-        parse_vias(self.raw_values(&Name::VIA))
+        parse_vias(self.headers().get_raw(&Name::VIA).map(Value::as_str))
     }
 
     /// Topmost Via.
@@ -106,7 +106,7 @@ pub trait HeaderAccess {
 
     /// All Contact values (or `*`).
     fn contacts(&self) -> Result<ContactList> {
-        parse_contacts(self.raw_values(&Name::CONTACT))
+        parse_contacts(self.headers().get_raw(&Name::CONTACT).map(Value::as_str))
     }
 
     /// Max-Forwards, when present.
@@ -133,12 +133,20 @@ pub trait HeaderAccess {
 
     /// Route values in order (name-addrs).
     fn routes(&self) -> Result<Vec<NameAddr>> {
-        name_addr_list(self.raw_values(&Name::ROUTE), "Route")
+        name_addr_list(
+            self.headers().get_raw(&Name::ROUTE).map(Value::as_str),
+            "Route",
+        )
     }
 
     /// Record-Route values in order (name-addrs).
     fn record_routes(&self) -> Result<Vec<NameAddr>> {
-        name_addr_list(self.raw_values(&Name::RECORD_ROUTE), "Record-Route")
+        name_addr_list(
+            self.headers()
+                .get_raw(&Name::RECORD_ROUTE)
+                .map(Value::as_str),
+            "Record-Route",
+        )
     }
 
     /// Content-Type, when present.
@@ -300,7 +308,9 @@ impl SipMessage {
         let mut lines = unfold(&head).into_iter();
         let first = lines.next().unwrap_or_default();
         let is_request = !first.starts_with("SIP/");
-        let mut headers = Headers::with_capacity(12);
+        let mut headers = Headers::with_capacity(16);
+        // Every value not folded is a slice of this one copy of the head.
+        let text: std::sync::Arc<str> = std::sync::Arc::from(&*head);
         let mut header_error: Option<String> = None;
         for line in lines {
             match line.split_once(':') {
@@ -308,7 +318,12 @@ impl SipMessage {
                     if !name.trim().is_empty()
                         && name.trim().bytes().all(|b| b.is_ascii_graphic()) =>
                 {
-                    headers.insert(Name::new(name.trim()), value.trim());
+                    let value = value.trim();
+                    let value = match offset_in(&head, value) {
+                        Some(at) => Value::shared(&text, at..at + value.len()),
+                        None => Value::from(value),
+                    };
+                    headers.insert(Name::new(name.trim()), value);
                 }
                 _ => {
                     header_error.get_or_insert_with(|| {
@@ -378,6 +393,12 @@ impl SipMessage {
         }
         Ok(message)
     }
+}
+
+/// Where `part` starts in `whole`, when it is a slice of it.
+fn offset_in(whole: &str, part: &str) -> Option<usize> {
+    let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (at + part.len() <= whole.len()).then_some(at)
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -555,9 +576,7 @@ fn reason_phrase(status: u16, reason: &str) -> String {
 pub fn edit_to_tag(headers: &mut Headers, tag: &str) {
     for v in headers.values_mut(&Name::TO) {
         if !v.contains("tag=") {
-            v.reserve(tag.len() + 5);
-            v.push_str(";tag=");
-            v.push_str(tag);
+            v.push_str(&format!(";tag={tag}"));
         }
     }
 }

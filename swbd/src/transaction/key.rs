@@ -5,8 +5,43 @@ use crate::sip::{BRANCH_MAGIC_COOKIE, Method, Request, Response, ViaHeader};
 
 /// Identifies a transaction. ACK is keyed as INVITE (it belongs to the
 /// INVITE transaction); CANCEL has its own key.
+///
+/// The hash is computed once, with a per-process random key, and is all
+/// the table hashes: a growing table rehashes a `u64` per entry instead of
+/// the strings (that was 4% of swbd under REGISTER load).
+#[derive(Debug, Clone)]
+pub struct TransactionKey {
+    hash: u64,
+    kind: KeyKind,
+}
+
+impl PartialEq for TransactionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.kind == other.kind
+    }
+}
+
+impl Eq for TransactionKey {}
+
+impl std::hash::Hash for TransactionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl From<KeyKind> for TransactionKey {
+    fn from(kind: KeyKind) -> Self {
+        use std::hash::BuildHasher;
+        static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let hash = SEED.get_or_init(Default::default).hash_one(&kind);
+        Self { hash, kind }
+    }
+}
+
+/// What a [`TransactionKey`] is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum TransactionKey {
+pub enum KeyKind {
     /// RFC 3261: branch with the magic cookie, sent-by (server side) and
     /// method.
     Rfc3261 {
@@ -45,42 +80,49 @@ impl TransactionKey {
     pub fn for_server(request: &Request, via: &ViaHeader) -> Option<Self> {
         let method = key_method(&request.method);
         match via.branch() {
-            Some(b) if b.starts_with(BRANCH_MAGIC_COOKIE) => Some(Self::Rfc3261 {
-                branch: b.to_string(),
-                sent_by: via.sent_by(),
-                method,
-            }),
-            _ => Some(Self::Rfc2543 {
-                call_id: request.call_id().ok()?.to_string(),
-                from_tag: request
-                    .header_from()
-                    .ok()?
-                    .tag()
-                    .unwrap_or_default()
-                    .to_string(),
-                cseq: request.cseq().ok()?.number,
-                via: via.raw.clone(),
-                method,
-            }),
+            Some(b) if b.starts_with(BRANCH_MAGIC_COOKIE) => Some(
+                KeyKind::Rfc3261 {
+                    branch: b.to_string(),
+                    sent_by: via.sent_by(),
+                    method,
+                }
+                .into(),
+            ),
+            _ => Some(
+                KeyKind::Rfc2543 {
+                    call_id: request.call_id().ok()?.to_string(),
+                    from_tag: request
+                        .header_from()
+                        .ok()?
+                        .tag()
+                        .unwrap_or_default()
+                        .to_string(),
+                    cseq: request.cseq().ok()?.number,
+                    via: via.raw.clone(),
+                    method,
+                }
+                .into(),
+            ),
         }
     }
 
     /// The same server key with another method (CANCEL -> its INVITE).
     pub fn with_method(&self, m: Method) -> Self {
-        let mut k = self.clone();
+        let mut k = self.kind.clone();
         match &mut k {
-            Self::Rfc3261 { method, .. } | Self::Rfc2543 { method, .. } => *method = m,
+            KeyKind::Rfc3261 { method, .. } | KeyKind::Rfc2543 { method, .. } => *method = m,
         }
-        k
+        k.into()
     }
 
     /// Client-side key of a request we send (its top Via is ours).
     pub fn for_client(branch: &str, method: &Method) -> Self {
-        Self::Rfc3261 {
+        KeyKind::Rfc3261 {
             branch: branch.to_string(),
             sent_by: String::new(),
             method: key_method(method),
         }
+        .into()
     }
 
     /// Client-side key of a received response.

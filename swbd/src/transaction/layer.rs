@@ -574,7 +574,7 @@ fn replace_top_via(request: &mut Request, via: &ViaHeader) {
         // `rest` starts at the comma (leading spaces of the value are trimmed).
         rebuilt.push_str(rest);
     }
-    *first = rebuilt;
+    *first = rebuilt.into();
 }
 
 impl transport::Receiver for TransactionLayer {
