@@ -1,6 +1,8 @@
 //! Digest computations and the `Authorization` header (RFC 7616 §3.4,
 //! RFC 8760 for SHA-256 in SIP).
 
+use std::borrow::Cow;
+
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 
@@ -79,31 +81,31 @@ pub fn response(
 
 /// Parsed `Digest` credentials.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Credentials {
+pub struct Credentials<'a> {
     /// username.
-    pub username: String,
+    pub username: Cow<'a, str>,
     /// realm.
-    pub realm: String,
+    pub realm: Cow<'a, str>,
     /// nonce.
-    pub nonce: String,
+    pub nonce: Cow<'a, str>,
     /// digest-uri.
-    pub uri: String,
+    pub uri: Cow<'a, str>,
     /// response.
-    pub response: String,
+    pub response: Cow<'a, str>,
     /// algorithm token, if given.
-    pub algorithm: Option<String>,
+    pub algorithm: Option<Cow<'a, str>>,
     /// cnonce.
-    pub cnonce: Option<String>,
+    pub cnonce: Option<Cow<'a, str>>,
     /// qop.
-    pub qop: Option<String>,
+    pub qop: Option<Cow<'a, str>>,
     /// nc (8 hex digits).
-    pub nc: Option<String>,
+    pub nc: Option<Cow<'a, str>>,
 }
 
-impl Credentials {
+impl<'a> Credentials<'a> {
     /// Parse an `Authorization`/`Proxy-Authorization` value; `None` when it
     /// is not `Digest` or lacks a mandatory field.
-    pub fn parse(value: &str) -> Option<Credentials> {
+    pub fn parse(value: &'a str) -> Option<Credentials<'a>> {
         let value = value.trim();
         let (scheme, rest) = value.split_once(char::is_whitespace)?;
         if !scheme.eq_ignore_ascii_case("Digest") {
@@ -142,7 +144,11 @@ impl Credentials {
                 }
                 "uri" => c.uri = v,
                 "response" => {
-                    c.response = v.to_ascii_lowercase();
+                    c.response = if v.bytes().any(|b| b.is_ascii_uppercase()) {
+                        Cow::Owned(v.to_ascii_lowercase())
+                    } else {
+                        v
+                    };
                     has_resp = true;
                 }
                 "algorithm" => c.algorithm = Some(v),
@@ -179,10 +185,13 @@ pub(crate) fn split_params(s: &str) -> Vec<&str> {
     out
 }
 
-pub(crate) fn unquote(v: &str) -> String {
+pub(crate) fn unquote(v: &str) -> Cow<'_, str> {
     match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
-        None => v.to_string(),
+        Some(inner) if inner.contains('\\') => {
+            Cow::Owned(inner.replace("\\\"", "\"").replace("\\\\", "\\"))
+        }
+        Some(inner) => Cow::Borrowed(inner),
+        None => Cow::Borrowed(v),
     }
 }
 

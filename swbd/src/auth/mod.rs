@@ -301,13 +301,13 @@ impl Authenticator {
                 drop(seen);
                 return Err(self.challenge(kind, true));
             }
-            seen.insert(creds.nonce.clone(), nc);
+            seen.insert(creds.nonce.to_string(), nc);
         }
         if let Ok(mut b) = inner.blocklist.lock() {
             b.record_success(ip);
         }
         Ok(AuthedUser {
-            username: creds.username,
+            username: creds.username.into_owned(),
             authenticated: true,
         })
     }

@@ -47,11 +47,11 @@ impl Challenge {
             }
         }
         Some(Challenge {
-            realm: realm?,
-            nonce: nonce?,
+            realm: realm?.into_owned(),
+            nonce: nonce?.into_owned(),
             algorithm: Algorithm::from_token(algorithm.as_deref())?,
             qop_auth: qop.is_some_and(|q| q.split(',').any(|t| t.trim() == "auth")),
-            opaque,
+            opaque: opaque.map(std::borrow::Cow::into_owned),
         })
     }
 }
