@@ -1,5 +1,6 @@
 //! SIP core benchmarks: parsing and printing a typical INVITE and
-//! REGISTER, and one digest check (SHA-256 and MD5).
+//! REGISTER, one digest check (SHA-256 and MD5), and URI parsing (swbd's
+//! parser vs ezk-sip-types').
 //!
 //! CARGO_TARGET_DIR=... cargo bench -p swbd --bench sip
 //! Numbers: docs/BENCHMARKS.md.
@@ -117,5 +118,27 @@ fn digest_check(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, parsing, digest_check);
+/// Typical URIs of the REGISTER path, parsed by swbd's own parser and by
+/// ezk-sip-types' (which it replaced).
+const URIS: &[&str] = &[
+    "sip:1001@127.0.0.1:5060",
+    "sip:alice@[2001:db8::1]:5070;transport=tcp",
+    "sip:bob@example.com;user=phone?subject=x",
+    "sip:127.0.0.1",
+];
+
+fn uri_parse(c: &mut Criterion) {
+    for (i, uri) in URIS.iter().enumerate() {
+        assert!(swbd::sip::Uri::parse(uri).is_some_and(|u| u.as_sip().is_some()));
+        assert!(uri.parse::<ezk_sip_types::uri::SipUri>().is_ok());
+        c.bench_function(&format!("uri_parse_{i}_swbd"), |b| {
+            b.iter(|| swbd::sip::Uri::parse(black_box(uri)))
+        });
+        c.bench_function(&format!("uri_parse_{i}_ezk"), |b| {
+            b.iter(|| black_box(uri).parse::<ezk_sip_types::uri::SipUri>())
+        });
+    }
+}
+
+criterion_group!(benches, parsing, digest_check, uri_parse);
 criterion_main!(benches);

@@ -1030,8 +1030,8 @@ impl Ctl {
             DialTarget::Uri(uri) => {
                 let parsed = Uri::parse(uri).ok_or(404u16)?;
                 let sip = parsed.as_sip().ok_or(416u16)?;
-                let host = crate::sip::uri::host_text(&sip.host_port.host);
-                let port = sip.host_port.port.unwrap_or(5060);
+                let host = sip.host_text();
+                let port = sip.port().unwrap_or(5060);
                 let transport = if uri.to_ascii_lowercase().contains("transport=tcp") {
                     Transport::Tcp
                 } else {
