@@ -301,7 +301,7 @@ impl Authenticator {
                 drop(seen);
                 return Err(self.challenge(kind, true));
             }
-            seen.insert(creds.nonce.to_string(), nc);
+            seen.insert(&creds.nonce, nc);
         }
         if let Ok(mut b) = inner.blocklist.lock() {
             b.record_success(ip);
@@ -361,17 +361,57 @@ impl Authenticator {
 /// bounded by two lifetimes of traffic, and no request ever pays for a scan.
 #[derive(Debug)]
 struct NcSeen {
-    current: HashMap<String, u32>,
-    previous: HashMap<String, u32>,
+    current: HashMap<u64, u32, IdHash>,
+    previous: HashMap<u64, u32, IdHash>,
     rotated_at: std::time::Instant,
     every: Duration,
+}
+
+/// Hashes a nonce id as itself: ids are keyed-MAC bits nobody but us can
+/// choose (only nonces whose MAC checked out get here), so the table needs
+/// no SipHash of its own.
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The id of a nonce in [`NcSeen`]: 64 bits of its MAC.
+fn nonce_id(nonce: &str) -> u64 {
+    nonce
+        .rsplit('-')
+        .next()
+        .and_then(|mac| mac.get(..16))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or_else(|| {
+            // Not one of ours (cannot pass the MAC check): a keyed hash.
+            use std::hash::BuildHasher;
+            static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+                std::sync::OnceLock::new();
+            SEED.get_or_init(Default::default).hash_one(nonce)
+        })
 }
 
 impl NcSeen {
     fn new(every: Duration) -> Self {
         Self {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: HashMap::default(),
+            previous: HashMap::default(),
             rotated_at: std::time::Instant::now(),
             every,
         }
@@ -386,16 +426,18 @@ impl NcSeen {
 
     fn get(&mut self, nonce: &str) -> Option<u32> {
         self.rotate_if_due();
+        let id = nonce_id(nonce);
         self.current
-            .get(nonce)
-            .or_else(|| self.previous.get(nonce))
+            .get(&id)
+            .or_else(|| self.previous.get(&id))
             .copied()
     }
 
-    fn insert(&mut self, nonce: String, nc: u32) {
+    fn insert(&mut self, nonce: &str, nc: u32) {
         self.rotate_if_due();
-        self.previous.remove(&nonce);
-        self.current.insert(nonce, nc);
+        let id = nonce_id(nonce);
+        self.previous.remove(&id);
+        self.current.insert(id, nc);
     }
 }
 
@@ -406,11 +448,11 @@ mod nc_seen_tests {
     #[test]
     fn entries_survive_one_rotation_and_go_after_two() {
         let mut t = NcSeen::new(Duration::from_millis(20));
-        t.insert("n1".into(), 1);
+        t.insert("n1", 1);
         assert_eq!(t.get("n1"), Some(1));
         std::thread::sleep(Duration::from_millis(25));
         assert_eq!(t.get("n1"), Some(1), "kept in the previous generation");
-        t.insert("n1".into(), 2);
+        t.insert("n1", 2);
         assert_eq!(t.get("n1"), Some(2));
         std::thread::sleep(Duration::from_millis(25));
         std::thread::sleep(Duration::from_millis(25));

@@ -42,20 +42,21 @@ pub fn first_item(value: &str) -> &str {
     }
 }
 
-/// Index of the first comma outside quotes and `<>`.
+/// Index of the first comma outside quotes and `<>`. Bytewise: none of
+/// the bytes looked for can be part of a multi-byte UTF-8 character.
 fn list_comma(value: &str) -> Option<usize> {
     let (mut quoted, mut angle, mut escaped) = (false, false, false);
-    for (i, c) in value.char_indices() {
+    for (i, c) in value.bytes().enumerate() {
         if escaped {
             escaped = false;
             continue;
         }
         match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => return Some(i),
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            b',' if !quoted && !angle => return Some(i),
             _ => {}
         }
     }
@@ -148,17 +149,18 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     out
 }
 
-/// Index of the first `sep` outside double quotes.
+/// Index of the first `sep` (ASCII) outside double quotes, bytewise.
 fn sep_outside_quotes(s: &str, sep: char) -> Option<usize> {
+    let sep = u8::try_from(sep).ok()?;
     let (mut quoted, mut escaped) = (false, false);
-    for (i, c) in s.char_indices() {
+    for (i, c) in s.bytes().enumerate() {
         if escaped {
             escaped = false;
             continue;
         }
-        if c == '\\' && quoted {
+        if c == b'\\' && quoted {
             escaped = true;
-        } else if c == '"' {
+        } else if c == b'"' {
             quoted = !quoted;
         } else if c == sep && !quoted {
             return Some(i);
@@ -505,7 +507,8 @@ impl ViaHeader {
             }
             None => {
                 let host = self.raw.get(self.host.clone()).unwrap_or_default();
-                out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+                out.push_str(host);
+                out.make_ascii_lowercase();
                 let _ = write!(out, ":{port}");
             }
         }

@@ -199,8 +199,13 @@ impl Request {
 
     /// Print to wire format (Content-Length set from the body).
     pub fn to_bytes(&self) -> Bytes {
-        let line = format!("{} {} SIP/2.0\r\n", self.method, self.uri);
-        print_message(line, &self.headers, &self.body)
+        print_message(
+            |out| {
+                let _ = write!(out, "{} {} SIP/2.0", self.method, self.uri);
+            },
+            &self.headers,
+            &self.body,
+        )
     }
 }
 
@@ -222,8 +227,16 @@ impl Response {
 
     /// Print to wire format (Content-Length set from the body).
     pub fn to_bytes(&self) -> Bytes {
-        let line = format!("SIP/2.0 {} {}\r\n", self.code, self.reason);
-        print_message(line, &self.headers, &self.body)
+        print_message(
+            |out| {
+                out.push_str("SIP/2.0 ");
+                push_decimal(out, usize::from(self.code));
+                out.push(' ');
+                out.push_str(&self.reason);
+            },
+            &self.headers,
+            &self.body,
+        )
     }
 
     /// 1xx.
@@ -251,15 +264,19 @@ pub fn default_reason(code: u16) -> &'static str {
         })
 }
 
-fn print_message(mut out: String, headers: &Headers, body: &[u8]) -> Bytes {
-    out.reserve(
-        headers
+/// Print a message: `start` writes the start line (without CRLF), then
+/// the headers, Content-Length and the body, into one buffer sized up front.
+fn print_message(start: impl FnOnce(&mut String), headers: &Headers, body: &[u8]) -> Bytes {
+    let size = 80
+        + headers
             .iter()
             .map(|(n, v)| n.as_print_str().len() + v.len() + 4)
             .sum::<usize>()
-            + 24
-            + body.len(),
-    );
+        + 24
+        + body.len();
+    let mut out = String::with_capacity(size);
+    start(&mut out);
+    out.push_str("\r\n");
     for (name, value) in headers.iter() {
         if *name == Name::CONTENT_LENGTH {
             continue;
@@ -269,10 +286,31 @@ fn print_message(mut out: String, headers: &Headers, body: &[u8]) -> Bytes {
         out.push_str(value);
         out.push_str("\r\n");
     }
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.push_str("Content-Length: ");
+    push_decimal(&mut out, body.len());
+    out.push_str("\r\n\r\n");
     let mut buf = out.into_bytes();
     buf.extend_from_slice(body);
     Bytes::from(buf)
+}
+
+/// `n` in decimal, without the formatting machinery.
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for d in digits.get(i..).unwrap_or_default() {
+        out.push(char::from(*d));
+    }
 }
 
 impl SipMessage {
@@ -624,6 +662,15 @@ l: 4\r\n\r\nv=0\r\n";
         assert!(resp.reason.contains("CSeq method"));
         let e = SipMessage::parse(b"garbage\r\n\r\n", true).expect_err("garbage");
         assert!(e.to_response().is_none());
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0usize, 7, 10, 200, 65_535, usize::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
     }
 
     #[test]
