@@ -10,6 +10,8 @@
 //! both, on swrtp itself rather than through the proxy. Once a node answered
 //! UNIMPLEMENTED, swbd stops trying the batched RPCs on it (until the node
 //! has been down and is back): later calls go straight to the sequential ones.
+//! The old node has no `Control` stream either: swbd asks for it once,
+//! gets UNIMPLEMENTED, and sends every command as its own RPC.
 #![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod support;
@@ -45,6 +47,7 @@ struct Calls {
     stop_playback: AtomicU32,
     health: AtomicU32,
     watch_sessions: AtomicU32,
+    control: AtomicU32,
 }
 
 fn count(c: &AtomicU32) {
@@ -97,6 +100,16 @@ impl MediaService for OldNode {
             .clone()
             .destroy_session(request.into_inner())
             .await
+    }
+
+    type ControlStream = Forwarded<pb::ControlReply>;
+
+    async fn control(
+        &self,
+        _request: Request<tonic::Streaming<pb::ControlRequest>>,
+    ) -> Result<Response<Self::ControlStream>, Status> {
+        count(&self.calls.control);
+        Err(Status::unimplemented("Control: old swrtp"))
     }
 
     async fn connect_legs(
@@ -338,6 +351,12 @@ async fn call_through_a_node_without_batched_rpcs_uses_the_sequential_ones() {
         get(&calls.destroy_session) >= released_one_by_one + 2,
         "both sessions released one by one via DestroySession"
     );
+    assert_eq!(
+        get(&calls.control),
+        1,
+        "Control asked for once, then every command went unary"
+    );
+    assert!(get(&calls.create_session) >= 2, "sessions created unary");
 }
 
 /// The caller is answered and hears a prompt before the dial: the A-leg

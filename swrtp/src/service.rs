@@ -63,6 +63,52 @@ pub fn session_event(e: &NodeEvent) -> Option<pb::SessionEvent> {
     })
 }
 
+impl MediaControl {
+    /// One command of a Control stream, answered as its unary RPC would be.
+    async fn run_command(&self, req: pb::ControlRequest) -> pb::ControlReply {
+        use pb::control_reply::Result as R;
+        use pb::control_request::Command as C;
+        fn reply<T>(r: Result<Response<T>, Status>, wrap: fn(T) -> R) -> R {
+            match r {
+                Ok(resp) => wrap(resp.into_inner()),
+                Err(st) => R::Error(pb::ControlError {
+                    code: st.code() as i32,
+                    message: st.message().to_string(),
+                }),
+            }
+        }
+        let result = match req.command {
+            Some(C::CreateSession(r)) => {
+                reply(self.create_session(Request::new(r)).await, R::CreateSession)
+            }
+            Some(C::UpdateSession(r)) => {
+                reply(self.update_session(Request::new(r)).await, R::UpdateSession)
+            }
+            Some(C::DestroySession(r)) => reply(
+                self.destroy_session(Request::new(r)).await,
+                R::DestroySession,
+            ),
+            Some(C::ConnectLegs(r)) => {
+                reply(self.connect_legs(Request::new(r)).await, R::ConnectLegs)
+            }
+            Some(C::DestroySessions(r)) => reply(
+                self.destroy_sessions(Request::new(r)).await,
+                R::DestroySessions,
+            ),
+            Some(C::Bridge(r)) => reply(self.bridge(Request::new(r)).await, R::Bridge),
+            Some(C::Unbridge(r)) => reply(self.unbridge(Request::new(r)).await, R::Unbridge),
+            None => R::Error(pb::ControlError {
+                code: tonic::Code::InvalidArgument as i32,
+                message: "control request without a command".into(),
+            }),
+        };
+        pb::ControlReply {
+            id: req.id,
+            result: Some(result),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl MediaService for MediaControl {
     async fn create_session(
@@ -246,6 +292,53 @@ impl MediaService for MediaControl {
         _request: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthResponse>, Status> {
         Ok(Response::new(self.node.health()))
+    }
+
+    type ControlStream = EventStream<pb::ControlReply>;
+
+    async fn control(
+        &self,
+        request: Request<tonic::Streaming<pb::ControlRequest>>,
+    ) -> Result<Response<Self::ControlStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(1024);
+        let this = self.clone();
+        let closed = self.node.closed();
+        tokio::spawn(async move {
+            use futures::StreamExt as _;
+            tokio::pin!(closed);
+            // Commands run concurrently on this one task; replies go out in
+            // completion order.
+            let mut running = futures::stream::FuturesUnordered::new();
+            let mut shutting_down = false;
+            loop {
+                tokio::select! {
+                    // Shutting down: take no more commands, finish the running
+                    // ones, then end the stream (the server waits for it).
+                    () = &mut closed => {
+                        shutting_down = true;
+                        break;
+                    }
+                    msg = inbound.message() => match msg {
+                        Ok(Some(req)) => running.push(this.run_command(req)),
+                        // Client done or gone: finish what runs, then end.
+                        Ok(None) | Err(_) => break,
+                    },
+                    Some(reply) = running.next(), if !running.is_empty() => {
+                        if tx.send(Ok(reply)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            while let Some(reply) = running.next().await {
+                let _ = tx.send(Ok(reply)).await;
+            }
+            if shutting_down {
+                let _ = tx.try_send(Err(Status::unavailable("swrtp is shutting down")));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     type WatchSessionsStream = EventStream<pb::SessionEvent>;

@@ -396,12 +396,7 @@ fn contact_uri(local: SocketAddr, transport: Transport) -> String {
 }
 
 impl Ctl {
-    fn media_client(
-        &mut self,
-    ) -> Result<
-        media::media_service_client::MediaServiceClient<tonic::transport::Channel>,
-        ControlError,
-    > {
+    fn media_client(&mut self) -> Result<crate::media::MediaClient, ControlError> {
         if self.lease.is_none() {
             let lease = self.deps.media.pick().map_err(|e| {
                 ControlError::new(e.status_code(), format!("Service Unavailable: {e}"))

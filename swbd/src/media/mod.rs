@@ -3,12 +3,16 @@
 //! # Layout
 //! - [`MediaPool`]: round-robin over healthy, undrained nodes; both legs of
 //!   a call use the node picked for the call (a [`NodeLease`]).
+//! - Per-call commands go over one `Control` stream per node
+//!   ([`MediaClient`], unary RPCs for nodes without it).
 //! - Health checks run continuously per node; transitions are published on
 //!   the event bus, and session events (RTP timeouts, node loss) reach the
 //!   B2BUA through [`MediaPool::subscribe_media_events`].
 
+mod control;
 mod node;
 mod pool;
 
+pub use control::{COMMAND_TIMEOUT, MediaClient};
 pub use node::{MediaNodeInfo, NodeHealth};
 pub use pool::{MediaEvent, MediaPool, NodeLease, PoolError};

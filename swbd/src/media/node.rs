@@ -95,6 +95,8 @@ pub(crate) struct Node {
     pub name: String,
     pub address: String,
     pub client: MediaServiceClient<Channel>,
+    /// The per-call commands' stream (over the same channel).
+    pub control: std::sync::Arc<super::control::ControlChannel>,
     pub state: Mutex<NodeState>,
     pub active_calls: AtomicU32,
     /// The node answered a batched RPC (`ConnectLegs`, `DestroySessions`)
@@ -108,31 +110,13 @@ impl Node {
     /// A node with a lazily connecting channel (a node that is down at start
     /// is simply Down until it answers).
     pub fn new(cfg: &MediaNodeConfig) -> Result<Self, String> {
-        let endpoint: Endpoint = cfg.address.parse()?;
-        let channel = match &endpoint {
-            Endpoint::Tcp(addr) => TonicEndpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| e.to_string())?
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .connect_lazy(),
-            Endpoint::Unix(path) => {
-                let path = path.clone();
-                TonicEndpoint::from_static("http://localhost").connect_with_connector_lazy(
-                    tower::service_fn(move |_: Uri| {
-                        let path = path.clone();
-                        async move {
-                            tokio::net::UnixStream::connect(path)
-                                .await
-                                .map(TokioIo::new)
-                        }
-                    }),
-                )
-            }
-        };
+        let channel = channel(&cfg.address)?;
+        let client = MediaServiceClient::new(channel);
         Ok(Self {
             name: cfg.name.clone(),
             address: cfg.address.clone(),
-            client: MediaServiceClient::new(channel),
+            control: std::sync::Arc::new(super::control::ControlChannel::new(client.clone())),
+            client,
             state: Mutex::new(NodeState {
                 health: NodeHealth::Unknown,
                 drained_by_admin: false,
@@ -178,4 +162,30 @@ impl Node {
             },
         }
     }
+}
+
+/// A lazily connecting channel to `address` (`tcp://host:port` or
+/// `unix:///path`).
+pub(crate) fn channel(address: &str) -> Result<Channel, String> {
+    let endpoint: Endpoint = address.parse()?;
+    Ok(match &endpoint {
+        Endpoint::Tcp(addr) => TonicEndpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy(),
+        Endpoint::Unix(path) => {
+            let path = path.clone();
+            TonicEndpoint::from_static("http://localhost").connect_with_connector_lazy(
+                tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        tokio::net::UnixStream::connect(path)
+                            .await
+                            .map(TokioIo::new)
+                    }
+                }),
+            )
+        }
+    })
 }

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
+use super::control::MediaClient;
 use switchboard_proto::media::v1::HealthRequest;
-use switchboard_proto::media::v1::media_service_client::MediaServiceClient;
 use switchboard_proto::support::shutdown::Shutdown;
 use tokio::sync::broadcast;
-use tonic::transport::Channel;
 
 use super::node::{MediaNodeInfo, Node, NodeHealth};
 use crate::config::MediaConfig;
@@ -102,9 +101,11 @@ impl NodeLease {
         self.node().map(|n| n.name.as_str()).unwrap_or("")
     }
 
-    /// A client for the node's MediaService (cheap clone of one channel).
-    pub fn client(&self) -> Option<MediaServiceClient<Channel>> {
-        self.node().map(|n| n.client.clone())
+    /// A client for the node's MediaService (cheap clone of one channel;
+    /// per-call commands go over the node's Control stream).
+    pub fn client(&self) -> Option<MediaClient> {
+        self.node()
+            .map(|n| MediaClient::new(n.client.clone(), n.control.clone()))
     }
 
     /// Whether the batched RPCs (`ConnectLegs`, `DestroySessions`) are
@@ -262,6 +263,7 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
         if after.health == NodeHealth::Up && before.health != NodeHealth::Up {
             // Back (or first seen): it may be a different swrtp version.
             node.unbatched.store(false, Ordering::Relaxed);
+            node.control.reset_support();
         }
         if before.health != after.health
             || before.node_draining != after.node_draining

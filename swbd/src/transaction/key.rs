@@ -12,7 +12,9 @@ use crate::sip::{BRANCH_MAGIC_COOKIE, Method, Request, Response, ViaHeader};
 #[derive(Debug, Clone)]
 pub struct TransactionKey {
     hash: u64,
-    kind: KeyKind,
+    /// Shared: the table, the sweeper queue and the transaction's state
+    /// each hold the key.
+    kind: std::sync::Arc<KeyKind>,
 }
 
 impl PartialEq for TransactionKey {
@@ -35,7 +37,10 @@ impl From<KeyKind> for TransactionKey {
         static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
             std::sync::OnceLock::new();
         let hash = SEED.get_or_init(Default::default).hash_one(&kind);
-        Self { hash, kind }
+        Self {
+            hash,
+            kind: std::sync::Arc::new(kind),
+        }
     }
 }
 
@@ -108,7 +113,7 @@ impl TransactionKey {
 
     /// The same server key with another method (CANCEL -> its INVITE).
     pub fn with_method(&self, m: Method) -> Self {
-        let mut k = self.kind.clone();
+        let mut k = KeyKind::clone(&self.kind);
         match &mut k {
             KeyKind::Rfc3261 { method, .. } | KeyKind::Rfc2543 { method, .. } => *method = m,
         }

@@ -131,7 +131,11 @@ pub struct System {
 }
 
 pub fn start_swrtp(dir: &Path, name: &str, rtp_timeout_secs: u64) -> Node {
-    let port = free_tcp_port();
+    start_swrtp_on(dir, name, rtp_timeout_secs, free_tcp_port())
+}
+
+/// [`start_swrtp`] with its control listener on `port` (a restarted node).
+pub fn start_swrtp_on(dir: &Path, name: &str, rtp_timeout_secs: u64, port: u16) -> Node {
     let control = format!("tcp://127.0.0.1:{port}");
     let admin = dir.join(format!("{name}.sock"));
     let ports = rtp_range();

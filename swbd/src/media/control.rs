@@ -1,0 +1,294 @@
+//! The per-call media commands over one long-lived `Control` stream per
+//! node, instead of one HTTP/2 stream per command.
+//!
+//! A unary RPC costs an HTTP/2 stream each way: request and response
+//! headers (HPACK), trailers, a task spawned by the server per stream and
+//! the client's per-request service stack. At a few thousand commands a
+//! second that was about a quarter of swbd's and swrtp's CPU per call. On
+//! the stream a command is one DATA frame each way, and frames queued
+//! together go out in one write.
+//!
+//! [`MediaClient`] has the unary client's methods, so the B2BUA does not
+//! know which path a command takes:
+//! - the stream is opened on first use and reopened after it ends (node
+//!   restart, connection loss): commands waiting on a stream that ends fail
+//!   with UNAVAILABLE, as a unary RPC on a lost connection does;
+//! - a node that answers `Control` with UNIMPLEMENTED (an older swrtp) gets
+//!   unary RPCs from then on; the pool resets that when the node comes back
+//!   after being down (it may have been upgraded);
+//! - a command with no reply after [`COMMAND_TIMEOUT`] fails with
+//!   DEADLINE_EXCEEDED (its late reply is dropped).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard_proto::media::v1 as pb;
+use switchboard_proto::media::v1::media_service_client::MediaServiceClient;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use pb::control_reply::Result as Reply;
+use pb::control_request::Command;
+
+/// How long a command may wait for its reply.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Waiter = oneshot::Sender<Result<Reply, Status>>;
+
+/// One open Control stream: where requests go, who waits for replies.
+struct Open {
+    tx: mpsc::UnboundedSender<pb::ControlRequest>,
+    pending: Mutex<HashMap<u64, Waiter>>,
+    /// The reply stream ended: nobody will answer what is pending.
+    closed: AtomicBool,
+}
+
+/// The Control stream of one node (shared by all its calls).
+pub(crate) struct ControlChannel {
+    client: MediaServiceClient<Channel>,
+    current: Mutex<Option<Arc<Open>>>,
+    /// Serializes opening, so concurrent first commands share one stream.
+    opening: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    /// The node has no `Control` (UNIMPLEMENTED): use unary RPCs.
+    unsupported: AtomicBool,
+}
+
+impl std::fmt::Debug for ControlChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlChannel")
+            .field("unsupported", &self.unsupported.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlChannel {
+    pub(crate) fn new(client: MediaServiceClient<Channel>) -> Self {
+        Self {
+            client,
+            current: Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            unsupported: AtomicBool::new(false),
+        }
+    }
+
+    /// The node may have been upgraded: try `Control` again.
+    pub(crate) fn reset_support(&self) {
+        self.unsupported.store(false, Ordering::Relaxed);
+    }
+
+    fn live(&self) -> Option<Arc<Open>> {
+        let current = self.current.lock().ok()?;
+        current
+            .as_ref()
+            .filter(|o| !o.closed.load(Ordering::SeqCst))
+            .cloned()
+    }
+
+    /// The open stream, opening one if needed; `None` when the node has no
+    /// `Control` (use unary), an error when the node cannot be reached.
+    async fn stream(&self) -> Result<Option<Arc<Open>>, Status> {
+        if self.unsupported.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        if let Some(open) = self.live() {
+            return Ok(Some(open));
+        }
+        let _guard = self.opening.lock().await;
+        if let Some(open) = self.live() {
+            return Ok(Some(open));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        let mut replies = match self.client.clone().control(requests).await {
+            Ok(r) => r.into_inner(),
+            Err(st) if st.code() == Code::Unimplemented => {
+                if !self.unsupported.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        "media node has no Control stream (older swrtp): using unary RPCs"
+                    );
+                }
+                return Ok(None);
+            }
+            Err(st) => return Err(st),
+        };
+        let open = Arc::new(Open {
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        });
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(open.clone());
+        }
+        let reader = open.clone();
+        tokio::spawn(async move {
+            let why = loop {
+                match replies.message().await {
+                    Ok(Some(reply)) => {
+                        let waiter = reader
+                            .pending
+                            .lock()
+                            .ok()
+                            .and_then(|mut p| p.remove(&reply.id));
+                        if let Some(w) = waiter {
+                            let _ = w.send(
+                                reply
+                                    .result
+                                    .ok_or_else(|| Status::internal("empty control reply")),
+                            );
+                        }
+                    }
+                    Ok(None) => break "media node ended the control stream".to_string(),
+                    Err(st) => break format!("media control stream lost: {}", st.message()),
+                }
+            };
+            tracing::debug!(reason = %why, "media control stream closed");
+            reader.closed.store(true, Ordering::SeqCst);
+            let waiters: Vec<Waiter> = reader
+                .pending
+                .lock()
+                .map(|mut p| p.drain().map(|(_, w)| w).collect())
+                .unwrap_or_default();
+            for w in waiters {
+                let _ = w.send(Err(Status::unavailable(why.clone())));
+            }
+        });
+        Ok(Some(open))
+    }
+
+    /// Send `command` and wait for its reply.
+    async fn call(&self, open: &Open, command: Command) -> Result<Reply, Status> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = open.pending.lock() {
+            p.insert(id, tx);
+        }
+        let forget = || {
+            if let Ok(mut p) = open.pending.lock() {
+                p.remove(&id);
+            }
+        };
+        // After the insert: a stream closing now still drains this waiter.
+        if open.closed.load(Ordering::SeqCst) {
+            forget();
+            return Err(Status::unavailable("media control stream lost"));
+        }
+        let request = pb::ControlRequest {
+            id,
+            command: Some(command),
+        };
+        if open.tx.send(request).is_err() {
+            forget();
+            return Err(Status::unavailable("media control stream lost"));
+        }
+        match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(Status::unavailable("media control stream lost")),
+            Err(_) => {
+                forget();
+                Err(Status::deadline_exceeded(
+                    "media node did not answer in time",
+                ))
+            }
+        }
+    }
+}
+
+/// A client for one node's MediaService: the per-call commands over the
+/// node's Control stream (unary RPCs on nodes without it), everything else
+/// unary. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaClient {
+    unary: MediaServiceClient<Channel>,
+    control: Arc<ControlChannel>,
+}
+
+impl std::fmt::Debug for MediaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaClient").finish_non_exhaustive()
+    }
+}
+
+/// A reply that is an error (or not the command's own kind) as a status.
+fn unexpected(reply: Reply) -> Status {
+    match reply {
+        Reply::Error(e) => Status::new(Code::from_i32(e.code), e.message),
+        _ => Status::internal("media node answered another command's reply kind"),
+    }
+}
+
+/// The per-call commands: same name, request and response as the unary
+/// RPC, routed over the Control stream when the node has one.
+macro_rules! commands {
+    ($($(#[$doc:meta])* $method:ident($req:ty) -> $resp:ty = $variant:ident;)*) => {
+        impl MediaClient {
+            $(
+                $(#[$doc])*
+                pub async fn $method(
+                    &mut self,
+                    request: $req,
+                ) -> Result<tonic::Response<$resp>, Status> {
+                    match self.control.stream().await? {
+                        Some(open) => match self.control.call(&open, Command::$variant(request)).await? {
+                            Reply::$variant(r) => Ok(tonic::Response::new(r)),
+                            other => Err(unexpected(other)),
+                        },
+                        None => self.unary.$method(request).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+commands! {
+    /// CreateSession.
+    create_session(pb::CreateSessionRequest) -> pb::CreateSessionResponse = CreateSession;
+    /// UpdateSession.
+    update_session(pb::UpdateSessionRequest) -> pb::UpdateSessionResponse = UpdateSession;
+    /// DestroySession.
+    destroy_session(pb::DestroySessionRequest) -> pb::DestroySessionResponse = DestroySession;
+    /// ConnectLegs.
+    connect_legs(pb::ConnectLegsRequest) -> pb::ConnectLegsResponse = ConnectLegs;
+    /// DestroySessions.
+    destroy_sessions(pb::DestroySessionsRequest) -> pb::DestroySessionsResponse = DestroySessions;
+    /// Bridge.
+    bridge(pb::BridgeRequest) -> pb::BridgeResponse = Bridge;
+    /// Unbridge.
+    unbridge(pb::UnbridgeRequest) -> pb::UnbridgeResponse = Unbridge;
+}
+
+impl MediaClient {
+    pub(crate) fn new(unary: MediaServiceClient<Channel>, control: Arc<ControlChannel>) -> Self {
+        Self { unary, control }
+    }
+
+    /// A client of its own for the node at `address` (`tcp://host:port`
+    /// or `unix:///path`), connecting on first use (tools and tests; calls
+    /// use the pool's shared per-node client).
+    pub fn connect_lazy(address: &str) -> Result<MediaClient, String> {
+        let unary = MediaServiceClient::new(super::node::channel(address)?);
+        let control = Arc::new(ControlChannel::new(unary.clone()));
+        Ok(Self { unary, control })
+    }
+
+    /// Play (a server stream: always its own RPC).
+    pub async fn play(
+        &mut self,
+        request: pb::PlayRequest,
+    ) -> Result<tonic::Response<tonic::Streaming<pb::PlayEvent>>, Status> {
+        self.unary.play(request).await
+    }
+
+    /// StopPlayback (rare: its own RPC).
+    pub async fn stop_playback(
+        &mut self,
+        request: pb::StopPlaybackRequest,
+    ) -> Result<tonic::Response<pb::StopPlaybackResponse>, Status> {
+        self.unary.stop_playback(request).await
+    }
+}
