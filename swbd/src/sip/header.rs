@@ -184,48 +184,27 @@ impl NameAddr {
     /// Parse one `name-addr`/`addr-spec` with params. `what` names the
     /// header in error reasons.
     pub fn parse(value: &str, what: &str) -> Result<NameAddr> {
-        let v = value.trim();
-        let bad = |m: &str| ParseError::new(format!("{m} in {what} header"));
-        if v.is_empty() {
-            return Err(bad("empty value"));
-        }
-        let (display, uri_text, rest) = if let Some(lt) = find_unquoted(v, '<') {
-            let display = v[..lt].trim();
-            let after = &v[lt + 1..];
-            let Some(gt) = after.find('>') else {
-                return Err(bad("missing '>'"));
-            };
-            let display = if display.is_empty() {
-                None
-            } else if let Some(q) = display.strip_prefix('"') {
-                let Some(inner) = q.strip_suffix('"') else {
-                    return Err(bad("unbalanced quotes"));
-                };
-                Some(inner.replace("\\\"", "\""))
-            } else {
-                if display.contains('"') {
-                    return Err(bad("unbalanced quotes"));
-                }
-                Some(display.to_string())
-            };
-            (display, &after[..gt], &after[gt + 1..])
-        } else {
-            if v.contains('"') {
-                return Err(bad("unbalanced quotes"));
-            }
-            // addr-spec: parameters after the first ';' belong to the header.
-            match v.find(';') {
-                Some(i) => (None, &v[..i], &v[i..]),
-                None => (None, v, ""),
-            }
-        };
-        let uri = Uri::parse(uri_text).ok_or_else(|| bad("malformed URI"))?;
+        let (display, uri_text, rest) = split_name_addr(value, what)?;
+        let uri = Uri::parse(uri_text).ok_or_else(|| name_addr_error("malformed URI", what))?;
         let params = parse_params(rest, what)?;
         Ok(NameAddr {
-            display,
+            display: display.map(
+                |d| match d.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                    Some(inner) => inner.replace("\\\"", "\""),
+                    None => d.to_string(),
+                },
+            ),
             uri,
             params,
         })
+    }
+
+    /// The checks of [`NameAddr::parse`] without keeping anything (message
+    /// validation; handlers parse what they use).
+    pub fn check(value: &str, what: &str) -> Result<()> {
+        let (_, uri_text, rest) = split_name_addr(value, what)?;
+        Uri::parse(uri_text).ok_or_else(|| name_addr_error("malformed URI", what))?;
+        parse_params_check(rest, what)
     }
 
     /// The `tag` parameter.
@@ -247,6 +226,58 @@ impl std::fmt::Display for NameAddr {
             }
         }
         Ok(())
+    }
+}
+
+fn name_addr_error(m: &str, what: &str) -> ParseError {
+    ParseError::new(format!("{m} in {what} header"))
+}
+
+/// Display name (as written, quotes kept), URI text and the parameters
+/// after it of a `name-addr`/`addr-spec`.
+fn split_name_addr<'a>(value: &'a str, what: &str) -> Result<(Option<&'a str>, &'a str, &'a str)> {
+    let v = value.trim();
+    let bad = |m: &str| name_addr_error(m, what);
+    if v.is_empty() {
+        return Err(bad("empty value"));
+    }
+    if let Some(lt) = find_unquoted(v, '<') {
+        let display = v.get(..lt).unwrap_or_default().trim();
+        let after = v.get(lt + 1..).unwrap_or_default();
+        let Some(gt) = after.find('>') else {
+            return Err(bad("missing '>'"));
+        };
+        let display = if display.is_empty() {
+            None
+        } else if let Some(q) = display.strip_prefix('"') {
+            if !q.ends_with('"') {
+                return Err(bad("unbalanced quotes"));
+            }
+            Some(display)
+        } else {
+            if display.contains('"') {
+                return Err(bad("unbalanced quotes"));
+            }
+            Some(display)
+        };
+        Ok((
+            display,
+            after.get(..gt).unwrap_or_default(),
+            after.get(gt + 1..).unwrap_or_default(),
+        ))
+    } else {
+        if v.contains('"') {
+            return Err(bad("unbalanced quotes"));
+        }
+        // addr-spec: parameters after the first ';' belong to the header.
+        Ok(match v.find(';') {
+            Some(i) => (
+                None,
+                v.get(..i).unwrap_or_default(),
+                v.get(i..).unwrap_or_default(),
+            ),
+            None => (None, v, ""),
+        })
     }
 }
 
@@ -282,16 +313,51 @@ pub enum ContactList {
 /// Parse all Contact header values (comma lists and repeated headers).
 pub fn parse_contacts<'a>(values: impl Iterator<Item = &'a str>) -> Result<ContactList> {
     let mut out = Vec::new();
+    let star = each_contact(values, |item| {
+        out.push(NameAddr::parse(item, "Contact")?);
+        Ok(())
+    })?;
+    contact_list(star, out)
+}
+
+/// The checks of [`parse_contacts`] without keeping anything.
+pub fn check_contacts<'a>(values: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut any = false;
+    let star = each_contact(values, |item| {
+        any = true;
+        NameAddr::check(item, "Contact")
+    })?;
+    if star && any {
+        return Err(ParseError::new("Contact: * mixed with other contacts"));
+    }
+    Ok(())
+}
+
+/// Call `f` on every contact item but `*`; whether there was a `*`.
+fn each_contact<'a>(
+    values: impl Iterator<Item = &'a str>,
+    mut f: impl FnMut(&'a str) -> Result<()>,
+) -> Result<bool> {
     let mut star = false;
     for value in values {
-        for item in split_list(value) {
+        let mut rest = value;
+        loop {
+            let item = first_item(rest);
             if item == "*" {
                 star = true;
             } else {
-                out.push(NameAddr::parse(item, "Contact")?);
+                f(item)?;
+            }
+            match list_comma(rest) {
+                Some(i) => rest = rest.get(i + 1..).unwrap_or_default(),
+                None => break,
             }
         }
     }
+    Ok(star)
+}
+
+fn contact_list(star: bool, out: Vec<Contact>) -> Result<ContactList> {
     match (star, out.is_empty()) {
         (true, true) => Ok(ContactList::Star),
         (true, false) => Err(ParseError::new("Contact: * mixed with other contacts")),
@@ -760,6 +826,48 @@ mod tests {
         assert_eq!(first_item("\"x,y\" <sip:a@b>, c"), "\"x,y\" <sip:a@b>");
         assert_eq!(first_item("<sip:a@b;p=1,2>;q=1"), "<sip:a@b;p=1,2>;q=1");
         assert_eq!(first_item("only"), "only");
+    }
+
+    #[test]
+    fn check_accepts_exactly_what_parse_accepts() {
+        let parts = [
+            "\"Alice\" <sip:alice@example.com>;tag=1",
+            "<sip:a@b>",
+            "sip:c@h3;tag=x",
+            "caller<sip:caller@example.com>;tag=2",
+            "<tel:+15550100>;tag=9",
+            "\"x,y\" <sip:b@h2>;expires=60",
+            "\"Mr. J. User <sip:j.user@example.com>",
+            "<sip:a@b",
+            "<sip:a@b>;;",
+            "<sip:a@b>;x=",
+            "<sip:a b@c>",
+            "\"",
+            "",
+            "*",
+            "<sip:a@b>;q=\"open",
+            "no-scheme",
+        ];
+        for a in parts {
+            assert_eq!(
+                NameAddr::check(a, "To").is_ok(),
+                NameAddr::parse(a, "To").is_ok(),
+                "{a:?}"
+            );
+            for b in parts {
+                let list = format!("{a}, {b}");
+                assert_eq!(
+                    check_contacts([list.as_str()].into_iter()).is_ok(),
+                    parse_contacts([list.as_str()].into_iter()).is_ok(),
+                    "{list:?}"
+                );
+                assert_eq!(
+                    check_contacts([a, b].into_iter()).is_ok(),
+                    parse_contacts([a, b].into_iter()).is_ok(),
+                    "{a:?} / {b:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -166,12 +166,22 @@ fn name_addr_list<'a>(values: impl Iterator<Item = &'a str>, what: &str) -> Resu
 }
 
 fn single(headers: &Headers, name: &Name, what: &str) -> Result<NameAddr> {
+    NameAddr::parse(single_value(headers, name, what)?, what)
+}
+
+/// The one value of a header that must appear exactly once.
+fn single_value<'a>(headers: &'a Headers, name: &Name, what: &str) -> Result<&'a str> {
     let mut it = headers.get_raw(name);
     match (it.next(), it.next()) {
-        (Some(v), None) => NameAddr::parse(v, what),
+        (Some(v), None) => Ok(v.as_str()),
         (None, _) => Err(ParseError::new(format!("missing {what} header"))),
         (Some(_), Some(_)) => Err(ParseError::new(format!("more than one {what} header"))),
     }
+}
+
+/// The checks of [`single`] without keeping the value.
+fn check_single(headers: &Headers, name: &Name, what: &str) -> Result<()> {
+    NameAddr::check(single_value(headers, name, what)?, what)
 }
 
 impl HeaderAccess for Request {
@@ -553,15 +563,13 @@ fn validate(message: &SipMessage) -> Result<()> {
         SipMessage::Response(r) => r,
     };
     h.vias()?;
-    h.header_from()?;
-    h.header_to()?;
+    check_single(h.headers(), &Name::FROM, "From")?;
+    check_single(h.headers(), &Name::TO, "To")?;
     h.call_id()?;
     let cseq = h.cseq()?;
     h.max_forwards()?;
     h.expires()?;
-    if h.headers().contains(&Name::CONTACT) {
-        h.contacts()?;
-    }
+    header::check_contacts(h.headers().get_raw(&Name::CONTACT).map(Value::as_str))?;
     if let SipMessage::Request(r) = message {
         if cseq.method != r.method {
             return Err(ParseError::new(
