@@ -118,7 +118,13 @@ impl CallTable {
     /// Register a new call.
     pub fn insert(&self, record: CallRecord, commands: CommandSender) -> CallHandle {
         let id = record.id.clone();
-        let snapshot = record.to_proto(false);
+        // Admin watchers are the only readers of call events: no snapshot
+        // (a proto copy of the call) when nobody watches.
+        let snapshot = self
+            .inner
+            .events
+            .has_subscribers()
+            .then(|| record.to_proto(false));
         let record = Arc::new(Mutex::new(record));
         self.with(|t| {
             let now = Instant::now();
@@ -142,10 +148,12 @@ impl CallTable {
             );
         });
         self.inner.total.fetch_add(1, Ordering::Relaxed);
-        self.inner.events.publish(Event::Call {
-            change: CallChange::Created,
-            call: Box::new(snapshot),
-        });
+        if let Some(snapshot) = snapshot {
+            self.inner.events.publish(Event::Call {
+                change: CallChange::Created,
+                call: Box::new(snapshot),
+            });
+        }
         CallHandle {
             table: self.clone(),
             id,
@@ -365,7 +373,9 @@ impl CallHandle {
         let snapshot = match self.record.lock() {
             Ok(mut r) => {
                 f(&mut r);
-                change.map(|_| r.to_proto(false))
+                change
+                    .filter(|_| self.table.inner.events.has_subscribers())
+                    .map(|_| r.to_proto(false))
             }
             Err(_) => None,
         };
@@ -414,7 +424,11 @@ impl Drop for CallHandle {
                 if r.ended_at.is_none() {
                     r.ended_at = Some(SystemTime::now());
                 }
-                Some(r.to_proto(false))
+                self.table
+                    .inner
+                    .events
+                    .has_subscribers()
+                    .then(|| r.to_proto(false))
             }
             Err(_) => None,
         };
