@@ -77,17 +77,6 @@ impl Uri {
     }
 }
 
-/// Host as plain text: lowercased name, or IP without brackets (for
-/// ezk-sip-types' `Host`, as found in Via).
-pub fn host_text(host: &ezk_sip_types::host::Host) -> String {
-    use ezk_sip_types::host::Host;
-    match host {
-        Host::IP4(ip) => ip.to_string(),
-        Host::IP6(ip) => ip.to_string(),
-        Host::Name(n) => n.to_ascii_lowercase(),
-    }
-}
-
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -441,7 +441,12 @@ fn explain(s: &str, ours: bool) -> Option<&'static str> {
 }
 
 fn ezk_host(u: &ezk_sip_types::uri::SipUri) -> String {
-    host_text(&u.host_port.host)
+    use ezk_sip_types::host::Host;
+    match &u.host_port.host {
+        Host::IP4(ip) => ip.to_string(),
+        Host::IP6(ip) => ip.to_string(),
+        Host::Name(n) => n.to_ascii_lowercase(),
+    }
 }
 
 fn ezk_user(u: &ezk_sip_types::uri::SipUri) -> Option<String> {
