@@ -239,6 +239,61 @@ async fn replayed_nonce_count_is_refused() {
 }
 
 #[tokio::test]
+async fn challenges_are_not_kept_but_registrations_are() {
+    let s = start("reg-stateless-401").await;
+    let peer = UdpPeer::new(s.udp()).await;
+    let contact = contact_line(peer.addr().port(), "");
+    let first = register("UDP", peer.addr(), "alice", "sl", 1, &contact);
+    peer.send(&first).await;
+    let r1 = peer.response(false).await;
+    assert_eq!(r1.code, 401);
+    assert_eq!(
+        s.endpoint.transactions().live_transactions().0,
+        0,
+        "the challenge left no transaction behind"
+    );
+    // The same request again (a retransmission: same branch): a fresh
+    // challenge, with a nonce of its own; both nonces work.
+    peer.send(&first).await;
+    let r2 = peer.response(false).await;
+    assert_eq!(r2.code, 401);
+    let (realm, n1) = challenge(&r1, "MD5");
+    let (_, n2) = challenge(&r2, "MD5");
+    assert_ne!(n1, n2, "a new challenge");
+    for (kept, cseq, nonce) in [(1, 2, &n1), (2, 3, &n2)] {
+        let auth = authorization(
+            "Authorization",
+            Algorithm::Md5,
+            &realm,
+            nonce,
+            "alice",
+            "secret-a",
+            "REGISTER",
+            URI,
+            1,
+        );
+        let req = register(
+            "UDP",
+            peer.addr(),
+            "alice",
+            "sl",
+            cseq,
+            &format!("{auth}{contact}"),
+        );
+        peer.send(&req).await;
+        let ok = peer.response(false).await;
+        assert_eq!(ok.code, 200, "nonce {nonce}");
+        // The 200s are kept (Timer J): a retransmission gets the same bytes
+        // back and the registrar is not asked again (that would be a replay).
+        assert_eq!(s.endpoint.transactions().live_transactions().0, kept);
+        peer.send(&req).await;
+        let again = peer.response(false).await;
+        assert_eq!(again.code, 200, "the kept 200, not a replay refusal");
+        assert_eq!(again.to_bytes(), ok.to_bytes());
+    }
+}
+
+#[tokio::test]
 async fn expired_nonce_gets_stale_true() {
     let s = start_with("reg-stale", |c| c.auth.nonce_ttl_secs = 1).await;
     let peer = UdpPeer::new(s.udp()).await;

@@ -13,7 +13,13 @@ use crate::transaction::ServerTransaction;
 /// Handle a REGISTER.
 pub fn handle(ctx: &Context, tx: ServerTransaction) {
     let resp = respond(ctx, &tx);
-    let _ = tx.respond(resp);
+    // A challenge is sent without keeping the transaction (see
+    // `respond_statelessly`); everything else is kept for Timer J.
+    let _ = if resp.code == 401 {
+        tx.respond_statelessly(resp)
+    } else {
+        tx.respond(resp)
+    };
 }
 
 fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {

@@ -388,6 +388,11 @@ impl LayerInner {
         }
     }
 
+    /// A non-INVITE transaction answered statelessly: its entry goes now.
+    pub(crate) fn server_forget(&self, state: &Arc<server::State>) {
+        self.remove_server_state(state);
+    }
+
     /// A non-INVITE transaction was created: arm its 64*T1 safety net.
     pub(crate) fn server_started(&self, state: &Arc<server::State>) {
         let at = Instant::now() + self.timers.t1x64();

@@ -122,6 +122,33 @@ impl ServerTransaction {
     }
 }
 
+impl ServerTransaction {
+    /// Send a final response and end the transaction at once, keeping
+    /// nothing for retransmissions: for answers a retransmitted request may
+    /// just as well get afresh. A digest challenge is one: a retransmission
+    /// gets a new challenge with a new nonce, which is as good, and the
+    /// client's transaction discards a second final response (RFC 3261
+    /// §17.1.2.2, Completed state). Registrars commonly send challenges
+    /// statelessly; here it halves what a REGISTER flood keeps for Timer J.
+    pub fn respond_statelessly(&self, response: Response) -> Result<()> {
+        if response.code < 200 {
+            return self.respond(response);
+        }
+        let bytes = response.to_bytes();
+        {
+            let mut p = self.state.progress.lock().map_err(|_| Error::Terminated)?;
+            if p.completed || p.terminated {
+                return Err(Error::Terminated);
+            }
+            p.completed = true;
+            p.terminated = true;
+        }
+        self.layer.send_soon(&self.state.target, bytes);
+        self.layer.server_forget(&self.state);
+        Ok(())
+    }
+}
+
 impl Drop for ServerTransaction {
     fn drop(&mut self) {
         let open = self
