@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`Registrar`]: cheap-clone handle over the location table; applies a
-//!   REGISTER ([`Registrar::register`]), answers lookups for the B2BUA
+//!   REGISTER ([`Registrar::register_with`]), answers lookups for the B2BUA
 //!   ([`Registrar::lookup`]) and lists bindings for admin
 //!   ([`Registrar::list`]). A sweeper task removes expired bindings on time.
 //! - [`binding`] - [`Binding`].
@@ -163,15 +163,10 @@ impl Registrar {
         self.len() == 0
     }
 
-    /// Apply a REGISTER (RFC 3261 §10.3 steps 1 and 5-8); returns the
-    /// AOR's bindings afterwards.
-    pub fn register(&self, req: &RegisterRequest) -> Result<Vec<Binding>, Error> {
-        self.register_with(req, |bindings| bindings.to_vec())
-    }
-
-    /// [`Registrar::register`], handing the AOR's bindings afterwards to
-    /// `render` under the table lock instead of cloning them (the REGISTER
-    /// handler prints its Contact headers from them).
+    /// Apply a REGISTER (RFC 3261 §10.3 steps 1 and 5-8), handing the
+    /// AOR's bindings afterwards to `render` under the table lock instead of
+    /// cloning them (the REGISTER handler prints its Contact headers from
+    /// them).
     pub fn register_with<R>(
         &self,
         req: &RegisterRequest,

@@ -490,12 +490,6 @@ impl std::ops::Deref for Value {
     }
 }
 
-impl AsRef<str> for Value {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
@@ -514,18 +508,6 @@ impl PartialEq for Value {
     }
 }
 
-impl PartialEq<str> for Value {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Value {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 impl From<String> for Value {
     fn from(s: String) -> Value {
         Value(ValueRepr::Owned(s))
@@ -535,27 +517,6 @@ impl From<String> for Value {
 impl From<&str> for Value {
     fn from(s: &str) -> Value {
         Value(ValueRepr::Owned(s.to_string()))
-    }
-}
-
-impl From<&String> for Value {
-    fn from(s: &String) -> Value {
-        Value(ValueRepr::Owned(s.clone()))
-    }
-}
-
-impl From<&Value> for Value {
-    fn from(v: &Value) -> Value {
-        v.clone()
-    }
-}
-
-impl From<Value> for String {
-    fn from(v: Value) -> String {
-        match v.0 {
-            ValueRepr::Owned(s) => s,
-            ValueRepr::Shared { .. } => v.as_str().to_string(),
-        }
     }
 }
 
