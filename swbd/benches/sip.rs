@@ -82,7 +82,7 @@ fn digest_check(c: &mut Criterion) {
     };
     for alg in [Algorithm::Sha256, Algorithm::Md5] {
         let nonce = {
-            let ch = auth.challenge(ChallengeKind::Www, false);
+            let ch = auth.challenge_for(source.remote.ip(), ChallengeKind::Www, false);
             let v = &ch.headers[0].1;
             let start = v.find("nonce=\"").expect("nonce") + 7;
             v[start..start + v[start..].find('"').expect("quote")].to_string()

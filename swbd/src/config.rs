@@ -31,6 +31,10 @@ pub struct Config {
     pub media: MediaConfig,
     /// Admin gRPC listeners.
     pub admin: AdminConfig,
+    /// Who may send anything, and which networks are trusted (trunks).
+    pub acl: AclConfig,
+    /// Per-call limits of the B2BUA.
+    pub b2bua: B2buaConfig,
 }
 
 impl Default for Config {
@@ -44,7 +48,49 @@ impl Default for Config {
             gateways: Vec::new(),
             media: MediaConfig::default(),
             admin: AdminConfig::default(),
+            acl: AclConfig::default(),
+            b2bua: B2buaConfig::default(),
         }
+    }
+}
+
+/// Source-address access control (see [`crate::auth::acl`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclConfig {
+    /// Networks (CIDR) allowed to send anything at all; everything else is
+    /// dropped unanswered. Empty (the default): every address may try, and
+    /// is challenged.
+    pub allow: Vec<String>,
+    /// Networks trusted by source address instead of digest (trunks, SBCs).
+    /// Their requests are not challenged and the identity they assert
+    /// (P-Asserted-Identity, else From) is believed. Default: none.
+    pub trusted: Vec<TrustedNetworkConfig>,
+}
+
+/// One trusted network.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedNetworkConfig {
+    /// Name in logs and events (`carrier-a`).
+    pub name: String,
+    /// CIDRs (`203.0.113.0/24`, `2001:db8::/32`, a bare address).
+    pub networks: Vec<String>,
+}
+
+/// Per-call limits of the B2BUA.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct B2buaConfig {
+    /// B-legs one call may have ringing at once (a dial over a user with
+    /// many contacts, a ring group). Targets beyond it are not called, and
+    /// a warning is logged. Each B-leg holds an RTP port pair.
+    pub max_branches: usize,
+}
+
+impl Default for B2buaConfig {
+    fn default() -> Self {
+        Self { max_branches: 16 }
     }
 }
 
@@ -232,6 +278,22 @@ pub struct AuthConfig {
     /// first. Clients built on libre 1.x (baresip 1.0) give up on a
     /// challenge set that contains SHA-256: use `[md5]` for them.
     pub algorithms: Vec<DigestAlgorithm>,
+    /// What to do with an INVITE from an authenticated user whose From
+    /// names someone else: `reject` (403, the default) or `rewrite` (the
+    /// call goes on as the authenticated user). Either way the caller the
+    /// dialplan and the B-legs see is the authenticated user.
+    pub identity: IdentityPolicy,
+}
+
+/// See [`AuthConfig::identity`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityPolicy {
+    /// Refuse with `403 Forbidden`.
+    #[default]
+    Reject,
+    /// Go on as the authenticated user.
+    Rewrite,
 }
 
 /// A digest algorithm (RFC 7616, RFC 8760).
@@ -256,6 +318,7 @@ impl Default for AuthConfig {
             failure_window_secs: 60,
             block_secs: 60,
             algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            identity: IdentityPolicy::Reject,
         }
     }
 }
@@ -432,6 +495,12 @@ impl Config {
                     n.name, n.address
                 ));
             }
+        }
+        if let Err(e) = crate::auth::acl::Acl::from_config(&self.acl) {
+            err(e);
+        }
+        if self.b2bua.max_branches == 0 {
+            err("b2bua.max_branches: must be at least 1".into());
         }
         if self.media.health_interval_ms < 50 {
             err("media.health_interval_ms: must be at least 50".into());

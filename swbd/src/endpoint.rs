@@ -36,6 +36,10 @@ pub enum Error {
     /// The users file is invalid.
     #[error(transparent)]
     Auth(#[from] auth::Error),
+    /// A config value the endpoint needs is invalid (normally caught by
+    /// `Config::validate`).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A running SIP endpoint.
@@ -79,6 +83,13 @@ impl SipEndpoint {
         drop(incoming);
         let ctx = context.clone();
         transactions.set_handler(Arc::new(move |req| method::dispatch(&ctx, req)));
+        let door = method::front_door::SwbdFrontDoor::new(
+            &config,
+            authenticator.clone(),
+            counters.clone(),
+        )
+        .map_err(Error::Config)?;
+        transactions.set_front_door(Arc::new(door));
         transports.start(transactions.receiver());
         for l in transports.local_addrs() {
             tracing::info!(listen = %l, "SIP listening");

@@ -16,6 +16,11 @@
 //! - A correct digest over an expired nonce gets `stale=true`; a reused
 //!   `nc` (replay) gets a fresh challenge with `stale=true` too and is not
 //!   accepted.
+//! - Nonces are bound to the address they were sent to. Only a bad digest
+//!   over a nonce issued to the request's source address counts as a
+//!   failure of that address; made-up nonces get a fresh challenge and count
+//!   for nobody, so spoofed floods cannot lock a phone out.
+//! - The digest `uri` must be the Request-URI (else `400`).
 //! - `max_failures` bad digests within `failure_window_secs` from one IP
 //!   block that IP for `block_secs`: its requests are answered
 //!   `403 Forbidden` without a challenge (answered rather than dropped so a
@@ -24,10 +29,14 @@
 //! - Challenges offer `auth.algorithms` in order (default SHA-256, then
 //!   MD5); credentials with an algorithm not in the list are challenged.
 
+pub mod acl;
 pub mod blocklist;
 pub mod digest;
 pub mod nonce;
+pub mod principal;
 pub mod users;
+
+pub use principal::Principal;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -242,13 +251,33 @@ impl Authenticator {
             .filter_map(|v| Credentials::parse(v))
             .find(|c| c.realm == inner.realm);
         let Some(creds) = creds else {
-            return Err(self.challenge(kind, false));
+            return Err(self.challenge_for(ip, kind, false));
         };
         let Some(alg) = Algorithm::from_token(creds.algorithm.as_deref())
             .filter(|a| inner.algorithms.contains(a))
         else {
-            return Err(self.challenge(kind, false));
+            return Err(self.challenge_for(ip, kind, false));
         };
+        // Only a nonce we issued to this very address makes a failure count
+        // (see `nonce`): made-up nonces and nonces issued elsewhere are
+        // answered with a fresh challenge and never block anyone, so a
+        // flood spoofing a phone's address cannot lock the phone out.
+        let nonce_state = inner.nonces.check(&creds.nonce, ip);
+        if nonce_state == NonceState::Invalid {
+            SipCounters::inc(&inner.counters.auth_failures);
+            return Err(self.challenge_for(ip, kind, false));
+        }
+        // RFC 3261 §22.4 / RFC 7616 §3.4.6: the digest covers the
+        // Request-URI; a response computed for another URI proves nothing
+        // about this request.
+        if !digest_uri_matches(&creds.uri, request) {
+            SipCounters::inc(&inner.counters.auth_failures);
+            return Err(AuthRejection {
+                code: 400,
+                reason: "Bad Request (digest uri does not match the Request-URI)",
+                headers: Vec::new(),
+            });
+        }
         let (Some(qop), Some(nc_text), Some(cnonce)) = (&creds.qop, &creds.nc, &creds.cnonce)
         else {
             return Err(self.fail(ip, kind));
@@ -257,10 +286,6 @@ impl Authenticator {
             Ok(n) if qop.eq_ignore_ascii_case("auth") => n,
             _ => return Err(self.fail(ip, kind)),
         };
-        let nonce_state = inner.nonces.check(&creds.nonce);
-        if nonce_state == NonceState::Invalid {
-            return Err(self.fail(ip, kind));
-        }
         // Compute the digest even for unknown users so both look the same.
         let dummy = match alg {
             Algorithm::Md5 => &inner.dummy_ha1.0,
@@ -290,16 +315,16 @@ impl Authenticator {
             return Err(self.fail(ip, kind));
         }
         if nonce_state == NonceState::Stale {
-            return Err(self.challenge(kind, true));
+            return Err(self.challenge_for(ip, kind, true));
         }
         // Replay: nc must grow per nonce.
         {
             let Ok(mut seen) = inner.nc_seen.lock() else {
-                return Err(self.challenge(kind, true));
+                return Err(self.challenge_for(ip, kind, true));
             };
             if seen.get(&creds.nonce).is_some_and(|last| nc <= last) {
                 drop(seen);
-                return Err(self.challenge(kind, true));
+                return Err(self.challenge_for(ip, kind, true));
             }
             seen.insert(&creds.nonce, nc);
         }
@@ -312,6 +337,8 @@ impl Authenticator {
         })
     }
 
+    /// A failed digest over a nonce issued to `ip`: counted, and `ip` is
+    /// blocked after `max_failures` of them.
     fn fail(&self, ip: std::net::IpAddr, kind: ChallengeKind) -> AuthRejection {
         SipCounters::inc(&self.inner.counters.auth_failures);
         let blocked = self
@@ -323,13 +350,19 @@ impl Authenticator {
         if blocked {
             tracing::warn!(%ip, "source blocked after repeated authentication failures");
         }
-        self.challenge(kind, false)
+        self.challenge_for(ip, kind, false)
     }
 
-    /// A fresh challenge (SHA-256 and MD5).
-    pub fn challenge(&self, kind: ChallengeKind, stale: bool) -> AuthRejection {
+    /// A fresh challenge (SHA-256 and MD5) for a request from `ip`: its
+    /// nonce is only good from `ip`.
+    pub fn challenge_for(
+        &self,
+        ip: std::net::IpAddr,
+        kind: ChallengeKind,
+        stale: bool,
+    ) -> AuthRejection {
         let (code, reason) = kind.code();
-        let nonce = self.inner.nonces.issue();
+        let nonce = self.inner.nonces.issue(ip);
         let stale = if stale { ", stale=true" } else { "" };
         let headers = self
             .inner
@@ -352,6 +385,23 @@ impl Authenticator {
             reason,
             headers,
         }
+    }
+}
+
+/// Whether the digest `uri` names the request's Request-URI: the same
+/// text, or the same URI by RFC 3261 §19.1.4 comparison (clients differ in
+/// escaping and parameter order).
+fn digest_uri_matches(digest_uri: &str, request: &Request) -> bool {
+    let ruri = match &request.uri {
+        crate::sip::Uri::Sip(u) => u.as_str(),
+        crate::sip::Uri::Tel(s) | crate::sip::Uri::Other(s) => s.as_str(),
+    };
+    if digest_uri == ruri {
+        return true;
+    }
+    match crate::sip::Uri::parse(digest_uri) {
+        Some(u) => crate::sip::uri::same_uri(&u, &request.uri),
+        None => false,
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::identity::{self, CallerIdentity};
 use super::record::{CallRecord, CallState, LegRecord, LegState};
 use super::table::{CallCommand, CallHandle, CallTable, DialogInput, DialogSender, LegInput};
 use crate::config::Config;
@@ -102,12 +103,15 @@ pub async fn run(deps: CallDeps, invite: ServerInviteTransaction) {
     run_inner(deps, invite, id).instrument(span).await;
 }
 
-async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) {
+async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: String) {
+    let principal = invite.take_principal();
     let (a, mut a_events) = invite.split();
     let request = a.request().clone();
     let source = *a.source();
     let from = request.header_from().ok();
-    let caller = from.as_ref().and_then(|f| f.uri.user()).unwrap_or_default();
+    // The caller is who authenticated, not what the From says (issue #13).
+    let identity = CallerIdentity::of(&request, principal.as_ref());
+    let caller = identity.user.clone();
     let destination = request.uri.user().unwrap_or_default();
     let domain = request.uri.host().unwrap_or_default();
     let a_call_id = request.call_id().unwrap_or_default().to_string();
@@ -154,6 +158,8 @@ async fn run_inner(deps: CallDeps, invite: ServerInviteTransaction, id: String) 
         a,
         a_offer: String::from_utf8_lossy(&request.body).into_owned(),
         a_max_forwards: request.max_forwards().ok().flatten().unwrap_or(70),
+        identity,
+        a_warning: None,
         handle,
         dlg_tx,
         lease: None,
@@ -334,6 +340,10 @@ struct Ctl {
     a: InviteResponder,
     a_offer: String,
     a_max_forwards: u32,
+    /// Who the caller is (from the principal), rendered into B-legs.
+    identity: CallerIdentity,
+    /// A `Warning` for A's final response (why its SDP was refused).
+    a_warning: Option<String>,
     handle: CallHandle,
     dlg_tx: DialogSender,
     lease: Option<NodeLease>,
@@ -362,6 +372,15 @@ fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
         }
         _ => ControlError::new(500, format!("Server Internal Error: {what}: {msg}")),
     }
+}
+
+/// A `Warning` header value (RFC 3261 §20.43, code 399 "miscellaneous")
+/// carrying `text` as a quoted string.
+fn warning_value(text: &str) -> String {
+    format!(
+        "399 swbd {}",
+        crate::sip::header::quoted_display(text.trim_start_matches("Not Acceptable Here: "))
+    )
 }
 
 fn summary_req(r: &Request) -> String {
@@ -598,7 +617,10 @@ impl Ctl {
             return;
         }
         let reason = reason.replace(['\r', '\n'], " ");
-        let resp = self.a.response(code, &reason);
+        let mut resp = self.a.response(code, &reason);
+        if let Some(warning) = self.a_warning.take() {
+            resp.headers.insert(Name::WARNING, warning);
+        }
         self.send_a(resp);
         self.handle.update(None, |r| {
             r.end_status = code;
@@ -921,18 +943,6 @@ impl Ctl {
             .next()
             .unwrap_or("127.0.0.1")
             .to_string();
-        let a_req = self.a.request();
-        let display = a_req
-            .header_from()
-            .ok()
-            .and_then(|f| f.display)
-            .map(|d| format!("\"{}\" ", d.replace('"', "")))
-            .unwrap_or_default();
-        let caller = a_req
-            .header_from()
-            .ok()
-            .and_then(|f| f.uri.user())
-            .unwrap_or_else(|| "anonymous".into());
         let mut invite = Request::new(Method::Invite, ruri);
         invite.headers.insert(
             Name::MAX_FORWARDS,
@@ -940,8 +950,11 @@ impl Ctl {
         );
         invite.headers.insert(
             Name::FROM,
-            format!("{display}<sip:{caller}@{host}>;tag={}", random_token(10)),
+            self.identity.from_value(&host, &random_token(10)),
         );
+        if let Some(pai) = self.identity.asserted_value(&host) {
+            invite.headers.insert(identity::p_asserted_identity(), pai);
+        }
         invite.headers.insert(Name::TO, format!("<{to}>"));
         invite
             .headers
@@ -1557,11 +1570,31 @@ impl CallControl for Ctl {
     }
 
     async fn dial(&mut self, targets: &[DialTarget], timeout: Duration) -> DialOutcome {
+        // The caller's SDP is checked by the media node before anything
+        // rings: an unusable offer gets 488 with a Warning saying why,
+        // instead of a callee who answers and is hung up on (issue #13).
+        if let Err(e) = self.ensure_a_session().await {
+            if e.code == 488 && self.a_warning.is_none() {
+                tracing::info!(error = %e, "caller SDP refused");
+                self.a_warning = Some(warning_value(&e.reason));
+            }
+            return DialOutcome::Failed(e.code);
+        }
+        let max_branches = self.deps.config.b2bua.max_branches;
         let mut first_error: Option<u16> = None;
         for target in targets {
             match self.resolve(target).await {
                 Ok(attempts) => {
                     for (uri, to, flow, fallbacks) in attempts {
+                        let ringing = self.b_legs.iter().filter(|b| b.txn.is_some()).count();
+                        if ringing >= max_branches {
+                            tracing::warn!(
+                                %target,
+                                max_branches,
+                                "b2bua.max_branches reached: target not called"
+                            );
+                            break;
+                        }
                         if let Err(e) = self
                             .start_b_leg(target.clone(), &uri, &to, flow, fallbacks)
                             .await
@@ -1644,6 +1677,10 @@ impl CallControl for Ctl {
     async fn hangup(&mut self, code: u16, reason: &str) {
         if self.answered {
             self.bye_a().await;
+        } else if self.a_warning.is_some() {
+            // The caller's SDP was refused: that, not what the dialplan
+            // tried next, is why the call cannot go on.
+            self.final_to_a(488, "Not Acceptable Here");
         } else {
             self.final_to_a(code, reason);
         }

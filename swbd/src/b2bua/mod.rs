@@ -20,6 +20,7 @@
 
 pub mod call;
 pub mod dispatch;
+pub mod identity;
 pub mod outbound_auth;
 pub mod record;
 pub mod table;

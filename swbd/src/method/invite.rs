@@ -1,12 +1,12 @@
-//! INVITE: authenticate (407 challenge), then hand the server INVITE
-//! transaction to the B2BUA if one has taken the INVITE channel
-//! ([`crate::endpoint::SipEndpoint::take_invites`]); until then answer
-//! `480 Temporarily Unavailable (no B2BUA yet)`.
+//! INVITE: hand the server INVITE transaction (authenticated by the front
+//! door, its principal attached) to the B2BUA if one has taken the INVITE
+//! channel ([`crate::endpoint::SipEndpoint::take_invites`]); until then
+//! answer `480 Temporarily Unavailable (no B2BUA yet)`.
 
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::Context;
-use crate::auth::{AuthedUser, ChallengeKind};
+use crate::auth::Principal;
 use crate::transaction::ServerInviteTransaction;
 
 /// An authenticated INVITE for the B2BUA.
@@ -15,24 +15,13 @@ pub struct IncomingInvite {
     /// The server transaction: request, source, `respond`, `next_event`
     /// (CANCEL, ACK).
     pub transaction: ServerInviteTransaction,
-    /// Who sent it.
-    pub user: AuthedUser,
+    /// Who sent it (also on the transaction).
+    pub principal: Option<Principal>,
 }
 
 /// Handle an INVITE.
 pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
-    let user = match ctx
-        .auth
-        .check(tx.request(), tx.source(), ChallengeKind::Proxy)
-    {
-        Ok(u) => u,
-        Err(rej) => {
-            let mut resp = tx.response(rej.code, rej.reason);
-            rej.apply(&mut resp);
-            let _ = tx.respond(resp);
-            return;
-        }
-    };
+    let principal = tx.principal().cloned();
     let sender = ctx.invites.lock().ok().and_then(|s| s.clone());
     let Some(sender) = sender else {
         let resp = tx.response(480, "Temporarily Unavailable (no B2BUA yet)");
@@ -41,7 +30,7 @@ pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
     };
     match sender.try_send(IncomingInvite {
         transaction: tx,
-        user,
+        principal,
     }) {
         Ok(()) => {}
         Err(TrySendError::Full(inv)) => {

@@ -1,13 +1,13 @@
 //! Method handlers for new server transactions, one file per method,
 //! dispatched from [`dispatch`] (mini-redis `cmd/` style).
 //!
-//! Checks before any method (RFC 3261 §8.2 / §16.3): `Max-Forwards: 0`
-//! gets `483 Too Many Hops`; a `Require` with extensions gets
-//! `420 Bad Extension`. Unknown methods get `501 Not Implemented`, known
-//! ones swbd does not handle get `405 Method Not Allowed`; both carry
-//! `Allow`. BYE outside a dialog gets `481`.
+//! Requests reach them through the [`front_door`], which has already
+//! answered, statelessly, everything that needs no transaction (483, 420,
+//! 501, 405, digest challenges, 403) and attached the request's
+//! [`crate::auth::Principal`]. BYE outside a dialog gets `481`.
 
 pub mod bye;
+pub mod front_door;
 pub mod invite;
 pub mod options;
 pub mod register;
@@ -21,7 +21,6 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::registrar::Registrar;
 use crate::sip::Method;
-use crate::sip::message::HeaderAccess;
 use crate::transaction::{IncomingRequest, ServerTransaction};
 pub use invite::IncomingInvite;
 
@@ -64,58 +63,15 @@ pub fn dispatch(ctx: &Context, incoming: IncomingRequest) {
         IncomingRequest::Ack { .. } => {
             // No dialogs yet: an ACK nobody claims is dropped (RFC 3261 §17.2.3).
         }
-        IncomingRequest::Invite(tx) => {
-            let r = tx.request();
-            if let Some((code, reason, extra)) = precheck(r) {
-                let mut resp = tx.response(code, reason);
-                if let Some((n, v)) = extra {
-                    resp.headers.insert(n, v);
-                }
-                let _ = tx.respond(resp);
-                return;
-            }
-            invite::handle(ctx, tx);
-        }
-        IncomingRequest::Request(tx) => {
-            if let Some((code, reason, extra)) = precheck(tx.request()) {
-                let mut resp = tx.response(code, reason);
-                if let Some((n, v)) = extra {
-                    resp.headers.insert(n, v);
-                }
-                let _ = tx.respond(resp);
-                return;
-            }
-            match tx.request().method.clone() {
-                Method::Register => register::handle(ctx, tx),
-                Method::Options => options::handle(ctx, tx),
-                Method::Bye => bye::handle(ctx, tx),
-                Method::Other(_) => refuse(tx, 501, "Not Implemented"),
-                _ => refuse(tx, 405, "Method Not Allowed"),
-            }
-        }
+        IncomingRequest::Invite(tx) => invite::handle(ctx, tx),
+        IncomingRequest::Request(tx) => match tx.request().method.clone() {
+            Method::Register => register::handle(ctx, tx),
+            Method::Options => options::handle(ctx, tx),
+            Method::Bye => bye::handle(ctx, tx),
+            Method::Other(_) => refuse(tx, 501, "Not Implemented"),
+            _ => refuse(tx, 405, "Method Not Allowed"),
+        },
     }
-}
-
-type Precheck = (u16, &'static str, Option<(Name, String)>);
-
-fn precheck(r: &crate::sip::Request) -> Option<Precheck> {
-    if r.max_forwards().ok().flatten() == Some(0) {
-        return Some((483, "Too Many Hops", None));
-    }
-    let required: Vec<String> = r
-        .raw_values(&Name::REQUIRE)
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if !required.is_empty() {
-        return Some((
-            420,
-            "Bad Extension",
-            Some((Name::UNSUPPORTED, required.join(", "))),
-        ));
-    }
-    None
 }
 
 fn refuse(tx: ServerTransaction, code: u16, reason: &str) {

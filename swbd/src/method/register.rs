@@ -1,11 +1,11 @@
-//! REGISTER (RFC 3261 §10.3): authenticate (401 challenge), check the
-//! authenticated user may register the AOR, apply to the registrar, answer
-//! with all current bindings.
+//! REGISTER (RFC 3261 §10.3): the front door has authenticated it (401
+//! challenges are sent there); check the authenticated user may register
+//! the AOR, apply to the registrar, answer with all current bindings.
 
 use crate::sip::Name;
 
 use super::Context;
-use crate::auth::ChallengeKind;
+use crate::auth::Principal;
 use crate::registrar::{Error as RegistrarError, RegisterRequest};
 use crate::sip::message::HeaderAccess;
 use crate::transaction::ServerTransaction;
@@ -13,26 +13,12 @@ use crate::transaction::ServerTransaction;
 /// Handle a REGISTER.
 pub fn handle(ctx: &Context, tx: ServerTransaction) {
     let resp = respond(ctx, &tx);
-    // A challenge is sent without keeping the transaction (see
-    // `respond_statelessly`); everything else is kept for Timer J.
-    let _ = if resp.code == 401 {
-        tx.respond_statelessly(resp)
-    } else {
-        tx.respond(resp)
-    };
+    let _ = tx.respond(resp);
 }
 
 fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {
     let r = tx.request();
     let source = *tx.source();
-    let user = match ctx.auth.check(r, &source, ChallengeKind::Www) {
-        Ok(u) => u,
-        Err(rej) => {
-            let mut resp = tx.response(rej.code, rej.reason);
-            rej.apply(&mut resp);
-            return resp;
-        }
-    };
     let (to, contacts, expires, call_id, cseq) = match (
         r.header_to(),
         r.contacts(),
@@ -43,8 +29,21 @@ fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {
         (Ok(to), Ok(c), Ok(e), Ok(id), Ok(cseq)) => (to, c, e, id.to_string(), cseq.number),
         _ => return tx.response(400, "Bad Request"),
     };
-    if user.authenticated && to.uri.user().as_deref() != Some(user.username.as_str()) {
-        return tx.response(403, "Forbidden (user may not register this AOR)");
+    // The front door authenticated the REGISTER (or found auth off, or a
+    // trusted network): a user may register only their own AOR.
+    match tx.principal() {
+        Some(Principal::User(user)) => {
+            if to.uri.user().as_deref() != Some(&**user) {
+                return tx.response(403, "Forbidden (user may not register this AOR)");
+            }
+        }
+        Some(Principal::Unverified) => {}
+        // Trusted networks place calls; registering needs a password.
+        Some(Principal::Trusted(_)) => {
+            return tx.response(403, "Forbidden (not authenticated)");
+        }
+        None if !ctx.auth.enabled() => {}
+        None => return tx.response(403, "Forbidden (not authenticated)"),
     }
     let req = RegisterRequest {
         aor: to.uri,

@@ -190,7 +190,7 @@ impl NameAddr {
         Ok(NameAddr {
             display: display.map(
                 |d| match d.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
-                    Some(inner) => inner.replace("\\\"", "\""),
+                    Some(inner) => unquote_pairs(inner),
                     None => d.to_string(),
                 },
             ),
@@ -213,10 +213,48 @@ impl NameAddr {
     }
 }
 
+/// The inside of a `quoted-string` with its `quoted-pair`s (`\\x`)
+/// resolved.
+fn unquote_pairs(inner: &str) -> String {
+    if !inner.contains('\\') {
+        return inner.to_string();
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `display` as a SIP `quoted-string` (RFC 3261 §25.1): `"` and `\\`
+/// escaped, control characters (CR, LF, NUL, ESC, ...) dropped, so a
+/// display name taken from a peer can neither end the quotes early nor
+/// start a header line of its own.
+pub fn quoted_display(display: &str) -> String {
+    let mut out = String::with_capacity(display.len() + 2);
+    out.push('"');
+    for c in display.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 impl std::fmt::Display for NameAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(d) = &self.display {
-            write!(f, "\"{}\" ", d.replace('"', "\\\""))?;
+            write!(f, "{} ", quoted_display(d))?;
         }
         write!(f, "<{}>", self.uri)?;
         for (n, v) in &self.params {

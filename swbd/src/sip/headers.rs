@@ -469,8 +469,10 @@ impl Value {
         }
     }
 
-    /// Append `extra` (the value becomes a string of its own).
+    /// Append `extra` (the value becomes a string of its own; control
+    /// characters in `extra` become spaces, as in `From<&str>`).
     pub fn push_str(&mut self, extra: &str) {
+        let extra = &*sanitize_value(extra);
         match &mut self.0 {
             ValueRepr::Owned(s) => s.push_str(extra),
             ValueRepr::Shared { .. } => {
@@ -508,15 +510,41 @@ impl PartialEq for Value {
     }
 }
 
+/// Whether `s` holds a byte that must never appear inside a header value
+/// on the wire: CR, LF, NUL or another control character (HTAB is allowed).
+fn has_forbidden_bytes(s: &str) -> bool {
+    s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+/// `s` with every control character (but HTAB) replaced by a space.
+pub fn sanitize_value(s: &str) -> std::borrow::Cow<'_, str> {
+    if !has_forbidden_bytes(s) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+            .collect(),
+    )
+}
+
+/// Values built by swbd go through here: whatever they were made of (a
+/// peer's display name, a dialplan variable, a reason phrase), CR, LF, NUL
+/// and other control characters become spaces, so no value can end its
+/// header line and start another (header injection, issue #13). Values
+/// sliced from a received message were checked by the parser.
 impl From<String> for Value {
     fn from(s: String) -> Value {
+        if has_forbidden_bytes(&s) {
+            return Value(ValueRepr::Owned(sanitize_value(&s).into_owned()));
+        }
         Value(ValueRepr::Owned(s))
     }
 }
 
 impl From<&str> for Value {
     fn from(s: &str) -> Value {
-        Value(ValueRepr::Owned(s.to_string()))
+        Value(ValueRepr::Owned(sanitize_value(s).into_owned()))
     }
 }
 

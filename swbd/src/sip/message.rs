@@ -225,6 +225,13 @@ impl Response {
         let mut reason = reason.into();
         if reason.is_empty() {
             reason = default_reason(code).to_string();
+        } else if reason.chars().any(char::is_control) {
+            // A reason may carry a peer's words (a B-leg's reason phrase, a
+            // media node's error): it must not end the status line.
+            reason = reason
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
         }
         Self {
             code,

@@ -278,16 +278,22 @@ impl SipUri {
     }
 
     /// The user with `%HH` escapes decoded (borrowed when it has none).
+    ///
+    /// Decoding never yields a control character (CR, LF, NUL, ESC, any
+    /// C0 or C1 control, DEL) nor invalid UTF-8: a user whose escapes would
+    /// decode to one is returned as written, still escaped. The decoded user
+    /// ends up in dialplan variables, log lines and the headers of B-legs;
+    /// `%0D%0A` must stay text there (issue #13, header injection).
     pub fn user_decoded(&self) -> Option<Cow<'_, str>> {
         let user = self.user()?;
         if !user.contains('%') {
             return Some(Cow::Borrowed(user));
         }
         let bytes: Vec<u8> = decode(user.as_bytes()).collect();
-        Some(Cow::Owned(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }))
+        match String::from_utf8(bytes) {
+            Ok(s) if !s.chars().any(char::is_control) => Some(Cow::Owned(s)),
+            _ => Some(Cow::Borrowed(user)),
+        }
     }
 
     /// The password as written, if present (`sip:user:pw@host`).
@@ -479,6 +485,31 @@ fn hex_val(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
+}
+
+/// `user` escaped for the user part of a SIP URI (RFC 3261 §25.1:
+/// `unreserved / escaped / user-unreserved`): every other byte, control
+/// characters, `@`, `:`, `<`, `>`, quotes and spaces included, becomes
+/// `%HH`. Borrowed when nothing needs escaping.
+pub fn encode_user(user: &str) -> Cow<'_, str> {
+    fn allowed(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b)
+    }
+    if user.bytes().all(allowed) {
+        return Cow::Borrowed(user);
+    }
+    let mut out = String::with_capacity(user.len() + 8);
+    for b in user.bytes() {
+        if allowed(b) {
+            out.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Bytes of `s` with `%HH` escapes decoded (a malformed escape is kept

@@ -16,6 +16,7 @@ use super::server::{self, ServerTransaction};
 use super::server_inv::{self, ServerInviteTransaction};
 use super::timers::Timers;
 use super::{Error, Result};
+use crate::auth::Principal;
 use crate::sip::message::HeaderAccess;
 use crate::sip::response::make_response;
 use crate::sip::{Method, Request, Response, SipMessage, ViaHeader, new_branch};
@@ -37,6 +38,30 @@ pub enum IncomingRequest {
         /// Where it came from.
         source: Source,
     },
+}
+
+/// What the front door decided about a request that would start a new
+/// server transaction.
+#[derive(Debug)]
+pub enum Screening {
+    /// Let it in: create the transaction, carrying `principal`.
+    Pass(Option<Principal>),
+    /// Answer once, statelessly: no table entry, no task, no `100 Trying`,
+    /// no retransmission (a retransmitted request is screened again).
+    Answer(Response),
+    /// Drop it unanswered (a source outside `acl.allow`, a flood).
+    Drop,
+}
+
+/// The stateless front door (RFC 3261 §8.2 checks, ACLs, rate limits,
+/// digest auth): asked about every request that matches no transaction
+/// before anything is kept for it, the way Kamailio's `sl` module answers.
+pub trait FrontDoor: Send + Sync {
+    /// Whether `source` may send anything at all (every message, requests
+    /// and responses, is asked; answer fast).
+    fn admits(&self, source: &Source) -> bool;
+    /// Decide about a new request (never an ACK).
+    fn screen(&self, request: &Request, source: &Source) -> Screening;
 }
 
 /// What the network feeds a server transaction.
@@ -78,6 +103,8 @@ pub(crate) struct LayerInner {
     /// When set, new requests go to this function on the receiving task
     /// instead of the `incoming` channel (no hand-off, no wake-up).
     handler: std::sync::OnceLock<RequestHandler>,
+    /// When set, screens every message before anything is kept for it.
+    front_door: std::sync::OnceLock<Arc<dyn FrontDoor>>,
     sweeper: Arc<Sweeper>,
 }
 
@@ -208,6 +235,7 @@ impl TransactionLayer {
             accepted: Mutex::new(HashMap::new()),
             incoming: tx,
             handler: std::sync::OnceLock::new(),
+            front_door: std::sync::OnceLock::new(),
             sweeper: sweeper.clone(),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner), sweeper));
@@ -220,6 +248,12 @@ impl TransactionLayer {
     /// Only the first call takes effect.
     pub fn set_handler(&self, handler: RequestHandler) {
         let _ = self.inner.handler.set(handler);
+    }
+
+    /// Screen new requests with `door` before any transaction exists for
+    /// them. Only the first call takes effect.
+    pub fn set_front_door(&self, door: Arc<dyn FrontDoor>) {
+        let _ = self.inner.front_door.set(door);
     }
 
     /// The receiver to start the transports with.
@@ -483,7 +517,30 @@ impl LayerInner {
             return;
         }
 
-        // One lock: find a retransmission's transaction or enter the new one.
+        // A retransmission goes to its transaction; a new request is
+        // screened first, before the table keeps anything for it.
+        let existing = match self.servers.lock() {
+            Ok(m) => m.get(&key).cloned(),
+            Err(_) => return,
+        };
+        if let Some(entry) = existing {
+            self.retransmission(entry);
+            return;
+        }
+        let principal = match self.front_door.get() {
+            None => None,
+            Some(door) => match door.screen(&request, &source) {
+                Screening::Pass(p) => p,
+                Screening::Answer(mut resp) => {
+                    resp.headers.insert(Name::SERVER, self.user_agent.clone());
+                    SipCounters::inc(&self.counters.stateless_replies);
+                    self.answer_stateless(resp, target);
+                    return;
+                }
+                Screening::Drop => return,
+            },
+        };
+
         enum Found {
             Retransmission(ServerEntry),
             NewInvite(mpsc::UnboundedReceiver<NetInput>),
@@ -494,6 +551,7 @@ impl LayerInner {
                 return;
             };
             match m.get(&key) {
+                // A copy that arrived on another receiver meanwhile.
                 Some(entry) => Found::Retransmission(entry.clone()),
                 None if request.method == Method::Invite => {
                     let (net_tx, net_rx) = mpsc::unbounded_channel();
@@ -509,22 +567,23 @@ impl LayerInner {
         };
 
         match found {
-            Found::Retransmission(ServerEntry::Invite(tx)) => {
-                let _ = tx.send(NetInput::Retransmission);
-            }
-            Found::Retransmission(ServerEntry::NonInvite(state)) => {
-                if let Some(b) = state.last_response() {
-                    self.send_soon(&state.target, b);
-                }
-            }
+            Found::Retransmission(entry) => self.retransmission(entry),
             Found::NewInvite(net_rx) => {
-                let handle = server_inv::start(self.clone(), key, request, source, target, net_rx);
+                let handle = server_inv::start(
+                    self.clone(),
+                    key,
+                    request,
+                    source,
+                    target,
+                    net_rx,
+                    principal,
+                );
                 // Without a TU the dropped handle answers 500.
                 self.deliver(IncomingRequest::Invite(handle));
             }
             Found::New(state) if request.method == Method::Cancel => {
                 let invite = self.invite_server(&key.with_method(Method::Invite));
-                let st = server::start(self.clone(), state, request.clone(), source);
+                let st = server::start(self.clone(), state, request.clone(), source, principal);
                 let resp = match invite {
                     Some(inv) if inv.send(NetInput::Cancel(Box::new(request))).is_ok() => {
                         st.response(200, "OK")
@@ -534,8 +593,21 @@ impl LayerInner {
                 let _ = st.respond(resp);
             }
             Found::New(state) => {
-                let handle = server::start(self.clone(), state, request, source);
+                let handle = server::start(self.clone(), state, request, source, principal);
                 self.deliver(IncomingRequest::Request(handle));
+            }
+        }
+    }
+
+    fn retransmission(self: &Arc<Self>, entry: ServerEntry) {
+        match entry {
+            ServerEntry::Invite(tx) => {
+                let _ = tx.send(NetInput::Retransmission);
+            }
+            ServerEntry::NonInvite(state) => {
+                if let Some(b) = state.last_response() {
+                    self.send_soon(&state.target, b);
+                }
             }
         }
     }
@@ -585,6 +657,12 @@ fn replace_top_via(request: &mut Request, via: &ViaHeader) {
 impl transport::Receiver for TransactionLayer {
     fn receive(&self, data: Bytes, source: Source) {
         let inner = &self.inner;
+        if let Some(door) = inner.front_door.get()
+            && !door.admits(&source)
+        {
+            SipCounters::inc(&inner.counters.acl_dropped);
+            return;
+        }
         match SipMessage::parse(&data, source.transport == Transport::Udp) {
             Ok(SipMessage::Request(r)) => inner.on_request(r, source),
             Ok(SipMessage::Response(r)) => inner.on_response(r),

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::key::TransactionKey;
 use super::layer::{LayerInner, build_response};
 use super::{Error, Result};
+use crate::auth::Principal;
 use crate::sip::{Request, Response, random_token};
 use crate::transport::{Source, Target};
 
@@ -26,6 +27,7 @@ use crate::transport::{Source, Target};
 pub struct ServerTransaction {
     request: Request,
     source: Source,
+    principal: Option<Principal>,
     to_tag: String,
     state: Arc<State>,
     layer: Arc<LayerInner>,
@@ -87,6 +89,12 @@ impl ServerTransaction {
     /// Where it came from.
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// Who it speaks for, as the front door decided (`None` on a layer
+    /// without a front door).
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
     }
 
     /// A response to the request carrying this transaction's To tag and
@@ -178,11 +186,13 @@ pub(crate) fn start(
     state: Arc<State>,
     request: Request,
     source: Source,
+    principal: Option<Principal>,
 ) -> ServerTransaction {
     layer.server_started(&state);
     ServerTransaction {
         request,
         source,
+        principal,
         to_tag: random_token(10),
         state,
         layer,

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::key::TransactionKey;
 use super::layer::{LayerInner, NetInput, build_response};
 use super::{Error, Result};
+use crate::auth::Principal;
 use crate::sip::message::HeaderAccess;
 use crate::sip::{Request, Response, random_token};
 use crate::transport::{Source, Target, Transport};
@@ -34,6 +35,7 @@ pub enum ServerInviteEvent {
 #[derive(Debug)]
 pub struct ServerInviteTransaction {
     responder: InviteResponder,
+    principal: Option<Principal>,
     events: mpsc::UnboundedReceiver<ServerInviteEvent>,
 }
 
@@ -51,6 +53,17 @@ impl ServerInviteTransaction {
     /// Our To tag (the dialog's local tag).
     pub fn to_tag(&self) -> &str {
         self.responder.to_tag()
+    }
+
+    /// Who it speaks for, as the front door decided (`None` on a layer
+    /// without a front door).
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// Take the principal out (the B2BUA keeps it with the call).
+    pub fn take_principal(&mut self) -> Option<Principal> {
+        self.principal.take()
     }
 
     /// A response carrying this transaction's To tag and our Server header.
@@ -128,6 +141,7 @@ pub(crate) fn start(
     source: Source,
     target: Target,
     net: mpsc::UnboundedReceiver<NetInput>,
+    principal: Option<Principal>,
 ) -> ServerInviteTransaction {
     let (tu_tx, tu_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -145,6 +159,7 @@ pub(crate) fn start(
             user_agent: layer.user_agent.clone(),
             tu: tu_tx,
         },
+        principal,
         events: ev_rx,
     };
     let task = Task {

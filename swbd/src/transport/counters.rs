@@ -20,6 +20,14 @@ pub struct SipCounters {
     pub blocked_requests: AtomicU64,
     /// Failed digest attempts.
     pub auth_failures: AtomicU64,
+    /// Requests answered statelessly by the front door (challenges, 403,
+    /// 420, 483, 501, 400, 503), keeping no transaction.
+    pub stateless_replies: AtomicU64,
+    /// Messages dropped because their source is outside `acl.allow`.
+    pub acl_dropped: AtomicU64,
+    /// INVITEs refused because their From named someone other than the
+    /// authenticated user (`auth.identity: reject`).
+    pub identity_refused: AtomicU64,
     /// TCP connections accepted or opened.
     pub tcp_connections: AtomicU64,
     /// TCP connections closed at accept because `sip.tcp_max_connections`
@@ -46,6 +54,12 @@ pub struct CountersSnapshot {
     pub blocked_requests: u64,
     /// See [`SipCounters::auth_failures`].
     pub auth_failures: u64,
+    /// See [`SipCounters::stateless_replies`].
+    pub stateless_replies: u64,
+    /// See [`SipCounters::acl_dropped`].
+    pub acl_dropped: u64,
+    /// See [`SipCounters::identity_refused`].
+    pub identity_refused: u64,
     /// See [`SipCounters::tcp_connections`].
     pub tcp_connections: u64,
     /// See [`SipCounters::tcp_refused`].
@@ -71,6 +85,9 @@ impl SipCounters {
             stray_responses: g(&self.stray_responses),
             blocked_requests: g(&self.blocked_requests),
             auth_failures: g(&self.auth_failures),
+            stateless_replies: g(&self.stateless_replies),
+            acl_dropped: g(&self.acl_dropped),
+            identity_refused: g(&self.identity_refused),
             tcp_connections: g(&self.tcp_connections),
             tcp_refused: g(&self.tcp_refused),
             send_errors: g(&self.send_errors),

@@ -1,0 +1,178 @@
+//! The stateless front door: everything that can be answered without a
+//! transaction is answered here, once, before the transaction layer keeps
+//! anything for the request, the way Kamailio's `sl` module does. What
+//! passes carries its [`Principal`] into its server transaction.
+//!
+//! In order, for a request that matches no transaction:
+//! 1. `acl.allow` (asked for every message by [`FrontDoor::admits`]):
+//!    sources outside it are dropped unanswered.
+//! 2. The per-source rate limit (`sip.rate_limit`): out-of-dialog requests
+//!    over it get `503` with `Retry-After` (or are dropped).
+//! 3. CANCEL and in-dialog requests (To tag) pass: the layer matches a
+//!    CANCEL to its INVITE, the B2BUA a request to its dialog (or `481`).
+//! 4. RFC 3261 §8.2.2 / §16.3: `Max-Forwards: 0` gets `483`, a `Require`
+//!    naming extensions gets `420`, a method swbd does not implement `501`
+//!    and one it does not handle out of a dialog `405` (both with `Allow`).
+//! 5. INVITE and REGISTER: an INVITE from a trusted network
+//!    (`acl.trusted`) passes as [`Principal::Trusted`]; otherwise digest authentication answers
+//!    `401`/`407` challenges, `403` for blocked sources and `400` for a
+//!    digest `uri` that is not the Request-URI. An INVITE whose From names
+//!    someone other than the authenticated user gets `403` under
+//!    `auth.identity: reject`.
+//!
+//! Every answer here is sent once and forgotten: a retransmission is
+//! screened again (a challenge gets a fresh nonce, which is as good), and a
+//! spoofed request costs one reply of about its own size, never Timer G's
+//! twelve.
+
+use std::sync::Arc;
+
+use crate::auth::acl::Acl;
+use crate::auth::{Authenticator, ChallengeKind, Principal};
+use crate::config::{Config, IdentityPolicy};
+use crate::sip::message::HeaderAccess;
+use crate::sip::response::make_response;
+use crate::sip::{Method, Name, Request, Response, random_token};
+use crate::transaction::layer::{FrontDoor, Screening};
+use crate::transport::{SipCounters, Source};
+
+use super::ALLOW;
+
+/// swbd's [`FrontDoor`].
+pub struct SwbdFrontDoor {
+    acl: Acl,
+    auth: Authenticator,
+    identity: IdentityPolicy,
+    counters: Arc<SipCounters>,
+}
+
+impl std::fmt::Debug for SwbdFrontDoor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwbdFrontDoor").finish_non_exhaustive()
+    }
+}
+
+impl SwbdFrontDoor {
+    /// From the config (validated: the ACL compiles).
+    pub fn new(
+        config: &Config,
+        auth: Authenticator,
+        counters: Arc<SipCounters>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            acl: Acl::from_config(&config.acl)?,
+            auth,
+            identity: config.auth.identity,
+            counters,
+        })
+    }
+
+    fn answer(request: &Request, code: u16, reason: &str) -> Response {
+        make_response(request, code, reason, Some(&random_token(10)))
+    }
+
+    fn authenticate(&self, request: &Request, source: &Source) -> Screening {
+        let ip = source.remote.ip();
+        // Trusted networks place calls without a password; a REGISTER
+        // always needs one (a spoofed trunk address must not take over a
+        // phone's registration).
+        if request.method == Method::Invite
+            && let Some(network) = self.acl.trusted(ip)
+        {
+            return Screening::Pass(Some(Principal::Trusted(network.clone())));
+        }
+        if !self.auth.enabled() {
+            return Screening::Pass(Some(Principal::Unverified));
+        }
+        let kind = if request.method == Method::Register {
+            ChallengeKind::Www
+        } else {
+            ChallengeKind::Proxy
+        };
+        let user = match self.auth.check(request, source, kind) {
+            Ok(user) => user,
+            Err(rejection) => {
+                let mut resp = Self::answer(request, rejection.code, rejection.reason);
+                rejection.apply(&mut resp);
+                return Screening::Answer(resp);
+            }
+        };
+        if request.method == Method::Invite && self.identity == IdentityPolicy::Reject {
+            let from_user = request.header_from().ok().and_then(|f| f.uri.user());
+            if from_user.as_deref() != Some(user.username.as_str()) {
+                SipCounters::inc(&self.counters.identity_refused);
+                tracing::info!(
+                    remote = %source.remote,
+                    user = %user.username,
+                    from = ?from_user.unwrap_or_default(),
+                    "INVITE refused: From names someone other than the authenticated user"
+                );
+                return Screening::Answer(Self::answer(
+                    request,
+                    403,
+                    "Forbidden (From does not match the authenticated user)",
+                ));
+            }
+        }
+        Screening::Pass(Some(Principal::User(Arc::from(user.username))))
+    }
+}
+
+impl FrontDoor for SwbdFrontDoor {
+    fn admits(&self, source: &Source) -> bool {
+        self.acl.allows(source.remote.ip())
+    }
+
+    fn screen(&self, request: &Request, source: &Source) -> Screening {
+        if matches!(request.method, Method::Ack | Method::Cancel) {
+            return Screening::Pass(None);
+        }
+        let in_dialog = request
+            .header_to()
+            .ok()
+            .is_some_and(|to| to.tag().is_some());
+        if in_dialog {
+            return Screening::Pass(None);
+        }
+        // RATE-LIMIT-WIRING
+        if let Some(resp) = precheck(request) {
+            return Screening::Answer(resp);
+        }
+        match &request.method {
+            Method::Invite | Method::Register => self.authenticate(request, source),
+            Method::Options | Method::Bye => Screening::Pass(None),
+            Method::Other(_) => {
+                let mut resp = Self::answer(request, 501, "Not Implemented");
+                resp.headers.insert(Name::ALLOW, ALLOW);
+                Screening::Answer(resp)
+            }
+            _ => {
+                let mut resp = Self::answer(request, 405, "Method Not Allowed");
+                resp.headers.insert(Name::ALLOW, ALLOW);
+                Screening::Answer(resp)
+            }
+        }
+    }
+}
+
+/// RFC 3261 §8.2.2 / §16.3 checks: `Max-Forwards: 0` gets `483`; a
+/// `Require` naming any extension gets `420` with `Unsupported`.
+fn precheck(request: &Request) -> Option<Response> {
+    if request.max_forwards().ok().flatten() == Some(0) {
+        return Some(SwbdFrontDoor::answer(request, 483, "Too Many Hops"));
+    }
+    let mut required: Option<String> = None;
+    for value in request.raw_values(&Name::REQUIRE) {
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let list = required.get_or_insert_with(String::new);
+            if !list.is_empty() {
+                list.push_str(", ");
+            }
+            list.push_str(item);
+        }
+    }
+    let required = required?;
+    let mut resp = SwbdFrontDoor::answer(request, 420, "Bad Extension");
+    resp.headers.insert(Name::UNSUPPORTED, required);
+    Some(resp)
+}
