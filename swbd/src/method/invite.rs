@@ -7,6 +7,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::Context;
 use crate::auth::Principal;
+use crate::sip::message::HeaderAccess;
 use crate::transaction::ServerInviteTransaction;
 
 /// An authenticated INVITE for the B2BUA.
@@ -21,6 +22,19 @@ pub struct IncomingInvite {
 
 /// Handle an INVITE.
 pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
+    // A To tag names a dialog, and no dialog claimed it (RFC 3261
+    // §12.2.2). Such requests pass the front door unchallenged because a
+    // dialog is their credential; without one they go no further.
+    if tx
+        .request()
+        .header_to()
+        .ok()
+        .is_some_and(|to| to.tag().is_some())
+    {
+        let resp = tx.response(481, "Call/Transaction Does Not Exist");
+        let _ = tx.respond(resp);
+        return;
+    }
     let principal = tx.principal().cloned();
     let sender = ctx.invites.lock().ok().and_then(|s| s.clone());
     let Some(sender) = sender else {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
 pub mod ua;
 
 use std::path::{Path, PathBuf};
@@ -98,6 +99,8 @@ pub struct Options {
     pub users: Vec<(String, String)>,
     /// swrtp RTP inactivity timeout (0: off).
     pub rtp_timeout_secs: u64,
+    /// Extra `auth:` keys (flow-map entries, e.g. `identity: rewrite`).
+    pub auth_extra: String,
 }
 
 impl Default for Options {
@@ -108,6 +111,7 @@ impl Default for Options {
             nodes: 1,
             users: Vec::new(),
             rtp_timeout_secs: 0,
+            auth_extra: String::new(),
         }
     }
 }
@@ -197,15 +201,22 @@ impl System {
             .collect();
         let sip_port = free_udp_port();
         let admin = dir.join("swbd.sock");
+        let extra = if opts.auth_extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", opts.auth_extra)
+        };
         let auth = if opts.users.is_empty() {
-            "auth: { enabled: false }\n".to_string()
+            format!("auth: {{ enabled: false{extra} }}\n")
         } else {
             let mut users = String::from("users:\n");
             for (u, p) in &opts.users {
                 users.push_str(&format!("  - {{ username: \"{u}\", password: \"{p}\" }}\n"));
             }
             std::fs::write(dir.join("users.yaml"), users).expect("write users");
-            "auth: { enabled: true, realm: switchboard, users_file: users.yaml, algorithms: [md5] }\n".to_string()
+            format!(
+                "auth: {{ enabled: true, realm: switchboard, users_file: users.yaml, algorithms: [md5]{extra} }}\n"
+            )
         };
         let mut cfg = format!(
             "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n\
