@@ -188,7 +188,7 @@ struct Task {
 }
 
 enum Next {
-    Accepted(Bytes),
+    Accepted(Bytes, mpsc::UnboundedReceiver<NetInput>),
     Completed(Bytes),
     Done,
 }
@@ -213,7 +213,7 @@ impl Task {
     ) {
         let next = self.proceeding(&mut net, &mut tu).await;
         match next {
-            Next::Accepted(b) => self.accepted(b, &mut net, &mut tu).await,
+            Next::Accepted(b, acks) => self.accepted(b, acks, &mut net, &mut tu).await,
             Next::Completed(b) => self.completed(b, &mut net).await,
             Next::Done => {}
         }
@@ -237,10 +237,18 @@ impl Task {
                     None => tu_gone = true,
                     Some(resp) => {
                         let bytes = resp.to_bytes();
+                        if resp.is_success() {
+                            // Where the ACK for this 2xx goes is registered
+                            // before the 2xx leaves: an ACK arriving right
+                            // after it must find the transaction, or the 2xx
+                            // is retransmitted after it was ACKed.
+                            let acks = self.register_accepted();
+                            self.send(&bytes).await;
+                            return Next::Accepted(bytes, acks);
+                        }
                         self.send(&bytes).await;
                         match resp.code {
                             100..=199 => provisional = bytes,
-                            200..=299 => return Next::Accepted(bytes),
                             _ => return Next::Completed(bytes),
                         }
                     }
@@ -270,16 +278,23 @@ impl Task {
     /// Accepted (RFC 6026 §7.1): INVITE retransmissions absorbed, further
     /// 2xx from the TU sent, the 2xx retransmitted (T1 doubling up to T2,
     /// RFC 3261 §13.3.1.4) until the ACK; Timer L ends it.
-    async fn accepted(
-        &self,
-        mut last_2xx: Bytes,
-        net: &mut mpsc::UnboundedReceiver<NetInput>,
-        tu: &mut mpsc::UnboundedReceiver<Box<Response>>,
-    ) {
-        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    /// Enter the Accepted state's ACK route (by Call-ID and CSeq: the ACK
+    /// for a 2xx has a branch of its own) and return its receiver.
+    fn register_accepted(&self) -> mpsc::UnboundedReceiver<NetInput> {
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         if let Some(id) = &self.id {
             self.layer.set_accepted(id.clone(), Some(ack_tx));
         }
+        ack_rx
+    }
+
+    async fn accepted(
+        &self,
+        mut last_2xx: Bytes,
+        mut ack_rx: mpsc::UnboundedReceiver<NetInput>,
+        net: &mut mpsc::UnboundedReceiver<NetInput>,
+        tu: &mut mpsc::UnboundedReceiver<Box<Response>>,
+    ) {
         let t = self.layer.timers;
         let timer_l = tokio::time::sleep(t.t1x64());
         tokio::pin!(timer_l);
