@@ -1,12 +1,11 @@
 //! The transaction layer: message intake, routing to transactions, and
 //! creation of client transactions.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use crate::sip::Name;
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::client::{self, ClientTransaction};
@@ -14,6 +13,7 @@ use super::client_inv::{self, ClientInviteTransaction};
 use super::key::TransactionKey;
 use super::server::{self, ServerTransaction};
 use super::server_inv::{self, ServerInviteTransaction};
+use super::table::{Entered, ServerEntry, TransactionTable};
 use super::timers::Timers;
 use super::{Error, Result};
 use crate::auth::Principal;
@@ -94,124 +94,18 @@ pub(crate) struct LayerInner {
     pub(crate) timers: Timers,
     pub(crate) counters: Arc<SipCounters>,
     pub(crate) user_agent: String,
-    servers: Mutex<HashMap<TransactionKey, ServerEntry>>,
-    clients: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Box<Response>>>>,
-    /// INVITE server transactions in the Accepted state, by Call-ID and
-    /// CSeq number, so the ACK for a 2xx (a new branch) finds them.
-    accepted: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
+    /// Every transaction table and timer (the one owner of that state).
+    pub(crate) table: Arc<TransactionTable>,
     incoming: mpsc::UnboundedSender<IncomingRequest>,
     /// When set, new requests go to this function on the receiving task
     /// instead of the `incoming` channel (no hand-off, no wake-up).
     handler: std::sync::OnceLock<RequestHandler>,
     /// When set, screens every message before anything is kept for it.
     front_door: std::sync::OnceLock<Arc<dyn FrontDoor>>,
-    sweeper: Arc<Sweeper>,
 }
 
 /// A TU entry point that never blocks (see [`TransactionLayer::set_handler`]).
 pub type RequestHandler = Arc<dyn Fn(IncomingRequest) + Send + Sync>;
-
-/// A server transaction in the table.
-#[derive(Debug, Clone)]
-enum ServerEntry {
-    /// INVITE: its task takes retransmissions, ACK and CANCEL.
-    Invite(mpsc::UnboundedSender<NetInput>),
-    /// Non-INVITE: no task; the entry answers retransmissions.
-    NonInvite(Arc<server::State>),
-}
-
-impl ServerEntry {
-    fn invite(&self) -> Option<&mpsc::UnboundedSender<NetInput>> {
-        match self {
-            ServerEntry::Invite(tx) => Some(tx),
-            ServerEntry::NonInvite(_) => None,
-        }
-    }
-}
-
-/// Deadlines of non-INVITE server transactions, run by one task per layer.
-/// Each queue holds one kind of timer, all of the same duration, so pushing
-/// in time order keeps it sorted.
-#[derive(Default)]
-struct Sweeper {
-    /// Timer J: remove a Completed transaction.
-    completed: Mutex<VecDeque<(Instant, Arc<server::State>)>>,
-    /// 64*T1 after creation: end a transaction the TU never answered.
-    started: Mutex<VecDeque<(Instant, Weak<server::State>)>>,
-    wake: Notify,
-}
-
-impl Sweeper {
-    fn push<T>(&self, queue: &Mutex<VecDeque<(Instant, T)>>, at: Instant, item: T) {
-        let was_empty = match queue.lock() {
-            Ok(mut q) => {
-                let empty = q.is_empty();
-                q.push_back((at, item));
-                empty
-            }
-            Err(_) => return,
-        };
-        if was_empty {
-            self.wake.notify_one();
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let a = self.completed.lock().ok()?.front().map(|(t, _)| *t);
-        let b = self.started.lock().ok()?.front().map(|(t, _)| *t);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn expired<T>(queue: &Mutex<VecDeque<(Instant, T)>>, now: Instant) -> Vec<T> {
-        let mut out = Vec::new();
-        if let Ok(mut q) = queue.lock() {
-            while q.front().is_some_and(|(t, _)| *t <= now) {
-                if let Some((_, item)) = q.pop_front() {
-                    out.push(item);
-                }
-            }
-        }
-        out
-    }
-}
-
-async fn sweep(layer: Weak<LayerInner>, sweeper: Arc<Sweeper>) {
-    loop {
-        match sweeper.next_deadline() {
-            Some(at) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = sweeper.wake.notified() => {}
-                }
-            }
-            None => sweeper.wake.notified().await,
-        }
-        let Some(layer) = layer.upgrade() else {
-            return;
-        };
-        let now = Instant::now();
-        for state in Sweeper::expired(&sweeper.completed, now) {
-            layer.remove_server_state(&state);
-        }
-        for state in Sweeper::expired(&sweeper.started, now) {
-            if let Some(state) = state.upgrade()
-                && state.give_up()
-            {
-                layer.remove_server_state(&state);
-            }
-        }
-    }
-}
-
-impl Drop for LayerInner {
-    fn drop(&mut self) {
-        // Lets the sweeper notice the layer is gone.
-        self.sweeper.wake.notify_one();
-    }
-}
 
 impl TransactionLayer {
     /// A layer over `transports`; new requests come out of the returned
@@ -224,21 +118,16 @@ impl TransactionLayer {
     ) -> (Self, mpsc::UnboundedReceiver<IncomingRequest>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = transports.counters().clone();
-        let sweeper = Arc::new(Sweeper::default());
         let inner = Arc::new(LayerInner {
             transports,
             timers,
             counters,
             user_agent,
-            servers: Mutex::new(HashMap::new()),
-            clients: Mutex::new(HashMap::new()),
-            accepted: Mutex::new(HashMap::new()),
+            table: TransactionTable::start(),
             incoming: tx,
             handler: std::sync::OnceLock::new(),
             front_door: std::sync::OnceLock::new(),
-            sweeper: sweeper.clone(),
         });
-        tokio::spawn(sweep(Arc::downgrade(&inner), sweeper));
         (Self { inner }, rx)
     }
 
@@ -273,10 +162,7 @@ impl TransactionLayer {
 
     /// Number of live transactions (server, client).
     pub fn live_transactions(&self) -> (usize, usize) {
-        (
-            self.inner.servers.lock().map(|m| m.len()).unwrap_or(0),
-            self.inner.clients.lock().map(|m| m.len()).unwrap_or(0),
-        )
+        self.inner.table.live()
     }
 
     /// Start a non-INVITE client transaction: adds our Via (new branch,
@@ -375,21 +261,15 @@ impl LayerInner {
         key: TransactionKey,
         tx: mpsc::UnboundedSender<Box<Response>>,
     ) {
-        if let Ok(mut m) = self.clients.lock() {
-            m.insert(key, tx);
-        }
+        self.table.register_client(key, tx);
     }
 
     pub(crate) fn remove_client(&self, key: &TransactionKey) {
-        if let Ok(mut m) = self.clients.lock() {
-            m.remove(key);
-        }
+        self.table.remove_client(key);
     }
 
     pub(crate) fn remove_server(&self, key: &TransactionKey) {
-        if let Ok(mut m) = self.servers.lock() {
-            m.remove(key);
-        }
+        self.table.remove_server(key);
     }
 
     pub(crate) fn set_accepted(
@@ -397,57 +277,26 @@ impl LayerInner {
         id: (String, u32),
         tx: Option<mpsc::UnboundedSender<NetInput>>,
     ) {
-        if let Ok(mut m) = self.accepted.lock() {
-            match tx {
-                Some(tx) => m.insert(id, tx),
-                None => m.remove(&id),
-            };
-        }
-    }
-
-    fn server(&self, key: &TransactionKey) -> Option<ServerEntry> {
-        self.servers.lock().ok()?.get(key).cloned()
-    }
-
-    fn invite_server(&self, key: &TransactionKey) -> Option<mpsc::UnboundedSender<NetInput>> {
-        self.server(key)?.invite().cloned()
-    }
-
-    /// Remove a non-INVITE transaction's entry, if it is still this one.
-    fn remove_server_state(&self, state: &Arc<server::State>) {
-        if let Ok(mut m) = self.servers.lock()
-            && matches!(m.get(&state.key), Some(ServerEntry::NonInvite(s)) if Arc::ptr_eq(s, state))
-        {
-            m.remove(&state.key);
-        }
+        self.table.set_accepted(id, tx);
     }
 
     /// A non-INVITE transaction answered statelessly: its entry goes now.
     pub(crate) fn server_forget(&self, state: &Arc<server::State>) {
-        self.remove_server_state(state);
+        self.table.remove_server_state(state);
     }
 
     /// A non-INVITE transaction was created: arm its 64*T1 safety net.
     pub(crate) fn server_started(&self, state: &Arc<server::State>) {
-        let at = Instant::now() + self.timers.t1x64();
-        self.sweeper
-            .push(&self.sweeper.started, at, Arc::downgrade(state));
+        self.table
+            .server_started(state, Instant::now() + self.timers.t1x64());
     }
 
     /// A non-INVITE transaction sent its final response: Completed until
     /// Timer J (zero over TCP).
     pub(crate) fn server_completed(&self, state: &Arc<server::State>) {
         let reliable = state.target.transport == Transport::Tcp;
-        let wait = self.timers.timer_j(reliable);
-        if wait.is_zero() {
-            self.remove_server_state(state);
-        } else {
-            self.sweeper.push(
-                &self.sweeper.completed,
-                Instant::now() + wait,
-                state.clone(),
-            );
-        }
+        self.table
+            .server_completed(state, self.timers.timer_j(reliable));
     }
 
     /// Send now when the transport can take it without waiting, else on a
@@ -496,16 +345,12 @@ impl LayerInner {
         };
 
         if request.method == Method::Ack {
-            if let Some(tx) = self.invite_server(&key) {
+            if let Some(tx) = self.table.invite_server(&key) {
                 let _ = tx.send(NetInput::Ack(Box::new(request)));
                 return;
             }
             let accepted = match (request.call_id(), request.cseq()) {
-                (Ok(cid), Ok(cseq)) => self
-                    .accepted
-                    .lock()
-                    .ok()
-                    .and_then(|m| m.get(&(cid.to_string(), cseq.number)).cloned()),
+                (Ok(cid), Ok(cseq)) => self.table.accepted(cid, cseq.number),
                 _ => None,
             };
             match accepted {
@@ -519,11 +364,7 @@ impl LayerInner {
 
         // A retransmission goes to its transaction; a new request is
         // screened first, before the table keeps anything for it.
-        let existing = match self.servers.lock() {
-            Ok(m) => m.get(&key).cloned(),
-            Err(_) => return,
-        };
-        if let Some(entry) = existing {
+        if let Some(entry) = self.table.server(&key) {
             self.retransmission(entry);
             return;
         }
@@ -541,34 +382,17 @@ impl LayerInner {
             },
         };
 
-        enum Found {
-            Retransmission(ServerEntry),
-            NewInvite(mpsc::UnboundedReceiver<NetInput>),
-            New(Arc<server::State>),
-        }
-        let found = {
-            let Ok(mut m) = self.servers.lock() else {
-                return;
-            };
-            match m.get(&key) {
-                // A copy that arrived on another receiver meanwhile.
-                Some(entry) => Found::Retransmission(entry.clone()),
-                None if request.method == Method::Invite => {
-                    let (net_tx, net_rx) = mpsc::unbounded_channel();
-                    m.insert(key.clone(), ServerEntry::Invite(net_tx));
-                    Found::NewInvite(net_rx)
-                }
-                None => {
-                    let state = server::new_state(key.clone(), target);
-                    m.insert(key.clone(), ServerEntry::NonInvite(state.clone()));
-                    Found::New(state)
-                }
-            }
+        let invite = request.method == Method::Invite;
+        let Some(found) = self
+            .table
+            .enter_server(&key, invite, || server::new_state(key.clone(), target))
+        else {
+            return;
         };
 
         match found {
-            Found::Retransmission(entry) => self.retransmission(entry),
-            Found::NewInvite(net_rx) => {
+            Entered::Existing(entry) => self.retransmission(entry),
+            Entered::NewInvite(net_rx) => {
                 let handle = server_inv::start(
                     self.clone(),
                     key,
@@ -581,8 +405,8 @@ impl LayerInner {
                 // Without a TU the dropped handle answers 500.
                 self.deliver(IncomingRequest::Invite(handle));
             }
-            Found::New(state) if request.method == Method::Cancel => {
-                let invite = self.invite_server(&key.with_method(Method::Invite));
+            Entered::New(state) if request.method == Method::Cancel => {
+                let invite = self.table.invite_server(&key.with_method(Method::Invite));
                 let st = server::start(self.clone(), state, request.clone(), source, principal);
                 let resp = match invite {
                     Some(inv) if inv.send(NetInput::Cancel(Box::new(request))).is_ok() => {
@@ -592,7 +416,7 @@ impl LayerInner {
                 };
                 let _ = st.respond(resp);
             }
-            Found::New(state) => {
+            Entered::New(state) => {
                 let handle = server::start(self.clone(), state, request, source, principal);
                 self.deliver(IncomingRequest::Request(handle));
             }
@@ -613,8 +437,7 @@ impl LayerInner {
     }
 
     fn on_response(&self, response: Response) {
-        let tx = TransactionKey::for_response(&response)
-            .and_then(|k| self.clients.lock().ok()?.get(&k).cloned());
+        let tx = TransactionKey::for_response(&response).and_then(|k| self.table.client(&k));
         match tx {
             Some(tx) => {
                 let _ = tx.send(Box::new(response));

@@ -29,6 +29,7 @@ pub mod key;
 pub mod layer;
 pub mod server;
 pub mod server_inv;
+pub mod table;
 pub mod timers;
 
 pub use client::ClientTransaction;

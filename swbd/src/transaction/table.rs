@@ -1,0 +1,299 @@
+//! The one owner of transaction state: the server, client and Accepted
+//! tables and the timer queue of non-INVITE server transactions (their
+//! 64*T1 safety net and Timer J). The layer's receive path and the
+//! transaction state machines reach these only through the methods here;
+//! nothing else holds the maps.
+//!
+//! Every table is a std `Mutex` over a `HashMap`: each access is one short
+//! insert, lookup or remove, never held across an `.await`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use super::key::TransactionKey;
+use super::layer::NetInput;
+use super::server;
+use crate::sip::Response;
+
+/// A server transaction in the table.
+#[derive(Debug, Clone)]
+pub(crate) enum ServerEntry {
+    /// INVITE: its task takes retransmissions, ACK and CANCEL.
+    Invite(mpsc::UnboundedSender<NetInput>),
+    /// Non-INVITE: no task; the entry answers retransmissions and is
+    /// removed by Timer J.
+    NonInvite(Arc<server::State>),
+}
+
+/// What [`TransactionTable::enter_server`] found or made.
+pub(crate) enum Entered {
+    /// A transaction already had this key (a retransmission, or a copy
+    /// that arrived on another receiver meanwhile).
+    Existing(ServerEntry),
+    /// A new INVITE transaction: its network input.
+    NewInvite(mpsc::UnboundedReceiver<NetInput>),
+    /// A new non-INVITE transaction.
+    New(Arc<server::State>),
+}
+
+/// Transaction tables and timers; see the module docs.
+#[derive(Default)]
+pub(crate) struct TransactionTable {
+    servers: Mutex<HashMap<TransactionKey, ServerEntry>>,
+    clients: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Box<Response>>>>,
+    /// INVITE server transactions in the Accepted state, by Call-ID and
+    /// CSeq number, so the ACK for a 2xx (a new branch) finds them.
+    accepted: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
+    /// Shared with the timer task, which holds the table only weakly.
+    timers: Arc<TimerQueue>,
+}
+
+impl std::fmt::Debug for TransactionTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, c) = self.live();
+        f.debug_struct("TransactionTable")
+            .field("servers", &s)
+            .field("clients", &c)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Deadlines of non-INVITE server transactions. Each queue holds one kind
+/// of timer, all of the same duration, so pushing in time order keeps it
+/// sorted: no heap, no per-transaction task.
+#[derive(Default)]
+struct TimerQueue {
+    /// Timer J: remove a Completed transaction.
+    completed: Mutex<VecDeque<(Instant, Arc<server::State>)>>,
+    /// 64*T1 after creation: end a transaction the TU never answered.
+    started: Mutex<VecDeque<(Instant, Weak<server::State>)>>,
+    wake: Notify,
+}
+
+impl TimerQueue {
+    fn push<T>(&self, queue: &Mutex<VecDeque<(Instant, T)>>, at: Instant, item: T) {
+        let was_empty = match queue.lock() {
+            Ok(mut q) => {
+                let empty = q.is_empty();
+                q.push_back((at, item));
+                empty
+            }
+            Err(_) => return,
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let a = self.completed.lock().ok()?.front().map(|(t, _)| *t);
+        let b = self.started.lock().ok()?.front().map(|(t, _)| *t);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn expired<T>(queue: &Mutex<VecDeque<(Instant, T)>>, now: Instant) -> Vec<T> {
+        let mut out = Vec::new();
+        if let Ok(mut q) = queue.lock() {
+            while q.front().is_some_and(|(t, _)| *t <= now) {
+                if let Some((_, item)) = q.pop_front() {
+                    out.push(item);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl TransactionTable {
+    /// A table whose timers run on a task of their own until the table is
+    /// dropped.
+    pub(crate) fn start() -> Arc<Self> {
+        let table = Arc::new(Self::default());
+        tokio::spawn(run_timers(Arc::downgrade(&table), table.timers.clone()));
+        table
+    }
+
+    /// Number of live transactions (server, client).
+    pub(crate) fn live(&self) -> (usize, usize) {
+        (
+            self.servers.lock().map(|m| m.len()).unwrap_or(0),
+            self.clients.lock().map(|m| m.len()).unwrap_or(0),
+        )
+    }
+
+    // ---- server transactions --------------------------------------------
+
+    /// The server transaction with `key`, if any.
+    pub(crate) fn server(&self, key: &TransactionKey) -> Option<ServerEntry> {
+        self.servers.lock().ok()?.get(key).cloned()
+    }
+
+    /// The INVITE server transaction with `key`, if any.
+    pub(crate) fn invite_server(
+        &self,
+        key: &TransactionKey,
+    ) -> Option<mpsc::UnboundedSender<NetInput>> {
+        match self.server(key)? {
+            ServerEntry::Invite(tx) => Some(tx),
+            ServerEntry::NonInvite(_) => None,
+        }
+    }
+
+    /// Find the transaction with `key`, or enter a new one (INVITE when
+    /// `invite`, else non-INVITE with `state`), under one lock.
+    pub(crate) fn enter_server(
+        &self,
+        key: &TransactionKey,
+        invite: bool,
+        state: impl FnOnce() -> Arc<server::State>,
+    ) -> Option<Entered> {
+        let mut m = self.servers.lock().ok()?;
+        Some(match m.get(key) {
+            Some(entry) => Entered::Existing(entry.clone()),
+            None if invite => {
+                let (net_tx, net_rx) = mpsc::unbounded_channel();
+                m.insert(key.clone(), ServerEntry::Invite(net_tx));
+                Entered::NewInvite(net_rx)
+            }
+            None => {
+                let state = state();
+                m.insert(key.clone(), ServerEntry::NonInvite(state.clone()));
+                Entered::New(state)
+            }
+        })
+    }
+
+    /// Remove a server transaction (the INVITE task ended).
+    pub(crate) fn remove_server(&self, key: &TransactionKey) {
+        if let Ok(mut m) = self.servers.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// Remove a non-INVITE transaction's entry, if it is still this one.
+    pub(crate) fn remove_server_state(&self, state: &Arc<server::State>) {
+        if let Ok(mut m) = self.servers.lock()
+            && matches!(m.get(&state.key), Some(ServerEntry::NonInvite(s)) if Arc::ptr_eq(s, state))
+        {
+            m.remove(&state.key);
+        }
+    }
+
+    /// A non-INVITE transaction was created: end it at `give_up_at` if the
+    /// TU has not answered by then (64*T1).
+    pub(crate) fn server_started(&self, state: &Arc<server::State>, give_up_at: Instant) {
+        self.timers
+            .push(&self.timers.started, give_up_at, Arc::downgrade(state));
+    }
+
+    /// A non-INVITE transaction sent its final response: Completed until
+    /// Timer J (`wait`; zero over TCP removes it now).
+    pub(crate) fn server_completed(&self, state: &Arc<server::State>, wait: std::time::Duration) {
+        if wait.is_zero() {
+            self.remove_server_state(state);
+        } else {
+            self.timers
+                .push(&self.timers.completed, Instant::now() + wait, state.clone());
+        }
+    }
+
+    // ---- INVITE server transactions in the Accepted state ---------------
+
+    /// Route ACKs for (Call-ID, CSeq) to `tx`, or stop routing them (`None`).
+    pub(crate) fn set_accepted(
+        &self,
+        id: (String, u32),
+        tx: Option<mpsc::UnboundedSender<NetInput>>,
+    ) {
+        if let Ok(mut m) = self.accepted.lock() {
+            match tx {
+                Some(tx) => m.insert(id, tx),
+                None => m.remove(&id),
+            };
+        }
+    }
+
+    /// Where an ACK for (Call-ID, CSeq) goes, if a transaction is Accepted.
+    pub(crate) fn accepted(
+        &self,
+        call_id: &str,
+        cseq: u32,
+    ) -> Option<mpsc::UnboundedSender<NetInput>> {
+        self.accepted
+            .lock()
+            .ok()?
+            .get(&(call_id.to_string(), cseq))
+            .cloned()
+    }
+
+    // ---- client transactions --------------------------------------------
+
+    /// Route responses with `key` to `tx`.
+    pub(crate) fn register_client(
+        &self,
+        key: TransactionKey,
+        tx: mpsc::UnboundedSender<Box<Response>>,
+    ) {
+        if let Ok(mut m) = self.clients.lock() {
+            m.insert(key, tx);
+        }
+    }
+
+    /// Stop routing responses with `key`.
+    pub(crate) fn remove_client(&self, key: &TransactionKey) {
+        if let Ok(mut m) = self.clients.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// Where a response with `key` goes.
+    pub(crate) fn client(
+        &self,
+        key: &TransactionKey,
+    ) -> Option<mpsc::UnboundedSender<Box<Response>>> {
+        self.clients.lock().ok()?.get(key).cloned()
+    }
+}
+
+impl Drop for TransactionTable {
+    fn drop(&mut self) {
+        // Lets the timer task notice the table is gone.
+        self.timers.wake.notify_one();
+    }
+}
+
+/// The timer task: Timer J and the 64*T1 safety net of non-INVITE server
+/// transactions, for as long as the table lives.
+async fn run_timers(table: Weak<TransactionTable>, timers: Arc<TimerQueue>) {
+    loop {
+        match timers.next_deadline() {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = timers.wake.notified() => {}
+                }
+            }
+            None => timers.wake.notified().await,
+        }
+        let Some(t) = table.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        for state in TimerQueue::expired(&timers.completed, now) {
+            t.remove_server_state(&state);
+        }
+        for state in TimerQueue::expired(&timers.started, now) {
+            if let Some(state) = state.upgrade()
+                && state.give_up()
+            {
+                t.remove_server_state(&state);
+            }
+        }
+    }
+}
