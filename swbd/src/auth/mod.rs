@@ -27,6 +27,7 @@
 pub mod blocklist;
 pub mod digest;
 pub mod nonce;
+pub mod ratelimit;
 pub mod users;
 
 use std::collections::HashMap;

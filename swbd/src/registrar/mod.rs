@@ -19,6 +19,12 @@
 //!   Call-ID and a CSeq not higher is refused with `400`; a different
 //!   Call-ID replaces the binding.
 //! - The `200 OK` lists all current contacts of the AOR with `expires`.
+//! - At most `registrar.max_contacts_per_aor` bindings per AOR (an INVITE
+//!   forks one B-leg per binding). A REGISTER listing more Contacts than
+//!   that is refused with `403` before the table is looked at; one that
+//!   would leave more bindings is refused (`contacts_overflow: reject`,
+//!   the default) or makes room by removing the AOR's least recently
+//!   refreshed bindings (`replace_oldest`).
 //! - Events: Added / Refreshed / Removed / Expired on the EventBus.
 
 pub mod binding;
@@ -29,7 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::RegistrarConfig;
+use crate::config::{ContactsOverflow, RegistrarConfig};
 use crate::events::{BindingInfo, Event, EventBus, RegistrationChange};
 use crate::sip::header::param;
 use crate::sip::uri::same_uri;
@@ -52,6 +58,12 @@ pub enum Error {
     /// Malformed or out-of-order request.
     #[error("{0}")]
     BadRequest(String),
+    /// More bindings than `registrar.max_contacts_per_aor` (sent as 403).
+    #[error("too many contacts: at most {max} per address of record")]
+    TooManyContacts {
+        /// The configured cap.
+        max: usize,
+    },
 }
 
 impl Error {
@@ -61,6 +73,7 @@ impl Error {
             Error::NotOurDomain(_) => 404,
             Error::IntervalTooBrief { .. } => 423,
             Error::BadRequest(_) => 400,
+            Error::TooManyContacts { .. } => 403,
         }
     }
 }
@@ -182,6 +195,13 @@ impl Registrar {
             .user()
             .filter(|u| !u.is_empty())
             .ok_or_else(|| Error::BadRequest("To URI has no user".into()))?;
+        let max_contacts = cfg.max_contacts_per_aor;
+        if let ContactList::Contacts(contacts) = &req.contacts
+            && max_contacts > 0
+            && contacts.len() > max_contacts
+        {
+            return Err(Error::TooManyContacts { max: max_contacts });
+        }
         let aor_text = format!("sip:{user}@{host}");
         let now = Instant::now();
         let wall = SystemTime::now();
@@ -258,6 +278,17 @@ impl Registrar {
                         }
                         plan.push((c, expires, q));
                     }
+                    if max_contacts > 0
+                        && cfg.contacts_overflow == ContactsOverflow::Reject
+                        && bindings_after(current, &plan) > max_contacts
+                    {
+                        return Err(Error::TooManyContacts { max: max_contacts });
+                    }
+                    let touched: Vec<&Uri> = plan
+                        .iter()
+                        .filter(|(_, expires, _)| *expires != 0)
+                        .map(|(c, _, _)| &c.uri)
+                        .collect();
                     for (c, expires, q) in plan {
                         let existing = current.iter().position(|b| same_uri(&b.contact, &c.uri));
                         if expires == 0 {
@@ -285,6 +316,7 @@ impl Registrar {
                             expires_at: now + dur,
                             expires_at_wall: wall + dur,
                             registered_at: wall,
+                            refreshed_at: now,
                             call_id: req.call_id.clone(),
                             cseq: req.cseq,
                             user_agent: req.user_agent.clone(),
@@ -308,6 +340,26 @@ impl Registrar {
                                     events.push((RegistrationChange::Added, new.info()));
                                 }
                                 current.push(new);
+                            }
+                        }
+                    }
+                    if max_contacts > 0 {
+                        // Only `replace_oldest` gets here with too many:
+                        // `reject` refused above. What this REGISTER added or
+                        // refreshed is kept (it lists at most
+                        // `max_contacts`); ties go to the earlier binding.
+                        while current.len() > max_contacts {
+                            let oldest = current
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, b)| !touched.iter().any(|u| same_uri(u, &b.contact)))
+                                .min_by_key(|(_, b)| b.refreshed_at)
+                                .map(|(i, _)| i);
+                            let Some(i) = oldest else { break };
+                            let b = current.remove(i);
+                            tracing::info!(aor = %b.aor, contact = %b.contact, max = max_contacts, "binding replaced: too many contacts for the AOR");
+                            if publish {
+                                events.push((RegistrationChange::Removed, b.info()));
                             }
                         }
                     }
@@ -364,4 +416,24 @@ impl Registrar {
             }
         }
     }
+}
+
+/// How many bindings `current` would hold after applying `plan`, replaying
+/// the apply loop on contact URIs alone (a new contact adds one, `expires=0`
+/// on a bound one removes it, a contact listed twice counts once). `plan`
+/// is at most `max_contacts_per_aor` long, so the quadratic matching stays
+/// small.
+fn bindings_after(current: &[Binding], plan: &[(&crate::sip::Contact, u64, f32)]) -> usize {
+    let mut bound: Vec<&Uri> = current.iter().map(|b| &b.contact).collect();
+    for (c, expires, _) in plan {
+        let at = bound.iter().position(|u| same_uri(u, &c.uri));
+        match (at, *expires == 0) {
+            (Some(i), true) => {
+                bound.swap_remove(i);
+            }
+            (None, false) => bound.push(&c.uri),
+            _ => {}
+        }
+    }
+    bound.len()
 }
