@@ -122,11 +122,28 @@ pub struct SipConfig {
     pub public_address: Option<IpAddr>,
     /// Largest SIP message accepted, in bytes (both transports).
     pub max_message_size: usize,
-    /// Close TCP connections idle this long.
+    /// Close TCP connections idle this long (any byte, a keepalive CRLF
+    /// too, restarts it).
     pub tcp_idle_timeout_secs: u64,
     /// Open TCP connections at most (accepted and opened); a connection
-    /// accepted beyond it is closed at once. 0 = no limit.
+    /// accepted beyond it is closed at once. 0 = no limit. Lowered at start
+    /// when the open-file limit would not stretch that far (a reserve of
+    /// descriptors is kept for admin, media nodes, UDP; logged).
     pub tcp_max_connections: usize,
+    /// Open TCP connections from one source (IPv4 address or IPv6 /64) at
+    /// most, so one host cannot take every slot; an accepted connection
+    /// beyond it is closed at once and counted. 0 = no limit. Raise it for
+    /// many TCP phones behind one NAT address.
+    pub tcp_max_connections_per_source: usize,
+    /// A TCP message head must be complete (through the empty line) this
+    /// long after its first byte, else the connection is closed and counted
+    /// (slowloris: a byte every few seconds would otherwise hold a
+    /// connection forever, the idle timeout restarting on each). Keepalive
+    /// CRLFs between messages do not start it.
+    pub tcp_head_timeout_secs: u64,
+    /// A TCP message body must be complete this long after its head, else
+    /// the connection is closed and counted.
+    pub tcp_body_timeout_secs: u64,
     /// SO_RCVBUF/SO_SNDBUF for UDP sockets, bytes (the kernel may cap it).
     pub udp_buffer_bytes: usize,
     /// Tasks reading each UDP socket, so parsing and handling run on every
@@ -159,6 +176,9 @@ impl Default for SipConfig {
             max_message_size: 65_535,
             tcp_idle_timeout_secs: 600,
             tcp_max_connections: 4096,
+            tcp_max_connections_per_source: 32,
+            tcp_head_timeout_secs: 15,
+            tcp_body_timeout_secs: 30,
             udp_buffer_bytes: 8 * 1024 * 1024,
             udp_receivers: 0,
             timers: TimerConfig::default(),
@@ -443,6 +463,9 @@ impl Config {
         }
         if self.sip.max_message_size < 1024 {
             err("sip.max_message_size: must be at least 1024 bytes".into());
+        }
+        if self.sip.tcp_head_timeout_secs == 0 || self.sip.tcp_body_timeout_secs == 0 {
+            err("sip.tcp_head_timeout_secs, sip.tcp_body_timeout_secs: must be above 0".into());
         }
         let t = self.sip.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {

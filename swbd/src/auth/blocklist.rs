@@ -143,7 +143,11 @@ impl Blocklist {
         if self.len() < self.capacity {
             return;
         }
-        if self.blocked.peek_lru().is_some_and(|(_, until)| *until <= now) {
+        if self
+            .blocked
+            .peek_lru()
+            .is_some_and(|(_, until)| *until <= now)
+        {
             self.blocked.pop_lru();
             return;
         }
@@ -201,7 +205,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_flood_of_new_sources_evicts_the_least_recently_failing_first() {
-        let mut b = Blocklist::with_capacity(4, 2, Duration::from_secs(60), Duration::from_secs(60));
+        let mut b =
+            Blocklist::with_capacity(4, 2, Duration::from_secs(60), Duration::from_secs(60));
         // ip(1) blocked; then ip(2), ip(3), ip(4) fail once each, in order.
         assert!(!b.record_failure(ip(1)));
         assert!(b.record_failure(ip(1)));
@@ -214,7 +219,10 @@ mod tests {
         assert_eq!(b.len(), 4);
         assert!(b.record_failure(ip(3)), "ip(3) kept its failure");
         // ip(3) is now blocked; failing ones: ip(4), ip(5). ip(2) starts over.
-        assert!(!b.record_failure(ip(2)), "ip(2) was forgotten, so one failure");
+        assert!(
+            !b.record_failure(ip(2)),
+            "ip(2) was forgotten, so one failure"
+        );
         // That pushed out ip(4) (least recent); ip(5) kept its failure.
         assert!(b.record_failure(ip(5)));
         assert!(b.is_blocked(ip(1)) && b.is_blocked(ip(3)) && b.is_blocked(ip(5)));
@@ -223,7 +231,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_flood_never_clears_blocks_and_drops_the_oldest_block_only_when_full_of_blocks() {
-        let mut b = Blocklist::with_capacity(3, 1, Duration::from_secs(60), Duration::from_secs(60));
+        let mut b =
+            Blocklist::with_capacity(3, 1, Duration::from_secs(60), Duration::from_secs(60));
         for n in 1..=3 {
             assert!(b.record_failure(ip(n)), "one failure blocks");
             tokio::time::advance(Duration::from_secs(1)).await;
@@ -244,7 +253,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failing_sources_go_before_any_active_block() {
-        let mut b = Blocklist::with_capacity(3, 2, Duration::from_secs(600), Duration::from_secs(60));
+        let mut b =
+            Blocklist::with_capacity(3, 2, Duration::from_secs(600), Duration::from_secs(60));
         assert!(!b.record_failure(ip(1)));
         assert!(b.record_failure(ip(1)));
         // Thousands of one-failure sources through a table of 3.
@@ -258,7 +268,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_expired_block_goes_before_a_failing_source() {
-        let mut b = Blocklist::with_capacity(2, 2, Duration::from_secs(600), Duration::from_secs(10));
+        let mut b =
+            Blocklist::with_capacity(2, 2, Duration::from_secs(600), Duration::from_secs(10));
         assert!(!b.record_failure(ip(1)));
         assert!(b.record_failure(ip(1)));
         assert!(!b.record_failure(ip(2)));

@@ -2,9 +2,9 @@
 //! bucket per source address, `sip.rate_limit.requests_per_sec` sustained
 //! with bursts up to `sip.rate_limit.burst`.
 //!
-//! - A source is an IPv4 address, or an IPv6 /64: one host owns a whole
-//!   /64 and can pick a new address in it for every packet, so a per-address
-//!   bucket would never fill. (IPv4-mapped IPv6 counts as the IPv4 address.)
+//! - A source is an IPv4 address, or an IPv6 /64 ([`SourceKey`]): one
+//!   host owns a whole /64 and can pick a new address in it for every
+//!   packet, so a per-address bucket would never fill.
 //! - The table is bounded (`max_sources`). When full, the source seen least
 //!   recently gives up its bucket: a source idle that long has a full bucket
 //!   anyway, so forgetting it loses nothing, while a source sending now is
@@ -22,7 +22,7 @@
 //! [`Verdict::Limited`] (drop, or answer 503 with Retry-After).
 
 use std::hash::RandomState;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,6 +30,7 @@ use lru::LruCache;
 use tokio::time::Instant;
 
 use crate::config::RateLimitConfig;
+use crate::transport::SourceKey;
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,27 +39,6 @@ pub enum Verdict {
     Allow,
     /// Over the source's rate: refuse or drop it.
     Limited,
-}
-
-/// The key of a source: the IPv4 address, or the /64 of an IPv6 address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum SourceKey {
-    V4(u32),
-    V6Prefix(u64),
-}
-
-impl SourceKey {
-    fn of(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => SourceKey::V4(u32::from(v4)),
-            IpAddr::V6(v6) => SourceKey::V6Prefix(prefix64(v6)),
-        }
-    }
-}
-
-fn prefix64(ip: Ipv6Addr) -> u64 {
-    // The top 64 bits; the shift leaves exactly 64, so the cast is lossless.
-    (u128::from(ip) >> 64) as u64
 }
 
 /// One source's bucket.
@@ -196,9 +176,11 @@ mod tests {
     fn off_allows_everything_and_tracks_nothing() {
         let l = limiter(0, 1, 10);
         let now = Instant::now();
-        assert!(burst_of(&l, v4(1), now, 1000)
-            .iter()
-            .all(|v| *v == Verdict::Allow));
+        assert!(
+            burst_of(&l, v4(1), now, 1000)
+                .iter()
+                .all(|v| *v == Verdict::Allow)
+        );
         assert_eq!(l.tracked(), 0);
         assert_eq!(l.limited(), 0);
     }
@@ -275,8 +257,16 @@ mod tests {
         assert_eq!(l.check(v4(4), now), Verdict::Allow);
         assert_eq!(l.tracked(), 3);
         assert_eq!(l.evicted(), 1);
-        assert_eq!(l.check(v4(1), now), Verdict::Limited, "v4(1) kept its bucket");
-        assert_eq!(l.check(v4(3), now), Verdict::Limited, "v4(3) kept its bucket");
+        assert_eq!(
+            l.check(v4(1), now),
+            Verdict::Limited,
+            "v4(1) kept its bucket"
+        );
+        assert_eq!(
+            l.check(v4(3), now),
+            Verdict::Limited,
+            "v4(3) kept its bucket"
+        );
         assert_eq!(l.check(v4(2), now), Verdict::Allow, "v4(2) was forgotten");
     }
 

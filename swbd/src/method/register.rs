@@ -93,7 +93,8 @@ fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {
             let mut resp = tx.response(e.status_code(), &reason);
             if let RegistrarError::TooManyContacts { .. } = e {
                 // RFC 3261 §20.43: 399 is the miscellaneous warning.
-                resp.headers.insert(Name::WARNING, format!("399 swbd \"{e}\""));
+                resp.headers
+                    .insert(Name::WARNING, format!("399 swbd \"{e}\""));
             }
             if let RegistrarError::IntervalTooBrief { min_expires } = e {
                 resp.headers

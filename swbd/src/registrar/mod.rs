@@ -437,3 +437,158 @@ fn bindings_after(current: &[Binding], plan: &[(&crate::sip::Contact, u64, f32)]
     }
     bound.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Transport;
+    use crate::sip::SipMessage;
+    use crate::sip::message::HeaderAccess;
+
+    fn registrar(max: usize, overflow: ContactsOverflow) -> Registrar {
+        let config = RegistrarConfig {
+            max_contacts_per_aor: max,
+            contacts_overflow: overflow,
+            ..RegistrarConfig::default()
+        };
+        Registrar::new(config, &["example.com".to_string()], EventBus::new())
+    }
+
+    /// A REGISTER for alice with `contacts` (`port` or `port;expires=N`).
+    fn request(call_id: &str, cseq: u32, contacts: &[&str]) -> RegisterRequest {
+        let mut text = format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
+        );
+        for c in contacts {
+            let (port, params) = c.split_once(';').unwrap_or((c, ""));
+            let params = if params.is_empty() {
+                String::new()
+            } else {
+                format!(";{params}")
+            };
+            text.push_str(&format!(
+                "Contact: <sip:alice@192.0.2.1:{port}>{params}\r\n"
+            ));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        let Ok(SipMessage::Request(r)) = SipMessage::parse(text.as_bytes(), true) else {
+            panic!("test REGISTER parses")
+        };
+        RegisterRequest {
+            aor: r.header_to().expect("To").uri,
+            contacts: r.contacts().expect("contacts"),
+            expires: None,
+            call_id: call_id.into(),
+            cseq,
+            source: Source {
+                transport: Transport::Udp,
+                remote: "192.0.2.1:5060".parse().expect("addr"),
+                local: "192.0.2.9:5060".parse().expect("addr"),
+            },
+            user_agent: String::new(),
+        }
+    }
+
+    fn ports(r: &Registrar) -> Vec<u16> {
+        let mut v: Vec<u16> = r
+            .lookup("alice")
+            .iter()
+            .filter_map(|b| b.contact.as_sip().and_then(|u| u.port()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_contacts_than_the_cap_in_one_request_touch_nothing() {
+        let r = registrar(3, ContactsOverflow::ReplaceOldest);
+        assert!(r.register_with(&request("a", 1, &["1"]), |_| ()).is_ok());
+        let err = r
+            .register_with(&request("b", 1, &["2", "3", "4", "5"]), |_| ())
+            .expect_err("refused");
+        assert_eq!(err, Error::TooManyContacts { max: 3 });
+        assert_eq!(err.status_code(), 403);
+        assert_eq!(ports(&r), vec![1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reject_refuses_the_binding_beyond_the_cap_and_keeps_the_table() {
+        let r = registrar(2, ContactsOverflow::Reject);
+        assert!(r.register_with(&request("a", 1, &["1"]), |_| ()).is_ok());
+        assert!(r.register_with(&request("b", 1, &["2"]), |_| ()).is_ok());
+        assert_eq!(
+            r.register_with(&request("c", 1, &["3"]), |_| ()),
+            Err(Error::TooManyContacts { max: 2 })
+        );
+        assert_eq!(ports(&r), vec![1, 2]);
+        // Refreshing a bound contact, or swapping one for another in one
+        // request, stays within the cap.
+        assert!(r.register_with(&request("a", 2, &["1"]), |_| ()).is_ok());
+        assert!(
+            r.register_with(&request("a", 3, &["1;expires=0", "3"]), |_| ())
+                .is_ok()
+        );
+        assert_eq!(ports(&r), vec![2, 3]);
+        assert!(
+            r.register_with(&request("b", 2, &["2;expires=0", "4"]), |_| ())
+                .is_ok()
+        );
+        assert_eq!(ports(&r), vec![3, 4]);
+        // The same new contact listed twice counts once.
+        assert!(
+            r.register_with(&request("a", 4, &["3;expires=0"]), |_| ())
+                .is_ok()
+        );
+        assert!(
+            r.register_with(&request("c", 2, &["5", "5"]), |_| ())
+                .is_ok()
+        );
+        assert_eq!(ports(&r), vec![4, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replace_oldest_removes_the_least_recently_refreshed() {
+        let r = registrar(2, ContactsOverflow::ReplaceOldest);
+        let mut events = r.inner.events.subscribe();
+        assert!(r.register_with(&request("a", 1, &["1"]), |_| ()).is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(r.register_with(&request("b", 1, &["2"]), |_| ()).is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // 1 is refreshed, so 2 is now the least recently refreshed.
+        assert!(r.register_with(&request("a", 2, &["1"]), |_| ()).is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let listed = r
+            .register_with(&request("c", 1, &["3"]), |b| b.len())
+            .expect("accepted");
+        assert_eq!(listed, 2, "the 200 lists the cap's worth");
+        assert_eq!(ports(&r), vec![1, 3]);
+        let mut removed = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            if let Event::Registration {
+                change: RegistrationChange::Removed,
+                binding,
+            } = &ev.1
+            {
+                removed.push(binding.contact.clone());
+            }
+        }
+        assert_eq!(removed, vec!["sip:alice@192.0.2.1:2".to_string()]);
+        // A request's own contacts are never the ones removed.
+        assert!(
+            r.register_with(&request("d", 1, &["4", "5"]), |_| ())
+                .is_ok()
+        );
+        assert_eq!(ports(&r), vec![4, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_means_no_cap() {
+        let r = registrar(0, ContactsOverflow::Reject);
+        let many: Vec<String> = (1..=50).map(|p| p.to_string()).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(r.register_with(&request("a", 1, &many), |_| ()).is_ok());
+        assert_eq!(r.len(), 50);
+    }
+}

@@ -22,9 +22,16 @@ pub struct SipCounters {
     pub auth_failures: AtomicU64,
     /// TCP connections accepted or opened.
     pub tcp_connections: AtomicU64,
-    /// TCP connections closed at accept because `sip.tcp_max_connections`
-    /// were open.
+    /// TCP connections closed at accept (or not opened) because the TCP
+    /// cap in force (`sip.tcp_max_connections`, lowered to fit the
+    /// open-file limit) was reached.
     pub tcp_refused: AtomicU64,
+    /// TCP connections closed at accept because their source had
+    /// `sip.tcp_max_connections_per_source` open.
+    pub tcp_refused_per_source: AtomicU64,
+    /// TCP connections closed because a message head (or body) was not
+    /// complete within `sip.tcp_head_timeout_secs` (`tcp_body_timeout_secs`).
+    pub tcp_message_timeouts: AtomicU64,
     /// Sends that failed.
     pub send_errors: AtomicU64,
 }
@@ -50,6 +57,10 @@ pub struct CountersSnapshot {
     pub tcp_connections: u64,
     /// See [`SipCounters::tcp_refused`].
     pub tcp_refused: u64,
+    /// See [`SipCounters::tcp_refused_per_source`].
+    pub tcp_refused_per_source: u64,
+    /// See [`SipCounters::tcp_message_timeouts`].
+    pub tcp_message_timeouts: u64,
     /// See [`SipCounters::send_errors`].
     pub send_errors: u64,
 }
@@ -73,6 +84,8 @@ impl SipCounters {
             auth_failures: g(&self.auth_failures),
             tcp_connections: g(&self.tcp_connections),
             tcp_refused: g(&self.tcp_refused),
+            tcp_refused_per_source: g(&self.tcp_refused_per_source),
+            tcp_message_timeouts: g(&self.tcp_message_timeouts),
             send_errors: g(&self.send_errors),
         }
     }
