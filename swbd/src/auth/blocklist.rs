@@ -1,4 +1,8 @@
-//! Failed-attempt counting per source IP, and temporary blocks.
+//! Failed-attempt counting per source, and temporary blocks.
+//!
+//! A source is an IPv4 address or an IPv6 /64 ([`SourceKey`]): a host
+//! owns its whole /64, and blocking one address of it would let it move to
+//! the next.
 //!
 //! The table is bounded (a flood of spoofed sources must not grow it
 //! without limit) and, when full, gives up what matters least first:
@@ -27,6 +31,8 @@ use std::time::Duration;
 use lru::LruCache;
 use tokio::time::Instant;
 
+use crate::transport::SourceKey;
+
 /// Bound on tracked sources (blocked or with recent failures).
 const MAX_TRACKED: usize = 65_536;
 
@@ -45,10 +51,10 @@ pub struct Blocklist {
     block: Duration,
     capacity: usize,
     /// Sources with failures and no block, least recently failed first.
-    failing: LruCache<IpAddr, Failures, RandomState>,
+    failing: LruCache<SourceKey, Failures, RandomState>,
     /// Blocked sources with the end of their block, oldest block first
     /// (never promoted: looking a block up does not renew its place).
-    blocked: LruCache<IpAddr, Instant, RandomState>,
+    blocked: LruCache<SourceKey, Instant, RandomState>,
     /// Active blocks dropped because the table was full of them.
     evicted_blocks: u64,
 }
@@ -77,30 +83,35 @@ impl Blocklist {
         }
     }
 
-    /// Whether `ip` is blocked now.
+    /// Whether `ip`'s source is blocked now.
     pub fn is_blocked(&mut self, ip: IpAddr) -> bool {
-        match self.blocked.peek(&ip) {
+        self.key_is_blocked(SourceKey::of(ip))
+    }
+
+    fn key_is_blocked(&mut self, key: SourceKey) -> bool {
+        match self.blocked.peek(&key) {
             Some(until) if *until > Instant::now() => true,
             Some(_) => {
                 // Served its time: it starts over with no failures.
-                self.blocked.pop(&ip);
+                self.blocked.pop(&key);
                 false
             }
             None => false,
         }
     }
 
-    /// Record one failure; true when this blocks the source.
+    /// Record one failure of `ip`'s source; true when this blocks it.
     pub fn record_failure(&mut self, ip: IpAddr) -> bool {
-        if self.max_failures == 0 || self.is_blocked(ip) {
+        let key = SourceKey::of(ip);
+        if self.max_failures == 0 || self.key_is_blocked(key) {
             return false;
         }
         let now = Instant::now();
-        if !self.failing.contains(&ip) {
+        if !self.failing.contains(&key) {
             self.make_room(now);
         }
         let window = self.window;
-        let e = self.failing.get_or_insert_mut(ip, Failures::default);
+        let e = self.failing.get_or_insert_mut(key, Failures::default);
         while e
             .times
             .front()
@@ -112,14 +123,14 @@ impl Blocklist {
         if e.times.len() < self.max_failures as usize {
             return false;
         }
-        self.failing.pop(&ip);
-        self.blocked.put(ip, now + self.block);
+        self.failing.pop(&key);
+        self.blocked.put(key, now + self.block);
         true
     }
 
     /// Forget failures of a source that authenticated (a block stays).
     pub fn record_success(&mut self, ip: IpAddr) {
-        self.failing.pop(&ip);
+        self.failing.pop(&SourceKey::of(ip));
     }
 
     /// Sources tracked (blocked or failing).
@@ -154,12 +165,12 @@ impl Blocklist {
         if self.failing.pop_lru().is_some() {
             return;
         }
-        if let Some((ip, _)) = self.blocked.pop_lru() {
+        if let Some((source, _)) = self.blocked.pop_lru() {
             self.evicted_blocks += 1;
             // Logged on the 1st, 2nd, 4th, 8th... so a flood cannot flood the log.
             if self.evicted_blocks.is_power_of_two() {
                 tracing::warn!(
-                    %ip,
+                    %source,
                     evicted = self.evicted_blocks,
                     capacity = self.capacity,
                     "blocklist full of active blocks: the oldest block was dropped"
@@ -278,6 +289,18 @@ mod tests {
         assert!(!b.record_failure(ip(3)));
         assert!(b.record_failure(ip(2)), "ip(2) kept its first failure");
         assert_eq!(b.evicted_blocks(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ipv6_slash_64_fails_and_is_blocked_as_one_source() {
+        let mut b = Blocklist::new(2, Duration::from_secs(60), Duration::from_secs(60));
+        let a: IpAddr = "2001:db8:7:7::1".parse().expect("ip");
+        let next: IpAddr = "2001:db8:7:7::2".parse().expect("ip");
+        let elsewhere: IpAddr = "2001:db8:7:8::1".parse().expect("ip");
+        assert!(!b.record_failure(a));
+        assert!(b.record_failure(next), "the second failure of the /64");
+        assert!(b.is_blocked(a) && b.is_blocked(next));
+        assert!(!b.is_blocked(elsewhere));
     }
 
     #[tokio::test(start_paused = true)]
