@@ -172,7 +172,9 @@ async fn connect_from(from: &str, server: SocketAddr) -> TcpPeer {
 /// closed or nothing came).
 async fn options(peer: &mut TcpPeer, call_id: &str) -> Option<Response> {
     let addr = peer.addr();
-    let msg = request("OPTIONS", URI, "TCP", addr, "alice", "alice", call_id, 1, "");
+    let msg = request(
+        "OPTIONS", URI, "TCP", addr, "alice", "alice", call_id, 1, "",
+    );
     peer.stream.write_all(msg.as_bytes()).await.ok()?;
     match peer.recv_within(WAIT).await? {
         SipMessage::Response(r) => Some(r),
@@ -244,7 +246,10 @@ async fn register_with_500_contacts_is_refused_and_the_11th_binding_too() {
     );
     let warning = r.raw(&Name::WARNING).expect("a Warning header");
     assert!(warning.starts_with("399 "), "{warning}");
-    assert!(warning.contains("at most 10 per address of record"), "{warning}");
+    assert!(
+        warning.contains("at most 10 per address of record"),
+        "{warning}"
+    );
     assert!(
         swbd.registrations().await.is_empty(),
         "none of the 500 was bound"
@@ -322,7 +327,9 @@ async fn a_slow_head_is_cut_off_while_keepalives_then_a_request_are_served() {
     let slow = async {
         let mut stream = TcpStream::connect(swbd.tcp).await.expect("connect");
         let local = stream.local_addr().expect("local addr");
-        let head = request("OPTIONS", URI, "TCP", local, "alice", "alice", "slow", 1, "");
+        let head = request(
+            "OPTIONS", URI, "TCP", local, "alice", "alice", "slow", 1, "",
+        );
         // Everything but the final CRLF: the head is never complete.
         let bytes = head.as_bytes();
         let bytes = bytes.get(..bytes.len() - 2).expect("a head");
@@ -365,12 +372,7 @@ async fn a_slow_head_is_cut_off_while_keepalives_then_a_request_are_served() {
 #[tokio::test]
 async fn at_a_low_open_file_limit_the_tcp_cap_bites_first_and_admin_still_answers() {
     // 256 descriptors: the cap becomes 256 - 64 (reserve) = 192.
-    let swbd = Swbd::start(
-        "nofile",
-        "  tcp_max_connections_per_source: 0\n",
-        Some(256),
-    )
-    .await;
+    let swbd = Swbd::start("nofile", "  tcp_max_connections_per_source: 0\n", Some(256)).await;
     swbd.log_line(&["tcp_max_connections lowered", "\"cap\":192"]);
 
     // More connections than swbd has descriptors for.
@@ -418,7 +420,10 @@ async fn refusals_and_message_timeouts_are_counted() {
     let mut first = TcpPeer::connect(s.tcp()).await;
     first.send("OPT").await;
     let mut second = TcpStream::connect(s.tcp()).await.expect("connect");
-    assert!(closed_by_server(&mut second).await, "over the per-source cap");
+    assert!(
+        closed_by_server(&mut second).await,
+        "over the per-source cap"
+    );
     common::wait_for("per-source refusal counted", || {
         s.endpoint.counters().tcp_refused_per_source == 1
     })

@@ -206,6 +206,7 @@ impl Registrar {
         let now = Instant::now();
         let wall = SystemTime::now();
         let mut events = Vec::new();
+        let mut replaced = 0usize;
         // Events (and their info log lines) cost a BindingInfo each: build
         // them only when someone listens.
         let publish =
@@ -278,17 +279,25 @@ impl Registrar {
                         }
                         plan.push((c, expires, q));
                     }
+                    // The count is only replayed when it could be over.
                     if max_contacts > 0
                         && cfg.contacts_overflow == ContactsOverflow::Reject
+                        && current.len() + plan.len() > max_contacts
                         && bindings_after(current, &plan) > max_contacts
                     {
                         return Err(Error::TooManyContacts { max: max_contacts });
                     }
-                    let touched: Vec<&Uri> = plan
-                        .iter()
-                        .filter(|(_, expires, _)| *expires != 0)
-                        .map(|(c, _, _)| &c.uri)
-                        .collect();
+                    let replace = max_contacts > 0
+                        && cfg.contacts_overflow == ContactsOverflow::ReplaceOldest;
+                    // What `replace_oldest` must keep (no allocation otherwise).
+                    let touched: Vec<&Uri> = if replace {
+                        plan.iter()
+                            .filter(|(_, expires, _)| *expires != 0)
+                            .map(|(c, _, _)| &c.uri)
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     for (c, expires, q) in plan {
                         let existing = current.iter().position(|b| same_uri(&b.contact, &c.uri));
                         if expires == 0 {
@@ -343,11 +352,10 @@ impl Registrar {
                             }
                         }
                     }
-                    if max_contacts > 0 {
-                        // Only `replace_oldest` gets here with too many:
-                        // `reject` refused above. What this REGISTER added or
-                        // refreshed is kept (it lists at most
-                        // `max_contacts`); ties go to the earlier binding.
+                    if replace {
+                        // `reject` refused too many above. What this
+                        // REGISTER added or refreshed is kept (it lists at
+                        // most `max_contacts`); ties go to the earlier one.
                         while current.len() > max_contacts {
                             let oldest = current
                                 .iter()
@@ -357,7 +365,7 @@ impl Registrar {
                                 .map(|(i, _)| i);
                             let Some(i) = oldest else { break };
                             let b = current.remove(i);
-                            tracing::info!(aor = %b.aor, contact = %b.contact, max = max_contacts, "binding replaced: too many contacts for the AOR");
+                            replaced += 1;
                             if publish {
                                 events.push((RegistrationChange::Removed, b.info()));
                             }
@@ -371,6 +379,9 @@ impl Registrar {
             }
             result
         };
+        if replaced > 0 {
+            tracing::info!(aor = %aor_text, replaced, max = max_contacts, "oldest bindings replaced: too many contacts for the AOR");
+        }
         for (change, binding) in events {
             tracing::info!(?change, aor = %binding.aor, contact = %binding.contact, source = %binding.source, "registration");
             self.inner
