@@ -201,7 +201,7 @@ pub struct RateLimitConfig {
     /// bucket size): a phone's start-up burst (REGISTER, SUBSCRIBEs,
     /// retransmissions) must fit.
     pub burst: u32,
-    /// Sources tracked at most (about 64 bytes each); when full, the
+    /// Sources tracked at most (about 100 bytes each); when full, the
     /// source seen least recently is forgotten.
     pub max_sources: usize,
 }

@@ -217,11 +217,6 @@ impl Transports {
         })
     }
 
-    /// Open TCP connections now (accepted and opened).
-    pub fn tcp_connections(&self) -> usize {
-        self.inner.connections.lock().map(|c| c.len()).unwrap_or(0)
-    }
-
     /// Start reading; every message goes to `receiver`.
     pub fn start(&self, receiver: Arc<dyn Receiver>) {
         if self.inner.receiver.set(receiver).is_err() {
