@@ -168,11 +168,28 @@ pub struct SipConfig {
     pub public_address: Option<IpAddr>,
     /// Largest SIP message accepted, in bytes (both transports).
     pub max_message_size: usize,
-    /// Close TCP connections idle this long.
+    /// Close TCP connections idle this long (any byte, a keepalive CRLF
+    /// too, restarts it).
     pub tcp_idle_timeout_secs: u64,
     /// Open TCP connections at most (accepted and opened); a connection
-    /// accepted beyond it is closed at once. 0 = no limit.
+    /// accepted beyond it is closed at once. 0 = no limit. Lowered at start
+    /// when the open-file limit would not stretch that far (a reserve of
+    /// descriptors is kept for admin, media nodes, UDP; logged).
     pub tcp_max_connections: usize,
+    /// Open TCP connections from one source (IPv4 address or IPv6 /64) at
+    /// most, so one host cannot take every slot; an accepted connection
+    /// beyond it is closed at once and counted. 0 = no limit. Raise it for
+    /// many TCP phones behind one NAT address.
+    pub tcp_max_connections_per_source: usize,
+    /// A TCP message head must be complete (through the empty line) this
+    /// long after its first byte, else the connection is closed and counted
+    /// (slowloris: a byte every few seconds would otherwise hold a
+    /// connection forever, the idle timeout restarting on each). Keepalive
+    /// CRLFs between messages do not start it.
+    pub tcp_head_timeout_secs: u64,
+    /// A TCP message body must be complete this long after its head, else
+    /// the connection is closed and counted.
+    pub tcp_body_timeout_secs: u64,
     /// SO_RCVBUF/SO_SNDBUF for UDP sockets, bytes (the kernel may cap it).
     pub udp_buffer_bytes: usize,
     /// Tasks reading each UDP socket, so parsing and handling run on every
@@ -181,6 +198,8 @@ pub struct SipConfig {
     pub udp_receivers: usize,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
+    /// Per-source request rate limit (off by default).
+    pub rate_limit: RateLimitConfig,
     /// Server / User-Agent header value.
     pub user_agent: String,
 }
@@ -203,10 +222,59 @@ impl Default for SipConfig {
             max_message_size: 65_535,
             tcp_idle_timeout_secs: 600,
             tcp_max_connections: 4096,
+            tcp_max_connections_per_source: 32,
+            tcp_head_timeout_secs: 15,
+            tcp_body_timeout_secs: 30,
             udp_buffer_bytes: 8 * 1024 * 1024,
             udp_receivers: 0,
             timers: TimerConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             user_agent: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Per-source request rate limit (`sip.rate_limit`), a token bucket per
+/// source IPv4 address or IPv6 /64 (`auth::ratelimit`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second one source may send; 0 = off (the
+    /// default: what one address carries, a phone or a trunk, is the
+    /// operator's to know). 50 suits sources that are single phones.
+    pub requests_per_sec: u32,
+    /// Requests a source may send at once before the rate applies (the
+    /// bucket size): a phone's start-up burst (REGISTER, SUBSCRIBEs,
+    /// retransmissions) must fit.
+    pub burst: u32,
+    /// Sources tracked at most (about 100 bytes each); when full, the
+    /// source seen least recently is forgotten.
+    pub max_sources: usize,
+    /// What a limited request gets: `reply` (`503` with `Retry-After`, once,
+    /// statelessly: a phone backs off and its operator sees why) or `drop`
+    /// (nothing: cheaper under a flood, and a spoofed source gets nothing
+    /// reflected at it).
+    pub action: RateLimitAction,
+}
+
+/// See [`RateLimitConfig::action`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitAction {
+    /// `503 Service Unavailable` with `Retry-After`.
+    #[default]
+    Reply,
+    /// No answer.
+    Drop,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_sec: 0,
+            burst: 200,
+            max_sources: 65_536,
+            action: RateLimitAction::Reply,
         }
     }
 }
@@ -243,6 +311,31 @@ pub struct RegistrarConfig {
     pub max_expires_secs: u32,
     /// Used when the REGISTER gives no expiry.
     pub default_expires_secs: u32,
+    /// Bindings one AOR may hold at once. An INVITE to a user forks one
+    /// B-leg (and one media session) per binding, so without a cap one
+    /// REGISTER with hundreds of Contacts turns the next call into hundreds
+    /// of legs. A REGISTER with more Contact values than this is refused
+    /// (403) before the table is touched; one that would leave more
+    /// bindings is handled per `contacts_overflow`. 0 = no limit.
+    pub max_contacts_per_aor: usize,
+    /// What a REGISTER that would leave more than `max_contacts_per_aor`
+    /// bindings gets: `reject` (403, nothing changed) or `replace_oldest`
+    /// (the least recently refreshed bindings of the AOR are removed to
+    /// make room, for phones that re-register under a new Contact after a
+    /// reboot without removing the old one).
+    pub contacts_overflow: ContactsOverflow,
+}
+
+/// Policy for a REGISTER beyond `registrar.max_contacts_per_aor`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactsOverflow {
+    /// Refuse it with 403; the AOR's bindings stay as they were.
+    #[default]
+    Reject,
+    /// Apply it, then remove the AOR's least recently refreshed bindings
+    /// (never one this REGISTER added or refreshed) down to the cap.
+    ReplaceOldest,
 }
 
 impl Default for RegistrarConfig {
@@ -251,6 +344,8 @@ impl Default for RegistrarConfig {
             min_expires_secs: 60,
             max_expires_secs: 7200,
             default_expires_secs: 3600,
+            max_contacts_per_aor: 10,
+            contacts_overflow: ContactsOverflow::Reject,
         }
     }
 }
@@ -449,9 +544,16 @@ impl Config {
         if self.sip.max_message_size < 1024 {
             err("sip.max_message_size: must be at least 1024 bytes".into());
         }
+        if self.sip.tcp_head_timeout_secs == 0 || self.sip.tcp_body_timeout_secs == 0 {
+            err("sip.tcp_head_timeout_secs, sip.tcp_body_timeout_secs: must be above 0".into());
+        }
         let t = self.sip.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
             err("sip.timers: need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0".into());
+        }
+        let rl = self.sip.rate_limit;
+        if rl.requests_per_sec > 0 && (rl.burst == 0 || rl.max_sources == 0) {
+            err("sip.rate_limit: burst and max_sources must be at least 1 when requests_per_sec is set".into());
         }
         let r = self.registrar;
         if r.min_expires_secs > r.max_expires_secs

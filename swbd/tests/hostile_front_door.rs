@@ -293,3 +293,50 @@ async fn sources_outside_acl_allow_are_dropped() {
     assert!(outside.collect(Duration::from_secs(1)).await.is_empty());
     sys.assert_clean().await;
 }
+
+/// A source over `sip.rate_limit` gets 503 with Retry-After, once per
+/// request and statelessly; other sources are not affected.
+#[tokio::test]
+async fn a_flooding_source_is_rate_limited() {
+    let sys = System::start(Options {
+        users: users(),
+        sip_extra: "  rate_limit: { requests_per_sec: 5, burst: 10 }\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let ruri = format!("sip:500@{}", sys.sip);
+    let flooder = RawPeer::bind("127.0.0.1", sys.sip).await;
+    for _ in 0..40 {
+        flooder
+            .send(&flooder.invite(&ruri, "<sip:1001@x>", &fresh(), 1, ""))
+            .await;
+    }
+    let replies = flooder.collect(Duration::from_secs(1)).await;
+    let parsed: Vec<_> = replies
+        .iter()
+        .filter_map(|r| match SipMessage::parse(r, true) {
+            Ok(SipMessage::Response(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        parsed.len(),
+        40,
+        "one reply per request, no retransmissions"
+    );
+    let limited: Vec<_> = parsed.iter().filter(|r| r.code == 503).collect();
+    assert!(
+        limited.len() >= 25,
+        "most of the flood is refused: {}",
+        limited.len()
+    );
+    assert!(limited.iter().all(|r| r.raw(&Name::RETRY_AFTER).is_some()));
+    assert!(parsed.iter().all(|r| r.code == 503 || r.code == 407));
+    // Another source is served.
+    let other = RawPeer::bind("127.0.0.2", sys.sip).await;
+    other
+        .send(&other.invite(&ruri, "<sip:1001@x>", &fresh(), 1, ""))
+        .await;
+    assert_eq!(other.response(false).await.code, 407);
+    sys.assert_clean().await;
+}

@@ -34,6 +34,7 @@ pub mod blocklist;
 pub mod digest;
 pub mod nonce;
 pub mod principal;
+pub mod ratelimit;
 pub mod users;
 
 pub use principal::Principal;

@@ -28,8 +28,9 @@
 use std::sync::Arc;
 
 use crate::auth::acl::Acl;
+use crate::auth::ratelimit::{RateLimiter, Verdict};
 use crate::auth::{Authenticator, ChallengeKind, Principal};
-use crate::config::{Config, IdentityPolicy};
+use crate::config::{Config, IdentityPolicy, RateLimitAction};
 use crate::sip::message::HeaderAccess;
 use crate::sip::response::make_response;
 use crate::sip::{Method, Name, Request, Response, random_token};
@@ -43,6 +44,9 @@ pub struct SwbdFrontDoor {
     acl: Acl,
     auth: Authenticator,
     identity: IdentityPolicy,
+    /// `None` when `sip.rate_limit` is off.
+    limiter: Option<RateLimiter>,
+    limit_action: RateLimitAction,
     counters: Arc<SipCounters>,
 }
 
@@ -63,6 +67,8 @@ impl SwbdFrontDoor {
             acl: Acl::from_config(&config.acl)?,
             auth,
             identity: config.auth.identity,
+            limiter: Some(RateLimiter::new(&config.sip.rate_limit)).filter(RateLimiter::enabled),
+            limit_action: config.sip.rate_limit.action,
             counters,
         })
     }
@@ -134,7 +140,17 @@ impl FrontDoor for SwbdFrontDoor {
         if in_dialog {
             return Screening::Pass(None);
         }
-        // RATE-LIMIT-WIRING
+        if let Some(limiter) = &self.limiter
+            && limiter.check(source.remote.ip(), tokio::time::Instant::now()) == Verdict::Limited
+        {
+            SipCounters::inc(&self.counters.rate_limited);
+            if self.limit_action == RateLimitAction::Drop {
+                return Screening::Drop;
+            }
+            let mut resp = Self::answer(request, 503, "Service Unavailable (rate limited)");
+            resp.headers.insert(Name::RETRY_AFTER, "5");
+            return Screening::Answer(resp);
+        }
         if let Some(resp) = precheck(request) {
             return Screening::Answer(resp);
         }

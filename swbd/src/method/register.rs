@@ -87,8 +87,14 @@ fn respond(ctx: &Context, tx: &ServerTransaction) -> crate::sip::Response {
                 RegistrarError::NotOurDomain(_) => "Not Found".to_string(),
                 RegistrarError::IntervalTooBrief { .. } => "Interval Too Brief".to_string(),
                 RegistrarError::BadRequest(m) => format!("Bad Request ({m})"),
+                RegistrarError::TooManyContacts { .. } => format!("Forbidden ({e})"),
             };
             let mut resp = tx.response(e.status_code(), &reason);
+            if let RegistrarError::TooManyContacts { .. } = e {
+                // RFC 3261 §20.43: 399 is the miscellaneous warning.
+                resp.headers
+                    .insert(Name::WARNING, format!("399 swbd \"{e}\""));
+            }
             if let RegistrarError::IntervalTooBrief { min_expires } = e {
                 resp.headers
                     .insert(Name::MIN_EXPIRES, min_expires.to_string());

@@ -29,6 +29,10 @@ pub struct Binding {
     pub expires_at_wall: SystemTime,
     /// When it was first registered.
     pub registered_at: SystemTime,
+    /// When a REGISTER last added or refreshed it (tokio clock): the
+    /// `replace_oldest` overflow policy removes the least recently
+    /// refreshed binding first.
+    pub refreshed_at: Instant,
     /// Call-ID of the registering UA.
     pub call_id: String,
     /// CSeq of the last REGISTER that touched it.

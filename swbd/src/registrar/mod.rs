@@ -19,6 +19,12 @@
 //!   Call-ID and a CSeq not higher is refused with `400`; a different
 //!   Call-ID replaces the binding.
 //! - The `200 OK` lists all current contacts of the AOR with `expires`.
+//! - At most `registrar.max_contacts_per_aor` bindings per AOR (an INVITE
+//!   forks one B-leg per binding). A REGISTER listing more Contacts than
+//!   that is refused with `403` before the table is looked at; one that
+//!   would leave more bindings is refused (`contacts_overflow: reject`,
+//!   the default) or makes room by removing the AOR's least recently
+//!   refreshed bindings (`replace_oldest`).
 //! - Events: Added / Refreshed / Removed / Expired on the EventBus.
 
 pub mod binding;
@@ -29,7 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::RegistrarConfig;
+use crate::config::{ContactsOverflow, RegistrarConfig};
 use crate::events::{BindingInfo, Event, EventBus, RegistrationChange};
 use crate::sip::header::param;
 use crate::sip::uri::same_uri;
@@ -52,6 +58,12 @@ pub enum Error {
     /// Malformed or out-of-order request.
     #[error("{0}")]
     BadRequest(String),
+    /// More bindings than `registrar.max_contacts_per_aor` (sent as 403).
+    #[error("too many contacts: at most {max} per address of record")]
+    TooManyContacts {
+        /// The configured cap.
+        max: usize,
+    },
 }
 
 impl Error {
@@ -61,6 +73,7 @@ impl Error {
             Error::NotOurDomain(_) => 404,
             Error::IntervalTooBrief { .. } => 423,
             Error::BadRequest(_) => 400,
+            Error::TooManyContacts { .. } => 403,
         }
     }
 }
@@ -182,10 +195,18 @@ impl Registrar {
             .user()
             .filter(|u| !u.is_empty())
             .ok_or_else(|| Error::BadRequest("To URI has no user".into()))?;
+        let max_contacts = cfg.max_contacts_per_aor;
+        if let ContactList::Contacts(contacts) = &req.contacts
+            && max_contacts > 0
+            && contacts.len() > max_contacts
+        {
+            return Err(Error::TooManyContacts { max: max_contacts });
+        }
         let aor_text = format!("sip:{user}@{host}");
         let now = Instant::now();
         let wall = SystemTime::now();
         let mut events = Vec::new();
+        let mut replaced = 0usize;
         // Events (and their info log lines) cost a BindingInfo each: build
         // them only when someone listens.
         let publish =
@@ -258,6 +279,25 @@ impl Registrar {
                         }
                         plan.push((c, expires, q));
                     }
+                    // The count is only replayed when it could be over.
+                    if max_contacts > 0
+                        && cfg.contacts_overflow == ContactsOverflow::Reject
+                        && current.len() + plan.len() > max_contacts
+                        && bindings_after(current, &plan) > max_contacts
+                    {
+                        return Err(Error::TooManyContacts { max: max_contacts });
+                    }
+                    let replace = max_contacts > 0
+                        && cfg.contacts_overflow == ContactsOverflow::ReplaceOldest;
+                    // What `replace_oldest` must keep (no allocation otherwise).
+                    let touched: Vec<&Uri> = if replace {
+                        plan.iter()
+                            .filter(|(_, expires, _)| *expires != 0)
+                            .map(|(c, _, _)| &c.uri)
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     for (c, expires, q) in plan {
                         let existing = current.iter().position(|b| same_uri(&b.contact, &c.uri));
                         if expires == 0 {
@@ -285,6 +325,7 @@ impl Registrar {
                             expires_at: now + dur,
                             expires_at_wall: wall + dur,
                             registered_at: wall,
+                            refreshed_at: now,
                             call_id: req.call_id.clone(),
                             cseq: req.cseq,
                             user_agent: req.user_agent.clone(),
@@ -311,6 +352,25 @@ impl Registrar {
                             }
                         }
                     }
+                    if replace {
+                        // `reject` refused too many above. What this
+                        // REGISTER added or refreshed is kept (it lists at
+                        // most `max_contacts`); ties go to the earlier one.
+                        while current.len() > max_contacts {
+                            let oldest = current
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, b)| !touched.iter().any(|u| same_uri(u, &b.contact)))
+                                .min_by_key(|(_, b)| b.refreshed_at)
+                                .map(|(i, _)| i);
+                            let Some(i) = oldest else { break };
+                            let b = current.remove(i);
+                            replaced += 1;
+                            if publish {
+                                events.push((RegistrationChange::Removed, b.info()));
+                            }
+                        }
+                    }
                 }
             }
             let result = render(current);
@@ -319,6 +379,9 @@ impl Registrar {
             }
             result
         };
+        if replaced > 0 {
+            tracing::info!(aor = %aor_text, replaced, max = max_contacts, "oldest bindings replaced: too many contacts for the AOR");
+        }
         for (change, binding) in events {
             tracing::info!(?change, aor = %binding.aor, contact = %binding.contact, source = %binding.source, "registration");
             self.inner
@@ -363,5 +426,180 @@ impl Registrar {
                 _ = shutdown.wait() => return,
             }
         }
+    }
+}
+
+/// How many bindings `current` would hold after applying `plan`, replaying
+/// the apply loop on contact URIs alone (a new contact adds one, `expires=0`
+/// on a bound one removes it, a contact listed twice counts once). `plan`
+/// is at most `max_contacts_per_aor` long, so the quadratic matching stays
+/// small.
+fn bindings_after(current: &[Binding], plan: &[(&crate::sip::Contact, u64, f32)]) -> usize {
+    let mut bound: Vec<&Uri> = current.iter().map(|b| &b.contact).collect();
+    for (c, expires, _) in plan {
+        let at = bound.iter().position(|u| same_uri(u, &c.uri));
+        match (at, *expires == 0) {
+            (Some(i), true) => {
+                bound.swap_remove(i);
+            }
+            (None, false) => bound.push(&c.uri),
+            _ => {}
+        }
+    }
+    bound.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Transport;
+    use crate::sip::SipMessage;
+    use crate::sip::message::HeaderAccess;
+
+    fn registrar(max: usize, overflow: ContactsOverflow) -> Registrar {
+        let config = RegistrarConfig {
+            max_contacts_per_aor: max,
+            contacts_overflow: overflow,
+            ..RegistrarConfig::default()
+        };
+        Registrar::new(config, &["example.com".to_string()], EventBus::new())
+    }
+
+    /// A REGISTER for alice with `contacts` (`port` or `port;expires=N`).
+    fn request(call_id: &str, cseq: u32, contacts: &[&str]) -> RegisterRequest {
+        let mut text = format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
+        );
+        for c in contacts {
+            let (port, params) = c.split_once(';').unwrap_or((c, ""));
+            let params = if params.is_empty() {
+                String::new()
+            } else {
+                format!(";{params}")
+            };
+            text.push_str(&format!(
+                "Contact: <sip:alice@192.0.2.1:{port}>{params}\r\n"
+            ));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        let Ok(SipMessage::Request(r)) = SipMessage::parse(text.as_bytes(), true) else {
+            panic!("test REGISTER parses")
+        };
+        RegisterRequest {
+            aor: r.header_to().expect("To").uri,
+            contacts: r.contacts().expect("contacts"),
+            expires: None,
+            call_id: call_id.into(),
+            cseq,
+            source: Source {
+                transport: Transport::Udp,
+                remote: "192.0.2.1:5060".parse().expect("addr"),
+                local: "192.0.2.9:5060".parse().expect("addr"),
+            },
+            user_agent: String::new(),
+        }
+    }
+
+    fn ports(r: &Registrar) -> Vec<u16> {
+        let mut v: Vec<u16> = r
+            .lookup("alice")
+            .iter()
+            .filter_map(|b| b.contact.as_sip().and_then(|u| u.port()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_contacts_than_the_cap_in_one_request_touch_nothing() {
+        let r = registrar(3, ContactsOverflow::ReplaceOldest);
+        assert!(r.register_with(&request("a", 1, &["1"]), |_| ()).is_ok());
+        let err = r
+            .register_with(&request("b", 1, &["2", "3", "4", "5"]), |_| ())
+            .expect_err("refused");
+        assert_eq!(err, Error::TooManyContacts { max: 3 });
+        assert_eq!(err.status_code(), 403);
+        assert_eq!(ports(&r), vec![1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reject_refuses_the_binding_beyond_the_cap_and_keeps_the_table() {
+        let r = registrar(2, ContactsOverflow::Reject);
+        assert!(r.register_with(&request("a", 1, &["1"]), |_| ()).is_ok());
+        assert!(r.register_with(&request("b", 1, &["2"]), |_| ()).is_ok());
+        assert_eq!(
+            r.register_with(&request("c", 1, &["3"]), |_| ()),
+            Err(Error::TooManyContacts { max: 2 })
+        );
+        assert_eq!(ports(&r), vec![1, 2]);
+        // Refreshing a bound contact, or swapping one for another in one
+        // request, stays within the cap.
+        assert!(r.register_with(&request("a", 2, &["1"]), |_| ()).is_ok());
+        assert!(
+            r.register_with(&request("a", 3, &["1;expires=0", "3"]), |_| ())
+                .is_ok()
+        );
+        assert_eq!(ports(&r), vec![2, 3]);
+        assert!(
+            r.register_with(&request("b", 2, &["2;expires=0", "4"]), |_| ())
+                .is_ok()
+        );
+        assert_eq!(ports(&r), vec![3, 4]);
+        // The same new contact listed twice counts once.
+        assert!(
+            r.register_with(&request("a", 4, &["3;expires=0"]), |_| ())
+                .is_ok()
+        );
+        assert!(
+            r.register_with(&request("c", 2, &["5", "5"]), |_| ())
+                .is_ok()
+        );
+        assert_eq!(ports(&r), vec![4, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replace_oldest_removes_the_least_recently_refreshed() {
+        let r = registrar(2, ContactsOverflow::ReplaceOldest);
+        let mut events = r.inner.events.subscribe();
+        assert!(r.register_with(&request("a", 1, &["1"]), |_| ()).is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(r.register_with(&request("b", 1, &["2"]), |_| ()).is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // 1 is refreshed, so 2 is now the least recently refreshed.
+        assert!(r.register_with(&request("a", 2, &["1"]), |_| ()).is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let listed = r
+            .register_with(&request("c", 1, &["3"]), |b| b.len())
+            .expect("accepted");
+        assert_eq!(listed, 2, "the 200 lists the cap's worth");
+        assert_eq!(ports(&r), vec![1, 3]);
+        let mut removed = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            if let Event::Registration {
+                change: RegistrationChange::Removed,
+                binding,
+            } = &ev.1
+            {
+                removed.push(binding.contact.clone());
+            }
+        }
+        assert_eq!(removed, vec!["sip:alice@192.0.2.1:2".to_string()]);
+        // A request's own contacts are never the ones removed.
+        assert!(
+            r.register_with(&request("d", 1, &["4", "5"]), |_| ())
+                .is_ok()
+        );
+        assert_eq!(ports(&r), vec![4, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_means_no_cap() {
+        let r = registrar(0, ContactsOverflow::Reject);
+        let many: Vec<String> = (1..=50).map(|p| p.to_string()).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(r.register_with(&request("a", 1, &many), |_| ()).is_ok());
+        assert_eq!(r.len(), 50);
     }
 }

@@ -28,11 +28,20 @@ pub struct SipCounters {
     /// INVITEs refused because their From named someone other than the
     /// authenticated user (`auth.identity: reject`).
     pub identity_refused: AtomicU64,
+    /// Requests over their source's `sip.rate_limit` (answered 503 or dropped).
+    pub rate_limited: AtomicU64,
     /// TCP connections accepted or opened.
     pub tcp_connections: AtomicU64,
-    /// TCP connections closed at accept because `sip.tcp_max_connections`
-    /// were open.
+    /// TCP connections closed at accept (or not opened) because the TCP
+    /// cap in force (`sip.tcp_max_connections`, lowered to fit the
+    /// open-file limit) was reached.
     pub tcp_refused: AtomicU64,
+    /// TCP connections closed at accept because their source had
+    /// `sip.tcp_max_connections_per_source` open.
+    pub tcp_refused_per_source: AtomicU64,
+    /// TCP connections closed because a message head (or body) was not
+    /// complete within `sip.tcp_head_timeout_secs` (`tcp_body_timeout_secs`).
+    pub tcp_message_timeouts: AtomicU64,
     /// Sends that failed.
     pub send_errors: AtomicU64,
 }
@@ -60,10 +69,16 @@ pub struct CountersSnapshot {
     pub acl_dropped: u64,
     /// See [`SipCounters::identity_refused`].
     pub identity_refused: u64,
+    /// See [`SipCounters::rate_limited`].
+    pub rate_limited: u64,
     /// See [`SipCounters::tcp_connections`].
     pub tcp_connections: u64,
     /// See [`SipCounters::tcp_refused`].
     pub tcp_refused: u64,
+    /// See [`SipCounters::tcp_refused_per_source`].
+    pub tcp_refused_per_source: u64,
+    /// See [`SipCounters::tcp_message_timeouts`].
+    pub tcp_message_timeouts: u64,
     /// See [`SipCounters::send_errors`].
     pub send_errors: u64,
 }
@@ -88,8 +103,11 @@ impl SipCounters {
             stateless_replies: g(&self.stateless_replies),
             acl_dropped: g(&self.acl_dropped),
             identity_refused: g(&self.identity_refused),
+            rate_limited: g(&self.rate_limited),
             tcp_connections: g(&self.tcp_connections),
             tcp_refused: g(&self.tcp_refused),
+            tcp_refused_per_source: g(&self.tcp_refused_per_source),
+            tcp_message_timeouts: g(&self.tcp_message_timeouts),
             send_errors: g(&self.send_errors),
         }
     }

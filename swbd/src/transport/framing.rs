@@ -56,6 +56,28 @@ pub fn next_message(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Fra
     Ok(Some(buf.split_to(total).freeze()))
 }
 
+/// What an unfinished message in the buffer has got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partial {
+    /// Bytes of a head, no empty line yet.
+    Head,
+    /// A complete head, the body still short.
+    Body,
+}
+
+/// What is left in `buf` after [`next_message`] returned `Ok(None)`:
+/// nothing (keep-alive CRLFs are discarded, so they never count), part of
+/// a head, or a head and part of its body.
+pub fn partial(buf: &[u8]) -> Option<Partial> {
+    if buf.is_empty() {
+        None
+    } else if find_head_end(buf).is_some() {
+        Some(Partial::Body)
+    } else {
+        Some(Partial::Head)
+    }
+}
+
 fn stream_content_length(head: &[u8]) -> Result<usize, FrameError> {
     for line in head.split(|b| *b == b'\n') {
         let Some(colon) = line.iter().position(|b| *b == b':') else {
@@ -89,6 +111,22 @@ mod tests {
         assert!(m2.starts_with(b"BYE"));
         assert_eq!(next_message(&mut b, 1000), Ok(None));
         assert_eq!(&b[..], b"INV");
+    }
+
+    #[test]
+    fn partial_tells_head_from_body_and_ignores_keepalives() {
+        let mut b = BytesMut::from(&b"\r\n\r\n"[..]);
+        assert_eq!(next_message(&mut b, 1000), Ok(None));
+        assert_eq!(partial(&b), None, "a keep-alive is not a message");
+        b.extend_from_slice(b"OPTIONS sip:a SIP/2.0\r\nl: 3\r\n");
+        assert_eq!(next_message(&mut b, 1000), Ok(None));
+        assert_eq!(partial(&b), Some(Partial::Head));
+        b.extend_from_slice(b"\r\na");
+        assert_eq!(next_message(&mut b, 1000), Ok(None));
+        assert_eq!(partial(&b), Some(Partial::Body));
+        b.extend_from_slice(b"bc");
+        assert!(next_message(&mut b, 1000).expect("ok").is_some());
+        assert_eq!(partial(&b), None);
     }
 
     #[test]

@@ -10,7 +10,18 @@
 //!   frames (see [`framing`]) and writes; idle connections are closed.
 //!   Responses go back over the connection the request came on (looked up
 //!   by the peer address).
+//! - [`connections`]: the open TCP connections, counted per source, with
+//!   the total and per-source caps; [`descriptors`]: the open-file limit
+//!   (raised at start) and the total cap it allows; [`source_key`]: what
+//!   one source is (IPv4 address, IPv6 /64).
 //! - [`counters`]: drop and error counters for admin status.
+//!
+//! TCP limits (see `docs/security/limits.md`): a connection accepted beyond
+//! the total cap or its source's cap is closed at once (`tcp_refused`,
+//! `tcp_refused_per_source`); a message head must be complete within
+//! `sip.tcp_head_timeout_secs` of its first byte and its body within
+//! `sip.tcp_body_timeout_secs` of the head, else the connection is closed
+//! (`tcp_message_timeouts`).
 //!
 //! Oversize messages: UDP datagrams above `sip.max_message_size` are dropped
 //! and counted (`oversize_dropped`); a TCP message above it gets
@@ -18,12 +29,14 @@
 //! closed either way. Requests *we* send over UDP that exceed 1300 bytes go
 //! over TCP instead (RFC 3261 §18.1.1); see the transaction layer.
 
+pub mod connections;
 pub mod counters;
+pub mod descriptors;
 pub mod framing;
+pub mod source_key;
 pub mod tcp;
 pub mod udp;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -35,7 +48,9 @@ use tokio::sync::mpsc;
 
 pub use crate::config::Transport;
 use crate::config::{ListenAddr, SipConfig};
+use connections::Connections;
 pub use counters::SipCounters;
+pub use source_key::SourceKey;
 
 /// Where a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,8 +157,8 @@ pub(crate) struct Inner {
     tcp: Mutex<Vec<tokio::net::TcpListener>>,
     local: Vec<ListenAddr>,
     /// Open TCP connections by peer address. A std Mutex: held only to
-    /// look up / insert / remove a sender, never across an await.
-    pub(crate) connections: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+    /// look up / admit / forget a sender, never across an await.
+    pub(crate) connections: Mutex<Connections>,
     pub(crate) receiver: OnceLock<Arc<dyn Receiver>>,
 }
 
@@ -155,6 +170,7 @@ impl Transports {
         counters: Arc<SipCounters>,
         shutdown: Shutdown,
     ) -> Result<Self> {
+        let tcp_cap = tcp_cap_for(config);
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         let mut local = Vec::new();
@@ -192,7 +208,10 @@ impl Transports {
                 udp,
                 tcp: Mutex::new(tcp),
                 local,
-                connections: Mutex::new(HashMap::new()),
+                connections: Mutex::new(Connections::new(
+                    tcp_cap,
+                    config.tcp_max_connections_per_source,
+                )),
                 receiver: OnceLock::new(),
             }),
         })
@@ -317,4 +336,37 @@ impl Transports {
                 remote: target.remote,
             })
     }
+}
+
+/// Raise the open-file limit and size the TCP connection cap to it (see
+/// [`descriptors`]), logging what was done and any lowering of
+/// `sip.tcp_max_connections`.
+fn tcp_cap_for(config: &SipConfig) -> usize {
+    let configured = config.tcp_max_connections;
+    let want = u64::try_from(configured)
+        .unwrap_or(u64::MAX)
+        .saturating_add(4 * descriptors::MIN_RESERVE);
+    let limit = descriptors::raise_nofile(want);
+    let cap = descriptors::tcp_cap(configured, limit.soft);
+    let fmt = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |v| v.to_string());
+    tracing::info!(
+        before = %fmt(limit.before),
+        soft = %fmt(limit.soft),
+        hard = %fmt(limit.hard),
+        "open-file limit (RLIMIT_NOFILE)"
+    );
+    let lowered = match configured {
+        0 => cap != usize::MAX,
+        n => cap < n,
+    };
+    if lowered {
+        tracing::warn!(
+            configured,
+            cap,
+            open_files = %fmt(limit.soft),
+            reserve = limit.soft.map_or(0, descriptors::reserve),
+            "sip.tcp_max_connections lowered to fit the open-file limit, keeping a reserve for admin, media nodes and UDP"
+        );
+    }
+    cap
 }

@@ -1,6 +1,11 @@
 //! TCP listeners and connections. One task per connection owns the socket:
 //! it reads and frames, writes what is queued for it, and closes it when
-//! idle for `sip.tcp_idle_timeout_secs`.
+//! idle for `sip.tcp_idle_timeout_secs`, or when a message started on it is
+//! not complete in time (`sip.tcp_head_timeout_secs` for the head from its
+//! first byte, then `sip.tcp_body_timeout_secs` for the body).
+//!
+//! A connection is admitted only within the total cap and its source's cap
+//! ([`super::connections`]); one accepted beyond either is closed at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::framing::{FrameError, next_message};
+use super::connections::Refusal;
+use super::framing::{FrameError, Partial, next_message, partial};
 use super::{Error, Inner, Result, SipCounters, Source, Transport};
 use crate::sip::{ParseError, SipMessage};
 
@@ -51,31 +57,35 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             },
             _ = shutdown.wait() => return,
         };
-        let max = inner.config.tcp_max_connections;
-        let open = inner.connections.lock().map(|c| c.len()).unwrap_or(0);
-        if max > 0 && open >= max {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let admitted = match inner.connections.lock() {
+            Ok(mut conns) => conns.admit(remote, tx),
+            Err(_) => continue,
+        };
+        if let Err(refusal) = admitted {
             // Dropping the stream closes it; the peer may retry later.
-            SipCounters::inc(&inner.counters.tcp_refused);
-            tracing::debug!(%remote, open, max, "TCP connection refused: limit reached");
+            let counter = match refusal {
+                Refusal::Full { .. } => &inner.counters.tcp_refused,
+                Refusal::PerSource { .. } => &inner.counters.tcp_refused_per_source,
+            };
+            SipCounters::inc(counter);
+            tracing::debug!(%remote, %refusal, "TCP connection refused");
             continue;
         }
         let _ = stream.set_nodelay(true);
-        spawn_connection(&inner, stream, remote);
+        spawn_connection(&inner, stream, remote, rx);
     }
 }
 
+/// Run an admitted connection.
 fn spawn_connection(
     inner: &Arc<Inner>,
     stream: TcpStream,
     remote: SocketAddr,
-) -> mpsc::Sender<Bytes> {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    if let Ok(mut conns) = inner.connections.lock() {
-        conns.insert(remote, tx.clone());
-    }
+    rx: mpsc::Receiver<Bytes>,
+) {
     SipCounters::inc(&inner.counters.tcp_connections);
     tokio::spawn(connection(inner.clone(), stream, remote, rx));
-    tx
 }
 
 async fn connection(
@@ -95,27 +105,48 @@ async fn connection(
     };
     let receiver = inner.receiver.get().cloned();
     let idle = Duration::from_secs(inner.config.tcp_idle_timeout_secs.max(1));
+    let head_timeout = Duration::from_secs(inner.config.tcp_head_timeout_secs.max(1));
+    let body_timeout = Duration::from_secs(inner.config.tcp_body_timeout_secs.max(1));
     let max = inner.config.max_message_size;
     let mut shutdown = inner.shutdown.clone();
     let mut buf = BytesMut::with_capacity(4096);
     let mut deadline = Instant::now() + idle;
+    // The unfinished message in `buf`, if any, and when it must be done by.
+    let mut unfinished: Option<(Partial, Instant)> = None;
     'conn: loop {
+        let message_due = async move {
+            match unfinished {
+                Some((_, due)) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = stream.read_buf(&mut buf) => {
                 match r {
                     Ok(0) | Err(_) => break 'conn,
                     Ok(_) => {}
                 }
-                deadline = Instant::now() + idle;
+                let now = Instant::now();
+                deadline = now + idle;
                 loop {
                     match next_message(&mut buf, max) {
                         Ok(Some(msg)) => {
+                            // The next message's clock starts afresh.
+                            unfinished = None;
                             SipCounters::inc(&inner.counters.messages_received);
                             if let Some(r) = &receiver {
                                 r.receive(msg, source);
                             }
                         }
-                        Ok(None) => break,
+                        Ok(None) => {
+                            unfinished = match (partial(&buf), unfinished) {
+                                (None, _) => None,
+                                (Some(part), Some((was, due))) if part == was => Some((was, due)),
+                                (Some(Partial::Head), _) => Some((Partial::Head, now + head_timeout)),
+                                (Some(Partial::Body), _) => Some((Partial::Body, now + body_timeout)),
+                            };
+                            break;
+                        }
                         Err(e) => {
                             SipCounters::inc(&inner.counters.oversize_dropped);
                             tracing::debug!(%remote, error = %e, "closing TCP connection");
@@ -140,6 +171,11 @@ async fn connection(
             }
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::debug!(%remote, "closing idle TCP connection");
+                break 'conn;
+            }
+            _ = message_due => {
+                SipCounters::inc(&inner.counters.tcp_message_timeouts);
+                tracing::debug!(%remote, part = ?unfinished.map(|(p, _)| p), "closing TCP connection: message not complete in time");
                 break 'conn;
             }
             _ = shutdown.wait() => break 'conn,
@@ -188,7 +224,17 @@ pub(crate) async fn send(inner: &Arc<Inner>, remote: SocketAddr, data: Bytes) ->
                 .map_err(|_| err("connect timed out".into()))?
                 .map_err(|e| err(io_reason(&e)))?;
             let _ = stream.set_nodelay(true);
-            spawn_connection(inner, stream, remote)
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let admitted = match inner.connections.lock() {
+                Ok(mut conns) => conns.admit_outgoing(remote, tx.clone()),
+                Err(_) => Err(Refusal::Full { cap: 0 }),
+            };
+            if let Err(refusal) = admitted {
+                SipCounters::inc(&inner.counters.tcp_refused);
+                return Err(err(refusal.to_string()));
+            }
+            spawn_connection(inner, stream, remote, rx);
+            tx
         }
     };
     sender.send(data).await.map_err(|_| Error::Send {

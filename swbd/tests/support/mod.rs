@@ -101,6 +101,8 @@ pub struct Options {
     pub rtp_timeout_secs: u64,
     /// Extra `auth:` keys (flow-map entries, e.g. `identity: rewrite`).
     pub auth_extra: String,
+    /// Extra `sip:` keys, as indented YAML lines (`"  rate_limit: {...}\n"`).
+    pub sip_extra: String,
 }
 
 impl Default for Options {
@@ -112,6 +114,7 @@ impl Default for Options {
             users: Vec::new(),
             rtp_timeout_secs: 0,
             auth_extra: String::new(),
+            sip_extra: String::new(),
         }
     }
 }
@@ -219,8 +222,9 @@ impl System {
             )
         };
         let mut cfg = format!(
-            "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n\
+            "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n{}\
              admin: {{ socket: \"{}\" }}\nmedia:\n  health_interval_ms: 100\n  nodes:\n",
+            opts.sip_extra,
             admin.display()
         );
         let node_addresses = addresses(&nodes);
