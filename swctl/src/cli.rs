@@ -29,7 +29,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "SWCTL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// File holding the bearer token of TCP admin listeners (swbd's
-    /// admin.token_file, swrtp's admin_token_file), sent on every call.
+    /// admin.token_file, swrtp's admin_token_file), sent to tcp:// hosts.
     /// $SWCTL_TOKEN gives the token itself instead; a context may name a
     /// token_file too.
     #[arg(long, global = true, env = "SWCTL_TOKEN_FILE", value_name = "FILE")]

@@ -29,9 +29,11 @@
 //! # Tokens
 //! TCP admin listeners require a bearer token: `--token-file FILE` (or
 //! `$SWCTL_TOKEN_FILE`), else `$SWCTL_TOKEN` (the token itself), else the
-//! context's `token_file`. It is sent on every call to every backend
-//! (unix sockets and ssh ignore it). A daemon answering UNAUTHENTICATED is
-//! reported with these options named.
+//! context's `token_file`. It is sent on every call to `tcp://` backends
+//! only (unix sockets, and ssh which ends at one, are protected by their
+//! file mode). A daemon answering UNAUTHENTICATED is reported with these
+//! options named. The default local sockets are used only when their
+//! runtime directory is ours and private.
 //!
 //! # `dialplan check`
 //! swctl does not link swbd, so `swctl dialplan check FILE` runs

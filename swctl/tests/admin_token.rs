@@ -1,7 +1,9 @@
 //! swctl against a swbd whose admin listens on TCP: every local user can
 //! reach the port, so the token is what keeps them out. swctl sends it from
 //! `--token-file`, `$SWCTL_TOKEN_FILE`, `$SWCTL_TOKEN` or a context's
-//! `token_file`; without it the refusal says which option to use.
+//! `token_file`; without it the refusal says which option to use. The
+//! default local sockets are trusted only in a runtime directory that is
+//! ours and private.
 #![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod common;
@@ -95,4 +97,23 @@ fn tcp_admin_needs_the_token_and_swctl_sends_it() {
     let (code, _, err) = swctl(&["--host", &host, "--token-file", "/nonexistent/t", "status"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("/nonexistent/t"), "{err}");
+}
+
+#[test]
+fn default_sockets_in_an_open_runtime_dir_are_not_used() {
+    let dir = tempdir("open-runtime");
+    let runtime = dir.join("xdg/switchboard");
+    std::fs::create_dir_all(&runtime).expect("mkdir");
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let xdg = dir.join("xdg");
+    let env = [
+        ("XDG_RUNTIME_DIR", xdg.to_str().expect("utf-8")),
+        ("XDG_CONFIG_HOME", dir.to_str().expect("utf-8")),
+    ];
+    let (code, _, err) = swctl_env(&["status"], &env);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("has mode 0777"), "{err}");
+    let (code, _, err) = swctl_env(&["dial-stdio"], &env);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("has mode 0777"), "{err}");
 }

@@ -87,14 +87,37 @@ impl Targets {
         self.of(service).len() > 1
     }
 
-    /// Connect to one backend; calls carry the token when there is one.
+    /// Connect to one backend. Calls to a `tcp://` backend carry the token
+    /// when there is one; unix sockets (and ssh, which ends at one) are
+    /// protected by their file mode, so the token is not given to them.
     pub async fn channel(&self, b: &Backend, what: &str) -> Result<AuthedChannel, Error> {
         let channel = connect::connect_with(&b.host, what, &self.ssh).await?;
+        let token = match b.host {
+            Host::Tcp(_) => self.token.as_ref(),
+            Host::Unix(_) | Host::Ssh { .. } => None,
+        };
         Ok(InterceptedService::new(
             channel,
-            BearerToken::optional(self.token.as_ref()),
+            BearerToken::optional(token),
         ))
     }
+}
+
+/// Before talking to the default local sockets: their directory must be
+/// ours and private, or another user may have put a socket of theirs there.
+pub(crate) fn check_default_dir(socket: &std::path::Path) -> Result<(), Error> {
+    let dir = switchboard_proto::support::paths::runtime_dir();
+    if !dir.exists() {
+        return Ok(());
+    }
+    switchboard_proto::support::paths::check_private_dir(&dir).map_err(|e| {
+        Error::from(connect::ConnectError::Unreachable {
+            what: "the local daemon".into(),
+            host: Host::Unix(socket.to_path_buf()),
+            reason: e.to_string(),
+            hint: "refusing a runtime directory that is not ours and private".into(),
+        })
+    })
 }
 
 /// The token from `--token-file` / `$SWCTL_TOKEN_FILE`, else
@@ -178,6 +201,7 @@ pub fn targets(cli: &Cli) -> Result<Targets, Error> {
                 }
             }
             None => {
+                check_default_dir(&switchboard_proto::support::paths::swbd_socket())?;
                 list.push((
                     Host::Unix(switchboard_proto::support::paths::swbd_socket()),
                     Kind::Swbd,
