@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use switchboard_proto::admin::v1::signaling_admin_server::SignalingAdminServer;
 use switchboard_proto::support::grpc::{self, BearerAuth, Endpoint};
+use switchboard_proto::support::paths;
 use switchboard_proto::support::secret::{self, Token};
 use switchboard_proto::support::shutdown::Shutdown;
-use switchboard_proto::support::paths;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::{AdminService, AdminState};
@@ -53,8 +53,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None => None,
     };
     let media_tokens = MediaTokens::load(&config.media).map_err(anyhow::Error::msg)?;
-    let media = MediaPool::new(&config.media, &media_tokens, events.clone())
-        .map_err(anyhow::Error::msg)?;
+    let media =
+        MediaPool::new(&config.media, &media_tokens, events.clone()).map_err(anyhow::Error::msg)?;
     let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
     media.start(shutdown.clone());
 

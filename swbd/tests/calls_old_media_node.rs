@@ -29,8 +29,8 @@ use switchboard_proto::admin::v1 as admin_pb;
 use switchboard_proto::media::v1 as pb;
 use switchboard_proto::media::v1::media_service_client::MediaServiceClient;
 use switchboard_proto::media::v1::media_service_server::{MediaService, MediaServiceServer};
-use tokio_stream::wrappers::TcpListenerStream;
 use switchboard_proto::support::grpc::{AuthedChannel, BearerToken};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status};
 

@@ -120,9 +120,15 @@ async fn a_swbd_without_the_media_token_gets_nothing_from_swrtp() {
             .unwrap_or_else(|| panic!("node {name} listed"))
     };
     let stranger = get("stranger");
-    assert_eq!(stranger.state, pb::MediaNodeState::Down as i32, "{stranger:?}");
+    assert_eq!(
+        stranger.state,
+        pb::MediaNodeState::Down as i32,
+        "{stranger:?}"
+    );
     assert!(
-        stranger.last_error.contains("wrong bearer token for MediaService"),
+        stranger
+            .last_error
+            .contains("wrong bearer token for MediaService"),
         "{stranger:?}"
     );
     assert!(
@@ -146,11 +152,15 @@ fn admin_tcp_without_a_token_refuses_to_start() {
     let port = free_tcp_port();
     let stderr = swbd_refuses_captured(
         &dir,
-        &format!("auth: {{ enabled: false }}\nadmin: {{ socket: null, tcp: \"127.0.0.1:{port}\" }}\n"),
+        &format!(
+            "auth: {{ enabled: false }}\nadmin: {{ socket: null, tcp: \"127.0.0.1:{port}\" }}\n"
+        ),
         &[],
     );
     assert!(
-        stderr.contains(&format!("admin.tcp: 127.0.0.1:{port} needs admin.token_file")),
+        stderr.contains(&format!(
+            "admin.tcp: 127.0.0.1:{port} needs admin.token_file"
+        )),
         "{stderr}"
     );
     assert!(
@@ -182,7 +192,10 @@ async fn a_tcp_admin_refuses_clients_without_its_token() {
     })
     .await;
     // swbd created the token file, private.
-    let mode = std::fs::metadata(&token_file).expect("token file").permissions().mode();
+    let mode = std::fs::metadata(&token_file)
+        .expect("token file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let token = secret::load_token(&token_file).expect("token");
 
@@ -268,7 +281,11 @@ fn runtime_dirs_that_are_not_ours_and_private_are_refused() {
     let sock = fresh.join("switchboard/swbd.sock");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "swbd never served {}", sock.display());
+        assert!(
+            Instant::now() < deadline,
+            "swbd never served {}",
+            sock.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mode = std::fs::metadata(fresh.join("switchboard"))
@@ -342,7 +359,10 @@ async fn reload_from_a_path_never_shows_the_file() {
     std::fs::write(&env_file, "DB_PASSWORD=hunter2-S3cret\n").expect("write");
     let text = errors_text(&reload(env_file).await);
     assert!(!text.is_empty());
-    assert!(!text.contains("S3cret") && !text.contains("hunter2"), "{text}");
+    assert!(
+        !text.contains("S3cret") && !text.contains("hunter2"),
+        "{text}"
+    );
 
     // A file that parses as a dialplan: semantic errors quote values too.
     let plan = dir.join("plan.yaml");
@@ -361,7 +381,11 @@ async fn reload_from_a_path_never_shows_the_file() {
         let r = reload(path.clone()).await;
         assert!(!r.applied);
         let text = errors_text(&r);
-        assert!(text.contains("not a regular file"), "{}: {text}", path.display());
+        assert!(
+            text.contains("not a regular file"),
+            "{}: {text}",
+            path.display()
+        );
     }
 
     // The plan in force never changed.

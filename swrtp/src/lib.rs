@@ -85,8 +85,8 @@ use switchboard_proto::media::v1::media_service_server::MediaServiceServer;
 use switchboard_proto::support::grpc::{self, BearerAuth, Endpoint};
 use switchboard_proto::support::shutdown::Shutdown;
 use switchboard_proto::support::{paths, secret};
-use tonic::service::interceptor::InterceptedService;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::config::Config;
 use crate::ports::PortPool;
@@ -137,12 +137,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         .media_token_file
         .clone()
         .unwrap_or_else(paths::media_token);
-    let media_token =
-        secret::load_or_create_token(&media_token_file).context("media token (media_token_file)")?;
+    let media_token = secret::load_or_create_token(&media_token_file)
+        .context("media token (media_token_file)")?;
     let admin_token = match (&admin_ep, &config.admin_token_file) {
-        (Endpoint::Tcp(_), Some(file)) => Some(
-            secret::load_or_create_token(file).context("admin token (admin_token_file)")?,
-        ),
+        (Endpoint::Tcp(_), Some(file)) => {
+            Some(secret::load_or_create_token(file).context("admin token (admin_token_file)")?)
+        }
         (Endpoint::Tcp(addr), None) => {
             anyhow::bail!("admin: tcp://{addr} needs admin_token_file")
         }

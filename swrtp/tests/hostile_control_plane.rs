@@ -144,7 +144,8 @@ async fn media_service_answers_only_calls_with_the_media_token() {
     let last = if wrong_text.ends_with('0') { "1" } else { "0" };
     wrong_text.replace_range(63.., last);
     let wrong = Token::new(&wrong_text).unwrap();
-    let mut guesser = MediaServiceClient::with_interceptor(channel.clone(), BearerToken::new(&wrong));
+    let mut guesser =
+        MediaServiceClient::with_interceptor(channel.clone(), BearerToken::new(&wrong));
     let e = guesser
         .create_session(create_request())
         .await
@@ -184,7 +185,10 @@ fn a_listener_beyond_loopback_needs_an_explicit_token_file() {
         stderr.contains("listen: 0.0.0.0:0 is not loopback, so media_token_file must be set"),
         "{stderr}"
     );
-    assert!(stderr.contains("every swbd as media.token_file"), "{stderr}");
+    assert!(
+        stderr.contains("every swbd as media.token_file"),
+        "{stderr}"
+    );
     assert!(!dir.join("switchboard").exists(), "refused before anything");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -189,7 +189,10 @@ mod tests {
         assert!(e.message.contains("s3cret"), "the plain error quotes: {e}");
         let plain = e.clone().without_source_text();
         assert!(!plain.to_string().contains("s3cret"), "{plain}");
-        assert!(plain.message.starts_with("unknown field (text omitted)"), "{plain}");
+        assert!(
+            plain.message.starts_with("unknown field (text omitted)"),
+            "{plain}"
+        );
         assert_eq!((plain.line, plain.column), (e.line, e.column));
         let e = from_str::<Cfg>("c.yaml", "name: a\npassword_s3cret: 1\n").unwrap_err();
         let plain = e.without_source_text();
@@ -203,7 +206,10 @@ mod tests {
             omit_quoted(r#"invalid type: string "a \"b\" c", expected `x`; ok"#),
             "invalid type: string (text omitted), expected (text omitted); ok"
         );
-        assert_eq!(omit_quoted("unterminated \"abc"), "unterminated (text omitted)");
+        assert_eq!(
+            omit_quoted("unterminated \"abc"),
+            "unterminated (text omitted)"
+        );
         assert_eq!(omit_quoted("line one\nline two"), "line one");
     }
 

@@ -192,9 +192,8 @@ fn load_requested(path: &Path, context: &DialplanContext) -> Result<Dialplan, Ve
     use std::io::Read;
     let name = path.display().to_string();
     let refuse = |m: String| vec![FileError::whole(&name, m)];
-    let not_regular = || {
-        refuse("not a regular file (an admin reload reads dialplan files only)".to_string())
-    };
+    let not_regular =
+        || refuse("not a regular file (an admin reload reads dialplan files only)".to_string());
     let cannot_read = |e: &std::io::Error| refuse(format!("cannot read: {}", io_reason(e)));
     // stat before open: opening a FIFO blocks; then check what was opened.
     let meta = std::fs::metadata(path).map_err(|e| cannot_read(&e))?;
@@ -206,7 +205,11 @@ fn load_requested(path: &Path, context: &DialplanContext) -> Result<Dialplan, Ve
     if !meta.is_file() {
         return Err(not_regular());
     }
-    let too_large = || refuse(format!("larger than {MAX_REQUESTED_BYTES} bytes, not a dialplan"));
+    let too_large = || {
+        refuse(format!(
+            "larger than {MAX_REQUESTED_BYTES} bytes, not a dialplan"
+        ))
+    };
     if meta.len() > MAX_REQUESTED_BYTES {
         return Err(too_large());
     }

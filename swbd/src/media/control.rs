@@ -264,7 +264,10 @@ commands! {
 }
 
 impl MediaClient {
-    pub(crate) fn new(unary: MediaServiceClient<AuthedChannel>, control: Arc<ControlChannel>) -> Self {
+    pub(crate) fn new(
+        unary: MediaServiceClient<AuthedChannel>,
+        control: Arc<ControlChannel>,
+    ) -> Self {
         Self { unary, control }
     }
 

@@ -176,12 +176,12 @@ pub fn targets(cli: &Cli) -> Result<Targets, Error> {
                 let ctx = cfg
                     .context(&file, cli.context.as_deref())
                     .map_err(|e| Error::Usage(e.to_string()))?;
-                context_token = ctx.and_then(|c| c.token_file.as_ref()).map(|f| {
-                    match path.parent() {
-                        Some(dir) if f.is_relative() => dir.join(f),
-                        _ => f.clone(),
-                    }
-                });
+                context_token =
+                    ctx.and_then(|c| c.token_file.as_ref())
+                        .map(|f| match path.parent() {
+                            Some(dir) if f.is_relative() => dir.join(f),
+                            _ => f.clone(),
+                        });
                 ctx.map(|c| (c.swbd.clone(), c.swrtp.clone()))
             }
             None if cli.context.is_some() => {

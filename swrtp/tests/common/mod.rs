@@ -81,8 +81,14 @@ fn url(e: &Endpoint) -> String {
 impl Daemon {
     pub async fn start(config: Config) -> Self {
         let (trigger, shutdown) = shutdown::channel();
-        let media_file = config.media_token_file.clone().expect("tests name the media token");
-        let admin_file = config.admin_token_file.clone().expect("tests name the admin token");
+        let media_file = config
+            .media_token_file
+            .clone()
+            .expect("tests name the media token");
+        let admin_file = config
+            .admin_token_file
+            .clone()
+            .expect("tests name the admin token");
         let running = swrtp::start(config, shutdown).await.expect("start swrtp");
         let media_token = secret::load_token(&media_file).expect("media token");
         let admin_token = secret::load_token(&admin_file).expect("admin token");
