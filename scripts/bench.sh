@@ -93,6 +93,7 @@ sip:
   udp_buffer_bytes: 8388608
 admin: { socket: "$RUNDIR/swbd.sock" }
 media:
+  token_file: "$RUNDIR/media.token"
   health_interval_ms: 1000
   nodes:
     - { name: rtp-a, address: "tcp://127.0.0.1:9090" }
@@ -118,7 +119,8 @@ start_switchboard() { # AUTH [pin]: with "pin", swrtp runs under MEDIA_PIN
     [ "${2:-}" = pin ] && pin=("${MEDIA_PIN[@]}")
     echo "rtp_timeout_secs: 0" >"$RUNDIR/swrtp.yaml"
     RUST_LOG=warn start_bg swrtp "${pin[@]}" "$BIN/swrtp" --config "$RUNDIR/swrtp.yaml" \
-        --listen tcp://127.0.0.1:9090 --rtp-ports 10000-30000 \
+        --listen tcp://127.0.0.1:9090 --media-token-file "$RUNDIR/media.token" \
+        --rtp-ports 10000-30000 \
         --admin "unix://$RUNDIR/swrtp.sock" --node-id rtp-a
     sleep 0.5
     RUST_LOG=warn start_bg swbd "$BIN/swbd" --config "$(swbd_config "$1")"

@@ -35,9 +35,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$bin/swrtp" --listen tcp://127.0.0.1:9090 --audio-dir "$root/testdata/audio" &
+# swrtp answers only MediaService calls carrying this token; both daemons
+# read it (the first to start creates it, mode 0600).
+token=$state/media.token
+"$bin/swrtp" --listen tcp://127.0.0.1:9090 --media-token-file "$token" \
+    --audio-dir "$root/testdata/audio" &
 pids+=($!)
-"$bin/swbd" --users-file "$users" --audio-dir "$root/testdata/audio" &
+"$bin/swbd" --users-file "$users" --media-token-file "$token" \
+    --audio-dir "$root/testdata/audio" &
 pids+=($!)
 
 if [ -n "${XDG_RUNTIME_DIR:-}" ]; then rundir=$XDG_RUNTIME_DIR/switchboard; else rundir=/tmp/switchboard-$(id -u); fi
@@ -46,7 +51,8 @@ cat <<MSG
 
 Switchboard is running on loopback:
   SIP      udp+tcp 127.0.0.1:5060, domain "localhost"
-  media    swrtp at tcp://127.0.0.1:9090, RTP ports 10000-20000
+  media    swrtp at tcp://127.0.0.1:9090, RTP ports 10000-20000,
+           media token in $token
   admin    unix://$rundir/swbd.sock (swbd), unix://$rundir/swrtp.sock (swrtp)
   try      $bin/swctl status
            $bin/swctl -H unix://$rundir/swrtp.sock status

@@ -83,6 +83,8 @@ fn start(users: UserRange) -> System {
             dir.join("swrtp.yaml").to_str().expect("utf-8"),
             "--listen",
             &control,
+            "--media-token-file",
+            dir.join("media.token").to_str().expect("utf-8"),
             "--admin",
             &format!("unix://{}", dir.join("swrtp.sock").display()),
             "--rtp-ports",
@@ -104,7 +106,7 @@ fn start(users: UserRange) -> System {
         "auth: {{ enabled: true, realm: switchboard, users_file: users.yaml, algorithms: [md5] }}\n\
          sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\"]\n\
          admin: {{ socket: \"{}\" }}\n\
-         media:\n  health_interval_ms: 100\n  nodes:\n    - {{ name: rtp-a, address: \"{control}\" }}\n",
+         media:\n  token_file: media.token\n  health_interval_ms: 100\n  nodes:\n    - {{ name: rtp-a, address: \"{control}\" }}\n",
         admin.display()
     );
     std::fs::write(dir.join("swbd.yaml"), cfg).expect("swbd config");

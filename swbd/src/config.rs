@@ -460,6 +460,12 @@ pub struct MediaConfig {
     pub nodes: Vec<MediaNodeConfig>,
     /// Health check period.
     pub health_interval_ms: u64,
+    /// File holding the media token sent on every MediaService call (swrtp
+    /// refuses calls without it; its `media_token_file` is the same file).
+    /// Unset: `media.token` in the runtime directory, shared with a swrtp
+    /// of the same user on this host. Created (0600, random) when missing;
+    /// refused unless owned by this user with mode 0600 or stricter.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for MediaConfig {
@@ -468,8 +474,10 @@ impl Default for MediaConfig {
             nodes: vec![MediaNodeConfig {
                 name: "rtp-a".into(),
                 address: "tcp://127.0.0.1:9090".into(),
+                token_file: None,
             }],
             health_interval_ms: 1000,
+            token_file: None,
         }
     }
 }
@@ -482,17 +490,27 @@ pub struct MediaNodeConfig {
     pub name: String,
     /// gRPC endpoint of its MediaService (`tcp://127.0.0.1:9090`).
     pub address: String,
+    /// This node's media token file, when it differs from `media.token_file`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Admin gRPC listeners.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Unix socket path (mode 0660).
+    /// Unix socket path (mode 0660). Its directory must not be writable by
+    /// group/other (unless sticky) and must belong to this user or root.
     pub socket: Option<PathBuf>,
-    /// Optional TCP listener (`127.0.0.1:7070`). Beyond loopback it needs `token`.
+    /// Optional TCP listener (`127.0.0.1:7070`). Needs `token_file` (or
+    /// `token`), loopback included: any local user can connect to a port.
     pub tcp: Option<SocketAddr>,
-    /// Bearer token required on the TCP listener when set.
+    /// File holding the bearer token required on the TCP listener
+    /// (`swctl --token-file FILE`). Created (0600, random) when missing;
+    /// refused unless owned by this user with mode 0600 or stricter.
+    pub token_file: Option<PathBuf>,
+    /// The bearer token inline. Kept for compatibility; a config file is
+    /// easy to leak, so prefer `token_file` (a warning is logged).
     pub token: Option<String>,
 }
 
@@ -501,6 +519,7 @@ impl Default for AdminConfig {
         Self {
             socket: Some(switchboard_proto::support::paths::swbd_socket()),
             tcp: None,
+            token_file: None,
             token: None,
         }
     }
@@ -531,6 +550,11 @@ impl Config {
         fix(&mut self.dialplan.file);
         fix(&mut self.dialplan.audio_dir);
         fix(&mut self.admin.socket);
+        fix(&mut self.admin.token_file);
+        fix(&mut self.media.token_file);
+        for n in &mut self.media.nodes {
+            fix(&mut n.token_file);
+        }
     }
 
     /// Check cross-field rules. Errors name the file (no position: these
@@ -607,13 +631,23 @@ impl Config {
         if self.media.health_interval_ms < 50 {
             err("media.health_interval_ms: must be at least 50".into());
         }
+        let inline_token = self.admin.token.as_deref().is_some_and(|t| !t.is_empty());
         if let Some(tcp) = self.admin.tcp
-            && !tcp.ip().is_loopback()
-            && self.admin.token.as_deref().unwrap_or("").is_empty()
+            && !inline_token
+            && self.admin.token_file.is_none()
         {
             err(format!(
-                "admin.tcp: {tcp} is not loopback, so admin.token must be set"
+                "admin.tcp: {tcp} needs admin.token_file (or admin.token): any local user can connect to a TCP port"
             ));
+        }
+        if inline_token && self.admin.token_file.is_some() {
+            err("admin: set admin.token_file or admin.token, not both".into());
+        }
+        if let Some(t) = self.admin.token.as_deref()
+            && inline_token
+            && let Err(e) = switchboard_proto::support::secret::Token::new(t)
+        {
+            err(format!("admin.token: {e}"));
         }
         if errors.is_empty() {
             Ok(())
@@ -657,11 +691,43 @@ mod tests {
     }
 
     #[test]
-    fn non_loopback_admin_needs_token() {
-        let mut c = Config::default();
-        c.admin.tcp = Some("0.0.0.0:7070".parse().expect("addr"));
-        let errs = c.validate("c.yaml").expect_err("refused");
-        assert!(errs[0].message.contains("admin.token"));
+    fn tcp_admin_needs_a_token_even_on_loopback() {
+        for addr in ["0.0.0.0:7070", "127.0.0.1:7070"] {
+            let mut c = Config::default();
+            c.admin.tcp = Some(addr.parse().expect("addr"));
+            let errs = c.validate("c.yaml").expect_err("refused");
+            assert!(errs[0].message.contains("admin.token_file"), "{errs:?}");
+            c.admin.token_file = Some("admin.token".into());
+            assert_eq!(c.validate("c.yaml"), Ok(()));
+            c.admin.token = Some("inline".into());
+            let errs = c.validate("c.yaml").expect_err("both refused");
+            assert!(errs[0].message.contains("not both"), "{errs:?}");
+            c.admin.token_file = None;
+            assert_eq!(c.validate("c.yaml"), Ok(()), "inline still works");
+            c.admin.token = Some("two words".into());
+            assert!(c.validate("c.yaml").is_err());
+        }
+    }
+
+    #[test]
+    fn token_files_are_relative_to_the_config_file() {
+        let c: Config = yaml::from_str(
+            "c.yaml",
+            "admin: { token_file: a.token }
+media:
+  token_file: m.token
+  nodes: [{ name: x, address: \"tcp://127.0.0.1:1\", token_file: x.token }]
+",
+        )
+        .expect("parses");
+        let mut c = c;
+        c.resolve_paths(Path::new("/etc/sb"));
+        assert_eq!(c.admin.token_file, Some(PathBuf::from("/etc/sb/a.token")));
+        assert_eq!(c.media.token_file, Some(PathBuf::from("/etc/sb/m.token")));
+        assert_eq!(
+            c.media.nodes[0].token_file,
+            Some(PathBuf::from("/etc/sb/x.token"))
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ struct Args {
     /// Admin unix socket path; replaces admin.socket.
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,
+    /// Media token file sent to every swrtp node; replaces media.token_file.
+    #[arg(long, value_name = "FILE")]
+    media_token_file: Option<PathBuf>,
     /// Users file for digest auth; replaces auth.users_file.
     #[arg(long, value_name = "FILE")]
     users_file: Option<PathBuf>,
@@ -69,6 +72,9 @@ fn main() -> ExitCode {
     }
     if let Some(p) = &args.admin_socket {
         config.admin.socket = Some(p.clone());
+    }
+    if let Some(p) = &args.media_token_file {
+        config.media.token_file = Some(p.clone());
     }
     if let Some(p) = &args.users_file {
         config.auth.users_file = Some(p.clone());

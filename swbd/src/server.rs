@@ -8,19 +8,22 @@ use std::time::Duration;
 use anyhow::Context;
 use switchboard_proto::admin::v1::signaling_admin_server::SignalingAdminServer;
 use switchboard_proto::support::grpc::{self, BearerAuth, Endpoint};
+use switchboard_proto::support::paths;
+use switchboard_proto::support::secret::{self, Token};
 use switchboard_proto::support::shutdown::Shutdown;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::{AdminService, AdminState};
 use crate::b2bua::{CallDeps, CallTable, dispatch};
-use crate::config::Config;
+use crate::config::{AdminConfig, Config};
 use crate::dialplan::{DialplanStore, ReloadSource};
 use crate::endpoint::SipEndpoint;
 use crate::events::EventBus;
-use crate::media::{MediaEvent, MediaPool};
+use crate::media::{MediaEvent, MediaPool, MediaTokens};
 
 /// Run swbd until `shutdown` fires. Start-up errors (a port in use, a socket
-/// directory missing, an invalid dialplan) return before anything is served.
+/// directory missing or open to other users, a token file that is not
+/// private, an invalid dialplan) return before anything is served.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let events = EventBus::new();
@@ -39,7 +42,19 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 .join("\n")
         )
     })?;
-    let media = MediaPool::new(&config.media, events.clone()).map_err(anyhow::Error::msg)?;
+    // Secrets and directories are checked before anything listens.
+    if config.admin.socket.as_deref() == Some(paths::swbd_socket().as_path()) {
+        // Only the default directory is created for the operator; a configured
+        // path in a missing directory is an error (a typo should not create trees).
+        paths::ensure_runtime_dir(&paths::runtime_dir()).context("runtime directory")?;
+    }
+    let admin_token = match config.admin.tcp {
+        Some(_) => Some(admin_token(&config.admin)?),
+        None => None,
+    };
+    let media_tokens = MediaTokens::load(&config.media).map_err(anyhow::Error::msg)?;
+    let media =
+        MediaPool::new(&config.media, &media_tokens, events.clone()).map_err(anyhow::Error::msg)?;
     let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
     media.start(shutdown.clone());
 
@@ -71,13 +86,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let mut admin_endpoints = Vec::new();
     if let Some(path) = &config.admin.socket {
-        // Only the default directory is created for the operator; a configured
-        // path in a missing directory is an error (a typo should not create trees).
-        if *path == switchboard_proto::support::paths::swbd_socket() {
-            let dir = switchboard_proto::support::paths::runtime_dir();
-            switchboard_proto::support::paths::ensure_runtime_dir(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
         admin_endpoints.push(Endpoint::Unix(path.clone()));
     }
     if let Some(addr) = config.admin.tcp {
@@ -101,14 +109,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             .set_serving::<SignalingAdminServer<AdminService>>()
             .await;
         let service = SignalingAdminServer::new(AdminService::new(state.clone()));
+        // The unix socket is protected by its file mode; TCP always by the token.
         let token = match &endpoint {
-            Endpoint::Tcp(_) => config.admin.token.as_deref().filter(|t| !t.is_empty()),
+            Endpoint::Tcp(_) => admin_token.as_ref(),
             Endpoint::Unix(_) => None,
         };
         let router = match token {
             Some(token) => {
                 tracing::info!(endpoint = %listener.endpoint(), "admin gRPC listening; bearer token required");
-                router.add_service(InterceptedService::new(service, BearerAuth::new(token)))
+                router.add_service(InterceptedService::new(
+                    service,
+                    BearerAuth::new(token.as_str()),
+                ))
             }
             None => {
                 tracing::info!(endpoint = %listener.endpoint(), "admin gRPC listening");
@@ -152,6 +164,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             tasks.abort_all();
             Ok(())
         }
+    }
+}
+
+/// The bearer token of the TCP admin listener: `admin.token_file` (read,
+/// or created 0600 when missing), else the inline `admin.token`.
+fn admin_token(cfg: &AdminConfig) -> anyhow::Result<Token> {
+    if let Some(file) = &cfg.token_file {
+        return secret::load_or_create_token(file).context("admin.token_file");
+    }
+    match cfg.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(inline) => {
+            tracing::warn!(
+                "admin.token is written in the config file; prefer admin.token_file (a file of mode 0600)"
+            );
+            Token::new(inline).map_err(|e| anyhow::anyhow!("admin.token: {e}"))
+        }
+        None => anyhow::bail!("admin.tcp needs admin.token_file (or admin.token)"),
     }
 }
 

@@ -29,8 +29,9 @@ use switchboard_proto::admin::v1 as admin_pb;
 use switchboard_proto::media::v1 as pb;
 use switchboard_proto::media::v1::media_service_client::MediaServiceClient;
 use switchboard_proto::media::v1::media_service_server::{MediaService, MediaServiceServer};
+use switchboard_proto::support::grpc::{AuthedChannel, BearerToken};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 /// Calls the proxy saw, per MediaService method.
@@ -61,7 +62,7 @@ fn get(c: &AtomicU32) -> u32 {
 /// A MediaService as an older swrtp offers it: everything but `ConnectLegs`
 /// and `DestroySessions` forwarded to a real swrtp.
 struct OldNode {
-    upstream: MediaServiceClient<Channel>,
+    upstream: MediaServiceClient<AuthedChannel>,
     calls: Arc<Calls>,
 }
 
@@ -215,7 +216,10 @@ async fn start_with_old_node(opts: Options) -> (System, Arc<Calls>) {
             .expect("swrtp endpoint")
             .connect_lazy();
         let service = OldNode {
-            upstream: MediaServiceClient::new(channel),
+            upstream: MediaServiceClient::with_interceptor(
+                channel,
+                BearerToken::new(&node.token()),
+            ),
             calls: counted,
         };
         tokio::spawn(

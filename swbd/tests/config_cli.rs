@@ -112,7 +112,10 @@ fn cross_field_errors_are_reported_all_at_once() {
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(err.contains("registrar: need min_expires_secs"), "{err}");
-    assert!(err.contains("admin.token must be set"), "{err}");
+    assert!(
+        err.contains("admin.tcp: 0.0.0.0:7070 needs admin.token_file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,7 +154,7 @@ fn admin_port_in_use_is_one_line() {
     let f = dir.join("c.yaml");
     std::fs::write(
         &f,
-        format!("admin: {{ socket: null, tcp: \"127.0.0.1:{port}\" }}\n"),
+        format!("admin: {{ socket: null, tcp: \"127.0.0.1:{port}\", token_file: admin.token }}\n"),
     )
     .expect("write");
     let o = swbd(&[

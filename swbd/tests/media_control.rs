@@ -52,7 +52,8 @@ async fn commands_share_one_stream_errors_map_and_it_reopens_after_a_restart() {
     let dir = tempdir("media-control");
     let port = free_tcp_port();
     let mut node = start_swrtp_on(&dir, "ctl", 0, port);
-    let client = MediaClient::connect_lazy(&format!("tcp://127.0.0.1:{port}")).expect("client");
+    let client = MediaClient::connect_lazy(&format!("tcp://127.0.0.1:{port}"), Some(&node.token()))
+        .expect("client");
 
     let first = create_eventually(&client, "c0").await;
 

@@ -28,6 +28,12 @@ pub struct Cli {
     /// (or ~/.config/swctl/config.yaml).
     #[arg(long, global = true, env = "SWCTL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// File holding the bearer token of TCP admin listeners (swbd's
+    /// admin.token_file, swrtp's admin_token_file), sent to tcp:// hosts.
+    /// $SWCTL_TOKEN gives the token itself instead; a context may name a
+    /// token_file too.
+    #[arg(long, global = true, env = "SWCTL_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// ssh program and options used for ssh:// hosts (split on spaces),
     /// e.g. "ssh -o StrictHostKeyChecking=no -i KEY".
     #[arg(long, global = true, env = "SWCTL_SSH", value_name = "COMMAND")]

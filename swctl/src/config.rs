@@ -9,6 +9,9 @@
 //!     swrtp: ["ssh://ops@pbx1/run/switchboard/swrtp.sock", "tcp://10.0.0.8:7071"]
 //!   lab:
 //!     swbd: ["unix:///run/switchboard/swbd.sock"]
+//!   tcp-lab:
+//!     swbd: ["tcp://127.0.0.1:7070"]
+//!     token_file: lab-admin.token   # relative to this file; --token-file wins
 //! ```
 
 use std::collections::BTreeMap;
@@ -36,6 +39,10 @@ pub struct Context {
     pub swbd: Vec<String>,
     /// swrtp admin endpoints.
     pub swrtp: Vec<String>,
+    /// Bearer token file for this context's TCP admin listeners (relative
+    /// to the config file's directory). `--token-file`, `$SWCTL_TOKEN_FILE`
+    /// and `$SWCTL_TOKEN` take precedence.
+    pub token_file: Option<PathBuf>,
 }
 
 /// A config problem, with the file named.

@@ -26,6 +26,15 @@
 //! options (split on spaces); `--remote-swctl` / `$SWCTL_REMOTE` name swctl on the
 //! remote host. When ssh fails, its own stderr (host key, auth) is the error.
 //!
+//! # Tokens
+//! TCP admin listeners require a bearer token: `--token-file FILE` (or
+//! `$SWCTL_TOKEN_FILE`), else `$SWCTL_TOKEN` (the token itself), else the
+//! context's `token_file`. It is sent on every call to `tcp://` backends
+//! only (unix sockets, and ssh which ends at one, are protected by their
+//! file mode). A daemon answering UNAUTHENTICATED is reported with these
+//! options named. The default local sockets are used only when their
+//! runtime directory is ours and private.
+//!
 //! # `dialplan check`
 //! swctl does not link swbd, so `swctl dialplan check FILE` runs
 //! `swbd --check-dialplan FILE` with the swbd next to the swctl binary or on
@@ -103,6 +112,10 @@ impl Error {
         let message = match status.code() {
             tonic::Code::Unimplemented => format!(
                 "{} (this daemon does not offer it; is --host pointing at the right daemon?)",
+                status.message()
+            ),
+            tonic::Code::Unauthenticated => format!(
+                "{} (give the admin token: --token-file FILE, $SWCTL_TOKEN_FILE or $SWCTL_TOKEN)",
                 status.message()
             ),
             _ => status.message().to_string(),

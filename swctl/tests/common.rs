@@ -164,6 +164,8 @@ pub fn swctl_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         .env_remove("SWCTL_CONTEXT")
         .env_remove("SWCTL_CONFIG")
         .env_remove("SWCTL_SSH")
+        .env_remove("SWCTL_TOKEN")
+        .env_remove("SWCTL_TOKEN_FILE")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
@@ -204,9 +206,13 @@ pub fn start_pbx(dir: &Path, dialplan: &Path) -> Pbx {
     let swrtp_socket = dir.join("swrtp.sock");
     let swbd_socket = dir.join("swbd.sock");
     let rtp_base = 20_000 + (std::process::id() % 400) as u16 * 100;
+    // The media token both daemons share, private to this test.
+    let token = dir.join("media.token");
     let swrtp = Daemon::start(
         "swrtp",
         &[
+            "--media-token-file",
+            token.to_str().expect("utf-8"),
             "--listen",
             &format!("tcp://127.0.0.1:{media_port}"),
             "--admin",
@@ -222,7 +228,8 @@ pub fn start_pbx(dir: &Path, dialplan: &Path) -> Pbx {
     std::fs::write(
         &cfg,
         format!(
-            "auth: {{ enabled: false }}\nmedia: {{ nodes: [{{ name: rtp-a, address: \"tcp://127.0.0.1:{media_port}\" }}] }}\n"
+            "auth: {{ enabled: false }}\nmedia: {{ token_file: \"{}\", nodes: [{{ name: rtp-a, address: \"tcp://127.0.0.1:{media_port}\" }}] }}\n",
+            token.display()
         ),
     )
     .expect("config");

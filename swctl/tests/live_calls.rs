@@ -96,6 +96,7 @@ async fn top_feed_sees_a_call_come_and_go() {
             },
         ],
         ssh: SshOptions::default(),
+        token: None,
     };
     let (tx, mut rx) = mpsc::channel(4096);
     let feeds = [

@@ -279,6 +279,7 @@ fn targets(sock: &Path) -> Targets {
             optional: false,
         }],
         ssh: SshOptions::default(),
+        token: None,
     }
 }
 

@@ -41,6 +41,7 @@ async fn feed_reconnects_when_swbd_restarts() {
             optional: false,
         }],
         ssh: SshOptions::default(),
+        token: None,
     };
     let (tx, mut rx) = mpsc::channel(1024);
     let task = tokio::spawn(feed(targets.clone(), 0, 1000, tx));

@@ -22,6 +22,19 @@ pub struct Config {
     /// Empty means `$XDG_RUNTIME_DIR/switchboard/swrtp.sock`, or
     /// `/tmp/switchboard-$UID/swrtp.sock` without XDG_RUNTIME_DIR.
     pub admin: String,
+    /// File holding the bearer token every MediaService call must carry
+    /// (swbd reads the same file as `media.token_file`), so that another
+    /// local user cannot drive this node. Created (mode 0600, random) when
+    /// missing; refused unless owned by this user with mode 0600 or
+    /// stricter. Unset: `media.token` in the runtime directory, which is
+    /// only allowed while `listen` is loopback or a unix socket; beyond
+    /// loopback set it and copy the file to every swbd.
+    pub media_token_file: Option<PathBuf>,
+    /// File holding the bearer token swctl must send when `admin` is a TCP
+    /// endpoint (required then, loopback included; same file checks as
+    /// `media_token_file`). Ignored for a unix socket, which its file mode
+    /// protects.
+    pub admin_token_file: Option<PathBuf>,
     /// RTP port range `MIN-MAX`; MIN must be even (RTP even, RTCP = RTP + 1).
     pub rtp_ports: String,
     /// Local address the RTP sockets bind to.
@@ -49,6 +62,8 @@ impl Default for Config {
             node_id: "swrtp".into(),
             listen: "tcp://127.0.0.1:9090".into(),
             admin: String::new(),
+            media_token_file: None,
+            admin_token_file: None,
             rtp_ports: "10000-20000".into(),
             bind_address: IpAddr::from([127, 0, 0, 1]),
             public_address: None,
@@ -120,9 +135,25 @@ impl std::str::FromStr for PortRange {
 impl Config {
     /// Read, parse and validate a YAML file.
     pub fn load(path: &Path) -> Result<Self, Vec<FileError>> {
-        let config: Config = yaml::from_path(path).map_err(|e| vec![e])?;
+        let mut config: Config = yaml::from_path(path).map_err(|e| vec![e])?;
+        if let Some(base) = path.parent() {
+            config.resolve_token_paths(base);
+        }
         config.validate(&path.display().to_string())?;
         Ok(config)
+    }
+
+    /// Token files named relative to the config file are relative to its
+    /// directory.
+    pub fn resolve_token_paths(&mut self, base: &Path) {
+        for p in [&mut self.media_token_file, &mut self.admin_token_file]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
     }
 
     /// Parse and validate YAML text named `name` in errors.
@@ -138,13 +169,35 @@ impl Config {
         if self.node_id.trim().is_empty() {
             errors.push(FileError::whole(name, "node_id must not be empty"));
         }
-        if let Err(e) = self.listen.parse::<Endpoint>() {
-            errors.push(FileError::whole(name, format!("listen: {e}")));
+        match self.listen.parse::<Endpoint>() {
+            Err(e) => errors.push(FileError::whole(name, format!("listen: {e}"))),
+            Ok(Endpoint::Tcp(addr))
+                if !addr.ip().is_loopback() && self.media_token_file.is_none() =>
+            {
+                errors.push(FileError::whole(
+                    name,
+                    format!(
+                        "listen: {addr} is not loopback, so media_token_file must be set \
+                         (a token file you copy to every swbd as media.token_file)"
+                    ),
+                ));
+            }
+            Ok(_) => {}
         }
-        if !self.admin.is_empty()
-            && let Err(e) = self.admin.parse::<Endpoint>()
-        {
-            errors.push(FileError::whole(name, format!("admin: {e}")));
+        if !self.admin.is_empty() {
+            match self.admin.parse::<Endpoint>() {
+                Err(e) => errors.push(FileError::whole(name, format!("admin: {e}"))),
+                Ok(Endpoint::Tcp(addr)) if self.admin_token_file.is_none() => {
+                    errors.push(FileError::whole(
+                        name,
+                        format!(
+                            "admin: tcp://{addr} needs admin_token_file (any local user can \
+                             connect to a TCP port; swctl sends the token with --token-file)"
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+            }
         }
         if let Err(e) = self.rtp_ports.parse::<PortRange>() {
             errors.push(FileError::whole(name, e));
@@ -291,6 +344,29 @@ mod tests {
     fn bad_endpoint_is_refused() {
         assert!(bad("listen: nowhere\n").contains("listen"));
         assert!(bad("admin: unix://\n").contains("admin"));
+    }
+
+    #[test]
+    fn media_beyond_loopback_needs_a_token_file() {
+        let e = bad("listen: tcp://0.0.0.0:9090\n");
+        assert!(e.contains("media_token_file must be set"), "{e}");
+        Config::from_yaml(
+            "t.yaml",
+            "listen: tcp://0.0.0.0:9090\nmedia_token_file: /etc/sb/media.token\n",
+        )
+        .expect("valid with a token file");
+        Config::from_yaml("t.yaml", "listen: tcp://[::1]:9090\n").expect("loopback is fine");
+    }
+
+    #[test]
+    fn tcp_admin_needs_a_token_file_even_on_loopback() {
+        let e = bad("admin: tcp://127.0.0.1:7071\n");
+        assert!(e.contains("admin_token_file"), "{e}");
+        Config::from_yaml(
+            "t.yaml",
+            "admin: tcp://127.0.0.1:7071\nadmin_token_file: admin.token\n",
+        )
+        .expect("valid with a token file");
     }
 
     #[test]

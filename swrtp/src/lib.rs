@@ -54,9 +54,12 @@
 //!
 //! # Defaults
 //!
-//! MediaService on `tcp://127.0.0.1:9090`; MediaAdmin on
-//! `$XDG_RUNTIME_DIR/switchboard/swrtp.sock` (or `/tmp/switchboard-$UID/`,
-//! created 0700); RTP ports 10000-20000 on 127.0.0.1; RTP timeout 30 s;
+//! MediaService on `tcp://127.0.0.1:9090`, every call needing the media
+//! token (`authorization: Bearer`, from `media_token_file`, by default
+//! `media.token` in the runtime directory, created 0600 when missing);
+//! MediaAdmin on `$XDG_RUNTIME_DIR/switchboard/swrtp.sock` (or
+//! `/tmp/switchboard-$UID/`, created 0700, an existing one used only when
+//! it is ours and private); RTP ports 10000-20000 on 127.0.0.1; RTP timeout 30 s;
 //! latching after 3 packets. [`start`] returns the bound endpoints (port 0
 //! resolved) for in-process tests; [`run`] is what `main` calls.
 
@@ -79,9 +82,11 @@ use std::time::Duration;
 use anyhow::Context;
 use switchboard_proto::admin::v1::media_admin_server::MediaAdminServer;
 use switchboard_proto::media::v1::media_service_server::MediaServiceServer;
-use switchboard_proto::support::grpc::{self, Endpoint};
+use switchboard_proto::support::grpc::{self, BearerAuth, Endpoint};
 use switchboard_proto::support::shutdown::Shutdown;
+use switchboard_proto::support::{paths, secret};
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::config::Config;
 use crate::ports::PortPool;
@@ -123,18 +128,26 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         .admin_endpoint()
         .map_err(anyhow::Error::msg)
         .context("invalid admin endpoint")?;
-    if let Endpoint::Unix(path) = &admin_ep
-        && config.admin.is_empty()
-        && let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create admin socket directory {}", dir.display()))?;
+    // The runtime directory (default admin socket, default media token)
+    // must be ours and private: created 0700, an existing one checked.
+    if config.admin.is_empty() || config.media_token_file.is_none() {
+        paths::ensure_runtime_dir(&paths::runtime_dir()).context("runtime directory")?;
     }
+    let media_token_file = config
+        .media_token_file
+        .clone()
+        .unwrap_or_else(paths::media_token);
+    let media_token = secret::load_or_create_token(&media_token_file)
+        .context("media token (media_token_file)")?;
+    let admin_token = match (&admin_ep, &config.admin_token_file) {
+        (Endpoint::Tcp(_), Some(file)) => {
+            Some(secret::load_or_create_token(file).context("admin token (admin_token_file)")?)
+        }
+        (Endpoint::Tcp(addr), None) => {
+            anyhow::bail!("admin: tcp://{addr} needs admin_token_file")
+        }
+        (Endpoint::Unix(_), _) => None,
+    };
     if !config.audio_dir.is_dir() {
         tracing::warn!(dir = %config.audio_dir.display(), "audio_dir does not exist; Play will report errors");
     }
@@ -161,15 +174,24 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     media_health
         .set_serving::<MediaServiceServer<service::MediaControl>>()
         .await;
-    let media_router = media_router.add_service(MediaServiceServer::new(
-        service::MediaControl::new(node.clone()),
+    // Every MediaService call carries the media token; grpc.health.v1 and
+    // reflection stay open (they reveal nothing and drive nothing).
+    let media_router = media_router.add_service(InterceptedService::new(
+        MediaServiceServer::new(service::MediaControl::new(node.clone())),
+        BearerAuth::for_service(media_token.as_str(), "MediaService"),
     ));
     let (admin_health, admin_router) = grpc::base_router()?;
     admin_health
         .set_serving::<MediaAdminServer<admin::Admin>>()
         .await;
-    let admin_router =
-        admin_router.add_service(MediaAdminServer::new(admin::Admin::new(node.clone())));
+    let admin_service = MediaAdminServer::new(admin::Admin::new(node.clone()));
+    let admin_router = match &admin_token {
+        Some(token) => admin_router.add_service(InterceptedService::new(
+            admin_service,
+            BearerAuth::new(token.as_str()),
+        )),
+        None => admin_router.add_service(admin_service),
+    };
 
     tracing::info!(
         node = %config.node_id,
@@ -177,6 +199,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         %admin,
         rtp_ports = %range,
         public = %config.advertised_address(),
+        media_token = %media_token_file.display(),
         "swrtp serving"
     );
     let task_node = node.clone();

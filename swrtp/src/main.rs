@@ -25,6 +25,12 @@ struct Args {
     /// MediaAdmin gRPC endpoint (unix:///path or tcp://IP:PORT).
     #[arg(long, value_name = "ENDPOINT")]
     admin: Option<String>,
+    /// Token file MediaService clients (swbd) must present; replaces media_token_file.
+    #[arg(long, value_name = "FILE")]
+    media_token_file: Option<PathBuf>,
+    /// Token file required on a TCP admin endpoint; replaces admin_token_file.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// RTP port range MIN-MAX (MIN even).
     #[arg(long, value_name = "MIN-MAX")]
     rtp_ports: Option<String>,
@@ -72,6 +78,12 @@ fn main() -> ExitCode {
     }
     if let Some(v) = args.admin {
         config.admin = v;
+    }
+    if let Some(v) = args.media_token_file {
+        config.media_token_file = Some(v);
+    }
+    if let Some(v) = args.admin_token_file {
+        config.admin_token_file = Some(v);
     }
     if let Some(v) = args.rtp_ports {
         config.rtp_ports = v;

@@ -117,15 +117,28 @@ async fn serves_and_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let mut client = None;
+    let mut channel = None;
     for _ in 0..200 {
-        if let Ok(c) = MediaServiceClient::connect(url.clone()).await {
-            client = Some(c);
+        if let Ok(c) = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            channel = Some(c);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut client = client.expect("swrtp came up");
+    let channel = channel.expect("swrtp came up");
+    // The default media token: created 0600 next to the admin socket.
+    let token_file = runtime.join("switchboard/media.token");
+    let token_mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(token_mode & 0o777, 0o600);
+    let token = switchboard_proto::support::secret::load_token(&token_file).unwrap();
+    let mut client = MediaServiceClient::with_interceptor(
+        channel,
+        switchboard_proto::support::grpc::BearerToken::new(&token),
+    );
     let h = client
         .health(pb::HealthRequest {})
         .await

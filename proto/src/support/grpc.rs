@@ -120,6 +120,12 @@ async fn bind_unix(endpoint: &Endpoint, path: &Path) -> Result<Listener, ListenE
             reason: format!("directory {} does not exist", parent.display()),
         });
     }
+    // Another user able to rename files in the directory could swap our
+    // socket for theirs after we bind it.
+    super::paths::check_parent_dir(path).map_err(|e| ListenError::Bind {
+        endpoint: endpoint.clone(),
+        reason: e.to_string(),
+    })?;
     if path.exists() {
         // Someone answering means a live daemon; refusing means a stale file.
         match tokio::net::UnixStream::connect(path).await {
@@ -199,10 +205,11 @@ pub async fn serve(
 }
 
 /// Interceptor that requires `authorization: Bearer TOKEN` on every call.
-/// Used on admin listeners reachable over TCP.
+/// Used on admin listeners reachable over TCP and on swrtp's MediaService.
 #[derive(Clone)]
 pub struct BearerAuth {
     expected: std::sync::Arc<str>,
+    what: &'static str,
 }
 
 impl fmt::Debug for BearerAuth {
@@ -212,10 +219,17 @@ impl fmt::Debug for BearerAuth {
 }
 
 impl BearerAuth {
-    /// Require `token`.
+    /// Require `token` (on an admin listener).
     pub fn new(token: &str) -> Self {
+        Self::for_service(token, "this admin listener")
+    }
+
+    /// Require `token`; `what` names the service in the refusal
+    /// ("MediaService").
+    pub fn for_service(token: &str, what: &'static str) -> Self {
         Self {
             expected: token.into(),
+            what,
         }
     }
 
@@ -240,13 +254,62 @@ impl tonic::service::Interceptor for BearerAuth {
             .and_then(|v| v.strip_prefix("Bearer "));
         match presented {
             Some(token) if self.matches(token) => Ok(req),
-            Some(_) => Err(tonic::Status::unauthenticated("wrong bearer token")),
-            None => Err(tonic::Status::unauthenticated(
-                "this admin listener requires a bearer token (authorization: Bearer ...)",
-            )),
+            Some(_) => Err(tonic::Status::unauthenticated(format!(
+                "wrong bearer token for {}",
+                self.what
+            ))),
+            None => Err(tonic::Status::unauthenticated(format!(
+                "{} requires a bearer token (authorization: Bearer ...)",
+                self.what
+            ))),
         }
     }
 }
+
+/// Client-side interceptor: puts `authorization: Bearer TOKEN` on every
+/// call when it has a token, and passes calls through unchanged otherwise.
+#[derive(Clone, Default)]
+pub struct BearerToken {
+    header: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.header {
+            Some(_) => "BearerToken(..)",
+            None => "BearerToken(none)",
+        })
+    }
+}
+
+impl BearerToken {
+    /// Send `token`.
+    pub fn new(token: &super::secret::Token) -> Self {
+        Self {
+            header: Some(token.bearer()),
+        }
+    }
+
+    /// Send `token` when there is one.
+    pub fn optional(token: Option<&super::secret::Token>) -> Self {
+        Self {
+            header: token.map(super::secret::Token::bearer),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.header {
+            req.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel whose calls carry a bearer token ([`BearerToken`]).
+pub type AuthedChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>;
 
 #[cfg(test)]
 mod tests {
@@ -269,6 +332,21 @@ mod tests {
         assert!(auth.call(with(Some("Bearer s3cret2"))).is_err());
         assert!(auth.call(with(Some("s3cret"))).is_err());
         assert!(auth.call(with(None)).is_err());
+    }
+
+    #[test]
+    fn bearer_token_sends_what_bearer_auth_wants() {
+        let token = crate::support::secret::Token::new("s3cret").expect("token");
+        let mut send = BearerToken::new(&token);
+        let mut auth = BearerAuth::for_service("s3cret", "MediaService");
+        let req = send.call(tonic::Request::new(())).expect("adds the header");
+        assert!(auth.call(req).is_ok());
+        let mut none = BearerToken::default();
+        let req = none.call(tonic::Request::new(())).expect("passes through");
+        let e = auth.call(req).expect_err("no token");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(e.message().starts_with("MediaService requires"), "{e:?}");
+        assert_eq!(format!("{send:?}"), "BearerToken(..)");
     }
 
     #[test]

@@ -3,5 +3,6 @@
 pub mod grpc;
 pub mod logging;
 pub mod paths;
+pub mod secret;
 pub mod shutdown;
 pub mod yaml;

@@ -51,6 +51,50 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
+impl FileError {
+    /// The same error without any text quoted from the file: every
+    /// `"..."` or `` `...` `` span of the message becomes `(text omitted)`,
+    /// and a message that would still carry a line of the file is replaced.
+    /// For files named by a remote admin client, whose contents the client
+    /// may not be allowed to read (`swctl dialplan reload --path
+    /// /etc/shadow`): the position and the parser's complaint stay.
+    pub fn without_source_text(mut self) -> Self {
+        self.message = omit_quoted(&self.message);
+        self
+    }
+}
+
+/// Replace quoted spans (`"..."` with `\` escapes, `` `...` ``) by
+/// `(text omitted)`. An unterminated quote omits the rest.
+fn omit_quoted(message: &str) -> String {
+    const OMITTED: &str = "(text omitted)";
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' && c != '`' {
+            out.push(c);
+            continue;
+        }
+        let mut escaped = false;
+        for d in chars.by_ref() {
+            if escaped {
+                escaped = false;
+            } else if c == '"' && d == '\\' {
+                escaped = true;
+            } else if d == c {
+                break;
+            }
+        }
+        out.push_str(OMITTED);
+    }
+    // Whatever is left unquoted comes from our own messages and the
+    // parser's wording; a newline would mean a multi-line snippet.
+    match out.split_once('\n') {
+        Some((first, _)) => first.to_string(),
+        None => out,
+    }
+}
+
 impl From<FileError> for crate::admin::v1::FileError {
     fn from(e: FileError) -> Self {
         Self {
@@ -135,6 +179,38 @@ mod tests {
     fn wrong_type_is_located() {
         let e = from_str::<Cfg>("c.yaml", "name: a\nport: eighty\n").unwrap_err();
         assert_eq!((e.line, e.column), (2, 7), "{e}");
+    }
+
+    #[test]
+    fn source_text_can_be_left_out() {
+        // What /etc/shadow's first line looks like to a YAML parser: a key.
+        let secret = "root:$6$Zs3cretHash:19000:0:99999:7:::";
+        let e = from_str::<Cfg>("shadow", &format!("{secret}\nbin:*:19000::\n")).unwrap_err();
+        assert!(e.message.contains("s3cret"), "the plain error quotes: {e}");
+        let plain = e.clone().without_source_text();
+        assert!(!plain.to_string().contains("s3cret"), "{plain}");
+        assert!(
+            plain.message.starts_with("unknown field (text omitted)"),
+            "{plain}"
+        );
+        assert_eq!((plain.line, plain.column), (e.line, e.column));
+        let e = from_str::<Cfg>("c.yaml", "name: a\npassword_s3cret: 1\n").unwrap_err();
+        let plain = e.without_source_text();
+        assert!(!plain.message.contains("s3cret"), "{plain}");
+        assert!(plain.to_string().starts_with("c.yaml:2:1: "), "{plain}");
+    }
+
+    #[test]
+    fn quoted_spans_are_omitted() {
+        assert_eq!(
+            omit_quoted(r#"invalid type: string "a \"b\" c", expected `x`; ok"#),
+            "invalid type: string (text omitted), expected (text omitted); ok"
+        );
+        assert_eq!(
+            omit_quoted("unterminated \"abc"),
+            "unterminated (text omitted)"
+        );
+        assert_eq!(omit_quoted("line one\nline two"), "line one");
     }
 
     #[test]

@@ -39,5 +39,5 @@ pub use plan::{
     Action, CallInfo, DEFAULT_SOURCE, DEFAULT_YAML, Dialplan, DialplanContext, NoMatch, Route,
     Summary, Target, Version, check_file,
 };
-pub use store::{DialplanStore, ReloadSource};
+pub use store::{DialplanStore, MAX_REQUESTED_BYTES, ReloadSource};
 pub use template::Variables;

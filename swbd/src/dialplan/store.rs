@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use switchboard_proto::support::yaml::FileError;
+use switchboard_proto::support::yaml::{FileError, io_reason};
 
 use super::plan::{DEFAULT_SOURCE, DEFAULT_YAML, Dialplan, DialplanContext, Version};
 use crate::config::Config;
@@ -22,7 +22,11 @@ pub enum ReloadSource<'a> {
     /// The configured file, or the embedded default when none is configured
     /// (SIGHUP, admin reload without a path).
     Configured,
-    /// A file on this host.
+    /// A file on this host named by an admin client (`swctl dialplan
+    /// reload --path`). swbd may read files the client cannot, so only a
+    /// regular file of at most [`MAX_REQUESTED_BYTES`] is read, and its
+    /// errors keep `FILE:LINE:COLUMN` and the parser's complaint but never
+    /// text quoted from the file ([`FileError::without_source_text`]).
     Path(&'a Path),
     /// YAML text, named `name` in errors.
     Text {
@@ -172,9 +176,58 @@ fn load(
             Some(p) => Dialplan::load(p, context),
             None => Dialplan::parse(DEFAULT_SOURCE, DEFAULT_YAML, context),
         },
-        ReloadSource::Path(p) => Dialplan::load(p, context),
+        ReloadSource::Path(p) => load_requested(p, context),
         ReloadSource::Text { name, yaml } => Dialplan::parse(name, yaml, context),
     }
+}
+
+/// Largest dialplan an admin reload reads (serde-saphyr's own budget for a
+/// document is about this size; a 10,000-route plan is about 1 MiB).
+pub const MAX_REQUESTED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// [`ReloadSource::Path`]: a regular file only (a FIFO would hang the
+/// reload, a device like `/dev/zero` would never end), and no source text
+/// in the errors.
+fn load_requested(path: &Path, context: &DialplanContext) -> Result<Dialplan, Vec<FileError>> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let refuse = |m: String| vec![FileError::whole(&name, m)];
+    let not_regular =
+        || refuse("not a regular file (an admin reload reads dialplan files only)".to_string());
+    let cannot_read = |e: &std::io::Error| refuse(format!("cannot read: {}", io_reason(e)));
+    // stat before open: opening a FIFO blocks; then check what was opened.
+    let meta = std::fs::metadata(path).map_err(|e| cannot_read(&e))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(|e| cannot_read(&e))?;
+    let meta = file.metadata().map_err(|e| cannot_read(&e))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let too_large = || {
+        refuse(format!(
+            "larger than {MAX_REQUESTED_BYTES} bytes, not a dialplan"
+        ))
+    };
+    if meta.len() > MAX_REQUESTED_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_REQUESTED_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot_read(&e))?;
+    if bytes.len() as u64 > MAX_REQUESTED_BYTES {
+        return Err(too_large());
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| refuse("not UTF-8 text, not a dialplan".to_string()))?;
+    Dialplan::parse(&name, &text, context).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(FileError::without_source_text)
+            .collect()
+    })
 }
 
 fn describe(source: ReloadSource<'_>, configured: Option<&Path>) -> String {

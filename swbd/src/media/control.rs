@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use switchboard_proto::media::v1 as pb;
 use switchboard_proto::media::v1::media_service_client::MediaServiceClient;
+use switchboard_proto::support::grpc::AuthedChannel;
+use switchboard_proto::support::secret::Token;
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use pb::control_reply::Result as Reply;
@@ -48,7 +49,7 @@ struct Open {
 
 /// The Control stream of one node (shared by all its calls).
 pub(crate) struct ControlChannel {
-    client: MediaServiceClient<Channel>,
+    client: MediaServiceClient<AuthedChannel>,
     current: Mutex<Option<Arc<Open>>>,
     /// Serializes opening, so concurrent first commands share one stream.
     opening: tokio::sync::Mutex<()>,
@@ -66,7 +67,7 @@ impl std::fmt::Debug for ControlChannel {
 }
 
 impl ControlChannel {
-    pub(crate) fn new(client: MediaServiceClient<Channel>) -> Self {
+    pub(crate) fn new(client: MediaServiceClient<AuthedChannel>) -> Self {
         Self {
             client,
             current: Mutex::new(None),
@@ -203,7 +204,7 @@ impl ControlChannel {
 /// unary. Cheap to clone.
 #[derive(Clone)]
 pub struct MediaClient {
-    unary: MediaServiceClient<Channel>,
+    unary: MediaServiceClient<AuthedChannel>,
     control: Arc<ControlChannel>,
 }
 
@@ -263,15 +264,18 @@ commands! {
 }
 
 impl MediaClient {
-    pub(crate) fn new(unary: MediaServiceClient<Channel>, control: Arc<ControlChannel>) -> Self {
+    pub(crate) fn new(
+        unary: MediaServiceClient<AuthedChannel>,
+        control: Arc<ControlChannel>,
+    ) -> Self {
         Self { unary, control }
     }
 
     /// A client of its own for the node at `address` (`tcp://host:port`
-    /// or `unix:///path`), connecting on first use (tools and tests; calls
-    /// use the pool's shared per-node client).
-    pub fn connect_lazy(address: &str) -> Result<MediaClient, String> {
-        let unary = MediaServiceClient::new(super::node::channel(address)?);
+    /// or `unix:///path`) sending `token`, connecting on first use (tools
+    /// and tests; calls use the pool's shared per-node client).
+    pub fn connect_lazy(address: &str, token: Option<&Token>) -> Result<MediaClient, String> {
+        let unary = super::node::authed_client(address, token)?;
         let control = Arc::new(ControlChannel::new(unary.clone()));
         Ok(Self { unary, control })
     }

@@ -8,11 +8,14 @@
 //! - Health checks run continuously per node; transitions are published on
 //!   the event bus, and session events (RTP timeouts, node loss) reach the
 //!   B2BUA through [`MediaPool::subscribe_media_events`].
+//! - Every call to a node carries its media token ([`MediaTokens`]).
 
 mod control;
 mod node;
 mod pool;
+mod token;
 
 pub use control::{COMMAND_TIMEOUT, MediaClient};
 pub use node::{MediaNodeInfo, NodeHealth};
 pub use pool::{MediaEvent, MediaPool, NodeLease, PoolError};
+pub use token::MediaTokens;

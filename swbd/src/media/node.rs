@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use hyper_util::rt::TokioIo;
 use switchboard_proto::media::v1::media_service_client::MediaServiceClient;
-use switchboard_proto::support::grpc::Endpoint;
+use switchboard_proto::support::grpc::{AuthedChannel, BearerToken, Endpoint};
+use switchboard_proto::support::secret::Token;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint, Uri};
 
 use crate::config::MediaNodeConfig;
@@ -94,7 +95,7 @@ pub(crate) struct NodeState {
 pub(crate) struct Node {
     pub name: String,
     pub address: String,
-    pub client: MediaServiceClient<Channel>,
+    pub client: MediaServiceClient<AuthedChannel>,
     /// The per-call commands' stream (over the same channel).
     pub control: std::sync::Arc<super::control::ControlChannel>,
     pub state: Mutex<NodeState>,
@@ -109,9 +110,9 @@ pub(crate) struct Node {
 impl Node {
     /// A node with a lazily connecting channel (a node that is down at start
     /// is simply Down until it answers).
-    pub fn new(cfg: &MediaNodeConfig) -> Result<Self, String> {
-        let channel = channel(&cfg.address)?;
-        let client = MediaServiceClient::new(channel);
+    /// Every call carries `token` (swrtp refuses calls without it).
+    pub fn new(cfg: &MediaNodeConfig, token: Option<&Token>) -> Result<Self, String> {
+        let client = authed_client(&cfg.address, token)?;
         Ok(Self {
             name: cfg.name.clone(),
             address: cfg.address.clone(),
@@ -162,6 +163,18 @@ impl Node {
             },
         }
     }
+}
+
+/// A MediaService client for `address` whose every call (unary, streams,
+/// the Control stream) carries `token`.
+pub(crate) fn authed_client(
+    address: &str,
+    token: Option<&Token>,
+) -> Result<MediaServiceClient<AuthedChannel>, String> {
+    Ok(MediaServiceClient::with_interceptor(
+        channel(address)?,
+        BearerToken::optional(token),
+    ))
 }
 
 /// A lazily connecting channel to `address` (`tcp://host:port` or

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::control::MediaClient;
+use super::token::MediaTokens;
 use switchboard_proto::media::v1::HealthRequest;
 use switchboard_proto::support::shutdown::Shutdown;
 use tokio::sync::broadcast;
@@ -135,12 +136,16 @@ impl Drop for NodeLease {
 }
 
 impl MediaPool {
-    /// Build the pool (channels connect lazily).
-    pub fn new(cfg: &MediaConfig, events: EventBus) -> Result<Self, String> {
+    /// Build the pool (channels connect lazily); each node's calls carry
+    /// its token from `tokens`.
+    pub fn new(cfg: &MediaConfig, tokens: &MediaTokens, events: EventBus) -> Result<Self, String> {
         let nodes = cfg
             .nodes
             .iter()
-            .map(|n| Node::new(n).map_err(|e| format!("media node {}: {e}", n.name)))
+            .map(|n| {
+                Node::new(n, tokens.for_node(&n.name))
+                    .map_err(|e| format!("media node {}: {e}", n.name))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let (media_tx, _) = broadcast::channel(1024);
         Ok(Self {
@@ -249,6 +254,14 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
                     s.last_error.clear();
                     timed_out = h.timed_out_sessions;
                 }
+                Ok(Err(status)) if status.code() == tonic::Code::Unauthenticated => {
+                    s.health = NodeHealth::Down;
+                    s.last_error = format!(
+                        "{}: {} (swbd's media.token_file must hold the node's media_token_file token)",
+                        status.code(),
+                        status.message()
+                    );
+                }
                 Ok(Err(status)) => {
                     s.health = NodeHealth::Down;
                     s.last_error = format!("{}: {}", status.code(), status.message());
@@ -312,10 +325,13 @@ mod tests {
             nodes: vec![MediaNodeConfig {
                 name: "dead".into(),
                 address: "tcp://127.0.0.1:1".into(),
+                token_file: None,
             }],
             health_interval_ms: 50,
+            token_file: None,
         };
-        MediaPool::new(&cfg, EventBus::new()).expect("pool")
+        let token = switchboard_proto::support::secret::Token::new("t").expect("token");
+        MediaPool::new(&cfg, &MediaTokens::fixed(token), EventBus::new()).expect("pool")
     }
 
     #[tokio::test]

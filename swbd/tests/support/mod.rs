@@ -126,6 +126,22 @@ pub struct Node {
     pub control: String,
     pub admin: PathBuf,
     pub ports: (u16, u16),
+    /// The media token file the node and swbd share (one per test dir, so
+    /// parallel tests never share a token).
+    pub token_file: PathBuf,
+}
+
+impl Node {
+    /// The media token (read, or created first if the node has not yet).
+    pub fn token(&self) -> switchboard_proto::support::secret::Token {
+        switchboard_proto::support::secret::load_or_create_token(&self.token_file)
+            .expect("media token")
+    }
+}
+
+/// The media token file of the daemons started in `dir`.
+pub fn media_token_file(dir: &Path) -> PathBuf {
+    dir.join("media.token")
 }
 
 /// swbd + swrtp node(s).
@@ -147,12 +163,15 @@ pub fn start_swrtp_on(dir: &Path, name: &str, rtp_timeout_secs: u64, port: u16) 
     let admin = dir.join(format!("{name}.sock"));
     let ports = rtp_range();
     let cfg = dir.join(format!("{name}.yaml"));
+    let token_file = media_token_file(dir);
     std::fs::write(&cfg, format!("rtp_timeout_secs: {rtp_timeout_secs}\n"))
         .expect("write swrtp config");
     let child = Command::new(swrtp_bin())
         .args([
             "--config",
             cfg.to_str().expect("utf-8"),
+            "--media-token-file",
+            token_file.to_str().expect("utf-8"),
             "--listen",
             &control,
             "--admin",
@@ -174,6 +193,7 @@ pub fn start_swrtp_on(dir: &Path, name: &str, rtp_timeout_secs: u64, port: u16) 
         control,
         admin,
         ports,
+        token_file,
     }
 }
 
@@ -223,9 +243,10 @@ impl System {
         };
         let mut cfg = format!(
             "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n{}\
-             admin: {{ socket: \"{}\" }}\nmedia:\n  health_interval_ms: 100\n  nodes:\n",
+             admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: 100\n  nodes:\n",
             opts.sip_extra,
-            admin.display()
+            admin.display(),
+            media_token_file(&dir).display()
         );
         let node_addresses = addresses(&nodes);
         assert_eq!(node_addresses.len(), nodes.len(), "one address per node");

@@ -12,7 +12,14 @@ use crate::connect::{ConnectError, Host};
 
 /// Connect to `socket` and copy bytes both ways until either side closes.
 pub async fn run(socket: Option<PathBuf>) -> Result<(), Error> {
-    let path = socket.unwrap_or_else(switchboard_proto::support::paths::swbd_socket);
+    let path = match socket {
+        Some(p) => p,
+        None => {
+            let p = switchboard_proto::support::paths::swbd_socket();
+            super::check_default_dir(&p)?;
+            p
+        }
+    };
     let stream =
         tokio::net::UnixStream::connect(&path)
             .await

@@ -16,10 +16,13 @@ mod web;
 mod render_tests;
 
 use std::future::Future;
+use std::path::PathBuf;
 
 pub use status::{StatusView, status_views};
 
-use tonic::transport::Channel;
+use switchboard_proto::support::grpc::{AuthedChannel, BearerToken};
+use switchboard_proto::support::secret::{self, Token};
+use tonic::service::interceptor::InterceptedService;
 
 use crate::Error;
 use crate::cli::{Cli, Command};
@@ -64,6 +67,9 @@ pub struct Targets {
     pub backends: Vec<Backend>,
     /// How to run ssh.
     pub ssh: SshOptions,
+    /// Bearer token sent on every call (TCP admin listeners require it;
+    /// unix sockets and ssh ignore it).
+    pub token: Option<Token>,
 }
 
 impl Targets {
@@ -81,9 +87,61 @@ impl Targets {
         self.of(service).len() > 1
     }
 
-    /// Connect to one backend.
-    pub async fn channel(&self, b: &Backend, what: &str) -> Result<Channel, Error> {
-        Ok(connect::connect_with(&b.host, what, &self.ssh).await?)
+    /// Connect to one backend. Calls to a `tcp://` backend carry the token
+    /// when there is one; unix sockets (and ssh, which ends at one) are
+    /// protected by their file mode, so the token is not given to them.
+    pub async fn channel(&self, b: &Backend, what: &str) -> Result<AuthedChannel, Error> {
+        let channel = connect::connect_with(&b.host, what, &self.ssh).await?;
+        let token = match b.host {
+            Host::Tcp(_) => self.token.as_ref(),
+            Host::Unix(_) | Host::Ssh { .. } => None,
+        };
+        Ok(InterceptedService::new(
+            channel,
+            BearerToken::optional(token),
+        ))
+    }
+}
+
+/// Before talking to the default local sockets: their directory must be
+/// ours and private, or another user may have put a socket of theirs there.
+pub(crate) fn check_default_dir(socket: &std::path::Path) -> Result<(), Error> {
+    let dir = switchboard_proto::support::paths::runtime_dir();
+    if !dir.exists() {
+        return Ok(());
+    }
+    switchboard_proto::support::paths::check_private_dir(&dir).map_err(|e| {
+        Error::from(connect::ConnectError::Unreachable {
+            what: "the local daemon".into(),
+            host: Host::Unix(socket.to_path_buf()),
+            reason: e.to_string(),
+            hint: "refusing a runtime directory that is not ours and private".into(),
+        })
+    })
+}
+
+/// The token from `--token-file` / `$SWCTL_TOKEN_FILE`, else
+/// `$SWCTL_TOKEN`, else the context's `token_file`.
+fn token(cli: &Cli, context_file: Option<PathBuf>) -> Result<Option<Token>, Error> {
+    let from_file = |path: &std::path::Path| {
+        secret::read_client_token(path)
+            .map(Some)
+            .map_err(|e| Error::InvalidFile(e.to_string()))
+    };
+    if let Some(path) = &cli.token_file {
+        return from_file(path);
+    }
+    if let Some(text) = std::env::var_os("SWCTL_TOKEN").filter(|t| !t.is_empty()) {
+        let text = text
+            .into_string()
+            .map_err(|_| Error::Usage("$SWCTL_TOKEN is not valid text".into()))?;
+        return Token::new(&text)
+            .map(Some)
+            .map_err(|e| Error::Usage(format!("$SWCTL_TOKEN: {e}")));
+    }
+    match context_file {
+        Some(path) => from_file(&path),
+        None => Ok(None),
     }
 }
 
@@ -100,6 +158,7 @@ pub fn targets(cli: &Cli) -> Result<Targets, Error> {
     ssh.remote_swctl = cli.remote_swctl.clone();
     let parse = |h: &str| h.parse::<Host>().map_err(|e| Error::Usage(e.to_string()));
     let mut list: Vec<(Host, Kind, bool)> = Vec::new();
+    let mut context_token = None;
     if !cli.hosts.is_empty() {
         for h in &cli.hosts {
             list.push((parse(h)?, Kind::Any, false));
@@ -117,6 +176,12 @@ pub fn targets(cli: &Cli) -> Result<Targets, Error> {
                 let ctx = cfg
                     .context(&file, cli.context.as_deref())
                     .map_err(|e| Error::Usage(e.to_string()))?;
+                context_token =
+                    ctx.and_then(|c| c.token_file.as_ref())
+                        .map(|f| match path.parent() {
+                            Some(dir) if f.is_relative() => dir.join(f),
+                            _ => f.clone(),
+                        });
                 ctx.map(|c| (c.swbd.clone(), c.swrtp.clone()))
             }
             None if cli.context.is_some() => {
@@ -136,6 +201,7 @@ pub fn targets(cli: &Cli) -> Result<Targets, Error> {
                 }
             }
             None => {
+                check_default_dir(&switchboard_proto::support::paths::swbd_socket())?;
                 list.push((
                     Host::Unix(switchboard_proto::support::paths::swbd_socket()),
                     Kind::Swbd,
@@ -152,6 +218,7 @@ pub fn targets(cli: &Cli) -> Result<Targets, Error> {
     Ok(Targets {
         backends: label(list),
         ssh,
+        token: token(cli, context_token)?,
     })
 }
 
@@ -186,7 +253,7 @@ pub async fn gather<T, F, Fut>(
     f: F,
 ) -> Result<Vec<(Backend, T)>, Error>
 where
-    F: Fn(Channel) -> Fut,
+    F: Fn(AuthedChannel) -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
     let what = match service {

@@ -150,7 +150,7 @@ async fn session(
     let Some(backend) = targets.backends.get(idx) else {
         return "no such backend".into();
     };
-    let channel = match crate::connect::connect_with(&backend.host, "daemon", &targets.ssh).await {
+    let channel = match targets.channel(backend, "daemon").await {
         Ok(c) => c,
         Err(e) => return e.to_string(),
     };

@@ -9,18 +9,20 @@ use std::time::Duration;
 use switchboard_proto::admin::v1::media_admin_client::MediaAdminClient;
 use switchboard_proto::media::v1 as pb;
 use switchboard_proto::media::v1::media_service_client::MediaServiceClient;
-use switchboard_proto::support::grpc::Endpoint;
+use switchboard_proto::support::grpc::{AuthedChannel, BearerToken, Endpoint};
+use switchboard_proto::support::secret::{self, Token};
 use switchboard_proto::support::shutdown::{self, ShutdownTrigger};
 use swrtp::config::Config;
 use tokio::net::UdpSocket;
-use tonic::transport::Channel;
 
 /// Generous: tests wait for conditions, never assert durations.
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct Daemon {
-    pub media: MediaServiceClient<Channel>,
-    pub admin: MediaAdminClient<Channel>,
+    pub media: MediaServiceClient<AuthedChannel>,
+    pub admin: MediaAdminClient<AuthedChannel>,
+    /// The media token the clients send.
+    pub media_token: Token,
     pub running: Option<swrtp::Running>,
     pub trigger: ShutdownTrigger,
 }
@@ -29,15 +31,44 @@ pub fn audio_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/audio"))
 }
 
+/// A private directory of its own for one test daemon's token files.
+pub fn token_dir() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "swrtp-test-tokens-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("token dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
+
 pub fn config(ports: &str) -> Config {
+    let tokens = token_dir();
     Config {
         node_id: "test-node".into(),
         listen: "tcp://127.0.0.1:0".into(),
         admin: "tcp://127.0.0.1:0".into(),
+        media_token_file: Some(tokens.join("media.token")),
+        admin_token_file: Some(tokens.join("admin.token")),
         rtp_ports: ports.into(),
         audio_dir: audio_dir(),
         ..Config::default()
     }
+}
+
+/// A client channel to `e` sending `token`.
+pub async fn authed(e: &Endpoint, token: &Token) -> AuthedChannel {
+    let channel = tonic::transport::Endpoint::from_shared(url(e))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    tonic::service::interceptor::InterceptedService::new(channel, BearerToken::new(token))
 }
 
 fn url(e: &Endpoint) -> String {
@@ -50,16 +81,23 @@ fn url(e: &Endpoint) -> String {
 impl Daemon {
     pub async fn start(config: Config) -> Self {
         let (trigger, shutdown) = shutdown::channel();
+        let media_file = config
+            .media_token_file
+            .clone()
+            .expect("tests name the media token");
+        let admin_file = config
+            .admin_token_file
+            .clone()
+            .expect("tests name the admin token");
         let running = swrtp::start(config, shutdown).await.expect("start swrtp");
-        let media = MediaServiceClient::connect(url(&running.listen))
-            .await
-            .expect("connect media");
-        let admin = MediaAdminClient::connect(url(&running.admin))
-            .await
-            .expect("connect admin");
+        let media_token = secret::load_token(&media_file).expect("media token");
+        let admin_token = secret::load_token(&admin_file).expect("admin token");
+        let media = MediaServiceClient::new(authed(&running.listen, &media_token).await);
+        let admin = MediaAdminClient::new(authed(&running.admin, &admin_token).await);
         Self {
             media,
             admin,
+            media_token,
             running: Some(running),
             trigger,
         }
