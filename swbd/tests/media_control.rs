@@ -31,6 +31,7 @@ async fn create(
             negotiation: Some(pb::create_session_request::Negotiation::RemoteOfferSdp(
                 offer(40000),
             )),
+            peer: None,
         })
         .await
         .map(tonic::Response::into_inner)
@@ -90,6 +91,7 @@ async fn commands_share_one_stream_errors_map_and_it_reopens_after_a_restart() {
             negotiation: Some(pb::create_session_request::Negotiation::RemoteOfferSdp(
                 "garbage".into(),
             )),
+            peer: None,
         })
         .await
         .expect_err("bad sdp");

@@ -148,11 +148,49 @@ impl MediaService for MediaControl {
             }
             None => return Err(Error::Missing("remote_offer_sdp or offer").into()),
         };
-        let (session_id, local_sdp, media) = self.node.create(&r.call_id, &r.leg, negotiation)?;
+        // The peer (A-leg) first: an unusable caller offer must fail the
+        // request before anything is created for the B-leg.
+        let peer = match (&r.peer, &negotiation) {
+            (Some(o), Negotiation::Offer(_)) => {
+                let sdp = required(&o.remote_offer_sdp, "peer.remote_offer_sdp")?;
+                let created = self
+                    .node
+                    .create(&o.call_id, &o.leg, Negotiation::Answer(sdp.to_string()))
+                    .map_err(|e| {
+                        let st = Status::from(e);
+                        Status::new(st.code(), format!("peer offer: {}", st.message()))
+                    })?;
+                Some(created)
+            }
+            (Some(_), Negotiation::Answer(_)) => {
+                return Err(Status::invalid_argument(
+                    "peer is only allowed with an offer negotiation",
+                ));
+            }
+            (None, _) => None,
+        };
+        let (session_id, local_sdp, media) = match self.node.create(&r.call_id, &r.leg, negotiation)
+        {
+            Ok(created) => created,
+            Err(e) => {
+                if let Some((peer_id, _, _)) = &peer {
+                    // Leave nothing behind: the caller never learns this id.
+                    let _ = self.node.destroy(peer_id).await;
+                }
+                return Err(e.into());
+            }
+        };
+        let (peer_session_id, peer_local_sdp, peer_media) = match peer {
+            Some((id, sdp, m)) => (id, sdp, Some(m)),
+            None => (String::new(), String::new(), None),
+        };
         Ok(Response::new(pb::CreateSessionResponse {
             session_id,
             local_sdp,
             media: Some(media),
+            peer_session_id,
+            peer_local_sdp,
+            peer_media,
         }))
     }
 

@@ -38,6 +38,7 @@ async fn unanswered_call(d: &mut Daemon, call: &str, alice: &Peer) -> Call {
                     ptime_ms: 0,
                 },
             )),
+            peer: None,
         })
         .await
         .expect("create (offer)")

@@ -22,6 +22,7 @@ async fn b_offer(d: &mut Daemon, call: &str) -> String {
                     ptime_ms: 0,
                 },
             )),
+            peer: None,
         })
         .await
         .expect("create (offer)")
@@ -176,5 +177,63 @@ async fn connect_legs_that_fails_leaves_no_session_behind() {
     d.destroy(&b_id).await;
     let h = d.health().await;
     assert_eq!(h.free_port_pairs, h.total_port_pairs);
+    d.stop().await;
+}
+
+/// `CreateSessionRequest.peer`: the B-leg's offer session and A's answer
+/// session in one round trip, A's first, so an unusable caller offer is
+/// refused before anything exists for the B-leg.
+#[tokio::test]
+async fn create_with_peer_checks_the_callers_offer_first() {
+    let mut d = Daemon::start(config("7940-7959")).await;
+    let alice = Peer::new().await;
+    let offer = |peer_sdp: String| pb::CreateSessionRequest {
+        call_id: "call-p1".into(),
+        leg: "b".into(),
+        negotiation: Some(pb::create_session_request::Negotiation::Offer(
+            pb::OfferOptions {
+                codecs: vec![],
+                telephone_event: true,
+                ptime_ms: 0,
+            },
+        )),
+        peer: Some(pb::PeerOffer {
+            call_id: "call-p1".into(),
+            leg: "a".into(),
+            remote_offer_sdp: peer_sdp,
+        }),
+    };
+    // G.729 only: nothing this node speaks.
+    let err = d
+        .media
+        .create_session(offer(offer_sdp(alice.sdp_port, "18", "")))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("peer offer: "),
+        "{}",
+        err.message()
+    );
+    assert_eq!(sessions_of(&mut d, "call-p1").await, 0, "nothing created");
+
+    let r = d
+        .media
+        .create_session(offer(offer_sdp(alice.sdp_port, "8", "")))
+        .await
+        .expect("created")
+        .into_inner();
+    assert!(!r.session_id.is_empty() && !r.peer_session_id.is_empty());
+    assert_ne!(r.session_id, r.peer_session_id);
+    assert!(r.local_sdp.contains("m=audio "), "B's offer");
+    assert!(r.peer_local_sdp.contains("m=audio "), "A's answer");
+    assert_eq!(
+        r.peer_media.expect("peer media").codec,
+        pb::Codec::Pcma as i32
+    );
+    assert_eq!(sessions_of(&mut d, "call-p1").await, 2);
+    d.destroy(&r.session_id).await;
+    d.destroy(&r.peer_session_id).await;
+    assert_eq!(sessions_of(&mut d, "call-p1").await, 0);
     d.stop().await;
 }

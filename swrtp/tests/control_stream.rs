@@ -22,6 +22,7 @@ fn create(call: &str, sdp: String) -> C {
         call_id: call.into(),
         leg: "a".into(),
         negotiation: Some(pb::create_session_request::Negotiation::RemoteOfferSdp(sdp)),
+        peer: None,
     })
 }
 

@@ -165,6 +165,7 @@ async fn serves_and_stops_cleanly_on_sigterm() {
             negotiation: Some(pb::create_session_request::Negotiation::RemoteOfferSdp(
                 common::offer_sdp(peer.sdp_port, "0", ""),
             )),
+            peer: None,
         })
         .await
         .unwrap()

@@ -91,6 +91,7 @@ fn create_request() -> pb::CreateSessionRequest {
         negotiation: Some(pb::create_session_request::Negotiation::RemoteOfferSdp(
             common::offer_sdp(40000, "0", ""),
         )),
+        peer: None,
     }
 }
 

@@ -16,6 +16,7 @@ fn create(sdp: &str) -> pb::CreateSessionRequest {
         negotiation: Some(pb::create_session_request::Negotiation::RemoteOfferSdp(
             sdp.into(),
         )),
+        peer: None,
     }
 }
 

@@ -377,10 +377,9 @@ fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
 /// A `Warning` header value (RFC 3261 §20.43, code 399 "miscellaneous")
 /// carrying `text` as a quoted string.
 fn warning_value(text: &str) -> String {
-    format!(
-        "399 swbd {}",
-        crate::sip::header::quoted_display(text.trim_start_matches("Not Acceptable Here: "))
-    )
+    let text = text.trim_start_matches("Not Acceptable Here: ");
+    let text = text.trim_start_matches("peer offer: ");
+    format!("399 swbd {}", crate::sip::header::quoted_display(text))
 }
 
 fn summary_req(r: &Request) -> String {
@@ -444,12 +443,25 @@ impl Ctl {
         leg: &str,
         negotiation: media::create_session_request::Negotiation,
     ) -> Result<media::CreateSessionResponse, ControlError> {
+        self.create_session_with_peer(leg, negotiation, None).await
+    }
+
+    /// Create a session; with `peer`, the node first creates the session
+    /// answering the peer's offer (A's), in the same round trip, and
+    /// refuses both when that offer is unusable.
+    async fn create_session_with_peer(
+        &mut self,
+        leg: &str,
+        negotiation: media::create_session_request::Negotiation,
+        peer: Option<media::PeerOffer>,
+    ) -> Result<media::CreateSessionResponse, ControlError> {
         let mut client = self.media_client()?;
         let resp = client
             .create_session(media::CreateSessionRequest {
                 call_id: self.handle.id().to_string(),
                 leg: leg.to_string(),
                 negotiation: Some(negotiation),
+                peer,
             })
             .await
             .map_err(|st| status_to_control(&st, "media session"))?
@@ -582,13 +594,26 @@ impl Ctl {
                 media::create_session_request::Negotiation::RemoteOfferSdp(offer),
             )
             .await?;
-        let codec = resp
-            .media
+        Ok(self.adopt_a_session(resp.session_id, resp.local_sdp, resp.media))
+    }
+
+    /// A's session exists (created alone or with a B-leg's): remember it.
+    fn adopt_a_session(
+        &mut self,
+        sid: String,
+        local_sdp: String,
+        negotiated: Option<media::NegotiatedMedia>,
+    ) -> (String, String) {
+        if !self.sessions.contains(&sid) {
+            self.sessions.push(sid.clone());
+            let node = self.node_name();
+            self.handle.add_session(&node, &sid);
+        }
+        let codec = negotiated
             .as_ref()
             .map(|m| codec_name(m.codec))
             .unwrap_or_default();
-        let session = (resp.session_id.clone(), resp.local_sdp.clone());
-        let sid = resp.session_id;
+        let session = (sid.clone(), local_sdp);
         self.handle.update(None, |r| {
             if let Some(l) = r.legs.first_mut() {
                 l.media_session_id = sid;
@@ -597,7 +622,7 @@ impl Ctl {
         });
         self.a_session = Some(session.clone());
         self.a_offer = String::new();
-        Ok(session)
+        session
     }
 
     fn send_a(&mut self, resp: Response) {
@@ -926,16 +951,44 @@ impl Ctl {
                 format!("Not Found: bad target URI {uri}"),
             ));
         };
+        // Until A's session exists, the B-leg's session is created together
+        // with it: A's offer is checked before this B-leg is placed, at no
+        // extra round trip (issue #13, unusable SDP found too late).
+        let peer = (self.a_session.is_none() && !self.a_offer.trim().is_empty()).then(|| {
+            media::PeerOffer {
+                call_id: self.handle.id().to_string(),
+                leg: "a".into(),
+                remote_offer_sdp: self.a_offer.clone(),
+            }
+        });
+        let asked_peer = peer.is_some();
         let offer = self
-            .create_session(
+            .create_session_with_peer(
                 "b",
                 media::create_session_request::Negotiation::Offer(media::OfferOptions {
                     codecs: Vec::new(),
                     telephone_event: true,
                     ptime_ms: 20,
                 }),
+                peer,
             )
             .await?;
+        if asked_peer {
+            if offer.peer_session_id.is_empty() {
+                // A node that predates CreateSessionRequest.peer: check A's
+                // offer with a call of its own.
+                if let Err(e) = self.ensure_a_session().await {
+                    self.destroy_session(&offer.session_id).await;
+                    return Err(e);
+                }
+            } else {
+                self.adopt_a_session(
+                    offer.peer_session_id.clone(),
+                    offer.peer_local_sdp.clone(),
+                    offer.peer_media,
+                );
+            }
+        }
         let contact = self.local_contact(&flow);
         let host = contact
             .trim_start_matches("sip:swbd@")
@@ -1571,13 +1624,16 @@ impl CallControl for Ctl {
 
     async fn dial(&mut self, targets: &[DialTarget], timeout: Duration) -> DialOutcome {
         // The caller's SDP is checked by the media node before anything
-        // rings: an unusable offer gets 488 with a Warning saying why,
-        // instead of a callee who answers and is hung up on (issue #13).
-        if let Err(e) = self.ensure_a_session().await {
-            if e.code == 488 && self.a_warning.is_none() {
-                tracing::info!(error = %e, "caller SDP refused");
-                self.a_warning = Some(warning_value(&e.reason));
-            }
+        // rings (with the first B-leg's session, see `start_b_leg`): an
+        // unusable offer gets 488 with a Warning saying why, instead of a
+        // callee who answers and is hung up on (issue #13).
+        if self.a_warning.is_some() {
+            return DialOutcome::Failed(488);
+        }
+        if self.a_session.is_none()
+            && self.a_offer.trim().is_empty()
+            && let Err(e) = self.ensure_a_session().await
+        {
             return DialOutcome::Failed(e.code);
         }
         let max_branches = self.deps.config.b2bua.max_branches;
@@ -1600,6 +1656,12 @@ impl CallControl for Ctl {
                             .await
                         {
                             tracing::info!(%target, error = %e, "B-leg not started");
+                            if e.code == 488 && self.a_session.is_none() {
+                                // A's offer, not this target, is the problem.
+                                tracing::info!(error = %e, "caller SDP refused");
+                                self.a_warning = Some(warning_value(&e.reason));
+                                return DialOutcome::Failed(488);
+                            }
                             first_error.get_or_insert(e.code);
                             if e.code == 503 && self.lease.is_none() {
                                 return DialOutcome::Failed(503);

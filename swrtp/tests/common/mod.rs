@@ -133,6 +133,7 @@ impl Daemon {
                 negotiation: Some(pb::create_session_request::Negotiation::RemoteOfferSdp(
                     offer_sdp(peer.sdp_port, pts, extra),
                 )),
+                peer: None,
             })
             .await
             .expect("create (answer)")
@@ -153,6 +154,7 @@ impl Daemon {
                         ptime_ms: 0,
                     },
                 )),
+                peer: None,
             })
             .await
             .expect("create (offer)")
