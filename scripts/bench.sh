@@ -83,6 +83,15 @@ print("users:")
 for u in range(1000, 4000):
     print(f"  - {{ username: \"{u}\", password: \"pw{u}\" }}")' >"$USERS"
 SWBD_SIP=127.0.0.1:5080
+# The media token (swrtp and swbd share it); builds from before the token
+# existed (a baseline in scripts/bench-compare.sh) take neither the flag
+# nor the key.
+TOKEN_ARGS=()
+TOKEN_LINE=""
+if "$BIN/swrtp" --help 2>/dev/null | grep -q -- --media-token-file; then
+    TOKEN_ARGS=(--media-token-file "$RUNDIR/media.token")
+    TOKEN_LINE="  token_file: \"$RUNDIR/media.token\""
+fi
 swbd_config() { # AUTH(true|false) -> path
     local cfg="$RUNDIR/swbd-auth-$1.yaml"
     cat >"$cfg" <<EOF
@@ -93,7 +102,7 @@ sip:
   udp_buffer_bytes: 8388608
 admin: { socket: "$RUNDIR/swbd.sock" }
 media:
-  token_file: "$RUNDIR/media.token"
+$TOKEN_LINE
   health_interval_ms: 1000
   nodes:
     - { name: rtp-a, address: "tcp://127.0.0.1:9090" }
@@ -119,7 +128,7 @@ start_switchboard() { # AUTH [pin]: with "pin", swrtp runs under MEDIA_PIN
     [ "${2:-}" = pin ] && pin=("${MEDIA_PIN[@]}")
     echo "rtp_timeout_secs: 0" >"$RUNDIR/swrtp.yaml"
     RUST_LOG=warn start_bg swrtp "${pin[@]}" "$BIN/swrtp" --config "$RUNDIR/swrtp.yaml" \
-        --listen tcp://127.0.0.1:9090 --media-token-file "$RUNDIR/media.token" \
+        --listen tcp://127.0.0.1:9090 "${TOKEN_ARGS[@]}" \
         --rtp-ports 10000-30000 \
         --admin "unix://$RUNDIR/swrtp.sock" --node-id rtp-a
     sleep 0.5
