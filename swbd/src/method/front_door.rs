@@ -31,6 +31,7 @@ use crate::auth::acl::Acl;
 use crate::auth::ratelimit::{RateLimiter, Verdict};
 use crate::auth::{Authenticator, ChallengeKind, Principal};
 use crate::config::{Config, IdentityPolicy, RateLimitAction};
+use crate::sip::header::NameAddr;
 use crate::sip::message::HeaderAccess;
 use crate::sip::response::make_response;
 use crate::sip::{Method, Name, Request, Response, random_token};
@@ -133,10 +134,7 @@ impl FrontDoor for SwbdFrontDoor {
         if matches!(request.method, Method::Ack | Method::Cancel) {
             return Screening::Pass(None);
         }
-        let in_dialog = request
-            .header_to()
-            .ok()
-            .is_some_and(|to| to.tag().is_some());
+        let in_dialog = request.raw(&Name::TO).is_some_and(NameAddr::has_tag);
         if in_dialog {
             return Screening::Pass(None);
         }

@@ -211,6 +211,19 @@ impl NameAddr {
     pub fn tag(&self) -> Option<&str> {
         param(&self.params, "tag").flatten()
     }
+
+    /// Whether a From/To value carries a `tag` parameter, without building
+    /// anything (the front door asks this of every request).
+    pub fn has_tag(value: &str) -> bool {
+        let Ok((_, _, rest)) = split_name_addr(value, "To") else {
+            return false;
+        };
+        rest.split(';').any(|p| {
+            p.split('=')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case("tag"))
+        })
+    }
 }
 
 /// The inside of a `quoted-string` with its `quoted-pair`s (`\\x`)
@@ -740,6 +753,27 @@ pub fn parse_u32(value: &str, what: &str) -> Result<u32> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn has_tag_reads_header_parameters_only() {
+        assert!(NameAddr::has_tag("<sip:a@b>;tag=1"));
+        assert!(NameAddr::has_tag("Bob <sip:a@b> ; TAG = 1"));
+        assert!(
+            NameAddr::has_tag("sip:a@b;tag=1"),
+            "addr-spec: the params are the header's"
+        );
+        assert!(
+            !NameAddr::has_tag("<sip:a@b;tag=1>"),
+            "a URI parameter is not a tag"
+        );
+        assert!(
+            !NameAddr::has_tag("\"x;tag=1>\" <sip:a@b>"),
+            "quoted display name"
+        );
+        assert!(!NameAddr::has_tag("<sip:a@b>;tagx=1"));
+        assert!(!NameAddr::has_tag(""));
+    }
+
     use super::*;
 
     #[test]

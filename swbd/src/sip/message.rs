@@ -362,11 +362,14 @@ impl SipMessage {
 
         let mut lines = unfold(&head).into_iter();
         let first = lines.next().unwrap_or_default();
+        let mut header_error: Option<String> = None;
+        if first.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            header_error = Some("control character in the start line".into());
+        }
         let is_request = !first.starts_with("SIP/");
         let mut headers = Headers::with_capacity(16);
         // Every value not folded is a slice of this one copy of the head.
         let text: std::sync::Arc<str> = std::sync::Arc::from(&*head);
-        let mut header_error: Option<String> = None;
         for line in lines {
             match line.split_once(':') {
                 Some((name, value))
@@ -374,6 +377,22 @@ impl SipMessage {
                         && name.trim().bytes().all(|b| b.is_ascii_graphic()) =>
                 {
                     let value = value.trim();
+                    // RFC 3261 §25.1: header values are TEXT-UTF8 and LWS, no
+                    // CTLs. A bare CR, a NUL or an ESC inside a value is
+                    // refused here, so no received value can carry one into
+                    // a response or a log (issue #13).
+                    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                        header_error.get_or_insert_with(|| {
+                            format!(
+                                "control character in the {} header",
+                                truncate(name.trim(), 40)
+                            )
+                        });
+                        // Kept (control characters made spaces) so the 400
+                        // can still be addressed; never echoed raw.
+                        headers.insert(Name::new(name.trim()), Value::from(value));
+                        continue;
+                    }
                     let value = match offset_in(&head, value) {
                         Some(at) => Value::shared(&text, at..at + value.len()),
                         None => Value::from(value),
@@ -649,6 +668,38 @@ Subject: folded\r\n  line\r\n\
 m: <sip:alice@10.0.0.1>\r\n\
 c: application/sdp\r\n\
 l: 4\r\n\r\nv=0\r\n";
+
+    #[test]
+    fn control_characters_in_headers_are_refused() {
+        for (what, bad) in [
+            ("bare CR", "Subject: a\rX-Injected: b\r\n"),
+            ("NUL", "Subject: a\0b\r\n"),
+            ("ESC", "User-Agent: \x1b[2Jphone\r\n"),
+            ("DEL", "Subject: a\x7fb\r\n"),
+        ] {
+            let msg = INVITE.replace(
+                "Max-Forwards: 70\r\n",
+                &format!("Max-Forwards: 70\r\n{bad}"),
+            );
+            let e = SipMessage::parse(msg.as_bytes(), true).expect_err(what);
+            assert_eq!(e.status, 400, "{what}");
+            assert!(
+                e.reason.contains("control character"),
+                "{what}: {}",
+                e.reason
+            );
+        }
+        let tab = INVITE.replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nSubject: a\tb\r\n",
+        );
+        assert!(
+            SipMessage::parse(tab.as_bytes(), true).is_ok(),
+            "HTAB is LWS"
+        );
+        let bad_start = INVITE.replace("SIP/2.0\r\nv:", "SIP/2.0\x1b\r\nv:");
+        assert!(SipMessage::parse(bad_start.as_bytes(), true).is_err());
+    }
 
     #[test]
     fn parses_compact_folded_multi_value() {
