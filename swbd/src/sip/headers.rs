@@ -513,7 +513,10 @@ impl PartialEq for Value {
 /// Whether `s` holds a byte that must never appear inside a header value
 /// on the wire: CR, LF, NUL or another control character (HTAB is allowed).
 fn has_forbidden_bytes(s: &str) -> bool {
-    s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    // No early exit: a branch-free fold the compiler vectorizes, cheaper
+    // than `any` on the short values headers have.
+    s.bytes()
+        .fold(false, |bad, b| bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
 }
 
 /// `s` with every control character (but HTAB) replaced by a space.
