@@ -17,11 +17,14 @@
 //!   unary RPCs from then on; the pool resets that when the node comes back
 //!   after being down (it may have been upgraded);
 //! - a command with no reply after [`COMMAND_TIMEOUT`] fails with
-//!   DEADLINE_EXCEEDED (its late reply is dropped).
+//!   DEADLINE_EXCEEDED (its late reply is dropped);
+//! - a stream that ends, and a command that fails with UNAVAILABLE, are
+//!   reported to the pool's hook at once (the node is taken out of the
+//!   rotation until a health check says it answers, see `pool.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use switchboard_proto::media::v1 as pb;
@@ -38,6 +41,9 @@ use pb::control_request::Command;
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Waiter = oneshot::Sender<Result<Reply, Status>>;
+
+/// Called with the reason when the node looks unreachable.
+pub(crate) type UnreachableHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// One open Control stream: where requests go, who waits for replies.
 struct Open {
@@ -56,6 +62,8 @@ pub(crate) struct ControlChannel {
     next_id: AtomicU64,
     /// The node has no `Control` (UNIMPLEMENTED): use unary RPCs.
     unsupported: AtomicBool,
+    /// Told when the stream ends or a command fails with UNAVAILABLE.
+    on_unreachable: OnceLock<UnreachableHook>,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -74,6 +82,22 @@ impl ControlChannel {
             opening: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             unsupported: AtomicBool::new(false),
+            on_unreachable: OnceLock::new(),
+        }
+    }
+
+    /// Set (once) who is told that the node looks unreachable.
+    pub(crate) fn set_on_unreachable(&self, hook: UnreachableHook) {
+        let _ = self.on_unreachable.set(hook);
+    }
+
+    /// A command failed: UNAVAILABLE (connect error, stream lost, node
+    /// refusing) goes to the hook.
+    fn report(&self, st: &Status) {
+        if st.code() == Code::Unavailable
+            && let Some(hook) = self.on_unreachable.get()
+        {
+            hook(st.message());
         }
     }
 
@@ -126,6 +150,7 @@ impl ControlChannel {
             *current = Some(open.clone());
         }
         let reader = open.clone();
+        let hook = self.on_unreachable.get().cloned();
         tokio::spawn(async move {
             let why = loop {
                 match replies.message().await {
@@ -149,6 +174,9 @@ impl ControlChannel {
             };
             tracing::debug!(reason = %why, "media control stream closed");
             reader.closed.store(true, Ordering::SeqCst);
+            if let Some(hook) = hook {
+                hook(&why);
+            }
             let waiters: Vec<Waiter> = reader
                 .pending
                 .lock()
@@ -233,13 +261,20 @@ macro_rules! commands {
                     &mut self,
                     request: $req,
                 ) -> Result<tonic::Response<$resp>, Status> {
-                    match self.control.stream().await? {
-                        Some(open) => match self.control.call(&open, Command::$variant(request)).await? {
-                            Reply::$variant(r) => Ok(tonic::Response::new(r)),
-                            other => Err(unexpected(other)),
-                        },
-                        None => self.unary.$method(request).await,
+                    let result = async {
+                        match self.control.stream().await? {
+                            Some(open) => match self.control.call(&open, Command::$variant(request)).await? {
+                                Reply::$variant(r) => Ok(tonic::Response::new(r)),
+                                other => Err(unexpected(other)),
+                            },
+                            None => self.unary.$method(request).await,
+                        }
                     }
+                    .await;
+                    if let Err(st) = &result {
+                        self.control.report(st);
+                    }
+                    result
                 }
             )*
         }
