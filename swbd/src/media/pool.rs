@@ -436,6 +436,56 @@ mod tests {
         trigger.trigger();
     }
 
+    fn set_health(pool: &MediaPool, health: NodeHealth) {
+        let node = pool.inner.nodes.first().expect("one node");
+        node.state.lock().expect("state").health = health;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_leaves_the_rotation_at_once_and_a_check_confirms_it() {
+        let pool = pool_with_dead_node();
+        // As if its last health check had passed just before it died.
+        set_health(&pool, NodeHealth::Up);
+        let lease = pool.pick().expect("an up node is picked");
+        assert!(pool.pick_excluding(&["dead".into()]).is_err(), "excluded");
+        let mut events = pool.subscribe_media_events();
+
+        lease.report_unreachable("tcp connect error");
+        let info = &pool.list()[0];
+        assert_eq!(info.health, NodeHealth::Down);
+        assert!(info.last_error.contains("tcp connect error"), "{info:?}");
+        assert_eq!(
+            pool.pick().expect_err("no new calls").retry_after_secs(),
+            Some(NO_NODE_RETRY_AFTER_SECS)
+        );
+
+        // The next health check confirms it: the node's calls must end
+        // (an unconfirmed mark alone sends no NodeDown).
+        let (trigger, shutdown) = switchboard_proto::support::shutdown::channel();
+        pool.start(shutdown);
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("a NodeDown in time")
+            .expect("event");
+        assert_eq!(
+            ev,
+            MediaEvent::NodeDown {
+                node: "dead".into()
+            }
+        );
+        trigger.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_node_already_down_is_not_marked_again() {
+        let pool = pool_with_dead_node();
+        set_health(&pool, NodeHealth::Down);
+        mark_unreachable(&pool.inner, 0, "tcp connect error");
+        let node = pool.inner.nodes.first().expect("one node");
+        assert!(!node.state.lock().expect("state").unconfirmed_down);
+        assert!(pool.list()[0].last_error.is_empty());
+    }
+
     #[tokio::test]
     async fn draining_an_unknown_node_is_not_found() {
         let pool = pool_with_dead_node();
