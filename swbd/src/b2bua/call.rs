@@ -468,7 +468,8 @@ impl Ctl {
     /// refuses both when that offer is unusable.
     ///
     /// The call's first session on a node that cannot be reached
-    /// (UNAVAILABLE: connect error, stream lost, node refusing) is created
+    /// ([`crate::media::node_unreachable`]: connect error, connection or
+    /// stream lost, node refusing with UNAVAILABLE) is created
     /// on another node instead, before the caller sees anything; each node
     /// is tried once (issue #14). A call that already has sessions stays
     /// where they are, and a refused offer (INVALID_ARGUMENT, 488) is not
@@ -491,7 +492,7 @@ impl Ctl {
                 Ok(resp) => break resp.into_inner(),
                 Err(st) => st,
             };
-            if st.code() != tonic::Code::Unavailable || !self.sessions.is_empty() {
+            if !crate::media::node_unreachable(&st) || !self.sessions.is_empty() {
                 return Err(status_to_control(&st, "media session"));
             }
             let Some(lease) = self.lease.take() else {

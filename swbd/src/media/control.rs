@@ -18,9 +18,10 @@
 //!   after being down (it may have been upgraded);
 //! - a command with no reply after [`COMMAND_TIMEOUT`] fails with
 //!   DEADLINE_EXCEEDED (its late reply is dropped);
-//! - a stream that ends, and a command that fails with UNAVAILABLE, are
-//!   reported to the pool's hook at once (the node is taken out of the
-//!   rotation until a health check says it answers, see `pool.rs`).
+//! - a stream that ends, and a command that fails because the node could
+//!   not be reached ([`node_unreachable`]), are reported to the pool's hook
+//!   at once (the node is taken out of the rotation until a health check
+//!   says it answers, see `pool.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +45,17 @@ type Waiter = oneshot::Sender<Result<Reply, Status>>;
 
 /// Called with the reason when the node looks unreachable.
 pub(crate) type UnreachableHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Whether a failed command says the node could not be reached, rather
+/// than that it refused the command: UNAVAILABLE (connect error, Control
+/// stream lost, a node refusing because it drains or stops), or any status
+/// the client's transport made up, which carries its cause as a source. A
+/// request on a connection that just died fails with `transport error`
+/// (UNKNOWN) or a cancelled or reset h2 stream, not UNAVAILABLE. A status
+/// the node sent never has a source.
+pub fn node_unreachable(st: &Status) -> bool {
+    st.code() == Code::Unavailable || std::error::Error::source(st).is_some()
+}
 
 /// One open Control stream: where requests go, who waits for replies.
 struct Open {
@@ -91,10 +103,9 @@ impl ControlChannel {
         let _ = self.on_unreachable.set(hook);
     }
 
-    /// A command failed: UNAVAILABLE (connect error, stream lost, node
-    /// refusing) goes to the hook.
+    /// A command failed: [`node_unreachable`] ones go to the hook.
     fn report(&self, st: &Status) {
-        if st.code() == Code::Unavailable
+        if node_unreachable(st)
             && let Some(hook) = self.on_unreachable.get()
         {
             hook(st.message());

@@ -486,6 +486,23 @@ mod tests {
         assert!(pool.list()[0].last_error.is_empty());
     }
 
+    #[test]
+    fn unreachable_is_unavailable_or_a_transport_failure_not_a_refusal() {
+        use crate::media::node_unreachable;
+        use tonic::Status;
+        assert!(node_unreachable(&Status::unavailable("tcp connect error")));
+        // What a request on a connection that just died gets: UNKNOWN
+        // with the transport error as its source.
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone");
+        let transport = Status::from_error(Box::new(io));
+        assert_eq!(transport.code(), tonic::Code::Unknown);
+        assert!(node_unreachable(&transport));
+        // Statuses the node sent: no source.
+        assert!(!node_unreachable(&Status::invalid_argument("bad SDP")));
+        assert!(!node_unreachable(&Status::unknown("transport error")));
+        assert!(!node_unreachable(&Status::resource_exhausted("no ports")));
+    }
+
     #[tokio::test]
     async fn draining_an_unknown_node_is_not_found() {
         let pool = pool_with_dead_node();
