@@ -1,8 +1,8 @@
 //! Round-robin pool of media nodes with continuous health checks.
 //!
 //! A node is also taken out of the rotation the moment it looks dead: its
-//! Control stream breaks, or a media command to it fails with UNAVAILABLE
-//! (connect error, node refusing). Waiting for the next health check sent
+//! Control stream breaks, or a media command to it fails because it could
+//! not be reached ([`super::node_unreachable`]). Waiting for the next health check sent
 //! new calls to a killed node for up to `media.health_interval_ms`, and
 //! they failed (issue #14). Such a mark is unconfirmed: it stops new calls
 //! only, and wakes the node's health loop for a check at once. That check
