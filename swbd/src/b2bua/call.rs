@@ -163,6 +163,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         handle,
         dlg_tx,
         lease: None,
+        unreachable_nodes: Vec::new(),
+        no_media_node: None,
         a_session: None,
         a_dialog: None,
         answered: false,
@@ -347,6 +349,13 @@ struct Ctl {
     handle: CallHandle,
     dlg_tx: DialogSender,
     lease: Option<NodeLease>,
+    /// Nodes this call's first media command could not reach: not picked
+    /// again for it (each node is tried once).
+    unreachable_nodes: Vec<String>,
+    /// No media node could take the call (the last pick failed): A gets
+    /// 503 with this `Retry-After`, whatever code the dialplan hangs up
+    /// with (README: "no media node 503").
+    no_media_node: Option<u32>,
     /// (session id, our SDP answer to A).
     a_session: Option<(String, String)>,
     a_dialog: Option<Dialog>,
@@ -416,9 +425,17 @@ fn contact_uri(local: SocketAddr, transport: Transport) -> String {
 impl Ctl {
     fn media_client(&mut self) -> Result<crate::media::MediaClient, ControlError> {
         if self.lease.is_none() {
-            let lease = self.deps.media.pick().map_err(|e| {
-                ControlError::new(e.status_code(), format!("Service Unavailable: {e}"))
-            })?;
+            let lease = match self.deps.media.pick_excluding(&self.unreachable_nodes) {
+                Ok(lease) => lease,
+                Err(e) => {
+                    self.no_media_node = e.retry_after_secs();
+                    return Err(ControlError::new(
+                        e.status_code(),
+                        format!("Service Unavailable: {e}"),
+                    ));
+                }
+            };
+            self.no_media_node = None;
             let node = lease.name().to_string();
             tracing::debug!(%node, "media node picked");
             self.handle
@@ -449,23 +466,45 @@ impl Ctl {
     /// Create a session; with `peer`, the node first creates the session
     /// answering the peer's offer (A's), in the same round trip, and
     /// refuses both when that offer is unusable.
+    ///
+    /// The call's first session on a node that cannot be reached
+    /// ([`crate::media::node_unreachable`]: connect error, connection or
+    /// stream lost, node refusing with UNAVAILABLE) is created
+    /// on another node instead, before the caller sees anything; each node
+    /// is tried once (issue #14). A call that already has sessions stays
+    /// where they are, and a refused offer (INVALID_ARGUMENT, 488) is not
+    /// retried.
     async fn create_session_with_peer(
         &mut self,
         leg: &str,
         negotiation: media::create_session_request::Negotiation,
         peer: Option<media::PeerOffer>,
     ) -> Result<media::CreateSessionResponse, ControlError> {
-        let mut client = self.media_client()?;
-        let resp = client
-            .create_session(media::CreateSessionRequest {
-                call_id: self.handle.id().to_string(),
-                leg: leg.to_string(),
-                negotiation: Some(negotiation),
-                peer,
-            })
-            .await
-            .map_err(|st| status_to_control(&st, "media session"))?
-            .into_inner();
+        let request = media::CreateSessionRequest {
+            call_id: self.handle.id().to_string(),
+            leg: leg.to_string(),
+            negotiation: Some(negotiation),
+            peer,
+        };
+        let resp = loop {
+            let mut client = self.media_client()?;
+            let st = match client.create_session(request.clone()).await {
+                Ok(resp) => break resp.into_inner(),
+                Err(st) => st,
+            };
+            if !crate::media::node_unreachable(&st) || !self.sessions.is_empty() {
+                return Err(status_to_control(&st, "media session"));
+            }
+            let Some(lease) = self.lease.take() else {
+                return Err(status_to_control(&st, "media session"));
+            };
+            let node = lease.name().to_string();
+            tracing::warn!(%node, error = %st.message(), "media node unreachable: the call tries another");
+            lease.report_unreachable(st.message());
+            self.unreachable_nodes.push(node);
+            self.handle
+                .update(Some(CallChange::Updated), |r| r.media_node.clear());
+        };
         self.sessions.push(resp.session_id.clone());
         let node = self.node_name();
         self.handle.add_session(&node, &resp.session_id);
@@ -645,6 +684,11 @@ impl Ctl {
         let mut resp = self.a.response(code, &reason);
         if let Some(warning) = self.a_warning.take() {
             resp.headers.insert(Name::WARNING, warning);
+        }
+        if code == 503
+            && let Some(secs) = self.no_media_node
+        {
+            resp.headers.insert(Name::RETRY_AFTER, secs.to_string());
         }
         self.send_a(resp);
         self.handle.update(None, |r| {
@@ -1743,6 +1787,10 @@ impl CallControl for Ctl {
             // The caller's SDP was refused: that, not what the dialplan
             // tried next, is why the call cannot go on.
             self.final_to_a(488, "Not Acceptable Here");
+        } else if self.no_media_node.is_some() {
+            // No media node could take the call: the dialplan's catch-all
+            // after a failed dial (480) would hide that; try again later.
+            self.final_to_a(503, "Service Unavailable");
         } else {
             self.final_to_a(code, reason);
         }

@@ -17,11 +17,15 @@
 //!   unary RPCs from then on; the pool resets that when the node comes back
 //!   after being down (it may have been upgraded);
 //! - a command with no reply after [`COMMAND_TIMEOUT`] fails with
-//!   DEADLINE_EXCEEDED (its late reply is dropped).
+//!   DEADLINE_EXCEEDED (its late reply is dropped);
+//! - a stream that ends, and a command that fails because the node could
+//!   not be reached ([`node_unreachable`]), are reported to the pool's hook
+//!   at once (the node is taken out of the rotation until a health check
+//!   says it answers, see `pool.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use switchboard_proto::media::v1 as pb;
@@ -38,6 +42,20 @@ use pb::control_request::Command;
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Waiter = oneshot::Sender<Result<Reply, Status>>;
+
+/// Called with the reason when the node looks unreachable.
+pub(crate) type UnreachableHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Whether a failed command says the node could not be reached, rather
+/// than that it refused the command: UNAVAILABLE (connect error, Control
+/// stream lost, a node refusing because it drains or stops), or any status
+/// the client's transport made up, which carries its cause as a source. A
+/// request on a connection that just died fails with `transport error`
+/// (UNKNOWN) or a cancelled or reset h2 stream, not UNAVAILABLE. A status
+/// the node sent never has a source.
+pub fn node_unreachable(st: &Status) -> bool {
+    st.code() == Code::Unavailable || std::error::Error::source(st).is_some()
+}
 
 /// One open Control stream: where requests go, who waits for replies.
 struct Open {
@@ -56,6 +74,8 @@ pub(crate) struct ControlChannel {
     next_id: AtomicU64,
     /// The node has no `Control` (UNIMPLEMENTED): use unary RPCs.
     unsupported: AtomicBool,
+    /// Told when the stream ends or a command fails with UNAVAILABLE.
+    on_unreachable: OnceLock<UnreachableHook>,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -74,6 +94,21 @@ impl ControlChannel {
             opening: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             unsupported: AtomicBool::new(false),
+            on_unreachable: OnceLock::new(),
+        }
+    }
+
+    /// Set (once) who is told that the node looks unreachable.
+    pub(crate) fn set_on_unreachable(&self, hook: UnreachableHook) {
+        let _ = self.on_unreachable.set(hook);
+    }
+
+    /// A command failed: [`node_unreachable`] ones go to the hook.
+    fn report(&self, st: &Status) {
+        if node_unreachable(st)
+            && let Some(hook) = self.on_unreachable.get()
+        {
+            hook(st.message());
         }
     }
 
@@ -126,6 +161,7 @@ impl ControlChannel {
             *current = Some(open.clone());
         }
         let reader = open.clone();
+        let hook = self.on_unreachable.get().cloned();
         tokio::spawn(async move {
             let why = loop {
                 match replies.message().await {
@@ -149,6 +185,9 @@ impl ControlChannel {
             };
             tracing::debug!(reason = %why, "media control stream closed");
             reader.closed.store(true, Ordering::SeqCst);
+            if let Some(hook) = hook {
+                hook(&why);
+            }
             let waiters: Vec<Waiter> = reader
                 .pending
                 .lock()
@@ -233,13 +272,20 @@ macro_rules! commands {
                     &mut self,
                     request: $req,
                 ) -> Result<tonic::Response<$resp>, Status> {
-                    match self.control.stream().await? {
-                        Some(open) => match self.control.call(&open, Command::$variant(request)).await? {
-                            Reply::$variant(r) => Ok(tonic::Response::new(r)),
-                            other => Err(unexpected(other)),
-                        },
-                        None => self.unary.$method(request).await,
+                    let result = async {
+                        match self.control.stream().await? {
+                            Some(open) => match self.control.call(&open, Command::$variant(request)).await? {
+                                Reply::$variant(r) => Ok(tonic::Response::new(r)),
+                                other => Err(unexpected(other)),
+                            },
+                            None => self.unary.$method(request).await,
+                        }
                     }
+                    .await;
+                    if let Err(st) = &result {
+                        self.control.report(st);
+                    }
+                    result
                 }
             )*
         }

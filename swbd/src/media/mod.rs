@@ -15,7 +15,7 @@ mod node;
 mod pool;
 mod token;
 
-pub use control::{COMMAND_TIMEOUT, MediaClient};
+pub use control::{COMMAND_TIMEOUT, MediaClient, node_unreachable};
 pub use node::{MediaNodeInfo, NodeHealth};
 pub use pool::{MediaEvent, MediaPool, NodeLease, PoolError};
 pub use token::MediaTokens;

@@ -88,6 +88,10 @@ pub(crate) struct NodeState {
     pub free_port_pairs: u32,
     pub last_seen: Option<SystemTime>,
     pub last_error: String,
+    /// Marked down by a failed media command or a broken Control stream,
+    /// not yet by a health check: the check that follows at once decides
+    /// whether the node is really gone (and its calls must end).
+    pub unconfirmed_down: bool,
 }
 
 /// One node: its client and state.
@@ -105,6 +109,9 @@ pub(crate) struct Node {
     /// RPCs directly; reset when the node comes back after being down (it
     /// may have been upgraded).
     pub unbatched: std::sync::atomic::AtomicBool,
+    /// Wakes the health loop for a check now (the node was just found
+    /// unreachable) instead of at the next interval.
+    pub recheck: tokio::sync::Notify,
 }
 
 impl Node {
@@ -126,9 +133,11 @@ impl Node {
                 free_port_pairs: 0,
                 last_seen: None,
                 last_error: String::new(),
+                unconfirmed_down: false,
             }),
             active_calls: AtomicU32::new(0),
             unbatched: std::sync::atomic::AtomicBool::new(false),
+            recheck: tokio::sync::Notify::new(),
         })
     }
 

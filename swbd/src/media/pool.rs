@@ -1,4 +1,15 @@
 //! Round-robin pool of media nodes with continuous health checks.
+//!
+//! A node is also taken out of the rotation the moment it looks dead: its
+//! Control stream breaks, or a media command to it fails because it could
+//! not be reached ([`super::node_unreachable`]). Waiting for the next health check sent
+//! new calls to a killed node for up to `media.health_interval_ms`, and
+//! they failed (issue #14). Such a mark is unconfirmed: it stops new calls
+//! only, and wakes the node's health loop for a check at once. That check
+//! confirms it (the node's calls are ended, [`MediaEvent::NodeDown`]) or
+//! brings the node back (a stream closed for another reason, a node
+//! refusing because it drains). So a false alarm costs a health check, not
+//! calls.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,12 +61,25 @@ pub enum PoolError {
     UnknownNode(String),
 }
 
+/// `Retry-After` (seconds) for a caller refused because no media node can
+/// take the call: a node found dead at once is back, or confirmed gone and
+/// drained of calls, within a few health checks.
+pub const NO_NODE_RETRY_AFTER_SECS: u32 = 5;
+
 impl PoolError {
     /// SIP status for the caller.
     pub fn status_code(&self) -> u16 {
         match self {
             PoolError::NoNodeAvailable { .. } => 503,
             PoolError::UnknownNode(_) => 500,
+        }
+    }
+
+    /// `Retry-After` seconds for the caller, when trying later may help.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            PoolError::NoNodeAvailable { .. } => Some(NO_NODE_RETRY_AFTER_SECS),
+            PoolError::UnknownNode(_) => None,
         }
     }
 }
@@ -125,6 +149,12 @@ impl NodeLease {
             tracing::info!(node = %n.name, "media node has no batched RPCs (older swrtp): using the sequential ones");
         }
     }
+
+    /// The node could not be reached (`why`): no new calls go to it until
+    /// a health check, run now, says it answers (module docs).
+    pub fn report_unreachable(&self, why: &str) {
+        mark_unreachable(&self.inner, self.idx, why);
+    }
 }
 
 impl Drop for NodeLease {
@@ -148,15 +178,23 @@ impl MediaPool {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (media_tx, _) = broadcast::channel(1024);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                nodes,
-                next: AtomicUsize::new(0),
-                events,
-                media_tx,
-                interval: Duration::from_millis(cfg.health_interval_ms.max(50)),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            nodes,
+            next: AtomicUsize::new(0),
+            events,
+            media_tx,
+            interval: Duration::from_millis(cfg.health_interval_ms.max(50)),
+        });
+        for (idx, node) in inner.nodes.iter().enumerate() {
+            // Weak: the node's channel must not keep the pool alive.
+            let pool = Arc::downgrade(&inner);
+            node.control.set_on_unreachable(Arc::new(move |why: &str| {
+                if let Some(inner) = pool.upgrade() {
+                    mark_unreachable(&inner, idx, why);
+                }
+            }));
+        }
+        Ok(Self { inner })
     }
 
     /// Start one health-check task per node; they stop on shutdown.
@@ -171,11 +209,18 @@ impl MediaPool {
     /// Pick a node for a new call: round-robin over nodes that are up and
     /// not draining.
     pub fn pick(&self) -> Result<NodeLease, PoolError> {
+        self.pick_excluding(&[])
+    }
+
+    /// [`pick`](Self::pick), skipping the nodes named in `tried` (a call
+    /// retrying its first media command elsewhere tries each node once).
+    pub fn pick_excluding(&self, tried: &[String]) -> Result<NodeLease, PoolError> {
         let n = self.inner.nodes.len();
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             let idx = (start + i) % n;
             if let Some(node) = self.inner.nodes.get(idx)
+                && !tried.contains(&node.name)
                 && node.info().accepts_calls()
             {
                 node.active_calls.fetch_add(1, Ordering::Relaxed);
@@ -236,6 +281,9 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
     let mut reported_timeouts: HashSet<String> = HashSet::new();
     loop {
         let before = node.info();
+        // Up when this check started, or only marked down since (by a
+        // failed command): a failed check now is the node going down.
+        let mut was_up = before.health == NodeHealth::Up;
         let result = tokio::time::timeout(
             inner.interval.max(Duration::from_secs(1)),
             node.client.clone().health(HealthRequest {}),
@@ -243,6 +291,8 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
         .await;
         let mut timed_out = Vec::new();
         if let Ok(mut s) = node.state.lock() {
+            was_up |= s.health == NodeHealth::Up || s.unconfirmed_down;
+            s.unconfirmed_down = false;
             match result {
                 Ok(Ok(resp)) => {
                     let h = resp.into_inner();
@@ -291,11 +341,11 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
                 }
             }
             inner.events.publish(Event::MediaNode(after.clone()));
-            if after.health == NodeHealth::Down && before.health == NodeHealth::Up {
-                let _ = inner.media_tx.send(MediaEvent::NodeDown {
-                    node: node.name.clone(),
-                });
-            }
+        }
+        if after.health == NodeHealth::Down && was_up {
+            let _ = inner.media_tx.send(MediaEvent::NodeDown {
+                node: node.name.clone(),
+            });
         }
         // Report each timed-out session once while the node lists it.
         let current: HashSet<String> = timed_out.into_iter().collect();
@@ -310,7 +360,31 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(inner.interval) => {}
+            () = node.recheck.notified() => {}
         }
+    }
+}
+
+/// Take node `idx` out of the rotation at once, unconfirmed (module docs):
+/// only a node that is up is marked, so a dead node's failing commands do
+/// not keep waking its health loop.
+fn mark_unreachable(inner: &Inner, idx: usize, why: &str) {
+    let Some(node) = inner.nodes.get(idx) else {
+        return;
+    };
+    let marked = match node.state.lock() {
+        Ok(mut s) if s.health == NodeHealth::Up => {
+            s.health = NodeHealth::Down;
+            s.unconfirmed_down = true;
+            s.last_error = format!("unreachable: {why}");
+            true
+        }
+        _ => false,
+    };
+    if marked {
+        tracing::warn!(node = %node.name, error = %why, "media node unreachable: no new calls until it answers a health check");
+        inner.events.publish(Event::MediaNode(node.info()));
+        node.recheck.notify_one();
     }
 }
 
@@ -360,6 +434,73 @@ mod tests {
             })
         ));
         trigger.trigger();
+    }
+
+    fn set_health(pool: &MediaPool, health: NodeHealth) {
+        let node = pool.inner.nodes.first().expect("one node");
+        node.state.lock().expect("state").health = health;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_leaves_the_rotation_at_once_and_a_check_confirms_it() {
+        let pool = pool_with_dead_node();
+        // As if its last health check had passed just before it died.
+        set_health(&pool, NodeHealth::Up);
+        let lease = pool.pick().expect("an up node is picked");
+        assert!(pool.pick_excluding(&["dead".into()]).is_err(), "excluded");
+        let mut events = pool.subscribe_media_events();
+
+        lease.report_unreachable("tcp connect error");
+        let info = &pool.list()[0];
+        assert_eq!(info.health, NodeHealth::Down);
+        assert!(info.last_error.contains("tcp connect error"), "{info:?}");
+        assert_eq!(
+            pool.pick().expect_err("no new calls").retry_after_secs(),
+            Some(NO_NODE_RETRY_AFTER_SECS)
+        );
+
+        // The next health check confirms it: the node's calls must end
+        // (an unconfirmed mark alone sends no NodeDown).
+        let (trigger, shutdown) = switchboard_proto::support::shutdown::channel();
+        pool.start(shutdown);
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("a NodeDown in time")
+            .expect("event");
+        assert_eq!(
+            ev,
+            MediaEvent::NodeDown {
+                node: "dead".into()
+            }
+        );
+        trigger.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_node_already_down_is_not_marked_again() {
+        let pool = pool_with_dead_node();
+        set_health(&pool, NodeHealth::Down);
+        mark_unreachable(&pool.inner, 0, "tcp connect error");
+        let node = pool.inner.nodes.first().expect("one node");
+        assert!(!node.state.lock().expect("state").unconfirmed_down);
+        assert!(pool.list()[0].last_error.is_empty());
+    }
+
+    #[test]
+    fn unreachable_is_unavailable_or_a_transport_failure_not_a_refusal() {
+        use crate::media::node_unreachable;
+        use tonic::Status;
+        assert!(node_unreachable(&Status::unavailable("tcp connect error")));
+        // What a request on a connection that just died gets: UNKNOWN
+        // with the transport error as its source.
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone");
+        let transport = Status::from_error(Box::new(io));
+        assert_eq!(transport.code(), tonic::Code::Unknown);
+        assert!(node_unreachable(&transport));
+        // Statuses the node sent: no source.
+        assert!(!node_unreachable(&Status::invalid_argument("bad SDP")));
+        assert!(!node_unreachable(&Status::unknown("transport error")));
+        assert!(!node_unreachable(&Status::resource_exhausted("no ports")));
     }
 
     #[tokio::test]

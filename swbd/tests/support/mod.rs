@@ -103,6 +103,9 @@ pub struct Options {
     pub auth_extra: String,
     /// Extra `sip:` keys, as indented YAML lines (`"  rate_limit: {...}\n"`).
     pub sip_extra: String,
+    /// swbd's `media.health_interval_ms` (a test that must not be helped by
+    /// a health check sets it high).
+    pub health_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -115,6 +118,7 @@ impl Default for Options {
             rtp_timeout_secs: 0,
             auth_extra: String::new(),
             sip_extra: String::new(),
+            health_interval_ms: 100,
         }
     }
 }
@@ -222,6 +226,16 @@ impl System {
                 )
             })
             .collect();
+        // Nodes listening before swbd's first health check: with a long
+        // `health_interval_ms`, a node missed then stays down for the test.
+        for n in &nodes {
+            let addr = n.control.trim_start_matches("tcp://").to_string();
+            eventually(20, "swrtp listening", || {
+                let addr = addr.clone();
+                async move { std::net::TcpStream::connect(addr).ok().map(drop) }
+            })
+            .await;
+        }
         let sip_port = free_udp_port();
         let admin = dir.join("swbd.sock");
         let extra = if opts.auth_extra.is_empty() {
@@ -243,10 +257,11 @@ impl System {
         };
         let mut cfg = format!(
             "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n{}\
-             admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: 100\n  nodes:\n",
+             admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: {}\n  nodes:\n",
             opts.sip_extra,
             admin.display(),
-            media_token_file(&dir).display()
+            media_token_file(&dir).display(),
+            opts.health_interval_ms
         );
         let node_addresses = addresses(&nodes);
         assert_eq!(node_addresses.len(), nodes.len(), "one address per node");
