@@ -187,10 +187,13 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         // by far the largest state of this task, and it is over once the
         // call is bridged. Inline it would stay reserved for the whole call.
         let mut exec = Box::pin(execute(&plan, &info, &mut ctl, &token));
+        // The A transaction ends (its events close) once its 2xx is ACKed:
+        // stop polling it then, or the loop would spin on `None`.
+        let mut a_events_open = true;
         loop {
             tokio::select! {
                 res = &mut exec => break res,
-                ev = a_events.recv(), if interrupt.is_none() => match ev {
+                ev = a_events.recv(), if interrupt.is_none() && a_events_open => match ev {
                     Some(ServerInviteEvent::Cancelled(_)) => {
                         tracing::info!("caller cancelled");
                         interrupt = Some(Interrupt::Cancelled);
@@ -200,7 +203,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                         interrupt = Some(Interrupt::Hangup("no ACK from caller".into()));
                         token.cancel();
                     }
-                    Some(ServerInviteEvent::Ack(_)) | None => {}
+                    Some(ServerInviteEvent::Ack(_)) => {}
+                    None => a_events_open = false,
                 },
                 Some(msg) = dlg_rx.recv() => {
                     let (dialog, input) = *msg;

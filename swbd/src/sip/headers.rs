@@ -515,8 +515,9 @@ impl PartialEq for Value {
 fn has_forbidden_bytes(s: &str) -> bool {
     // No early exit: a branch-free fold the compiler vectorizes, cheaper
     // than `any` on the short values headers have.
-    s.bytes()
-        .fold(false, |bad, b| bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
+    s.bytes().fold(false, |bad, b| {
+        bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+    })
 }
 
 /// `s` with every control character (but HTAB) replaced by a space.

@@ -17,6 +17,25 @@ pub struct TransactionKey {
     kind: std::sync::Arc<KeyKind>,
 }
 
+impl TransactionKey {
+    /// Heap bytes this key owns (its shared part, counted once per key).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<KeyKind>()
+            + 16
+            + match &*self.kind {
+                KeyKind::Rfc3261 {
+                    branch, sent_by, ..
+                } => branch.capacity() + sent_by.capacity(),
+                KeyKind::Rfc2543 {
+                    call_id,
+                    from_tag,
+                    via,
+                    ..
+                } => call_id.capacity() + from_tag.capacity() + via.capacity(),
+            }
+    }
+}
+
 impl PartialEq for TransactionKey {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.kind == other.kind

@@ -160,6 +160,12 @@ impl TransactionLayer {
         &self.inner.transports
     }
 
+    /// What the transaction tables hold, with an estimate of the bytes
+    /// finished transactions keep for their RFC 3261 windows.
+    pub fn retained(&self) -> super::table::Retained {
+        self.inner.table.retained()
+    }
+
     /// Number of live transactions (server, client).
     pub fn live_transactions(&self) -> (usize, usize) {
         self.inner.table.live()
@@ -433,6 +439,8 @@ impl LayerInner {
                     self.send_soon(&state.target, b);
                 }
             }
+            // An INVITE retransmitted after its 2xx was ACKed: absorbed.
+            ServerEntry::Absorbed => {}
         }
     }
 

@@ -212,12 +212,24 @@ impl Task {
         mut tu: mpsc::UnboundedReceiver<Box<Response>>,
     ) {
         let next = self.proceeding(&mut net, &mut tu).await;
-        match next {
+        let acked = match next {
             Next::Accepted(b, acks) => self.accepted(b, acks, &mut net, &mut tu).await,
-            Next::Completed(b) => self.completed(b, &mut net).await,
-            Next::Done => {}
+            Next::Completed(b) => {
+                self.completed(b, &mut net).await;
+                false
+            }
+            Next::Done => false,
+        };
+        if acked {
+            // What is left of Timer L needs only the key (RFC 6026 §7.1:
+            // absorb retransmitted INVITEs): the task, its INVITE and
+            // channels go now.
+            self.layer
+                .table
+                .absorb(&self.key, self.layer.timers.t1x64());
+        } else {
+            self.layer.remove_server(&self.key);
         }
-        self.layer.remove_server(&self.key);
     }
 
     /// Proceeding: 100 Trying out, latest provisional resent on
@@ -277,7 +289,9 @@ impl Task {
 
     /// Accepted (RFC 6026 §7.1): INVITE retransmissions absorbed, further
     /// 2xx from the TU sent, the 2xx retransmitted (T1 doubling up to T2,
-    /// RFC 3261 §13.3.1.4) until the ACK; Timer L ends it.
+    /// RFC 3261 §13.3.1.4) until the ACK; Timer L ends it. Returns whether
+    /// the ACK came: the rest of Timer L is then a bare key in the table
+    /// ([`super::table::ServerEntry::Absorbed`]), not this task.
     /// Enter the Accepted state's ACK route (by Call-ID and CSeq: the ACK
     /// for a 2xx has a branch of its own) and return its receiver.
     fn register_accepted(&self) -> mpsc::UnboundedReceiver<NetInput> {
@@ -294,7 +308,7 @@ impl Task {
         mut ack_rx: mpsc::UnboundedReceiver<NetInput>,
         net: &mut mpsc::UnboundedReceiver<NetInput>,
         tu: &mut mpsc::UnboundedReceiver<Box<Response>>,
-    ) {
+    ) -> bool {
         let t = self.layer.timers;
         let timer_l = tokio::time::sleep(t.t1x64());
         tokio::pin!(timer_l);
@@ -331,31 +345,27 @@ impl Task {
                 },
                 a = ack_rx.recv() => {
                     if let Some(NetInput::Ack(req)) = a {
-                        if !acked {
-                            acked = true;
-                            retransmit_at = None;
-                            // Nothing resends it after the ACK: free it
-                            // now, not at Timer L.
-                            last_2xx = Bytes::new();
-                        }
+                        acked = true;
                         let _ = self.events.send(ServerInviteEvent::Ack(req));
+                        break;
                     }
                 }
                 n = net.recv() => match n {
                     Some(NetInput::Ack(req)) => {
                         acked = true;
-                        retransmit_at = None;
-                        last_2xx = Bytes::new();
                         let _ = self.events.send(ServerInviteEvent::Ack(req));
+                        break;
                     }
                     Some(_) => {}
                     None => break,
                 },
             }
         }
+        drop(last_2xx);
         if let Some(id) = &self.id {
             self.layer.set_accepted(id.clone(), None);
         }
+        acked
     }
 
     /// Completed: final resent on retransmissions and on Timer G (UDP),

@@ -26,6 +26,10 @@ pub(crate) enum ServerEntry {
     /// Non-INVITE: no task; the entry answers retransmissions and is
     /// removed by Timer J.
     NonInvite(Arc<server::State>),
+    /// An INVITE whose 2xx was ACKed: its task is gone; the key alone
+    /// stays until Timer L to absorb retransmitted INVITEs (RFC 6026
+    /// §7.1), so a finished call keeps a key, not a task and its INVITE.
+    Absorbed,
 }
 
 /// What [`TransactionTable::enter_server`] found or made.
@@ -37,6 +41,26 @@ pub(crate) enum Entered {
     NewInvite(mpsc::UnboundedReceiver<NetInput>),
     /// A new non-INVITE transaction.
     New(Arc<server::State>),
+}
+
+/// What [`TransactionTable::retained`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// INVITE server transactions with a task (calls being set up, 2xx not
+    /// yet ACKed, non-2xx in Completed/Confirmed).
+    pub live_invites: usize,
+    /// ACKed INVITEs kept as a bare key until Timer L.
+    pub absorbed: usize,
+    /// Non-INVITE server transactions (answering retransmissions until
+    /// Timer J, or waiting for the TU).
+    pub non_invite: usize,
+    /// Client transactions.
+    pub clients: usize,
+    /// INVITEs waiting for the ACK of their 2xx.
+    pub accepted: usize,
+    /// Estimated heap bytes of the absorbed and non-INVITE entries and the
+    /// timer queues.
+    pub bytes: usize,
 }
 
 /// Transaction tables and timers; see the module docs.
@@ -69,7 +93,11 @@ struct TimerQueue {
     /// Timer J: remove a Completed transaction.
     completed: Mutex<VecDeque<(Instant, Arc<server::State>)>>,
     /// 64*T1 after creation: end a transaction the TU never answered.
-    started: Mutex<VecDeque<(Instant, Weak<server::State>)>>,
+    /// Keyed, not a `Weak<State>`: a weak reference would keep the state's
+    /// allocation for 32 s after the transaction is gone.
+    started: Mutex<VecDeque<(Instant, TransactionKey)>>,
+    /// Timer L of ACKed INVITEs ([`ServerEntry::Absorbed`]).
+    absorbed: Mutex<VecDeque<(Instant, TransactionKey)>>,
     wake: Notify,
 }
 
@@ -91,10 +119,8 @@ impl TimerQueue {
     fn next_deadline(&self) -> Option<Instant> {
         let a = self.completed.lock().ok()?.front().map(|(t, _)| *t);
         let b = self.started.lock().ok()?.front().map(|(t, _)| *t);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let c = self.absorbed.lock().ok()?.front().map(|(t, _)| *t);
+        [a, b, c].into_iter().flatten().min()
     }
 
     fn expired<T>(queue: &Mutex<VecDeque<(Instant, T)>>, now: Instant) -> Vec<T> {
@@ -141,7 +167,7 @@ impl TransactionTable {
     ) -> Option<mpsc::UnboundedSender<NetInput>> {
         match self.server(key)? {
             ServerEntry::Invite(tx) => Some(tx),
-            ServerEntry::NonInvite(_) => None,
+            ServerEntry::NonInvite(_) | ServerEntry::Absorbed => None,
         }
     }
 
@@ -189,7 +215,59 @@ impl TransactionTable {
     /// TU has not answered by then (64*T1).
     pub(crate) fn server_started(&self, state: &Arc<server::State>, give_up_at: Instant) {
         self.timers
-            .push(&self.timers.started, give_up_at, Arc::downgrade(state));
+            .push(&self.timers.started, give_up_at, state.key.clone());
+    }
+
+    /// An INVITE transaction's 2xx was ACKed: replace its entry with
+    /// [`ServerEntry::Absorbed`] for `window` (what is left of Timer L, at
+    /// most 64*T1; a whole 64*T1 keeps the queue in time order).
+    pub(crate) fn absorb(&self, key: &TransactionKey, window: std::time::Duration) {
+        if let Ok(mut m) = self.servers.lock() {
+            m.insert(key.clone(), ServerEntry::Absorbed);
+        }
+        self.timers
+            .push(&self.timers.absorbed, Instant::now() + window, key.clone());
+    }
+
+    /// What the tables hold now, and an estimate of the heap bytes of the
+    /// entries a finished transaction leaves for its RFC 3261 windows
+    /// (Timer J's last response, Timer L's absorbed keys) and of the timer
+    /// queues. Live INVITE transactions are counted, not sized (their
+    /// tasks hold what a call in progress needs).
+    pub(crate) fn retained(&self) -> Retained {
+        let mut r = Retained::default();
+        let entry = std::mem::size_of::<(TransactionKey, ServerEntry)>();
+        if let Ok(m) = self.servers.lock() {
+            for (key, e) in m.iter() {
+                match e {
+                    ServerEntry::Invite(_) => r.live_invites += 1,
+                    ServerEntry::NonInvite(state) => {
+                        r.non_invite += 1;
+                        r.bytes += entry
+                            + key.heap_bytes()
+                            + std::mem::size_of::<server::State>()
+                            + state.last_response().map(|b| b.len()).unwrap_or(0);
+                    }
+                    ServerEntry::Absorbed => {
+                        r.absorbed += 1;
+                        r.bytes += entry + key.heap_bytes();
+                    }
+                }
+            }
+        }
+        let q = std::mem::size_of::<(Instant, TransactionKey)>();
+        for queue in [&self.timers.started, &self.timers.absorbed] {
+            r.bytes += queue.lock().map(|v| v.len() * q).unwrap_or(0);
+        }
+        r.bytes += self
+            .timers
+            .completed
+            .lock()
+            .map(|v| v.len() * std::mem::size_of::<(Instant, Arc<server::State>)>())
+            .unwrap_or(0);
+        r.clients = self.clients.lock().map(|m| m.len()).unwrap_or(0);
+        r.accepted = self.accepted.lock().map(|m| m.len()).unwrap_or(0);
+        r
     }
 
     /// A non-INVITE transaction sent its final response: Completed until
@@ -288,11 +366,18 @@ async fn run_timers(table: Weak<TransactionTable>, timers: Arc<TimerQueue>) {
         for state in TimerQueue::expired(&timers.completed, now) {
             t.remove_server_state(&state);
         }
-        for state in TimerQueue::expired(&timers.started, now) {
-            if let Some(state) = state.upgrade()
+        for key in TimerQueue::expired(&timers.started, now) {
+            if let Some(ServerEntry::NonInvite(state)) = t.server(&key)
                 && state.give_up()
             {
                 t.remove_server_state(&state);
+            }
+        }
+        for key in TimerQueue::expired(&timers.absorbed, now) {
+            if let Ok(mut m) = t.servers.lock()
+                && matches!(m.get(&key), Some(ServerEntry::Absorbed))
+            {
+                m.remove(&key);
             }
         }
     }
