@@ -17,7 +17,10 @@
 //!   unary RPCs from then on; the pool resets that when the node comes back
 //!   after being down (it may have been upgraded);
 //! - a command with no reply after [`COMMAND_TIMEOUT`] fails with
-//!   DEADLINE_EXCEEDED (its late reply is dropped).
+//!   DEADLINE_EXCEEDED (its late reply is dropped);
+//! - with an owner ([`super::lease`]), the stream (and unary creates) carry
+//!   the owner headers, and each newly opened stream starts with
+//!   `ReconcileOwner` before any command goes on it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +33,8 @@ use switchboard_proto::support::grpc::AuthedChannel;
 use switchboard_proto::support::secret::Token;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
+
+use super::lease::LeaseOwner;
 
 use pb::control_reply::Result as Reply;
 use pb::control_request::Command;
@@ -56,6 +61,11 @@ pub(crate) struct ControlChannel {
     next_id: AtomicU64,
     /// The node has no `Control` (UNIMPLEMENTED): use unary RPCs.
     unsupported: AtomicBool,
+    /// Who owns the sessions created through this channel (None: tools).
+    owner: Option<Arc<LeaseOwner>>,
+    /// The node answered ReconcileOwner with INVALID_ARGUMENT (an swrtp
+    /// without leases): no renewals.
+    no_leases: AtomicBool,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -67,19 +77,87 @@ impl std::fmt::Debug for ControlChannel {
 }
 
 impl ControlChannel {
-    pub(crate) fn new(client: MediaServiceClient<AuthedChannel>) -> Self {
+    pub(crate) fn new(
+        client: MediaServiceClient<AuthedChannel>,
+        owner: Option<Arc<LeaseOwner>>,
+    ) -> Self {
         Self {
             client,
             current: Mutex::new(None),
             opening: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             unsupported: AtomicBool::new(false),
+            owner,
+            no_leases: AtomicBool::new(false),
         }
     }
 
-    /// The node may have been upgraded: try `Control` again.
+    /// The node may have been upgraded: try `Control` and leases again.
     pub(crate) fn reset_support(&self) {
         self.unsupported.store(false, Ordering::Relaxed);
+        self.no_leases.store(false, Ordering::Relaxed);
+    }
+
+    /// `message` as a request carrying the owner headers (if any).
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        if let Some(o) = &self.owner {
+            o.stamp(r.metadata_mut());
+        }
+        r
+    }
+
+    /// Renew all this owner's leases on the node (opening the stream, and
+    /// so reconciling, if needed). Nothing to do without an owner, on a
+    /// node without `Control` or without leases.
+    pub(crate) async fn renew_leases(&self) -> Result<(), Status> {
+        let Some(owner) = self.owner.clone() else {
+            return Ok(());
+        };
+        let Some(open) = self.stream().await? else {
+            return Ok(());
+        };
+        if self.no_leases.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let command = Command::RenewLeases(pb::RenewLeasesRequest {
+            owner: Some(owner.to_proto()),
+            lease_secs: owner.lease_secs,
+        });
+        match self.call(&open, command).await? {
+            Reply::RenewLeases(r) => {
+                tracing::trace!(renewed = r.renewed, "media leases renewed");
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// First command on a new stream: drop our previous instances'
+    /// sessions, renew ours.
+    async fn reconcile(&self, open: &Open, owner: &LeaseOwner) -> Result<(), Status> {
+        let command = Command::ReconcileOwner(pb::ReconcileOwnerRequest {
+            owner: Some(owner.to_proto()),
+            lease_secs: owner.lease_secs,
+        });
+        match self.call(open, command).await? {
+            Reply::ReconcileOwner(r) => {
+                self.no_leases.store(false, Ordering::Relaxed);
+                if r.dropped > 0 {
+                    tracing::info!(dropped = r.dropped, renewed = r.renewed, %owner, "media node dropped the sessions of this swbd's previous run");
+                }
+                Ok(())
+            }
+            Reply::Error(e) if e.code == Code::InvalidArgument as i32 => {
+                if !self.no_leases.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        "media node has no session leases (older swrtp): its sessions will not expire if swbd dies"
+                    );
+                }
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     fn live(&self) -> Option<Arc<Open>> {
@@ -105,7 +183,7 @@ impl ControlChannel {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-        let mut replies = match self.client.clone().control(requests).await {
+        let mut replies = match self.client.clone().control(self.request(requests)).await {
             Ok(r) => r.into_inner(),
             Err(st) if st.code() == Code::Unimplemented => {
                 if !self.unsupported.swap(true, Ordering::Relaxed) {
@@ -122,9 +200,6 @@ impl ControlChannel {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         });
-        if let Ok(mut current) = self.current.lock() {
-            *current = Some(open.clone());
-        }
         let reader = open.clone();
         tokio::spawn(async move {
             let why = loop {
@@ -158,6 +233,21 @@ impl ControlChannel {
                 let _ = w.send(Err(Status::unavailable(why.clone())));
             }
         });
+        // Reconcile before anything else goes on the stream (we still hold
+        // `opening`, and the stream is not `current` yet).
+        // A failed reconcile (the node slow to answer) only delays the
+        // cleanup of a previous run to its leases; a lost stream is an error.
+        if let Some(owner) = self.owner.clone()
+            && let Err(st) = self.reconcile(&open, &owner).await
+        {
+            if open.closed.load(Ordering::SeqCst) {
+                return Err(st);
+            }
+            tracing::warn!(code = ?st.code(), error = %st.message(), "media node did not reconcile this swbd's sessions; stale ones wait for their leases");
+        }
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(open.clone());
+        }
         Ok(Some(open))
     }
 
@@ -238,7 +328,7 @@ macro_rules! commands {
                             Reply::$variant(r) => Ok(tonic::Response::new(r)),
                             other => Err(unexpected(other)),
                         },
-                        None => self.unary.$method(request).await,
+                        None => self.unary.$method(self.control.request(request)).await,
                     }
                 }
             )*
@@ -276,7 +366,7 @@ impl MediaClient {
     /// and tests; calls use the pool's shared per-node client).
     pub fn connect_lazy(address: &str, token: Option<&Token>) -> Result<MediaClient, String> {
         let unary = super::node::authed_client(address, token)?;
-        let control = Arc::new(ControlChannel::new(unary.clone()));
+        let control = Arc::new(ControlChannel::new(unary.clone(), None));
         Ok(Self { unary, control })
     }
 
