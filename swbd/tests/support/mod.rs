@@ -103,6 +103,8 @@ pub struct Options {
     pub auth_extra: String,
     /// Extra `sip:` keys, as indented YAML lines (`"  rate_limit: {...}\n"`).
     pub sip_extra: String,
+    /// Extra `media:` keys, as indented YAML lines (`"  lease_secs: 3\n"`).
+    pub media_extra: String,
 }
 
 impl Default for Options {
@@ -115,6 +117,7 @@ impl Default for Options {
             rtp_timeout_secs: 0,
             auth_extra: String::new(),
             sip_extra: String::new(),
+            media_extra: String::new(),
         }
     }
 }
@@ -243,10 +246,11 @@ impl System {
         };
         let mut cfg = format!(
             "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n{}\
-             admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: 100\n  nodes:\n",
+             admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: 100\n{}  nodes:\n",
             opts.sip_extra,
             admin.display(),
-            media_token_file(&dir).display()
+            media_token_file(&dir).display(),
+            opts.media_extra
         );
         let node_addresses = addresses(&nodes);
         assert_eq!(node_addresses.len(), nodes.len(), "one address per node");
@@ -263,23 +267,28 @@ impl System {
         cfg.push_str(&opts.extra_config);
         let cfg_path = dir.join("swbd.yaml");
         std::fs::write(&cfg_path, cfg).expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_swbd"))
-            .args(["--config", cfg_path.to_str().expect("utf-8")])
-            .env(
-                "RUST_LOG",
-                std::env::var("SWBD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn swbd");
         let sys = System {
+            swbd: spawn_swbd(&dir),
             dir,
-            swbd: Proc { child },
             sip: std::net::SocketAddr::from(([127, 0, 0, 1], sip_port)),
             admin,
             nodes,
         };
-        // Ready when admin answers and every node is up.
+        sys.wait_ready().await;
+        sys
+    }
+
+    /// Start swbd again with the same config (after `self.swbd.kill()`:
+    /// a crash and restart), and wait until it is up with all its nodes.
+    pub async fn restart_swbd(&mut self) {
+        self.swbd.kill();
+        self.swbd = spawn_swbd(&self.dir);
+        self.wait_ready().await;
+    }
+
+    /// Ready when admin answers and every node is up.
+    async fn wait_ready(&self) {
+        let sys = self;
         let want = sys.nodes.len();
         eventually(30, "swbd up with all media nodes", || async {
             let mut c = sys.signaling().await.ok()?;
@@ -291,7 +300,6 @@ impl System {
             (s.media_nodes_up as usize == want).then_some(())
         })
         .await;
-        sys
     }
 
     pub async fn signaling(
@@ -347,6 +355,20 @@ impl System {
             let _ = &mut m;
         }
     }
+}
+
+/// swbd with `dir/swbd.yaml`.
+fn spawn_swbd(dir: &Path) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_swbd"))
+        .args(["--config", dir.join("swbd.yaml").to_str().expect("utf-8")])
+        .env(
+            "RUST_LOG",
+            std::env::var("SWBD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn swbd");
+    Proc { child }
 }
 
 pub async fn unix_channel(path: &Path) -> Result<Channel, tonic::transport::Error> {
