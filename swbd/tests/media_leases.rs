@@ -108,7 +108,7 @@ async fn kill_9_of_swbd_lets_the_node_reclaim_bridged_and_ringing_sessions() {
 async fn restarted_swbd_has_the_node_drop_its_previous_run_at_once() {
     let mut sys = System::start(Options {
         // Long enough that only the restart can explain the sessions going.
-        media_extra: "  lease_secs: 120\n  lease_renew_secs: 40\n".into(),
+        media_extra: "  lease_secs: 120\n  lease_renew_secs: 2\n".into(),
         ..Default::default()
     })
     .await;

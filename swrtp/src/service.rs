@@ -130,11 +130,12 @@ impl MediaControl {
     ) -> Result<Response<pb::ReconcileOwnerResponse>, Status> {
         let owner = Owner::from_proto(r.owner.as_ref())?;
         let length = lease::lease_length(r.lease_secs)?;
-        let (dropped, renewed) = self.node.reconcile_owner(&owner, length).await;
-        tracing::info!(%owner, dropped, renewed, "owner reconciled");
+        let (dropped, renewed, kept_connected) = self.node.reconcile_owner(&owner, length).await;
+        tracing::debug!(%owner, dropped, renewed, kept_connected, "owner reconciled");
         Ok(Response::new(pb::ReconcileOwnerResponse {
             dropped,
             renewed,
+            kept_connected,
         }))
     }
 
@@ -399,6 +400,7 @@ impl MediaService for MediaControl {
     ) -> Result<Response<Self::ControlStream>, Status> {
         // Sessions created on this stream belong to the owner it names.
         let owner = Owner::from_metadata(request.metadata())?;
+        let live = owner.as_ref().map(|o| self.node.owner_connected(o));
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let this = self.clone();
@@ -436,6 +438,8 @@ impl MediaService for MediaControl {
             if shutting_down {
                 let _ = tx.try_send(Err(Status::unavailable("swrtp is shutting down")));
             }
+            // The owner counts as connected until its stream is done.
+            drop(live);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

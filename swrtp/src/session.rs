@@ -227,6 +227,9 @@ struct NodeInner {
     /// Lease length each owner last asked for (RenewLeases,
     /// ReconcileOwner); short critical sections, never held across `.await`.
     lease_lengths: Mutex<HashMap<Owner, Duration>>,
+    /// Open Control streams per owner: an owner with one is alive, so
+    /// ReconcileOwner never drops its sessions (two swbd sharing a node_id).
+    live_owners: Mutex<HashMap<Owner, u32>>,
 }
 
 /// The node: session table, port pool, events. Cheap to clone.
@@ -337,6 +340,7 @@ impl Node {
                 playback_ids: AtomicU64::new(1),
                 closing: tokio::sync::watch::channel(false).0,
                 lease_lengths: Mutex::new(HashMap::new()),
+                live_owners: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -850,10 +854,38 @@ impl Node {
         renewed
     }
 
+    /// A Control stream of `owner` opened; it counts as alive until the
+    /// returned guard drops (the stream ended).
+    pub fn owner_connected(&self, owner: &Owner) -> LiveOwner {
+        if let Ok(mut l) = self.inner.live_owners.lock() {
+            *l.entry(owner.clone()).or_insert(0) += 1;
+        }
+        LiveOwner {
+            node: self.clone(),
+            owner: owner.clone(),
+        }
+    }
+
+    fn is_connected(&self, owner: &Owner) -> bool {
+        self.inner
+            .live_owners
+            .lock()
+            .map(|l| l.get(owner).is_some_and(|n| *n > 0))
+            .unwrap_or(false)
+    }
+
     /// `owner` (re)connected: destroy the sessions of previous instances of
     /// its node id (nobody will ever end them), renew its own. Sessions of
-    /// other node ids are left to their leases. Returns (dropped, renewed).
-    pub async fn reconcile_owner(&self, owner: &Owner, length: Option<Duration>) -> (u32, u32) {
+    /// other node ids are left to their leases, and so are those of an
+    /// instance still connected (two live swbd configured with one node_id:
+    /// logged). Returns (dropped, renewed, kept because connected).
+    pub async fn reconcile_owner(
+        &self,
+        owner: &Owner,
+        length: Option<Duration>,
+    ) -> (u32, u32, u32) {
+        let mut alive: Vec<String> = Vec::new();
+        let mut kept = 0u32;
         let stale: Vec<(String, String, String)> = {
             let table = self.table();
             table
@@ -861,11 +893,24 @@ impl Node {
                 .values()
                 .filter_map(|e| {
                     let o = e.shared.owner.as_ref()?;
-                    (o.node_id == owner.node_id && o.instance_id != owner.instance_id)
-                        .then(|| (e.shared.id.clone(), e.shared.call_id.clone(), o.to_string()))
+                    if o.node_id != owner.node_id || o.instance_id == owner.instance_id {
+                        return None;
+                    }
+                    if self.is_connected(o) {
+                        kept = kept.saturating_add(1);
+                        let name = o.to_string();
+                        if !alive.contains(&name) {
+                            alive.push(name);
+                        }
+                        return None;
+                    }
+                    Some((e.shared.id.clone(), e.shared.call_id.clone(), o.to_string()))
                 })
                 .collect()
         };
+        for other in alive {
+            tracing::warn!(%owner, %other, "another instance of this node_id is still connected: its sessions are kept (two swbd with the same node_id?)");
+        }
         let mut dropped = 0u32;
         for (id, call_id, old) in stale {
             if self.destroy(&id).await.is_ok() {
@@ -883,7 +928,7 @@ impl Node {
             l.retain(|o, _| o.node_id != owner.node_id || o.instance_id == owner.instance_id);
         }
         let renewed = self.renew_leases(owner, length);
-        (dropped, renewed)
+        (dropped, renewed, kept)
     }
 
     /// Destroy every session whose lease lapsed; returns how many.
@@ -943,6 +988,26 @@ impl Node {
         let ids: Vec<String> = self.table().sessions.keys().cloned().collect();
         for id in ids {
             let _ = self.destroy(&id).await;
+        }
+    }
+}
+
+/// An open Control stream of an owner (see [`Node::owner_connected`]).
+#[derive(Debug)]
+pub struct LiveOwner {
+    node: Node,
+    owner: Owner,
+}
+
+impl Drop for LiveOwner {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.node.inner.live_owners.lock()
+            && let Some(n) = l.get_mut(&self.owner)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                l.remove(&self.owner);
+            }
         }
     }
 }

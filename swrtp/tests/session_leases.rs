@@ -214,19 +214,39 @@ async fn reconcile_drops_only_previous_instances_of_the_same_node_id() {
         }
     }
 
-    // swbd-1 restarted: its new instance reconciles.
+    // A second instance of swbd-1 while the first is still connected (two
+    // swbd configured with one node_id): the live one's sessions stay.
     let mut new = Stream::open(&mut d, "swbd-1", "new").await;
-    let R::ReconcileOwner(r) = new
-        .call(C::ReconcileOwner(pb::ReconcileOwnerRequest {
-            owner: owner("swbd-1", "new"),
-            lease_secs: 120,
-        }))
-        .await
-    else {
+    let reconcile = C::ReconcileOwner(pb::ReconcileOwnerRequest {
+        owner: owner("swbd-1", "new"),
+        lease_secs: 120,
+    });
+    let R::ReconcileOwner(r) = new.call(reconcile.clone()).await else {
         panic!("reconcile reply")
     };
-    assert_eq!(r.dropped, 2);
-    assert_eq!(r.renewed, 0);
+    assert_eq!((r.dropped, r.renewed, r.kept_connected), (0, 0, 2));
+    assert_eq!(sessions(&mut d).await.len(), 4);
+
+    // swbd-1's first instance dies (its stream ends): reconciling now
+    // drops its sessions. The node notices the end of the stream on its
+    // own time, hence the retries.
+    drop(old);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let R::ReconcileOwner(r) = new.call(reconcile.clone()).await else {
+            panic!("reconcile reply")
+        };
+        assert_eq!(r.renewed, 0);
+        if r.kept_connected == 0 {
+            assert_eq!(r.dropped, 2);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead instance's sessions were never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let ids: Vec<String> = sessions(&mut d)
         .await
         .into_iter()

@@ -66,6 +66,11 @@ pub(crate) struct ControlChannel {
     /// The node answered ReconcileOwner with INVALID_ARGUMENT (an swrtp
     /// without leases): no renewals.
     no_leases: AtomicBool,
+    /// The last ReconcileOwner kept sessions of another instance of our
+    /// node_id that still looked connected: the next renewal reconciles
+    /// again instead (a dead instance whose connection the node had not
+    /// yet seen end, or a second live swbd with our node_id).
+    reconcile_again: AtomicBool,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -89,6 +94,7 @@ impl ControlChannel {
             unsupported: AtomicBool::new(false),
             owner,
             no_leases: AtomicBool::new(false),
+            reconcile_again: AtomicBool::new(false),
         }
     }
 
@@ -120,6 +126,9 @@ impl ControlChannel {
         if self.no_leases.load(Ordering::Relaxed) {
             return Ok(());
         }
+        if self.reconcile_again.load(Ordering::Relaxed) {
+            return self.reconcile(&open, &owner).await;
+        }
         let command = Command::RenewLeases(pb::RenewLeasesRequest {
             owner: Some(owner.to_proto()),
             lease_secs: owner.lease_secs,
@@ -143,6 +152,12 @@ impl ControlChannel {
         match self.call(open, command).await? {
             Reply::ReconcileOwner(r) => {
                 self.no_leases.store(false, Ordering::Relaxed);
+                let again = r.kept_connected > 0;
+                if again && !self.reconcile_again.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(kept = r.kept_connected, %owner, "media node keeps sessions of another live instance of this node_id (still connected, or two swbd share node_id); reconciling again at each renewal");
+                } else if !again {
+                    self.reconcile_again.store(false, Ordering::Relaxed);
+                }
                 if r.dropped > 0 {
                     tracing::info!(dropped = r.dropped, renewed = r.renewed, %owner, "media node dropped the sessions of this swbd's previous run");
                 }
