@@ -753,4 +753,15 @@ media:
         c.registrar.min_expires_secs = 9000;
         assert!(c.validate("c.yaml").is_err());
     }
+
+    #[test]
+    fn lease_renewal_must_come_before_the_lease_lapses() {
+        let mut c = Config::default();
+        c.media.lease_renew_secs = c.media.lease_secs;
+        let errs = c.validate("c.yaml").expect_err("renewal too late");
+        assert!(errs[0].to_string().contains("media.lease_renew_secs"));
+        c.media.lease_renew_secs = 1;
+        c.media.lease_secs = 0;
+        assert!(c.validate("c.yaml").is_err());
+    }
 }
