@@ -24,7 +24,7 @@ use switchboard_proto::media::v1 as pb;
 use switchboard_proto::support::shutdown::Shutdown;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
-use super::node::Node;
+use super::node::{Node, NodeHealth};
 
 /// Metadata header naming the owner's node id (swrtp `lease::OWNER_NODE_HEADER`).
 pub const OWNER_NODE_HEADER: &str = "switchboard-owner-node";
@@ -87,17 +87,29 @@ impl std::fmt::Display for LeaseOwner {
     }
 }
 
-/// Renew this swbd's leases on one node every `renew_every`, starting at
-/// once (opening the Control stream reconciles: a restarted swbd clears
-/// its previous instance's sessions without waiting for a call).
-pub(crate) async fn renew_loop(node: &Node, renew_every: Duration, mut shutdown: Shutdown) {
+/// Renew this swbd's leases on one node every `renew_every`, starting as
+/// soon as the health checks see the node up (opening the Control stream
+/// reconciles: a restarted swbd clears its previous instance's sessions
+/// without waiting for a call); while it is not up, look again every
+/// `health_every`.
+pub(crate) async fn renew_loop(
+    node: &Node,
+    renew_every: Duration,
+    health_every: Duration,
+    mut shutdown: Shutdown,
+) {
     loop {
-        if let Err(st) = node.control.renew_leases().await {
-            tracing::debug!(node = %node.name, code = ?st.code(), error = %st.message(), "lease renewal failed; retrying next period");
-        }
+        let wait = if node.info().health == NodeHealth::Up {
+            if let Err(st) = node.control.renew_leases().await {
+                tracing::debug!(node = %node.name, code = ?st.code(), error = %st.message(), "lease renewal failed; retrying next period");
+            }
+            renew_every
+        } else {
+            health_every.min(renew_every)
+        };
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(renew_every) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -197,7 +197,7 @@ impl MediaPool {
                 let s = shutdown.clone();
                 tokio::spawn(async move {
                     if let Some(node) = inner.nodes.get(idx) {
-                        super::lease::renew_loop(node, every, s).await;
+                        super::lease::renew_loop(node, every, inner.interval, s).await;
                     }
                 });
             }
@@ -282,6 +282,13 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
             match result {
                 Ok(Ok(resp)) => {
                     let h = resp.into_inner();
+                    if s.health != NodeHealth::Up {
+                        // Back (or first seen): it may be a different swrtp
+                        // version. Reset before anyone can see it Up (the
+                        // lease renewal waits for Up).
+                        node.unbatched.store(false, Ordering::Relaxed);
+                        node.control.reset_support();
+                    }
                     s.health = NodeHealth::Up;
                     s.node_draining = h.draining;
                     s.sessions = h.active_sessions;
@@ -309,11 +316,6 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
             }
         }
         let after = node.info();
-        if after.health == NodeHealth::Up && before.health != NodeHealth::Up {
-            // Back (or first seen): it may be a different swrtp version.
-            node.unbatched.store(false, Ordering::Relaxed);
-            node.control.reset_support();
-        }
         if before.health != after.health
             || before.node_draining != after.node_draining
             || before.accepts_calls() != after.accepts_calls()
