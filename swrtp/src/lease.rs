@@ -26,7 +26,7 @@ pub const OWNER_NODE_HEADER: &str = "switchboard-owner-node";
 pub const OWNER_INSTANCE_HEADER: &str = "switchboard-owner-instance";
 
 /// Longest node id or instance id accepted (they are logged and listed).
-const MAX_ID_LEN: usize = 128;
+pub const MAX_ID_LEN: usize = 256;
 
 /// Longest lease a client may ask for: one day.
 pub const MAX_LEASE_SECS: u32 = 86_400;

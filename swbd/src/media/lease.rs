@@ -31,6 +31,24 @@ pub const OWNER_NODE_HEADER: &str = "switchboard-owner-node";
 /// Metadata header naming the owner's instance (swrtp `lease::OWNER_INSTANCE_HEADER`).
 pub const OWNER_INSTANCE_HEADER: &str = "switchboard-owner-instance";
 
+/// Longest owner node id a node accepts (swrtp `lease::MAX_ID_LEN`).
+const MAX_OWNER_LEN: usize = 256;
+
+/// `node_id` as it travels in a header: printable ASCII kept, every other
+/// byte (and `%`) percent-encoded, so any `node_id` works and two different
+/// ones never collide.
+fn header_safe(node_id: &str) -> String {
+    let mut out = String::with_capacity(node_id.len());
+    for b in node_id.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// This swbd process as the owner of its media sessions.
 #[derive(Debug, Clone)]
 pub struct LeaseOwner {
@@ -47,17 +65,23 @@ pub struct LeaseOwner {
 }
 
 impl LeaseOwner {
-    /// An owner for `node_id` with a fresh instance id; an error when the
-    /// node id cannot travel in a gRPC header (not printable ASCII).
+    /// An owner for `node_id` with a fresh instance id (`node_id` is
+    /// percent-encoded beyond printable ASCII); an error when it is too long
+    /// for the media nodes.
     pub fn new(node_id: &str, lease_secs: u32, renew_secs: u32) -> Result<Self, String> {
         let instance_id = format!("{:016x}", rand::random::<u64>());
-        let node_header = AsciiMetadataValue::try_from(node_id).map_err(|_| {
-            "node_id: must be printable ASCII to name this swbd's media sessions".to_string()
-        })?;
+        let node_id = header_safe(node_id);
+        if node_id.is_empty() || node_id.len() > MAX_OWNER_LEN {
+            return Err(format!(
+                "node_id: must be 1 to {MAX_OWNER_LEN} characters (percent-encoded beyond printable ASCII) to name this swbd's media sessions"
+            ));
+        }
+        let node_header = AsciiMetadataValue::try_from(node_id.as_str())
+            .map_err(|_| "internal: encoded node_id is not ASCII".to_string())?;
         let instance_header = AsciiMetadataValue::try_from(instance_id.as_str())
             .map_err(|_| "internal: instance id is not ASCII".to_string())?;
         Ok(Self {
-            node_id: node_id.to_string(),
+            node_id,
             instance_id,
             lease_secs,
             renew_every: Duration::from_secs(u64::from(renew_secs.max(1))),
@@ -111,5 +135,30 @@ pub(crate) async fn renew_loop(
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_node_id_travels_in_a_header_without_collisions() {
+        let a = LeaseOwner::new("pbx Zürich", 30, 10).expect("owner");
+        let b = LeaseOwner::new("pbx Zürich%", 30, 10).expect("owner");
+        assert_eq!(a.node_id, "pbx%20Z%C3%BCrich");
+        assert_ne!(a.node_id, b.node_id);
+        assert_ne!(
+            a.instance_id,
+            LeaseOwner::new("pbx", 30, 10).expect("owner").instance_id
+        );
+        let mut md = MetadataMap::new();
+        a.stamp(&mut md);
+        assert_eq!(
+            md.get(OWNER_NODE_HEADER).map(|v| v.as_bytes()),
+            Some(a.node_id.as_bytes())
+        );
+        assert!(LeaseOwner::new("", 30, 10).is_err());
+        assert!(LeaseOwner::new(&"x".repeat(300), 30, 10).is_err());
     }
 }
