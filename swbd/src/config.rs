@@ -460,6 +460,14 @@ pub struct MediaConfig {
     pub nodes: Vec<MediaNodeConfig>,
     /// Health check period.
     pub health_interval_ms: u64,
+    /// Lease of the media sessions this swbd creates: a node destroys a
+    /// session not renewed for this long (this swbd crashed or lost the
+    /// node), ringing or not. See docs/endurance/leases.md. 1..86400.
+    pub lease_secs: u32,
+    /// How often swbd renews all its sessions' leases on each node (one
+    /// command per node); must be less than `lease_secs` (a third of it
+    /// lets two renewals be lost).
+    pub lease_renew_secs: u32,
     /// File holding the media token sent on every MediaService call (swrtp
     /// refuses calls without it; its `media_token_file` is the same file).
     /// Unset: `media.token` in the runtime directory, shared with a swrtp
@@ -477,6 +485,8 @@ impl Default for MediaConfig {
                 token_file: None,
             }],
             health_interval_ms: 1000,
+            lease_secs: 30,
+            lease_renew_secs: 10,
             token_file: None,
         }
     }
@@ -631,6 +641,13 @@ impl Config {
         if self.media.health_interval_ms < 50 {
             err("media.health_interval_ms: must be at least 50".into());
         }
+        if !(1..=86_400).contains(&self.media.lease_secs) {
+            err("media.lease_secs: must be between 1 and 86400".into());
+        }
+        if self.media.lease_renew_secs == 0 || self.media.lease_renew_secs >= self.media.lease_secs
+        {
+            err("media.lease_renew_secs: must be at least 1 and less than media.lease_secs".into());
+        }
         let inline_token = self.admin.token.as_deref().is_some_and(|t| !t.is_empty());
         if let Some(tcp) = self.admin.tcp
             && !inline_token
@@ -734,6 +751,17 @@ media:
     fn expiry_order_is_checked() {
         let mut c = Config::default();
         c.registrar.min_expires_secs = 9000;
+        assert!(c.validate("c.yaml").is_err());
+    }
+
+    #[test]
+    fn lease_renewal_must_come_before_the_lease_lapses() {
+        let mut c = Config::default();
+        c.media.lease_renew_secs = c.media.lease_secs;
+        let errs = c.validate("c.yaml").expect_err("renewal too late");
+        assert!(errs[0].to_string().contains("media.lease_renew_secs"));
+        c.media.lease_renew_secs = 1;
+        c.media.lease_secs = 0;
         assert!(c.validate("c.yaml").is_err());
     }
 }

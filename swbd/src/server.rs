@@ -19,7 +19,7 @@ use crate::config::{AdminConfig, Config};
 use crate::dialplan::{DialplanStore, ReloadSource};
 use crate::endpoint::SipEndpoint;
 use crate::events::EventBus;
-use crate::media::{MediaEvent, MediaPool, MediaTokens};
+use crate::media::{LeaseOwner, MediaEvent, MediaPool, MediaTokens};
 
 /// Run swbd until `shutdown` fires. Start-up errors (a port in use, a socket
 /// directory missing or open to other users, a token file that is not
@@ -53,8 +53,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None => None,
     };
     let media_tokens = MediaTokens::load(&config.media).map_err(anyhow::Error::msg)?;
-    let media =
-        MediaPool::new(&config.media, &media_tokens, events.clone()).map_err(anyhow::Error::msg)?;
+    let owner = LeaseOwner::new(
+        &config.node_id,
+        config.media.lease_secs,
+        config.media.lease_renew_secs,
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(%owner, lease_secs = owner.lease_secs, "media session owner");
+    let media = MediaPool::with_owner(&config.media, &media_tokens, events.clone(), owner)
+        .map_err(anyhow::Error::msg)?;
     let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
     media.start(shutdown.clone());
 

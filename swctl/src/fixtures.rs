@@ -242,6 +242,8 @@ pub fn session(
         }),
         timed_out: false,
         rtp_port: 10002,
+        owner: "swbd-1/4f1c9a0e7d2b3a10".into(),
+        lease_remaining_ms: 27_400,
     }
 }
 
@@ -319,6 +321,8 @@ pub fn media_status() -> pb::MediaStatus {
         packets_dropped: 7,
         rtp_timeouts: 0,
         relay_latency: None,
+        leases_expired: 0,
+        stale_owner_sessions_dropped: 0,
     }
 }
 

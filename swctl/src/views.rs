@@ -448,6 +448,12 @@ pub struct SessionView {
     pub playing: String,
     /// No RTP for the timeout.
     pub timed_out: bool,
+    /// Owning swbd as `node_id/instance_id`; empty when the session has no
+    /// owner (created by an older swbd: no lease).
+    pub owner: String,
+    /// Milliseconds until the lease lapses and the node reclaims the
+    /// session; `None` (null) without an owner.
+    pub lease_remaining_ms: Option<u64>,
     /// Received from the peer.
     pub rx: DirectionView,
     /// Sent to the peer.
@@ -479,6 +485,8 @@ impl SessionView {
             bridged_with: s.bridged_with.clone(),
             playing: s.playing.clone(),
             timed_out: s.timed_out,
+            owner: s.owner.clone(),
+            lease_remaining_ms: (!s.owner.is_empty()).then_some(s.lease_remaining_ms),
             rx: DirectionView::new(st.and_then(|s| s.rx.as_ref())),
             tx: DirectionView::new(st.and_then(|s| s.tx.as_ref())),
             dropped: st.map(|s| s.dropped).unwrap_or(0),

@@ -47,6 +47,12 @@ pub struct Config {
     /// A session receiving no RTP for this long is reported as timed out and
     /// its ports are released (0 disables the timeout).
     pub rtp_timeout_secs: u64,
+    /// Lease of a session created by an owner (swbd naming itself, see
+    /// `lease` in the crate docs) until that owner announces its own length:
+    /// a session not renewed for this long is destroyed, ringing or not, so
+    /// a crashed swbd does not leave sessions and ports behind. Sessions of
+    /// clients that name no owner never expire this way. 1..86400.
+    pub session_lease_secs: u64,
     /// Consecutive valid RTP packets (same SSRC) a new source must send
     /// before media is latched to it (see the crate docs, "Latching").
     pub latch_packets: u32,
@@ -69,6 +75,7 @@ impl Default for Config {
             public_address: None,
             audio_dir: PathBuf::from("testdata/audio"),
             rtp_timeout_secs: 30,
+            session_lease_secs: 30,
             latch_packets: 3,
             log_level: "info".into(),
             log_format: "text".into(),
@@ -229,6 +236,12 @@ impl Config {
             errors.push(FileError::whole(
                 name,
                 "rtp_timeout_secs must be at most 86400 (one day); 0 disables it",
+            ));
+        }
+        if self.session_lease_secs == 0 || self.session_lease_secs > 86_400 {
+            errors.push(FileError::whole(
+                name,
+                "session_lease_secs must be between 1 and 86400 (one day)",
             ));
         }
         if self.log_format != "text" && self.log_format != "json" {

@@ -14,6 +14,7 @@
 //! - [`relay`]: the media task: relay, latching, header rewriting, pacing.
 //! - [`player`]: WAV decoding and playback state.
 //! - [`service`]: the `MediaService` gRPC handlers.
+//! - [`lease`]: session owners and leases, and the reaper of lapsed ones.
 //! - [`admin`]: the `MediaAdmin` gRPC handlers.
 //! - [`error`]: the control-plane error and its one mapping to `tonic::Status`.
 //!
@@ -46,6 +47,10 @@
 //!   swbd destroys it, so DestroySession still returns its final stats.
 //! - **Codecs**: the two legs of a bridge may have negotiated different
 //!   G.711 laws; the relay transcodes in place.
+//! - **Session leases**: a session created with the owner metadata headers
+//!   (see [`lease`]) is destroyed when its owner stops renewing it
+//!   (`session_lease_secs`, default 30 s, until the owner announces its
+//!   own), ringing or not; one without them never is.
 //! - **RTCP** is relayed unchanged (SSRCs inside are not rewritten).
 //! - **Header rewriting**: what a leg receives carries that leg's own SSRC
 //!   and one continuous sequence/timestamp space across playbacks and
@@ -69,6 +74,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod g711;
+pub mod lease;
 pub mod player;
 pub mod ports;
 pub mod relay;
@@ -161,9 +167,11 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
             rtp_timeout: (config.rtp_timeout_secs > 0)
                 .then(|| Duration::from_secs(config.rtp_timeout_secs)),
             latch_packets: config.latch_packets,
+            default_lease: Duration::from_secs(config.session_lease_secs),
         },
         pool,
     );
+    tokio::spawn(lease::reaper(node.clone()));
 
     let media_listener = grpc::bind(&listen).await?;
     let admin_listener = grpc::bind(&admin_ep).await?;

@@ -1048,6 +1048,7 @@ pub mod fixture {
             tx: DirectionCounters::default(),
             dropped: AtomicU64::new(0),
             timed_out: AtomicBool::new(false),
+            owner: None,
             view: Mutex::new(View::default()),
         })
     }

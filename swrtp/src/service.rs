@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
+use crate::lease::{self, Owner};
 use crate::sdp::{self, AudioCodec, Offer};
 use crate::session::{Negotiation, Node, NodeEvent};
 
@@ -64,8 +65,9 @@ pub fn session_event(e: &NodeEvent) -> Option<pb::SessionEvent> {
 }
 
 impl MediaControl {
-    /// One command of a Control stream, answered as its unary RPC would be.
-    async fn run_command(&self, req: pb::ControlRequest) -> pb::ControlReply {
+    /// One command of a Control stream, answered as its unary RPC would be;
+    /// sessions it creates belong to the stream's `owner`.
+    async fn run_command(&self, owner: Option<Owner>, req: pb::ControlRequest) -> pb::ControlReply {
         use pb::control_reply::Result as R;
         use pb::control_request::Command as C;
         fn reply<T>(r: Result<Response<T>, Status>, wrap: fn(T) -> R) -> R {
@@ -79,7 +81,7 @@ impl MediaControl {
         }
         let result = match req.command {
             Some(C::CreateSession(r)) => {
-                reply(self.create_session(Request::new(r)).await, R::CreateSession)
+                reply(self.create(owner.as_ref(), r).await, R::CreateSession)
             }
             Some(C::UpdateSession(r)) => {
                 reply(self.update_session(Request::new(r)).await, R::UpdateSession)
@@ -88,15 +90,15 @@ impl MediaControl {
                 self.destroy_session(Request::new(r)).await,
                 R::DestroySession,
             ),
-            Some(C::ConnectLegs(r)) => {
-                reply(self.connect_legs(Request::new(r)).await, R::ConnectLegs)
-            }
+            Some(C::ConnectLegs(r)) => reply(self.connect(owner.as_ref(), r).await, R::ConnectLegs),
             Some(C::DestroySessions(r)) => reply(
                 self.destroy_sessions(Request::new(r)).await,
                 R::DestroySessions,
             ),
             Some(C::Bridge(r)) => reply(self.bridge(Request::new(r)).await, R::Bridge),
             Some(C::Unbridge(r)) => reply(self.unbridge(Request::new(r)).await, R::Unbridge),
+            Some(C::RenewLeases(r)) => reply(self.renew_leases(r), R::RenewLeases),
+            Some(C::ReconcileOwner(r)) => reply(self.reconcile_owner(r).await, R::ReconcileOwner),
             None => R::Error(pb::ControlError {
                 code: tonic::Code::InvalidArgument as i32,
                 message: "control request without a command".into(),
@@ -109,13 +111,40 @@ impl MediaControl {
     }
 }
 
-#[tonic::async_trait]
-impl MediaService for MediaControl {
-    async fn create_session(
+impl MediaControl {
+    /// RenewLeases (Control stream only).
+    fn renew_leases(
         &self,
-        request: Request<pb::CreateSessionRequest>,
+        r: pb::RenewLeasesRequest,
+    ) -> Result<Response<pb::RenewLeasesResponse>, Status> {
+        let owner = Owner::from_proto(r.owner.as_ref())?;
+        let length = lease::lease_length(r.lease_secs)?;
+        let renewed = self.node.renew_leases(&owner, length);
+        Ok(Response::new(pb::RenewLeasesResponse { renewed }))
+    }
+
+    /// ReconcileOwner (Control stream only).
+    async fn reconcile_owner(
+        &self,
+        r: pb::ReconcileOwnerRequest,
+    ) -> Result<Response<pb::ReconcileOwnerResponse>, Status> {
+        let owner = Owner::from_proto(r.owner.as_ref())?;
+        let length = lease::lease_length(r.lease_secs)?;
+        let (dropped, renewed, kept_connected) = self.node.reconcile_owner(&owner, length).await;
+        tracing::debug!(%owner, dropped, renewed, kept_connected, "owner reconciled");
+        Ok(Response::new(pb::ReconcileOwnerResponse {
+            dropped,
+            renewed,
+            kept_connected,
+        }))
+    }
+
+    /// CreateSession for `owner`.
+    async fn create(
+        &self,
+        owner: Option<&Owner>,
+        r: pb::CreateSessionRequest,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
-        let r = request.into_inner();
         let negotiation = match r.negotiation {
             Some(pb::create_session_request::Negotiation::RemoteOfferSdp(sdp)) => {
                 Negotiation::Answer(sdp)
@@ -155,7 +184,12 @@ impl MediaService for MediaControl {
                 let sdp = required(&o.remote_offer_sdp, "peer.remote_offer_sdp")?;
                 let created = self
                     .node
-                    .create(&o.call_id, &o.leg, Negotiation::Answer(sdp.to_string()))
+                    .create_owned(
+                        owner,
+                        &o.call_id,
+                        &o.leg,
+                        Negotiation::Answer(sdp.to_string()),
+                    )
                     .map_err(|e| {
                         let st = Status::from(e);
                         Status::new(st.code(), format!("peer offer: {}", st.message()))
@@ -169,17 +203,20 @@ impl MediaService for MediaControl {
             }
             (None, _) => None,
         };
-        let (session_id, local_sdp, media) = match self.node.create(&r.call_id, &r.leg, negotiation)
-        {
-            Ok(created) => created,
-            Err(e) => {
-                if let Some((peer_id, _, _)) = &peer {
-                    // Leave nothing behind: the caller never learns this id.
-                    let _ = self.node.destroy(peer_id).await;
+        let (session_id, local_sdp, media) =
+            match self
+                .node
+                .create_owned(owner, &r.call_id, &r.leg, negotiation)
+            {
+                Ok(created) => created,
+                Err(e) => {
+                    if let Some((peer_id, _, _)) = &peer {
+                        // Leave nothing behind: the caller never learns this id.
+                        let _ = self.node.destroy(peer_id).await;
+                    }
+                    return Err(e.into());
                 }
-                return Err(e.into());
-            }
-        };
+            };
         let (peer_session_id, peer_local_sdp, peer_media) = match peer {
             Some((id, sdp, m)) => (id, sdp, Some(m)),
             None => (String::new(), String::new(), None),
@@ -192,6 +229,71 @@ impl MediaService for MediaControl {
             peer_local_sdp,
             peer_media,
         }))
+    }
+
+    /// ConnectLegs for `owner` (the owner of a session it creates).
+    async fn connect(
+        &self,
+        owner: Option<&Owner>,
+        r: pb::ConnectLegsRequest,
+    ) -> Result<Response<pb::ConnectLegsResponse>, Status> {
+        let id = required(&r.session_id, "session_id")?;
+        // Check the peer before touching anything: a bad request changes nothing.
+        let peer = match &r.peer {
+            Some(pb::connect_legs_request::Peer::PeerSessionId(p)) => {
+                Peer::Existing(required(p, "peer_session_id")?)
+            }
+            Some(pb::connect_legs_request::Peer::PeerOffer(o)) => Peer::New(
+                o,
+                required(&o.remote_offer_sdp, "peer_offer.remote_offer_sdp")?,
+            ),
+            None => return Err(Error::Missing("peer_session_id or peer_offer").into()),
+        };
+        let (_, media) = self.node.update(id, &r.remote_answer_sdp).await?;
+        let (peer_id, peer_local_sdp, peer_media, created) = match peer {
+            Peer::Existing(p) => (p.to_string(), String::new(), None, false),
+            Peer::New(o, sdp) => {
+                let (sid, local, m) = self.node.create_owned(
+                    owner,
+                    &o.call_id,
+                    &o.leg,
+                    Negotiation::Answer(sdp.to_string()),
+                )?;
+                (sid, local, Some(m), true)
+            }
+        };
+        if let Err(e) = self.node.bridge(&peer_id, id).await {
+            if created {
+                // Leave nothing behind: the caller never learns this id.
+                let _ = self.node.destroy(&peer_id).await;
+            }
+            return Err(e.into());
+        }
+        Ok(Response::new(pb::ConnectLegsResponse {
+            media: Some(media),
+            peer_session_id: peer_id,
+            peer_local_sdp,
+            peer_media,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MediaService for MediaControl {
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let owner = Owner::from_metadata(request.metadata())?;
+        self.create(owner.as_ref(), request.into_inner()).await
+    }
+
+    async fn connect_legs(
+        &self,
+        request: Request<pb::ConnectLegsRequest>,
+    ) -> Result<Response<pb::ConnectLegsResponse>, Status> {
+        let owner = Owner::from_metadata(request.metadata())?;
+        self.connect(owner.as_ref(), request.into_inner()).await
     }
 
     async fn update_session(
@@ -216,48 +318,6 @@ impl MediaService for MediaControl {
         let stats = self.node.destroy(id).await?;
         Ok(Response::new(pb::DestroySessionResponse {
             stats: Some(stats),
-        }))
-    }
-
-    async fn connect_legs(
-        &self,
-        request: Request<pb::ConnectLegsRequest>,
-    ) -> Result<Response<pb::ConnectLegsResponse>, Status> {
-        let r = request.into_inner();
-        let id = required(&r.session_id, "session_id")?;
-        // Check the peer before touching anything: a bad request changes nothing.
-        let peer = match &r.peer {
-            Some(pb::connect_legs_request::Peer::PeerSessionId(p)) => {
-                Peer::Existing(required(p, "peer_session_id")?)
-            }
-            Some(pb::connect_legs_request::Peer::PeerOffer(o)) => Peer::New(
-                o,
-                required(&o.remote_offer_sdp, "peer_offer.remote_offer_sdp")?,
-            ),
-            None => return Err(Error::Missing("peer_session_id or peer_offer").into()),
-        };
-        let (_, media) = self.node.update(id, &r.remote_answer_sdp).await?;
-        let (peer_id, peer_local_sdp, peer_media, created) = match peer {
-            Peer::Existing(p) => (p.to_string(), String::new(), None, false),
-            Peer::New(o, sdp) => {
-                let (sid, local, m) =
-                    self.node
-                        .create(&o.call_id, &o.leg, Negotiation::Answer(sdp.to_string()))?;
-                (sid, local, Some(m), true)
-            }
-        };
-        if let Err(e) = self.node.bridge(&peer_id, id).await {
-            if created {
-                // Leave nothing behind: the caller never learns this id.
-                let _ = self.node.destroy(&peer_id).await;
-            }
-            return Err(e.into());
-        }
-        Ok(Response::new(pb::ConnectLegsResponse {
-            media: Some(media),
-            peer_session_id: peer_id,
-            peer_local_sdp,
-            peer_media,
         }))
     }
 
@@ -338,6 +398,9 @@ impl MediaService for MediaControl {
         &self,
         request: Request<tonic::Streaming<pb::ControlRequest>>,
     ) -> Result<Response<Self::ControlStream>, Status> {
+        // Sessions created on this stream belong to the owner it names.
+        let owner = Owner::from_metadata(request.metadata())?;
+        let live = owner.as_ref().map(|o| self.node.owner_connected(o));
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let this = self.clone();
@@ -358,7 +421,7 @@ impl MediaService for MediaControl {
                         break;
                     }
                     msg = inbound.message() => match msg {
-                        Ok(Some(req)) => running.push(this.run_command(req)),
+                        Ok(Some(req)) => running.push(this.run_command(owner.clone(), req)),
                         // Client done or gone: finish what runs, then end.
                         Ok(None) | Err(_) => break,
                     },
@@ -375,6 +438,8 @@ impl MediaService for MediaControl {
             if shutting_down {
                 let _ = tx.try_send(Err(Status::unavailable("swrtp is shutting down")));
             }
+            // The owner counts as connected until its stream is done.
+            drop(live);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

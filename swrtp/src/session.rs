@@ -9,7 +9,7 @@
 //! across an `.await`. Topology changes (bridge, unbridge, destroy, play) are
 //! serialised by one async `ops` mutex so two of them never interleave.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +21,7 @@ use switchboard_proto::media::v1 as pb;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::lease::Owner;
 use crate::player::{self, Playback};
 use crate::ports::PortPool;
 use crate::relay::{self, Cmd, Leg, LegMedia};
@@ -48,6 +49,8 @@ pub struct SessionShared {
     pub dropped: AtomicU64,
     /// No RTP for the configured timeout; the ports are released.
     pub timed_out: AtomicBool,
+    /// Who created it (None: an older client; no lease).
+    pub owner: Option<Owner>,
     /// Control-plane view; written on negotiation, latching and playback
     /// changes (rare), read by admin. Per session, so never shared by calls.
     pub view: Mutex<View>,
@@ -64,6 +67,8 @@ pub struct View {
     pub playing: String,
     /// Where media is sent now (latched, or the SDP address).
     pub remote_address: String,
+    /// When the owner's lease lapses (None without an owner).
+    pub lease_until: Option<tokio::time::Instant>,
 }
 
 impl SessionShared {
@@ -102,6 +107,18 @@ impl SessionShared {
             stats: Some(self.stats()),
             timed_out: self.timed_out.load(Ordering::Relaxed),
             rtp_port: u32::from(self.rtp_port),
+            owner: self
+                .owner
+                .as_ref()
+                .map(Owner::to_string)
+                .unwrap_or_default(),
+            lease_remaining_ms: view
+                .lease_until
+                .map(|t| {
+                    let left = t.saturating_duration_since(tokio::time::Instant::now());
+                    u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+                })
+                .unwrap_or(0),
         }
     }
 }
@@ -128,6 +145,10 @@ pub struct NodeCounters {
     pub dropped: AtomicU64,
     /// RTP timeouts.
     pub timeouts: AtomicU64,
+    /// Sessions destroyed because their lease lapsed.
+    pub leases_expired: AtomicU64,
+    /// Sessions destroyed because their owner restarted (ReconcileOwner).
+    pub stale_owner_dropped: AtomicU64,
     /// Time the relay adds per relayed RTP packet (media tasks flush into it).
     pub latency: RelayLatency,
 }
@@ -158,6 +179,9 @@ pub struct NodeSettings {
     pub rtp_timeout: Option<Duration>,
     /// See `Config::latch_packets`.
     pub latch_packets: u32,
+    /// Lease of an owned session until its owner says otherwise
+    /// (`Config::session_lease_secs`).
+    pub default_lease: Duration,
 }
 
 #[derive(Debug)]
@@ -200,6 +224,12 @@ struct NodeInner {
     playback_ids: AtomicU64,
     /// Set when the daemon shuts down; ends every watch stream.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Lease length each owner last asked for (RenewLeases,
+    /// ReconcileOwner); short critical sections, never held across `.await`.
+    lease_lengths: Mutex<HashMap<Owner, Duration>>,
+    /// Open Control streams per owner: an owner with one is alive, so
+    /// ReconcileOwner never drops its sessions (two swbd sharing a node_id).
+    live_owners: Mutex<HashMap<Owner, u32>>,
 }
 
 /// The node: session table, port pool, events. Cheap to clone.
@@ -309,6 +339,8 @@ impl Node {
                 started_at: SystemTime::now(),
                 playback_ids: AtomicU64::new(1),
                 closing: tokio::sync::watch::channel(false).0,
+                lease_lengths: Mutex::new(HashMap::new()),
+                live_owners: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -359,9 +391,31 @@ impl Node {
             .collect()
     }
 
-    /// Create a session: allocate ports, negotiate, start its media task.
+    /// Create a session without an owner (no lease).
     pub fn create(
         &self,
+        call_id: &str,
+        leg: &str,
+        negotiation: Negotiation,
+    ) -> Result<(String, String, pb::NegotiatedMedia)> {
+        self.create_owned(None, call_id, leg, negotiation)
+    }
+
+    /// The lease length of `owner`'s sessions.
+    fn lease_length(&self, owner: &Owner) -> Duration {
+        self.inner
+            .lease_lengths
+            .lock()
+            .ok()
+            .and_then(|l| l.get(owner).copied())
+            .unwrap_or(self.inner.settings.default_lease)
+    }
+
+    /// Create a session: allocate ports, negotiate, start its media task.
+    /// An owned session gets a lease (see [`crate::lease`]).
+    pub fn create_owned(
+        &self,
+        owner: Option<&Owner>,
         call_id: &str,
         leg: &str,
         negotiation: Negotiation,
@@ -397,6 +451,7 @@ impl Node {
         };
         let local_addr = SocketAddr::new(self.inner.settings.public_address, port);
         let media = media_proto(negotiated.as_ref(), local_addr);
+        let lease_until = owner.map(|o| tokio::time::Instant::now() + self.lease_length(o));
 
         let mut table = self.table();
         table.next_id += 1;
@@ -411,12 +466,14 @@ impl Node {
             tx: DirectionCounters::default(),
             dropped: AtomicU64::new(0),
             timed_out: AtomicBool::new(false),
+            owner: owner.cloned(),
             view: Mutex::new(View {
                 media: media.clone(),
                 remote_address: negotiated
                     .and_then(|n| n.remote_rtp)
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
+                lease_until,
                 ..Default::default()
             }),
         });
@@ -772,7 +829,147 @@ impl Node {
             packets_dropped: c.dropped.load(Ordering::Relaxed),
             rtp_timeouts: c.timeouts.load(Ordering::Relaxed),
             relay_latency: Some(c.latency.to_proto()),
+            leases_expired: c.leases_expired.load(Ordering::Relaxed),
+            stale_owner_sessions_dropped: c.stale_owner_dropped.load(Ordering::Relaxed),
         }
+    }
+
+    /// Renew the lease of every session of `owner` for `length` (None: the
+    /// node's default), which also becomes the lease of its next sessions.
+    /// Returns how many were renewed.
+    pub fn renew_leases(&self, owner: &Owner, length: Option<Duration>) -> u32 {
+        let length = length.unwrap_or(self.inner.settings.default_lease);
+        if let Ok(mut l) = self.inner.lease_lengths.lock() {
+            l.insert(owner.clone(), length);
+        }
+        let until = tokio::time::Instant::now() + length;
+        let table = self.table();
+        let mut renewed = 0u32;
+        for e in table.sessions.values() {
+            if e.shared.owner.as_ref() == Some(owner) {
+                e.shared.edit(|v| v.lease_until = Some(until));
+                renewed = renewed.saturating_add(1);
+            }
+        }
+        renewed
+    }
+
+    /// A Control stream of `owner` opened; it counts as alive until the
+    /// returned guard drops (the stream ended).
+    pub fn owner_connected(&self, owner: &Owner) -> LiveOwner {
+        if let Ok(mut l) = self.inner.live_owners.lock() {
+            *l.entry(owner.clone()).or_insert(0) += 1;
+        }
+        LiveOwner {
+            node: self.clone(),
+            owner: owner.clone(),
+        }
+    }
+
+    fn is_connected(&self, owner: &Owner) -> bool {
+        self.inner
+            .live_owners
+            .lock()
+            .map(|l| l.get(owner).is_some_and(|n| *n > 0))
+            .unwrap_or(false)
+    }
+
+    /// `owner` (re)connected: destroy the sessions of previous instances of
+    /// its node id (nobody will ever end them), renew its own. Sessions of
+    /// other node ids are left to their leases, and so are those of an
+    /// instance still connected (two live swbd configured with one node_id:
+    /// logged). Returns (dropped, renewed, kept because connected).
+    pub async fn reconcile_owner(
+        &self,
+        owner: &Owner,
+        length: Option<Duration>,
+    ) -> (u32, u32, u32) {
+        let mut alive: Vec<String> = Vec::new();
+        let mut kept = 0u32;
+        let stale: Vec<(String, String, String)> = {
+            let table = self.table();
+            table
+                .sessions
+                .values()
+                .filter_map(|e| {
+                    let o = e.shared.owner.as_ref()?;
+                    if o.node_id != owner.node_id || o.instance_id == owner.instance_id {
+                        return None;
+                    }
+                    if self.is_connected(o) {
+                        kept = kept.saturating_add(1);
+                        let name = o.to_string();
+                        if !alive.contains(&name) {
+                            alive.push(name);
+                        }
+                        return None;
+                    }
+                    Some((e.shared.id.clone(), e.shared.call_id.clone(), o.to_string()))
+                })
+                .collect()
+        };
+        for other in alive {
+            tracing::warn!(%owner, %other, "another instance of this node_id is still connected: its sessions are kept (two swbd with the same node_id?)");
+        }
+        let mut dropped = 0u32;
+        for (id, call_id, old) in stale {
+            if self.destroy(&id).await.is_ok() {
+                dropped = dropped.saturating_add(1);
+                self.inner
+                    .ctx
+                    .counters
+                    .stale_owner_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session = %id, call_id = %call_id, old_owner = %old, owner = %owner, "session dropped: its owner restarted");
+            }
+        }
+        if let Ok(mut l) = self.inner.lease_lengths.lock() {
+            // Previous instances will never renew again.
+            l.retain(|o, _| o.node_id != owner.node_id || o.instance_id == owner.instance_id);
+        }
+        let renewed = self.renew_leases(owner, length);
+        (dropped, renewed, kept)
+    }
+
+    /// Destroy every session whose lease lapsed; returns how many.
+    pub async fn reap_expired_leases(&self) -> u32 {
+        let now = tokio::time::Instant::now();
+        let lapsed: Vec<Arc<SessionShared>> = self
+            .table()
+            .sessions
+            .values()
+            .filter(|e| {
+                e.shared
+                    .view
+                    .lock()
+                    .ok()
+                    .and_then(|v| v.lease_until)
+                    .is_some_and(|t| t <= now)
+            })
+            .map(|e| e.shared.clone())
+            .collect();
+        let mut reaped = 0u32;
+        for s in lapsed {
+            // Renewed in between: keep it.
+            let still_lapsed = s
+                .view
+                .lock()
+                .ok()
+                .and_then(|v| v.lease_until)
+                .is_some_and(|t| t <= tokio::time::Instant::now());
+            if !still_lapsed || self.destroy(&s.id).await.is_err() {
+                continue;
+            }
+            reaped = reaped.saturating_add(1);
+            self.inner
+                .ctx
+                .counters
+                .leases_expired
+                .fetch_add(1, Ordering::Relaxed);
+            let owner = s.owner.as_ref().map(Owner::to_string).unwrap_or_default();
+            tracing::warn!(session = %s.id, call_id = %s.call_id, leg = %s.leg, %owner, "session reclaimed: its owner's lease lapsed");
+        }
+        reaped
     }
 
     /// Resolves once the node shuts down.
@@ -791,6 +988,26 @@ impl Node {
         let ids: Vec<String> = self.table().sessions.keys().cloned().collect();
         for id in ids {
             let _ = self.destroy(&id).await;
+        }
+    }
+}
+
+/// An open Control stream of an owner (see [`Node::owner_connected`]).
+#[derive(Debug)]
+pub struct LiveOwner {
+    node: Node,
+    owner: Owner,
+}
+
+impl Drop for LiveOwner {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.node.inner.live_owners.lock()
+            && let Some(n) = l.get_mut(&self.owner)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                l.remove(&self.owner);
+            }
         }
     }
 }

@@ -22,6 +22,9 @@
 //!   not be reached ([`node_unreachable`]), are reported to the pool's hook
 //!   at once (the node is taken out of the rotation until a health check
 //!   says it answers, see `pool.rs`).
+//! - with an owner ([`super::lease`]), the stream (and unary creates) carry
+//!   the owner headers, and each newly opened stream starts with
+//!   `ReconcileOwner` before any command goes on it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +37,8 @@ use switchboard_proto::support::grpc::AuthedChannel;
 use switchboard_proto::support::secret::Token;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
+
+use super::lease::LeaseOwner;
 
 use pb::control_reply::Result as Reply;
 use pb::control_request::Command;
@@ -76,6 +81,16 @@ pub(crate) struct ControlChannel {
     unsupported: AtomicBool,
     /// Told when the stream ends or a command fails with UNAVAILABLE.
     on_unreachable: OnceLock<UnreachableHook>,
+    /// Who owns the sessions created through this channel (None: tools).
+    owner: Option<Arc<LeaseOwner>>,
+    /// The node answered ReconcileOwner with INVALID_ARGUMENT (an swrtp
+    /// without leases): no renewals.
+    no_leases: AtomicBool,
+    /// The last ReconcileOwner kept sessions of another instance of our
+    /// node_id that still looked connected: the next renewal reconciles
+    /// again instead (a dead instance whose connection the node had not
+    /// yet seen end, or a second live swbd with our node_id).
+    reconcile_again: AtomicBool,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -87,7 +102,10 @@ impl std::fmt::Debug for ControlChannel {
 }
 
 impl ControlChannel {
-    pub(crate) fn new(client: MediaServiceClient<AuthedChannel>) -> Self {
+    pub(crate) fn new(
+        client: MediaServiceClient<AuthedChannel>,
+        owner: Option<Arc<LeaseOwner>>,
+    ) -> Self {
         Self {
             client,
             current: Mutex::new(None),
@@ -95,6 +113,9 @@ impl ControlChannel {
             next_id: AtomicU64::new(1),
             unsupported: AtomicBool::new(false),
             on_unreachable: OnceLock::new(),
+            owner,
+            no_leases: AtomicBool::new(false),
+            reconcile_again: AtomicBool::new(false),
         }
     }
 
@@ -112,9 +133,81 @@ impl ControlChannel {
         }
     }
 
-    /// The node may have been upgraded: try `Control` again.
+    /// The node may have been upgraded: try `Control` and leases again.
     pub(crate) fn reset_support(&self) {
         self.unsupported.store(false, Ordering::Relaxed);
+        self.no_leases.store(false, Ordering::Relaxed);
+    }
+
+    /// `message` as a request carrying the owner headers (if any).
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        if let Some(o) = &self.owner {
+            o.stamp(r.metadata_mut());
+        }
+        r
+    }
+
+    /// Renew all this owner's leases on the node (opening the stream, and
+    /// so reconciling, if needed). Nothing to do without an owner, on a
+    /// node without `Control` or without leases.
+    pub(crate) async fn renew_leases(&self) -> Result<(), Status> {
+        let Some(owner) = self.owner.clone() else {
+            return Ok(());
+        };
+        let Some(open) = self.stream().await? else {
+            return Ok(());
+        };
+        if self.no_leases.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if self.reconcile_again.load(Ordering::Relaxed) {
+            return self.reconcile(&open, &owner).await;
+        }
+        let command = Command::RenewLeases(pb::RenewLeasesRequest {
+            owner: Some(owner.to_proto()),
+            lease_secs: owner.lease_secs,
+        });
+        match self.call(&open, command).await? {
+            Reply::RenewLeases(r) => {
+                tracing::trace!(renewed = r.renewed, "media leases renewed");
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// First command on a new stream: drop our previous instances'
+    /// sessions, renew ours.
+    async fn reconcile(&self, open: &Open, owner: &LeaseOwner) -> Result<(), Status> {
+        let command = Command::ReconcileOwner(pb::ReconcileOwnerRequest {
+            owner: Some(owner.to_proto()),
+            lease_secs: owner.lease_secs,
+        });
+        match self.call(open, command).await? {
+            Reply::ReconcileOwner(r) => {
+                self.no_leases.store(false, Ordering::Relaxed);
+                let again = r.kept_connected > 0;
+                if again && !self.reconcile_again.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(kept = r.kept_connected, %owner, "media node keeps sessions of another live instance of this node_id (still connected, or two swbd share node_id); reconciling again at each renewal");
+                } else if !again {
+                    self.reconcile_again.store(false, Ordering::Relaxed);
+                }
+                if r.dropped > 0 {
+                    tracing::info!(dropped = r.dropped, renewed = r.renewed, %owner, "media node dropped the sessions of this swbd's previous run");
+                }
+                Ok(())
+            }
+            Reply::Error(e) if e.code == Code::InvalidArgument as i32 => {
+                if !self.no_leases.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        "media node has no session leases (older swrtp): its sessions will not expire if swbd dies"
+                    );
+                }
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     fn live(&self) -> Option<Arc<Open>> {
@@ -140,7 +233,7 @@ impl ControlChannel {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-        let mut replies = match self.client.clone().control(requests).await {
+        let mut replies = match self.client.clone().control(self.request(requests)).await {
             Ok(r) => r.into_inner(),
             Err(st) if st.code() == Code::Unimplemented => {
                 if !self.unsupported.swap(true, Ordering::Relaxed) {
@@ -157,9 +250,6 @@ impl ControlChannel {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         });
-        if let Ok(mut current) = self.current.lock() {
-            *current = Some(open.clone());
-        }
         let reader = open.clone();
         let hook = self.on_unreachable.get().cloned();
         tokio::spawn(async move {
@@ -197,6 +287,21 @@ impl ControlChannel {
                 let _ = w.send(Err(Status::unavailable(why.clone())));
             }
         });
+        // Reconcile before anything else goes on the stream (we still hold
+        // `opening`, and the stream is not `current` yet).
+        // A failed reconcile (the node slow to answer) only delays the
+        // cleanup of a previous run to its leases; a lost stream is an error.
+        if let Some(owner) = self.owner.clone()
+            && let Err(st) = self.reconcile(&open, &owner).await
+        {
+            if open.closed.load(Ordering::SeqCst) {
+                return Err(st);
+            }
+            tracing::warn!(code = ?st.code(), error = %st.message(), "media node did not reconcile this swbd's sessions; stale ones wait for their leases");
+        }
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(open.clone());
+        }
         Ok(Some(open))
     }
 
@@ -278,7 +383,7 @@ macro_rules! commands {
                                 Reply::$variant(r) => Ok(tonic::Response::new(r)),
                                 other => Err(unexpected(other)),
                             },
-                            None => self.unary.$method(request).await,
+                            None => self.unary.$method(self.control.request(request)).await,
                         }
                     }
                     .await;
@@ -322,7 +427,7 @@ impl MediaClient {
     /// and tests; calls use the pool's shared per-node client).
     pub fn connect_lazy(address: &str, token: Option<&Token>) -> Result<MediaClient, String> {
         let unary = super::node::authed_client(address, token)?;
-        let control = Arc::new(ControlChannel::new(unary.clone()));
+        let control = Arc::new(ControlChannel::new(unary.clone(), None));
         Ok(Self { unary, control })
     }
 

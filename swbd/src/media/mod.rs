@@ -9,13 +9,17 @@
 //!   the event bus, and session events (RTP timeouts, node loss) reach the
 //!   B2BUA through [`MediaPool::subscribe_media_events`].
 //! - Every call to a node carries its media token ([`MediaTokens`]).
+//! - Sessions belong to this swbd process and live on a lease it renews
+//!   ([`LeaseOwner`], see [`lease`]).
 
 mod control;
+pub mod lease;
 mod node;
 mod pool;
 mod token;
 
 pub use control::{COMMAND_TIMEOUT, MediaClient, node_unreachable};
+pub use lease::LeaseOwner;
 pub use node::{MediaNodeInfo, NodeHealth};
 pub use pool::{MediaEvent, MediaPool, NodeLease, PoolError};
 pub use token::MediaTokens;

@@ -118,12 +118,20 @@ impl Node {
     /// A node with a lazily connecting channel (a node that is down at start
     /// is simply Down until it answers).
     /// Every call carries `token` (swrtp refuses calls without it).
-    pub fn new(cfg: &MediaNodeConfig, token: Option<&Token>) -> Result<Self, String> {
+    /// Sessions created through it belong to `owner` (see [`super::lease`]).
+    pub fn new(
+        cfg: &MediaNodeConfig,
+        token: Option<&Token>,
+        owner: Option<std::sync::Arc<super::lease::LeaseOwner>>,
+    ) -> Result<Self, String> {
         let client = authed_client(&cfg.address, token)?;
         Ok(Self {
             name: cfg.name.clone(),
             address: cfg.address.clone(),
-            control: std::sync::Arc::new(super::control::ControlChannel::new(client.clone())),
+            control: std::sync::Arc::new(super::control::ControlChannel::new(
+                client.clone(),
+                owner,
+            )),
             client,
             state: Mutex::new(NodeState {
                 health: NodeHealth::Unknown,

@@ -22,6 +22,7 @@ use switchboard_proto::media::v1::HealthRequest;
 use switchboard_proto::support::shutdown::Shutdown;
 use tokio::sync::broadcast;
 
+use super::lease::LeaseOwner;
 use super::node::{MediaNodeInfo, Node, NodeHealth};
 use crate::config::MediaConfig;
 use crate::events::{Event, EventBus};
@@ -100,6 +101,8 @@ struct Inner {
     events: EventBus,
     media_tx: broadcast::Sender<MediaEvent>,
     interval: Duration,
+    /// This process as owner of its sessions (None: no leases, tests).
+    owner: Option<Arc<LeaseOwner>>,
 }
 
 /// Cheap-clone handle to the pool.
@@ -168,12 +171,33 @@ impl Drop for NodeLease {
 impl MediaPool {
     /// Build the pool (channels connect lazily); each node's calls carry
     /// its token from `tokens`.
+    /// Its sessions have no owner and no lease; see [`MediaPool::with_owner`].
     pub fn new(cfg: &MediaConfig, tokens: &MediaTokens, events: EventBus) -> Result<Self, String> {
+        Self::build(cfg, tokens, events, None)
+    }
+
+    /// Build the pool for `owner`: its sessions carry the owner and live
+    /// on leases it renews (see [`super::lease`]).
+    pub fn with_owner(
+        cfg: &MediaConfig,
+        tokens: &MediaTokens,
+        events: EventBus,
+        owner: LeaseOwner,
+    ) -> Result<Self, String> {
+        Self::build(cfg, tokens, events, Some(Arc::new(owner)))
+    }
+
+    fn build(
+        cfg: &MediaConfig,
+        tokens: &MediaTokens,
+        events: EventBus,
+        owner: Option<Arc<LeaseOwner>>,
+    ) -> Result<Self, String> {
         let nodes = cfg
             .nodes
             .iter()
             .map(|n| {
-                Node::new(n, tokens.for_node(&n.name))
+                Node::new(n, tokens.for_node(&n.name), owner.clone())
                     .map_err(|e| format!("media node {}: {e}", n.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -184,6 +208,7 @@ impl MediaPool {
             events,
             media_tx,
             interval: Duration::from_millis(cfg.health_interval_ms.max(50)),
+            owner,
         });
         for (idx, node) in inner.nodes.iter().enumerate() {
             // Weak: the node's channel must not keep the pool alive.
@@ -197,12 +222,23 @@ impl MediaPool {
         Ok(Self { inner })
     }
 
-    /// Start one health-check task per node; they stop on shutdown.
+    /// Start one health-check task per node, and with an owner one lease
+    /// renewal task per node; they stop on shutdown.
     pub fn start(&self, shutdown: Shutdown) {
         for idx in 0..self.inner.nodes.len() {
             let inner = self.inner.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(health_loop(inner, idx, shutdown));
+            let s = shutdown.clone();
+            tokio::spawn(health_loop(inner, idx, s));
+            if let Some(owner) = &self.inner.owner {
+                let inner = self.inner.clone();
+                let every = owner.renew_every;
+                let s = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Some(node) = inner.nodes.get(idx) {
+                        super::lease::renew_loop(node, every, inner.interval, s).await;
+                    }
+                });
+            }
         }
     }
 
@@ -296,6 +332,13 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
             match result {
                 Ok(Ok(resp)) => {
                     let h = resp.into_inner();
+                    if s.health != NodeHealth::Up {
+                        // Back (or first seen): it may be a different swrtp
+                        // version. Reset before anyone can see it Up (the
+                        // lease renewal waits for Up).
+                        node.unbatched.store(false, Ordering::Relaxed);
+                        node.control.reset_support();
+                    }
                     s.health = NodeHealth::Up;
                     s.node_draining = h.draining;
                     s.sessions = h.active_sessions;
@@ -323,11 +366,6 @@ async fn health_loop(inner: Arc<Inner>, idx: usize, mut shutdown: Shutdown) {
             }
         }
         let after = node.info();
-        if after.health == NodeHealth::Up && before.health != NodeHealth::Up {
-            // Back (or first seen): it may be a different swrtp version.
-            node.unbatched.store(false, Ordering::Relaxed);
-            node.control.reset_support();
-        }
         if before.health != after.health
             || before.node_draining != after.node_draining
             || before.accepts_calls() != after.accepts_calls()
@@ -402,6 +440,8 @@ mod tests {
                 token_file: None,
             }],
             health_interval_ms: 50,
+            lease_secs: 30,
+            lease_renew_secs: 10,
             token_file: None,
         };
         let token = switchboard_proto::support::secret::Token::new("t").expect("token");

@@ -106,6 +106,8 @@ pub struct Options {
     /// swbd's `media.health_interval_ms` (a test that must not be helped by
     /// a health check sets it high).
     pub health_interval_ms: u64,
+    /// Extra `media:` keys, as indented YAML lines (`"  lease_secs: 3\n"`).
+    pub media_extra: String,
 }
 
 impl Default for Options {
@@ -119,6 +121,7 @@ impl Default for Options {
             auth_extra: String::new(),
             sip_extra: String::new(),
             health_interval_ms: 100,
+            media_extra: String::new(),
         }
     }
 }
@@ -257,11 +260,12 @@ impl System {
         };
         let mut cfg = format!(
             "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n{}\
-             admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: {}\n  nodes:\n",
+             admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: {}\n{}  nodes:\n",
             opts.sip_extra,
             admin.display(),
             media_token_file(&dir).display(),
-            opts.health_interval_ms
+            opts.health_interval_ms,
+            opts.media_extra
         );
         let node_addresses = addresses(&nodes);
         assert_eq!(node_addresses.len(), nodes.len(), "one address per node");
@@ -278,23 +282,28 @@ impl System {
         cfg.push_str(&opts.extra_config);
         let cfg_path = dir.join("swbd.yaml");
         std::fs::write(&cfg_path, cfg).expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_swbd"))
-            .args(["--config", cfg_path.to_str().expect("utf-8")])
-            .env(
-                "RUST_LOG",
-                std::env::var("SWBD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn swbd");
         let sys = System {
+            swbd: spawn_swbd(&dir),
             dir,
-            swbd: Proc { child },
             sip: std::net::SocketAddr::from(([127, 0, 0, 1], sip_port)),
             admin,
             nodes,
         };
-        // Ready when admin answers and every node is up.
+        sys.wait_ready().await;
+        sys
+    }
+
+    /// Start swbd again with the same config (after `self.swbd.kill()`:
+    /// a crash and restart), and wait until it is up with all its nodes.
+    pub async fn restart_swbd(&mut self) {
+        self.swbd.kill();
+        self.swbd = spawn_swbd(&self.dir);
+        self.wait_ready().await;
+    }
+
+    /// Ready when admin answers and every node is up.
+    async fn wait_ready(&self) {
+        let sys = self;
         let want = sys.nodes.len();
         eventually(30, "swbd up with all media nodes", || async {
             let mut c = sys.signaling().await.ok()?;
@@ -306,7 +315,6 @@ impl System {
             (s.media_nodes_up as usize == want).then_some(())
         })
         .await;
-        sys
     }
 
     pub async fn signaling(
@@ -362,6 +370,20 @@ impl System {
             let _ = &mut m;
         }
     }
+}
+
+/// swbd with `dir/swbd.yaml`.
+fn spawn_swbd(dir: &Path) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_swbd"))
+        .args(["--config", dir.join("swbd.yaml").to_str().expect("utf-8")])
+        .env(
+            "RUST_LOG",
+            std::env::var("SWBD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn swbd");
+    Proc { child }
 }
 
 pub async fn unix_channel(path: &Path) -> Result<Channel, tonic::transport::Error> {

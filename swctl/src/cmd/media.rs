@@ -86,6 +86,7 @@ pub fn render(
             let header = [
                 "BACKEND", "SESSION", "CALL", "LEG", "PORT", "CODEC", "DIR", "STATE", "REMOTE",
                 "LATCHED", "BRIDGED", "PLAYING", "RX", "TX", "LOST", "LOSS", "JITTER", "DROPPED",
+                "OWNER", "LEASE",
             ];
             let rows = sessions
                 .iter()
@@ -109,6 +110,15 @@ pub fn render(
                         format!("{:.1}%", s.rx.loss_percent),
                         format!("{:.1}ms", s.rx.jitter_ms),
                         s.dropped.to_string(),
+                        if s.owner.is_empty() {
+                            "-".into()
+                        } else {
+                            s.owner.clone()
+                        },
+                        match s.lease_remaining_ms {
+                            Some(ms) => format!("{}s", ms / 1000),
+                            None => "-".into(),
+                        },
                     ]
                 })
                 .collect::<Vec<_>>();
