@@ -381,7 +381,7 @@ impl SipMessage {
                     // CTLs. A bare CR, a NUL or an ESC inside a value is
                     // refused here, so no received value can carry one into
                     // a response or a log (issue #13).
-                    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                    if has_bare_control(value) {
                         header_error.get_or_insert_with(|| {
                             format!(
                                 "control character in the {} header",
@@ -467,6 +467,32 @@ impl SipMessage {
         }
         Ok(message)
     }
+}
+
+/// Whether a header value holds a control character (but HTAB) other than
+/// as a `quoted-pair` inside a quoted string (RFC 3261 §25.1 allows `\`
+/// followed by any character but CR and LF there: RFC 4475's `intmeth` has
+/// BEL, NUL and DEL that way).
+fn has_bare_control(value: &str) -> bool {
+    let ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    // Fast path: almost every value has no control character at all.
+    if !value.bytes().fold(false, |bad, b| bad | ctl(b)) {
+        return false;
+    }
+    let mut quoted = false;
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\\' if quoted => match bytes.next() {
+                Some(b'\r' | b'\n') | None => return true,
+                Some(_) => {}
+            },
+            b if ctl(b) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Where `part` starts in `whole`, when it is a slice of it.
@@ -696,6 +722,23 @@ l: 4\r\n\r\nv=0\r\n";
         assert!(
             SipMessage::parse(tab.as_bytes(), true).is_ok(),
             "HTAB is LWS"
+        );
+        // A quoted-pair may escape a control character (RFC 4475 intmeth).
+        let pair = INVITE.replace(
+            "t: Bob <sip:bob@example.com>",
+            "t: \"BEL:\\\x07 NUL:\\\0 DEL:\\\x7f\" <sip:bob@example.com>",
+        );
+        assert!(
+            SipMessage::parse(pair.as_bytes(), true).is_ok(),
+            "quoted-pairs"
+        );
+        let unquoted = INVITE.replace(
+            "t: Bob <sip:bob@example.com>",
+            "t: Bob\\\x07 <sip:bob@example.com>",
+        );
+        assert!(
+            SipMessage::parse(unquoted.as_bytes(), true).is_err(),
+            "a backslash outside quotes escapes nothing"
         );
         let bad_start = INVITE.replace("SIP/2.0\r\nv:", "SIP/2.0\x1b\r\nv:");
         assert!(SipMessage::parse(bad_start.as_bytes(), true).is_err());
