@@ -118,3 +118,44 @@ async fn a_finished_call_keeps_under_a_kibibyte() {
         "an absorbed INVITE retransmission gets no answer"
     );
 }
+
+/// What the front door answers keeps nothing: OPTIONS pings, BYEs for no
+/// dialog, challenged INVITEs and REGISTERs, unknown methods.
+#[tokio::test]
+async fn stateless_answers_keep_no_transaction() {
+    let s = start("stateless").await;
+    let server = s.udp();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let me = sock.local_addr().expect("addr");
+    let mut buf = vec![0u8; 65536];
+    let mut codes = Vec::new();
+    for (i, method) in ["OPTIONS", "BYE", "INVITE", "REGISTER", "FOO"]
+        .iter()
+        .cycle()
+        .take(200)
+        .enumerate()
+    {
+        let msg = format!(
+            "{method} sip:x@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKs{i};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=f{i}\r\nTo: <sip:x@example.com>\r\n\
+             Call-ID: st-{i}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send_to(msg.as_bytes(), server).await.expect("send");
+        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+            .await
+            .expect("answered")
+            .expect("recv");
+        let Ok(SipMessage::Response(r)) = SipMessage::parse(&buf[..n], true) else {
+            panic!("not a response")
+        };
+        codes.push(r.code);
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes, vec![200, 401, 407, 481, 501]);
+    assert_eq!(
+        s.endpoint.transactions().live_transactions(),
+        (0, 0),
+        "nothing kept for any of them"
+    );
+}

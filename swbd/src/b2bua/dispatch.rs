@@ -79,7 +79,9 @@ pub fn request(calls: &CallTable, txn: ServerTransaction) -> Option<ServerTransa
             let _ = tx.send(Box::new((id, LegInput::Request(txn))));
         }
         None => {
-            let _ = txn.respond(txn.response(481, "Call/Transaction Does Not Exist"));
+            // Kept for nothing: a flood of requests for made-up dialogs
+            // must not fill the table for Timer J.
+            let _ = txn.respond_statelessly(txn.response(481, "Call/Transaction Does Not Exist"));
         }
     }
     None

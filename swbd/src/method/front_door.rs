@@ -13,6 +13,7 @@
 //! 4. RFC 3261 §8.2.2 / §16.3: `Max-Forwards: 0` gets `483`, a `Require`
 //!    naming extensions gets `420`, a method swbd does not implement `501`
 //!    and one it does not handle out of a dialog `405` (both with `Allow`).
+//!    OPTIONS gets its `200` here and a BYE outside a dialog its `481`.
 //! 5. INVITE and REGISTER: an INVITE from a trusted network
 //!    (`acl.trusted`) passes as [`Principal::Trusted`]; otherwise digest authentication answers
 //!    `401`/`407` challenges, `403` for blocked sources and `400` for a
@@ -154,7 +155,20 @@ impl FrontDoor for SwbdFrontDoor {
         }
         match &request.method {
             Method::Invite | Method::Register => self.authenticate(request, source),
-            Method::Options | Method::Bye => Screening::Pass(None),
+            // Answered here, once: an OPTIONS ping keeps nothing, and a
+            // flood of them (or of BYEs for no dialog) grows no table.
+            Method::Options => {
+                let mut resp = Self::answer(request, 200, "OK");
+                resp.headers.insert(Name::ALLOW, ALLOW);
+                resp.headers.insert(Name::ACCEPT, "application/sdp");
+                resp.headers.insert(Name::SUPPORTED, "");
+                Screening::Answer(resp)
+            }
+            Method::Bye => Screening::Answer(Self::answer(
+                request,
+                481,
+                "Call/Transaction Does Not Exist",
+            )),
             Method::Other(_) => {
                 let mut resp = Self::answer(request, 501, "Not Implemented");
                 resp.headers.insert(Name::ALLOW, ALLOW);
