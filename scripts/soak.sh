@@ -43,16 +43,22 @@ for u in range(1000, 3000):
     print(f"  - {{ username: \"{u}\", password: \"pw{u}\" }}")' >"$RUN/users.yaml"
 TOKEN=$RUN/media.token
 echo "rtp_timeout_secs: 30" >"$RUN/swrtp.yaml"
-start_node() { # NAME PORT RTP_RANGE
+start_node() { # NAME PORT RTP_RANGE (not in a subshell: `pids` must see it)
     RUST_LOG=warn "$BIN/swrtp" --config "$RUN/swrtp.yaml" --node-id "$1" \
         --listen "tcp://127.0.0.1:$2" --admin "unix://$RUN/$1.sock" \
         --media-token-file "$TOKEN" --rtp-ports "$3" \
         --audio-dir "$ROOT/testdata/audio" >"$OUT/$1.log" 2>&1 &
     pids+=($!)
-    echo $!
+    STARTED=$!
 }
-PID_A=$(start_node rtp-a 19090 30000-33999)
-PID_B=$(start_node rtp-b 19091 34000-37999)
+start_node rtp-a 19090 30000-33999
+PID_A=$STARTED
+start_node rtp-b 19091 34000-37999
+PID_B=$STARTED
+sleep 0.5
+for p in "$PID_A" "$PID_B"; do
+    kill -0 "$p" 2>/dev/null || { log "a media node did not start (see $OUT/rtp-*.log)"; exit 1; }
+done
 cat >"$RUN/swbd.yaml" <<EOF
 auth: { enabled: false }
 sip:
@@ -71,6 +77,7 @@ RUST_LOG=warn "$BIN/swbd" --config "$RUN/swbd.yaml" >"$OUT/swbd.log" 2>&1 &
 pids+=($!)
 PID_SWBD=$!
 sleep 3
+kill -0 "$PID_SWBD" 2>/dev/null || { log "swbd did not start (see $OUT/swbd.log)"; exit 1; }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
