@@ -50,28 +50,39 @@ pub fn errors_are_located(file: &str, text: &str, errors: &[FileError]) {
     }
 }
 
-/// Tokens that stand as the value of one of `keys` in `text`: after the key,
-/// a run of blanks, quotes and at least one `:`, a run of at least 8 ASCII alphanumerics that
-/// occurs nowhere else in the text (so it is not also a user name).
-pub fn secrets<'a>(text: &'a str, keys: &[&str]) -> Vec<&'a str> {
-    let mut found = Vec::new();
-    for key in keys {
-        for (at, _) in text.match_indices(key) {
-            let after = &text[at + key.len()..];
-            let value = after.trim_start_matches([':', ' ', '\t', '"', '\'']);
-            // Only `key: value` (a key that merely starts with `key` is not one).
-            if !after[..after.len() - value.len()].contains(':') {
-                continue;
+/// The values of `keys` anywhere in the YAML document `text` (read
+/// untyped, so a file the typed loader refuses still shows its secrets), as
+/// far as they are at least 8 characters long and appear at most once in
+/// the text (a secret equal to a user name may be named in an error).
+pub fn secrets(text: &str, keys: &[&str]) -> Vec<String> {
+    fn walk(v: &serde_json::Value, keys: &[&str], out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if keys.contains(&k.as_str()) {
+                        match v {
+                            serde_json::Value::String(s) => out.push(s.clone()),
+                            serde_json::Value::Number(n) => out.push(n.to_string()),
+                            _ => {}
+                        }
+                    }
+                    walk(v, keys, out);
+                }
             }
-            let end = value
-                .find(|c: char| !c.is_ascii_alphanumeric())
-                .unwrap_or(value.len());
-            let token = &value[..end];
-            if token.len() >= 8 && text.matches(token).count() == 1 {
-                found.push(token);
+            serde_json::Value::Array(items) => {
+                for v in items {
+                    walk(v, keys, out);
+                }
             }
+            _ => {}
         }
     }
+    let Ok(doc) = serde_saphyr::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    walk(&doc, keys, &mut found);
+    found.retain(|s| s.chars().count() >= 8 && text.matches(s.as_str()).count() <= 1);
     found
 }
 
