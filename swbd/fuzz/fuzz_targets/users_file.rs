@@ -68,7 +68,12 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let errors = [e];
             errors_are_located("users.yaml", text, &errors);
-            no_secret_echoed(text, SECRET_KEYS, &errors);
+            no_secret_echoed(text, SECRET_KEYS, &errors, |t| {
+                Users::from_yaml("users.yaml", t, realm)
+                    .err()
+                    .into_iter()
+                    .collect()
+            });
         }
     }
 });
