@@ -113,9 +113,12 @@ impl ReceiverState {
             self.jitter += (d - self.jitter) / 16.0;
         }
         self.last_transit = Some(transit);
-        let extended_max = u64::from(self.cycles) + u64::from(self.max_seq);
-        let expected = extended_max + 1 - u64::from(self.base_seq);
-        (expected as i64 - self.received as i64, self.jitter)
+        // 32-bit counters that wrap, as in RFC 3550 A.3: after 2^32 sequence
+        // numbers (65,536 wraps, which a peer can send in ~200k packets)
+        // `cycles` is back at 0, and wider arithmetic would underflow.
+        let extended_max = self.cycles.wrapping_add(u32::from(self.max_seq));
+        let expected = extended_max.wrapping_sub(self.base_seq).wrapping_add(1);
+        (i64::from(expected) - self.received as i64, self.jitter)
     }
 }
 
@@ -357,6 +360,22 @@ mod tests {
         r.on_packet(7, 1, 0, 0);
         let (_, j) = r.on_packet(7, 2, 160, 160 + 16);
         assert!((j - 1.0).abs() < 1e-9, "{j}");
+    }
+
+    #[test]
+    fn sequence_cycle_counter_wraps_without_overflow() {
+        // Found while writing the rtp_relay fuzz target: 65,536 sequence
+        // wraps bring `cycles` back to 0 below `base_seq`, and the expected
+        // count underflowed (a panic with overflow checks). Jumps of 0x7fff
+        // are "in order", so a peer gets there in ~131k packets.
+        let mut r = ReceiverState::default();
+        let mut seq = 1000u16;
+        let mut out = (0, 0.0);
+        for _ in 0..(2 * 65_536 + 8) {
+            out = r.on_packet(7, seq, 0, 0);
+            seq = seq.wrapping_add(0x7fff);
+        }
+        assert!(out.0 > -(2 * 65_536 + 8), "{out:?}");
     }
 
     #[test]

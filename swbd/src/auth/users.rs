@@ -104,6 +104,14 @@ impl Users {
         self.users.get(username)
     }
 
+    /// Every user and their secrets, in no particular order (the users-file
+    /// fuzz target writes them back to check the round trip).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &UserSecret)> {
+        self.users
+            .iter()
+            .map(|(name, secret)| (name.as_str(), secret))
+    }
+
     /// Number of users.
     pub fn len(&self) -> usize {
         self.users.len()
