@@ -78,6 +78,7 @@ impl SignalingAdmin for AdminService {
             dialplan_version: s.dialplan.current().version().hash.clone(),
             calls_per_second: s.calls.calls_per_second(),
             sip_parse_errors: s.counters.snapshot().sip_parse_errors,
+            security: Some(security_counters(&s.counters.snapshot())),
         }))
     }
 
@@ -257,5 +258,20 @@ impl SignalingAdmin for AdminService {
         }
         let stream = crate::admin_watch::stream(snapshot, live, req.into_inner().snapshot);
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The trust boundary's counters, for `GetStatus`.
+fn security_counters(c: &crate::transport::counters::CountersSnapshot) -> pb::SecurityCounters {
+    pb::SecurityCounters {
+        auth_failures: c.auth_failures,
+        blocked_requests: c.blocked_requests,
+        stateless_replies: c.stateless_replies,
+        acl_dropped: c.acl_dropped,
+        rate_limited: c.rate_limited,
+        identity_refused: c.identity_refused,
+        tcp_refused: c.tcp_refused,
+        tcp_refused_per_source: c.tcp_refused_per_source,
+        tcp_message_timeouts: c.tcp_message_timeouts,
     }
 }

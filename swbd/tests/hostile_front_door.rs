@@ -140,6 +140,20 @@ async fn spoofed_failures_do_not_lock_out_the_real_address() {
         .send(&phone2.invite(&ruri, "<sip:1001@x>", &fresh(), 1, ""))
         .await;
     assert_eq!(phone2.response(false).await.code, 407);
+    // The operator sees it in `swctl status` (admin GetStatus).
+    let sec = sys
+        .signaling()
+        .await
+        .expect("admin")
+        .get_status(switchboard_proto::admin::v1::GetStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+        .security
+        .expect("security counters");
+    assert!(sec.auth_failures >= 5, "{sec:?}");
+    assert!(sec.blocked_requests >= 1, "{sec:?}");
+    assert!(sec.stateless_replies >= 30, "{sec:?}");
     sys.assert_clean().await;
 }
 

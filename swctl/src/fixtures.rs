@@ -341,6 +341,7 @@ pub fn status() -> pb::Status {
         dialplan_version: "3f9a1c".into(),
         calls_per_second: 3.1,
         sip_parse_errors: 0,
+        security: None,
     }
 }
 

@@ -182,6 +182,7 @@ fn status_every_format() {
             uptime_secs: 7200,
             active: 4,
             detail: "regs 3 nodes 2/2 sip udp:10.0.0.1:5060,tcp:10.0.0.1:5060".into(),
+            security: None,
         },
         StatusView {
             host: "rtp-a".into(),
@@ -191,6 +192,7 @@ fn status_every_format() {
             uptime_secs: 7100,
             active: 5,
             detail: "ports 4995/5000 free".into(),
+            security: None,
         },
     ];
     for (f, name) in FORMATS {
@@ -238,4 +240,28 @@ fn dialplan_check_without_the_flag_says_what_to_do() {
     );
     dialplan::check_with(&good, file).expect("valid");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn status_json_carries_the_security_counters_of_swbd() {
+    let v = vec![StatusView {
+        host: "pbx1".into(),
+        daemon: "swbd".into(),
+        node_id: "pbx1".into(),
+        version: "0.1.0".into(),
+        uptime_secs: 1,
+        active: 0,
+        detail: String::new(),
+        security: Some(status::SecurityView::from(
+            switchboard_proto::admin::v1::SecurityCounters {
+                auth_failures: 7,
+                blocked_requests: 2,
+                ..Default::default()
+            },
+        )),
+    }];
+    let json = status::render(&v, Output::Json, 80).expect("render");
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(parsed[0]["security"]["auth_failures"], 7, "{json}");
+    assert_eq!(parsed[0]["security"]["blocked_requests"], 2, "{json}");
 }

@@ -28,6 +28,73 @@ pub struct StatusView {
     pub active: u32,
     /// One line of daemon-specific detail.
     pub detail: String,
+    /// swbd only: what its trust boundary refused, since start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityView>,
+}
+
+/// swbd's trust-boundary counters (`docs/SECURITY.md`), as printed.
+#[derive(Debug, Serialize)]
+pub struct SecurityView {
+    /// Failed digest attempts.
+    pub auth_failures: u64,
+    /// Requests refused because their source is blocked.
+    pub blocked_requests: u64,
+    /// Requests answered without a transaction.
+    pub stateless_replies: u64,
+    /// Messages from outside `acl.allow`, dropped.
+    pub acl_dropped: u64,
+    /// Requests over `sip.rate_limit`.
+    pub rate_limited: u64,
+    /// INVITEs refused for naming someone else in From.
+    pub identity_refused: u64,
+    /// TCP connections refused: total cap.
+    pub tcp_refused: u64,
+    /// TCP connections refused: per-source cap.
+    pub tcp_refused_per_source: u64,
+    /// TCP connections closed for a slow message.
+    pub tcp_message_timeouts: u64,
+}
+
+impl From<pb::SecurityCounters> for SecurityView {
+    fn from(c: pb::SecurityCounters) -> Self {
+        Self {
+            auth_failures: c.auth_failures,
+            blocked_requests: c.blocked_requests,
+            stateless_replies: c.stateless_replies,
+            acl_dropped: c.acl_dropped,
+            rate_limited: c.rate_limited,
+            identity_refused: c.identity_refused,
+            tcp_refused: c.tcp_refused,
+            tcp_refused_per_source: c.tcp_refused_per_source,
+            tcp_message_timeouts: c.tcp_message_timeouts,
+        }
+    }
+}
+
+impl SecurityView {
+    /// ` auth-fail N blocked N ...` for the table's detail column: only the
+    /// counters that moved, so a quiet system shows nothing.
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        for (label, n) in [
+            ("auth-fail", self.auth_failures),
+            ("blocked", self.blocked_requests),
+            ("acl-drop", self.acl_dropped),
+            ("rate-ltd", self.rate_limited),
+            ("id-refused", self.identity_refused),
+            (
+                "tcp-refused",
+                self.tcp_refused + self.tcp_refused_per_source,
+            ),
+            ("tcp-slow", self.tcp_message_timeouts),
+        ] {
+            if n > 0 {
+                out.push_str(&format!(" {label} {n}"));
+            }
+        }
+        out
+    }
 }
 
 /// Run `swctl status`: every backend, concurrently; an unreachable one is an
@@ -114,6 +181,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
     match signaling {
         Ok(resp) => {
             let s = resp.into_inner();
+            let security = s.security.map(SecurityView::from);
             Ok(StatusView {
                 host: host.clone(),
                 daemon: "swbd".into(),
@@ -122,12 +190,17 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                 uptime_secs: uptime(s.started_at),
                 active: s.active_calls,
                 detail: format!(
-                    "regs {} nodes {}/{} sip {}",
+                    "regs {} nodes {}/{} sip {}{}",
                     s.registrations,
                     s.media_nodes_up,
                     s.media_nodes_total,
-                    s.sip_listeners.join(",")
+                    s.sip_listeners.join(","),
+                    security
+                        .as_ref()
+                        .map(SecurityView::summary)
+                        .unwrap_or_default()
                 ),
+                security,
             })
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
@@ -150,6 +223,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                     if s.draining { " draining" } else { "" },
                     relay_latency(s.relay_latency.as_ref())
                 ),
+                security: None,
             })
         }
         Err(st) => Err(Error::from_status("swbd", st)),
