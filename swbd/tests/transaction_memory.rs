@@ -159,3 +159,54 @@ async fn stateless_answers_keep_no_transaction() {
         "nothing kept for any of them"
     );
 }
+
+/// A B-leg's INVITE client transaction in the Accepted state lives until
+/// Timer M only while the TU listens: once the call drops its
+/// `AcceptedInvite`, nothing is kept for the rest of the 32 s.
+#[tokio::test]
+async fn an_accepted_client_invite_ends_when_the_call_lets_go() {
+    use swbd::config::Transport;
+    let s = start("uacmem").await;
+    let uas = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let uas_addr = uas.local_addr().expect("addr");
+    let mut req = swbd::sip::Request::new(
+        swbd::sip::Method::Invite,
+        swbd::sip::Uri::parse(&format!("sip:bob@{uas_addr}")).expect("uri"),
+    );
+    req.headers
+        .insert(Name::FROM, "<sip:swbd@example.com>;tag=abc");
+    req.headers.insert(Name::TO, "<sip:bob@example.com>");
+    req.headers.insert(Name::CALL_ID, "uacmem-1");
+    req.headers.insert(Name::CSEQ, "1 INVITE");
+    let target = swbd::transport::Target {
+        transport: Transport::Udp,
+        remote: uas_addr,
+        local: None,
+    };
+    let layer = s.endpoint.transactions();
+    let mut ctx = layer.send_invite(req, target).await.expect("sent");
+    let mut buf = vec![0u8; 65535];
+    let (n, from) = uas.recv_from(&mut buf).await.expect("INVITE arrives");
+    let SipMessage::Request(inv) = SipMessage::parse(&buf[..n], true).expect("parses") else {
+        panic!("not a request")
+    };
+    let ok = swbd::sip::response::make_response(&inv, 200, "", Some("uas"));
+    uas.send_to(&ok.to_bytes(), from).await.expect("send");
+    assert_eq!(ctx.next_response().await.expect("200").code, 200);
+    let accepted = ctx.into_accepted();
+    assert_eq!(
+        layer.live_transactions().1,
+        1,
+        "Accepted, waiting for Timer M"
+    );
+    drop(accepted);
+    let mut clients = layer.live_transactions().1;
+    for _ in 0..100 {
+        if clients == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        clients = layer.live_transactions().1;
+    }
+    assert_eq!(clients, 0, "gone long before Timer M once the TU let go");
+}

@@ -242,7 +242,7 @@ async fn run(
 
     if final_response.is_success() {
         // Accepted (RFC 6026 §7.2): pass 2xx (retransmissions, forks) up
-        // until Timer M. Nothing here resends the INVITE: free it now, not
+        // until Timer M, or until the TU stops listening. Nothing here resends the INVITE: free it now, not
         // 32 s later (it is the bulk of what a live call's B-leg retains).
         drop(invite);
         drop(bytes);
@@ -252,6 +252,10 @@ async fn run(
         loop {
             tokio::select! {
                 _ = &mut timer_m => break,
+                // The TU dropped its `AcceptedInvite` (the call ended, its
+                // BYE sent): nobody would ACK another 2xx, so the rest of
+                // Timer M keeps nothing (issue #14, memory per call).
+                _ = events.closed() => break,
                 r = responses.recv() => match r {
                     Some(resp) if resp.is_success() => { let _ = events.send(Ok(resp)); }
                     Some(_) => {}
