@@ -51,9 +51,9 @@ start_node() { # NAME PORT RTP_RANGE (not in a subshell: `pids` must see it)
     pids+=($!)
     STARTED=$!
 }
-start_node rtp-a 19090 30000-33999
+start_node rtp-a 19090 40000-43999
 PID_A=$STARTED
-start_node rtp-b 19091 34000-37999
+start_node rtp-b 19091 44000-47999
 PID_B=$STARTED
 sleep 0.5
 for p in "$PID_A" "$PID_B"; do
