@@ -87,6 +87,7 @@ impl SipEndpoint {
             &config,
             authenticator.clone(),
             counters.clone(),
+            context.clone(),
         )
         .map_err(Error::Config)?;
         transactions.set_front_door(Arc::new(door));

@@ -354,3 +354,33 @@ async fn a_flooding_source_is_rate_limited() {
     assert_eq!(other.response(false).await.code, 407);
     sys.assert_clean().await;
 }
+
+/// An INVITE (or BYE) for a dialog that does not exist, with a made-up To
+/// tag, gets one `481` and nothing else: no `100 Trying`, no transaction
+/// whose Timer G would resend the `481` to a spoofed source.
+#[tokio::test]
+async fn a_made_up_in_dialog_request_gets_one_481() {
+    let sys = System::start(Options {
+        users: users(),
+        ..Options::default()
+    })
+    .await;
+    let peer = RawPeer::bind("127.0.0.1", sys.sip).await;
+    let ruri = format!("sip:500@{}", sys.sip);
+    let text = peer.invite(&ruri, "<sip:1001@x>", &fresh(), 1, "").replace(
+        &format!("To: <{ruri}>"),
+        &format!("To: <{ruri}>;tag=madeup"),
+    );
+    peer.send(&text).await;
+    let got = peer.collect(Duration::from_secs(3)).await;
+    let codes: Vec<Option<u16>> = got.iter().map(|r| status(r)).collect();
+    assert_eq!(codes, vec![Some(481)], "exactly one reply");
+    let bye = text
+        .replace("INVITE sip:", "BYE sip:")
+        .replace(" INVITE\r\n", " BYE\r\n");
+    peer.send(&bye).await;
+    let got = peer.collect(Duration::from_secs(1)).await;
+    let codes: Vec<Option<u16>> = got.iter().map(|r| status(r)).collect();
+    assert_eq!(codes, vec![Some(481)]);
+    sys.assert_clean().await;
+}

@@ -18,6 +18,10 @@ pub struct Router {
 }
 
 impl DialogRouter for Router {
+    fn knows(&self, request: &Request) -> bool {
+        DialogId::of_incoming(request).is_some_and(|id| self.calls.dialog_route(&id).is_some())
+    }
+
     fn route(&self, incoming: IncomingRequest) -> Option<IncomingRequest> {
         match incoming {
             IncomingRequest::Ack { request, .. } => {

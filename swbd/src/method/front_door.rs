@@ -8,8 +8,9 @@
 //!    sources outside it are dropped unanswered.
 //! 2. The per-source rate limit (`sip.rate_limit`): out-of-dialog requests
 //!    over it get `503` with `Retry-After` (or are dropped).
-//! 3. CANCEL and in-dialog requests (To tag) pass: the layer matches a
-//!    CANCEL to its INVITE, the B2BUA a request to its dialog (or `481`).
+//! 3. CANCEL passes (the layer matches it to its INVITE); an in-dialog
+//!    request (To tag) passes when the B2BUA knows its dialog, else gets
+//!    `481` here.
 //! 4. RFC 3261 §8.2.2 / §16.3: `Max-Forwards: 0` gets `483`, a `Require`
 //!    naming extensions gets `420`, a method swbd does not implement `501`
 //!    and one it does not handle out of a dialog `405` (both with `Allow`).
@@ -39,7 +40,7 @@ use crate::sip::{Method, Name, Request, Response, random_token};
 use crate::transaction::layer::{FrontDoor, Screening};
 use crate::transport::{SipCounters, Source};
 
-use super::ALLOW;
+use super::{ALLOW, Context};
 
 /// swbd's [`FrontDoor`].
 pub struct SwbdFrontDoor {
@@ -48,6 +49,9 @@ pub struct SwbdFrontDoor {
     identity: IdentityPolicy,
     /// `None` when `sip.rate_limit` is off.
     limiter: Option<RateLimiter>,
+    /// The handlers' context: its dialog router (once a B2BUA is attached)
+    /// says which in-dialog requests name a dialog that exists.
+    context: Arc<Context>,
     limit_action: RateLimitAction,
     counters: Arc<SipCounters>,
 }
@@ -64,8 +68,10 @@ impl SwbdFrontDoor {
         config: &Config,
         auth: Authenticator,
         counters: Arc<SipCounters>,
+        context: Arc<Context>,
     ) -> Result<Self, String> {
         Ok(Self {
+            context,
             acl: Acl::from_config(&config.acl)?,
             auth,
             identity: config.auth.identity,
@@ -137,7 +143,15 @@ impl FrontDoor for SwbdFrontDoor {
         }
         let in_dialog = request.raw(&Name::TO).is_some_and(NameAddr::has_tag);
         if in_dialog {
-            return Screening::Pass(None);
+            let router = self.context.dialogs.lock().ok().and_then(|r| r.clone());
+            return match router {
+                Some(router) if !router.knows(request) => Screening::Answer(Self::answer(
+                    request,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                )),
+                _ => Screening::Pass(None),
+            };
         }
         if let Some(limiter) = &self.limiter
             && limiter.check(source.remote.ip(), tokio::time::Instant::now()) == Verdict::Limited

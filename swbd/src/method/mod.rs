@@ -32,6 +32,12 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
 pub trait DialogRouter: Send + Sync + std::fmt::Debug {
     /// Claim `incoming` (`None`) or hand it back for the method handlers.
     fn route(&self, incoming: IncomingRequest) -> Option<IncomingRequest>;
+
+    /// Whether `request` (which carries a To tag) names a dialog that
+    /// exists. The front door answers `481` statelessly when it does not,
+    /// so a made-up in-dialog INVITE gets no transaction, no `100 Trying`
+    /// and no retransmitted `481`.
+    fn knows(&self, request: &crate::sip::Request) -> bool;
 }
 
 /// What handlers need.
