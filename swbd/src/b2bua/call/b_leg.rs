@@ -87,7 +87,7 @@ impl Ctl {
             .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
         invite
             .headers
-            .insert(Name::ALLOW, "INVITE, ACK, CANCEL, BYE, OPTIONS");
+            .insert(Name::ALLOW, crate::sip::capabilities::ALLOW_IN_DIALOG);
         invite.headers.insert(Name::CONTENT_TYPE, "application/sdp");
         invite.body = bytes::Bytes::from(offer.local_sdp.clone());
 
