@@ -289,11 +289,18 @@ where
     let mut ok = Vec::new();
     let mut first_err: Option<Error> = None;
     let mut unimplemented: Option<tonic::Status> = None;
+    let mut unreachable_default: Option<Error> = None;
     for (b, r) in backends.into_iter().zip(results) {
         match r {
             Ok(v) => ok.push((b, v)),
             Err(Fail::OtherKind(st)) => unimplemented = Some(st),
-            Err(Fail::Error(Error::Connect(_))) if b.optional => {}
+            Err(Fail::Error(e @ Error::Connect(_))) if b.optional => {
+                // A guessed local default that is not there: only worth
+                // reporting when nothing else answered (exit 3, naming it).
+                if unreachable_default.is_none() {
+                    unreachable_default = Some(e);
+                }
+            }
             Err(Fail::Error(e)) => {
                 if first_err.is_none() {
                     first_err = Some(e);
@@ -304,10 +311,13 @@ where
         }
     }
     if ok.is_empty() {
-        return Err(first_err.unwrap_or_else(|| match unimplemented {
-            Some(st) => Error::from_status(what, st),
-            None => Error::Usage(format!("no {what} answered")),
-        }));
+        return Err(
+            first_err.unwrap_or_else(|| match (unimplemented, unreachable_default) {
+                (Some(st), _) => Error::from_status(what, st),
+                (None, Some(e)) => e,
+                (None, None) => Error::Usage(format!("no {what} answered")),
+            }),
+        );
     }
     if let Some(e) = first_err {
         eprintln!("swctl: warning: {e}");
