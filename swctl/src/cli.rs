@@ -105,8 +105,14 @@ pub enum Command {
         /// Shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write every page to a directory.
+    Man {
+        /// Write swctl.1 and one page per subcommand (swctl-calls.1,
+        /// swctl-calls-list.1, ...: the pages swctl(1) refers to) into DIR,
+        /// e.g. /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Pipe stdin/stdout to the local admin socket (used by ssh://).
     #[command(hide = true)]
     DialStdio {

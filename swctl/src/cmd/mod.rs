@@ -332,7 +332,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
     let out = cli.output;
     match &cli.command {
         Command::Completions { shell } => completions::completions(*shell),
-        Command::Man => completions::man(),
+        Command::Man { dir } => completions::man(dir.as_deref()),
         Command::DialStdio { socket } => dial_stdio::run(socket.clone()).await,
         Command::Dialplan(DialplanCommand::Check { file }) => dialplan::check(file),
         Command::Status => status::run(&targets(&cli)?, out).await,
