@@ -177,15 +177,16 @@ pub enum NodesCommand {
 /// `swctl dialplan ...`
 #[derive(Debug, Subcommand)]
 pub enum DialplanCommand {
-    /// Validate a dialplan file locally (runs `swbd --check-dialplan FILE`,
-    /// swbd found next to swctl or on PATH).
+    /// Validate a dialplan file against swbd's own config (gateways, audio
+    /// directory); with no swbd reachable, locally (`swbd --check-dialplan`).
     Check {
         /// File.
         file: PathBuf,
     },
     /// Reload the dialplan on swbd (refused with file:line:column errors when invalid).
     Reload {
-        /// Load this file instead of the configured one (path on the swbd host).
+        /// Load this file instead of the configured one: read here and sent
+        /// (an absolute path that is not here names a file on the swbd host).
         #[arg(long)]
         path: Option<String>,
     },

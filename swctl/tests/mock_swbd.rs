@@ -121,6 +121,13 @@ impl SignalingAdmin for Mock {
         n.state = pb::MediaNodeState::Up as i32;
         Ok(Response::new(n))
     }
+    async fn load_dialplan(
+        &self,
+        _: Request<pb::LoadDialplanRequest>,
+    ) -> Result<Response<pb::ReloadDialplanResponse>, Status> {
+        // An swbd from before uploads: swctl must fall back (or say why not).
+        Err(Status::unimplemented("LoadDialplan"))
+    }
     async fn reload_dialplan(
         &self,
         r: Request<pb::ReloadDialplanRequest>,

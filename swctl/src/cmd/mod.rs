@@ -334,7 +334,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man { dir } => completions::man(dir.as_deref()),
         Command::DialStdio { socket } => dial_stdio::run(socket.clone()).await,
-        Command::Dialplan(DialplanCommand::Check { file }) => dialplan::check(file),
+        Command::Dialplan(DialplanCommand::Check { file }) => {
+            let explicit = !cli.hosts.is_empty() || cli.context.is_some();
+            dialplan::check(targets(&cli), explicit, file).await
+        }
         Command::Status => status::run(&targets(&cli)?, out).await,
         Command::Calls(CallsCommand::List { all }) => calls::list(&targets(&cli)?, out, *all).await,
         Command::Calls(CallsCommand::Show { id }) => calls::show(&targets(&cli)?, out, id).await,
