@@ -403,25 +403,22 @@ impl<'a> Forms<'a> {
         }
     }
 
-    /// "Drain" or "Undrain" (when `drained`) for node `node`; `target` is
-    /// `pool` (the swbd's pool entry) or `swrtp` (the node itself).
-    pub fn drain(&self, backend: &str, target: &str, node: &str, drained: bool) -> String {
-        let (action, button) = if drained {
-            ("/action/undrain", "Undrain")
-        } else {
-            ("/action/drain", "Drain")
+    /// "Drain" or "Undrain" (when `draining`) for node `node`, or both
+    /// when its drain state is not known (`None`: a pool node that is down
+    /// keeps its flag but does not show it); `target` is `pool` (the swbd's
+    /// pool entry) or `swrtp` (the node itself).
+    pub fn drain(&self, backend: &str, target: &str, node: &str, draining: Option<bool>) -> String {
+        let Some(i) = self.index(backend).filter(|_| !node.is_empty()) else {
+            return String::new();
         };
-        match self.index(backend) {
-            Some(i) if !node.is_empty() => self.form(
-                action,
-                &[
-                    ("backend", &i.to_string()),
-                    ("target", target),
-                    ("node", node),
-                ],
-                button,
-            ),
-            _ => String::new(),
+        let i = i.to_string();
+        let fields = [("backend", i.as_str()), ("target", target), ("node", node)];
+        let drain = || self.form("/action/drain", &fields, "Drain");
+        let undrain = || self.form("/action/undrain", &fields, "Undrain");
+        match draining {
+            Some(true) => undrain(),
+            Some(false) => drain(),
+            None => format!("{}{}", drain(), undrain()),
         }
     }
 }
@@ -509,7 +506,16 @@ pub fn nodes_table_html(nodes: &[NodeView], forms: &Forms) -> String {
         .collect();
     let actions: Vec<String> = nodes
         .iter()
-        .map(|n| forms.drain(&n.backend, "pool", &n.name, n.drained))
+        .map(|n| {
+            // The pool reports its drain flag (or the node's own) as the
+            // `draining` state of an up node only.
+            let draining = match n.state.as_str() {
+                "draining" => Some(true),
+                "up" => Some(false),
+                _ => None,
+            };
+            forms.drain(&n.backend, "pool", &n.name, draining)
+        })
         .collect();
     table_with_actions_html(
         &[
@@ -575,7 +581,7 @@ async fn nodes_html(t: &Targets, forms: &Forms<'_>) -> String {
             // The node's own drain flag (SetDraining), beside the pool's.
             let actions: Vec<String> = got
                 .iter()
-                .map(|(b, s)| forms.drain(&b.label, "swrtp", &s.node_id, s.draining))
+                .map(|(b, s)| forms.drain(&b.label, "swrtp", &s.node_id, Some(s.draining)))
                 .collect();
             out.push_str(&table_with_actions_html(
                 &["swrtp", "Node", "Sessions", "Free ports", "Drain"],
@@ -652,12 +658,16 @@ mod tests {
         );
         assert!(!f.contains("<script"), "{f}");
         assert_eq!(forms.hangup("nope", "c1"), "", "unknown backend: no form");
-        let d = forms.drain("pbx<1>", "pool", "rtp-a", true);
+        let d = forms.drain("pbx<1>", "pool", "rtp-a", Some(true));
         assert!(d.contains("action=\"/action/undrain\""), "{d}");
         assert!(d.contains(">Undrain</button>"), "{d}");
+        assert!(!d.contains(">Drain</button>"), "{d}");
         assert!(d.contains("name=\"target\" value=\"pool\""), "{d}");
-        let d = forms.drain("pbx<1>", "swrtp", "rtp-a", false);
+        let both = forms.drain("pbx<1>", "pool", "rtp-a", None);
+        assert!(both.contains(">Drain</button>") && both.contains(">Undrain</button>"));
+        let d = forms.drain("pbx<1>", "swrtp", "rtp-a", Some(false));
         assert!(d.contains("action=\"/action/drain\""), "{d}");
+        assert!(!d.contains(">Undrain</button>"), "{d}");
         let table = table_with_actions_html(&["A"], &[vec!["<i>".into()]], &[d.clone()], "");
         assert!(
             table.contains(&format!("<td class=\"actions\">{d}</td>")),

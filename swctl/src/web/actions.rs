@@ -309,16 +309,16 @@ async fn drain_pool(c: &Console, b: &Backend, node: &str, drain: bool) -> Result
             .await
     };
     let n = r.map_err(|st| Error::from_status("swbd", st))?.into_inner();
-    Ok(format!(
-        "media node {} on {}: {}",
-        n.name,
-        b.label,
-        if n.drained {
-            "drained (no new calls)"
-        } else {
-            "undrained (takes new calls)"
+    let draining = n.state == pb::MediaNodeState::Draining as i32;
+    let state = match (drain, draining) {
+        (true, _) if n.drained => "draining, no new calls; empty, safe to stop",
+        (true, _) => "draining, no new calls; its calls go on until they end",
+        (false, true) => {
+            "undrained in this pool, but still draining: the node itself drains (undrain its swrtp row)"
         }
-    ))
+        (false, false) => "undrained, takes new calls",
+    };
+    Ok(format!("media node {} on {}: {state}", n.name, b.label))
 }
 
 async fn drain_swrtp(c: &Console, b: &Backend, node: &str, drain: bool) -> Result<String, Error> {
