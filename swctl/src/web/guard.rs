@@ -18,12 +18,15 @@
 //!
 //! Responses get `Content-Security-Policy` (scripts and frames from this
 //! origin only; no framing, against clickjacking the buttons),
-//! `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`.
+//! `X-Content-Type-Options: nosniff` and `Referrer-Policy: same-origin`
+//! (not `no-referrer`: under it a browser sends `Origin: null` on a plain
+//! form POST, which check 2 refuses; `swctl/tests/web_page.rs` clicks the
+//! button with scripts off to keep that working).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -227,7 +230,21 @@ pub fn forbidden(why: &str) -> Response {
 /// The middleware: refuse, or run the handler and add the security headers.
 pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let mut resp = match guard.refuse(req.headers()) {
-        Some(r) => r,
+        Some(r) => {
+            if r.status() == StatusCode::FORBIDDEN {
+                let peer = req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.to_string())
+                    .unwrap_or_else(|| "?".into());
+                eprintln!(
+                    "swctl web: {peer}: refused {} {:?}: Host or Origin is not this console",
+                    req.method(),
+                    req.uri().path()
+                );
+            }
+            r
+        }
         None => next.run(req).await,
     };
     let h = resp.headers_mut();
@@ -241,7 +258,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
