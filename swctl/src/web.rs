@@ -668,7 +668,8 @@ mod tests {
         let d = forms.drain("pbx<1>", "swrtp", "rtp-a", Some(false));
         assert!(d.contains("action=\"/action/drain\""), "{d}");
         assert!(!d.contains(">Undrain</button>"), "{d}");
-        let table = table_with_actions_html(&["A"], &[vec!["<i>".into()]], &[d.clone()], "");
+        let table =
+            table_with_actions_html(&["A"], &[vec!["<i>".into()]], std::slice::from_ref(&d), "");
         assert!(
             table.contains(&format!("<td class=\"actions\">{d}</td>")),
             "{table}"
