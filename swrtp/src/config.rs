@@ -318,7 +318,9 @@ impl Config {
             } else if b.is_unspecified() && self.public_address_v6.is_none() {
                 errors.push(FileError::whole(
                     name,
-                    format!("bind_address_v6 {b} cannot be advertised in SDP; set public_address_v6"),
+                    format!(
+                        "bind_address_v6 {b} cannot be advertised in SDP; set public_address_v6"
+                    ),
                 ));
             }
         }
@@ -484,7 +486,11 @@ mod tests {
             Some("2001:db8::1")
         );
         let c = Config::from_yaml("t.yaml", "bind_address: \"::1\"\n").expect("valid");
-        assert_eq!(c.media_v6(), None, "an IPv6 bind_address is the only family");
+        assert_eq!(
+            c.media_v6(),
+            None,
+            "an IPv6 bind_address is the only family"
+        );
     }
 
     #[test]
@@ -492,9 +498,7 @@ mod tests {
         assert!(bad("bind_address_v6: 127.0.0.1\n").contains("not an IPv6"));
         assert!(bad("bind_address_v6: \"::\"\n").contains("set public_address_v6"));
         assert!(bad("public_address_v6: 192.0.2.1\n").contains("concrete IPv6"));
-        assert!(
-            bad("bind_address: \"::1\"\nbind_address_v6: \"::1\"\n").contains("IPv6 already")
-        );
+        assert!(bad("bind_address: \"::1\"\nbind_address_v6: \"::1\"\n").contains("IPv6 already"));
         assert!(
             bad("bind_address: 192.0.2.1\npublic_address_v6: 2001:db8::1\n")
                 .contains("needs bind_address_v6")

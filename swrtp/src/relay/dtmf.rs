@@ -97,7 +97,10 @@ pub fn event_of(digit: char) -> Option<u8> {
 
 /// The digit of an event code (0-15).
 pub fn digit_of(event: u8) -> Option<char> {
-    DIGITS.as_bytes().get(usize::from(event)).map(|b| char::from(*b))
+    DIGITS
+        .as_bytes()
+        .get(usize::from(event))
+        .map(|b| char::from(*b))
 }
 
 /// Parse the digits of a request into event codes.
@@ -319,9 +322,7 @@ impl LegDtmf {
             // A late packet of an older event (RFC 3550 wrapping order).
             Some(cur) if (ts.wrapping_sub(cur.ts) as i32) < 0 => [None, None],
             prev => {
-                let unreported = prev
-                    .filter(|c| !c.reported)
-                    .map(|c| (c.event, c.duration));
+                let unreported = prev.filter(|c| !c.reported).map(|c| (c.event, c.duration));
                 self.received = Some(Received {
                     ts,
                     event: p.event,
@@ -537,22 +538,34 @@ mod tests {
         let mut d = LegDtmf::new(Instant::now());
         assert_eq!(d.on_received(1000, ev(5, false, 160)), [None, None]);
         assert_eq!(d.on_received(1000, ev(5, false, 320)), [None, None]);
-        assert_eq!(d.on_received(1000, ev(5, true, 800)), [Some((5, 800)), None]);
+        assert_eq!(
+            d.on_received(1000, ev(5, true, 800)),
+            [Some((5, 800)), None]
+        );
         // The retransmitted end packets.
         assert_eq!(d.on_received(1000, ev(5, true, 800)), [None, None]);
         assert_eq!(d.on_received(1000, ev(5, true, 800)), [None, None]);
         // A late update of the old event after the next one started.
         assert_eq!(d.on_received(3000, ev(6, false, 160)), [None, None]);
         assert_eq!(d.on_received(1000, ev(5, false, 480)), [None, None]);
-        assert_eq!(d.on_received(3000, ev(6, true, 640)), [Some((6, 640)), None]);
+        assert_eq!(
+            d.on_received(3000, ev(6, true, 640)),
+            [Some((6, 640)), None]
+        );
     }
 
     #[test]
     fn an_event_whose_end_was_lost_is_reported_when_the_next_starts() {
         let mut d = LegDtmf::new(Instant::now());
-        assert_eq!(d.on_received(u32::MAX - 10, ev(1, false, 160)), [None, None]);
+        assert_eq!(
+            d.on_received(u32::MAX - 10, ev(1, false, 160)),
+            [None, None]
+        );
         // Timestamps wrap; the next event is still later.
-        assert_eq!(d.on_received(500, ev(2, true, 400)), [Some((1, 160)), Some((2, 400))]);
+        assert_eq!(
+            d.on_received(500, ev(2, true, 400)),
+            [Some((1, 160)), Some((2, 400))]
+        );
         // Flash (16) and beyond are not digits.
         assert_eq!(d.on_received(9000, ev(16, true, 400)), [None, None]);
     }
@@ -591,10 +604,19 @@ mod tests {
             assert!(packets.len() < 20, "runaway schedule");
         }
         // 160, 320, then the end (480) three times.
-        let durations: Vec<(u16, bool)> = packets.iter().map(|(p, _, _)| (p.duration, p.end)).collect();
+        let durations: Vec<(u16, bool)> = packets
+            .iter()
+            .map(|(p, _, _)| (p.duration, p.end))
+            .collect();
         assert_eq!(
             durations,
-            [(160, false), (320, false), (480, true), (480, true), (480, true)]
+            [
+                (160, false),
+                (320, false),
+                (480, true),
+                (480, true),
+                (480, true)
+            ]
         );
         assert!(packets.iter().all(|(p, _, ts)| p.event == 7 && *ts == 5160));
         let markers: Vec<bool> = packets.iter().map(|(_, m, _)| *m).collect();

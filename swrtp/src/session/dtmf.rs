@@ -20,7 +20,10 @@ impl Node {
                 .sessions
                 .get(id)
                 .ok_or_else(|| Error::NotFound(id.into()))?;
-            if e.shared.timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+            if e.shared
+                .timed_out
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
                 return Err(Error::TimedOut(id.into()));
             }
             if e.sdp.negotiated.is_some_and(|n| n.te_pt.is_none()) {
