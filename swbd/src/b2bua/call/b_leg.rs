@@ -39,6 +39,7 @@ impl Ctl {
                     ptime_ms: 20,
                 }),
                 peer,
+                sessions::family_of(flow.remote),
             )
             .await?;
         if asked_peer {

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The media family for a leg signalled over `remote` (IPv6 phones get
+/// `c=IN IP6` offers, IPv4 ones `c=IN IP4`).
+pub(super) fn family_of(remote: SocketAddr) -> media::AddressFamily {
+    match remote {
+        SocketAddr::V4(_) => media::AddressFamily::Ipv4,
+        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_some() => media::AddressFamily::Ipv4,
+        SocketAddr::V6(_) => media::AddressFamily::Ipv6,
+    }
+}
+
 impl Ctl {
     pub(super) fn media_client(&mut self) -> Result<crate::media::MediaClient, ControlError> {
         if self.lease.is_none() {
@@ -41,7 +51,8 @@ impl Ctl {
         leg: &str,
         negotiation: media::create_session_request::Negotiation,
     ) -> Result<media::CreateSessionResponse, ControlError> {
-        self.create_session_with_peer(leg, negotiation, None).await
+        self.create_session_with_peer(leg, negotiation, None, media::AddressFamily::Unspecified)
+            .await
     }
 
     /// Create a session; with `peer`, the node first creates the session
@@ -55,17 +66,22 @@ impl Ctl {
     /// is tried once (issue #14). A call that already has sessions stays
     /// where they are, and a refused offer (INVALID_ARGUMENT, 488) is not
     /// retried.
+    ///
+    /// An offer is made in `family` (the family of the leg's signalling
+    /// flow, [`family_of`]); an answer follows the offer's `c=` line.
     pub(super) async fn create_session_with_peer(
         &mut self,
         leg: &str,
         negotiation: media::create_session_request::Negotiation,
         peer: Option<media::PeerOffer>,
+        family: media::AddressFamily,
     ) -> Result<media::CreateSessionResponse, ControlError> {
         let request = media::CreateSessionRequest {
             call_id: self.handle.id().to_string(),
             leg: leg.to_string(),
             negotiation: Some(negotiation),
             peer,
+            address_family: family as i32,
         };
         let resp = loop {
             let mut client = self.media_client()?;
