@@ -110,3 +110,50 @@ async fn ipv6_and_ipv4_phones_each_get_their_own_family() {
     alice.reply(&bye, 200, "OK", None, None).await;
     sys.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_phone_refusing_the_ipv6_offer_is_called_again_with_ipv4() {
+    let sys = System::start(Options {
+        listen_v6: true,
+        ..Default::default()
+    })
+    .await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    // Bob signals over IPv6 but has IPv4-only media (like a PJSIP built
+    // without IPv6): he refuses `c=IN IP6` with 488.
+    let mut bob = Ua::new_v6("1002", sys.sip_v6.expect("swbd on ::1")).await;
+    assert_eq!(bob.register(300).await.code, 200);
+    let mut call = alice.invite("1002", None).await;
+    let first = bob.request("INVITE").await;
+    assert_eq!(media(&first.body).0, "c=IN IP6 ::1");
+    bob.reply(&first, 488, "Not Acceptable Here", Some("b1"), None)
+        .await;
+    let second = bob.request("INVITE").await;
+    assert_eq!(
+        media(&second.body).0,
+        "c=IN IP4 127.0.0.1",
+        "tried again in IPv4"
+    );
+    let body = sdp(bob.rtp_port);
+    bob.reply(&second, 200, "OK", Some("b2"), Some(&body)).await;
+    let ok = alice.final_response(&mut call).await;
+    assert_eq!(ok.code, 200);
+    alice.ack(&call).await;
+    assert_eq!(alice.bye(&call).await.code, 200);
+    let bye = bob.request("BYE").await;
+    bob.reply(&bye, 200, "OK", None, None).await;
+    sys.assert_clean().await;
+
+    // A second refusal is final: the dial fails (the default dialplan
+    // then answers 480), no third INVITE.
+    let mut call = alice.invite("1002", None).await;
+    let first = bob.request("INVITE").await;
+    bob.reply(&first, 488, "Not Acceptable Here", Some("b3"), None)
+        .await;
+    let second = bob.request("INVITE").await;
+    bob.reply(&second, 488, "Not Acceptable Here", Some("b4"), None)
+        .await;
+    let r = alice.final_response(&mut call).await;
+    assert_eq!(r.code, 480);
+    sys.assert_clean().await;
+}

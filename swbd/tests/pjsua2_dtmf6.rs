@@ -130,7 +130,8 @@ fn rfc4733_digits(packets: &[Vec<u8>], seen_ts: &mut Vec<u32>) -> String {
             continue;
         }
         let (Some(ts), Some(event), Some(flags)) = (
-            p.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            p.get(4..8)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
             p.get(12),
             p.get(13),
         ) else {
@@ -154,14 +155,27 @@ async fn pjsua_info_to_bob(bob_sdp: fn(u16) -> String, rfc4733: bool) {
     let mut pj = Pjsua::spawn(
         &sys.dir,
         &[
-            "--user", "1001", "--server", &server, "--dial", "1002", "--dtmf", "1234",
-            "--dtmf-method", "info", "--talk", "3", "--timeout", "30",
+            "--user",
+            "1001",
+            "--server",
+            &server,
+            "--dial",
+            "1002",
+            "--dtmf",
+            "1234",
+            "--dtmf-method",
+            "info",
+            "--talk",
+            "3",
+            "--timeout",
+            "30",
         ],
     );
     pj.wait("READY", 20).await;
     let inv = bob.request("INVITE").await;
     let body = bob_sdp(bob.rtp_port);
-    bob.reply(&inv, 200, "OK", Some("bobtag"), Some(&body)).await;
+    bob.reply(&inv, 200, "OK", Some("bobtag"), Some(&body))
+        .await;
     let _ack = bob.request("ACK").await;
     pj.wait("MEDIA", 10).await;
     pj.wait("SENT", 10).await;
@@ -176,7 +190,10 @@ async fn pjsua_info_to_bob(bob_sdp: fn(u16) -> String, rfc4733: bool) {
     } else {
         while got.len() < 4 {
             let info = bob.request("INFO").await;
-            assert_eq!(info.raw(&Name::CONTENT_TYPE), Some("application/dtmf-relay"));
+            assert_eq!(
+                info.raw(&Name::CONTENT_TYPE),
+                Some("application/dtmf-relay")
+            );
             let text = String::from_utf8_lossy(&info.body).into_owned();
             let digit = text
                 .strip_prefix("Signal=")
@@ -214,7 +231,15 @@ async fn pjsua2_info_digits_reach_a_callee_without_telephone_event_as_info() {
 async fn alice_calls_pjsua(pj_dtmf: &str) -> (System, Ua, support::ua::OutCall, Pjsua, SocketAddr) {
     let sys = System::start(Options::default()).await;
     let server = sys.sip.to_string();
-    let mut args = vec!["--user", "1002", "--server", &server, "--register", "--timeout", "40"];
+    let mut args = vec![
+        "--user",
+        "1002",
+        "--server",
+        &server,
+        "--register",
+        "--timeout",
+        "40",
+    ];
     if !pj_dtmf.is_empty() {
         args.extend(["--dtmf", pj_dtmf, "--dtmf-method", "rfc2833"]);
     }
@@ -270,7 +295,10 @@ async fn pjsua2_rfc2833_digits_reach_a_caller_without_telephone_event_as_info() 
     let mut got = String::new();
     while got.len() < 2 {
         let info = alice.request("INFO").await;
-        assert_eq!(info.raw(&Name::CONTENT_TYPE), Some("application/dtmf-relay"));
+        assert_eq!(
+            info.raw(&Name::CONTENT_TYPE),
+            Some("application/dtmf-relay")
+        );
         let text = String::from_utf8_lossy(&info.body).into_owned();
         got.extend(text.strip_prefix("Signal=").and_then(|r| r.chars().next()));
         alice.reply(&info, 200, "OK", None, None).await;
@@ -278,5 +306,121 @@ async fn pjsua2_rfc2833_digits_reach_a_caller_without_telephone_event_as_info() 
     assert_eq!(got, "78");
     assert_eq!(alice.bye(&call).await.code, 200);
     pj.wait("DONE", 15).await;
+    sys.assert_clean().await;
+}
+
+/// Whether this pjsua2 can put media on IPv6 (a PJSIP built with
+/// `PJ_HAS_IPV6`; the PyPI wheel is not, pjsua aborts on it).
+fn pjsua2_has_ipv6_media(dir: &Path) -> bool {
+    let script = support::repo().join("swbd/tests/peers/pjsua2_dtmf6.py");
+    Command::new("python3")
+        .arg(script)
+        .args([
+            "--probe-media-ipv6",
+            "--user",
+            "probe",
+            "--server",
+            "[::1]:9",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `rx` and `tx` of a `STATS rx=N tx=M` line.
+fn stats(line: &str) -> (u64, u64) {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("rx="), field("tx="))
+}
+
+#[tokio::test]
+async fn pjsua2_phones_over_ipv6_call_each_other_with_audio_both_ways() {
+    if !pjsua2_ready() {
+        return;
+    }
+    let sys = System::start(Options {
+        listen_v6: true,
+        ..Default::default()
+    })
+    .await;
+    let server = sys.sip_v6.expect("swbd on [::1]").to_string();
+    let media_v6 = pjsua2_has_ipv6_media(&sys.dir);
+    let mut common = vec!["--ipv6", "--server", &server];
+    if media_v6 {
+        common.push("--media-ipv6");
+    }
+    let callee_args: Vec<&str> = [
+        &common[..],
+        &["--user", "1002", "--register", "--timeout", "40"],
+    ]
+    .concat();
+    let mut bob = Pjsua::spawn(&sys.dir, &callee_args);
+    assert_eq!(bob.wait("REG", 20).await, "REG code=200");
+    let caller_dir = sys.dir.join("caller");
+    std::fs::create_dir_all(&caller_dir).expect("dir");
+    let caller_args: Vec<&str> = [
+        &common[..],
+        &[
+            "--user",
+            "1001",
+            "--dial",
+            "1002",
+            "--talk",
+            "3",
+            "--timeout",
+            "30",
+        ],
+    ]
+    .concat();
+    let mut alice = Pjsua::spawn(&caller_dir, &caller_args);
+
+    let registrations = sys
+        .signaling()
+        .await
+        .expect("admin")
+        .list_registrations(switchboard_proto::admin::v1::ListRegistrationsRequest::default())
+        .await
+        .expect("registrations")
+        .into_inner()
+        .registrations;
+    assert!(
+        format!("{registrations:?}").contains("[::1]"),
+        "bob registered over IPv6: {registrations:?}"
+    );
+    let a_media = alice.wait("MEDIA", 20).await;
+    let b_media = bob.wait("MEDIA", 20).await;
+    if media_v6 {
+        assert!(
+            a_media.contains("[::1]") && b_media.contains("[::1]"),
+            "{a_media} / {b_media}"
+        );
+    } else {
+        // This PJSIP has IPv4-only media: swbd answered the caller's IPv4
+        // offer in IPv4, and the callee, refusing the IPv6 offer (488),
+        // got an IPv4 one.
+        assert!(
+            a_media.contains("127.0.0.1") && b_media.contains("127.0.0.1"),
+            "{a_media} / {b_media}"
+        );
+    }
+    let (rx, tx) = stats(&alice.wait("STATS", 20).await);
+    assert!(
+        rx > 20 && tx > 20,
+        "caller: audio both ways (rx {rx}, tx {tx})"
+    );
+    alice.wait("DONE", 15).await;
+    let (rx, tx) = stats(&bob.wait("STATS", 20).await);
+    assert!(
+        rx > 20 && tx > 20,
+        "callee: audio both ways (rx {rx}, tx {tx})"
+    );
+    bob.wait("DONE", 15).await;
     sys.assert_clean().await;
 }

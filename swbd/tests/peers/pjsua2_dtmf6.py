@@ -103,7 +103,9 @@ class Account(pj.Account):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ipv6", action="store_true", help="SIP and RTP on [::1]")
+    ap.add_argument("--ipv6", action="store_true", help="SIP on [::1]")
+    ap.add_argument("--media-ipv6", action="store_true",
+                    help="RTP on [::1] too (needs a PJSIP with IPv6, see below)")
     ap.add_argument("--user", required=True)
     ap.add_argument("--server", required=True, help="swbd as host:port ([::1]:5060)")
     ap.add_argument("--register", action="store_true", help="register, then answer calls")
@@ -114,7 +116,11 @@ def main():
     ap.add_argument("--talk", type=float, default=0.0,
                     help="caller: hang up this long after the digits (0: wait for BYE)")
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--probe-media-ipv6", action="store_true",
+                    help="exit 0 if this PJSIP can put media on IPv6 (it aborts if not)")
     args = ap.parse_args()
+    if args.probe_media_ipv6:
+        args.ipv6 = args.media_ipv6 = True
 
     host = "::1" if args.ipv6 else "127.0.0.1"
     ep = pj.Endpoint()
@@ -155,10 +161,20 @@ def main():
     acfg.natConfig.contactRewriteUse = 0
     acfg.natConfig.viaRewriteUse = 0
     acfg.natConfig.sdpNatRewriteUse = 0
-    acfg.mediaConfig.transportConfig.boundAddress = host
-    acfg.mediaConfig.ipv6Use = pj.PJSUA_IPV6_ENABLED if args.ipv6 else pj.PJSUA_IPV6_DISABLED
+    if args.media_ipv6:
+        # Needs a PJSIP built with PJ_HAS_IPV6 (the PyPI wheel is not:
+        # pjsua aborts on this setting there).
+        acfg.mediaConfig.transportConfig.boundAddress = "::1"
+        acfg.mediaConfig.ipv6Use = pj.PJSUA_IPV6_ENABLED
+    else:
+        acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        acfg.mediaConfig.ipv6Use = pj.PJSUA_IPV6_DISABLED
     acc = Account()
     acc.create(acfg)
+    if args.probe_media_ipv6:
+        emit("MEDIA_IPV6", supported="yes")
+        ep.libDestroy()
+        return 0
 
     call = None
     if args.dial:
@@ -171,11 +187,15 @@ def main():
     media_at = None
     while time.monotonic() < deadline:
         ep.libHandleEvents(20)
-        if call is None and acc.calls:
-            call = acc.calls[0]
+        if acc.calls and (call is None or (call.ended and not call.confirmed)):
+            # A callee takes the newest call; one refused before it was
+            # confirmed (a 488) is not the end: the caller may try again.
+            call = acc.calls[-1]
         if call is None:
             continue
         if call.ended:
+            if args.register and not call.confirmed:
+                continue
             break
         if call.confirmed and call.media and media_at is None:
             media_at = time.monotonic()

@@ -42,6 +42,7 @@ mod b_leg;
 mod bridged;
 mod dial;
 mod dtmf;
+mod family;
 mod sessions;
 
 use b_leg::{codec_name, reap};
@@ -188,6 +189,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         playing: false,
         ringing_sent: false,
         dtmf: dtmf_state,
+        ipv4_only: Vec::new(),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -394,6 +396,9 @@ struct Ctl {
     ringing_sent: bool,
     /// DTMF: the caller's digits for `read`, the conversion rate limit.
     dtmf: dtmf::Dtmf,
+    /// B-leg flows that refused an IPv6 offer: offered IPv4 since
+    /// ([`family`]).
+    ipv4_only: Vec<SocketAddr>,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {

@@ -3,16 +3,6 @@
 
 use super::*;
 
-/// The media family for a leg signalled over `remote` (IPv6 phones get
-/// `c=IN IP6` offers, IPv4 ones `c=IN IP4`).
-pub(super) fn family_of(remote: SocketAddr) -> media::AddressFamily {
-    match remote {
-        SocketAddr::V4(_) => media::AddressFamily::Ipv4,
-        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_some() => media::AddressFamily::Ipv4,
-        SocketAddr::V6(_) => media::AddressFamily::Ipv6,
-    }
-}
-
 impl Ctl {
     pub(super) fn media_client(&mut self) -> Result<crate::media::MediaClient, ControlError> {
         if self.lease.is_none() {
@@ -67,8 +57,8 @@ impl Ctl {
     /// where they are, and a refused offer (INVALID_ARGUMENT, 488) is not
     /// retried.
     ///
-    /// An offer is made in `family` (the family of the leg's signalling
-    /// flow, [`family_of`]); an answer follows the offer's `c=` line.
+    /// An offer is made in `family` (see [`super::family`]); an answer
+    /// follows the offer's `c=` line.
     pub(super) async fn create_session_with_peer(
         &mut self,
         leg: &str,
