@@ -53,9 +53,7 @@ fn write_tone(path: &Path, hz: f64, secs: u32) {
     wav.extend_from_slice(b"RIFF");
     wav.extend_from_slice(&(36 + len).to_le_bytes());
     wav.extend_from_slice(b"WAVEfmt ");
-    for v in [16u32] {
-        wav.extend_from_slice(&v.to_le_bytes());
-    }
+    wav.extend_from_slice(&16u32.to_le_bytes());
     for v in [1u16, 1] {
         wav.extend_from_slice(&v.to_le_bytes());
     }

@@ -99,7 +99,7 @@ async fn info_becomes_rfc4733_for_a_leg_with_telephone_event() {
         .await;
     assert_eq!(r.code, 200);
     let mut got = Vec::new();
-    while !got.iter().any(|e| *e == (9, true)) {
+    while !got.contains(&(9, true)) {
         let packets = bob.recv_rtp(5, 50).await;
         assert!(!packets.is_empty(), "RFC 4733 reaches bob: {got:?}");
         got.extend(events(&packets));
