@@ -88,6 +88,10 @@ impl Ctl {
         invite
             .headers
             .insert(Name::ALLOW, crate::sip::capabilities::ALLOW_IN_DIALOG);
+        invite
+            .headers
+            .insert(Name::SUPPORTED, self.supported_value());
+        self.session_timer_b_invite(&mut invite);
         invite.headers.insert(Name::CONTENT_TYPE, "application/sdp");
         invite.body = bytes::Bytes::from(offer.local_sdp.clone());
 
@@ -128,6 +132,8 @@ impl Ctl {
             failed: None,
             auth_tried: false,
             early: false,
+            reliable: Default::default(),
+            session_retried: false,
         });
         Ok(())
     }
@@ -227,6 +233,9 @@ impl Ctl {
         match resp.code {
             100 => None,
             101..=199 => {
+                if !self.prack_b(i, &resp).await {
+                    return None;
+                }
                 self.handle.update(Some(CallChange::Ringing), |r| {
                     if let Some(l) = r.leg_mut(&sip_call_id) {
                         l.state = LegState::Early;
@@ -251,6 +260,7 @@ impl Ctl {
             }
             200..=299 => self.on_b_answer(i, resp).await,
             401 | 407 if self.retry_with_credentials(i, &resp).await => None,
+            422 if self.retry_session_interval(i, &resp).await => None,
             code => {
                 self.b_failed(i, code).await;
                 None
@@ -416,6 +426,7 @@ impl Ctl {
             self.b_failed(i, 502).await;
             return None;
         };
+        self.continue_b_cseq(i, &mut dialog);
         let ack = dialog.request(Method::Ack, Some(invite_seq));
 
         // Apply B's answer to its media session before the ACK: a phone
@@ -546,6 +557,7 @@ impl Ctl {
         dialog.remote_seq = None;
         self.handle
             .route_dialog(dialog.id.clone(), self.dlg_tx.clone());
+        self.session_timer_b_answered(&resp);
         // The transaction stays with the winner to re-ACK retransmitted 2xx.
         self.winner = Some(Winner {
             dialog,
