@@ -313,11 +313,22 @@ async fn reliable_183_from_the_callee_is_pracked_once_and_cseq_continues() {
     );
     assert!(sdp_media_addr(&progress.body).is_some());
 
-    bob.reply(&inv, 200, "OK", Some("bobtag"), Some(&early))
-        .await;
+    // Bob's 200 carries no SDP: his answer was in the reliable 183 (as
+    // pjsua2 does); swbd uses that one.
+    bob.reply(&inv, 200, "OK", Some("bobtag"), None).await;
     let _ack = bob.request("ACK").await;
-    assert_eq!(alice.final_response(&mut call).await.code, 200);
+    let ok = alice.final_response(&mut call).await;
+    assert_eq!(ok.code, 200);
     alice.ack(&call).await;
+    let a_media = sdp_media_addr(&ok.body).expect("Alice's 200 has swbd's answer");
+    let b_media = sdp_media_addr(&inv.body).expect("B offer");
+    for seq in 0..20u16 {
+        alice.send_rtp(a_media, seq, 0xA11CE, &[0x55; 160]).await;
+        bob.send_rtp(b_media, seq, 0xB0B, &[0x2a; 160]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!bob.recv_rtp(5, 5).await.is_empty(), "bob hears alice");
+    assert!(!alice.recv_rtp(5, 5).await.is_empty(), "alice hears bob");
     assert_eq!(alice.bye(&call).await.code, 200);
     let bye = bob.request("BYE").await;
     assert!(

@@ -411,6 +411,7 @@ impl Ctl {
     }
 
     pub(super) async fn on_b_answer(&mut self, i: usize, resp: Response) -> Option<DialTarget> {
+        let resp = self.with_reliable_answer(i, resp);
         let leg = self.b_legs.get_mut(i)?;
         let txn = leg.txn.take()?;
         let request = leg.request.clone();

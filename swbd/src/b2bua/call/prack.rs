@@ -50,6 +50,9 @@ pub(super) struct BLegReliable {
     /// The highest CSeq sent in that early dialog (PRACKs); the confirmed
     /// dialog continues above it.
     cseq: u32,
+    /// The SDP of the first reliable 18x: B's answer to our offer, which
+    /// its 2xx then need not repeat (RFC 3262 §5, RFC 6337 §3.1).
+    answer: Option<bytes::Bytes>,
 }
 
 impl BLegReliable {
@@ -123,6 +126,9 @@ impl Ctl {
         }
         leg.reliable.to_tag = Some(to_tag);
         leg.reliable.last_rseq = Some(rseq);
+        if leg.reliable.answer.is_none() && !resp.body.is_empty() {
+            leg.reliable.answer = Some(resp.body.clone());
+        }
         let invite_cseq = leg.request.cseq().map(|c| c.number).unwrap_or(1);
         let dialog = match Dialog::as_uac(&leg.request, resp, leg.contact.clone(), leg.flow) {
             Ok(d) => Ok(d),
@@ -168,6 +174,19 @@ impl Ctl {
             Err(e) => tracing::warn!(error = %e, "cannot send PRACK"),
         }
         true
+    }
+
+    /// B-leg `i`'s 2xx, with the SDP answer of its reliable 18x when the
+    /// 2xx carries none (the offer/answer was complete before it).
+    pub(super) fn with_reliable_answer(&self, i: usize, mut resp: Response) -> Response {
+        if resp.body.is_empty()
+            && let Some(answer) = self.b_legs.get(i).and_then(|l| l.reliable.answer.clone())
+        {
+            resp.headers.remove(&Name::CONTENT_TYPE);
+            resp.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+            resp.body = answer;
+        }
+        resp
     }
 
     /// B-leg `i` answered and `dialog` was formed from its 2xx: continue
