@@ -98,6 +98,7 @@ class Account(pj.Account):
         out("reg", prm.code)
 
     def onIncomingCall(self, prm):
+        out("rx", *summary(prm.rdata.wholeMsg))
         call = Call(self.ua, self, prm.callId)
         self.ua.calls.append(call)
         out("incoming", call.getInfo().callIdString)
