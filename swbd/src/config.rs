@@ -803,4 +803,27 @@ media:
         c.media.lease_secs = 0;
         assert!(c.validate("c.yaml").is_err());
     }
+
+    #[test]
+    fn session_timer_parses_and_its_bounds_are_checked() {
+        let c: Config = yaml::from_str(
+            "c.yaml",
+            "sip:\n  session_timer: { enabled: true, session_expires: 4, min_se: 2 }\n",
+        )
+        .expect("parses");
+        assert_eq!(c.sip.session_timer.session_expires, 4);
+        assert_eq!(
+            c.validate("c.yaml"),
+            Ok(()),
+            "below 90 s is allowed (tests)"
+        );
+        let mut c = Config::default();
+        c.sip.session_timer.min_se = 1900;
+        let errs = c
+            .validate("c.yaml")
+            .expect_err("min_se above session_expires");
+        assert!(errs[0].to_string().contains("sip.session_timer"));
+        c.sip.session_timer.min_se = 0;
+        assert!(c.validate("c.yaml").is_err());
+    }
 }

@@ -16,7 +16,9 @@
 //! or one that arrives while the dialplan still runs gets
 //! `488 Not Acceptable Here` (the session stays as it was, RFC 3261 §14.2).
 //! UPDATE and INFO get `501 Not Implemented`, OPTIONS `200 OK`, requests
-//! for unknown dialogs `481`. Nothing is left hanging.
+//! for unknown dialogs `481`, a PRACK that no reliable provisional waits
+//! for `481` (`call/prack.rs`). Nothing is left hanging. Session timers
+//! run on both legs of a bridged call (`call/session_timer.rs`).
 
 pub mod call;
 pub mod dispatch;
