@@ -344,3 +344,50 @@ async fn the_callers_refresh_is_answered_with_session_expires() {
     assert_eq!(ended_cause(&sys).await, "caller hung up");
     sys.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_callees_422_is_answered_with_its_min_se() {
+    let sys = System::start(short_timers(60)).await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    assert_eq!(bob.register(300).await.code, 200);
+    let mut call = alice.invite("1002", None).await;
+    let first = bob.request("INVITE").await;
+    assert_eq!(first.raw(&Name::SESSION_EXPIRES), Some("60"));
+    bob.reply_with(
+        &first,
+        422,
+        "Session Interval Too Small",
+        Some("b422"),
+        &[("Min-SE", "120")],
+    )
+    .await;
+    let again = bob.request("INVITE").await;
+    assert_eq!(again.call_id().ok(), first.call_id().ok(), "same B-leg");
+    assert_eq!(
+        again.cseq().expect("cseq").number,
+        first.cseq().expect("cseq").number + 1
+    );
+    assert_eq!(again.raw(&Name::SESSION_EXPIRES), Some("120"));
+    assert_eq!(again.raw(&Name::MIN_SE), Some("120"));
+    let body = sdp(bob.rtp_port);
+    bob.reply_full(
+        &again,
+        200,
+        "OK",
+        Some("bobtag"),
+        Some(&body),
+        &[
+            ("Session-Expires", "120;refresher=uac"),
+            ("Require", "timer"),
+        ],
+    )
+    .await;
+    let _ack = bob.request("ACK").await;
+    assert_eq!(alice.final_response(&mut call).await.code, 200);
+    alice.ack(&call).await;
+    assert_eq!(alice.bye(&call).await.code, 200);
+    let bye = bob.request("BYE").await;
+    bob.reply(&bye, 200, "OK", None, None).await;
+    sys.assert_clean().await;
+}
