@@ -42,6 +42,7 @@ mod b_leg;
 mod bridged;
 mod dial;
 mod prack;
+mod session_expires;
 mod session_timer;
 mod sessions;
 
@@ -119,7 +120,7 @@ pub async fn run(deps: CallDeps, invite: ServerInviteTransaction) {
 async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: String) {
     let principal = invite.take_principal();
     let (a, mut a_events) = invite.split();
-    if let Some(refusal) = session_timer::refuse_invite(&deps.config.sip.session_timer, &a) {
+    if let Some(refusal) = session_expires::refuse_invite(&deps.config.sip.session_timer, &a) {
         let _ = a.respond(refusal);
         return;
     }
