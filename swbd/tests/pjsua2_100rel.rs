@@ -2,7 +2,7 @@
 //! register with passwords and call each other through swbd + swrtp.
 //! A caller that requires `100rel` gets the 18x reliably and PRACKs them;
 //! a callee that requires `100rel` sends its 183 reliably and swbd PRACKs
-//! it. Both calls are answered and hung up, leaving nothing behind.
+//! it (and sends its own 183 reliably to a caller that supports `100rel`). Both calls are answered and hung up, leaving nothing behind.
 //!
 //! Needs `python3 -c 'import pjsua2'` (`scripts/test.sh` installs
 //! `pjsua2-python`); without it the tests fail when `CI=true` and are
@@ -178,6 +178,19 @@ async fn callees_reliable_183_is_pracked_by_swbd() {
         bob.saw(|l| is_msg(l, "tx", "SIP/2.0 200", None)
             && field(l, "CSeq").is_some_and(|c| c.ends_with("PRACK"))),
         "bob accepted the PRACK"
+    );
+    // Alice only supports 100rel (pjsua2 says so by default): the 183
+    // carrying swbd's answer went to her reliably, and she PRACKed it.
+    let progress = alice
+        .seen
+        .iter()
+        .find(|l| is_msg(l, "rx", "SIP/2.0 183", None))
+        .cloned()
+        .expect("alice got the 183");
+    assert_eq!(field(&progress, "Require"), Some("100rel"), "{progress}");
+    assert!(
+        alice.saw(|l| is_msg(l, "tx", "PRACK", None)),
+        "alice PRACKed"
     );
     hang_up(&sys, alice, bob).await;
 }
