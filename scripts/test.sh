@@ -4,7 +4,8 @@
 # baresip (real SIP phones), pjsua2-python (PJSIP phones, pip), chromium
 # (the web page test), openssh-server
 # (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
-# cargo-deny.
+# cargo-deny, pjsua2 (PJSIP's Python binding, PyPI pjsua2-python: the
+# 100rel and session timer interop tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

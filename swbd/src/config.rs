@@ -202,6 +202,8 @@ pub struct SipConfig {
     pub rate_limit: RateLimitConfig,
     /// Server / User-Agent header value.
     pub user_agent: String,
+    /// Session timers (RFC 4028) on both legs of every call.
+    pub session_timer: SessionTimerConfig,
 }
 
 impl Default for SipConfig {
@@ -230,6 +232,39 @@ impl Default for SipConfig {
             timers: TimerConfig::default(),
             rate_limit: RateLimitConfig::default(),
             user_agent: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
+            session_timer: SessionTimerConfig::default(),
+        }
+    }
+}
+
+/// Session timers (`sip.session_timer`, RFC 4028): each leg of a call
+/// agrees a session interval with its peer and is refreshed within it; a
+/// leg whose refresh fails or does not come ends the call (BYE both legs,
+/// end cause `session timer expired`), so a call whose far end vanished
+/// is cleaned up. See `b2bua/call/session_timer.rs`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionTimerConfig {
+    /// On by default: calls are timed on both legs, callers asking for it
+    /// or not (swbd refreshes those that do not). Off: no timer is offered
+    /// or answered, and `Require: timer` gets `420`.
+    pub enabled: bool,
+    /// The session interval swbd asks for on B-legs and grants at most on
+    /// A-legs, seconds (1800, RFC 4028's recommendation).
+    pub session_expires: u32,
+    /// The shortest interval swbd accepts (`Min-SE`, seconds); shorter
+    /// requests get `422`. RFC 4028 §4 puts the floor at 90; a lower value
+    /// is accepted (and logged at start) for tests that must not wait
+    /// minutes, never for production.
+    pub min_se: u32,
+}
+
+impl Default for SessionTimerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_expires: 1800,
+            min_se: 90,
         }
     }
 }
@@ -585,6 +620,10 @@ impl Config {
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
             err("sip.timers: need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0".into());
         }
+        let st = self.sip.session_timer;
+        if st.min_se == 0 || st.session_expires < st.min_se || st.session_expires > 86_400 {
+            err("sip.session_timer: need 1 <= min_se <= session_expires <= 86400 (seconds)".into());
+        }
         let rl = self.sip.rate_limit;
         if rl.requests_per_sec > 0 && (rl.burst == 0 || rl.max_sources == 0) {
             err("sip.rate_limit: burst and max_sources must be at least 1 when requests_per_sec is set".into());
@@ -762,6 +801,29 @@ media:
         assert!(errs[0].to_string().contains("media.lease_renew_secs"));
         c.media.lease_renew_secs = 1;
         c.media.lease_secs = 0;
+        assert!(c.validate("c.yaml").is_err());
+    }
+
+    #[test]
+    fn session_timer_parses_and_its_bounds_are_checked() {
+        let c: Config = yaml::from_str(
+            "c.yaml",
+            "sip:\n  session_timer: { enabled: true, session_expires: 4, min_se: 2 }\n",
+        )
+        .expect("parses");
+        assert_eq!(c.sip.session_timer.session_expires, 4);
+        assert_eq!(
+            c.validate("c.yaml"),
+            Ok(()),
+            "below 90 s is allowed (tests)"
+        );
+        let mut c = Config::default();
+        c.sip.session_timer.min_se = 1900;
+        let errs = c
+            .validate("c.yaml")
+            .expect_err("min_se above session_expires");
+        assert!(errs[0].to_string().contains("sip.session_timer"));
+        c.sip.session_timer.min_se = 0;
         assert!(c.validate("c.yaml").is_err());
     }
 }

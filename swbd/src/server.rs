@@ -31,6 +31,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     if !config.auth.enabled {
         tracing::warn!("digest authentication is DISABLED by config (auth.enabled: false)");
     }
+    let st = config.sip.session_timer;
+    if st.enabled && st.min_se < 90 {
+        tracing::warn!(
+            min_se = st.min_se,
+            "sip.session_timer.min_se is below RFC 4028's 90 s floor (for tests only)"
+        );
+    }
 
     let dialplan = DialplanStore::from_config(&config, events.clone()).map_err(|errors| {
         anyhow::anyhow!(

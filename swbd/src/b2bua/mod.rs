@@ -17,8 +17,10 @@
 //! `488 Not Acceptable Here` (the session stays as it was, RFC 3261 §14.2).
 //! INFO carries DTMF between the legs (`call/dtmf.rs`: `200` for a DTMF
 //! body or none, `415`/`400` otherwise); UPDATE gets `501 Not
-//! Implemented`, OPTIONS `200 OK`, requests for unknown dialogs `481`.
-//! Nothing is left hanging.
+//! Implemented`, OPTIONS `200 OK`, requests for unknown dialogs `481`, a
+//! PRACK that no reliable provisional waits for `481` (`call/prack.rs`).
+//! Nothing is left hanging. Session timers run on both legs of a bridged
+//! call (`call/session_timer.rs`).
 
 pub mod call;
 pub mod dispatch;

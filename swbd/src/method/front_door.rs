@@ -175,7 +175,10 @@ impl FrontDoor for SwbdFrontDoor {
                 let mut resp = Self::answer(request, 200, "OK");
                 resp.headers.insert(Name::ALLOW, ALLOW);
                 resp.headers.insert(Name::ACCEPT, "application/sdp");
-                resp.headers.insert(Name::SUPPORTED, "");
+                resp.headers.insert(
+                    Name::SUPPORTED,
+                    crate::sip::capabilities::supported_header().unwrap_or_default(),
+                );
                 Screening::Answer(resp)
             }
             Method::Bye => Screening::Answer(Self::answer(

@@ -73,6 +73,9 @@ pub(crate) enum NetInput {
     Ack(Box<Request>),
     /// A CANCEL matched this INVITE (already answered 200).
     Cancel(Box<Request>),
+    /// A PRACK whose `RAck` names this INVITE (RFC 3262), with its own
+    /// server transaction for the INVITE's task to answer.
+    Prack(Box<ServerTransaction>),
 }
 
 /// Cheap-clone handle to the transaction layer.
@@ -374,6 +377,16 @@ impl LayerInner {
             self.retransmission(entry);
             return;
         }
+        // A PRACK for an INVITE that sent a reliable provisional goes to
+        // that INVITE's transaction (like a CANCEL, it needs no screening:
+        // it names a transaction in progress); any other PRACK is screened
+        // like every in-dialog request (481 for an unknown dialog).
+        if request.method == Method::Prack
+            && let Some(invite) = self.prack_route(&request)
+        {
+            self.prack(invite, key, target, request, source);
+            return;
+        }
         let principal = match self.front_door.get() {
             None => None,
             Some(door) => match door.screen(&request, &source) {
@@ -426,6 +439,43 @@ impl LayerInner {
                 let handle = server::start(self.clone(), state, request, source, principal);
                 self.deliver(IncomingRequest::Request(handle));
             }
+        }
+    }
+
+    /// The INVITE transaction a PRACK's `RAck` names, if it is waiting
+    /// for PRACKs.
+    fn prack_route(&self, request: &Request) -> Option<mpsc::UnboundedSender<NetInput>> {
+        let rack = super::reliable::RAck::of(request)?;
+        self.table.reliable(request.call_id().ok()?, rack.cseq)
+    }
+
+    /// Give a new PRACK its transaction and hand it to `invite`'s task,
+    /// which answers it (`481` here when that task is gone).
+    fn prack(
+        self: &Arc<Self>,
+        invite: mpsc::UnboundedSender<NetInput>,
+        key: TransactionKey,
+        target: Target,
+        request: Request,
+        source: Source,
+    ) {
+        let Some(found) = self
+            .table
+            .enter_server(&key, false, || server::new_state(key.clone(), target))
+        else {
+            return;
+        };
+        match found {
+            Entered::New(state) => {
+                let st = server::start(self.clone(), state, request, source, None);
+                if let Err(mpsc::error::SendError(NetInput::Prack(st))) =
+                    invite.send(NetInput::Prack(Box::new(st)))
+                {
+                    let _ = st.respond(st.response(481, "Call/Transaction Does Not Exist"));
+                }
+            }
+            Entered::Existing(entry) => self.retransmission(entry),
+            Entered::NewInvite(_) => {}
         }
     }
 

@@ -10,6 +10,8 @@
 //! - [`server_inv`] - [`ServerInviteTransaction`] (100 Trying, provisional
 //!   resend, Timers G/H/I, RFC 6026 Accepted state with Timer L and 2xx
 //!   retransmission until the ACK).
+//! - [`reliable`] - reliable provisional responses and PRACK, UAS side
+//!   (RFC 3262 §3), run by the INVITE server transaction.
 //! - [`client`] - [`ClientTransaction`], non-INVITE client (Timers E/F/K).
 //! - [`client_inv`] - [`ClientInviteTransaction`] (Timers A/B/D, ACK for
 //!   non-2xx, RFC 6026 Accepted state with Timer M, CANCEL with the
@@ -27,6 +29,7 @@ pub mod client;
 pub mod client_inv;
 pub mod key;
 pub mod layer;
+pub mod reliable;
 pub mod server;
 pub mod server_inv;
 pub mod table;

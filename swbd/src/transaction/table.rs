@@ -71,6 +71,10 @@ pub(crate) struct TransactionTable {
     /// INVITE server transactions in the Accepted state, by Call-ID and
     /// CSeq number, so the ACK for a 2xx (a new branch) finds them.
     accepted: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
+    /// INVITE server transactions that sent a reliable provisional (RFC
+    /// 3262), by Call-ID and CSeq number, so a PRACK (its `RAck` names the
+    /// CSeq) finds them. An entry lives while its transaction proceeds.
+    reliable: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
     /// Shared with the timer task, which holds the table only weakly.
     timers: Arc<TimerQueue>,
 }
@@ -304,6 +308,35 @@ impl TransactionTable {
         cseq: u32,
     ) -> Option<mpsc::UnboundedSender<NetInput>> {
         self.accepted
+            .lock()
+            .ok()?
+            .get(&(call_id.to_string(), cseq))
+            .cloned()
+    }
+
+    // ---- INVITE server transactions with reliable provisionals ----------
+
+    /// Route PRACKs for (Call-ID, CSeq) to `tx`, or stop routing them (`None`).
+    pub(crate) fn set_reliable(
+        &self,
+        id: (String, u32),
+        tx: Option<mpsc::UnboundedSender<NetInput>>,
+    ) {
+        if let Ok(mut m) = self.reliable.lock() {
+            match tx {
+                Some(tx) => m.insert(id, tx),
+                None => m.remove(&id),
+            };
+        }
+    }
+
+    /// Where a PRACK whose `RAck` names CSeq `cseq` of `call_id` goes.
+    pub(crate) fn reliable(
+        &self,
+        call_id: &str,
+        cseq: u32,
+    ) -> Option<mpsc::UnboundedSender<NetInput>> {
+        self.reliable
             .lock()
             .ok()?
             .get(&(call_id.to_string(), cseq))

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod pjsua2;
 pub mod raw;
 pub mod ua;
 

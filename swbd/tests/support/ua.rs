@@ -292,6 +292,11 @@ impl Ua {
     }
 
     pub async fn invite(&mut self, dest: &str, body: Option<&str>) -> OutCall {
+        self.invite_with(dest, body, "").await
+    }
+
+    /// [`Ua::invite`] with `extra` header lines (each ending in CRLF).
+    pub async fn invite_with(&mut self, dest: &str, body: Option<&str>, extra: &str) -> OutCall {
         let call_id = format!("call-{}", token());
         let from_tag = token();
         let branch = format!("z9hG4bK{}", token());
@@ -301,7 +306,7 @@ impl Ua {
         let msg = format!(
             "INVITE sip:{dest}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: \"{u}\" <sip:{u}@127.0.0.1>;tag={from_tag}\r\nTo: <sip:{dest}@127.0.0.1>\r\n\
-             Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {c}\r\nContent-Type: application/sdp\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {c}\r\n{extra}Content-Type: application/sdp\r\n\
              Content-Length: {len}\r\n\r\n{body}",
             server = self.server,
             me = self.addr,
@@ -397,7 +402,8 @@ impl Ua {
             .await;
     }
 
-    async fn reply_full(
+    /// A reply with a body (SDP) and extra headers.
+    pub async fn reply_full(
         &self,
         req: &Request,
         code: u16,

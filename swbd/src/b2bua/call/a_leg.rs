@@ -5,6 +5,8 @@ use super::*;
 
 impl Ctl {
     pub(super) fn send_a(&mut self, resp: Response) {
+        let resp = self.reliable_to_a(resp);
+        let resp = self.session_timer_to_a(resp);
         let summary = summary_resp(&resp);
         let bytes = resp.to_bytes();
         self.handle

@@ -89,6 +89,10 @@ impl Ctl {
         invite
             .headers
             .insert(Name::ALLOW, crate::sip::capabilities::ALLOW_IN_DIALOG);
+        invite
+            .headers
+            .insert(Name::SUPPORTED, self.supported_value());
+        self.session_timer_b_invite(&mut invite);
         invite.headers.insert(Name::CONTENT_TYPE, "application/sdp");
         invite.body = bytes::Bytes::from(offer.local_sdp.clone());
 
@@ -129,6 +133,8 @@ impl Ctl {
             failed: None,
             auth_tried: false,
             early: false,
+            reliable: Default::default(),
+            session_retried: false,
         });
         Ok(())
     }
@@ -228,6 +234,9 @@ impl Ctl {
         match resp.code {
             100 => None,
             101..=199 => {
+                if !self.prack_b(i, &resp).await {
+                    return None;
+                }
                 self.handle.update(Some(CallChange::Ringing), |r| {
                     if let Some(l) = r.leg_mut(&sip_call_id) {
                         l.state = LegState::Early;
@@ -253,6 +262,7 @@ impl Ctl {
             200..=299 => self.on_b_answer(i, resp).await,
             401 | 407 if self.retry_with_credentials(i, &resp).await => None,
             488 if self.retry_in_ipv4(i).await => None,
+            422 if self.retry_session_interval(i, &resp).await => None,
             code => {
                 self.b_failed(i, code).await;
                 None
@@ -403,6 +413,7 @@ impl Ctl {
     }
 
     pub(super) async fn on_b_answer(&mut self, i: usize, resp: Response) -> Option<DialTarget> {
+        let resp = self.with_reliable_answer(i, resp);
         let leg = self.b_legs.get_mut(i)?;
         let txn = leg.txn.take()?;
         let request = leg.request.clone();
@@ -418,6 +429,7 @@ impl Ctl {
             self.b_failed(i, 502).await;
             return None;
         };
+        self.continue_b_cseq(i, &mut dialog);
         let ack = dialog.request(Method::Ack, Some(invite_seq));
 
         // Apply B's answer to its media session before the ACK: a phone
@@ -548,6 +560,7 @@ impl Ctl {
         dialog.remote_seq = None;
         self.handle
             .route_dialog(dialog.id.clone(), self.dlg_tx.clone());
+        self.session_timer_b_answered(&resp);
         // The transaction stays with the winner to re-ACK retransmitted 2xx.
         self.winner = Some(Winner {
             dialog,

@@ -27,6 +27,15 @@ impl Ctl {
                         Box::pin(self.bye(false)).await;
                         return "no ACK from caller".into();
                     }
+                    Some(ServerInviteEvent::PrackTimeout) => {
+                        // Our 2xx was held for a PRACK that never came; A
+                        // got a 500 instead: only B has a dialog.
+                        if let Some(d) = self.a_dialog.take() {
+                            self.handle.unroute_dialog(&d.id);
+                        }
+                        Box::pin(self.bye(false)).await;
+                        return "no PRACK from caller".into();
+                    }
                     Some(_) => {}
                     None => a_events_open = false,
                 },
@@ -87,6 +96,13 @@ impl Ctl {
                         return "callee hung up".into();
                     }
                 }
+                ev = self.session_timers.next_event() => {
+                    if let Some(cause) = Box::pin(self.on_session_timer(ev)).await {
+                        Box::pin(self.bye(true)).await;
+                        Box::pin(self.bye(false)).await;
+                        return cause;
+                    }
+                }
                 Some(cmd) = cmd_rx.recv() => {
                     let reason = match *cmd {
                         CallCommand::Dtmf(d) => {
@@ -122,6 +138,10 @@ impl Ctl {
         };
         if let Some(Err(e)) = checked {
             let _ = txn.respond(txn.response(e.status_code(), &e.to_string()));
+            return;
+        }
+        if let Some(r) = self.session_timer_refusal(from_a, &request) {
+            let _ = txn.respond(r.complete(txn.response(r.code, r.reason)));
             return;
         }
         let session = if from_a {
@@ -160,6 +180,7 @@ impl Ctl {
                 if let Some(c) = contact {
                     resp.headers.insert(Name::CONTACT, format!("<{c}>"));
                 }
+                self.session_timer_refreshed(from_a, &request, &mut resp);
                 let summary = summary_resp(&resp);
                 let bytes = resp.to_bytes();
                 self.handle

@@ -43,6 +43,9 @@ mod bridged;
 mod dial;
 mod dtmf;
 mod family;
+mod prack;
+mod session_expires;
+mod session_timer;
 mod sessions;
 
 use b_leg::{codec_name, reap};
@@ -104,6 +107,9 @@ enum Interrupt {
     Hangup(String),
     /// Media died.
     MediaLost(String),
+    /// A never PRACKed a reliable provisional: the transaction rejected
+    /// the INVITE itself (RFC 3262 §3).
+    NoPrack,
 }
 
 /// Run one call to its end. `invite` has had `100 Trying` sent.
@@ -116,6 +122,10 @@ pub async fn run(deps: CallDeps, invite: ServerInviteTransaction) {
 async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: String) {
     let principal = invite.take_principal();
     let (a, mut a_events) = invite.split();
+    if let Some(refusal) = session_expires::refuse_invite(&deps.config.sip.session_timer, &a) {
+        let _ = a.respond(refusal);
+        return;
+    }
     let request = a.request().clone();
     let source = *a.source();
     let from = request.header_from().ok();
@@ -190,6 +200,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         ringing_sent: false,
         dtmf: dtmf_state,
         ipv4_only: Vec::new(),
+        a_reliable: Default::default(),
+        session_timers: Default::default(),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -216,6 +228,10 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                     }
                     Some(ServerInviteEvent::NoAck) => {
                         interrupt = Some(Interrupt::Hangup("no ACK from caller".into()));
+                        token.cancel();
+                    }
+                    Some(ServerInviteEvent::PrackTimeout) => {
+                        interrupt = Some(Interrupt::NoPrack);
                         token.cancel();
                     }
                     Some(ServerInviteEvent::Ack(_)) => {}
@@ -260,6 +276,13 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             "caller cancelled".to_string()
         }
         (Some(Interrupt::CallerBye), _) => "caller hung up".to_string(),
+        (Some(Interrupt::NoPrack), _) => {
+            // A got its 500 from the transaction; no dialog with A exists.
+            ctl.final_sent = true;
+            ctl.a_dialog = None;
+            ctl.handle.update(None, |r| r.end_status = 500);
+            "no PRACK from caller".to_string()
+        }
         (Some(Interrupt::Hangup(r)), _) | (Some(Interrupt::MediaLost(r)), _) => {
             if ctl.answered {
                 Box::pin(ctl.bye_a()).await;
@@ -310,6 +333,10 @@ fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
             let (code, reason) = match method {
                 Method::Bye => (200, "OK"),
                 Method::Options => (200, "OK"),
+                // The INVITE's transaction answers PRACKs for reliable
+                // provisionals still unacknowledged; one that reaches a
+                // call matches none (RFC 3262 §3).
+                Method::Prack => (481, "Call/Transaction Does Not Exist"),
                 _ => (501, "Not Implemented"),
             };
             let _ = txn.respond(txn.response(code, reason));
@@ -350,6 +377,10 @@ struct BLeg {
     auth_tried: bool,
     /// Early media bridged from this leg.
     early: bool,
+    /// Its reliable provisionals (RFC 3262 §4).
+    reliable: prack::BLegReliable,
+    /// A `422` was answered once already (RFC 4028 §7.3).
+    session_retried: bool,
 }
 
 /// The answered B-leg.
@@ -399,6 +430,10 @@ struct Ctl {
     /// B-leg flows that refused an IPv6 offer: offered IPv4 since
     /// ([`family`]).
     ipv4_only: Vec<SocketAddr>,
+    /// What reliable provisionals to A changed (RFC 3262).
+    a_reliable: prack::ALegReliable,
+    /// Both legs' session timers (RFC 4028).
+    session_timers: session_timer::SessionTimers,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
