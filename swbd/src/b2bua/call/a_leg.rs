@@ -4,7 +4,8 @@
 use super::*;
 
 impl Ctl {
-    pub(super) fn send_a(&mut self, resp: Response) {
+    pub(super) fn send_a(&mut self, mut resp: Response) {
+        self.dialog_headers(&mut resp);
         let summary = summary_resp(&resp);
         let bytes = resp.to_bytes();
         self.handle
@@ -83,6 +84,10 @@ impl Ctl {
                 l.state = LegState::Confirmed;
             }
         });
+        if self.late.a {
+            // Our 200 carried the offer: the answer is in A's ACK.
+            self.answer_from_ack().await?;
+        }
         Ok(())
     }
 

@@ -62,9 +62,21 @@ impl Ctl {
                         self.handle.update(None, |r| r.log_message(from_a, true, summary, &bytes));
                     }
                     if let LegInput::Invite(txn) = input {
+                        if self.offer_pending(from_a) {
+                            // Our relayed offer to this leg waits (update.rs).
+                            let _ = txn.respond(txn.response(491, "Request Pending"));
+                            continue;
+                        }
                         Box::pin(self.reinvite(from_a, txn)).await;
                         continue;
                     }
+                    let input = match input {
+                        LegInput::Request(t) if t.request().method == Method::Update => {
+                            Box::pin(self.on_update(from_a, t)).await;
+                            continue;
+                        }
+                        other => other,
+                    };
                     if answer_in_dialog(&dialog, input) == InDialog::Bye {
                         self.handle.unroute_dialog(&dialog);
                         if from_a {
@@ -128,6 +140,7 @@ impl Ctl {
                 .update_session(media::UpdateSessionRequest {
                     session_id: session,
                     remote_sdp: String::from_utf8_lossy(&request.body).into_owned(),
+                    ..Default::default()
                 })
                 .await
                 .map(|r| r.into_inner().local_sdp)
@@ -194,6 +207,7 @@ impl Ctl {
         if let Some(w) = &self.winner {
             self.handle.unroute_dialog(&w.dialog.id);
         }
+        self.unroute_early();
         self.lease = None;
     }
 }

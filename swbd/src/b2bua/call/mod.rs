@@ -41,7 +41,11 @@ mod a_leg;
 mod b_leg;
 mod bridged;
 mod dial;
+mod early;
+mod late_offer;
+mod redirect;
 mod sessions;
+mod update;
 
 use b_leg::{codec_name, reap};
 
@@ -58,6 +62,13 @@ pub struct Contact {
 pub trait Locator: Send + Sync + fmt::Debug {
     /// Current contacts of `user`, best q-value first.
     fn lookup(&self, user: &str) -> Vec<Contact>;
+
+    /// Whether `user` exists (is in the users file) even when it has no
+    /// contact: a dial to a known user who is not registered fails with
+    /// `480 Temporarily Unavailable`, to an unknown one with `404`.
+    fn is_known(&self, _user: &str) -> bool {
+        false
+    }
 }
 
 impl Locator for crate::registrar::Registrar {
@@ -161,6 +172,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, "new call");
 
     let (dlg_tx, mut dlg_rx) = mpsc::unbounded_channel();
+    let (late, ack_tx) = late_offer::LateOffer::new();
+    let (updates, early_inbox) = update::Updates::new();
     let mut ctl = Ctl {
         deps: deps.clone(),
         a,
@@ -183,6 +196,10 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         early_bridge: None,
         playing: false,
         ringing_sent: false,
+        late,
+        redirect: redirect::Redirects::default(),
+        updates,
+        end_cause: None,
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -211,11 +228,18 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                         interrupt = Some(Interrupt::Hangup("no ACK from caller".into()));
                         token.cancel();
                     }
-                    Some(ServerInviteEvent::Ack(_)) => {}
+                    Some(ServerInviteEvent::Ack(ack)) => {
+                        // A delayed offer's answer is in it (late_offer.rs).
+                        let _ = ack_tx.send(ack);
+                    }
                     None => a_events_open = false,
                 },
                 Some(msg) = dlg_rx.recv() => {
-                    let (dialog, input) = *msg;
+                    // UPDATEs and requests in B-legs' early dialogs are
+                    // answered here or by the dial (update.rs).
+                    let Some((dialog, input)) = early_inbox.screen(&deps, *msg) else {
+                        continue;
+                    };
                     if answer_in_dialog(&dialog, input) == InDialog::Bye && interrupt.is_none() {
                         tracing::info!("caller hung up during the dialplan");
                         interrupt = Some(Interrupt::CallerBye);
@@ -245,7 +269,11 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             ctl.final_to_a(487, "Request Terminated");
             "caller cancelled".to_string()
         }
-        (Some(Interrupt::CallerBye), _) => "caller hung up".to_string(),
+        (Some(Interrupt::CallerBye), _) => {
+            // A BYE in the early dialog ends the INVITE too (RFC 3261 §15).
+            ctl.final_to_a(487, "Request Terminated");
+            "caller hung up".to_string()
+        }
         (Some(Interrupt::Hangup(r)), _) | (Some(Interrupt::MediaLost(r)), _) => {
             if ctl.answered {
                 Box::pin(ctl.bye_a()).await;
@@ -273,6 +301,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             format!("{other:?}")
         }
     };
+    // A failure that ended both legs mid-action says why (late_offer.rs).
+    let cause = ctl.end_cause.take().unwrap_or(cause);
     Box::pin(ctl.cleanup()).await;
     tracing::info!(%cause, "call ended");
     ctl.handle.update(None, |r| {
@@ -288,7 +318,8 @@ enum InDialog {
 }
 
 /// Answer an in-dialog request the way every call state does: BYE 200,
-/// OPTIONS 200, re-INVITE 488, UPDATE/INFO/others 501. ACKs are absorbed.
+/// OPTIONS 200, re-INVITE 488, INFO/others 501. ACKs are absorbed.
+/// (UPDATE never gets here: `update.rs` answers it.)
 fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
     match input {
         LegInput::Request(txn) => {
@@ -336,6 +367,14 @@ struct BLeg {
     auth_tried: bool,
     /// Early media bridged from this leg.
     early: bool,
+    /// Sent without SDP (gateway `late_offer`): its 2xx carries the offer,
+    /// our ACK the answer (late_offer.rs).
+    late_offer: bool,
+    /// Redirects (3xx) followed to reach this leg (redirect.rs).
+    redirects: u8,
+    /// Its early dialog (first 18x with a To tag and a Contact), routed so
+    /// an UPDATE reaches the call (early.rs).
+    early_dialog: Option<DialogId>,
 }
 
 /// The answered B-leg.
@@ -380,6 +419,16 @@ struct Ctl {
     early_bridge: Option<String>,
     playing: bool,
     ringing_sent: bool,
+    /// Delayed offer (RFC 3261 §13.2.1), late_offer.rs.
+    late: late_offer::LateOffer,
+    /// How 3xx from B-legs are handled, redirect.rs.
+    redirect: redirect::Redirects,
+    /// Early dialogs and UPDATE (RFC 3311), update.rs.
+    updates: update::Updates,
+    /// The call is over whatever the dialplan does next, and why: a
+    /// failure ended both legs in the middle of an action (an ACK without
+    /// the answer to a delayed offer).
+    end_cause: Option<String>,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
