@@ -99,3 +99,31 @@ async fn known_user_not_registered_is_480_unknown_user_404() {
     assert_eq!(r.code, 404, "unknown: {} {}", r.code, r.reason);
     sys.assert_clean().await;
 }
+
+#[tokio::test]
+async fn callee_bye_in_its_early_dialog_does_not_end_the_call() {
+    let sys = System::start(Options::default()).await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    bob.register(300).await;
+
+    let mut call = alice.invite("1002", None).await;
+    let inv = bob.request("INVITE").await;
+    bob.reply(&inv, 180, "Ringing", Some("bobtag"), None).await;
+    // Relayed: swbd has routed Bob's early dialog by now.
+    while alice.response(&call.call_id, "INVITE").await.code != 180 {}
+    // A (misbehaving) callee BYE in its early dialog, which swbd routes
+    // for UPDATE: answered, and the caller's call is not torn down.
+    let r = dialog_support::callee_final(&mut bob, &inv, "bobtag", "BYE", 1, None).await;
+    assert_eq!(r.code, 200);
+    bob.reply(&inv, 200, "OK", Some("bobtag"), Some(&sdp(bob.rtp_port)))
+        .await;
+    let _ack = bob.request("ACK").await;
+    let ok = alice.final_response(&mut call).await;
+    assert_eq!(ok.code, 200, "{} {}", ok.code, ok.reason);
+    alice.ack(&call).await;
+    assert_eq!(alice.bye(&call).await.code, 200);
+    let bye = bob.request("BYE").await;
+    bob.reply(&bye, 200, "OK", None, None).await;
+    sys.assert_clean().await;
+}

@@ -75,11 +75,20 @@ impl Ctl {
         leg.early_dialog = Some(dialog.id.clone());
         self.handle
             .route_dialog(dialog.id.clone(), self.dlg_tx.clone());
+        self.updates.b_early.add(dialog.id.clone());
         self.updates.early_routes.push(dialog.id);
     }
 
-    /// B-leg `winner` answered: the early dialogs of the others end.
+    /// B-leg `winner` answered: the early dialogs of the others end, its
+    /// own is confirmed.
     pub(super) fn unroute_early_except(&mut self, winner: usize) {
+        if let Some(id) = self
+            .b_legs
+            .get(winner)
+            .and_then(|b| b.early_dialog.as_ref())
+        {
+            self.updates.b_early.remove(id);
+        }
         let losing: Vec<DialogId> = self
             .b_legs
             .iter_mut()
@@ -89,6 +98,7 @@ impl Ctl {
             .collect();
         for id in &losing {
             self.handle.unroute_dialog(id);
+            self.updates.b_early.remove(id);
         }
         self.updates.early_routes.retain(|r| !losing.contains(r));
     }
@@ -99,6 +109,7 @@ impl Ctl {
         for id in std::mem::take(&mut self.updates.early_routes) {
             self.handle.unroute_dialog(&id);
         }
+        self.updates.b_early.clear();
         if let Some(id) = self.a_dialog_id() {
             self.handle.unroute_dialog(&id);
         }

@@ -235,7 +235,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                     None => a_events_open = false,
                 },
                 Some(msg) = dlg_rx.recv() => {
-                    // UPDATEs and requests in B-legs' early dialogs are
+                    // UPDATEs (and BYEs in callees' early dialogs) are
                     // answered here or by the dial (update.rs).
                     let Some((dialog, input)) = early_inbox.screen(&deps, *msg) else {
                         continue;

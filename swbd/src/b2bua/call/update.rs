@@ -28,6 +28,7 @@
 //! INVITE or a trunk's without SDP), and `500` with `Retry-After` when no
 //! dial is running (nothing rings: between dialplan actions, playback).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
@@ -46,6 +47,8 @@ pub(super) struct Updates {
     pub(super) early: mpsc::UnboundedReceiver<DialogInput>,
     /// Set while a dial runs (only it answers them).
     dialing: Arc<AtomicBool>,
+    /// B-legs' dialogs that are still early (shared with the inbox).
+    pub(super) b_early: EarlyDialogs,
     /// Our relayed offer toward A.
     to_a: Arc<Relay>,
     /// Our relayed offer toward the answered B-leg.
@@ -61,11 +64,45 @@ struct Relay {
     refused: AtomicBool,
 }
 
-/// The call task's side: takes UPDATEs before anything else sees them.
+/// The call task's side: takes UPDATEs (and BYEs in callees' early
+/// dialogs) before anything else sees them.
 #[derive(Debug)]
 pub(super) struct EarlyInbox {
     tx: mpsc::UnboundedSender<DialogInput>,
     dialing: Arc<AtomicBool>,
+    b_early: EarlyDialogs,
+}
+
+/// The B-legs' early dialogs (at most one per leg), which the call task
+/// checks a BYE against while the dialplan runs: a callee's BYE in an
+/// early dialog (RFC 3261 §15 leaves BYE there to the caller) must not end
+/// the whole call as the caller's BYE does. A std mutex: a short lookup or
+/// edit, never held across an `.await`, between two halves of one task.
+#[derive(Debug, Clone, Default)]
+pub(super) struct EarlyDialogs(Arc<Mutex<Vec<DialogId>>>);
+
+impl EarlyDialogs {
+    pub(super) fn add(&self, id: DialogId) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(id);
+        }
+    }
+
+    pub(super) fn remove(&self, id: &DialogId) {
+        if let Ok(mut v) = self.0.lock() {
+            v.retain(|d| d != id);
+        }
+    }
+
+    pub(super) fn clear(&self) {
+        if let Ok(mut v) = self.0.lock() {
+            v.clear();
+        }
+    }
+
+    fn contains(&self, id: &DialogId) -> bool {
+        self.0.lock().is_ok_and(|v| v.contains(id))
+    }
 }
 
 /// While it lives, early UPDATEs with SDP go to the dial.
@@ -82,16 +119,22 @@ impl Updates {
     pub(super) fn new() -> (Self, EarlyInbox) {
         let (tx, rx) = mpsc::unbounded_channel();
         let dialing = Arc::new(AtomicBool::new(false));
+        let b_early = EarlyDialogs::default();
         (
             Self {
                 early_routes: Vec::new(),
                 a_early_routed: false,
                 early: rx,
                 dialing: dialing.clone(),
+                b_early: b_early.clone(),
                 to_a: Arc::default(),
                 to_b: Arc::default(),
             },
-            EarlyInbox { tx, dialing },
+            EarlyInbox {
+                tx,
+                dialing,
+                b_early,
+            },
         )
     }
 
@@ -151,8 +194,9 @@ fn ok_response(txn: &ServerTransaction, contact: &str, sdp: Option<&str>) -> Res
 impl EarlyInbox {
     /// Take what only this module answers out of the call task's dialog
     /// input while the dialplan runs: UPDATE without SDP is answered here,
-    /// with SDP handed to the running dial (or refused for now). Anything
-    /// else is given back.
+    /// with SDP handed to the running dial (or refused for now); a BYE in
+    /// a callee's early dialog is answered and ends nothing (that callee's
+    /// INVITE still gets its final response). Anything else is given back.
     pub(super) fn screen(
         &self,
         deps: &CallDeps,
@@ -161,6 +205,13 @@ impl EarlyInbox {
         let (dialog, input) = msg;
         let txn = match input {
             LegInput::Request(txn) if txn.request().method == Method::Update => txn,
+            LegInput::Request(txn)
+                if txn.request().method == Method::Bye && self.b_early.contains(&dialog) =>
+            {
+                tracing::info!("BYE in a callee's early dialog: answered, the call goes on");
+                let _ = txn.respond(txn.response(200, "OK"));
+                return None;
+            }
             other => return Some((dialog, other)),
         };
         if blank(&txn.request().body) {
