@@ -481,6 +481,12 @@ pub struct GatewayConfig {
     /// Outbound digest password.
     #[serde(default)]
     pub password: Option<String>,
+    /// Send INVITEs to this trunk without SDP (delayed offer, RFC 3261
+    /// §13.2.1): the trunk's 2xx carries the offer and swbd's ACK the
+    /// answer. For trunks and SBCs that insist on making the offer. Off by
+    /// default (swbd offers, from the media node).
+    #[serde(default)]
+    pub late_offer: bool,
 }
 
 fn default_gateway_transport() -> Transport {

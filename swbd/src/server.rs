@@ -82,7 +82,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         media: media.clone(),
         dialplan: dialplan.clone(),
         calls: calls.clone(),
-        locator: Arc::new(endpoint.registrar().clone()),
+        locator: Arc::new(crate::b2bua::directory::Directory::new(
+            endpoint.registrar().clone(),
+            endpoint.authenticator().clone(),
+        )),
     };
     let mut invites = endpoint
         .take_invites()

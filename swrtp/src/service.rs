@@ -30,6 +30,35 @@ impl MediaControl {
     }
 }
 
+/// What a session offers, from the request's options (codecs in
+/// preference order, node defaults when none; RFC 4733 events; ptime).
+fn offer_options(o: &pb::OfferOptions) -> Result<Offer, Status> {
+    let mut codecs: Vec<AudioCodec> = o
+        .codecs
+        .iter()
+        .filter_map(|c| pb::Codec::try_from(*c).ok())
+        .filter_map(AudioCodec::from_proto)
+        .collect();
+    codecs.dedup();
+    if codecs.is_empty() {
+        codecs = vec![AudioCodec::Pcmu, AudioCodec::Pcma];
+    }
+    let ptime = match o.ptime_ms {
+        0 => sdp::DEFAULT_PTIME_MS,
+        p if (10..=120).contains(&p) && p % 10 == 0 => p,
+        p => {
+            return Err(Status::invalid_argument(format!(
+                "ptime_ms {p} is not supported (10..120, a multiple of 10)"
+            )));
+        }
+    };
+    Ok(Offer {
+        codecs,
+        te_pt: o.telephone_event.then_some(sdp::DEFAULT_TELEPHONE_EVENT_PT),
+        ptime,
+    })
+}
+
 fn required<'a>(v: &'a str, name: &'static str) -> Result<&'a str, Status> {
     if v.is_empty() {
         Err(Error::Missing(name).into())
@@ -191,30 +220,7 @@ impl MediaControl {
                 Negotiation::Answer(sdp)
             }
             Some(pb::create_session_request::Negotiation::Offer(o)) => {
-                let mut codecs: Vec<AudioCodec> = o
-                    .codecs
-                    .iter()
-                    .filter_map(|c| pb::Codec::try_from(*c).ok())
-                    .filter_map(AudioCodec::from_proto)
-                    .collect();
-                codecs.dedup();
-                if codecs.is_empty() {
-                    codecs = vec![AudioCodec::Pcmu, AudioCodec::Pcma];
-                }
-                let ptime = match o.ptime_ms {
-                    0 => sdp::DEFAULT_PTIME_MS,
-                    p if (10..=120).contains(&p) && p % 10 == 0 => p,
-                    p => {
-                        return Err(Status::invalid_argument(format!(
-                            "ptime_ms {p} is not supported (10..120, a multiple of 10)"
-                        )));
-                    }
-                };
-                Negotiation::Offer(Offer {
-                    codecs,
-                    te_pt: o.telephone_event.then_some(sdp::DEFAULT_TELEPHONE_EVENT_PT),
-                    ptime,
-                })
+                Negotiation::Offer(offer_options(&o)?)
             }
             None => return Err(Error::Missing("remote_offer_sdp or offer").into()),
         };
@@ -344,6 +350,22 @@ impl MediaService for MediaControl {
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
         let r = request.into_inner();
         let id = required(&r.session_id, "session_id")?;
+        if r.remote_sdp.is_empty() {
+            if let Some(o) = &r.reoffer {
+                let (local_sdp, media) = self.node.reoffer(id, offer_options(o)?).await?;
+                return Ok(Response::new(pb::UpdateSessionResponse {
+                    local_sdp,
+                    media: Some(media),
+                }));
+            }
+            if r.withdraw_offer {
+                let media = self.node.withdraw_offer(id).await?;
+                return Ok(Response::new(pb::UpdateSessionResponse {
+                    local_sdp: String::new(),
+                    media: Some(media),
+                }));
+            }
+        }
         let (local_sdp, media) = self.node.update(id, &r.remote_sdp).await?;
         Ok(Response::new(pb::UpdateSessionResponse {
             local_sdp,

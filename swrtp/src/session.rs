@@ -30,6 +30,7 @@ use crate::stats::{DirectionCounters, RelayLatency};
 
 mod dtmf;
 mod family;
+mod reoffer;
 
 pub use family::Family;
 

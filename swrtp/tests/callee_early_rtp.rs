@@ -59,6 +59,7 @@ async fn answer(d: &mut Daemon, id: &str, peer: &Peer) {
         .update_session(pb::UpdateSessionRequest {
             session_id: id.into(),
             remote_sdp: offer_sdp(peer.sdp_port, "0", ""),
+            ..Default::default()
         })
         .await
         .expect("apply answer");

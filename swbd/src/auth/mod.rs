@@ -213,6 +213,11 @@ impl Authenticator {
         &self.inner.realm
     }
 
+    /// Whether the users file names `username` (known, registered or not).
+    pub fn has_user(&self, username: &str) -> bool {
+        self.inner.users.get(username).is_some()
+    }
+
     /// Check a request's credentials.
     pub fn check(
         &self,

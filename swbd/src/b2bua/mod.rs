@@ -8,6 +8,7 @@
 //! - [`table`]: [`CallTable`], admin records, dialog routes, media index.
 //! - [`record`]: [`CallRecord`], what the admin sees of a call.
 //! - [`dispatch`]: routing of INVITE / in-dialog requests to call tasks.
+//! - [`directory`]: who is known (users file) and registered (registrar).
 //! - [`outbound_auth`]: answering a trunk's digest challenge.
 //!
 //! In-dialog requests: a re-INVITE with an offer on a bridged leg (hold,
@@ -15,14 +16,17 @@
 //! the remote target; a re-INVITE without an offer, one the node refuses,
 //! or one that arrives while the dialplan still runs gets
 //! `488 Not Acceptable Here` (the session stays as it was, RFC 3261 §14.2).
-//! INFO carries DTMF between the legs (`call/dtmf.rs`: `200` for a DTMF
-//! body or none, `415`/`400` otherwise); UPDATE gets `501 Not
-//! Implemented`, OPTIONS `200 OK`, requests for unknown dialogs `481`, a
-//! PRACK that no reliable provisional waits for `481` (`call/prack.rs`).
-//! Nothing is left hanging. Session timers run on both legs of a bridged
-//! call (`call/session_timer.rs`).
+//! UPDATE (RFC 3311) is answered in early and confirmed dialogs, an offer
+//! in it by the media node, and relayed to the other leg when confirmed
+//! (`call/update.rs`). INFO carries DTMF between the legs (`call/dtmf.rs`:
+//! `200` for a DTMF body or none, `415`/`400` otherwise); OPTIONS gets
+//! `200 OK`, requests for unknown dialogs `481`, a PRACK that no reliable
+//! provisional waits for `481` (`call/prack.rs`). Nothing is left
+//! hanging. Session timers run on both legs of a bridged call
+//! (`call/session_timer.rs`).
 
 pub mod call;
+pub mod directory;
 pub mod dispatch;
 pub mod identity;
 pub mod outbound_auth;

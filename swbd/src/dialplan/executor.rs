@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::file::OnFailure;
+use super::file::{OnFailure, Redirect};
 use super::plan::{Action, CallInfo, Dialplan, ReadRequest, Target, reason_phrase};
 use super::template::{Variables, escape_reason};
 
@@ -67,6 +67,14 @@ impl DialOutcome {
     }
 }
 
+/// How a `dial` action treats what its B-legs answer, beyond its targets
+/// and timeout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DialOptions {
+    /// A B-leg's 3xx: followed, or passed to the caller.
+    pub redirect: Redirect,
+}
+
 /// What the executor asks of the call. The B2BUA implements it on its
 /// call task; tests implement it with a script.
 ///
@@ -92,6 +100,18 @@ pub trait CallControl: Send {
         targets: &[Target],
         timeout: Duration,
     ) -> impl Future<Output = DialOutcome> + Send;
+
+    /// [`CallControl::dial`] with the `dial` action's [`DialOptions`]. The
+    /// default ignores them.
+    fn dial_with(
+        &mut self,
+        targets: &[Target],
+        timeout: Duration,
+        options: DialOptions,
+    ) -> impl Future<Output = DialOutcome> + Send {
+        let _ = options;
+        self.dial(targets, timeout)
+    }
 
     /// End the call: a final response before answer, BYE after.
     fn hangup(&mut self, code: u16, reason: &str) -> impl Future<Output = ()> + Send;
@@ -238,9 +258,13 @@ async fn run_actions<C: CallControl>(
                 targets,
                 timeout,
                 on_failure,
+                redirect,
             } => {
                 let resolved: Vec<Target> = targets.iter().map(|t| t.resolve(vars)).collect();
-                match race(cancel, control.dial(&resolved, *timeout)).await {
+                let options = DialOptions {
+                    redirect: *redirect,
+                };
+                match race(cancel, control.dial_with(&resolved, *timeout, options)).await {
                     None => return CallOutcome::CallerHungUp,
                     Some(DialOutcome::Answered(t)) => return CallOutcome::Bridged(t),
                     Some(DialOutcome::Cancelled) => return CallOutcome::Cancelled,

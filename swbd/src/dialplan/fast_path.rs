@@ -44,7 +44,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::file::{
     ActionFile, DialFile, DialplanFile, DurationValue, HangupFile, MatchFile, NoMatchFile,
-    OnFailure, PlaybackFile, ReadFile, RouteFile, SetFile,
+    OnFailure, PlaybackFile, ReadFile, Redirect, RouteFile, SetFile,
 };
 
 /// serde-saphyr's default budget refuses more than 250,000 nodes; decline
@@ -853,6 +853,15 @@ fn on_failure(node: &Node<'_>) -> Option<OnFailure> {
     }
 }
 
+fn redirect(node: &Node<'_>) -> Option<Redirect> {
+    let s = scalar(node)?;
+    match (s.quoted, s.text.as_ref()) {
+        (false, "follow") => Some(Redirect::Follow),
+        (false, "pass") => Some(Redirect::Pass),
+        _ => None,
+    }
+}
+
 /// `30s`, `1.5s`, `500ms` (strings) or plain digits (an integer); the
 /// duration must parse, or serde's error is the one to show.
 fn duration(node: &Node<'_>) -> Option<Spanned<DurationValue>> {
@@ -1010,13 +1019,16 @@ impl<'a> Tree<'a> {
                         })
                     }
                     "dial" => {
-                        let [target, targets, timeout, failure] =
-                            self.fields(body, ["target", "targets", "timeout", "on_failure"])?;
+                        let [target, targets, timeout, failure, redirect_mode] = self.fields(
+                            body,
+                            ["target", "targets", "timeout", "on_failure", "redirect"],
+                        )?;
                         ActionFile::Dial(DialFile {
                             target: opt(target, spanned_string)?,
                             targets: opt(targets, |n| self.string_list(n))?,
                             timeout: opt(timeout, duration)?,
                             on_failure: opt(failure, on_failure)?.unwrap_or_default(),
+                            redirect: opt(redirect_mode, redirect)?.unwrap_or_default(),
                         })
                     }
                     "hangup" => {

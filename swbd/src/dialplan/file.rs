@@ -159,6 +159,19 @@ pub enum OnFailure {
     Stop,
 }
 
+/// What a dial does with a B-leg's redirect (3xx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redirect {
+    /// Call the 3xx's Contacts, each through the same rules as a `dial`
+    /// target (at most 5 redirects in a row).
+    #[default]
+    Follow,
+    /// Give the 3xx to the caller with its Contact intact, when no other
+    /// target of the dial answers.
+    Pass,
+}
+
 /// `dial:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +188,9 @@ pub struct DialFile {
     /// What to do when nobody answers.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// What to do with a 3xx (follow it, or pass it to the caller).
+    #[serde(default)]
+    pub redirect: Redirect,
 }
 
 /// `hangup:`.

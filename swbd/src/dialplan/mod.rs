@@ -34,7 +34,10 @@ pub mod store;
 pub mod template;
 
 pub use error::Error;
-pub use executor::{CallControl, CallOutcome, ControlError, DialOutcome, Execution, execute};
+pub use executor::{
+    CallControl, CallOutcome, ControlError, DialOptions, DialOutcome, Execution, execute,
+};
+pub use file::Redirect;
 pub use plan::{
     Action, CallInfo, DEFAULT_SOURCE, DEFAULT_YAML, Dialplan, DialplanContext, NoMatch, Read,
     ReadRequest, Route, Summary, Target, Version, check_file,

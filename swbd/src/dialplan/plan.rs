@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use switchboard_proto::support::yaml::{self, FileError};
 
 use super::error::{Error, clamp};
-use super::file::{ActionFile, DialplanFile, MatchFile, OnFailure, RouteFile};
+use super::file::{ActionFile, DialplanFile, MatchFile, OnFailure, Redirect, RouteFile};
 use super::index::RouteIndex;
 use super::pattern::{AnchoredRegex, Cidr, Glob};
 use super::template::{
@@ -340,6 +340,8 @@ pub enum Action {
         timeout: Duration,
         /// Next action or stop when nobody answers.
         on_failure: OnFailure,
+        /// Follow a B-leg's 3xx or pass it to the caller.
+        redirect: Redirect,
     },
     /// End the call.
     Hangup {
@@ -382,6 +384,7 @@ impl Action {
                 targets,
                 timeout,
                 on_failure,
+                redirect,
             } => {
                 let t: Vec<String> = targets
                     .iter()
@@ -392,8 +395,12 @@ impl Action {
                     OnFailure::Next => "next action",
                     OnFailure::Stop => "stop",
                 };
+                let redirect = match redirect {
+                    Redirect::Follow => "",
+                    Redirect::Pass => ", redirects passed to the caller",
+                };
                 format!(
-                    "{}{mode}, timeout {}, on failure {next}",
+                    "{}{mode}, timeout {}, on failure {next}{redirect}",
                     t.join(", "),
                     super::file::DurationValue(*timeout)
                 )
@@ -935,6 +942,7 @@ impl Validator<'_> {
                     targets,
                     timeout,
                     on_failure: d.on_failure,
+                    redirect: d.redirect,
                 })
             }
             ActionFile::Hangup(h) => {

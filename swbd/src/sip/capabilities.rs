@@ -4,11 +4,12 @@
 //! read these lists, so adding a feature is one line here.
 
 /// Methods swbd accepts (`Allow`, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE";
 
 /// Methods offered in a dialog swbd takes part in (`Allow` on INVITEs and
-/// their 2xx): REGISTER is not a dialog method.
-pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, PRACK";
+/// their 2xx): REGISTER is not a dialog method. UPDATE (RFC 3311) is
+/// answered in early and confirmed dialogs (`b2bua/call/update.rs`).
+pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, PRACK, UPDATE";
 
 /// Option tags swbd supports (`Supported`, RFC 3261 §20.37). A request
 /// whose `Require` names anything else gets `420 Bad Extension`.
@@ -33,6 +34,13 @@ pub fn supported_header() -> Option<String> {
     } else {
         Some(SUPPORTED_EXTENSIONS.join(", "))
     }
+}
+
+/// The `Supported` header value for responses that must always carry one
+/// (a 2xx to INVITE, RFC 3261 §13.3.1.4): the option tags, possibly none
+/// (an empty `Supported:` is legal, §20.37).
+pub fn supported_value() -> String {
+    SUPPORTED_EXTENSIONS.join(", ")
 }
 
 /// Whether the `name` header(s) of `message` (`Supported`, `Require`)

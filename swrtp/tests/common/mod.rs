@@ -166,6 +166,7 @@ impl Daemon {
             .update_session(pb::UpdateSessionRequest {
                 session_id: created.session_id.clone(),
                 remote_sdp: offer_sdp(peer.sdp_port, pts, extra),
+                ..Default::default()
             })
             .await
             .expect("apply answer")

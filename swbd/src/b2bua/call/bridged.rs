@@ -78,9 +78,21 @@ impl Ctl {
                         other => other,
                     };
                     if let LegInput::Invite(txn) = input {
+                        if self.offer_pending(from_a) {
+                            // Our relayed offer to this leg waits (update.rs).
+                            let _ = txn.respond(txn.response(491, "Request Pending"));
+                            continue;
+                        }
                         Box::pin(self.reinvite(from_a, txn)).await;
                         continue;
                     }
+                    let input = match input {
+                        LegInput::Request(t) if t.request().method == Method::Update => {
+                            Box::pin(self.on_update(from_a, t)).await;
+                            continue;
+                        }
+                        other => other,
+                    };
                     if answer_in_dialog(&dialog, input) == InDialog::Bye {
                         self.handle.unroute_dialog(&dialog);
                         if from_a {
@@ -159,6 +171,7 @@ impl Ctl {
                 .update_session(media::UpdateSessionRequest {
                     session_id: session,
                     remote_sdp: String::from_utf8_lossy(&request.body).into_owned(),
+                    ..Default::default()
                 })
                 .await
                 .map(|r| r.into_inner().local_sdp)
@@ -226,6 +239,7 @@ impl Ctl {
         if let Some(w) = &self.winner {
             self.handle.unroute_dialog(&w.dialog.id);
         }
+        self.unroute_early();
         self.lease = None;
     }
 }

@@ -42,11 +42,15 @@ mod b_leg;
 mod bridged;
 mod dial;
 mod dtmf;
+mod early;
 mod family;
+mod late_offer;
 mod prack;
+mod redirect;
 mod session_expires;
 mod session_timer;
 mod sessions;
+mod update;
 
 use b_leg::{codec_name, reap};
 
@@ -63,6 +67,13 @@ pub struct Contact {
 pub trait Locator: Send + Sync + fmt::Debug {
     /// Current contacts of `user`, best q-value first.
     fn lookup(&self, user: &str) -> Vec<Contact>;
+
+    /// Whether `user` exists (is in the users file) even when it has no
+    /// contact: a dial to a known user who is not registered fails with
+    /// `480 Temporarily Unavailable`, to an unknown one with `404`.
+    fn is_known(&self, _user: &str) -> bool {
+        false
+    }
 }
 
 impl Locator for crate::registrar::Registrar {
@@ -176,6 +187,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     // The caller's digits reach `read` through this while the dialplan
     // (which holds `ctl`) runs.
     let (digit_sink, dtmf_state) = dtmf::channel();
+    let (late, ack_tx) = late_offer::LateOffer::new();
+    let (updates, early_inbox) = update::Updates::new();
     let mut ctl = Ctl {
         deps: deps.clone(),
         a,
@@ -202,6 +215,10 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         ipv4_only: Vec::new(),
         a_reliable: Default::default(),
         session_timers: Default::default(),
+        late,
+        redirect: redirect::Redirects::default(),
+        updates,
+        end_cause: None,
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -234,11 +251,18 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                         interrupt = Some(Interrupt::NoPrack);
                         token.cancel();
                     }
-                    Some(ServerInviteEvent::Ack(_)) => {}
+                    Some(ServerInviteEvent::Ack(ack)) => {
+                        // A delayed offer's answer is in it (late_offer.rs).
+                        let _ = ack_tx.send(ack);
+                    }
                     None => a_events_open = false,
                 },
                 Some(msg) = dlg_rx.recv() => {
-                    let (dialog, input) = *msg;
+                    // UPDATEs (and BYEs in callees' early dialogs) are
+                    // answered here or by the dial (update.rs).
+                    let Some((dialog, input)) = early_inbox.screen(&deps, *msg) else {
+                        continue;
+                    };
                     let Some(input) = digit_sink.take_info(input) else {
                         continue;
                     };
@@ -275,13 +299,17 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             ctl.final_to_a(487, "Request Terminated");
             "caller cancelled".to_string()
         }
-        (Some(Interrupt::CallerBye), _) => "caller hung up".to_string(),
         (Some(Interrupt::NoPrack), _) => {
             // A got its 500 from the transaction; no dialog with A exists.
             ctl.final_sent = true;
             ctl.a_dialog = None;
             ctl.handle.update(None, |r| r.end_status = 500);
             "no PRACK from caller".to_string()
+        }
+        (Some(Interrupt::CallerBye), _) => {
+            // A BYE in the early dialog ends the INVITE too (RFC 3261 §15).
+            ctl.final_to_a(487, "Request Terminated");
+            "caller hung up".to_string()
         }
         (Some(Interrupt::Hangup(r)), _) | (Some(Interrupt::MediaLost(r)), _) => {
             if ctl.answered {
@@ -310,6 +338,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             format!("{other:?}")
         }
     };
+    // A failure that ended both legs mid-action says why (late_offer.rs).
+    let cause = ctl.end_cause.take().unwrap_or(cause);
     Box::pin(ctl.cleanup()).await;
     tracing::info!(%cause, "call ended");
     ctl.handle.update(None, |r| {
@@ -325,7 +355,8 @@ enum InDialog {
 }
 
 /// Answer an in-dialog request the way every call state does: BYE 200,
-/// OPTIONS 200, re-INVITE 488, UPDATE/INFO/others 501. ACKs are absorbed.
+/// OPTIONS 200, re-INVITE 488, INFO/others 501. ACKs are absorbed.
+/// (UPDATE never gets here: `update.rs` answers it.)
 fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
     match input {
         LegInput::Request(txn) => {
@@ -381,6 +412,14 @@ struct BLeg {
     reliable: prack::BLegReliable,
     /// A `422` was answered once already (RFC 4028 §7.3).
     session_retried: bool,
+    /// Sent without SDP (gateway `late_offer`): its 2xx carries the offer,
+    /// our ACK the answer (late_offer.rs).
+    late_offer: bool,
+    /// Redirects (3xx) followed to reach this leg (redirect.rs).
+    redirects: u8,
+    /// Its early dialog (first 18x with a To tag and a Contact), routed so
+    /// an UPDATE reaches the call (early.rs).
+    early_dialog: Option<DialogId>,
 }
 
 /// The answered B-leg.
@@ -434,6 +473,16 @@ struct Ctl {
     a_reliable: prack::ALegReliable,
     /// Both legs' session timers (RFC 4028).
     session_timers: session_timer::SessionTimers,
+    /// Delayed offer (RFC 3261 §13.2.1), late_offer.rs.
+    late: late_offer::LateOffer,
+    /// How 3xx from B-legs are handled, redirect.rs.
+    redirect: redirect::Redirects,
+    /// Early dialogs and UPDATE (RFC 3311), update.rs.
+    updates: update::Updates,
+    /// The call is over whatever the dialplan does next, and why: a
+    /// failure ended both legs in the middle of an action (an ACK without
+    /// the answer to a delayed offer).
+    end_cause: Option<String>,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {

@@ -581,6 +581,7 @@ impl Ctl {
                     .update_session(media::UpdateSessionRequest {
                         session_id,
                         remote_sdp: String::from_utf8_lossy(&resp.body).into_owned(),
+                        ..Default::default()
                     })
                     .await
                     .map(|r| r.into_inner().local_sdp)

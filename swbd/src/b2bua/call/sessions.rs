@@ -99,6 +99,10 @@ impl Ctl {
     }
 
     pub(super) async fn destroy_session(&mut self, session_id: &str) {
+        if session_id.is_empty() {
+            // A delayed-offer B-leg that never got its session.
+            return;
+        }
         self.sessions.retain(|s| s != session_id);
         let node = self.node_name();
         self.handle.remove_session(&node, session_id);
@@ -203,15 +207,14 @@ impl Ctl {
     }
 
     /// A's media session (answering A's offer), created on first need.
+    /// An INVITE without an offer gets a session that makes one, sent in
+    /// our 200 (late_offer.rs).
     pub(super) async fn ensure_a_session(&mut self) -> Result<(String, String), ControlError> {
         if let Some(s) = &self.a_session {
             return Ok(s.clone());
         }
         if self.a_offer.trim().is_empty() {
-            return Err(ControlError::new(
-                488,
-                "Not Acceptable Here: INVITE without an SDP offer is not supported",
-            ));
+            return self.offer_to_a().await;
         }
         let offer = self.a_offer.clone();
         let resp = self
