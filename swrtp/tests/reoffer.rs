@@ -108,6 +108,7 @@ async fn a_withdrawn_reoffer_leaves_the_session_answering_offers_again() {
             leg: "b".into(),
             negotiation: Some(pb::create_session_request::Negotiation::Offer(options())),
             peer: None,
+            ..Default::default()
         })
         .await
         .expect("create")
