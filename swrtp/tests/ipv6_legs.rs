@@ -109,6 +109,7 @@ async fn an_ipv6_leg_and_an_ipv4_leg_relay_both_ways() {
         .update_session(pb::UpdateSessionRequest {
             session_id: a.session_id.clone(),
             remote_sdp: offer_sdp(v4.sdp_port, "0", "").replace("o=peer 1 1", "o=peer 1 2"),
+            ..Default::default()
         })
         .await
         .expect_err("family change");
@@ -152,6 +153,7 @@ async fn offers_are_made_in_the_family_asked_for() {
         .update_session(pb::UpdateSessionRequest {
             session_id: o.session_id.clone(),
             remote_sdp: offer_v6(callee.sdp_port),
+            ..Default::default()
         })
         .await
         .expect("IPv6 answer applied");
