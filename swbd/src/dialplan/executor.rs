@@ -156,8 +156,22 @@ pub async fn execute<C: CallControl>(
     control: &mut C,
     cancel: &CancellationToken,
 ) -> Execution {
+    execute_in(plan, None, call, &[], control, cancel).await
+}
+
+/// [`execute`] among the routes of `context` (`None`: the default one),
+/// with `extra` variables set before the first action (a transfer's
+/// `referrer`, see [`super::transfer`]).
+pub async fn execute_in<C: CallControl>(
+    plan: &Dialplan,
+    context: Option<&str>,
+    call: &CallInfo,
+    extra: &[(&str, String)],
+    control: &mut C,
+    cancel: &CancellationToken,
+) -> Execution {
     let dialplan_version = plan.version().hash.clone();
-    let Some(routed) = plan.route(call) else {
+    let Some(routed) = plan.route_in(context, call) else {
         let nm = plan.no_match();
         if !cancel.is_cancelled() {
             let _ = race(cancel, control.hangup(nm.code, &nm.reason)).await;
@@ -173,6 +187,9 @@ pub async fn execute<C: CallControl>(
         };
     };
     let mut vars = routed.variables;
+    for (name, value) in extra {
+        vars.insert((*name).to_string(), value.clone());
+    }
     let outcome = run_actions(&routed.route.actions, &mut vars, control, cancel).await;
     Execution {
         outcome,
