@@ -9,6 +9,8 @@
 //! - [`record`]: [`CallRecord`], what the admin sees of a call.
 //! - [`dispatch`]: routing of INVITE / in-dialog requests to call tasks.
 //! - [`outbound_auth`]: answering a trunk's digest challenge.
+//! - [`transfer`]: REFER (blind, attended) and INVITE with Replaces;
+//!   [`refer_to`]: reading what a REFER asks for.
 //!
 //! In-dialog requests: a re-INVITE with an offer on a bridged leg (hold,
 //! resume) is answered by the media node for that leg alone and refreshes
@@ -16,14 +18,18 @@
 //! or one that arrives while the dialplan still runs gets
 //! `488 Not Acceptable Here` (the session stays as it was, RFC 3261 §14.2).
 //! UPDATE and INFO get `501 Not Implemented`, OPTIONS `200 OK`, requests
-//! for unknown dialogs `481`. Nothing is left hanging.
+//! for unknown dialogs `481`. A REFER on a bridged call transfers it
+//! ([`transfer`]); before the call is bridged it gets `403`. Nothing is
+//! left hanging.
 
 pub mod call;
 pub mod dispatch;
 pub mod identity;
 pub mod outbound_auth;
 pub mod record;
+pub mod refer_to;
 pub mod table;
+pub mod transfer;
 
 pub use call::{CallDeps, Contact, Locator};
 pub use record::{CallRecord, CallState};

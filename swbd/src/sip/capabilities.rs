@@ -4,15 +4,18 @@
 //! read these lists, so adding a feature is one line here.
 
 /// Methods swbd accepts (`Allow`, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER";
 
 /// Methods offered in a dialog swbd takes part in (`Allow` on INVITEs and
 /// their 2xx): REGISTER is not a dialog method.
-pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER";
 
 /// Option tags swbd supports (`Supported`, RFC 3261 §20.37). A request
 /// whose `Require` names anything else gets `420 Bad Extension`.
-pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
+///
+/// `replaces` (RFC 3891) and `norefersub` (RFC 4488): call transfer,
+/// [`crate::b2bua::transfer`].
+pub const SUPPORTED_EXTENSIONS: &[&str] = &["replaces", "norefersub"];
 
 /// Whether `tag` (one item of a `Require` or `Proxy-Require`) is supported.
 pub fn is_supported(tag: &str) -> bool {

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::identity::{self, CallerIdentity};
 use super::record::{CallRecord, CallState, LegRecord, LegState};
 use super::table::{CallCommand, CallHandle, CallTable, DialogInput, DialogSender, LegInput};
+use super::transfer::{Party, State as TransferState};
 use crate::config::Config;
 use crate::dialog::{Dialog, DialogId};
 use crate::dialplan::{
@@ -41,6 +42,8 @@ mod a_leg;
 mod b_leg;
 mod bridged;
 mod dial;
+mod refer;
+mod replaces;
 mod sessions;
 
 use b_leg::{codec_name, reap};
@@ -137,9 +140,9 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         from_domain: from.as_ref().and_then(|f| f.uri.host()).unwrap_or_default(),
         source_ip: Some(source.remote.ip()),
     };
-    let route_id = plan
+    let (route_id, transfer_policy) = plan
         .route(&info)
-        .map(|r| r.route.id.clone())
+        .map(|r| (r.route.id.clone(), r.route.transfer.clone()))
         .unwrap_or_default();
     handle.update(None, |r| {
         r.dialplan_version = plan.version().hash.clone();
@@ -183,6 +186,11 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         early_bridge: None,
         playing: false,
         ringing_sent: false,
+        transfer: TransferState::new(
+            plan.clone(),
+            transfer_policy,
+            Party::local_principal(principal.as_ref()),
+        ),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -296,6 +304,10 @@ fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
             let (code, reason) = match method {
                 Method::Bye => (200, "OK"),
                 Method::Options => (200, "OK"),
+                Method::Refer => (
+                    403,
+                    "Forbidden (nothing to transfer before the call is bridged)",
+                ),
                 _ => (501, "Not Implemented"),
             };
             let _ = txn.respond(txn.response(code, reason));
@@ -310,6 +322,10 @@ fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
             InDialog::Other
         }
         LegInput::Ack(_) => InDialog::Other,
+        LegInput::Transfer(t) => {
+            t.refuse(403, "Forbidden (the call is not bridged)");
+            InDialog::Other
+        }
     }
 }
 
@@ -380,6 +396,8 @@ struct Ctl {
     early_bridge: Option<String>,
     playing: bool,
     ringing_sent: bool,
+    /// Call transfer (REFER, Replaces): refer.rs, replaces.rs.
+    transfer: TransferState,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {

@@ -1,0 +1,834 @@
+//! REFER on a bridged call (RFC 3515, RFC 3891 in the Refer-To): the
+//! call-task side of [`crate::b2bua::transfer`].
+//!
+//! The transferor's leg is taken out of the call ([`Detached`]) and the
+//! transferee put in the A slot, so the dialplan's `dial` places the new
+//! B-leg from the transferee's session exactly as it would for a caller.
+//! On failure the transferor goes back where it was and the media is
+//! bridged again; on success it gets the final NOTIFY and a BYE.
+//!
+//! While a transfer runs the call task serves its dialogs here
+//! ([`watch`]): a BYE from the transferee cancels the transfer and ends
+//! the call; a BYE from the transferor is answered and the transfer goes
+//! on (the transferee is released if it then fails); another REFER or a
+//! re-INVITE gets `491 Request Pending`.
+
+use super::*;
+use crate::b2bua::refer_to::{self, ReferTo, Replaces};
+use crate::b2bua::transfer::{
+    HANDOFF_WAIT, HandedOver, Handoff, MAX_TRANSFERS, Party, TransferInput, refer_sub,
+};
+use crate::dialplan::{Execution, execute_in};
+use crate::transaction::{AcceptedInvite, ServerTransaction};
+use tokio::sync::oneshot;
+
+/// What the bridged loop does after [`Ctl::transfer_hook`].
+pub(super) enum Hook {
+    /// Not a transfer matter: the bridged loop handles it.
+    Pass(DialogInput),
+    /// Handled; the call goes on.
+    Done,
+    /// Handled; the call is over, for this reason.
+    Ended(String),
+}
+
+/// One of the two legs of a bridged call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    /// The A slot (the caller, or whoever a transfer put there).
+    A,
+    /// The B slot (the winning B-leg, or whoever a transfer put there).
+    B,
+}
+
+/// The call task's inputs, lent to a transfer while it runs.
+pub(super) struct Inputs<'a> {
+    pub(super) a_events: &'a mut mpsc::UnboundedReceiver<ServerInviteEvent>,
+    pub(super) dlg_rx: &'a mut mpsc::UnboundedReceiver<DialogInput>,
+    pub(super) cmd_rx: &'a mut mpsc::UnboundedReceiver<Box<CallCommand>>,
+}
+
+/// The transferor's leg while its transfer runs.
+struct Detached {
+    dialog: Dialog,
+    session: String,
+    /// The transferor was in the A slot (the transferee moved there from B).
+    was_a: bool,
+    /// The B slot's 2xx transaction and ACK (the transferor's, or, when
+    /// `was_a`, the transferee's), to put the B slot back on failure.
+    accepted: Option<AcceptedInvite>,
+    ack: Request,
+    /// What the A slot held before the swap (identity, local, B party).
+    saved: Option<(identity::CallerIdentity, bool, Option<Party>)>,
+    /// The implicit subscription (RFC 3515 §2.4.4): NOTIFYs go out while
+    /// it is active.
+    subscription: Option<u32>,
+    /// The transferor sent BYE meanwhile.
+    gone: bool,
+}
+
+/// What happened on the call's dialogs while a transfer ran.
+#[derive(Debug, Default)]
+struct Seen {
+    transferee_left: bool,
+    transferor_left: bool,
+    command: Option<String>,
+    /// Inputs for the call's other dialogs, for after the transfer.
+    deferred: Vec<DialogInput>,
+}
+
+/// How a transfer ended.
+enum Outcome {
+    /// The transferee is bridged with a new party in the B slot.
+    Connected,
+    /// It failed with this status; nothing changed for the transferee.
+    Failed(u16),
+}
+
+impl Ctl {
+    /// First look at an in-dialog input of a bridged call: REFERs and
+    /// other calls' transfer requests are handled here, inputs for a
+    /// dialog a transfer released are answered here, the rest passes.
+    pub(super) async fn transfer_hook(
+        &mut self,
+        msg: DialogInput,
+        a_events: &mut mpsc::UnboundedReceiver<ServerInviteEvent>,
+        dlg_rx: &mut mpsc::UnboundedReceiver<DialogInput>,
+        cmd_rx: &mut mpsc::UnboundedReceiver<Box<CallCommand>>,
+    ) -> Hook {
+        let Some(side) = self.side_of(&msg.0) else {
+            let (_, input) = *msg;
+            answer_released(input);
+            return Hook::Done;
+        };
+        let (dialog, input) = *msg;
+        match input {
+            LegInput::Transfer(t) => match *t {
+                TransferInput::Handoff(h) => self.hand_over(side, h).await,
+                TransferInput::Replacing(txn) => self.replacing_invite(side, txn).await,
+            },
+            LegInput::Request(txn) if txn.request().method == Method::Refer => {
+                let mut inputs = Inputs {
+                    a_events,
+                    dlg_rx,
+                    cmd_rx,
+                };
+                self.refer(side, txn, &mut inputs).await
+            }
+            input => Hook::Pass(Box::new((dialog, input))),
+        }
+    }
+
+    pub(super) fn side_of(&self, dialog: &DialogId) -> Option<Side> {
+        if self.a_dialog.as_ref().is_some_and(|d| d.id == *dialog) {
+            Some(Side::A)
+        } else if self.winner.as_ref().is_some_and(|w| w.dialog.id == *dialog) {
+            Some(Side::B)
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::A => self.a_dialog.as_mut(),
+            Side::B => self.winner.as_mut().map(|w| &mut w.dialog),
+        }
+    }
+
+    /// Who is on `side`.
+    pub(super) fn party(&self, side: Side) -> Party {
+        match side {
+            Side::A => Party {
+                identity: self.identity.clone(),
+                local: self.transfer.a_local,
+            },
+            Side::B => {
+                if let Some(p) = &self.transfer.b_party {
+                    return p.clone();
+                }
+                let call_id = self
+                    .winner
+                    .as_ref()
+                    .map(|w| w.dialog.id.call_id.clone())
+                    .unwrap_or_default();
+                let mut target = String::new();
+                self.handle.update(None, |r| {
+                    if let Some(l) = r.leg_mut(&call_id) {
+                        target = l.target.clone();
+                    }
+                });
+                Party::of_target(&target)
+            }
+        }
+    }
+
+    pub(super) fn log_leg(&self, side: Side, inbound: bool, summary: String, bytes: &[u8]) {
+        self.handle.update(None, |r| {
+            r.log_message(side == Side::A, inbound, summary, bytes)
+        });
+    }
+
+    /// A REFER from `side` (the transferor).
+    async fn refer(&mut self, side: Side, txn: ServerTransaction, inputs: &mut Inputs<'_>) -> Hook {
+        let request = txn.request().clone();
+        self.log_leg(side, true, summary_req(&request), &request.to_bytes());
+        if let Some(Err(e)) = self.dialog_mut(side).map(|d| d.accept_incoming(&request)) {
+            let _ = txn.respond(txn.response(e.status_code(), &e.to_string()));
+            return Hook::Done;
+        }
+        let target = match refer_to::refer_to(&request) {
+            Ok(t) => t,
+            Err(r) => {
+                tracing::info!(code = r.code, reason = r.reason, "REFER refused");
+                let _ = txn.respond(txn.response(r.code, r.reason));
+                return Hook::Done;
+            }
+        };
+        if !target.dropped.is_empty() {
+            tracing::warn!(headers = ?target.dropped, "headers embedded in Refer-To dropped");
+        }
+        let transferor = self.party(side);
+        let refusal = if self.transfer.count >= MAX_TRANSFERS {
+            Some("Forbidden (too many transfers on this call)")
+        } else if !self.transfer.policy.permits(transferor.local) {
+            Some("Forbidden (transfer not allowed on this route)")
+        } else if self.transfer.plan.is_none() || self.winner.is_none() || self.a_session.is_none()
+        {
+            Some("Forbidden (the call cannot be transferred now)")
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            tracing::info!(transferor = ?transferor.identity.user, reason, "REFER refused");
+            let _ = txn.respond(txn.response(403, reason));
+            return Hook::Done;
+        }
+        self.transfer.count += 1;
+        let no_subscription = request
+            .raw(&refer_sub())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+        let mut accepted = txn.response(202, "Accepted");
+        if let Some(d) = self.dialog_mut(side) {
+            accepted
+                .headers
+                .insert(Name::CONTACT, format!("<{}>", d.local_contact));
+        }
+        if no_subscription {
+            accepted.headers.insert(refer_sub(), "false");
+        }
+        self.log_leg(side, false, summary_resp(&accepted), &accepted.to_bytes());
+        let _ = txn.respond(accepted);
+        tracing::info!(
+            transferor = ?transferor.identity.user,
+            target = ?target.user,
+            attended = target.replaces.is_some(),
+            "transfer accepted"
+        );
+
+        let Some(mut detached) = self.detach(side) else {
+            return Hook::Done;
+        };
+        detached.subscription =
+            (!no_subscription).then(|| request.cseq().map(|c| c.number).unwrap_or(0));
+        self.notify(&mut detached, 100).await;
+        let Some(transferee) = self.a_dialog.as_ref().map(|d| d.id.clone()) else {
+            return Hook::Done;
+        };
+        let ids = Ids {
+            transferee,
+            transferor: detached.dialog.id.clone(),
+        };
+        let (outcome, seen) = match &target.replaces {
+            None => self.blind(&target, &transferor, &ids, inputs).await,
+            Some(r) => self.attended(r, &ids, inputs).await,
+        };
+        self.finish(detached, outcome, seen).await
+    }
+
+    /// Take the transferor's leg out; the transferee ends up in the A slot.
+    fn detach(&mut self, side: Side) -> Option<Detached> {
+        if self.a_dialog.is_none() || self.a_session.is_none() || self.winner.is_none() {
+            return None;
+        }
+        let b_party = (side == Side::A).then(|| self.party(Side::B));
+        let winner = self.winner.take()?;
+        let Some(b_party) = b_party else {
+            return Some(Detached {
+                dialog: winner.dialog,
+                session: winner.session_id,
+                was_a: false,
+                accepted: winner.txn,
+                ack: winner.ack,
+                saved: None,
+                subscription: None,
+                gone: false,
+            });
+        };
+        let (Some(a_dialog), Some((a_session, _))) = (self.a_dialog.take(), self.a_session.take())
+        else {
+            return None;
+        };
+        self.a_dialog = Some(winner.dialog);
+        self.a_session = Some((winner.session_id, String::new()));
+        let identity = std::mem::replace(&mut self.identity, b_party.identity);
+        let local = std::mem::replace(&mut self.transfer.a_local, b_party.local);
+        let b = self.transfer.b_party.take();
+        Some(Detached {
+            dialog: a_dialog,
+            session: a_session,
+            was_a: true,
+            accepted: winner.txn,
+            ack: winner.ack,
+            saved: Some((identity, local, b)),
+            subscription: None,
+            gone: false,
+        })
+    }
+
+    /// Put the transferor back where it was (the transfer failed).
+    fn reattach(&mut self, d: Detached) {
+        if !d.was_a {
+            self.winner = Some(Winner {
+                dialog: d.dialog,
+                txn: d.accepted,
+                ack: d.ack,
+                session_id: d.session,
+            });
+            return;
+        }
+        let (Some(tee_dialog), Some((tee_session, _))) =
+            (self.a_dialog.take(), self.a_session.take())
+        else {
+            return;
+        };
+        self.winner = Some(Winner {
+            dialog: tee_dialog,
+            txn: d.accepted,
+            ack: d.ack,
+            session_id: tee_session,
+        });
+        self.a_dialog = Some(d.dialog);
+        self.a_session = Some((d.session, String::new()));
+        if let Some((identity, local, b)) = d.saved {
+            self.identity = identity;
+            self.transfer.a_local = local;
+            self.transfer.b_party = b;
+        }
+    }
+
+    /// Blind transfer: route `target` as a call from the transferee.
+    async fn blind(
+        &mut self,
+        target: &ReferTo,
+        transferor: &Party,
+        ids: &Ids,
+        inputs: &mut Inputs<'_>,
+    ) -> (Outcome, Seen) {
+        let Some(plan) = self.transfer.plan.clone() else {
+            return (Outcome::Failed(500), Seen::default());
+        };
+        // The transferee waits alone (the transferor is leaving).
+        self.unbridge_a().await;
+        let domain = if target.host.is_empty() {
+            self.deps
+                .config
+                .sip
+                .domains
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            target.host.clone()
+        };
+        let info = CallInfo {
+            destination: target.user.clone(),
+            caller: self.identity.user.clone(),
+            domain,
+            from_domain: String::new(),
+            source_ip: self.a_dialog.as_ref().map(|d| d.target.remote.ip()),
+        };
+        let context = self.transfer.policy.context().map(str::to_string);
+        let extra = [("referrer", transferor.identity.user.clone())];
+        self.transfer.referrer = Some(transferor.identity.clone());
+        self.b_legs = Vec::new();
+        let token = CancellationToken::new();
+        let (execution, hung_up, seen) = {
+            let mut control = Transferring {
+                ctl: self,
+                hung_up: None,
+            };
+            let exec = execute_in(
+                &plan,
+                context.as_deref(),
+                &info,
+                &extra,
+                &mut control,
+                &token,
+            );
+            let (execution, seen) = watch(exec, ids, inputs, &token).await;
+            (execution, control.hung_up, seen)
+        };
+        let mut seen = seen;
+        self.transfer.referrer = None;
+        self.requeue(std::mem::take(&mut seen.deferred));
+        let Execution {
+            outcome, route_id, ..
+        } = execution;
+        tracing::info!(?outcome, route = ?route_id, "transfer dialplan finished");
+        match outcome {
+            CallOutcome::Bridged(t) => {
+                self.transfer.b_party = Some(Party::of_dial_target(&t));
+                if let Some(route) = route_id
+                    .as_ref()
+                    .and_then(|id| plan.routes().iter().find(|r| &r.id == id))
+                {
+                    self.transfer.policy = route.transfer.clone();
+                }
+                (Outcome::Connected, seen)
+            }
+            other => {
+                // Ringing legs (a cancelled transfer) stay for the teardown.
+                if self.b_legs.iter().all(|b| b.txn.is_none()) {
+                    self.b_legs = Vec::new();
+                }
+                (Outcome::Failed(failure_code(&other, hung_up)), seen)
+            }
+        }
+    }
+
+    /// Attended transfer: the call owning the replaced dialog hands its
+    /// other party over.
+    async fn attended(
+        &mut self,
+        replaces: &Replaces,
+        ids: &Ids,
+        inputs: &mut Inputs<'_>,
+    ) -> (Outcome, Seen) {
+        let id = replaces.dialog_id();
+        if replaces.early_only {
+            // Only confirmed dialogs are replaced (the others are ringing).
+            return (Outcome::Failed(486), Seen::default());
+        }
+        if id == ids.transferee || id == ids.transferor {
+            return (Outcome::Failed(403), Seen::default());
+        }
+        let Some(tx) = self.deps.calls.dialog_route(&id) else {
+            tracing::info!(call_id = ?id.call_id, "Replaces names no dialog of ours");
+            return (Outcome::Failed(481), Seen::default());
+        };
+        let (reply, rx) = oneshot::channel();
+        let ask = Handoff {
+            node: self.node_name(),
+            by: self.handle.id().to_string(),
+            reply,
+        };
+        let input = LegInput::Transfer(Box::new(TransferInput::Handoff(ask)));
+        if tx.send(Box::new((id, input))).is_err() {
+            return (Outcome::Failed(481), Seen::default());
+        }
+        let token = CancellationToken::new();
+        let (got, mut seen) =
+            watch(tokio::time::timeout(HANDOFF_WAIT, rx), ids, inputs, &token).await;
+        self.requeue(std::mem::take(&mut seen.deferred));
+        let handed = match got {
+            Ok(Ok(Ok(handed))) => handed,
+            Ok(Ok(Err(refusal))) => {
+                tracing::info!(
+                    code = refusal.code,
+                    reason = refusal.reason,
+                    "handoff refused"
+                );
+                return (Outcome::Failed(refusal.code), seen);
+            }
+            Ok(Err(_)) => return (Outcome::Failed(481), seen),
+            Err(_) => return (Outcome::Failed(408), seen),
+        };
+        // Ours now, whatever happened meanwhile: the teardown releases it.
+        (self.adopt(handed).await, seen)
+    }
+
+    /// Put a party handed over by another call in the B slot and bridge
+    /// it with the transferee.
+    async fn adopt(&mut self, h: HandedOver) -> Outcome {
+        let HandedOver {
+            dialog,
+            session_id,
+            accepted,
+            ack,
+            party,
+            mut leg,
+        } = h;
+        let node = self.node_name();
+        self.sessions.push(session_id.clone());
+        self.handle.add_session(&node, &session_id);
+        self.handle
+            .route_dialog(dialog.id.clone(), self.dlg_tx.clone());
+        let ack = ack.unwrap_or_else(|| {
+            let mut d = dialog.clone();
+            d.request(Method::Ack, Some(d.local_seq))
+        });
+        leg.is_a = false;
+        leg.state = LegState::Confirmed;
+        self.handle
+            .update(Some(CallChange::Updated), |r| r.legs.push(leg));
+        self.winner = Some(Winner {
+            dialog,
+            txn: accepted,
+            ack,
+            session_id: session_id.clone(),
+        });
+        self.transfer.b_party = Some(party);
+        self.unbridge_a().await;
+        let a_sid = self
+            .a_session
+            .as_ref()
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
+        let bridged = match self.media_client() {
+            Ok(mut client) => client
+                .bridge(media::BridgeRequest {
+                    session_a: a_sid,
+                    session_b: session_id.clone(),
+                })
+                .await
+                .map(drop)
+                .map_err(|st| status_to_control(&st, "bridge")),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = bridged {
+            tracing::warn!(error = %e, "attended transfer: bridge failed");
+            if let Some(mut w) = self.winner.take() {
+                self.handle.unroute_dialog(&w.dialog.id);
+                self.send_bye(&mut w.dialog, false).await;
+                self.record_leg(&w.dialog.id.call_id, LegState::Terminated);
+            }
+            self.transfer.b_party = None;
+            self.destroy_session(&session_id).await;
+            return Outcome::Failed(500);
+        }
+        Outcome::Connected
+    }
+
+    /// The end of a transfer, whatever happened.
+    async fn finish(&mut self, mut d: Detached, outcome: Outcome, seen: Seen) -> Hook {
+        d.gone |= seen.transferor_left;
+        if let Some(reason) = seen.command {
+            self.release(d).await;
+            if self.a_dialog.is_some() {
+                self.bye(true).await;
+            }
+            if self.winner.is_some() {
+                self.bye(false).await;
+            }
+            return Hook::Ended(reason);
+        }
+        if seen.transferee_left {
+            // Its BYE was answered; nothing more goes to it.
+            if let Some(tee) = self.a_dialog.take() {
+                self.handle.unroute_dialog(&tee.id);
+                self.record_leg(&tee.id.call_id, LegState::Terminated);
+            }
+            if self.winner.is_some() {
+                self.bye(false).await;
+            }
+            self.notify(&mut d, 487).await;
+            self.release(d).await;
+            return Hook::Ended("transferee hung up during the transfer".into());
+        }
+        match outcome {
+            Outcome::Connected => {
+                tracing::info!("transfer done");
+                self.notify(&mut d, 200).await;
+                self.release(d).await;
+                Hook::Done
+            }
+            Outcome::Failed(code) if d.gone => {
+                tracing::info!(code, "transfer failed and the transferor has left");
+                self.release(d).await;
+                self.bye(true).await;
+                Hook::Ended(format!(
+                    "transfer failed ({code}) after the transferor hung up"
+                ))
+            }
+            Outcome::Failed(code) => {
+                tracing::info!(code, "transfer failed; the call goes on");
+                self.notify(&mut d, code).await;
+                self.reattach(d);
+                self.rebridge().await;
+                Hook::Done
+            }
+        }
+    }
+
+    /// The transferor's leg is over: BYE (unless it left), its session,
+    /// its route.
+    async fn release(&mut self, mut d: Detached) {
+        self.handle.unroute_dialog(&d.dialog.id);
+        if !d.gone {
+            self.send_bye(&mut d.dialog, d.was_a).await;
+        }
+        self.destroy_session(&d.session).await;
+        self.record_leg(&d.dialog.id.call_id, LegState::Terminated);
+    }
+
+    pub(super) fn record_leg(&self, sip_call_id: &str, state: LegState) {
+        self.handle.update(Some(CallChange::Updated), |r| {
+            if let Some(l) = r.leg_mut(sip_call_id) {
+                l.state = state;
+            }
+        });
+    }
+
+    /// A NOTIFY of the transfer's progress to the transferor (RFC 3515
+    /// §2.4.4-5): `100` while it runs, then the final status, which ends
+    /// the implicit subscription.
+    async fn notify(&mut self, d: &mut Detached, code: u16) {
+        let Some(id) = d.subscription.filter(|_| !d.gone) else {
+            return;
+        };
+        let done = code >= 200;
+        let mut notify = d.dialog.request(Method::Notify, None);
+        notify.headers.insert(Name::EVENT, format!("refer;id={id}"));
+        notify.headers.insert(
+            Name::SUBSCRIPTION_STATE,
+            if done {
+                "terminated;reason=noresource"
+            } else {
+                "active;expires=60"
+            },
+        );
+        notify
+            .headers
+            .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
+        notify
+            .headers
+            .insert(Name::CONTENT_TYPE, "message/sipfrag;version=2.0");
+        notify.body = bytes::Bytes::from(refer_to::sipfrag(code));
+        if done {
+            d.subscription = None;
+        }
+        let side = if d.was_a { Side::A } else { Side::B };
+        self.log_leg(side, false, summary_req(&notify), &notify.to_bytes());
+        match self.deps.layer.send_request(notify, d.dialog.target).await {
+            Ok(mut txn) => {
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = txn.final_response().await {
+                            tracing::debug!(error = %e, "NOTIFY unanswered");
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot send NOTIFY"),
+        }
+    }
+
+    /// BYE on a dialog that is no longer one of the call's two slots.
+    pub(super) async fn send_bye(&self, dialog: &mut Dialog, to_a: bool) {
+        let mut bye = dialog.request(Method::Bye, None);
+        bye.headers
+            .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
+        let summary = summary_req(&bye);
+        let bytes = bye.to_bytes();
+        self.handle
+            .update(None, |r| r.log_message(to_a, false, summary, &bytes));
+        match self.deps.layer.send_request(bye, dialog.target).await {
+            Ok(mut txn) => {
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = txn.final_response().await {
+                            tracing::debug!(error = %e, "BYE unanswered");
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot send BYE"),
+        }
+    }
+
+    /// Stop relaying between the A slot's session and its peer.
+    pub(super) async fn unbridge_a(&mut self) {
+        let Some(session_id) = self.a_session.as_ref().map(|s| s.0.clone()) else {
+            return;
+        };
+        if let Ok(mut client) = self.media_client() {
+            // Not bridged (NotBridged) is as good.
+            let _ = client.unbridge(media::UnbridgeRequest { session_id }).await;
+        }
+    }
+
+    /// Bridge the A and B slots again (a failed transfer).
+    async fn rebridge(&mut self) {
+        let (Some(a), Some(b)) = (
+            self.a_session.as_ref().map(|s| s.0.clone()),
+            self.winner.as_ref().map(|w| w.session_id.clone()),
+        ) else {
+            return;
+        };
+        if let Ok(mut client) = self.media_client()
+            && let Err(st) = client
+                .bridge(media::BridgeRequest {
+                    session_a: a,
+                    session_b: b,
+                })
+                .await
+        {
+            tracing::warn!(error = %st.message(), "cannot bridge the call again after a failed transfer");
+        }
+    }
+
+    /// Give the dialog inputs a transfer set aside back to the call.
+    fn requeue(&self, deferred: Vec<DialogInput>) {
+        for msg in deferred {
+            let _ = self.dlg_tx.send(msg);
+        }
+    }
+}
+
+/// The call's two dialogs during a transfer.
+struct Ids {
+    transferee: DialogId,
+    transferor: DialogId,
+}
+
+/// The dialplan's view of a call while a transfer is routed: the
+/// transferee is answered already, nothing is played to it, and a hangup
+/// only records the status (the NOTIFY carries it).
+struct Transferring<'a> {
+    ctl: &'a mut Ctl,
+    hung_up: Option<u16>,
+}
+
+impl CallControl for Transferring<'_> {
+    async fn answer(&mut self) -> Result<(), ControlError> {
+        Ok(())
+    }
+
+    async fn play(&mut self, _file: &str, _looped: bool) -> Result<(), ControlError> {
+        Err(ControlError::new(
+            488,
+            "Not Acceptable Here (a transfer target is dialled, not played)",
+        ))
+    }
+
+    async fn dial(&mut self, targets: &[DialTarget], timeout: Duration) -> DialOutcome {
+        CallControl::dial(&mut *self.ctl, targets, timeout).await
+    }
+
+    async fn hangup(&mut self, code: u16, _reason: &str) {
+        self.hung_up.get_or_insert(code);
+    }
+}
+
+/// The status a transfer that did not connect reports.
+fn failure_code(outcome: &CallOutcome, hung_up: Option<u16>) -> u16 {
+    let code = match outcome {
+        CallOutcome::NoRoute { code, .. } | CallOutcome::HungUp { code, .. } => *code,
+        CallOutcome::DialFailed(d) => d.status(),
+        CallOutcome::Failed(e) => e.code,
+        CallOutcome::Exhausted => hung_up.unwrap_or(480),
+        CallOutcome::CallerHungUp | CallOutcome::Cancelled => 487,
+        CallOutcome::Bridged(_) => 500,
+    };
+    if (300..700).contains(&code) {
+        code
+    } else {
+        500
+    }
+}
+
+/// Inputs for a dialog the call no longer has (a transferor released a
+/// moment ago): BYE is answered `200`, the rest `481`.
+fn answer_released(input: LegInput) {
+    match input {
+        LegInput::Request(t) => {
+            let (code, reason) = if t.request().method == Method::Bye {
+                (200, "OK")
+            } else {
+                (481, "Call/Transaction Does Not Exist")
+            };
+            let _ = t.respond(t.response(code, reason));
+        }
+        LegInput::Invite(t) => {
+            let _ = t.respond(t.response(481, "Call/Transaction Does Not Exist"));
+        }
+        LegInput::Ack(_) => {}
+        LegInput::Transfer(t) => t.refuse(481, "Call/Transaction Does Not Exist"),
+    }
+}
+
+/// Inputs of other dialogs set aside during a transfer (the new B-leg's,
+/// arriving just after it answered), at most.
+const MAX_DEFERRED: usize = 32;
+
+const PENDING: &str = "Request Pending (a transfer is in progress)";
+
+/// Drive `fut` (the transfer) while serving the call's dialogs: see the
+/// module docs. Inputs for other dialogs are set aside in `seen.deferred`.
+async fn watch<F: std::future::Future>(
+    fut: F,
+    ids: &Ids,
+    inputs: &mut Inputs<'_>,
+    token: &CancellationToken,
+) -> (F::Output, Seen) {
+    tokio::pin!(fut);
+    let mut seen = Seen::default();
+    let mut a_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => return (out, seen),
+            Some(msg) = inputs.dlg_rx.recv() => {
+                let tee = msg.0 == ids.transferee;
+                let tor = msg.0 == ids.transferor;
+                if !tee && !tor {
+                    if seen.deferred.len() < MAX_DEFERRED {
+                        seen.deferred.push(msg);
+                    } else {
+                        answer_released(msg.1);
+                    }
+                    continue;
+                }
+                match msg.1 {
+                    LegInput::Request(t) => {
+                        let method = t.request().method.clone();
+                        let (code, reason) = match method {
+                            Method::Bye | Method::Options => (200, "OK"),
+                            Method::Refer => (491, PENDING),
+                            _ => (501, "Not Implemented"),
+                        };
+                        let _ = t.respond(t.response(code, reason));
+                        if method == Method::Bye && tee {
+                            tracing::info!("the transferee hung up during the transfer");
+                            seen.transferee_left = true;
+                            token.cancel();
+                        } else if method == Method::Bye {
+                            tracing::info!("the transferor hung up; the transfer goes on");
+                            seen.transferor_left = true;
+                        }
+                    }
+                    LegInput::Invite(t) => {
+                        let _ = t.respond(t.response(491, PENDING));
+                    }
+                    LegInput::Ack(_) => {}
+                    LegInput::Transfer(t) => t.refuse(491, PENDING),
+                }
+            }
+            Some(cmd) = inputs.cmd_rx.recv(), if seen.command.is_none() => {
+                seen.command = Some(match *cmd {
+                    CallCommand::Hangup(r) => r,
+                    CallCommand::MediaLost(r) => r,
+                });
+                token.cancel();
+            }
+            ev = inputs.a_events.recv(), if a_open => {
+                if ev.is_none() {
+                    a_open = false;
+                }
+            }
+        }
+    }
+}
