@@ -546,3 +546,128 @@ async fn invite_with_replaces_takes_over_a_leg() {
     bye_answered(&mut bob).await;
     sys.assert_clean().await;
 }
+
+#[tokio::test]
+async fn the_transferor_may_hang_up_before_the_target_answers() {
+    let sys = System::start(Options {
+        dialplan: Some(plan("")),
+        ..Default::default()
+    })
+    .await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    let mut carol = Ua::new("1003", sys.sip).await;
+    bob.register(300).await;
+    carol.register(300).await;
+    let (a_call, a_ok, _, mut b_dlg) = call(&mut alice, &mut bob, "1002").await;
+
+    assert_eq!(
+        b_dlg.refer(&mut bob, "<sip:1003@127.0.0.1>").await.code,
+        202
+    );
+    assert_eq!(notify(&mut bob).await.0, "SIP/2.0 100 Trying");
+    // Bob leaves at once, as some phones do after the 202.
+    assert_eq!(b_dlg.send(&mut bob, "BYE", "").await.code, 200);
+    let (inv, _) = answer(&mut carol).await;
+
+    assert_talking(&alice, media_of(&a_ok.body), &carol, media_of(&inv.body)).await;
+    assert_eq!(alice.bye(&a_call).await.code, 200);
+    bye_answered(&mut carol).await;
+    sys.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_failed_transfer_after_the_transferor_left_releases_the_transferee() {
+    let sys = System::start(Options {
+        dialplan: Some(plan("")),
+        ..Default::default()
+    })
+    .await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    let mut carol = Ua::new("1003", sys.sip).await;
+    bob.register(300).await;
+    carol.register(300).await;
+    let (_, _, _, mut b_dlg) = call(&mut alice, &mut bob, "1002").await;
+
+    assert_eq!(
+        b_dlg.refer(&mut bob, "<sip:1003@127.0.0.1>").await.code,
+        202
+    );
+    assert_eq!(notify(&mut bob).await.0, "SIP/2.0 100 Trying");
+    let inv = carol.request("INVITE").await;
+    assert_eq!(b_dlg.send(&mut bob, "BYE", "").await.code, 200);
+    carol.reply(&inv, 486, "Busy Here", Some("c"), None).await;
+    let _ack = carol.request("ACK").await;
+    // Nobody is left for Alice.
+    bye_answered(&mut alice).await;
+    sys.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_transfer_context_confines_where_transfers_go() {
+    // Transfers from extensions are routed among the `front` routes only:
+    // 0 reaches Carol at the front desk; 1003 dialled directly is no route.
+    let plan = "version: 1\nroutes:\n  - id: ext\n    match: { destination: \"1???\" }\n    transfer: front\n    actions:\n      - dial: { target: \"user/${destination}\", timeout: 10s, on_failure: stop }\n  - id: desk\n    context: front\n    match: { destination: \"0\", caller: \"1001\" }\n    actions:\n      - dial: { target: \"user/1003\", timeout: 10s, on_failure: stop }\n";
+    let sys = System::start(Options {
+        dialplan: Some(plan.into()),
+        ..Default::default()
+    })
+    .await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    let mut carol = Ua::new("1003", sys.sip).await;
+    bob.register(300).await;
+    carol.register(300).await;
+    // 0 is not a number for new calls.
+    let mut direct = alice.invite("0", None).await;
+    assert_eq!(alice.final_response(&mut direct).await.code, 404);
+
+    let (a_call, a_ok, _, mut b_dlg) = call(&mut alice, &mut bob, "1002").await;
+    assert_eq!(
+        b_dlg.refer(&mut bob, "<sip:1003@127.0.0.1>").await.code,
+        202
+    );
+    assert_eq!(notify(&mut bob).await.0, "SIP/2.0 100 Trying");
+    assert_eq!(notify(&mut bob).await.0, "SIP/2.0 404 Not Found");
+
+    // The desk route matches the transferee (the caller is Alice).
+    assert_eq!(b_dlg.refer(&mut bob, "<sip:0@127.0.0.1>").await.code, 202);
+    assert_eq!(notify(&mut bob).await.0, "SIP/2.0 100 Trying");
+    let (inv, _) = answer(&mut carol).await;
+    assert_eq!(notify(&mut bob).await.0, "SIP/2.0 200 OK");
+    bye_answered(&mut bob).await;
+    assert_talking(&alice, media_of(&a_ok.body), &carol, media_of(&inv.body)).await;
+    assert_eq!(alice.bye(&a_call).await.code, 200);
+    bye_answered(&mut carol).await;
+    sys.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_trunk_may_not_transfer_without_transfer_allow() {
+    // The B-leg goes to a SIP URI (a trunk, not a local user): with no
+    // `transfer:` key its REFER is refused; `transfer: allow` lets it.
+    let port = support::free_udp_port();
+    for (policy, code) in [("", 403), ("    transfer: allow\n", 202)] {
+        let plan = format!(
+            "version: 1\nroutes:\n  - id: out\n    match: {{ destination: \"9*\" }}\n{policy}    actions:\n      - dial: {{ target: \"sip:555@127.0.0.1:{port}\", timeout: 10s, on_failure: stop }}\n"
+        );
+        let sys = System::start(Options {
+            dialplan: Some(plan),
+            ..Default::default()
+        })
+        .await;
+        let mut alice = Ua::new("1001", sys.sip).await;
+        let mut trunk = Ua::bind_at("555", sys.sip, port).await;
+        let (a_call, _, _, mut t_dlg) = call(&mut alice, &mut trunk, "9555").await;
+        let r = t_dlg.refer(&mut trunk, "<sip:1003@127.0.0.1>").await;
+        assert_eq!(r.code, code, "{policy:?}: {} {}", r.code, r.reason);
+        if code == 202 {
+            assert_eq!(notify(&mut trunk).await.0, "SIP/2.0 100 Trying");
+            assert_eq!(notify(&mut trunk).await.0, "SIP/2.0 404 Not Found");
+        }
+        assert_eq!(alice.bye(&a_call).await.code, 200);
+        bye_answered(&mut trunk).await;
+        sys.assert_clean().await;
+    }
+}

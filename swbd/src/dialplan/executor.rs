@@ -586,6 +586,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn execute_in_routes_in_the_context_with_the_extra_variables() {
+        let p = plan(
+            "  - id: ext\n    match: {destination: \"1*\"}\n    transfer: desk\n    actions: [{dial: {target: user/x}}]\n  - id: front\n    context: desk\n    match: {destination: \"0\"}\n    actions: [{dial: {target: \"user/op-for-${referrer}\"}}]\n",
+        );
+        let mut s = Script {
+            dials: [DialOutcome::Answered(Target::User("op".into()))].into(),
+            ..Default::default()
+        };
+        let extra = [("referrer", "1002".to_string())];
+        let cancel = CancellationToken::new();
+        let ex = execute_in(&p, Some("desk"), &call("0"), &extra, &mut s, &cancel).await;
+        assert_eq!(ex.route_id.as_deref(), Some("front"));
+        assert_eq!(s.log, ["dial user/op-for-1002 30s"]);
+        // New calls do not reach the context, and `${referrer}` is empty.
+        let ex = execute(&p, &call("0"), &mut Script::default(), &cancel).await;
+        assert!(matches!(ex.outcome, CallOutcome::NoRoute { code: 404, .. }));
+    }
+
+    #[tokio::test]
     async fn dial_cancelled_by_swbd_is_not_a_caller_hangup() {
         let p = plan("  - id: x\n    match: {}\n    actions: [{dial: {target: user/1}}, answer]\n");
         let mut s = Script {
