@@ -3,6 +3,7 @@
 # fresh Debian 12 machine (only when missing, so a second run is fast):
 # baresip (real SIP phones), chromium (the web page test), openssh-server
 # (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
+# pjsua2 (PyPI pjsua2-python, real SIP stack for the transfer tests),
 # cargo-deny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,12 +15,21 @@ command -v chromium >/dev/null 2>&1 || apt_needed+=(chromium)
 command -v script >/dev/null 2>&1 || apt_needed+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || apt_needed+=(util-linux)
 command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
+if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
+    command -v python3 >/dev/null 2>&1 || apt_needed+=(python3)
+    python3 -m pip --version >/dev/null 2>&1 || apt_needed+=(python3-pip)
+fi
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "== installing Debian packages: ${apt_needed[*]}"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"
+fi
+if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
+    echo "== installing pjsua2 (PyPI pjsua2-python)"
+    python3 -m pip install --quiet --user pjsua2-python \
+        || python3 -m pip install --quiet --user --break-system-packages pjsua2-python
 fi
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "== installing cargo-deny"
