@@ -193,7 +193,10 @@ impl Ctl {
             Some("Forbidden (too many transfers on this call)")
         } else if !self.transfer.policy.permits(transferor.local) {
             Some("Forbidden (transfer not allowed on this route)")
-        } else if self.transfer.plan.is_none() || self.winner.is_none() || self.a_session.is_none()
+        } else if self.transfer.plan.is_none()
+            || self.a_dialog.is_none()
+            || self.a_session.is_none()
+            || self.winner.is_none()
         {
             Some("Forbidden (the call cannot be transferred now)")
         } else {
