@@ -229,15 +229,20 @@ impl Ctl {
             "transfer accepted"
         );
 
+        let transferee = match side {
+            Side::A => self.winner.as_ref().map(|w| w.dialog.id.clone()),
+            Side::B => self.a_dialog.as_ref().map(|d| d.id.clone()),
+        };
+        // Both legs are up (checked above): neither can be missing here.
+        let Some(transferee) = transferee else {
+            return Hook::Done;
+        };
         let Some(mut detached) = self.detach(side) else {
             return Hook::Done;
         };
         detached.subscription =
             (!no_subscription).then(|| request.cseq().map(|c| c.number).unwrap_or(0));
         self.notify(&mut detached, 100).await;
-        let Some(transferee) = self.a_dialog.as_ref().map(|d| d.id.clone()) else {
-            return Hook::Done;
-        };
         let ids = Ids {
             transferee,
             transferor: detached.dialog.id.clone(),
