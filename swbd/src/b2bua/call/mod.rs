@@ -45,6 +45,8 @@ mod dial;
 mod refer;
 mod replaces;
 mod sessions;
+mod transfer_watch;
+mod transferor;
 
 use b_leg::{codec_name, reap};
 

@@ -1,25 +1,28 @@
 //! REFER on a bridged call (RFC 3515, RFC 3891 in the Refer-To): the
 //! call-task side of [`crate::b2bua::transfer`].
 //!
-//! The transferor's leg is taken out of the call ([`Detached`]) and the
+//! The transferor's leg is taken out of the call ([`Detached`],
+//! transferor.rs) and the
 //! transferee put in the A slot, so the dialplan's `dial` places the new
 //! B-leg from the transferee's session exactly as it would for a caller.
 //! On failure the transferor goes back where it was and the media is
 //! bridged again; on success it gets the final NOTIFY and a BYE.
 //!
-//! While a transfer runs the call task serves its dialogs here
-//! ([`watch`]): a BYE from the transferee cancels the transfer and ends
+//! While a transfer runs the call task serves its dialogs
+//! ([`watch`], transfer_watch.rs): a BYE from the transferee cancels the transfer and ends
 //! the call; a BYE from the transferor is answered and the transfer goes
 //! on (the transferee is released if it then fails); another REFER or a
 //! re-INVITE gets `491 Request Pending`.
 
+use super::transfer_watch::{Ids, Seen, Transferring, answer_released, failure_code, watch};
+use super::transferor::Detached;
 use super::*;
 use crate::b2bua::refer_to::{self, ReferTo, Replaces};
 use crate::b2bua::transfer::{
     HANDOFF_WAIT, HandedOver, Handoff, MAX_TRANSFERS, Party, TransferInput, refer_sub,
 };
 use crate::dialplan::{Execution, execute_in};
-use crate::transaction::{AcceptedInvite, ServerTransaction};
+use crate::transaction::ServerTransaction;
 use tokio::sync::oneshot;
 
 /// What the bridged loop does after [`Ctl::transfer_hook`].
@@ -46,35 +49,6 @@ pub(super) struct Inputs<'a> {
     pub(super) a_events: &'a mut mpsc::UnboundedReceiver<ServerInviteEvent>,
     pub(super) dlg_rx: &'a mut mpsc::UnboundedReceiver<DialogInput>,
     pub(super) cmd_rx: &'a mut mpsc::UnboundedReceiver<Box<CallCommand>>,
-}
-
-/// The transferor's leg while its transfer runs.
-struct Detached {
-    dialog: Dialog,
-    session: String,
-    /// The transferor was in the A slot (the transferee moved there from B).
-    was_a: bool,
-    /// The B slot's 2xx transaction and ACK (the transferor's, or, when
-    /// `was_a`, the transferee's), to put the B slot back on failure.
-    accepted: Option<AcceptedInvite>,
-    ack: Request,
-    /// What the A slot held before the swap (identity, local, B party).
-    saved: Option<(identity::CallerIdentity, bool, Option<Party>)>,
-    /// The implicit subscription (RFC 3515 §2.4.4): NOTIFYs go out while
-    /// it is active.
-    subscription: Option<u32>,
-    /// The transferor sent BYE meanwhile.
-    gone: bool,
-}
-
-/// What happened on the call's dialogs while a transfer ran.
-#[derive(Debug, Default)]
-struct Seen {
-    transferee_left: bool,
-    transferor_left: bool,
-    command: Option<String>,
-    /// Inputs for the call's other dialogs, for after the transfer.
-    deferred: Vec<DialogInput>,
 }
 
 /// How a transfer ended.
@@ -252,77 +226,6 @@ impl Ctl {
             Some(r) => self.attended(r, &ids, inputs).await,
         };
         self.finish(detached, outcome, seen).await
-    }
-
-    /// Take the transferor's leg out; the transferee ends up in the A slot.
-    fn detach(&mut self, side: Side) -> Option<Detached> {
-        if self.a_dialog.is_none() || self.a_session.is_none() || self.winner.is_none() {
-            return None;
-        }
-        let b_party = (side == Side::A).then(|| self.party(Side::B));
-        let winner = self.winner.take()?;
-        let Some(b_party) = b_party else {
-            return Some(Detached {
-                dialog: winner.dialog,
-                session: winner.session_id,
-                was_a: false,
-                accepted: winner.txn,
-                ack: winner.ack,
-                saved: None,
-                subscription: None,
-                gone: false,
-            });
-        };
-        let (Some(a_dialog), Some((a_session, _))) = (self.a_dialog.take(), self.a_session.take())
-        else {
-            return None;
-        };
-        self.a_dialog = Some(winner.dialog);
-        self.a_session = Some((winner.session_id, String::new()));
-        let identity = std::mem::replace(&mut self.identity, b_party.identity);
-        let local = std::mem::replace(&mut self.transfer.a_local, b_party.local);
-        let b = self.transfer.b_party.take();
-        Some(Detached {
-            dialog: a_dialog,
-            session: a_session,
-            was_a: true,
-            accepted: winner.txn,
-            ack: winner.ack,
-            saved: Some((identity, local, b)),
-            subscription: None,
-            gone: false,
-        })
-    }
-
-    /// Put the transferor back where it was (the transfer failed).
-    fn reattach(&mut self, d: Detached) {
-        if !d.was_a {
-            self.winner = Some(Winner {
-                dialog: d.dialog,
-                txn: d.accepted,
-                ack: d.ack,
-                session_id: d.session,
-            });
-            return;
-        }
-        let (Some(tee_dialog), Some((tee_session, _))) =
-            (self.a_dialog.take(), self.a_session.take())
-        else {
-            return;
-        };
-        self.winner = Some(Winner {
-            dialog: tee_dialog,
-            txn: d.accepted,
-            ack: d.ack,
-            session_id: tee_session,
-        });
-        self.a_dialog = Some(d.dialog);
-        self.a_session = Some((d.session, String::new()));
-        if let Some((identity, local, b)) = d.saved {
-            self.identity = identity;
-            self.transfer.a_local = local;
-            self.transfer.b_party = b;
-        }
     }
 
     /// Blind transfer: route `target` as a call from the transferee.
@@ -565,277 +468,6 @@ impl Ctl {
                 self.reattach(d);
                 self.rebridge().await;
                 Hook::Done
-            }
-        }
-    }
-
-    /// The transferor's leg is over: BYE (unless it left), its session,
-    /// its route.
-    async fn release(&mut self, mut d: Detached) {
-        self.handle.unroute_dialog(&d.dialog.id);
-        if !d.gone {
-            self.send_bye(&mut d.dialog, d.was_a).await;
-        }
-        self.destroy_session(&d.session).await;
-        self.record_leg(&d.dialog.id.call_id, LegState::Terminated);
-    }
-
-    pub(super) fn record_leg(&self, sip_call_id: &str, state: LegState) {
-        self.handle.update(Some(CallChange::Updated), |r| {
-            if let Some(l) = r.leg_mut(sip_call_id) {
-                l.state = state;
-            }
-        });
-    }
-
-    /// A NOTIFY of the transfer's progress to the transferor (RFC 3515
-    /// §2.4.4-5): `100` while it runs, then the final status, which ends
-    /// the implicit subscription.
-    async fn notify(&mut self, d: &mut Detached, code: u16) {
-        let Some(id) = d.subscription.filter(|_| !d.gone) else {
-            return;
-        };
-        let done = code >= 200;
-        let mut notify = d.dialog.request(Method::Notify, None);
-        notify.headers.insert(Name::EVENT, format!("refer;id={id}"));
-        notify.headers.insert(
-            Name::SUBSCRIPTION_STATE,
-            if done {
-                "terminated;reason=noresource"
-            } else {
-                "active;expires=60"
-            },
-        );
-        notify
-            .headers
-            .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
-        notify
-            .headers
-            .insert(Name::CONTENT_TYPE, "message/sipfrag;version=2.0");
-        notify.body = bytes::Bytes::from(refer_to::sipfrag(code));
-        if done {
-            d.subscription = None;
-        }
-        let side = if d.was_a { Side::A } else { Side::B };
-        self.log_leg(side, false, summary_req(&notify), &notify.to_bytes());
-        match self.deps.layer.send_request(notify, d.dialog.target).await {
-            Ok(mut txn) => {
-                tokio::spawn(
-                    async move {
-                        if let Err(e) = txn.final_response().await {
-                            tracing::debug!(error = %e, "NOTIFY unanswered");
-                        }
-                    }
-                    .in_current_span(),
-                );
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot send NOTIFY"),
-        }
-    }
-
-    /// BYE on a dialog that is no longer one of the call's two slots.
-    pub(super) async fn send_bye(&self, dialog: &mut Dialog, to_a: bool) {
-        let mut bye = dialog.request(Method::Bye, None);
-        bye.headers
-            .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
-        let summary = summary_req(&bye);
-        let bytes = bye.to_bytes();
-        self.handle
-            .update(None, |r| r.log_message(to_a, false, summary, &bytes));
-        match self.deps.layer.send_request(bye, dialog.target).await {
-            Ok(mut txn) => {
-                tokio::spawn(
-                    async move {
-                        if let Err(e) = txn.final_response().await {
-                            tracing::debug!(error = %e, "BYE unanswered");
-                        }
-                    }
-                    .in_current_span(),
-                );
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot send BYE"),
-        }
-    }
-
-    /// Stop relaying between the A slot's session and its peer.
-    pub(super) async fn unbridge_a(&mut self) {
-        let Some(session_id) = self.a_session.as_ref().map(|s| s.0.clone()) else {
-            return;
-        };
-        if let Ok(mut client) = self.media_client() {
-            // Not bridged (NotBridged) is as good.
-            let _ = client.unbridge(media::UnbridgeRequest { session_id }).await;
-        }
-    }
-
-    /// Bridge the A and B slots again (a failed transfer).
-    async fn rebridge(&mut self) {
-        let (Some(a), Some(b)) = (
-            self.a_session.as_ref().map(|s| s.0.clone()),
-            self.winner.as_ref().map(|w| w.session_id.clone()),
-        ) else {
-            return;
-        };
-        if let Ok(mut client) = self.media_client()
-            && let Err(st) = client
-                .bridge(media::BridgeRequest {
-                    session_a: a,
-                    session_b: b,
-                })
-                .await
-        {
-            tracing::warn!(error = %st.message(), "cannot bridge the call again after a failed transfer");
-        }
-    }
-
-    /// Give the dialog inputs a transfer set aside back to the call.
-    fn requeue(&self, deferred: Vec<DialogInput>) {
-        for msg in deferred {
-            let _ = self.dlg_tx.send(msg);
-        }
-    }
-}
-
-/// The call's two dialogs during a transfer.
-struct Ids {
-    transferee: DialogId,
-    transferor: DialogId,
-}
-
-/// The dialplan's view of a call while a transfer is routed: the
-/// transferee is answered already, nothing is played to it, and a hangup
-/// only records the status (the NOTIFY carries it).
-struct Transferring<'a> {
-    ctl: &'a mut Ctl,
-    hung_up: Option<u16>,
-}
-
-impl CallControl for Transferring<'_> {
-    async fn answer(&mut self) -> Result<(), ControlError> {
-        Ok(())
-    }
-
-    async fn play(&mut self, _file: &str, _looped: bool) -> Result<(), ControlError> {
-        Err(ControlError::new(
-            488,
-            "Not Acceptable Here (a transfer target is dialled, not played)",
-        ))
-    }
-
-    async fn dial(&mut self, targets: &[DialTarget], timeout: Duration) -> DialOutcome {
-        CallControl::dial(&mut *self.ctl, targets, timeout).await
-    }
-
-    async fn hangup(&mut self, code: u16, _reason: &str) {
-        self.hung_up.get_or_insert(code);
-    }
-}
-
-/// The status a transfer that did not connect reports.
-fn failure_code(outcome: &CallOutcome, hung_up: Option<u16>) -> u16 {
-    let code = match outcome {
-        CallOutcome::NoRoute { code, .. } | CallOutcome::HungUp { code, .. } => *code,
-        CallOutcome::DialFailed(d) => d.status(),
-        CallOutcome::Failed(e) => e.code,
-        CallOutcome::Exhausted => hung_up.unwrap_or(480),
-        CallOutcome::CallerHungUp | CallOutcome::Cancelled => 487,
-        CallOutcome::Bridged(_) => 500,
-    };
-    if (300..700).contains(&code) {
-        code
-    } else {
-        500
-    }
-}
-
-/// Inputs for a dialog the call no longer has (a transferor released a
-/// moment ago): BYE is answered `200`, the rest `481`.
-fn answer_released(input: LegInput) {
-    match input {
-        LegInput::Request(t) => {
-            let (code, reason) = if t.request().method == Method::Bye {
-                (200, "OK")
-            } else {
-                (481, "Call/Transaction Does Not Exist")
-            };
-            let _ = t.respond(t.response(code, reason));
-        }
-        LegInput::Invite(t) => {
-            let _ = t.respond(t.response(481, "Call/Transaction Does Not Exist"));
-        }
-        LegInput::Ack(_) => {}
-        LegInput::Transfer(t) => t.refuse(481, "Call/Transaction Does Not Exist"),
-    }
-}
-
-/// Inputs of other dialogs set aside during a transfer (the new B-leg's,
-/// arriving just after it answered), at most.
-const MAX_DEFERRED: usize = 32;
-
-const PENDING: &str = "Request Pending (a transfer is in progress)";
-
-/// Drive `fut` (the transfer) while serving the call's dialogs: see the
-/// module docs. Inputs for other dialogs are set aside in `seen.deferred`.
-async fn watch<F: std::future::Future>(
-    fut: F,
-    ids: &Ids,
-    inputs: &mut Inputs<'_>,
-    token: &CancellationToken,
-) -> (F::Output, Seen) {
-    tokio::pin!(fut);
-    let mut seen = Seen::default();
-    let mut a_open = true;
-    loop {
-        tokio::select! {
-            biased;
-            out = &mut fut => return (out, seen),
-            Some(msg) = inputs.dlg_rx.recv() => {
-                let tee = msg.0 == ids.transferee;
-                let tor = msg.0 == ids.transferor;
-                if !tee && !tor {
-                    if seen.deferred.len() < MAX_DEFERRED {
-                        seen.deferred.push(msg);
-                    } else {
-                        answer_released(msg.1);
-                    }
-                    continue;
-                }
-                match msg.1 {
-                    LegInput::Request(t) => {
-                        let method = t.request().method.clone();
-                        let (code, reason) = match method {
-                            Method::Bye | Method::Options => (200, "OK"),
-                            Method::Refer => (491, PENDING),
-                            _ => (501, "Not Implemented"),
-                        };
-                        let _ = t.respond(t.response(code, reason));
-                        if method == Method::Bye && tee {
-                            tracing::info!("the transferee hung up during the transfer");
-                            seen.transferee_left = true;
-                            token.cancel();
-                        } else if method == Method::Bye {
-                            tracing::info!("the transferor hung up; the transfer goes on");
-                            seen.transferor_left = true;
-                        }
-                    }
-                    LegInput::Invite(t) => {
-                        let _ = t.respond(t.response(491, PENDING));
-                    }
-                    LegInput::Ack(_) => {}
-                    LegInput::Transfer(t) => t.refuse(491, PENDING),
-                }
-            }
-            Some(cmd) = inputs.cmd_rx.recv(), if seen.command.is_none() => {
-                seen.command = Some(match *cmd {
-                    CallCommand::Hangup(r) => r,
-                    CallCommand::MediaLost(r) => r,
-                });
-                token.cancel();
-            }
-            ev = inputs.a_events.recv(), if a_open => {
-                if ev.is_none() {
-                    a_open = false;
-                }
             }
         }
     }
