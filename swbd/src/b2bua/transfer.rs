@@ -123,9 +123,9 @@ pub struct State {
     pub a_local: bool,
     /// The party in the B slot when a transfer put it there (else it is
     /// known from the winning B-leg's dial target).
-    pub b_party: Option<Party>,
+    pub b_party: Option<Box<Party>>,
     /// The transferor while a transfer's B-leg is placed (`Referred-By`).
-    pub referrer: Option<CallerIdentity>,
+    pub referrer: Option<Box<CallerIdentity>>,
     /// REFERs accepted so far.
     pub count: u32,
 }
@@ -255,11 +255,11 @@ mod tests {
     fn referred_by_is_built_escaped() {
         let mut s = State::default();
         assert_eq!(s.referred_by_value("h"), None);
-        s.referrer = Some(CallerIdentity {
+        s.referrer = Some(Box::new(CallerIdentity {
             user: "10 02>\r\nX".into(),
             display: None,
             asserted: true,
-        });
+        }));
         let v = s.referred_by_value("pbx").expect("value");
         assert_eq!(v, "<sip:10%2002%3E%0D%0AX@pbx>");
     }

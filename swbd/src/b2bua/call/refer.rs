@@ -119,7 +119,7 @@ impl Ctl {
             },
             Side::B => {
                 if let Some(p) = &self.transfer.b_party {
-                    return p.clone();
+                    return Party::clone(p);
                 }
                 let call_id = self
                     .winner
@@ -261,7 +261,7 @@ impl Ctl {
         };
         let context = self.transfer.policy.context().map(str::to_string);
         let extra = [("referrer", transferor.identity.user.clone())];
-        self.transfer.referrer = Some(transferor.identity.clone());
+        self.transfer.referrer = Some(Box::new(transferor.identity.clone()));
         self.b_legs = Vec::new();
         let token = CancellationToken::new();
         let (execution, hung_up, seen) = {
@@ -289,7 +289,7 @@ impl Ctl {
         tracing::info!(?outcome, route = ?route_id, "transfer dialplan finished");
         match outcome {
             CallOutcome::Bridged(t) => {
-                self.transfer.b_party = Some(Party::of_dial_target(&t));
+                self.transfer.b_party = Some(Box::new(Party::of_dial_target(&t)));
                 if let Some(route) = route_id
                     .as_ref()
                     .and_then(|id| plan.routes().iter().find(|r| &r.id == id))
@@ -389,7 +389,7 @@ impl Ctl {
             ack,
             session_id: session_id.clone(),
         });
-        self.transfer.b_party = Some(party);
+        self.transfer.b_party = Some(Box::new(party));
         self.unbridge_a().await;
         let a_sid = self
             .a_session

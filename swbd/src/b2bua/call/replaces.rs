@@ -257,7 +257,7 @@ impl Ctl {
                     let mut d = dialog.clone();
                     d.request(Method::Ack, Some(d.local_seq))
                 };
-                self.transfer.b_party = Some(Party { identity, local });
+                self.transfer.b_party = Some(Box::new(Party { identity, local }));
                 self.winner
                     .replace(Winner {
                         dialog,

@@ -19,7 +19,7 @@ pub(super) struct Detached {
     pub(super) accepted: Option<AcceptedInvite>,
     pub(super) ack: Request,
     /// What the A slot held before the swap (identity, local, B party).
-    pub(super) saved: Option<(identity::CallerIdentity, bool, Option<Party>)>,
+    pub(super) saved: Option<(identity::CallerIdentity, bool, Option<Box<Party>>)>,
     /// The implicit subscription (RFC 3515 §2.4.4): NOTIFYs go out while
     /// it is active.
     pub(super) subscription: Option<u32>,
