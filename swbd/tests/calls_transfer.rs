@@ -675,3 +675,46 @@ async fn a_trunk_may_not_transfer_without_transfer_allow() {
         sys.assert_clean().await;
     }
 }
+
+#[tokio::test]
+async fn attended_transfer_when_the_target_called_the_transferor() {
+    // Call 1: Alice -> Bob. Call 2: Carol -> Bob. Bob joins Alice and
+    // Carol: Carol's leg (swbd's UAS dialog in call 2) moves to call 1.
+    let sys = System::start(Options {
+        dialplan: Some(plan("")),
+        ..Default::default()
+    })
+    .await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    let mut carol = Ua::new("1003", sys.sip).await;
+    bob.register(300).await;
+    let (a_call, a_ok, _, mut b1) = call(&mut alice, &mut bob, "1002").await;
+    let (c_call, c_ok, _, b2) = call(&mut carol, &mut bob, "1002").await;
+
+    let replaces = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        b2.call_id.replace('@', "%40"),
+        b2.remote_tag(),
+        b2.local_tag()
+    );
+    let r = b1
+        .refer(
+            &mut bob,
+            &format!("<sip:1003@127.0.0.1?Replaces={replaces}>"),
+        )
+        .await;
+    assert_eq!(r.code, 202, "{} {}", r.code, r.reason);
+    assert_eq!(notify(&mut bob).await.0, "SIP/2.0 100 Trying");
+    assert_eq!(notify(&mut bob).await.0, "SIP/2.0 200 OK");
+    for _ in 0..2 {
+        bye_answered(&mut bob).await;
+    }
+    assert_talking(&alice, media_of(&a_ok.body), &carol, media_of(&c_ok.body)).await;
+    // Carol (call 2's caller) hangs up: Alice, now in one call with her,
+    // gets the BYE.
+    assert_eq!(carol.bye(&c_call).await.code, 200);
+    bye_answered(&mut alice).await;
+    let _ = a_call;
+    sys.assert_clean().await;
+}
