@@ -5,7 +5,7 @@
 # (the web page test), openssh-server
 # (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
 # cargo-deny, pjsua2 (PJSIP's Python binding, PyPI pjsua2-python: the
-# 100rel and session timer interop tests).
+# 100rel, session timer, DTMF and transfer interop tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -10,6 +10,8 @@
 //! - [`dispatch`]: routing of INVITE / in-dialog requests to call tasks.
 //! - [`directory`]: who is known (users file) and registered (registrar).
 //! - [`outbound_auth`]: answering a trunk's digest challenge.
+//! - [`transfer`]: REFER (blind, attended) and INVITE with Replaces;
+//!   [`refer_to`]: reading what a REFER asks for.
 //!
 //! In-dialog requests: a re-INVITE with an offer on a bridged leg (hold,
 //! resume) is answered by the media node for that leg alone and refreshes
@@ -21,7 +23,8 @@
 //! (`call/update.rs`). INFO carries DTMF between the legs (`call/dtmf.rs`:
 //! `200` for a DTMF body or none, `415`/`400` otherwise); OPTIONS gets
 //! `200 OK`, requests for unknown dialogs `481`, a PRACK that no reliable
-//! provisional waits for `481` (`call/prack.rs`). Nothing is left
+//! provisional waits for `481` (`call/prack.rs`). A REFER on a bridged call transfers it
+//! ([`transfer`]); before the call is bridged it gets `403`. Nothing is left
 //! hanging. Session timers run on both legs of a bridged call
 //! (`call/session_timer.rs`).
 
@@ -31,7 +34,9 @@ pub mod dispatch;
 pub mod identity;
 pub mod outbound_auth;
 pub mod record;
+pub mod refer_to;
 pub mod table;
+pub mod transfer;
 
 pub use call::{CallDeps, Contact, Locator};
 pub use record::{CallRecord, CallState};

@@ -34,6 +34,9 @@ pub enum LegInput {
     Invite(ServerInviteTransaction),
     /// ACK for a 2xx.
     Ack(Request),
+    /// Another call's request concerning this dialog (attended transfer,
+    /// INVITE with Replaces; see [`super::transfer`]).
+    Transfer(Box<super::transfer::TransferInput>),
 }
 
 /// What a dialog route carries: the dialog and the request in it, boxed so

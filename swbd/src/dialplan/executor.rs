@@ -187,8 +187,22 @@ pub async fn execute<C: CallControl>(
     control: &mut C,
     cancel: &CancellationToken,
 ) -> Execution {
+    execute_in(plan, None, call, &[], control, cancel).await
+}
+
+/// [`execute`] among the routes of `context` (`None`: the default one),
+/// with `extra` variables set before the first action (a transfer's
+/// `referrer`, see [`super::transfer`]).
+pub async fn execute_in<C: CallControl>(
+    plan: &Dialplan,
+    context: Option<&str>,
+    call: &CallInfo,
+    extra: &[(&str, String)],
+    control: &mut C,
+    cancel: &CancellationToken,
+) -> Execution {
     let dialplan_version = plan.version().hash.clone();
-    let Some(routed) = plan.route(call) else {
+    let Some(routed) = plan.route_in(context, call) else {
         let nm = plan.no_match();
         if !cancel.is_cancelled() {
             let _ = race(cancel, control.hangup(nm.code, &nm.reason)).await;
@@ -204,6 +218,9 @@ pub async fn execute<C: CallControl>(
         };
     };
     let mut vars = routed.variables;
+    for (name, value) in extra {
+        vars.insert((*name).to_string(), value.clone());
+    }
     let outcome = run_actions(&routed.route.actions, &mut vars, control, cancel).await;
     Execution {
         outcome,
@@ -690,6 +707,25 @@ mod tests {
             "{ex:?}"
         );
         assert!(!s.log.iter().any(|l| l.starts_with("read")));
+    }
+
+    #[tokio::test]
+    async fn execute_in_routes_in_the_context_with_the_extra_variables() {
+        let p = plan(
+            "  - id: ext\n    match: {destination: \"1*\"}\n    transfer: desk\n    actions: [{dial: {target: user/x}}]\n  - id: front\n    context: desk\n    match: {destination: \"0\"}\n    actions: [{dial: {target: \"user/op-for-${referrer}\"}}]\n",
+        );
+        let mut s = Script {
+            dials: [DialOutcome::Answered(Target::User("op".into()))].into(),
+            ..Default::default()
+        };
+        let extra = [("referrer", "1002".to_string())];
+        let cancel = CancellationToken::new();
+        let ex = execute_in(&p, Some("desk"), &call("0"), &extra, &mut s, &cancel).await;
+        assert_eq!(ex.route_id.as_deref(), Some("front"));
+        assert_eq!(s.log, ["dial user/op-for-1002 30s"]);
+        // New calls do not reach the context, and `${referrer}` is empty.
+        let ex = execute(&p, &call("0"), &mut Script::default(), &cancel).await;
+        assert!(matches!(ex.outcome, CallOutcome::NoRoute { code: 404, .. }));
     }
 
     #[tokio::test]

@@ -954,9 +954,20 @@ impl<'a> Tree<'a> {
     }
 
     fn route(&self, node: &Node<'a>) -> Option<RouteFile> {
-        let [id, name, priority, enabled, match_, actions] = self.fields(
+        let [
+            id,
+            name,
+            priority,
+            enabled,
+            match_,
+            actions,
+            transfer,
+            context,
+        ] = self.fields(
             node,
-            ["id", "name", "priority", "enabled", "match", "actions"],
+            [
+                "id", "name", "priority", "enabled", "match", "actions", "transfer", "context",
+            ],
         )?;
         let actions = actions?;
         let list = self
@@ -971,6 +982,8 @@ impl<'a> Tree<'a> {
             enabled: opt(enabled, boolean)?.unwrap_or(true),
             match_: self.matcher(match_?)?,
             actions: spanned(list, actions.mark())?,
+            transfer: opt(transfer, spanned_string)?,
+            context: opt(context, spanned_string)?,
         })
     }
 

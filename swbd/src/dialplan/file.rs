@@ -72,6 +72,17 @@ pub struct RouteFile {
     /// Conditions, all of which must hold.
     #[serde(rename = "match")]
     pub match_: MatchFile,
+    /// What a REFER (call transfer) from either leg of a call on this
+    /// route may do: `allow`, `deny`, or the name of a context the
+    /// transfer target is routed in. Absent: allowed for local users only
+    /// (see [`super::transfer`]).
+    #[serde(default)]
+    pub transfer: Option<Spanned<String>>,
+    /// The context this route belongs to: only transfers whose policy
+    /// names it are routed here, never new calls. Absent: the default
+    /// context (new calls, and transfers under `allow`).
+    #[serde(default)]
+    pub context: Option<Spanned<String>>,
     /// What to do, in order.
     pub actions: Spanned<Vec<Spanned<ActionFile>>>,
 }

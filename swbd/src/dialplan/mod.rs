@@ -21,6 +21,7 @@
 //! - [`executor`]: [`execute`], [`CallControl`], [`DialOutcome`], [`CallOutcome`].
 //! - [`store`]: [`DialplanStore`], the plan in force and live reload.
 //! - [`proto`]: admin views (`GetDialplan`, `TestRoute`).
+//! - [`transfer`]: [`TransferPolicy`] (`transfer:`) and `context:` routes.
 
 pub mod error;
 pub mod executor;
@@ -32,10 +33,12 @@ pub mod plan;
 pub mod proto;
 pub mod store;
 pub mod template;
+pub mod transfer;
 
 pub use error::Error;
 pub use executor::{
     CallControl, CallOutcome, ControlError, DialOptions, DialOutcome, Execution, execute,
+    execute_in,
 };
 pub use file::Redirect;
 pub use plan::{
@@ -44,3 +47,4 @@ pub use plan::{
 };
 pub use store::{DialplanStore, MAX_REQUESTED_BYTES, ReloadSource};
 pub use template::Variables;
+pub use transfer::TransferPolicy;

@@ -4,12 +4,12 @@
 //! read these lists, so adding a feature is one line here.
 
 /// Methods swbd accepts (`Allow`, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, REFER";
 
 /// Methods offered in a dialog swbd takes part in (`Allow` on INVITEs and
 /// their 2xx): REGISTER is not a dialog method. UPDATE (RFC 3311) is
 /// answered in early and confirmed dialogs (`b2bua/call/update.rs`).
-pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, PRACK, UPDATE";
+pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, PRACK, UPDATE, REFER";
 
 /// Option tags swbd supports (`Supported`, RFC 3261 §20.37). A request
 /// whose `Require` names anything else gets `420 Bad Extension`.
@@ -18,7 +18,9 @@ pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, PRAC
 /// - `timer`: session timers (RFC 4028, `b2bua::call::session_timer`; a
 ///   call refuses `Require: timer` with `420` when `sip.session_timer` is
 ///   off).
-pub const SUPPORTED_EXTENSIONS: &[&str] = &["100rel", "timer"];
+/// - `replaces` (RFC 3891) and `norefersub` (RFC 4488): call transfer,
+///   [`crate::b2bua::transfer`].
+pub const SUPPORTED_EXTENSIONS: &[&str] = &["100rel", "timer", "replaces", "norefersub"];
 
 /// Whether `tag` (one item of a `Require` or `Proxy-Require`) is supported.
 pub fn is_supported(tag: &str) -> bool {

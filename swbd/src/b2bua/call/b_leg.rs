@@ -83,6 +83,11 @@ impl Ctl {
         if let Some(pai) = self.identity.asserted_value(&host) {
             invite.headers.insert(identity::p_asserted_identity(), pai);
         }
+        if let Some(by) = self.transfer.referred_by_value(&host) {
+            invite
+                .headers
+                .insert(super::super::transfer::referred_by(), by);
+        }
         invite.headers.insert(Name::TO, format!("<{to}>"));
         invite
             .headers

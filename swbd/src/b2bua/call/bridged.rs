@@ -54,6 +54,12 @@ impl Ctl {
                     }
                 },
                 Some(msg) = dlg_rx.recv() => {
+                    // REFER, Replaces, legs a transfer released: refer.rs.
+                    let msg = match Box::pin(self.transfer_hook(msg, a_events, dlg_rx, cmd_rx)).await {
+                        refer::Hook::Pass(msg) => msg,
+                        refer::Hook::Done => continue,
+                        refer::Hook::Ended(cause) => return cause,
+                    };
                     let (dialog, input) = *msg;
                     let from_a = self.a_dialog.as_ref().is_some_and(|d| d.id == dialog);
                     let in_dialog = match (&input, from_a) {

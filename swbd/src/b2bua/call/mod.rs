@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::identity::{self, CallerIdentity};
 use super::record::{CallRecord, CallState, LegRecord, LegState};
 use super::table::{CallCommand, CallHandle, CallTable, DialogInput, DialogSender, LegInput};
+use super::transfer::{Party, State as TransferState};
 use crate::config::Config;
 use crate::dialog::{Dialog, DialogId};
 use crate::dialplan::{
@@ -47,9 +48,13 @@ mod family;
 mod late_offer;
 mod prack;
 mod redirect;
+mod refer;
+mod replaces;
 mod session_expires;
 mod session_timer;
 mod sessions;
+mod transfer_watch;
+mod transferor;
 mod update;
 
 use b_leg::{codec_name, reap};
@@ -160,9 +165,9 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         from_domain: from.as_ref().and_then(|f| f.uri.host()).unwrap_or_default(),
         source_ip: Some(source.remote.ip()),
     };
-    let route_id = plan
+    let (route_id, transfer_policy) = plan
         .route(&info)
-        .map(|r| r.route.id.clone())
+        .map(|r| (r.route.id.clone(), r.route.transfer.clone()))
         .unwrap_or_default();
     handle.update(None, |r| {
         r.dialplan_version = plan.version().hash.clone();
@@ -219,6 +224,11 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         redirect: redirect::Redirects::default(),
         updates,
         end_cause: None,
+        transfer: TransferState::new(
+            plan.clone(),
+            transfer_policy,
+            Party::local_principal(principal.as_ref()),
+        ),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -368,6 +378,10 @@ fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
                 // provisionals still unacknowledged; one that reaches a
                 // call matches none (RFC 3262 §3).
                 Method::Prack => (481, "Call/Transaction Does Not Exist"),
+                Method::Refer => (
+                    403,
+                    "Forbidden (nothing to transfer before the call is bridged)",
+                ),
                 _ => (501, "Not Implemented"),
             };
             let _ = txn.respond(txn.response(code, reason));
@@ -382,6 +396,10 @@ fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
             InDialog::Other
         }
         LegInput::Ack(_) => InDialog::Other,
+        LegInput::Transfer(t) => {
+            t.refuse(403, "Forbidden (the call is not bridged)");
+            InDialog::Other
+        }
     }
 }
 
@@ -483,6 +501,8 @@ struct Ctl {
     /// failure ended both legs in the middle of an action (an ACK without
     /// the answer to a delayed offer).
     end_cause: Option<String>,
+    /// Call transfer (REFER, Replaces): refer.rs, replaces.rs.
+    transfer: TransferState,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
