@@ -439,6 +439,15 @@ impl MediaClient {
         self.unary.play(request).await
     }
 
+    /// ReofferSession (rare: its own RPC; a node that predates it answers
+    /// UNIMPLEMENTED).
+    pub async fn reoffer_session(
+        &mut self,
+        request: pb::ReofferSessionRequest,
+    ) -> Result<tonic::Response<pb::ReofferSessionResponse>, Status> {
+        self.unary.reoffer_session(request).await
+    }
+
     /// StopPlayback (rare: its own RPC).
     pub async fn stop_playback(
         &mut self,

@@ -41,6 +41,7 @@ mod a_leg;
 mod b_leg;
 mod bridged;
 mod dial;
+mod hold;
 mod sessions;
 
 use b_leg::{codec_name, reap};
@@ -183,6 +184,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         early_bridge: None,
         playing: false,
         ringing_sent: false,
+        hold: hold::HoldState::default(),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -236,6 +238,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     // stay allocated for as long as the call is up.
     let outcome = {
         let e = execution;
+        ctl.hold.configure(&deps.config.media, &e.variables);
         e.outcome
     };
     tracing::debug!(?outcome, "dialplan finished");
@@ -380,6 +383,8 @@ struct Ctl {
     early_bridge: Option<String>,
     playing: bool,
     ringing_sent: bool,
+    /// Hold on the bridged call (music on hold, or passed on).
+    hold: hold::HoldState,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
