@@ -105,8 +105,14 @@ pub enum Command {
         /// Shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write every page to a directory.
+    Man {
+        /// Write swctl.1 and one page per subcommand (swctl-calls.1,
+        /// swctl-calls-list.1, ...: the pages swctl(1) refers to) into DIR,
+        /// e.g. /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Pipe stdin/stdout to the local admin socket (used by ssh://).
     #[command(hide = true)]
     DialStdio {
@@ -171,15 +177,16 @@ pub enum NodesCommand {
 /// `swctl dialplan ...`
 #[derive(Debug, Subcommand)]
 pub enum DialplanCommand {
-    /// Validate a dialplan file locally (runs `swbd --check-dialplan FILE`,
-    /// swbd found next to swctl or on PATH).
+    /// Validate a dialplan file against swbd's own config (gateways, audio
+    /// directory); with no swbd reachable, locally (`swbd --check-dialplan`).
     Check {
         /// File.
         file: PathBuf,
     },
     /// Reload the dialplan on swbd (refused with file:line:column errors when invalid).
     Reload {
-        /// Load this file instead of the configured one (path on the swbd host).
+        /// Load this file instead of the configured one: read here and sent
+        /// (an absolute path that is not here names a file on the swbd host).
         #[arg(long)]
         path: Option<String>,
     },
