@@ -715,6 +715,24 @@ mod tests {
     }
 
     #[test]
+    fn music_on_hold_stays_in_the_audio_directory() {
+        let c: Config = yaml::from_str(
+            "c.yaml",
+            "media:\n  hold: pass\n  music_on_hold: ../secret.wav\n",
+        )
+        .expect("parses");
+        assert_eq!(c.media.hold, HoldPolicy::Pass);
+        let errors = c.validate("c.yaml").expect_err("escapes the audio dir");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains("media.music_on_hold")),
+            "{errors:?}"
+        );
+        assert!(yaml::from_str::<Config>("c.yaml", "media:\n  hold: bounce\n").is_err());
+    }
+
+    #[test]
     fn empty_file_is_defaults() {
         let c: Config = yaml::from_str("c.yaml", "{}").expect("empty map parses");
         assert_eq!(c, Config::default());
