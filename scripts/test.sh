@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace. Installs what it needs on a
 # fresh Debian 12 machine (only when missing, so a second run is fast):
-# baresip and pjsua2 (real SIP phones), chromium (the web page test), openssh-server
+# baresip (real SIP phones), pjsua2-python (PJSIP phones, pip), chromium
+# (the web page test), openssh-server
 # (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
 # cargo-deny.
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v chromium >/dev/null 2>&1 || apt_needed+=(chromium)
 command -v script >/dev/null 2>&1 || apt_needed+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || apt_needed+=(util-linux)
 command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
+python3 -m pip --version >/dev/null 2>&1 || apt_needed+=(python3-pip)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "== installing Debian packages: ${apt_needed[*]}"
     SUDO=""
@@ -21,9 +23,13 @@ if [ "${#apt_needed[@]}" -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"
 fi
+# pjsua2 (PJSIP's Python binding, PyPI wheel) for the pjsua2 interop tests.
+# Debian's own python3 refuses a system-wide pip install (PEP 668): then it
+# goes to the user's site-packages.
 if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
-    echo "== installing pjsua2 (PyPI pjsua2-python: the pjsip phone the interop tests drive)"
-    python3 -m pip install --quiet pjsua2-python
+    echo "== installing pjsua2-python"
+    python3 -m pip install pjsua2-python \
+        || python3 -m pip install --user --break-system-packages pjsua2-python
 fi
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "== installing cargo-deny"

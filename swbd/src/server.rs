@@ -207,6 +207,7 @@ fn spawn_media_watch(media: &MediaPool, calls: &CallTable, mut shutdown: Shutdow
                     Ok(MediaEvent::SessionTimedOut { node, session_id }) => {
                         calls.media_lost(&node, &session_id, "RTP timeout");
                     }
+                    Ok(MediaEvent::Dtmf { node, dtmf }) => calls.dtmf(&node, dtmf),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "media events lagged");
                     }

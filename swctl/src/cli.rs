@@ -94,11 +94,24 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         stats_interval_ms: u32,
     },
-    /// Serve a small live web page.
+    /// Serve a small live web page, with buttons to hang up calls and
+    /// drain or undrain media nodes.
     Web {
-        /// Address to listen on (loopback by default).
+        /// Address to listen on (loopback by default). Any other address
+        /// needs --token.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// File holding a secret (mode 0600, owned by you): every request
+        /// then needs HTTP Basic auth with any user name and this secret as
+        /// the password. Required to listen beyond loopback. Not the admin
+        /// token of --token-file, which swctl sends to the daemons.
+        #[arg(long, value_name = "FILE")]
+        token: Option<PathBuf>,
+        /// A host name the page may be opened by, besides localhost and
+        /// the listen address (repeatable). Requests naming any other host
+        /// are refused (DNS rebinding).
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
     },
     /// Print shell completions.
     Completions {

@@ -42,6 +42,17 @@ pub struct Config {
     /// Address advertised in SDP (`c=`, `o=`); defaults to `bind_address`.
     /// Set it when the node sits behind NAT or binds 0.0.0.0.
     pub public_address: Option<IpAddr>,
+    /// IPv6 address the RTP sockets of IPv6 legs bind to, so a call can
+    /// have an IPv4 leg and an IPv6 leg (each leg's family follows its
+    /// peer: the offer's `c=` line, or the signalling flow swbd names).
+    /// Unset: `::1` when `bind_address` is IPv4 loopback (the default) and
+    /// the host has IPv6 loopback, otherwise no IPv6 media (an IPv6 offer
+    /// is refused, swbd answers 488). Must be IPv6; `::` needs
+    /// `public_address_v6`. Not allowed when `bind_address` is IPv6 itself.
+    pub bind_address_v6: Option<IpAddr>,
+    /// Address advertised in SDP (`c=IN IP6`) for IPv6 legs; defaults to
+    /// the IPv6 bind address.
+    pub public_address_v6: Option<IpAddr>,
     /// Directory Play resolves file names under; `..` escapes are refused.
     pub audio_dir: PathBuf,
     /// A session receiving no RTP for this long is reported as timed out and
@@ -75,6 +86,8 @@ impl Default for Config {
             rtp_ports: "10000-20000".into(),
             bind_address: IpAddr::from([127, 0, 0, 1]),
             public_address: None,
+            bind_address_v6: None,
+            public_address_v6: None,
             audio_dir: PathBuf::from("testdata/audio"),
             rtp_timeout_secs: 30,
             session_lease_secs: 30,
@@ -228,6 +241,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_v6(name, &mut errors);
         if self.latch_packets == 0 || self.latch_packets > 1000 {
             errors.push(FileError::whole(
                 name,
@@ -268,6 +282,63 @@ impl Config {
     /// address without `public_address`).
     pub fn advertised_address(&self) -> IpAddr {
         self.public_address.unwrap_or(self.bind_address)
+    }
+
+    /// The IPv6 media address pair `(bind, advertised)` when one is
+    /// configured or defaulted (see `bind_address_v6`); `None`: IPv6 legs
+    /// only if `bind_address` itself is IPv6. The default (`::1` next to an
+    /// IPv4 loopback `bind_address`) is only a candidate: [`crate::start`]
+    /// drops it when the host cannot bind `::1`.
+    pub fn media_v6(&self) -> Option<(IpAddr, IpAddr)> {
+        if self.bind_address.is_ipv6() {
+            return None;
+        }
+        let bind = match self.bind_address_v6 {
+            Some(b) => b,
+            None if self.bind_address.is_loopback() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            None => return None,
+        };
+        Some((bind, self.public_address_v6.unwrap_or(bind)))
+    }
+
+    fn validate_v6(&self, name: &str, errors: &mut Vec<FileError>) {
+        if let Some(b) = self.bind_address_v6 {
+            if !b.is_ipv6() {
+                errors.push(FileError::whole(
+                    name,
+                    format!("bind_address_v6 {b} is not an IPv6 address"),
+                ));
+            } else if self.bind_address.is_ipv6() {
+                errors.push(FileError::whole(
+                    name,
+                    format!(
+                        "bind_address_v6 is set but bind_address {} is IPv6 already; \
+                         set bind_address_v6 only next to an IPv4 bind_address",
+                        self.bind_address
+                    ),
+                ));
+            } else if b.is_unspecified() && self.public_address_v6.is_none() {
+                errors.push(FileError::whole(
+                    name,
+                    format!(
+                        "bind_address_v6 {b} cannot be advertised in SDP; set public_address_v6"
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = self.public_address_v6 {
+            if !p.is_ipv6() || p.is_unspecified() {
+                errors.push(FileError::whole(
+                    name,
+                    format!("public_address_v6 {p} must be a concrete IPv6 address"),
+                ));
+            } else if self.bind_address_v6.is_none() && !self.bind_address.is_loopback() {
+                errors.push(FileError::whole(
+                    name,
+                    "public_address_v6 needs bind_address_v6 (the IPv6 address RTP binds to)",
+                ));
+            }
+        }
     }
 
     /// The admin endpoint, with the per-user default when not configured.
@@ -398,6 +469,42 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.advertised_address(), IpAddr::from([192, 0, 2, 1]));
+    }
+
+    #[test]
+    fn ipv6_media_defaults_to_loopback_next_to_ipv4_loopback() {
+        let c = Config::default();
+        let v6 = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+        assert_eq!(c.media_v6(), Some((v6, v6)));
+        let c = Config::from_yaml("t.yaml", "bind_address: 192.0.2.1\n").expect("valid");
+        assert_eq!(c.media_v6(), None, "no IPv6 guessed beyond loopback");
+        let c = Config::from_yaml(
+            "t.yaml",
+            "bind_address: 0.0.0.0\npublic_address: 192.0.2.1\nbind_address_v6: \"::\"\npublic_address_v6: 2001:db8::1\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            c.media_v6().map(|(_, p)| p.to_string()).as_deref(),
+            Some("2001:db8::1")
+        );
+        let c = Config::from_yaml("t.yaml", "bind_address: \"::1\"\n").expect("valid");
+        assert_eq!(
+            c.media_v6(),
+            None,
+            "an IPv6 bind_address is the only family"
+        );
+    }
+
+    #[test]
+    fn bad_ipv6_media_keys_are_refused() {
+        assert!(bad("bind_address_v6: 127.0.0.1\n").contains("not an IPv6"));
+        assert!(bad("bind_address_v6: \"::\"\n").contains("set public_address_v6"));
+        assert!(bad("public_address_v6: 192.0.2.1\n").contains("concrete IPv6"));
+        assert!(bad("bind_address: \"::1\"\nbind_address_v6: \"::1\"\n").contains("IPv6 already"));
+        assert!(
+            bad("bind_address: 192.0.2.1\npublic_address_v6: 2001:db8::1\n")
+                .contains("needs bind_address_v6")
+        );
     }
 
     #[test]

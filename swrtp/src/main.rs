@@ -40,6 +40,12 @@ struct Args {
     /// Address RTP sockets bind to.
     #[arg(long, value_name = "IP")]
     bind_address: Option<IpAddr>,
+    /// IPv6 address the RTP sockets of IPv6 legs bind to.
+    #[arg(long, value_name = "IPV6")]
+    bind_address_v6: Option<IpAddr>,
+    /// Address advertised in SDP for IPv6 legs.
+    #[arg(long, value_name = "IPV6")]
+    public_address_v6: Option<IpAddr>,
     /// Node name.
     #[arg(long)]
     node_id: Option<String>,
@@ -93,6 +99,12 @@ fn main() -> ExitCode {
     }
     if let Some(v) = args.bind_address {
         config.bind_address = v;
+    }
+    if let Some(v) = args.bind_address_v6 {
+        config.bind_address_v6 = Some(v);
+    }
+    if let Some(v) = args.public_address_v6 {
+        config.public_address_v6 = Some(v);
     }
     if let Some(v) = args.node_id {
         config.node_id = v;

@@ -64,6 +64,8 @@
 //! 200 OK would otherwise lose its first packet(s) to that gap. After a leg
 //! was bridged once, unbridged packets are dropped (and counted) as before.
 
+pub mod dtmf;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -252,6 +254,8 @@ pub struct Leg {
     /// RTP received before the first bridge, with arrival times (at most
     /// [`HOLD_PACKETS`]; allocated by the first such packet).
     held: Option<Box<Held>>,
+    /// DTMF sent and received ([`dtmf`]; allocated by the first one).
+    dtmf: Option<Box<dtmf::LegDtmf>>,
     epoch: Instant,
     /// Last: the sockets close before the ports return to the pool.
     ports: PortPair,
@@ -281,6 +285,7 @@ impl Leg {
             armed: false,
             bridged_once: false,
             held: None,
+            dtmf: None,
             epoch: now,
             ports,
         }
@@ -383,6 +388,17 @@ pub enum Cmd {
         reason: &'static str,
         /// Whether one was running.
         reply: oneshot::Sender<bool>,
+    },
+    /// Queue DTMF digits (RFC 4733 events, see [`dtmf`]).
+    SendDtmf {
+        /// Session.
+        id: String,
+        /// Event codes.
+        events: Vec<u8>,
+        /// Duration of each, clock ticks.
+        ticks: u16,
+        /// Digits waiting now; `None` when the leg is not here.
+        reply: oneshot::Sender<Option<Result<usize, dtmf::DtmfError>>>,
     },
 }
 
@@ -644,6 +660,14 @@ impl Relay {
                     .unwrap_or(false);
                 let _ = reply.send(was);
             }
+            Cmd::SendDtmf {
+                id,
+                events,
+                ticks,
+                reply,
+            } => {
+                let _ = reply.send(self.queue_dtmf(&id, &events, ticks));
+            }
         }
     }
 
@@ -657,6 +681,7 @@ impl Relay {
         self.legs
             .iter()
             .filter_map(|l| l.playback.as_ref().and_then(|p| p.deadline(l.media.ptime)))
+            .chain(self.dtmf_deadline())
             .min()
     }
 
@@ -780,6 +805,11 @@ impl Relay {
         }
         let at = now_ms();
         from.shared.rx.count(payload_len, at);
+        if Some(pt) == from.media.te_pt
+            && let Some(data) = self.buf.get(..n)
+        {
+            dtmf::on_event_packet(from, to.as_deref(), ts, data, &self.ctx);
+        }
         if Some(pt) != from.media.te_pt {
             let arrival = (now.duration_since(from.epoch).as_micros() as u64 * 8 / 1000) as u32;
             let (lost, jitter) = from.rx.on_packet(ssrc, seq, ts, arrival);
@@ -875,8 +905,9 @@ impl Relay {
         }
     }
 
-    /// Send every playback packet that is due.
+    /// Send every playback (and DTMF) packet that is due.
     fn play_due(&mut self) {
+        self.dtmf_due();
         let now = Instant::now();
         for leg in &mut self.legs {
             // Catch up if we were late, so the stream never drifts.
@@ -938,7 +969,7 @@ fn rewrite(
     data: &mut [u8],
     h: Header,
 ) -> Option<SocketAddr> {
-    if !to.media.direction.has_send() || !from.media.direction.has_recv() {
+    if !to.media.direction.has_send() || !from.media.direction.has_recv() || to.dtmf_busy() {
         return None;
     }
     let dest = to.rtp_dest()?;

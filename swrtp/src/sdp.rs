@@ -160,6 +160,9 @@ pub struct RemoteDescription {
     pub rtp: Option<SocketAddr>,
     /// Where the remote wants RTCP (`a=rtcp` or RTP port + 1).
     pub rtcp: Option<SocketAddr>,
+    /// The `c=` address of the audio m-line as written (`0.0.0.0` too):
+    /// its family is the family of the session answering it.
+    pub connection: IpAddr,
 }
 
 impl RemoteDescription {
@@ -301,6 +304,7 @@ pub fn parse(text: &str) -> Result<RemoteDescription> {
         direction,
         rtp,
         rtcp,
+        connection: ip,
     })
 }
 
@@ -742,6 +746,29 @@ mod tests {
                 Err(e) => assert!(check(&e), "{name}: wrong error {e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn ipv6_offer_is_answered_in_ipv6() {
+        let remote = parse(&sdp(
+            "c=IN IP6 ::1\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+        ))
+        .expect("parse");
+        assert!(remote.connection.is_ipv6());
+        assert_eq!(
+            remote.rtp.map(|a| a.to_string()).as_deref(),
+            Some("[::1]:4000")
+        );
+        let origin = LocalOrigin {
+            address: IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ..origin()
+        };
+        let (text, _) = answer(&remote, &origin, &[]).expect("answer");
+        assert!(text.contains("c=IN IP6 ::1\r\n"), "{text}");
+        assert!(text.contains("o=swrtp 42 1 IN IP6 ::1\r\n"), "{text}");
+        // An IPv4 hold offer says IP4 even with no address.
+        let hold = parse(&sdp("c=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n")).expect("parse");
+        assert!(hold.connection.is_ipv4() && hold.rtp.is_none());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::error::Error;
 use crate::lease::{self, Owner};
 use crate::sdp::{self, AudioCodec, Offer};
-use crate::session::{Negotiation, Node, NodeEvent};
+use crate::session::{Family, Negotiation, Node, NodeEvent};
 
 /// The MediaService implementation.
 #[derive(Debug, Clone)]
@@ -50,17 +50,47 @@ type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// A `SessionEvent` for WatchSessions, if the event is one.
 pub fn session_event(e: &NodeEvent) -> Option<pb::SessionEvent> {
-    let (shared, kind) = match e {
-        NodeEvent::Created(s) => (s, pb::SessionEventKind::Created),
-        NodeEvent::Destroyed(s) => (s, pb::SessionEventKind::Destroyed),
-        NodeEvent::TimedOut(s) => (s, pb::SessionEventKind::RtpTimeout),
+    let (shared, kind, dtmf) = match e {
+        NodeEvent::Created(s) => (s, pb::SessionEventKind::Created, None),
+        NodeEvent::Destroyed(s) => (s, pb::SessionEventKind::Destroyed, None),
+        NodeEvent::TimedOut(s) => (s, pb::SessionEventKind::RtpTimeout, None),
         NodeEvent::Status => return None,
+        NodeEvent::Dtmf {
+            session,
+            digit,
+            duration_ms,
+            relayed,
+        } => (
+            session,
+            pb::SessionEventKind::Dtmf,
+            Some(pb::DtmfReceived {
+                digit: digit.to_string(),
+                duration_ms: *duration_ms,
+                relayed: *relayed,
+            }),
+        ),
     };
     Some(pb::SessionEvent {
         at: Some(switchboard_proto::timestamp(SystemTime::now())),
         session_id: shared.id.clone(),
         call_id: shared.call_id.clone(),
         kind: kind as i32,
+        dtmf,
+    })
+}
+
+/// The unsolicited Control reply (id 0) carrying `e`, when `e` is an event
+/// for the Control streams of `owner` (see the proto's `ControlReply.event`).
+pub fn owner_event(owner: &Owner, e: &NodeEvent) -> Option<pb::ControlReply> {
+    let NodeEvent::Dtmf { session, .. } = e else {
+        return None;
+    };
+    if session.owner.as_ref() != Some(owner) {
+        return None;
+    }
+    Some(pb::ControlReply {
+        id: 0,
+        result: Some(pb::control_reply::Result::Event(session_event(e)?)),
     })
 }
 
@@ -99,6 +129,7 @@ impl MediaControl {
             Some(C::Unbridge(r)) => reply(self.unbridge(Request::new(r)).await, R::Unbridge),
             Some(C::RenewLeases(r)) => reply(self.renew_leases(r), R::RenewLeases),
             Some(C::ReconcileOwner(r)) => reply(self.reconcile_owner(r).await, R::ReconcileOwner),
+            Some(C::SendDtmf(r)) => reply(self.send_dtmf(r).await, R::SendDtmf),
             None => R::Error(pb::ControlError {
                 code: tonic::Code::InvalidArgument as i32,
                 message: "control request without a command".into(),
@@ -139,6 +170,16 @@ impl MediaControl {
         }))
     }
 
+    /// SendDtmf (Control stream only).
+    async fn send_dtmf(
+        &self,
+        r: pb::SendDtmfRequest,
+    ) -> Result<Response<pb::SendDtmfResponse>, Status> {
+        let id = required(&r.session_id, "session_id")?;
+        let queued = self.node.send_dtmf(id, &r.digits, r.duration_ms).await?;
+        Ok(Response::new(pb::SendDtmfResponse { queued }))
+    }
+
     /// CreateSession for `owner`.
     async fn create(
         &self,
@@ -177,6 +218,7 @@ impl MediaControl {
             }
             None => return Err(Error::Missing("remote_offer_sdp or offer").into()),
         };
+        let family = Family::from_proto(r.address_family)?;
         // The peer (A-leg) first: an unusable caller offer must fail the
         // request before anything is created for the B-leg.
         let peer = match (&r.peer, &negotiation) {
@@ -206,7 +248,7 @@ impl MediaControl {
         let (session_id, local_sdp, media) =
             match self
                 .node
-                .create_owned(owner, &r.call_id, &r.leg, negotiation)
+                .create_in(owner, &r.call_id, &r.leg, negotiation, family)
             {
                 Ok(created) => created,
                 Err(e) => {
@@ -415,6 +457,8 @@ impl MediaService for MediaControl {
         // Sessions created on this stream belong to the owner it names.
         let owner = Owner::from_metadata(request.metadata())?;
         let live = owner.as_ref().map(|o| self.node.owner_connected(o));
+        // The owner's session events (DTMF) go out on its stream, id 0.
+        let mut events = owner.as_ref().map(|_| self.node.subscribe());
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let this = self.clone();
@@ -444,6 +488,27 @@ impl MediaService for MediaControl {
                             break;
                         }
                     }
+                    ev = async {
+                        match events.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => match ev {
+                        Ok(e) => {
+                            if let Some(o) = &owner
+                                && let Some(reply) = owner_event(o, &e)
+                                // A client not reading its replies loses
+                                // events, never blocks command replies.
+                                && tx.try_send(Ok(reply)).is_err()
+                            {
+                                tracing::debug!(owner = %o, "control stream full: session event dropped");
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "control stream fell behind the node's events");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => events = None,
+                    },
                 }
             }
             while let Some(reply) = running.next().await {

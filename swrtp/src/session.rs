@@ -29,6 +29,11 @@ use crate::relay::{self, Cmd, Leg, LegMedia};
 use crate::sdp::{self, AudioCodec, LocalOrigin, Negotiated, Offer};
 use crate::stats::{DirectionCounters, RelayLatency};
 
+mod dtmf;
+mod family;
+
+pub use family::Family;
+
 /// What admin and health can read about a session without asking its task.
 #[derive(Debug)]
 pub struct SessionShared {
@@ -135,6 +140,17 @@ pub enum NodeEvent {
     TimedOut(Arc<SessionShared>),
     /// Draining changed.
     Status,
+    /// A DTMF digit arrived as RFC 4733 (see [`crate::relay::dtmf`]).
+    Dtmf {
+        /// The session it arrived on.
+        session: Arc<SessionShared>,
+        /// `0`-`9`, `*`, `#`, `A`-`D`.
+        digit: char,
+        /// Duration the sender gave.
+        duration_ms: u32,
+        /// Passed on to the bridge peer as RFC 4733.
+        relayed: bool,
+    },
 }
 
 /// Node-wide counters (atomics; no lock on the packet path).
@@ -174,6 +190,9 @@ pub struct NodeSettings {
     pub node_id: String,
     /// Address advertised in SDP.
     pub public_address: IpAddr,
+    /// Address advertised in SDP for legs of the other family (IPv6 next
+    /// to an IPv4 `public_address`), when the node has a pool for them.
+    pub public_address_v6: Option<IpAddr>,
     /// Play resolves files here.
     pub audio_dir: PathBuf,
     /// RTP inactivity timeout (None: off).
@@ -221,6 +240,8 @@ struct Table {
 struct NodeInner {
     settings: NodeSettings,
     pool: PortPool,
+    /// Ports of IPv6 legs next to an IPv4 `pool` (see [`Family`]).
+    pool_v6: Option<PortPool>,
     table: Mutex<Table>,
     ops: tokio::sync::Mutex<()>,
     draining: AtomicBool,
@@ -326,6 +347,13 @@ pub fn resolve_audio_path(dir: &Path, file: &str) -> Result<PathBuf> {
 impl Node {
     /// A node over `pool`.
     pub fn new(settings: NodeSettings, pool: PortPool) -> Self {
+        Self::with_pools(settings, pool, None)
+    }
+
+    /// A node over `pool` (the family of `public_address`) and, for IPv6
+    /// legs next to an IPv4 pool, `pool_v6` (advertised as
+    /// `settings.public_address_v6`).
+    pub fn with_pools(settings: NodeSettings, pool: PortPool, pool_v6: Option<PortPool>) -> Self {
         let (events, _) = broadcast::channel(1024);
         let ctx = Arc::new(MediaContext {
             events,
@@ -337,6 +365,7 @@ impl Node {
             inner: Arc::new(NodeInner {
                 settings,
                 pool,
+                pool_v6,
                 table: Mutex::new(Table::default()),
                 ops: tokio::sync::Mutex::new(()),
                 draining: AtomicBool::new(false),
@@ -425,6 +454,19 @@ impl Node {
         leg: &str,
         negotiation: Negotiation,
     ) -> Result<(String, String, pb::NegotiatedMedia)> {
+        self.create_in(owner, call_id, leg, negotiation, None)
+    }
+
+    /// [`create_owned`](Self::create_owned), an offer on the IP `family`
+    /// (`None`: the node's primary one); an answer follows the offer's `c=`.
+    pub fn create_in(
+        &self,
+        owner: Option<&Owner>,
+        call_id: &str,
+        leg: &str,
+        negotiation: Negotiation,
+        family: Option<Family>,
+    ) -> Result<(String, String, pb::NegotiatedMedia)> {
         if self.is_draining() {
             return Err(Error::Draining(self.inner.settings.node_id.clone()));
         }
@@ -433,12 +475,17 @@ impl Node {
             Negotiation::Answer(text) => Some(sdp::parse(text)?),
             Negotiation::Offer(_) => None,
         };
-        let ports = self.inner.pool.allocate()?;
+        let family = match &remote {
+            Some(r) => Family::of(r.connection),
+            None => family.unwrap_or_else(|| Family::of(self.inner.settings.public_address)),
+        };
+        let (pool, address) = self.media_address(family)?;
+        let ports = pool.allocate()?;
         let port = ports.port();
         let origin = LocalOrigin {
             sess_id: u64::from(rand::random::<u32>()),
             version: 1,
-            address: self.inner.settings.public_address,
+            address,
             port,
         };
         let (local_sdp, negotiated, pending_offer, remote_origin) = match (&negotiation, remote) {
@@ -454,7 +501,7 @@ impl Node {
             (Negotiation::Offer(o), _) => (sdp::offer(&origin, o), None, Some(o.clone()), None),
             (Negotiation::Answer(_), None) => return Err(Error::Internal("answer without offer")),
         };
-        let local_addr = SocketAddr::new(self.inner.settings.public_address, port);
+        let local_addr = SocketAddr::new(address, port);
         let media = media_proto(negotiated.as_ref(), local_addr);
         let lease_until = owner.map(|o| tokio::time::Instant::now() + self.lease_length(o));
 
@@ -523,6 +570,7 @@ impl Node {
                 .get_mut(id)
                 .ok_or_else(|| Error::NotFound(id.into()))?;
             let state = &mut entry.sdp;
+            family::check_same(state.origin.address, &remote)?;
             let same_origin = state.remote_origin.as_ref()
                 == Some(&(remote.origin_id.clone(), remote.origin_version));
             let (reply_sdp, negotiated, changed) = if let Some(offer) = &state.pending_offer {

@@ -39,6 +39,7 @@ async fn unanswered_call(d: &mut Daemon, call: &str, alice: &Peer) -> Call {
                 },
             )),
             peer: None,
+            ..Default::default()
         })
         .await
         .expect("create (offer)")

@@ -321,7 +321,7 @@ async fn a_reoffer_holds_and_resumes_a_leg_and_can_be_withdrawn() {
             negotiation: Some(pb::create_session_request::Negotiation::Offer(
                 pb::OfferOptions::default(),
             )),
-            peer: None,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -17,6 +17,7 @@ fn create(sdp: &str) -> pb::CreateSessionRequest {
             sdp.into(),
         )),
         peer: None,
+        ..Default::default()
     }
 }
 

@@ -21,8 +21,10 @@
 //! §14.2). A re-INVITE without an offer, one the node refuses,
 //! or one that arrives while the dialplan still runs gets
 //! `488 Not Acceptable Here` (the session stays as it was, RFC 3261 §14.2).
-//! UPDATE and INFO get `501 Not Implemented`, OPTIONS `200 OK`, requests
-//! for unknown dialogs `481`. Nothing is left hanging.
+//! INFO carries DTMF between the legs (`call/dtmf.rs`: `200` for a DTMF
+//! body or none, `415`/`400` otherwise); UPDATE gets `501 Not
+//! Implemented`, OPTIONS `200 OK`, requests for unknown dialogs `481`.
+//! Nothing is left hanging.
 
 pub mod call;
 pub mod dispatch;

@@ -55,6 +55,8 @@ pub enum CallCommand {
     Hangup(String),
     /// The call's media died (RTP timeout, node lost).
     MediaLost(String),
+    /// One of the call's media sessions received a DTMF digit (RFC 4733).
+    Dtmf(crate::media::MediaDtmf),
 }
 
 #[derive(Debug)]
@@ -250,6 +252,21 @@ impl CallTable {
             .flatten();
         if let Some(tx) = tx {
             let _ = tx.send(Box::new(CallCommand::MediaLost(reason.to_string())));
+        }
+    }
+
+    /// Give a DTMF digit a media session received to the call owning it.
+    pub fn dtmf(&self, node: &str, dtmf: crate::media::MediaDtmf) {
+        let tx = self
+            .with(|t| {
+                let call = t
+                    .sessions
+                    .get(&(node.to_string(), dtmf.session_id.clone()))?;
+                t.calls.get(call)?.commands.clone()
+            })
+            .flatten();
+        if let Some(tx) = tx {
+            let _ = tx.send(Box::new(CallCommand::Dtmf(dtmf)));
         }
     }
 

@@ -134,6 +134,9 @@ pub enum Error {
     /// A duration out of range.
     #[error("bad duration: {0}")]
     BadDuration(String),
+    /// A `read` parameter out of range.
+    #[error("bad read: {0}")]
+    BadRead(String),
 }
 
 impl Error {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::file::OnFailure;
-use super::plan::{Action, CallInfo, Dialplan, Target, reason_phrase};
+use super::plan::{Action, CallInfo, Dialplan, ReadRequest, Target, reason_phrase};
 use super::template::{Variables, escape_reason};
 
 /// A [`CallControl`] operation that could not be carried out.
@@ -95,6 +95,17 @@ pub trait CallControl: Send {
 
     /// End the call: a final response before answer, BYE after.
     fn hangup(&mut self, code: u16, reason: &str) -> impl Future<Output = ()> + Send;
+
+    /// Collect the caller's DTMF digits (`read`, see `plan/read.rs`): answer
+    /// if needed, play the prompt, return what was pressed (possibly
+    /// nothing). Implementations without DTMF refuse.
+    fn read_digits(
+        &mut self,
+        read: &ReadRequest,
+    ) -> impl Future<Output = Result<String, ControlError>> + Send {
+        let _ = read;
+        async { Err(ControlError::new(501, "Not Implemented: read")) }
+    }
 }
 
 /// How the dialplan left the call.
@@ -264,6 +275,26 @@ async fn run_actions<C: CallControl>(
                     vars.insert(k.clone(), value);
                 }
             }
+            Action::Read(read) => {
+                let request = read.request(vars);
+                if let Some(p) = &request.prompt
+                    && !stays_inside(p)
+                {
+                    let e = ControlError::new(
+                        500,
+                        format!("prompt file {p:?} escapes the audio directory"),
+                    );
+                    return fail(control, cancel, e).await;
+                }
+                match race(cancel, control.read_digits(&request)).await {
+                    None => return CallOutcome::CallerHungUp,
+                    // The caller's input: only DTMF digits are kept.
+                    Some(Ok(digits)) => {
+                        vars.insert(read.var.clone(), read.sanitize(&digits));
+                    }
+                    Some(Err(e)) => return fail(control, cancel, e).await,
+                }
+            }
         }
     }
     let code = last_failure.as_ref().map_or(480, DialOutcome::status);
@@ -314,6 +345,8 @@ mod tests {
         log: Vec<String>,
         dials: VecDeque<DialOutcome>,
         answer_error: Option<ControlError>,
+        /// What each `read` returns (as pressed, before sanitizing).
+        reads: VecDeque<String>,
     }
 
     impl CallControl for Script {
@@ -339,6 +372,13 @@ mod tests {
         }
         async fn hangup(&mut self, code: u16, reason: &str) {
             self.log.push(format!("hangup {code} {reason}"));
+        }
+        async fn read_digits(&mut self, read: &ReadRequest) -> Result<String, ControlError> {
+            self.log.push(format!(
+                "read {} {:?} {:?}",
+                read.max_digits, read.terminator, read.prompt
+            ));
+            Ok(self.reads.pop_front().unwrap_or_default())
         }
     }
 
@@ -566,6 +606,66 @@ mod tests {
         let c = call("1");
         let fut = execute(&p, &c, &mut s, &cancel);
         assert_send(&fut);
+    }
+
+    const IVR: &str = "  - id: ivr\n    match: {destination: \"700\"}\n    actions:\n      - read: {var: pin, max_digits: 4, timeout: 5s, terminator: \"#\", prompt: \"pin-${caller}.wav\"}\n      - dial: {target: \"user/${pin}\", on_failure: stop}\n";
+
+    #[tokio::test]
+    async fn read_digits_drive_the_next_dial() {
+        let p = plan(IVR);
+        let mut s = Script {
+            reads: ["1002".to_string()].into(),
+            dials: [DialOutcome::Answered(Target::User("1002".into()))].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "700", &mut s).await;
+        assert_eq!(
+            ex.outcome,
+            CallOutcome::Bridged(Target::User("1002".into()))
+        );
+        assert_eq!(
+            s.log,
+            [
+                "read 4 Some('#') Some(\"pin-1001.wav\")",
+                "dial user/1002 30s"
+            ]
+        );
+        assert_eq!(ex.variables.get("pin").map(String::as_str), Some("1002"));
+    }
+
+    #[tokio::test]
+    async fn read_keeps_only_dtmf_digits_of_what_it_is_given() {
+        let p = plan(IVR);
+        let mut s = Script {
+            reads: ["9@evil.example>\r\nX: 1234567".to_string()].into(),
+            dials: [DialOutcome::Failed(404)].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "700", &mut s).await;
+        assert_eq!(ex.variables.get("pin").map(String::as_str), Some("9A12"));
+        assert_eq!(s.log.get(1).map(String::as_str), Some("dial user/9A12 30s"));
+        assert_eq!(
+            ex.outcome,
+            CallOutcome::DialFailed(DialOutcome::Failed(404))
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_pressed_leaves_the_variable_empty_and_a_prompt_cannot_escape() {
+        let p = plan(IVR);
+        let mut s = Script::default();
+        let ex = run(&p, "700", &mut s).await;
+        assert_eq!(ex.variables.get("pin").map(String::as_str), Some(""));
+        let p = plan(
+            "  - id: x\n    match: {}\n    actions: [{read: {var: d, prompt: \"${destination}\"}}]\n",
+        );
+        let mut s = Script::default();
+        let ex = run(&p, "../../etc/passwd", &mut s).await;
+        assert!(
+            matches!(ex.outcome, CallOutcome::Failed(ref e) if e.code == 500),
+            "{ex:?}"
+        );
+        assert!(!s.log.iter().any(|l| l.starts_with("read")));
     }
 
     #[tokio::test]

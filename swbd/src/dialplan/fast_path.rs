@@ -44,7 +44,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::file::{
     ActionFile, DialFile, DialplanFile, DurationValue, HangupFile, MatchFile, NoMatchFile,
-    OnFailure, PlaybackFile, RouteFile, SetFile,
+    OnFailure, PlaybackFile, ReadFile, RouteFile, SetFile,
 };
 
 /// serde-saphyr's default budget refuses more than 250,000 nodes; decline
@@ -1027,6 +1027,19 @@ impl<'a> Tree<'a> {
                         })
                     }
                     "sleep" => ActionFile::Sleep(duration(body)?),
+                    "read" => {
+                        let [var, max, timeout, terminator, prompt] = self.fields(
+                            body,
+                            ["var", "max_digits", "timeout", "terminator", "prompt"],
+                        )?;
+                        ActionFile::Read(ReadFile {
+                            var: spanned_string(var?)?,
+                            max_digits: opt(max, unsigned::<u32>)?,
+                            timeout: opt(timeout, duration)?,
+                            terminator: opt(terminator, spanned_string)?,
+                            prompt: opt(prompt, spanned_string)?,
+                        })
+                    }
                     "set" => {
                         let pairs = self.map(body)?;
                         let mut out = Vec::with_capacity(pairs.len());

@@ -118,6 +118,8 @@ pub enum ActionFile {
     Sleep(Spanned<DurationValue>),
     /// Set variables: `set: {name: value}`.
     Set(SetFile),
+    /// Collect DTMF digits into a variable.
+    Read(ReadFile),
 }
 
 impl ActionFile {
@@ -130,6 +132,7 @@ impl ActionFile {
             ActionFile::Hangup(_) => "hangup",
             ActionFile::Sleep(_) => "sleep",
             ActionFile::Set(_) => "set",
+            ActionFile::Read(_) => "read",
         }
     }
 }
@@ -183,6 +186,27 @@ pub struct HangupFile {
     /// Reason phrase; the standard one when absent. May use variables.
     #[serde(default)]
     pub reason: Option<Spanned<String>>,
+}
+
+/// `read: {var: pin, max_digits: 4, timeout: 5s, terminator: "#", prompt: enter-pin.wav}`
+/// (see `plan/read.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFile {
+    /// Variable the digits go into.
+    pub var: Spanned<String>,
+    /// Stop after this many digits, 1-32; 1 when absent.
+    #[serde(default)]
+    pub max_digits: Option<Spanned<u32>>,
+    /// How long to wait for the first digit and between digits; 5 s when absent.
+    #[serde(default)]
+    pub timeout: Option<Spanned<DurationValue>>,
+    /// A digit that ends the input early (not stored), like `"#"`.
+    #[serde(default)]
+    pub terminator: Option<Spanned<String>>,
+    /// A file played first; a digit stops it. May use variables.
+    #[serde(default)]
+    pub prompt: Option<Spanned<String>>,
 }
 
 /// `set: {a: x, b: "${a}-y"}`, in file order.

@@ -36,8 +36,8 @@ pub mod template;
 pub use error::Error;
 pub use executor::{CallControl, CallOutcome, ControlError, DialOutcome, Execution, execute};
 pub use plan::{
-    Action, CallInfo, DEFAULT_SOURCE, DEFAULT_YAML, Dialplan, DialplanContext, NoMatch, Route,
-    Summary, Target, Version, check_file,
+    Action, CallInfo, DEFAULT_SOURCE, DEFAULT_YAML, Dialplan, DialplanContext, NoMatch, Read,
+    ReadRequest, Route, Summary, Target, Version, check_file,
 };
 pub use store::{DialplanStore, MAX_REQUESTED_BYTES, ReloadSource};
 pub use template::Variables;

@@ -25,6 +25,10 @@ use super::template::{
 };
 use crate::config::Config;
 
+mod read;
+
+pub use read::{MAX_READ_DIGITS, Read, ReadRequest};
+
 /// The embedded default dialplan.
 pub const DEFAULT_YAML: &str = include_str!("../../../dialplans/default.yaml");
 
@@ -348,6 +352,8 @@ pub enum Action {
     Sleep(Duration),
     /// Set variables, in order.
     Set(Vec<(String, Template)>),
+    /// Collect DTMF digits into a variable.
+    Read(Read),
 }
 
 impl Action {
@@ -360,6 +366,7 @@ impl Action {
             Action::Hangup { .. } => "hangup",
             Action::Sleep(_) => "sleep",
             Action::Set(_) => "set",
+            Action::Read(_) => "read",
         }
     }
 
@@ -405,6 +412,7 @@ impl Action {
                 }
                 out.join(", ")
             }
+            Action::Read(r) => r.describe(vars),
         }
     }
 }
@@ -965,6 +973,7 @@ impl Validator<'_> {
                 }
                 (self.errors.len() == before).then_some(Action::Set(out))
             }
+            ActionFile::Read(r) => self.read(r, defined),
         }
     }
 

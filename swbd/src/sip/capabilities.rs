@@ -8,7 +8,7 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
 
 /// Methods offered in a dialog swbd takes part in (`Allow` on INVITEs and
 /// their 2xx): REGISTER is not a dialog method.
-pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+pub const ALLOW_IN_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
 
 /// Option tags swbd supports (`Supported`, RFC 3261 §20.37). A request
 /// whose `Require` names anything else gets `420 Bad Extension`.

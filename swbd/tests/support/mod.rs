@@ -109,6 +109,9 @@ pub struct Options {
     pub health_interval_ms: u64,
     /// Extra `media:` keys, as indented YAML lines (`"  lease_secs: 3\n"`).
     pub media_extra: String,
+    /// swbd also listens for SIP over UDP on `[::1]` (`System::sip_v6`),
+    /// and `::1` is one of its domains.
+    pub listen_v6: bool,
 }
 
 impl Default for Options {
@@ -123,6 +126,7 @@ impl Default for Options {
             sip_extra: String::new(),
             health_interval_ms: 100,
             media_extra: String::new(),
+            listen_v6: false,
         }
     }
 }
@@ -157,6 +161,8 @@ pub struct System {
     pub dir: PathBuf,
     pub swbd: Proc,
     pub sip: std::net::SocketAddr,
+    /// swbd's SIP over UDP on `[::1]` (with `Options::listen_v6`).
+    pub sip_v6: Option<std::net::SocketAddr>,
     pub admin: PathBuf,
     pub nodes: Vec<Node>,
 }
@@ -241,6 +247,17 @@ impl System {
             .await;
         }
         let sip_port = free_udp_port();
+        let sip_v6 = opts.listen_v6.then(|| {
+            let port = std::net::UdpSocket::bind("[::1]:0")
+                .and_then(|s| s.local_addr())
+                .map(|a| a.port())
+                .expect("free port on ::1");
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))
+        });
+        let (listen_v6, domain_v6) = match sip_v6 {
+            Some(a) => (format!(", \"udp:{a}\""), ", \"::1\""),
+            None => (String::new(), ""),
+        };
         let admin = dir.join("swbd.sock");
         let extra = if opts.auth_extra.is_empty() {
             String::new()
@@ -260,7 +277,7 @@ impl System {
             )
         };
         let mut cfg = format!(
-            "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n{}\
+            "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"{listen_v6}]\n  domains: [\"127.0.0.1\", \"localhost\"{domain_v6}]\n{}\
              admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: {}\n{}  nodes:\n",
             opts.sip_extra,
             admin.display(),
@@ -287,6 +304,7 @@ impl System {
             swbd: spawn_swbd(&dir),
             dir,
             sip: std::net::SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            sip_v6,
             admin,
             nodes,
         };

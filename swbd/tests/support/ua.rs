@@ -90,6 +90,51 @@ impl Ua {
         }
     }
 
+    /// A UA on IPv6 loopback: SIP and RTP sockets on `[::1]`.
+    pub async fn new_v6(user: &str, server: SocketAddr) -> Ua {
+        let sock = UdpSocket::bind("[::1]:0").await.expect("bind sip ::1");
+        let rtp = UdpSocket::bind("[::1]:0").await.expect("bind rtp ::1");
+        Ua {
+            user: user.to_string(),
+            addr: sock.local_addr().expect("addr"),
+            rtp_port: rtp.local_addr().expect("addr").port(),
+            sock,
+            server,
+            rtp,
+            cseq: 1,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Send an in-dialog request of `method` for `call` carrying `body` of
+    /// `content_type` (none when empty); its final response.
+    pub async fn in_dialog_with_body(
+        &mut self,
+        method: &str,
+        call: &OutCall,
+        content_type: &str,
+        body: &str,
+    ) -> Response {
+        let cseq = self.next_cseq() + 100;
+        let mut msg = self.in_dialog(method, call, cseq);
+        if !content_type.is_empty() {
+            msg = msg.replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+            );
+        }
+        self.send_raw(&msg).await;
+        loop {
+            let r = self.response(&call.call_id, method).await;
+            if r.code >= 200 {
+                return r;
+            }
+        }
+    }
+
     /// Send an in-dialog request of `method` for `call`; the final status.
     pub async fn in_dialog_request(&mut self, method: &str, call: &OutCall) -> u16 {
         let cseq = self.next_cseq() + 100;

@@ -374,7 +374,18 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             dialplan::test(&targets(&cli)?, out, req).await
         }
         Command::Top { stats_interval_ms } => top::run(targets(&cli)?, *stats_interval_ms).await,
-        Command::Web { listen } => web::run(targets(&cli)?, listen).await,
+        Command::Web {
+            listen,
+            token,
+            allow_hosts,
+        } => {
+            let opts = crate::web::WebOptions {
+                listen: listen.clone(),
+                token_file: token.clone(),
+                allow_hosts: allow_hosts.clone(),
+            };
+            web::run(targets(&cli)?, &opts).await
+        }
     }
 }
 

@@ -39,6 +39,7 @@ impl Ctl {
                     ptime_ms: 20,
                 }),
                 peer,
+                self.offer_family(flow.remote),
             )
             .await?;
         if asked_peer {
@@ -251,6 +252,7 @@ impl Ctl {
             }
             200..=299 => self.on_b_answer(i, resp).await,
             401 | 407 if self.retry_with_credentials(i, &resp).await => None,
+            488 if self.retry_in_ipv4(i).await => None,
             code => {
                 self.b_failed(i, code).await;
                 None

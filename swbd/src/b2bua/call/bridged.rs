@@ -61,6 +61,13 @@ impl Ctl {
                         let bytes = t.request().to_bytes();
                         self.handle.update(None, |r| r.log_message(from_a, true, summary, &bytes));
                     }
+                    let input = match input {
+                        LegInput::Request(t) if t.request().method == Method::Info => {
+                            Box::pin(self.on_info(from_a, t)).await;
+                            continue;
+                        }
+                        other => other,
+                    };
                     if let LegInput::Invite(txn) = input {
                         Box::pin(self.reinvite(from_a, txn)).await;
                         continue;
@@ -88,12 +95,16 @@ impl Ctl {
                     }
                 }
                 Some(cmd) = cmd_rx.recv() => {
+                    let reason = match *cmd {
+                        CallCommand::Dtmf(d) => {
+                            Box::pin(self.on_media_dtmf(d)).await;
+                            continue;
+                        }
+                        CallCommand::Hangup(r) | CallCommand::MediaLost(r) => r,
+                    };
                     Box::pin(self.bye(true)).await;
                     Box::pin(self.bye(false)).await;
-                    return match *cmd {
-                        CallCommand::Hangup(r) => r,
-                        CallCommand::MediaLost(r) => r,
-                    };
+                    return reason;
                 }
             }
         }

@@ -158,6 +158,13 @@ impl CallControl for Ctl {
         }
     }
 
+    async fn read_digits(
+        &mut self,
+        read: &crate::dialplan::ReadRequest,
+    ) -> Result<String, ControlError> {
+        self.read_dtmf(read).await
+    }
+
     async fn hangup(&mut self, code: u16, reason: &str) {
         if self.answered {
             self.bye_a().await;

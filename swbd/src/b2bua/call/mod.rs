@@ -41,6 +41,8 @@ mod a_leg;
 mod b_leg;
 mod bridged;
 mod dial;
+mod dtmf;
+mod family;
 mod hold;
 mod sessions;
 
@@ -162,6 +164,9 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, "new call");
 
     let (dlg_tx, mut dlg_rx) = mpsc::unbounded_channel();
+    // The caller's digits reach `read` through this while the dialplan
+    // (which holds `ctl`) runs.
+    let (digit_sink, dtmf_state) = dtmf::channel();
     let mut ctl = Ctl {
         deps: deps.clone(),
         a,
@@ -184,6 +189,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         early_bridge: None,
         playing: false,
         ringing_sent: false,
+        dtmf: dtmf_state,
+        ipv4_only: Vec::new(),
         hold: hold::HoldState::default(),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
@@ -218,6 +225,9 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                 },
                 Some(msg) = dlg_rx.recv() => {
                     let (dialog, input) = *msg;
+                    let Some(input) = digit_sink.take_info(input) else {
+                        continue;
+                    };
                     if answer_in_dialog(&dialog, input) == InDialog::Bye && interrupt.is_none() {
                         tracing::info!("caller hung up during the dialplan");
                         interrupt = Some(Interrupt::CallerBye);
@@ -225,9 +235,13 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                     }
                 }
                 Some(cmd) = cmd_rx.recv(), if interrupt.is_none() => {
+                    let Some(cmd) = digit_sink.take_command(cmd) else {
+                        continue;
+                    };
                     interrupt = Some(match *cmd {
                         CallCommand::Hangup(r) => Interrupt::Hangup(r),
                         CallCommand::MediaLost(r) => Interrupt::MediaLost(r),
+                        CallCommand::Dtmf(_) => continue,
                     });
                     token.cancel();
                 }
@@ -383,6 +397,11 @@ struct Ctl {
     early_bridge: Option<String>,
     playing: bool,
     ringing_sent: bool,
+    /// DTMF: the caller's digits for `read`, the conversion rate limit.
+    dtmf: dtmf::Dtmf,
+    /// B-leg flows that refused an IPv6 offer: offered IPv4 since
+    /// ([`family`]).
+    ipv4_only: Vec<SocketAddr>,
     /// Hold on the bridged call (music on hold, or passed on).
     hold: hold::HoldState,
 }

@@ -41,7 +41,8 @@ impl Ctl {
         leg: &str,
         negotiation: media::create_session_request::Negotiation,
     ) -> Result<media::CreateSessionResponse, ControlError> {
-        self.create_session_with_peer(leg, negotiation, None).await
+        self.create_session_with_peer(leg, negotiation, None, media::AddressFamily::Unspecified)
+            .await
     }
 
     /// Create a session; with `peer`, the node first creates the session
@@ -55,17 +56,22 @@ impl Ctl {
     /// is tried once (issue #14). A call that already has sessions stays
     /// where they are, and a refused offer (INVALID_ARGUMENT, 488) is not
     /// retried.
+    ///
+    /// An offer is made in `family` (see [`super::family`]); an answer
+    /// follows the offer's `c=` line.
     pub(super) async fn create_session_with_peer(
         &mut self,
         leg: &str,
         negotiation: media::create_session_request::Negotiation,
         peer: Option<media::PeerOffer>,
+        family: media::AddressFamily,
     ) -> Result<media::CreateSessionResponse, ControlError> {
         let request = media::CreateSessionRequest {
             call_id: self.handle.id().to_string(),
             leg: leg.to_string(),
             negotiation: Some(negotiation),
             peer,
+            address_family: family as i32,
         };
         let resp = loop {
             let mut client = self.media_client()?;
