@@ -493,6 +493,10 @@ fn default_gateway_transport() -> Transport {
     Transport::Udp
 }
 
+/// `media.music_on_hold` unless configured (in the repository's
+/// `testdata/audio`, swrtp's default audio directory).
+pub const DEFAULT_MUSIC_ON_HOLD: &str = "music-on-hold.wav";
+
 /// Media node pool.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -515,6 +519,28 @@ pub struct MediaConfig {
     /// of the same user on this host. Created (0600, random) when missing;
     /// refused unless owned by this user with mode 0600 or stricter.
     pub token_file: Option<PathBuf>,
+    /// What a leg's hold (a re-INVITE `sendonly`, `inactive` or
+    /// `c=0.0.0.0`) does to the other leg: `moh` plays `music_on_hold` to
+    /// it until the holder resumes; `pass` re-INVITEs it with the mirrored
+    /// direction (the holder's phone then plays its own music, if any). A
+    /// route overrides it with `set: {hold: pass}` before its `dial`.
+    pub hold: HoldPolicy,
+    /// Music on hold (`hold: moh`): a WAV file in the media nodes' audio
+    /// directory (relative, no `..`), looped. A route overrides it with
+    /// `set: {music_on_hold: FILE}`. A file the node cannot play leaves
+    /// the held party in silence (logged).
+    pub music_on_hold: String,
+}
+
+/// See [`MediaConfig::hold`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldPolicy {
+    /// Play music on hold to the held party.
+    #[default]
+    Moh,
+    /// Pass hold on: re-INVITE the held party with the mirrored direction.
+    Pass,
 }
 
 impl Default for MediaConfig {
@@ -529,6 +555,8 @@ impl Default for MediaConfig {
             lease_secs: 30,
             lease_renew_secs: 10,
             token_file: None,
+            hold: HoldPolicy::Moh,
+            music_on_hold: DEFAULT_MUSIC_ON_HOLD.into(),
         }
     }
 }
@@ -693,6 +721,9 @@ impl Config {
         {
             err("media.lease_renew_secs: must be at least 1 and less than media.lease_secs".into());
         }
+        if let Err(why) = crate::b2bua::hold_policy::check_audio_file(&self.media.music_on_hold) {
+            err(format!("media.music_on_hold: {why}"));
+        }
         let inline_token = self.admin.token.as_deref().is_some_and(|t| !t.is_empty());
         if let Some(tcp) = self.admin.tcp
             && !inline_token
@@ -726,6 +757,24 @@ mod tests {
     #[test]
     fn defaults_validate() {
         assert_eq!(Config::default().validate("x"), Ok(()));
+    }
+
+    #[test]
+    fn music_on_hold_stays_in_the_audio_directory() {
+        let c: Config = yaml::from_str(
+            "c.yaml",
+            "media:\n  hold: pass\n  music_on_hold: ../secret.wav\n",
+        )
+        .expect("parses");
+        assert_eq!(c.media.hold, HoldPolicy::Pass);
+        let errors = c.validate("c.yaml").expect_err("escapes the audio dir");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains("media.music_on_hold")),
+            "{errors:?}"
+        );
+        assert!(yaml::from_str::<Config>("c.yaml", "media:\n  hold: bounce\n").is_err());
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub struct Config {
     /// Directory Play resolves file names under; `..` escapes are refused.
     pub audio_dir: PathBuf,
     /// A session receiving no RTP for this long is reported as timed out and
-    /// its ports are released (0 disables the timeout).
+    /// its ports are released (0 disables the timeout). A leg on hold (not
+    /// `sendrecv`, or `c=0.0.0.0`) is exempt until it resumes, and RTCP
+    /// counts as activity (see `hold.rs`).
     pub rtp_timeout_secs: u64,
     /// Lease of a session created by an owner (swbd naming itself, see
     /// `lease` in the crate docs) until that owner announces its own length:

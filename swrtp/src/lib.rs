@@ -13,6 +13,8 @@
 //! - [`session`]: the session table ([`session::Node`]) and what admin reads.
 //! - [`relay`]: the media task: relay, latching, header rewriting, pacing.
 //! - [`player`]: WAV decoding and playback state.
+//! - [`hold`]: which legs the RTP timeout watches (hold), RTCP as activity,
+//!   re-offers that pass hold on.
 //! - [`service`]: the `MediaService` gRPC handlers.
 //! - [`lease`]: session owners and leases, and the reaper of lapsed ones.
 //! - [`admin`]: the `MediaAdmin` gRPC handlers.
@@ -45,6 +47,13 @@
 //!   WatchSessions, `session_timed_out` on admin Watch, `timed_out_sessions`
 //!   in Health) and its ports are released; the session entry stays until
 //!   swbd destroys it, so DestroySession still returns its final stats.
+//!   A leg on hold (negotiated `sendonly`, `recvonly` or `inactive`, or
+//!   `c=0.0.0.0`) is exempt while the direction stays; RTCP from the
+//!   latched address counts as activity ([`hold`]).
+//! - **Re-offers**: `ReofferSession` makes a new offer on a negotiated
+//!   session (same port, the codec in use, the direction asked for); its
+//!   answer comes through `UpdateSession` as usual; `withdraw` drops an
+//!   unanswered one.
 //! - **Codecs**: the two legs of a bridge may have negotiated different
 //!   G.711 laws; the relay transcodes in place.
 //! - **Session leases**: a session created with the owner metadata headers
@@ -83,6 +92,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod g711;
+pub mod hold;
 pub mod lease;
 pub mod player;
 pub mod ports;

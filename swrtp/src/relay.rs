@@ -81,6 +81,7 @@ use switchboard_proto::media::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::hold;
 use crate::player::Playback;
 use crate::ports::PortPair;
 use crate::sdp::AudioCodec;
@@ -699,8 +700,9 @@ impl Relay {
             };
             match sock.try_recv_from(&mut self.buf) {
                 Ok((n, src)) => {
-                    if rtcp {
-                        self.on_rtcp(i, n, src);
+                    // RTCP multiplexed on the RTP port (RFC 5761) is RTCP.
+                    if rtcp || self.buf.get(..n).is_some_and(hold::is_muxed_rtcp) {
+                        self.on_rtcp(i, n, src, !rtcp);
                     } else {
                         self.on_rtp(i, n, src);
                     }
@@ -873,8 +875,10 @@ impl Relay {
     }
 
     /// The per-packet path for RTCP from leg `i`: sanity-check, source-check
-    /// and forward unchanged.
-    pub fn on_rtcp(&mut self, i: usize, n: usize, src: SocketAddr) {
+    /// and forward unchanged. Accepted RTCP is a sign of life for the RTP
+    /// timeout ([`hold`]). `muxed`: it came on the RTP port (RFC 5761); it
+    /// is forwarded as any RTCP, but does not move where we send RTCP.
+    pub fn on_rtcp(&mut self, i: usize, n: usize, src: SocketAddr, muxed: bool) {
         let (from, to) = split(&mut self.legs, i);
         let Some(from) = from else { return };
         let Some(data) = self.buf.get(..n) else {
@@ -888,7 +892,10 @@ impl Relay {
         if !valid || expected_ip != Some(src.ip()) {
             return from.drop_packet(&self.ctx);
         }
-        from.rtcp_dest = Some(src);
+        from.last_rx = Instant::now();
+        if !muxed {
+            from.rtcp_dest = Some(src);
+        }
         let Some(to) = to else { return };
         let dest = to.rtcp_dest.or(to.sdp_rtcp);
         if let Some(dest) = dest
@@ -920,7 +927,9 @@ impl Relay {
         let mut i = 0;
         while i < self.legs.len() {
             let expired = self.legs.get(i).is_some_and(|l| {
-                l.armed && l.media.direction.has_recv() && now.duration_since(l.last_rx) >= timeout
+                l.armed
+                    && hold::expects_rtp(&l.media, l.sdp_rtp)
+                    && now.duration_since(l.last_rx) >= timeout
             });
             if expired {
                 let mut leg = self.legs.remove(i);

@@ -116,6 +116,16 @@ pub fn direction_to_proto(d: Direction) -> pb::Direction {
     }
 }
 
+/// SDP direction of a proto enum (UNSPECIFIED: sendrecv).
+pub fn direction_from_proto(d: pb::Direction) -> Direction {
+    match d {
+        pb::Direction::Unspecified | pb::Direction::Sendrecv => Direction::SendRecv,
+        pb::Direction::Sendonly => Direction::SendOnly,
+        pb::Direction::Recvonly => Direction::RecvOnly,
+        pb::Direction::Inactive => Direction::Inactive,
+    }
+}
+
 /// One payload format of an m-line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Format {
@@ -466,6 +476,12 @@ pub struct Offer {
 
 /// Produce an offer (B-leg INVITE body).
 pub fn offer(origin: &LocalOrigin, offer: &Offer) -> String {
+    offer_with_direction(origin, offer, Direction::SendRecv)
+}
+
+/// Produce an offer with `direction` from our side (a re-offer that holds
+/// or resumes, see [`crate::hold`]).
+pub fn offer_with_direction(origin: &LocalOrigin, offer: &Offer, direction: Direction) -> String {
     let mut formats: Vec<Format> = offer
         .codecs
         .iter()
@@ -489,7 +505,7 @@ pub fn offer(origin: &LocalOrigin, offer: &Offer) -> String {
         &AudioLine {
             formats: &formats,
             ptime: offer.ptime,
-            direction: Direction::SendRecv,
+            direction,
         },
         &[],
         0,

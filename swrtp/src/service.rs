@@ -373,6 +373,23 @@ impl MediaService for MediaControl {
         }))
     }
 
+    async fn reoffer_session(
+        &self,
+        request: Request<pb::ReofferSessionRequest>,
+    ) -> Result<Response<pb::ReofferSessionResponse>, Status> {
+        let r = request.into_inner();
+        let id = required(&r.session_id, "session_id")?;
+        let direction = sdp::direction_from_proto(r.direction());
+        let (local_sdp, media) = self
+            .node
+            .reoffer_direction(id, direction, r.withdraw)
+            .await?;
+        Ok(Response::new(pb::ReofferSessionResponse {
+            local_sdp,
+            media: Some(media),
+        }))
+    }
+
     async fn destroy_session(
         &self,
         request: Request<pb::DestroySessionRequest>,

@@ -21,6 +21,7 @@ use switchboard_proto::media::v1 as pb;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::hold;
 use crate::lease::Owner;
 use crate::player::{self, Playback};
 use crate::ports::PortPool;
@@ -208,6 +209,10 @@ pub struct NodeSettings {
 struct SdpState {
     origin: LocalOrigin,
     pending_offer: Option<Offer>,
+    /// Direction of our pending offer (sendrecv but for a re-offer that holds).
+    offered_direction: sdp_types::Direction,
+    /// Our pending re-offer's SDP: it becomes `local_sdp` once answered.
+    reoffer_sdp: Option<String>,
     remote_origin: Option<(String, u64)>,
     local_sdp: String,
     negotiated: Option<Negotiated>,
@@ -541,6 +546,8 @@ impl Node {
                 sdp: SdpState {
                     origin,
                     pending_offer,
+                    offered_direction: sdp_types::Direction::SendRecv,
+                    reoffer_sdp: None,
                     remote_origin,
                     local_sdp: local_sdp.clone(),
                     negotiated,
@@ -568,8 +575,13 @@ impl Node {
             let same_origin = state.remote_origin.as_ref()
                 == Some(&(remote.origin_id.clone(), remote.origin_version));
             let (reply_sdp, negotiated, changed) = if let Some(offer) = &state.pending_offer {
-                let n = sdp::apply_answer(offer, &remote)?;
+                let mut n = sdp::apply_answer(offer, &remote)?;
+                n.direction = hold::intersect(state.offered_direction, n.direction);
                 state.pending_offer = None;
+                state.offered_direction = sdp_types::Direction::SendRecv;
+                if let Some(text) = state.reoffer_sdp.take() {
+                    state.local_sdp = text;
+                }
                 (String::new(), n, true)
             } else if same_origin && state.negotiated.is_some() {
                 // RFC 3264 §8: an unchanged version means an unchanged offer.
@@ -605,6 +617,45 @@ impl Node {
             let _ = worker.send(cmd).await;
         }
         Ok((reply_sdp, media))
+    }
+
+    /// Make a new offer on a negotiated session with `direction` from our
+    /// side (see [`crate::hold`]); media goes on as negotiated until the
+    /// answer arrives through [`Node::update`]. With `withdraw`, drop an
+    /// unanswered re-offer instead (empty SDP back).
+    pub async fn reoffer_direction(
+        &self,
+        id: &str,
+        direction: sdp_types::Direction,
+        withdraw: bool,
+    ) -> Result<(String, pb::NegotiatedMedia)> {
+        let _ops = self.inner.ops.lock().await;
+        let mut table = self.table();
+        let entry = table
+            .sessions
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(id.into()))?;
+        let state = &mut entry.sdp;
+        let negotiated = state
+            .negotiated
+            .ok_or_else(|| Error::NotNegotiated(id.into()))?;
+        let local = SocketAddr::new(state.origin.address, state.origin.port);
+        let media = media_proto(Some(&negotiated), local);
+        if withdraw {
+            if state.reoffer_sdp.take().is_some() {
+                state.pending_offer = None;
+                state.offered_direction = sdp_types::Direction::SendRecv;
+            }
+            return Ok((String::new(), media));
+        }
+        let mut origin = state.origin.clone();
+        origin.version += 1;
+        let (text, offer) = hold::reoffer(&origin, &negotiated, direction);
+        state.origin = origin;
+        state.pending_offer = Some(offer);
+        state.offered_direction = direction;
+        state.reoffer_sdp = Some(text.clone());
+        Ok((text, media))
     }
 
     /// Destroy a session and release its ports; returns its final stats.

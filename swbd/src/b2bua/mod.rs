@@ -12,10 +12,16 @@
 //! - [`outbound_auth`]: answering a trunk's digest challenge.
 //! - [`transfer`]: REFER (blind, attended) and INVITE with Replaces;
 //!   [`refer_to`]: reading what a REFER asks for.
+//! - [`hold_policy`]: what an offer says about hold, a call's hold settings
+//!   (`media.hold`, `media.music_on_hold`, route variables).
 //!
 //! In-dialog requests: a re-INVITE with an offer on a bridged leg (hold,
-//! resume) is answered by the media node for that leg alone and refreshes
-//! the remote target; a re-INVITE without an offer, one the node refuses,
+//! resume) is answered by the media node for that leg and refreshes the
+//! remote target; a hold then plays music on hold to the other leg, or
+//! re-INVITEs it with the mirrored direction (`media.hold: pass`), until
+//! the holder resumes (`call/hold.rs`). While our own re-INVITE on a leg
+//! is pending, that leg's re-INVITE gets `491 Request Pending` (RFC 3261
+//! §14.2). A re-INVITE without an offer, one the node refuses,
 //! or one that arrives while the dialplan still runs gets
 //! `488 Not Acceptable Here` (the session stays as it was, RFC 3261 §14.2).
 //! UPDATE (RFC 3311) is answered in early and confirmed dialogs, an offer
@@ -31,6 +37,7 @@
 pub mod call;
 pub mod directory;
 pub mod dispatch;
+pub mod hold_policy;
 pub mod identity;
 pub mod outbound_auth;
 pub mod record;

@@ -461,6 +461,15 @@ impl MediaClient {
         self.unary.play(request).await
     }
 
+    /// ReofferSession (rare: its own RPC; a node that predates it answers
+    /// UNIMPLEMENTED).
+    pub async fn reoffer_session(
+        &mut self,
+        request: pb::ReofferSessionRequest,
+    ) -> Result<tonic::Response<pb::ReofferSessionResponse>, Status> {
+        self.unary.reoffer_session(request).await
+    }
+
     /// SendDtmf: digits into a session as RFC 4733 events. Control stream
     /// only: UNIMPLEMENTED on a node without it; a node that predates
     /// SendDtmf answers INVALID_ARGUMENT. The caller sends SIP INFO instead

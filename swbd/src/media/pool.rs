@@ -496,6 +496,7 @@ mod tests {
             lease_secs: 30,
             lease_renew_secs: 10,
             token_file: None,
+            ..MediaConfig::default()
         };
         let token = switchboard_proto::support::secret::Token::new("t").expect("token");
         MediaPool::new(&cfg, &MediaTokens::fixed(token), EventBus::new()).expect("pool")

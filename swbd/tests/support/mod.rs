@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod baresip;
 pub mod baresip_phone;
 pub mod pjsua2;
 pub mod raw;

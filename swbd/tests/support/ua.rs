@@ -163,6 +163,31 @@ impl Ua {
         }
     }
 
+    /// A re-INVITE for `call` offering `body`; the final response (a 2xx
+    /// is ACKed).
+    pub async fn reinvite(&mut self, call: &OutCall, body: &str) -> Response {
+        let cseq = self.next_cseq() + 100;
+        let msg = self.in_dialog("INVITE", call, cseq).replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Contact: {}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                self.contact(),
+                body.len()
+            ),
+        );
+        self.send_raw(&msg).await;
+        loop {
+            let r = self.response(&call.call_id, "INVITE").await;
+            if r.code >= 200 {
+                if r.code < 300 {
+                    let ack = self.in_dialog("ACK", call, cseq);
+                    self.send_raw(&ack).await;
+                }
+                return r;
+            }
+        }
+    }
+
     pub fn contact(&self) -> String {
         format!("<sip:{}@{}>", self.user, self.addr)
     }

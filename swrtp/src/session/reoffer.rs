@@ -55,6 +55,10 @@ impl Node {
         let state = &mut entry.sdp;
         if state.negotiated.is_some() {
             state.pending_offer = None;
+            // A hold re-offer (Node::reoffer_direction) is withdrawn too.
+            if state.reoffer_sdp.take().is_some() {
+                state.offered_direction = sdp_types::Direction::SendRecv;
+            }
         }
         let local = SocketAddr::new(state.origin.address, state.origin.port);
         Ok(media_proto(state.negotiated.as_ref(), local))

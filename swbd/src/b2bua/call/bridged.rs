@@ -121,6 +121,13 @@ impl Ctl {
                         return cause;
                     }
                 }
+                ev = self.hold.next_event(), if self.hold.busy() => {
+                    if let Some(cause) = Box::pin(self.on_hold_event(ev)).await {
+                        Box::pin(self.bye(true)).await;
+                        Box::pin(self.bye(false)).await;
+                        return cause;
+                    }
+                }
                 Some(cmd) = cmd_rx.recv() => {
                     let reason = match *cmd {
                         CallCommand::Dtmf(d) => {
@@ -158,6 +165,11 @@ impl Ctl {
             let _ = txn.respond(txn.response(e.status_code(), &e.to_string()));
             return;
         }
+        if self.hold.pending_on(from_a) {
+            // RFC 3261 §14.2: our own re-INVITE on this dialog is pending.
+            let _ = txn.respond(txn.response(491, "Request Pending"));
+            return;
+        }
         if let Some(r) = self.session_timer_refusal(from_a, &request) {
             let _ = txn.respond(r.complete(txn.response(r.code, r.reason)));
             return;
@@ -180,12 +192,15 @@ impl Ctl {
                     ..Default::default()
                 })
                 .await
-                .map(|r| r.into_inner().local_sdp)
+                .map(|r| r.into_inner())
                 .map_err(|st| status_to_control(&st, "re-INVITE")),
             Err(e) => Err(e),
         };
         match answer {
-            Ok(sdp) if !sdp.is_empty() => {
+            Ok(media::UpdateSessionResponse {
+                local_sdp: sdp,
+                media,
+            }) if !sdp.is_empty() => {
                 let dialog = if from_a {
                     self.a_dialog.as_mut()
                 } else {
@@ -205,6 +220,7 @@ impl Ctl {
                 self.handle
                     .update(None, |r| r.log_message(from_a, false, summary, &bytes));
                 let _ = txn.respond(resp);
+                Box::pin(self.after_reinvite(from_a, media)).await;
             }
             Ok(_) => {
                 let _ = txn.respond(txn.response(488, "Not Acceptable Here (not an offer)"));

@@ -45,6 +45,7 @@ mod dial;
 mod dtmf;
 mod early;
 mod family;
+mod hold;
 mod late_offer;
 mod prack;
 mod redirect;
@@ -229,6 +230,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             transfer_policy,
             Party::local_principal(principal.as_ref()),
         ),
+        hold: hold::HoldState::default(),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -300,6 +302,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     // stay allocated for as long as the call is up.
     let outcome = {
         let e = execution;
+        ctl.hold.configure(&deps.config.media, &e.variables);
         e.outcome
     };
     tracing::debug!(?outcome, "dialplan finished");
@@ -503,6 +506,8 @@ struct Ctl {
     end_cause: Option<String>,
     /// Call transfer (REFER, Replaces): refer.rs, replaces.rs.
     transfer: TransferState,
+    /// Hold on the bridged call (music on hold, or passed on).
+    hold: hold::HoldState,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
