@@ -507,7 +507,7 @@ pub struct MediaConfig {
     pub health_interval_ms: u64,
     /// Lease of the media sessions this swbd creates: a node destroys a
     /// session not renewed for this long (this swbd crashed or lost the
-    /// node), ringing or not. See docs/endurance/leases.md. 1..86400.
+    /// node), ringing or not. See docs/ENDURANCE.md, "Session leases". 1..86400.
     pub lease_secs: u32,
     /// How often swbd renews all its sessions' leases on each node (one
     /// command per node); must be less than `lease_secs` (a third of it

@@ -16,7 +16,7 @@
 //!   one source is (IPv4 address, IPv6 /64).
 //! - [`counters`]: drop and error counters for admin status.
 //!
-//! TCP limits (see `docs/security/limits.md`): a connection accepted beyond
+//! TCP limits (see `docs/SECURITY.md, "Resource limits"`): a connection accepted beyond
 //! the total cap or its source's cap is closed at once (`tcp_refused`,
 //! `tcp_refused_per_source`); a message head must be complete within
 //! `sip.tcp_head_timeout_secs` of its first byte and its body within
