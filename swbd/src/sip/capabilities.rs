@@ -76,6 +76,7 @@ mod tests {
         assert!(!lists_option_tag(&r, &Name::SUPPORTED, "timer"));
         assert!(lists_option_tag(&r, &Name::REQUIRE, "timer"));
         assert!(is_supported(" 100rel "));
-        assert!(!is_supported("replaces"));
+        assert!(is_supported("replaces"));
+        assert!(!is_supported("gruu"));
     }
 }
