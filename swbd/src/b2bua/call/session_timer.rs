@@ -211,12 +211,16 @@ impl Ctl {
     }
 
     /// The `Supported` value of our INVITEs and 2xx.
-    pub(super) fn supported_value(&self) -> &'static str {
-        if self.timer_config().enabled {
-            "100rel, timer"
-        } else {
-            "100rel"
-        }
+    pub(super) fn supported_value(&self) -> String {
+        // Every option tag swbd supports (sip/capabilities.rs), but `timer`
+        // only while session timers are on.
+        let timers = self.timer_config().enabled;
+        crate::sip::capabilities::SUPPORTED_EXTENSIONS
+            .iter()
+            .filter(|t| timers || **t != "timer")
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The 2xx to A's INVITE: negotiate A's session timer (module docs)
