@@ -187,7 +187,10 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         });
         r.log_message(true, true, summary_req(&request), &request.to_bytes());
     });
-    tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, "new call");
+    // One info line per call, at its end (below): at the default level a
+    // call costs one line, not three (issue #17). The start and the bridge
+    // are debug.
+    tracing::debug!(%caller, %destination, route = %route_id, from = %source.remote, "new call");
 
     let (dlg_tx, mut dlg_rx) = mpsc::unbounded_channel();
     // The caller's digits reach `read` through this while the dialplan
@@ -333,7 +336,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             r.clone()
         }
         (None, CallOutcome::Bridged(target)) => {
-            tracing::info!(%target, "bridged");
+            tracing::debug!(%target, "bridged");
             // Boxed like the dialplan: only the state the call is in is allocated.
             Box::pin(ctl.bridged(&mut a_events, &mut dlg_rx, &mut cmd_rx)).await
         }
@@ -354,7 +357,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     // A failure that ended both legs mid-action says why (late_offer.rs).
     let cause = ctl.end_cause.take().unwrap_or(cause);
     Box::pin(ctl.cleanup()).await;
-    tracing::info!(%cause, "call ended");
+    tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, %cause, "call ended");
     ctl.handle.update(None, |r| {
         r.end_cause = cause;
         r.state = CallState::Ended;
