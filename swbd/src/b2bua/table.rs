@@ -20,10 +20,12 @@ use crate::transaction::{ServerInviteTransaction, ServerTransaction};
 /// A call found by id: its record and its command channel (if live).
 type Found = (Arc<Mutex<CallRecord>>, Option<CommandSender>);
 
-/// Ended calls kept for inspection.
-const ENDED_KEEP: usize = 200;
+/// Ended calls kept for inspection (`swctl calls list --ended`): the
+/// only per-call state that outlives a call here, bounded by this count
+/// and [`ENDED_TTL`] (issue #14).
+pub const ENDED_KEEP: usize = 200;
 /// How long an ended call stays listed.
-const ENDED_TTL: Duration = Duration::from_secs(300);
+pub const ENDED_TTL: Duration = Duration::from_secs(300);
 
 /// A request inside one of a call's dialogs.
 #[derive(Debug)]
@@ -335,6 +337,75 @@ fn prune_ended(t: &mut Tables) {
         if let Some(id) = t.ended.pop_front() {
             t.calls.remove(&id);
         }
+    }
+}
+
+/// What the call table holds (see [`CallTable::retained`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallsRetained {
+    /// Calls in progress.
+    pub live: usize,
+    /// Ended calls kept for the console: at most [`ENDED_KEEP`], each for
+    /// at most [`ENDED_TTL`].
+    pub ended: usize,
+    /// Estimated heap bytes of those ended records (bounded by their count).
+    pub ended_bytes: usize,
+    /// Dialog routes (in-dialog requests to call tasks).
+    pub dialogs: usize,
+    /// Media-session index entries.
+    pub sessions: usize,
+    /// Call start times kept for calls/s (the last 10 s).
+    pub created: usize,
+    /// Estimated heap bytes of the dialog routes, the media index and the
+    /// start times: what grows with calls and is not bounded by a count.
+    pub bytes: usize,
+}
+
+impl CallTable {
+    /// What the table holds now, with estimated bytes (for the memory tests
+    /// of issue #14: a finished call must leave nothing but its bounded
+    /// console record and a start time).
+    pub fn retained(&self) -> CallsRetained {
+        self.with(|t| {
+            let mut r = CallsRetained {
+                dialogs: t.dialogs.len(),
+                sessions: t.sessions.len(),
+                created: t.created.len(),
+                ..Default::default()
+            };
+            for e in t.calls.values() {
+                if e.ended_at.is_some() {
+                    r.ended += 1;
+                    r.ended_bytes += e.record.lock().map(|c| c.heap_bytes()).unwrap_or(0);
+                } else {
+                    r.live += 1;
+                }
+            }
+            r.bytes += t
+                .dialogs
+                .iter()
+                .map(|(d, (id, _))| {
+                    std::mem::size_of::<(DialogId, (String, DialogSender))>()
+                        + d.call_id.capacity()
+                        + d.local_tag.capacity()
+                        + d.remote_tag.capacity()
+                        + id.capacity()
+                })
+                .sum::<usize>();
+            r.bytes += t
+                .sessions
+                .iter()
+                .map(|((n, s), c)| {
+                    std::mem::size_of::<((String, String), String)>()
+                        + n.capacity()
+                        + s.capacity()
+                        + c.capacity()
+                })
+                .sum::<usize>();
+            r.bytes += t.created.len() * std::mem::size_of::<Instant>();
+            r
+        })
+        .unwrap_or_default()
     }
 }
 
