@@ -147,10 +147,7 @@ async fn a_finished_b2bua_call_keeps_under_a_kibibyte() {
     })
     .await;
     let swbd = start_swbd(&node, &dir).await;
-    let sip = swbd
-        .endpoint
-        .local_addr(Transport::Udp)
-        .expect("udp bound");
+    let sip = swbd.endpoint.local_addr(Transport::Udp).expect("udp bound");
     let layer = swbd.endpoint.transactions();
     let mut alice = Ua::new("1001", sip).await;
     let mut bob = Ua::new("1002", sip).await;
@@ -175,7 +172,10 @@ async fn a_finished_b2bua_call_keeps_under_a_kibibyte() {
     let calls = swbd.calls.retained();
     println!("after {CALLS} finished calls: {tx:?}");
     println!("call table: {calls:?}");
-    assert_eq!(tx.clients, 0, "no client transaction task outlives its final response");
+    assert_eq!(
+        tx.clients, 0,
+        "no client transaction task outlives its final response"
+    );
     assert_eq!(
         tx.clients_completed, CALLS,
         "one key per BYE swbd sent, until Timer K"
@@ -209,9 +209,11 @@ async fn a_finished_b2bua_call_keeps_under_a_kibibyte() {
     // before it has been handled too.
     let stray_before = swbd.endpoint.counters().stray_responses;
     bob.sock.send_to(&last_ok, sip).await.expect("send");
-    let stray = String::from_utf8(last_ok)
-        .expect("utf-8")
-        .replacen(";branch=z9hG4bK", ";branch=z9hG4bKnone", 1);
+    let stray = String::from_utf8(last_ok).expect("utf-8").replacen(
+        ";branch=z9hG4bK",
+        ";branch=z9hG4bKnone",
+        1,
+    );
     bob.sock.send_to(stray.as_bytes(), sip).await.expect("send");
     support::eventually(10, "the stray response counted", || {
         let n = swbd.endpoint.counters().stray_responses;

@@ -187,38 +187,6 @@ impl CallRecord {
         });
     }
 
-    /// Estimated heap bytes of this record (strings, legs, ladder), for
-    /// [`super::CallTable::retained`].
-    pub fn heap_bytes(&self) -> usize {
-        let strings = self.id.capacity()
-            + self.caller.capacity()
-            + self.destination.capacity()
-            + self.route_id.capacity()
-            + self.dialplan_version.capacity()
-            + self.media_node.capacity()
-            + self.end_cause.capacity();
-        let legs = self.legs.capacity() * std::mem::size_of::<LegRecord>()
-            + self
-                .legs
-                .iter()
-                .map(|l| {
-                    l.sip_call_id.capacity()
-                        + l.remote_uri.capacity()
-                        + l.remote_address.capacity()
-                        + l.media_session_id.capacity()
-                        + l.codec.capacity()
-                        + l.target.capacity()
-                })
-                .sum::<usize>();
-        let ladder = self.ladder.capacity() * std::mem::size_of::<LadderEntry>()
-            + self
-                .ladder
-                .iter()
-                .map(|e| e.summary.len() + e.raw.len())
-                .sum::<usize>();
-        std::mem::size_of::<Self>() + strings + legs + ladder
-    }
-
     /// The leg with this SIP Call-ID.
     pub fn leg_mut(&mut self, sip_call_id: &str) -> Option<&mut LegRecord> {
         self.legs.iter_mut().find(|l| l.sip_call_id == sip_call_id)

@@ -121,12 +121,7 @@ impl TransactionKey {
             _ => Some(
                 KeyKind::Rfc2543(Box::new(Rfc2543Key {
                     call_id: request.call_id().ok()?.into(),
-                    from_tag: request
-                        .header_from()
-                        .ok()?
-                        .tag()
-                        .unwrap_or_default()
-                        .into(),
+                    from_tag: request.header_from().ok()?.tag().unwrap_or_default().into(),
                     cseq: request.cseq().ok()?.number,
                     via: via.raw.as_str().into(),
                     method,

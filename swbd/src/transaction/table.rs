@@ -302,9 +302,9 @@ impl TransactionTable {
                         r.clients_completed += 1;
                         r.bytes += client_entry
                             + key.heap_bytes()
-                            + resend.as_ref().map_or(0, |a| {
-                                std::mem::size_of::<Resend>() + 16 + a.bytes.len()
-                            });
+                            + resend
+                                .as_ref()
+                                .map_or(0, |a| std::mem::size_of::<Resend>() + 16 + a.bytes.len());
                     }
                 }
             }
