@@ -4,22 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
-compile_error!("features `mimalloc` and `jemalloc` are exclusive: pick one allocator");
-
-/// mimalloc (issue #14 allocator comparison; docs/wave5/memory.md).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// jemalloc with background purging threads (issue #14 allocator comparison).
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use swbd::config::{Config, ListenAddr};
 use switchboard_proto::support::logging::{self, LogFormat};
 use switchboard_proto::support::shutdown;
+
+/// jemalloc, with background threads that purge freed pages
+/// (`dirty_decay_ms` set in `.cargo/config.toml`): after a burst swbd's RSS
+/// comes back down, where glibc malloc kept the peak (issue #14,
+/// docs/wave5/memory.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Switchboard SIP signaling daemon.
 #[derive(Debug, Parser)]
