@@ -8,8 +8,8 @@
 //! Every table is a std `Mutex` over a `HashMap`: each access is one short
 //! insert, lookup or remove, never held across an `.await`. After a burst
 //! the timer task gives the maps' and queues' spare capacity back (at most
-//! once a second, and when the last window closes), so their size follows the calls of the last 32 s, not the
-//! peak.
+//! once a second, and when the last window closes), so their size follows
+//! the calls of the last 32 s, not the peak.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
