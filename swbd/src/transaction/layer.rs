@@ -13,7 +13,7 @@ use super::client_inv::{self, ClientInviteTransaction};
 use super::key::TransactionKey;
 use super::server::{self, ServerTransaction};
 use super::server_inv::{self, ServerInviteTransaction};
-use super::table::{Entered, ServerEntry, TransactionTable};
+use super::table::{ClientEntry, Entered, Resend, ServerEntry, TransactionTable};
 use super::timers::Timers;
 use super::{Error, Result};
 use crate::auth::Principal;
@@ -277,6 +277,19 @@ impl LayerInner {
         self.table.remove_client(key);
     }
 
+    /// A client transaction's task ends at its final response: until
+    /// `wait` (Timer K or D) its key absorbs retransmitted finals, and a
+    /// non-2xx INVITE's `ack` answers each of them.
+    pub(crate) fn client_completed(
+        &self,
+        key: &TransactionKey,
+        ack: Option<(Target, Bytes)>,
+        wait: std::time::Duration,
+    ) {
+        let ack = ack.map(|(target, bytes)| Resend { target, bytes });
+        self.table.client_completed(key, ack, wait);
+    }
+
     pub(crate) fn remove_server(&self, key: &TransactionKey) {
         self.table.remove_server(key);
     }
@@ -494,12 +507,18 @@ impl LayerInner {
         }
     }
 
-    fn on_response(&self, response: Response) {
-        let tx = TransactionKey::for_response(&response).and_then(|k| self.table.client(&k));
-        match tx {
-            Some(tx) => {
+    fn on_response(self: &Arc<Self>, response: Response) {
+        let entry = TransactionKey::for_response(&response).and_then(|k| self.table.client(&k));
+        match entry {
+            Some(ClientEntry::Live(tx)) => {
                 let _ = tx.send(Box::new(response));
             }
+            // RFC 3261 §17.1.1.2: a retransmitted non-2xx final gets the
+            // ACK again; everything else in Completed is absorbed.
+            Some(ClientEntry::Completed(Some(ack))) if response.code >= 300 => {
+                self.send_soon(&ack.target, ack.bytes.clone());
+            }
+            Some(ClientEntry::Completed(_)) => {}
             None => {
                 SipCounters::inc(&self.counters.stray_responses);
                 tracing::debug!(code = response.code, "response matches no transaction");

@@ -19,7 +19,12 @@
 //! - [`timers`]: T1/T2/T4 from config.
 //!
 //! Every transaction is one task that owns its state and is fed by
-//! channels, so everything about one transaction is processed in order;
+//! channels, so everything about one transaction is processed in order,
+//! until it has nothing left to do but absorb retransmissions: then the
+//! task ends and the [`table`] keeps a compact entry for the rest of the
+//! RFC 3261 window (an ACKed INVITE's key until Timer L, a non-INVITE
+//! server transaction's last response until Timer J, a completed client
+//! transaction's key, and a non-2xx INVITE's ACK, until Timer K or D);
 //! the transports hand messages over in arrival order per socket /
 //! connection. Handles are safe to drop: a dropped server handle without a
 //! final response answers `500`, a dropped client INVITE handle CANCELs.
