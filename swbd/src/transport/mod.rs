@@ -134,6 +134,14 @@ pub trait Receiver: Send + Sync + 'static {
     fn receive(&self, data: Bytes, source: Source);
 }
 
+/// Sees every SIP message the transports send (SIP capture: see
+/// `crate::capture`). Received messages are seen by wrapping the
+/// [`Receiver`] instead. Must not block.
+pub trait Tap: Send + Sync + 'static {
+    /// A message handed to the socket (or TCP connection) from `local` to `remote`.
+    fn sent(&self, data: &[u8], transport: Transport, local: SocketAddr, remote: SocketAddr);
+}
+
 /// Cheap-clone handle to all transports.
 #[derive(Clone)]
 pub struct Transports {
@@ -160,6 +168,8 @@ pub(crate) struct Inner {
     /// look up / admit / forget a sender, never across an await.
     pub(crate) connections: Mutex<Connections>,
     pub(crate) receiver: OnceLock<Arc<dyn Receiver>>,
+    /// Sees every message sent, when capture is on.
+    tap: OnceLock<Arc<dyn Tap>>,
 }
 
 impl Transports {
@@ -213,6 +223,7 @@ impl Transports {
                     config.tcp_max_connections_per_source,
                 )),
                 receiver: OnceLock::new(),
+                tap: OnceLock::new(),
             }),
         })
     }
@@ -265,12 +276,50 @@ impl Transports {
         &self.inner.counters
     }
 
+    /// Show every message sent from now on to `tap` (once; later calls are ignored).
+    pub fn set_tap(&self, tap: Arc<dyn Tap>) {
+        let _ = self.inner.tap.set(tap);
+    }
+
+    /// Tell the tap, if any, that `data` left for `target`.
+    fn tapped(&self, target: &Target, data: &[u8]) {
+        let Some(tap) = self.inner.tap.get() else {
+            return;
+        };
+        let local = match target.transport {
+            Transport::Udp => self.udp_local(target),
+            // A connection swbd opened has an ephemeral local port; the
+            // listener's address is the closest thing known here.
+            Transport::Tcp => self
+                .inner
+                .local
+                .iter()
+                .find(|l| {
+                    l.transport == Transport::Tcp && l.addr.is_ipv4() == target.remote.is_ipv4()
+                })
+                .map(|l| l.addr),
+        };
+        let local = local.unwrap_or_else(|| match target.remote {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        });
+        tap.sent(data, target.transport, local, target.remote);
+    }
+
     /// Send one message.
     pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
+        let result = self.send_untapped(target, &data).await;
+        if result.is_ok() {
+            self.tapped(target, &data);
+        }
+        result
+    }
+
+    async fn send_untapped(&self, target: &Target, data: &Bytes) -> Result<()> {
         match target.transport {
             Transport::Udp => {
                 let sock = self.udp_socket(target)?;
-                sock.send_to(&data, target.remote)
+                sock.send_to(data, target.remote)
                     .await
                     .map(|_| ())
                     .map_err(|e| Error::Send {
@@ -279,7 +328,7 @@ impl Transports {
                         reason: io_reason(&e),
                     })
             }
-            Transport::Tcp => tcp::send(&self.inner, target.remote, data).await,
+            Transport::Tcp => tcp::send(&self.inner, target.remote, data.clone()).await,
         }
     }
 
@@ -288,6 +337,18 @@ impl Transports {
     /// connection. Gives the data back when it would have to wait (socket
     /// buffer full, connection to open), for the caller to [`Transports::send`].
     pub fn send_now(&self, target: &Target, data: Bytes) -> Result<Option<Bytes>> {
+        if self.inner.tap.get().is_none() {
+            return self.send_now_untapped(target, data);
+        }
+        let copy = data.clone();
+        let result = self.send_now_untapped(target, data);
+        if matches!(result, Ok(None)) {
+            self.tapped(target, &copy);
+        }
+        result
+    }
+
+    fn send_now_untapped(&self, target: &Target, data: Bytes) -> Result<Option<Bytes>> {
         match target.transport {
             Transport::Udp => {
                 let sock = self.udp_socket(target)?;
@@ -323,17 +384,26 @@ impl Transports {
     /// The UDP socket to send `target` from: the one bound to
     /// `target.local`, else the first of the remote's address family.
     fn udp_socket(&self, target: &Target) -> Result<&UdpSocket> {
+        self.udp_entry(target)
+            .map(|(_, s)| s.as_ref())
+            .ok_or(Error::NoSocket {
+                transport: Transport::Udp,
+                remote: target.remote,
+            })
+    }
+
+    /// The bound address of the socket [`Self::udp_socket`] picks.
+    fn udp_local(&self, target: &Target) -> Option<SocketAddr> {
+        self.udp_entry(target).map(|(addr, _)| *addr)
+    }
+
+    fn udp_entry(&self, target: &Target) -> Option<&(SocketAddr, Arc<UdpSocket>)> {
         let udp = &self.inner.udp;
         udp.iter()
             .find(|(addr, _)| Some(*addr) == target.local)
             .or_else(|| {
                 udp.iter()
                     .find(|(addr, _)| addr.is_ipv4() == target.remote.is_ipv4())
-            })
-            .map(|(_, s)| s.as_ref())
-            .ok_or(Error::NoSocket {
-                transport: Transport::Udp,
-                remote: target.remote,
             })
     }
 }
