@@ -118,16 +118,16 @@ impl Capture {
         })
     }
 
-    /// One message on the wire.
+    /// One message on the wire at `at`.
     fn message(
         &self,
+        at: SystemTime,
         data: &[u8],
         transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         inbound: bool,
     ) {
-        let at = SystemTime::now();
         let Some(head) = scan::head(data) else {
             return; // a keep-alive, or not SIP
         };
@@ -260,8 +260,15 @@ fn message_to_proto(m: &store::Message) -> pb::CapturedMessage {
 }
 
 impl Tap for Capture {
-    fn sent(&self, data: &[u8], transport: Transport, local: SocketAddr, remote: SocketAddr) {
-        self.message(data, transport, local, remote, false);
+    fn sent(
+        &self,
+        at: SystemTime,
+        data: &[u8],
+        transport: Transport,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        self.message(at, data, transport, local, remote, false);
     }
 }
 
@@ -273,8 +280,14 @@ struct Tapped {
 
 impl Receiver for Tapped {
     fn receive(&self, data: Bytes, source: Source) {
-        self.capture
-            .message(&data, source.transport, source.remote, source.local, true);
+        self.capture.message(
+            SystemTime::now(),
+            &data,
+            source.transport,
+            source.remote,
+            source.local,
+            true,
+        );
         self.next.receive(data, source);
     }
 }

@@ -138,8 +138,17 @@ pub trait Receiver: Send + Sync + 'static {
 /// `crate::capture`). Received messages are seen by wrapping the
 /// [`Receiver`] instead. Must not block.
 pub trait Tap: Send + Sync + 'static {
-    /// A message handed to the socket (or TCP connection) from `local` to `remote`.
-    fn sent(&self, data: &[u8], transport: Transport, local: SocketAddr, remote: SocketAddr);
+    /// A message handed to the socket (or TCP connection) from `local` to
+    /// `remote`; `at` is taken just before the send, so a reply the peer
+    /// sends back can never look older than what it answers.
+    fn sent(
+        &self,
+        at: std::time::SystemTime,
+        data: &[u8],
+        transport: Transport,
+        local: SocketAddr,
+        remote: SocketAddr,
+    );
 }
 
 /// Cheap-clone handle to all transports.
@@ -281,8 +290,16 @@ impl Transports {
         let _ = self.inner.tap.set(tap);
     }
 
-    /// Tell the tap, if any, that `data` left for `target`.
-    fn tapped(&self, target: &Target, data: &[u8]) {
+    /// When a send starts, if a tap will want to know.
+    fn tap_clock(&self) -> Option<std::time::SystemTime> {
+        self.inner.tap.get().map(|_| std::time::SystemTime::now())
+    }
+
+    /// Tell the tap, if any, that `data` left for `target` (at `at`).
+    fn tapped(&self, at: Option<std::time::SystemTime>, target: &Target, data: &[u8]) {
+        let Some(at) = at else {
+            return;
+        };
         let Some(tap) = self.inner.tap.get() else {
             return;
         };
@@ -303,14 +320,15 @@ impl Transports {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
             SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
         });
-        tap.sent(data, target.transport, local, target.remote);
+        tap.sent(at, data, target.transport, local, target.remote);
     }
 
     /// Send one message.
     pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
+        let at = self.tap_clock();
         let result = self.send_untapped(target, &data).await;
         if result.is_ok() {
-            self.tapped(target, &data);
+            self.tapped(at, target, &data);
         }
         result
     }
@@ -337,13 +355,13 @@ impl Transports {
     /// connection. Gives the data back when it would have to wait (socket
     /// buffer full, connection to open), for the caller to [`Transports::send`].
     pub fn send_now(&self, target: &Target, data: Bytes) -> Result<Option<Bytes>> {
-        if self.inner.tap.get().is_none() {
+        let Some(at) = self.tap_clock() else {
             return self.send_now_untapped(target, data);
-        }
+        };
         let copy = data.clone();
         let result = self.send_now_untapped(target, data);
         if matches!(result, Ok(None)) {
-            self.tapped(target, &copy);
+            self.tapped(Some(at), target, &copy);
         }
         result
     }
