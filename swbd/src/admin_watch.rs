@@ -196,13 +196,9 @@ mod tests {
         }
         assert_eq!(got, ["v2", "v3", "v4", "v5"]);
         // `since` leaves out older events.
-        let none: Vec<_> = Box::pin(recent_stream(
-            &bus,
-            Some(std::time::Duration::ZERO),
-            false,
-        ))
-        .collect()
-        .await;
+        let none: Vec<_> = Box::pin(recent_stream(&bus, Some(std::time::Duration::ZERO), false))
+            .collect()
+            .await;
         assert!(none.len() <= 1, "only events of this very instant");
     }
 

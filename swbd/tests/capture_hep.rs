@@ -32,7 +32,10 @@ fn decode(p: &[u8]) -> HashMap<u16, Vec<u8>> {
         let vendor = u16::from_be_bytes([p[i], p[i + 1]]);
         let kind = u16::from_be_bytes([p[i + 2], p[i + 3]]);
         let len = usize::from(u16::from_be_bytes([p[i + 4], p[i + 5]]));
-        assert!(len >= 6 && i + len <= p.len(), "chunk {kind:#06x} length {len}");
+        assert!(
+            len >= 6 && i + len <= p.len(),
+            "chunk {kind:#06x} length {len}"
+        );
         assert_eq!(vendor, 0, "generic chunks");
         assert!(
             chunks.insert(kind, p[i + 6..i + len].to_vec()).is_none(),
@@ -131,7 +134,10 @@ async fn every_sip_message_reaches_the_collector_as_hep3() {
     assert_eq!(request_text, &options, "the OPTIONS exactly as sent");
     assert_eq!(addresses(request), (peer.addr, sys.sip));
     let (response, response_text) = &ours[1];
-    assert!(response_text.starts_with("SIP/2.0 200 OK\r\n"), "{response_text}");
+    assert!(
+        response_text.starts_with("SIP/2.0 200 OK\r\n"),
+        "{response_text}"
+    );
     assert_eq!(addresses(response), (sys.sip, peer.addr));
 
     let status = sys

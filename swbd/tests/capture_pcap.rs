@@ -39,7 +39,14 @@ fn tshark_sip(file: &std::path::Path) -> Vec<(String, String, String)> {
     let out = Command::new("tshark")
         .args(["-r", file.to_str().expect("utf-8"), "-Y", "sip"])
         .args(["-T", "fields", "-E", "separator=|"])
-        .args(["-e", "sip.Call-ID", "-e", "sip.Method", "-e", "sip.Status-Code"])
+        .args([
+            "-e",
+            "sip.Call-ID",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+        ])
         .args(["-e", "frame.protocols"])
         .output()
         .expect("run tshark");
@@ -62,7 +69,12 @@ fn tshark_sip(file: &std::path::Path) -> Vec<(String, String, String)> {
 fn tshark_count(file: &std::path::Path, filter: &str) -> usize {
     let out = Command::new("tshark")
         .args(["-r", file.to_str().expect("utf-8")])
-        .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"])
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+        ])
         .args(["-Y", filter])
         .output()
         .expect("run tshark");
@@ -173,7 +185,10 @@ async fn a_calls_pcap_opens_in_tshark_with_both_ladders() {
     );
 
     // An unknown call: a clear error, exit 1.
-    let (code, _, err) = swctl::run(&sys.admin, &["calls", "pcap", "no-such-call", "-w", file_arg]);
+    let (code, _, err) = swctl::run(
+        &sys.admin,
+        &["calls", "pcap", "no-such-call", "-w", file_arg],
+    );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no SIP messages kept"), "{err}");
 }

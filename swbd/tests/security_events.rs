@@ -66,10 +66,7 @@ async fn wrong_passwords(peer: &RawPeer, n: u32) {
 
 /// The security events of `source` in `swctl events -o json --kind security`.
 fn security_events_of(sys: &System, source: SocketAddr) -> Vec<serde_json::Value> {
-    let out = swctl::ok(
-        &sys.admin,
-        &["events", "-o", "json", "--kind", "security"],
-    );
+    let out = swctl::ok(&sys.admin, &["events", "-o", "json", "--kind", "security"]);
     let all: serde_json::Value = serde_json::from_str(&out).expect("a JSON array");
     all.as_array()
         .expect("array")
@@ -164,10 +161,19 @@ async fn a_wrong_password_flood_is_one_event_then_a_summary() {
     let status: serde_json::Value =
         serde_json::from_str(&swctl::ok(&sys.admin, &["status", "-o", "json"])).expect("JSON");
     let sec = &status[0]["security"];
-    assert!(sec["auth_failures"].as_u64().expect("auth_failures") >= 30, "{status}");
-    assert!(sec["security_events"].as_u64().expect("security_events") >= 2, "{status}");
     assert!(
-        sec["security_events_suppressed"].as_u64().expect("suppressed") >= 29,
+        sec["auth_failures"].as_u64().expect("auth_failures") >= 30,
+        "{status}"
+    );
+    assert!(
+        sec["security_events"].as_u64().expect("security_events") >= 2,
+        "{status}"
+    );
+    assert!(
+        sec["security_events_suppressed"]
+            .as_u64()
+            .expect("suppressed")
+            >= 29,
         "{status}"
     );
 

@@ -234,7 +234,12 @@ fn transport_checksum(src: IpAddr, dst: IpAddr, proto: u8, len: usize, segment: 
 mod tests {
     use super::*;
 
-    fn msg(transport: pb::CaptureTransport, src: &str, dst: &str, raw: &[u8]) -> pb::CapturedMessage {
+    fn msg(
+        transport: pb::CaptureTransport,
+        src: &str,
+        dst: &str,
+        raw: &[u8],
+    ) -> pb::CapturedMessage {
         pb::CapturedMessage {
             at: Some(prost_types::Timestamp {
                 seconds: 1_790_000_000,
@@ -270,7 +275,12 @@ mod tests {
     fn udp_over_ipv4_with_valid_checksums() {
         let sip = b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\n\r\n";
         let cap = pb::CallCapture {
-            messages: vec![msg(pb::CaptureTransport::Udp, "127.0.0.1:5071", "127.0.0.1:5060", sip)],
+            messages: vec![msg(
+                pb::CaptureTransport::Udp,
+                "127.0.0.1:5071",
+                "127.0.0.1:5060",
+                sip,
+            )],
             ..Default::default()
         };
         let recs = records(&write(&cap));
@@ -282,11 +292,17 @@ mod tests {
         assert_eq!(&f[12..14], &[0x08, 0x00]);
         let ip = &f[14..34];
         assert_eq!(fold(sum_words(ip)), 0xffff, "IPv4 header checksum");
-        assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), 20 + 8 + sip.len());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+            20 + 8 + sip.len()
+        );
         let udp = &f[34..];
         assert_eq!(u16::from_be_bytes([udp[0], udp[1]]), 5071);
         assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 5060);
-        assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), 8 + sip.len());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([udp[4], udp[5]])),
+            8 + sip.len()
+        );
         // Verifying: the sum over pseudo-header and segment is all ones.
         let check = transport_checksum(
             "127.0.0.1".parse().unwrap(),
@@ -333,7 +349,12 @@ mod tests {
 
     #[test]
     fn a_cut_message_keeps_its_wire_length() {
-        let mut m = msg(pb::CaptureTransport::Udp, "127.0.0.1:1", "127.0.0.1:2", &[b'x'; 100]);
+        let mut m = msg(
+            pb::CaptureTransport::Udp,
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+            &[b'x'; 100],
+        );
         m.original_length = 30_000;
         let recs = records(&write(&pb::CallCapture {
             messages: vec![m],

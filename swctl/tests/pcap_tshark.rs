@@ -61,7 +61,12 @@ fn message(
 fn fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = Command::new("tshark");
     cmd.args(["-r", file.to_str().expect("utf-8")])
-        .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"])
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+        ])
         .args(["-o", "tcp.check_checksum:TRUE"])
         .args(["-Y", filter, "-T", "fields", "-E", "separator=|"]);
     for f in fields {
@@ -93,11 +98,46 @@ fn sip_over_tcp_and_ipv6_reads_as_sip_in_tshark() {
         call_id: "c1".into(),
         sip_call_ids: vec!["tcp-1".into()],
         messages: vec![
-            message(tcp, phone, swbd, true, 0, sip("INVITE sip:b@x SIP/2.0", "tcp-1", "1 INVITE")),
-            message(tcp, swbd, phone, false, 1, sip("SIP/2.0 100 Trying", "tcp-1", "1 INVITE")),
-            message(tcp, swbd, phone, false, 2, sip("SIP/2.0 200 OK", "tcp-1", "1 INVITE")),
-            message(tcp, phone, swbd, true, 3, sip("ACK sip:b@x SIP/2.0", "tcp-1", "1 ACK")),
-            message(udp, "127.0.0.1:5060", "127.0.0.1:5071", false, 4, sip("BYE sip:c@x SIP/2.0", "udp-1", "2 BYE")),
+            message(
+                tcp,
+                phone,
+                swbd,
+                true,
+                0,
+                sip("INVITE sip:b@x SIP/2.0", "tcp-1", "1 INVITE"),
+            ),
+            message(
+                tcp,
+                swbd,
+                phone,
+                false,
+                1,
+                sip("SIP/2.0 100 Trying", "tcp-1", "1 INVITE"),
+            ),
+            message(
+                tcp,
+                swbd,
+                phone,
+                false,
+                2,
+                sip("SIP/2.0 200 OK", "tcp-1", "1 INVITE"),
+            ),
+            message(
+                tcp,
+                phone,
+                swbd,
+                true,
+                3,
+                sip("ACK sip:b@x SIP/2.0", "tcp-1", "1 ACK"),
+            ),
+            message(
+                udp,
+                "127.0.0.1:5060",
+                "127.0.0.1:5071",
+                false,
+                4,
+                sip("BYE sip:c@x SIP/2.0", "udp-1", "2 BYE"),
+            ),
             pb::CapturedMessage {
                 original_length: 5000,
                 ..message(udp, "127.0.0.1:5071", "127.0.0.1:5060", true, 5, cut)
@@ -112,11 +152,22 @@ fn sip_over_tcp_and_ipv6_reads_as_sip_in_tshark() {
     let got = fields(
         &file,
         "sip",
-        &["sip.Call-ID", "sip.Method", "sip.Status-Code", "frame.protocols"],
+        &[
+            "sip.Call-ID",
+            "sip.Method",
+            "sip.Status-Code",
+            "frame.protocols",
+        ],
     );
     let ladder: Vec<String> = got
         .iter()
-        .map(|f| if f[2].is_empty() { f[1].clone() } else { f[2].clone() })
+        .map(|f| {
+            if f[2].is_empty() {
+                f[1].clone()
+            } else {
+                f[2].clone()
+            }
+        })
         .collect();
     // The cut MESSAGE is still recognised from its start line.
     assert_eq!(
@@ -124,22 +175,40 @@ fn sip_over_tcp_and_ipv6_reads_as_sip_in_tshark() {
         ["INVITE", "100", "200", "ACK", "BYE", "MESSAGE"],
         "{got:#?}"
     );
-    assert!(got[..4].iter().all(|f| f[3].contains("ipv6:tcp:sip")), "{got:#?}");
+    assert!(
+        got[..4].iter().all(|f| f[3].contains("ipv6:tcp:sip")),
+        "{got:#?}"
+    );
     assert!(got[4][3].contains("ip:udp:sip"), "{got:#?}");
 
     // One TCP stream, checksums good, sequence numbers that follow.
     let tcp_frames = fields(
         &file,
         "tcp",
-        &["tcp.stream", "tcp.checksum.status", "tcp.seq_raw", "tcp.ack_raw", "tcp.len"],
+        &[
+            "tcp.stream",
+            "tcp.checksum.status",
+            "tcp.seq_raw",
+            "tcp.ack_raw",
+            "tcp.len",
+        ],
     );
     assert_eq!(tcp_frames.len(), 4);
-    assert!(tcp_frames.iter().all(|f| f[0] == "0" && f[1] == "1"), "{tcp_frames:#?}");
+    assert!(
+        tcp_frames.iter().all(|f| f[0] == "0" && f[1] == "1"),
+        "{tcp_frames:#?}"
+    );
     let n = |s: &str| s.parse::<u64>().expect("number");
     // The phone's second segment starts where its first ended; swbd's
     // segments acknowledge the phone's bytes.
-    assert_eq!(n(&tcp_frames[3][2]), n(&tcp_frames[0][2]) + n(&tcp_frames[0][4]));
-    assert_eq!(n(&tcp_frames[1][3]), n(&tcp_frames[0][2]) + n(&tcp_frames[0][4]));
+    assert_eq!(
+        n(&tcp_frames[3][2]),
+        n(&tcp_frames[0][2]) + n(&tcp_frames[0][4])
+    );
+    assert_eq!(
+        n(&tcp_frames[1][3]),
+        n(&tcp_frames[0][2]) + n(&tcp_frames[0][4])
+    );
     assert!(
         fields(&file, "tcp.analysis.flags", &["frame.number"]).is_empty(),
         "no retransmission, gap or out-of-order flagged"

@@ -76,9 +76,7 @@ impl CaptureConfig {
             .as_deref()
             .is_some_and(|p| p.len() > 1024 || p.chars().any(char::is_control))
         {
-            errors.push(
-                "capture.hep_password: at most 1024 bytes, no control characters".into(),
-            );
+            errors.push("capture.hep_password: at most 1024 bytes, no control characters".into());
         }
         errors
     }

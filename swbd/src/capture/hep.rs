@@ -101,7 +101,10 @@ pub fn encode(m: &Captured<'_>, capture_id: u32, auth_key: Option<&str>) -> Opti
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(value);
     };
-    match (m.source.ip().to_canonical(), m.destination.ip().to_canonical()) {
+    match (
+        m.source.ip().to_canonical(),
+        m.destination.ip().to_canonical(),
+    ) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             put(&mut out, chunk::IP_FAMILY, &[AF_INET]);
             put(&mut out, chunk::IP_PROTO, &[proto(m.transport)]);
@@ -117,14 +120,21 @@ pub fn encode(m: &Captured<'_>, capture_id: u32, auth_key: Option<&str>) -> Opti
         _ => return None,
     }
     put(&mut out, chunk::SRC_PORT, &m.source.port().to_be_bytes());
-    put(&mut out, chunk::DST_PORT, &m.destination.port().to_be_bytes());
-    let since = m
-        .at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    put(
+        &mut out,
+        chunk::DST_PORT,
+        &m.destination.port().to_be_bytes(),
+    );
+    let since =
+        m.at.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
     let secs = u32::try_from(since.as_secs()).unwrap_or(u32::MAX);
     put(&mut out, chunk::TIME_SEC, &secs.to_be_bytes());
-    put(&mut out, chunk::TIME_USEC, &since.subsec_micros().to_be_bytes());
+    put(
+        &mut out,
+        chunk::TIME_USEC,
+        &since.subsec_micros().to_be_bytes(),
+    );
     put(&mut out, chunk::PROTO_TYPE, &[PROTO_SIP]);
     put(&mut out, chunk::CAPTURE_ID, &capture_id.to_be_bytes());
     if let Some(key) = auth_key {
@@ -135,7 +145,10 @@ pub fn encode(m: &Captured<'_>, capture_id: u32, auth_key: Option<&str>) -> Opti
     }
     // What is left of 65535 for the payload chunk.
     let room = usize::from(u16::MAX).saturating_sub(out.len() + 6);
-    let payload = m.payload.get(..m.payload.len().min(room)).unwrap_or_default();
+    let payload = m
+        .payload
+        .get(..m.payload.len().min(room))
+        .unwrap_or_default();
     put(&mut out, chunk::PAYLOAD, payload);
     let total = u16::try_from(out.len()).ok()?;
     if let Some(len) = out.get_mut(4..6) {
@@ -312,8 +325,14 @@ mod tests {
         assert_eq!(get(chunk::IPV4_DST), Some(vec![192, 0, 2, 2]));
         assert_eq!(get(chunk::SRC_PORT), Some(5060u16.to_be_bytes().to_vec()));
         assert_eq!(get(chunk::DST_PORT), Some(5070u16.to_be_bytes().to_vec()));
-        assert_eq!(get(chunk::TIME_SEC), Some(1_700_000_000u32.to_be_bytes().to_vec()));
-        assert_eq!(get(chunk::TIME_USEC), Some(123_456u32.to_be_bytes().to_vec()));
+        assert_eq!(
+            get(chunk::TIME_SEC),
+            Some(1_700_000_000u32.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            get(chunk::TIME_USEC),
+            Some(123_456u32.to_be_bytes().to_vec())
+        );
         assert_eq!(get(chunk::PROTO_TYPE), Some(vec![1]));
         assert_eq!(get(chunk::CAPTURE_ID), Some(7u32.to_be_bytes().to_vec()));
         assert_eq!(get(chunk::AUTH_KEY), Some(b"pw".to_vec()));
@@ -337,7 +356,13 @@ mod tests {
         let c = chunks(&p);
         assert!(c.contains(&(chunk::IP_FAMILY, vec![10])));
         assert!(c.contains(&(chunk::IP_PROTO, vec![6])));
-        assert!(c.iter().any(|(t, v)| *t == chunk::IPV6_SRC && v.len() == 16));
-        assert!(!c.iter().any(|(t, _)| *t == chunk::AUTH_KEY || *t == chunk::CORRELATION_ID));
+        assert!(
+            c.iter()
+                .any(|(t, v)| *t == chunk::IPV6_SRC && v.len() == 16)
+        );
+        assert!(
+            !c.iter()
+                .any(|(t, _)| *t == chunk::AUTH_KEY || *t == chunk::CORRELATION_ID)
+        );
     }
 }

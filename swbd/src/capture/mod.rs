@@ -74,21 +74,24 @@ impl Capture {
     /// follows `bus`) and the HEP sender, both until `shutdown`.
     pub fn start(config: &CaptureConfig, bus: &EventBus, shutdown: Shutdown) -> Self {
         let counters = Arc::new(Counters::default());
-        let hep = config.hep.as_deref().and_then(|c| match config::parse_host_port(c) {
-            Ok(target) => Some(hep::HepSender::start(
-                target,
-                config.hep_id,
-                config.hep_password.clone(),
-                config.hep_queue,
-                counters.clone(),
-                shutdown.clone(),
-            )),
-            Err(why) => {
-                // Config validation refuses this; never reached from a file.
-                tracing::warn!(hep = %c, why, "capture.hep ignored");
-                None
-            }
-        });
+        let hep = config
+            .hep
+            .as_deref()
+            .and_then(|c| match config::parse_host_port(c) {
+                Ok(target) => Some(hep::HepSender::start(
+                    target,
+                    config.hep_id,
+                    config.hep_password.clone(),
+                    config.hep_queue,
+                    counters.clone(),
+                    shutdown.clone(),
+                )),
+                Err(why) => {
+                    // Config validation refuses this; never reached from a file.
+                    tracing::warn!(hep = %c, why, "capture.hep ignored");
+                    None
+                }
+            });
         let capture = Self {
             inner: Arc::new(Inner {
                 store: config.enabled.then(|| Mutex::new(Store::new(config))),

@@ -87,6 +87,9 @@ mod tests {
         assert_eq!(head(b"garbage"), None);
         let long = format!("OPTIONS x SIP/2.0\r\nCall-ID: {}\r\n\r\n", "a".repeat(300));
         assert_eq!(head(long.as_bytes()), None);
-        assert_eq!(head(b"OPTIONS x SIP/2.0\r\nCall-ID: \xff\xfe\r\n\r\n"), None);
+        assert_eq!(
+            head(b"OPTIONS x SIP/2.0\r\nCall-ID: \xff\xfe\r\n\r\n"),
+            None
+        );
     }
 }

@@ -399,7 +399,11 @@ mod tests {
         let times: Vec<u128> = c
             .messages
             .iter()
-            .map(|m| m.at.duration_since(SystemTime::UNIX_EPOCH).expect("t").as_millis())
+            .map(|m| {
+                m.at.duration_since(SystemTime::UNIX_EPOCH)
+                    .expect("t")
+                    .as_millis()
+            })
             .collect();
         assert_eq!(times, [1, 2, 3, 4], "merged in time order");
         assert_eq!(c.sip_call_ids, ["a", "b"]);
@@ -422,7 +426,10 @@ mod tests {
         assert_eq!(c.not_kept, 100 - (HEAD as u64 + 4));
         let last = c.messages.last().expect("last");
         assert_eq!(last.at, SystemTime::UNIX_EPOCH + Duration::from_millis(99));
-        assert_eq!(c.messages[HEAD - 1].at, SystemTime::UNIX_EPOCH + Duration::from_millis(15));
+        assert_eq!(
+            c.messages[HEAD - 1].at,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(15)
+        );
         assert_eq!(s.totals().bytes, HEAD + 4);
     }
 
@@ -466,7 +473,11 @@ mod tests {
         for _ in 0..PENDING_MESSAGES * 2 {
             s.record("junk-3071", false, || msg(1, 1));
         }
-        assert!(s.pending.peek("junk-3071").is_none_or(|f| f.messages.len() <= PENDING_MESSAGES));
+        assert!(
+            s.pending
+                .peek("junk-3071")
+                .is_none_or(|f| f.messages.len() <= PENDING_MESSAGES)
+        );
     }
 
     #[test]

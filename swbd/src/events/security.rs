@@ -446,7 +446,9 @@ mod tests {
         }
     }
 
-    fn drain(rx: &mut tokio::sync::broadcast::Receiver<super::super::Stamped>) -> Vec<SecurityEvent> {
+    fn drain(
+        rx: &mut tokio::sync::broadcast::Receiver<super::super::Stamped>,
+    ) -> Vec<SecurityEvent> {
         let mut out = Vec::new();
         while let Ok(ev) = rx.try_recv() {
             if let Event::Security(s) = &ev.1 {
@@ -483,7 +485,10 @@ mod tests {
 
         tokio::time::advance(Duration::from_secs(5)).await;
         sec.flush(Instant::now());
-        assert!(drain(&mut rx).is_empty(), "nothing before the interval ends");
+        assert!(
+            drain(&mut rx).is_empty(),
+            "nothing before the interval ends"
+        );
 
         tokio::time::advance(Duration::from_secs(5)).await;
         sec.flush(Instant::now());
@@ -502,7 +507,10 @@ mod tests {
         sec.flush(Instant::now());
         let next = drain(&mut rx);
         assert_eq!(next.len(), 1);
-        assert_eq!((next[0].count, next[0].reason.as_str()), (100, "unknown user"));
+        assert_eq!(
+            (next[0].count, next[0].reason.as_str()),
+            (100, "unknown user")
+        );
 
         // Quiet for an interval: forgotten, the next one is immediate again.
         tokio::time::advance(Duration::from_secs(10)).await;
@@ -535,7 +543,12 @@ mod tests {
         let n = NEW_SOURCES_PER_INTERVAL as u32 + 500;
         for i in 0..n {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-            sec.report(SecurityKind::AclDropped, &source(&ip.to_string()), "", "outside acl.allow");
+            sec.report(
+                SecurityKind::AclDropped,
+                &source(&ip.to_string()),
+                "",
+                "outside acl.allow",
+            );
         }
         assert_eq!(drain(&mut rx).len(), NEW_SOURCES_PER_INTERVAL);
         tokio::time::advance(Duration::from_secs(10)).await;
@@ -555,7 +568,11 @@ mod tests {
         let ev = drain(&mut rx);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].kind, SecurityKind::SourceBlocked);
-        assert!(ev[0].reason.contains("blocked for 30 s"), "{}", ev[0].reason);
+        assert!(
+            ev[0].reason.contains("blocked for 30 s"),
+            "{}",
+            ev[0].reason
+        );
         tokio::time::advance(Duration::from_secs(29)).await;
         sec.flush(Instant::now());
         assert!(drain(&mut rx).is_empty());

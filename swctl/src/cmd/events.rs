@@ -41,7 +41,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
-            _ => return Err(format!("{s:?}: unknown unit {c:?} (use s, m, h, d: 90s, 10m, 1h30m)")),
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown unit {c:?} (use s, m, h, d: 90s, 10m, 1h30m)"
+                ));
+            }
         };
         let n: u64 = number
             .parse()
@@ -74,14 +78,11 @@ pub async fn run(
         since: since.map(switchboard_proto::duration),
         follow,
     };
-    let streams = gather(t, Kind::Swbd, |ch| {
-        let req = req;
-        async move {
-            SignalingAdminClient::new(ch)
-                .list_events(req)
-                .await
-                .map(|r| r.into_inner())
-        }
+    let streams = gather(t, Kind::Swbd, |ch| async move {
+        SignalingAdminClient::new(ch)
+            .list_events(req)
+            .await
+            .map(|r| r.into_inner())
     })
     .await?;
     let several = streams.len() > 1;
@@ -177,7 +178,10 @@ fn follow_header(several: bool) -> String {
     if several {
         cells.insert(1, "BACKEND");
     }
-    let mut line = fixed(&cells.iter().map(|c| c.to_string()).collect::<Vec<_>>(), several);
+    let mut line = fixed(
+        &cells.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        several,
+    );
     line.push_str("DETAIL");
     line
 }

@@ -323,11 +323,7 @@ impl Store {
             Some(SigEvent::Security(s)) => {
                 // Already bounded by swbd (one event, then one summary per
                 // source and interval).
-                self.log(
-                    backend,
-                    at.as_ref(),
-                    views::events::security_text(&s),
-                );
+                self.log(backend, at.as_ref(), views::events::security_text(&s));
             }
             None => {}
         }

@@ -138,9 +138,27 @@ fn events_screen_shows_security_events() {
     let mut a = app();
     let wrong = "wrong password";
     let blocked = "5 authentication failures: blocked for 300 s";
-    a.apply(security_event(pb::SecurityEventKind::AuthFailure, wrong, false, 1, 25));
-    a.apply(security_event(pb::SecurityEventKind::SourceBlocked, blocked, false, 1, 24));
-    a.apply(security_event(pb::SecurityEventKind::AuthFailure, wrong, true, 29, 15));
+    a.apply(security_event(
+        pb::SecurityEventKind::AuthFailure,
+        wrong,
+        false,
+        1,
+        25,
+    ));
+    a.apply(security_event(
+        pb::SecurityEventKind::SourceBlocked,
+        blocked,
+        false,
+        1,
+        24,
+    ));
+    a.apply(security_event(
+        pb::SecurityEventKind::AuthFailure,
+        wrong,
+        true,
+        29,
+        15,
+    ));
     a.handle_key(key('4'));
     both_sizes("events_security", &mut a);
     let text = draw(&mut a, 160, 48);
