@@ -10,9 +10,8 @@
 //! - TCP messages are segments of one TCP stream per address pair, `PSH|ACK`,
 //!   sequence numbers running on from 1 per direction and the ACK the other
 //!   direction's next sequence number; there is no handshake (the capture
-//!   starts mid-connection, as a capture on a live link would), and the local
-//!   port of a connection swbd opened is its listen port (swbd does not know
-//!   the ephemeral one). Wireshark dissects them as SIP over TCP.
+//!   starts mid-connection, as a capture on a live link would). Wireshark
+//!   dissects them as SIP over TCP.
 //! - A message swbd cut (over 16 KiB) is written cut, with its original
 //!   length in the record header and in the IP/UDP/TCP lengths, the way a
 //!   capture with a short snap length looks ("packet size limited during

@@ -179,6 +179,10 @@ pub(crate) struct Inner {
     pub(crate) receiver: OnceLock<Arc<dyn Receiver>>,
     /// Sees every message sent, when capture is on.
     tap: OnceLock<Arc<dyn Tap>>,
+    /// Local address of each open TCP connection by peer, kept only while
+    /// a tap is set (a connection swbd opened has an ephemeral port the tap
+    /// should name). A std Mutex: one insert or remove per connection.
+    tcp_locals: Mutex<std::collections::HashMap<SocketAddr, SocketAddr>>,
 }
 
 impl Transports {
@@ -233,6 +237,7 @@ impl Transports {
                 )),
                 receiver: OnceLock::new(),
                 tap: OnceLock::new(),
+                tcp_locals: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -305,16 +310,24 @@ impl Transports {
         };
         let local = match target.transport {
             Transport::Udp => self.udp_local(target),
-            // A connection swbd opened has an ephemeral local port; the
-            // listener's address is the closest thing known here.
+            // The connection's own address; for one already gone, the
+            // listener's is the closest thing known.
             Transport::Tcp => self
                 .inner
-                .local
-                .iter()
-                .find(|l| {
-                    l.transport == Transport::Tcp && l.addr.is_ipv4() == target.remote.is_ipv4()
-                })
-                .map(|l| l.addr),
+                .tcp_locals
+                .lock()
+                .ok()
+                .and_then(|l| l.get(&target.remote).copied())
+                .or_else(|| {
+                    self.inner
+                        .local
+                        .iter()
+                        .find(|l| {
+                            l.transport == Transport::Tcp
+                                && l.addr.is_ipv4() == target.remote.is_ipv4()
+                        })
+                        .map(|l| l.addr)
+                }),
         };
         let local = local.unwrap_or_else(|| match target.remote {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
