@@ -15,6 +15,8 @@
 //!   (raised at start) and the total cap it allows; [`source_key`]: what
 //!   one source is (IPv4 address, IPv6 /64).
 //! - [`counters`]: drop and error counters for admin status.
+//! - [`Tap`]: sees every message sent, with its addresses (SIP capture,
+//!   `crate::capture`); received ones are seen by wrapping the [`Receiver`].
 //!
 //! TCP limits (see `docs/SECURITY.md, "Resource limits"`): a connection accepted beyond
 //! the total cap or its source's cap is closed at once (`tcp_refused`,
