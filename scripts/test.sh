@@ -5,7 +5,8 @@
 # (the web page test), openssh-server
 # (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
 # cargo-deny, pjsua2 (PJSIP's Python binding, PyPI pjsua2-python: the
-# 100rel, session timer, DTMF and transfer interop tests).
+# 100rel, session timer, DTMF and transfer interop tests), tshark (reads
+# the pcap of `swctl calls pcap`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +18,15 @@ command -v script >/dev/null 2>&1 || apt_needed+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || apt_needed+=(util-linux)
 command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || apt_needed+=(python3-pip)
+command -v tshark >/dev/null 2>&1 || apt_needed+=(tshark)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "== installing Debian packages: ${apt_needed[*]}"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    # tshark's wireshark-common asks whether non-root users may capture:
+    # answered no, so the install never waits for a question.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" \
+        | $SUDO debconf-set-selections
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"
 fi

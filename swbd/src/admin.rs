@@ -32,6 +32,8 @@ pub struct AdminState {
     pub dialplan: DialplanStore,
     /// SIP counters.
     pub counters: Arc<SipCounters>,
+    /// SIP capture (per-call messages, HEP counters).
+    pub capture: crate::capture::Capture,
 }
 
 /// The service.
@@ -79,6 +81,7 @@ impl SignalingAdmin for AdminService {
             calls_per_second: s.calls.calls_per_second(),
             sip_parse_errors: s.counters.snapshot().sip_parse_errors,
             security: Some(security_counters(&s.counters.snapshot())),
+            capture: Some(s.capture.counters()),
         }))
     }
 
@@ -303,6 +306,33 @@ impl SignalingAdmin for AdminService {
         let stream = crate::admin_watch::stream(snapshot, live, req.into_inner().snapshot);
         Ok(Response::new(Box::pin(stream)))
     }
+
+    type ListEventsStream = WatchStream;
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<Self::ListEventsStream>, Status> {
+        let req = req.into_inner();
+        let since = match req.since {
+            Some(d) => Some(
+                std::time::Duration::try_from(d)
+                    .map_err(|_| Status::invalid_argument("since: must not be negative"))?,
+            ),
+            None => None,
+        };
+        let stream = crate::admin_watch::recent_stream(&self.state.events, since, req.follow);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_call_capture(
+        &self,
+        req: Request<pb::GetCallCaptureRequest>,
+    ) -> Result<Response<pb::CallCapture>, Status> {
+        Ok(Response::new(
+            self.state.capture.get_proto(&req.into_inner().call_id)?,
+        ))
+    }
 }
 
 /// The trust boundary's counters, for `GetStatus`.
@@ -317,5 +347,9 @@ fn security_counters(c: &crate::transport::counters::CountersSnapshot) -> pb::Se
         tcp_refused: c.tcp_refused,
         tcp_refused_per_source: c.tcp_refused_per_source,
         tcp_message_timeouts: c.tcp_message_timeouts,
+        sources_blocked: c.sources_blocked,
+        overload_shed: c.overload_shed,
+        security_events: c.security_events,
+        security_events_suppressed: c.security_events_suppressed,
     }
 }

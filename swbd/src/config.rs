@@ -35,6 +35,10 @@ pub struct Config {
     pub acl: AclConfig,
     /// Per-call limits of the B2BUA.
     pub b2bua: B2buaConfig,
+    /// Recent events kept for `swctl events`, security-event aggregation.
+    pub events: crate::events::config::EventsConfig,
+    /// SIP capture: messages of recent calls (`swctl calls pcap`), HEP export.
+    pub capture: crate::capture::config::CaptureConfig,
 }
 
 impl Default for Config {
@@ -50,6 +54,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             acl: AclConfig::default(),
             b2bua: B2buaConfig::default(),
+            events: Default::default(),
+            capture: Default::default(),
         }
     }
 }
@@ -741,6 +747,12 @@ impl Config {
             && let Err(e) = switchboard_proto::support::secret::Token::new(t)
         {
             err(format!("admin.token: {e}"));
+        }
+        for e in self.events.validate() {
+            err(e);
+        }
+        for e in self.capture.validate() {
+            err(e);
         }
         if errors.is_empty() {
             Ok(())

@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`config`]: YAML config, defaults, validation.
 //! - [`dialplan`]: routes, validation, execution and live reload.
-//! - [`events`]: the internal event bus (admin `Watch`, logs).
+//! - [`events`]: the internal event bus (admin `Watch`, logs), recent
+//!   events, security events.
+//! - [`capture`]: SIP messages of recent calls (pcap export), HEP v3.
 //! - [`media`]: the media-node pool (gRPC clients to swrtp).
 //! - [`admin`]: the `SignalingAdmin` gRPC service.
 //! - [`server`]: [`run`], which wires everything together until shutdown.
@@ -12,6 +14,7 @@
 pub mod admin;
 pub mod admin_watch;
 pub mod b2bua;
+pub mod capture;
 pub mod config;
 pub mod dialog;
 pub mod dialplan;

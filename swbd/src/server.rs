@@ -26,7 +26,7 @@ use crate::media::{LeaseOwner, MediaEvent, MediaPool, MediaTokens};
 /// private, an invalid dialplan) return before anything is served.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let events = EventBus::new();
+    let events = EventBus::with_recent(config.events.recent);
 
     if !config.auth.enabled {
         tracing::warn!("digest authentication is DISABLED by config (auth.enabled: false)");
@@ -116,6 +116,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         registrar: endpoint.registrar().clone(),
         dialplan: dialplan.clone(),
         counters: endpoint.counters_handle(),
+        capture: endpoint.capture().clone(),
     };
 
     let mut tasks = tokio::task::JoinSet::new();

@@ -131,6 +131,19 @@ impl SignalingAdmin for Busy {
         };
         Ok(Response::new(Box::pin(stream)))
     }
+    type ListEventsStream = Events;
+    async fn list_events(
+        &self,
+        _: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<Events>, Status> {
+        Err(no("ListEvents"))
+    }
+    async fn get_call_capture(
+        &self,
+        _: Request<pb::GetCallCaptureRequest>,
+    ) -> Result<Response<pb::CallCapture>, Status> {
+        Err(no("GetCallCapture"))
+    }
 }
 
 fn ten_thousand_calls() -> Vec<pb::Call> {

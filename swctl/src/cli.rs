@@ -88,6 +88,20 @@ pub enum Command {
     /// Dialplan tools.
     #[command(subcommand)]
     Dialplan(DialplanCommand),
+    /// Recent events of every kind (calls, registrations, security,
+    /// dialplan, nodes), oldest first; `-f` keeps following new ones.
+    Events {
+        /// Keep printing new events until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only events not older than this (`90s`, `10m`, `2h`, `1d`,
+        /// `1h30m`). Default: every event swbd kept (events.recent).
+        #[arg(long, value_name = "DURATION", value_parser = crate::cmd::events::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only these kinds (repeatable).
+        #[arg(long, value_enum)]
+        kind: Vec<EventKind>,
+    },
     /// Live terminal view of calls, registrations and nodes.
     Top {
         /// RTP stats refresh of swrtp Watch streams, in milliseconds (min 250).
@@ -154,6 +168,43 @@ pub enum CallsCommand {
         /// Call id.
         id: String,
     },
+    /// Write the SIP messages swbd kept of a call as a pcap file (both
+    /// legs; opens in Wireshark, tshark, sngrep): `swctl calls pcap ID > call.pcap`.
+    Pcap {
+        /// Call id (or a unique prefix), or the SIP Call-ID of one of its legs.
+        id: String,
+        /// Write to FILE instead of stdout (stdout must not be a terminal).
+        #[arg(long, short = 'w', value_name = "FILE")]
+        write: Option<PathBuf>,
+    },
+}
+
+/// Kinds of events (`swctl events --kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventKind {
+    /// Call state changes.
+    Call,
+    /// Registrar bindings.
+    Registration,
+    /// What the trust boundary refused.
+    Security,
+    /// Dialplan reloads.
+    Dialplan,
+    /// Media nodes.
+    Node,
+}
+
+impl EventKind {
+    /// The `kind` field of `swctl events` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Call => "call",
+            EventKind::Registration => "registration",
+            EventKind::Security => "security",
+            EventKind::Dialplan => "dialplan",
+            EventKind::Node => "node",
+        }
+    }
 }
 
 /// `swctl registrations ...`

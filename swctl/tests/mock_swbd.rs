@@ -231,6 +231,19 @@ impl SignalingAdmin for Mock {
             futures::stream::iter(first.into_iter().map(Ok)).chain(end),
         )))
     }
+    type ListEventsStream = Self::WatchStream;
+    async fn list_events(
+        &self,
+        _: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<Self::ListEventsStream>, Status> {
+        Err(Status::unimplemented("ListEvents"))
+    }
+    async fn get_call_capture(
+        &self,
+        _: Request<pb::GetCallCaptureRequest>,
+    ) -> Result<Response<pb::CallCapture>, Status> {
+        Err(Status::unimplemented("GetCallCapture"))
+    }
 }
 
 struct Server {

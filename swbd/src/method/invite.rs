@@ -48,6 +48,9 @@ pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
     }) {
         Ok(()) => {}
         Err(TrySendError::Full(inv)) => {
+            let user = inv.principal.as_ref().and_then(Principal::username);
+            ctx.security
+                .overloaded(inv.transaction.source(), user.unwrap_or_default());
             let resp = inv
                 .transaction
                 .response(503, "Service Unavailable (overloaded)");

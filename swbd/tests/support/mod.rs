@@ -7,6 +7,7 @@ pub mod baresip;
 pub mod baresip_phone;
 pub mod pjsua2;
 pub mod raw;
+pub mod swctl;
 pub mod ua;
 
 use std::path::{Path, PathBuf};

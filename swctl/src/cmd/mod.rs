@@ -5,8 +5,10 @@ mod calls;
 mod completions;
 mod dial_stdio;
 mod dialplan;
+pub mod events;
 mod media;
 mod nodes;
+mod pcap;
 mod registrations;
 mod status;
 mod top;
@@ -342,6 +344,14 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Calls(CallsCommand::List { all }) => calls::list(&targets(&cli)?, out, *all).await,
         Command::Calls(CallsCommand::Show { id }) => calls::show(&targets(&cli)?, out, id).await,
         Command::Calls(CallsCommand::Hangup { id }) => calls::hangup(&targets(&cli)?, id).await,
+        Command::Calls(CallsCommand::Pcap { id, write }) => {
+            pcap::run(&targets(&cli)?, id, write.as_deref()).await
+        }
+        Command::Events {
+            follow,
+            since,
+            kind,
+        } => events::run(&targets(&cli)?, out, *follow, *since, kind).await,
         Command::Registrations(RegistrationsCommand::List) => {
             registrations::list(&targets(&cli)?, out).await
         }

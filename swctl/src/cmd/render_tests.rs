@@ -183,6 +183,7 @@ fn status_every_format() {
             active: 4,
             detail: "regs 3 nodes 2/2 sip udp:10.0.0.1:5060,tcp:10.0.0.1:5060".into(),
             security: None,
+            capture: None,
         },
         StatusView {
             host: "rtp-a".into(),
@@ -193,6 +194,7 @@ fn status_every_format() {
             active: 5,
             detail: "ports 4995/5000 free".into(),
             security: None,
+            capture: None,
         },
     ];
     for (f, name) in FORMATS {
@@ -259,6 +261,7 @@ fn status_json_carries_the_security_counters_of_swbd() {
                 ..Default::default()
             },
         )),
+        capture: None,
     }];
     let json = status::render(&v, Output::Json, 80).expect("render");
     let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");

@@ -31,6 +31,42 @@ pub struct StatusView {
     /// swbd only: what its trust boundary refused, since start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<SecurityView>,
+    /// swbd only: SIP capture (kept calls, HEP export).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureView>,
+}
+
+/// swbd's SIP capture counters, as printed.
+#[derive(Debug, Serialize)]
+pub struct CaptureView {
+    /// Calls whose SIP messages are kept.
+    pub calls_kept: u32,
+    /// Bytes kept.
+    pub bytes_kept: u64,
+    /// Messages not kept (per-call bound).
+    pub messages_not_kept: u64,
+    /// Calls given up to the bounds.
+    pub calls_evicted: u64,
+    /// HEP packets sent.
+    pub hep_sent: u64,
+    /// HEP packets dropped (queue full).
+    pub hep_dropped: u64,
+    /// HEP packets the socket refused.
+    pub hep_send_errors: u64,
+}
+
+impl From<pb::CaptureCounters> for CaptureView {
+    fn from(c: pb::CaptureCounters) -> Self {
+        Self {
+            calls_kept: c.calls_kept,
+            bytes_kept: c.bytes_kept,
+            messages_not_kept: c.messages_not_kept,
+            calls_evicted: c.calls_evicted,
+            hep_sent: c.hep_sent,
+            hep_dropped: c.hep_dropped,
+            hep_send_errors: c.hep_send_errors,
+        }
+    }
 }
 
 /// swbd's trust-boundary counters (`docs/SECURITY.md`), as printed.
@@ -54,6 +90,14 @@ pub struct SecurityView {
     pub tcp_refused_per_source: u64,
     /// TCP connections closed for a slow message.
     pub tcp_message_timeouts: u64,
+    /// Sources blocked after repeated authentication failures.
+    pub sources_blocked: u64,
+    /// INVITEs answered 503 because swbd was overloaded.
+    pub overload_shed: u64,
+    /// Security events published (see `swctl events --kind security`).
+    pub security_events: u64,
+    /// Security incidents folded into summaries.
+    pub security_events_suppressed: u64,
 }
 
 impl From<pb::SecurityCounters> for SecurityView {
@@ -68,6 +112,10 @@ impl From<pb::SecurityCounters> for SecurityView {
             tcp_refused: c.tcp_refused,
             tcp_refused_per_source: c.tcp_refused_per_source,
             tcp_message_timeouts: c.tcp_message_timeouts,
+            sources_blocked: c.sources_blocked,
+            overload_shed: c.overload_shed,
+            security_events: c.security_events,
+            security_events_suppressed: c.security_events_suppressed,
         }
     }
 }
@@ -88,6 +136,8 @@ impl SecurityView {
                 self.tcp_refused + self.tcp_refused_per_source,
             ),
             ("tcp-slow", self.tcp_message_timeouts),
+            ("src-blocked", self.sources_blocked),
+            ("overload", self.overload_shed),
         ] {
             if n > 0 {
                 out.push_str(&format!(" {label} {n}"));
@@ -201,6 +251,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                         .unwrap_or_default()
                 ),
                 security,
+                capture: s.capture.map(CaptureView::from),
             })
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
@@ -224,6 +275,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                     relay_latency(s.relay_latency.as_ref())
                 ),
                 security: None,
+                capture: None,
             })
         }
         Err(st) => Err(Error::from_status("swbd", st)),
