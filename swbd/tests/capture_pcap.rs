@@ -148,7 +148,20 @@ async fn a_calls_pcap_opens_in_tshark_with_both_ladders() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(by_sip, stdout);
 
-    let sip = tshark_sip(&file);
+    // The capture store is fed asynchronously by the transports: on a
+    // loaded machine the last message may land a moment after the phones
+    // saw it. Export again until both ladders are complete (at most 5 s);
+    // the asserts below judge the last export.
+    let mut sip = tshark_sip(&file);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while (ladder(&sip, &call.call_id).len() < 7 || ladder(&sip, &b_call_id).len() < 6)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (code, _, err) = swctl::run(&sys.admin, &["calls", "pcap", &id, "-w", file_arg]);
+        assert_eq!(code, 0, "{err}");
+        sip = tshark_sip(&file);
+    }
     let a = ladder(&sip, &call.call_id);
     assert_eq!(
         a,
