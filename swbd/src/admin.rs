@@ -32,6 +32,8 @@ pub struct AdminState {
     pub dialplan: DialplanStore,
     /// SIP counters.
     pub counters: Arc<SipCounters>,
+    /// Call detail records (counters, history).
+    pub cdr: crate::cdr::CdrSink,
 }
 
 /// The service.
@@ -79,6 +81,7 @@ impl SignalingAdmin for AdminService {
             calls_per_second: s.calls.calls_per_second(),
             sip_parse_errors: s.counters.snapshot().sip_parse_errors,
             security: Some(security_counters(&s.counters.snapshot())),
+            cdr: s.cdr.counters(),
         }))
     }
 
@@ -264,6 +267,15 @@ impl SignalingAdmin for AdminService {
             &r.domain,
             &r.from_domain,
         )))
+    }
+
+    async fn list_call_history(
+        &self,
+        req: Request<pb::ListCallHistoryRequest>,
+    ) -> Result<Response<pb::ListCallHistoryResponse>, Status> {
+        Ok(Response::new(
+            self.state.cdr.history(req.into_inner()).await?,
+        ))
     }
 
     type WatchStream = WatchStream;

@@ -35,6 +35,10 @@ pub struct Config {
     pub acl: AclConfig,
     /// Per-call limits of the B2BUA.
     pub b2bua: B2buaConfig,
+    /// Call detail records (JSON-lines file, PostgreSQL): `cdr/config.rs`.
+    pub cdr: crate::cdr::config::CdrConfig,
+    /// Ended calls kept in memory (`calls.keep_ended`, `calls.keep_ended_secs`).
+    pub calls: crate::cdr::config::CallsConfig,
 }
 
 impl Default for Config {
@@ -50,6 +54,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             acl: AclConfig::default(),
             b2bua: B2buaConfig::default(),
+            cdr: Default::default(),
+            calls: Default::default(),
         }
     }
 }
@@ -634,6 +640,7 @@ impl Config {
         for n in &mut self.media.nodes {
             fix(&mut n.token_file);
         }
+        self.cdr.resolve_paths(base);
     }
 
     /// Check cross-field rules. Errors name the file (no position: these
@@ -720,6 +727,9 @@ impl Config {
         if self.media.lease_renew_secs == 0 || self.media.lease_renew_secs >= self.media.lease_secs
         {
             err("media.lease_renew_secs: must be at least 1 and less than media.lease_secs".into());
+        }
+        for e in self.cdr.validate() {
+            err(e);
         }
         if let Err(why) = crate::b2bua::hold_policy::check_audio_file(&self.media.music_on_hold) {
             err(format!("media.music_on_hold: {why}"));

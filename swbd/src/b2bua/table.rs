@@ -20,10 +20,25 @@ use crate::transaction::{ServerInviteTransaction, ServerTransaction};
 /// A call found by id: its record and its command channel (if live).
 type Found = (Arc<Mutex<CallRecord>>, Option<CommandSender>);
 
-/// Ended calls kept for inspection.
-const ENDED_KEEP: usize = 200;
-/// How long an ended call stays listed.
-const ENDED_TTL: Duration = Duration::from_secs(300);
+/// Ended calls kept for inspection, and for how long (`calls.keep_ended`,
+/// `calls.keep_ended_secs`; the CDR history covers older ones).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Ended calls kept at most.
+    pub keep: usize,
+    /// How long an ended call stays listed.
+    pub ttl: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let c = crate::cdr::config::CallsConfig::default();
+        Self {
+            keep: c.keep_ended,
+            ttl: c.keep_ended_for(),
+        }
+    }
+}
 
 /// A request inside one of a call's dialogs.
 #[derive(Debug)]
@@ -77,6 +92,7 @@ struct Entry {
 struct Tables {
     calls: HashMap<String, Entry>,
     ended: VecDeque<String>,
+    retention: Retention,
     dialogs: HashMap<DialogId, (String, DialogSender)>,
     sessions: HashMap<(String, String), String>,
     created: VecDeque<Instant>,
@@ -107,9 +123,17 @@ pub struct CallHandle {
 impl CallTable {
     /// An empty table publishing on `events`.
     pub fn new(events: EventBus) -> Self {
+        Self::with_retention(events, Retention::default())
+    }
+
+    /// An empty table keeping ended calls per `retention`.
+    pub fn with_retention(events: EventBus, retention: Retention) -> Self {
         Self {
             inner: Arc::new(Inner {
-                tables: Mutex::new(Tables::default()),
+                tables: Mutex::new(Tables {
+                    retention,
+                    ..Tables::default()
+                }),
                 total: AtomicU64::new(0),
                 events,
             }),
@@ -236,6 +260,10 @@ impl CallTable {
             .map_err(|_| LookupError::NotFound(id_or_prefix.to_string()))?;
         match commands {
             Some(tx) if state != CallState::Ended => {
+                // The CDR says an operator ended it, whatever the reason text.
+                if let Ok(mut r) = record.lock() {
+                    r.cdr.operator_hangup = true;
+                }
                 let _ = tx.send(Box::new(CallCommand::Hangup(reason.to_string())));
                 Ok(state)
             }
@@ -344,12 +372,13 @@ impl CallTable {
 }
 
 fn prune_ended(t: &mut Tables) {
-    while t.ended.len() > ENDED_KEEP
+    let Retention { keep, ttl } = t.retention;
+    while t.ended.len() > keep
         || t.ended.front().is_some_and(|id| {
             t.calls
                 .get(id)
                 .and_then(|e| e.ended_at)
-                .is_none_or(|at| at.elapsed() > ENDED_TTL)
+                .is_none_or(|at| at.elapsed() > ttl)
         })
     {
         if let Some(id) = t.ended.pop_front() {
