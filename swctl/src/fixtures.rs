@@ -349,7 +349,11 @@ pub fn history() -> Vec<pb::CallDetailRecord> {
         target: target.into(),
         final_code: code,
         end: end.into(),
-        codec: if code == 200 { "PCMU".into() } else { String::new() },
+        codec: if code == 200 {
+            "PCMU".into()
+        } else {
+            String::new()
+        },
         media_session_id: String::new(),
         rtp: None,
     };
@@ -363,10 +367,22 @@ pub fn history() -> Vec<pb::CallDetailRecord> {
         route_id: "extensions".into(),
         dialplan_version: "3f9a1c".into(),
         start_time: ts(600 - n * 60, 0),
-        answer_time: if code == 200 { ts(598 - n * 60, 0) } else { None },
+        answer_time: if code == 200 {
+            ts(598 - n * 60, 0)
+        } else {
+            None
+        },
         end_time: ts(540 - n * 60, 250),
-        media_node: if code == 486 || code == 200 { "rtp-a".into() } else { String::new() },
-        codec: if code == 200 { "PCMU".into() } else { String::new() },
+        media_node: if code == 486 || code == 200 {
+            "rtp-a".into()
+        } else {
+            String::new()
+        },
+        codec: if code == 200 {
+            "PCMU".into()
+        } else {
+            String::new()
+        },
         ..Default::default()
     };
     let mut answered = base(1, "k3j9x0a1b2", "1001", "1002", 200);
@@ -399,7 +415,13 @@ pub fn history() -> Vec<pb::CallDetailRecord> {
         code: 404,
     }];
 
-    let mut evil = base(4, "e1f2g3h4i5", "=HYPERLINK(\"http://x\",\"y\")", "1002", 200);
+    let mut evil = base(
+        4,
+        "e1f2g3h4i5",
+        "=HYPERLINK(\"http://x\",\"y\")",
+        "1002",
+        200,
+    );
     evil.end_cause = "callee hung up".into();
     evil.end_reason = "callee_bye".into();
     evil.hangup_by = "callee".into();

@@ -301,7 +301,12 @@ mod tests {
             "a,b,c\r\n\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",\"plain, with comma\",-3\r\n"
         );
         for evil in ["+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1"] {
-            assert!(csv_field(&Text(evil.into())).trim_start_matches('"').starts_with('\''), "{evil:?}");
+            assert!(
+                csv_field(&Text(evil.into()))
+                    .trim_start_matches('"')
+                    .starts_with('\''),
+                "{evil:?}"
+            );
         }
         assert_eq!(csv_field(&Text("line\nbreak".into())), "\"line\nbreak\"");
         assert_eq!(csv_field(&Text("1001".into())), "1001");

@@ -249,7 +249,9 @@ pub fn parse_when(s: &str, now: SystemTime) -> Result<SystemTime, String> {
         return Ok(t);
     }
     let bad = || {
-        format!("{s:?} is neither a duration (90s, 15m, 1h, 2d, 1w, 1h30m) nor an RFC 3339 time (2026-12-01T08:00:00Z)")
+        format!(
+            "{s:?} is neither a duration (90s, 15m, 1h, 2d, 1w, 1h30m) nor an RFC 3339 time (2026-12-01T08:00:00Z)"
+        )
     };
     let mut total: u64 = 0;
     let mut digits = String::new();
@@ -342,7 +344,11 @@ pub async fn run(t: &Targets, format: Output, args: &HistoryArgs) -> Result<(), 
         .collect();
     // Merged backends: newest first, the limit over all of them.
     views.sort_by(|a, b| b.end_time.cmp(&a.end_time));
-    let limit = if args.limit == 0 { 50 } else { args.limit as usize };
+    let limit = if args.limit == 0 {
+        50
+    } else {
+        args.limit as usize
+    };
     views.truncate(limit);
     print!("{}", render(&views, format, several, table_width())?);
     Ok(())
@@ -360,7 +366,11 @@ fn secs(ms: i64) -> String {
 }
 
 fn dash(s: &str) -> String {
-    if s.is_empty() { "-".into() } else { s.to_string() }
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
 }
 
 /// Render records. `several`: add the BACKEND column to tables.
@@ -398,8 +408,23 @@ pub fn render(
         }
         Output::Wide => {
             let header = [
-                "BACKEND", "ID", "START", "END", "FROM", "TO", "STATUS", "CODE", "DUR", "BILL",
-                "REASON", "BY", "CAUSE", "NODE", "CODEC", "MOS", "SIP-CALL-ID",
+                "BACKEND",
+                "ID",
+                "START",
+                "END",
+                "FROM",
+                "TO",
+                "STATUS",
+                "CODE",
+                "DUR",
+                "BILL",
+                "REASON",
+                "BY",
+                "CAUSE",
+                "NODE",
+                "CODEC",
+                "MOS",
+                "SIP-CALL-ID",
             ];
             let rows = views
                 .iter()
@@ -536,7 +561,11 @@ mod tests {
     #[test]
     fn since_takes_durations_and_rfc3339_times() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let back = |s| now.duration_since(parse_when(s, now).expect(s)).expect("past").as_secs();
+        let back = |s| {
+            now.duration_since(parse_when(s, now).expect(s))
+                .expect("past")
+                .as_secs()
+        };
         assert_eq!(back("90s"), 90);
         assert_eq!(back("15m"), 900);
         assert_eq!(back("1h30m"), 5400);

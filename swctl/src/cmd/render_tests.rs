@@ -67,7 +67,11 @@ fn calls_history_every_format() {
         csv.contains("\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""),
         "a caller id that is a formula is neutralized and quoted:\n{csv}"
     );
-    assert_eq!(csv.matches("\r\n").count(), 5, "header + 4 rows, CRLF line ends");
+    assert_eq!(
+        csv.matches("\r\n").count(),
+        5,
+        "header + 4 rows, CRLF line ends"
+    );
     assert_eq!(csv.matches('\n').count(), 5, "no bare LF");
     let several = history::render(&views, Output::Table, true, 80).expect("render");
     assert!(several.starts_with("BACKEND"));
