@@ -5,7 +5,8 @@
 # (the web page test), openssh-server
 # (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
 # cargo-deny, pjsua2 (PJSIP's Python binding, PyPI pjsua2-python: the
-# 100rel, session timer, DTMF and transfer interop tests).
+# 100rel, session timer, DTMF and transfer interop tests), postgresql (the
+# CDR tests start a throwaway server of their own on a free loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,7 @@ command -v script >/dev/null 2>&1 || apt_needed+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || apt_needed+=(util-linux)
 command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || apt_needed+=(python3-pip)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_needed+=(postgresql)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "== installing Debian packages: ${apt_needed[*]}"
     SUDO=""

@@ -504,3 +504,44 @@ impl Drop for CallHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    fn ended_calls(table: &CallTable, n: usize) {
+        for i in 0..n {
+            let (tx, _rx) = mpsc::unbounded_channel();
+            let record = CallRecord::new(format!("c{i}"), "a".into(), "b".into());
+            drop(table.insert(record, tx));
+        }
+    }
+
+    #[test]
+    fn ended_calls_are_kept_as_configured() {
+        let keep_two = CallTable::with_retention(
+            EventBus::new(),
+            Retention {
+                keep: 2,
+                ttl: Duration::from_secs(300),
+            },
+        );
+        ended_calls(&keep_two, 5);
+        let mut ids: Vec<String> = keep_two.list(true).into_iter().map(|c| c.call_id).collect();
+        ids.sort();
+        assert_eq!(ids, ["c3", "c4"], "the newest two");
+        let none = CallTable::with_retention(
+            EventBus::new(),
+            Retention {
+                keep: 200,
+                ttl: Duration::ZERO,
+            },
+        );
+        ended_calls(&none, 3);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(none.list(true).is_empty(), "past keep_ended_secs");
+        let default = CallTable::new(EventBus::new());
+        ended_calls(&default, 3);
+        assert_eq!(default.list(true).len(), 3);
+    }
+}
