@@ -242,14 +242,14 @@ async fn check_history(sys: &System, calls: &Calls, source: &str) {
         q(|r| r.status = pb::CallHistoryStatus::Answered as i32),
     )
     .await);
-    assert_eq!(answered, [calls.one_way.clone(), calls.answered.clone()]);
+    assert_eq!(answered, [calls.one_way.as_str(), calls.answered.as_str()]);
     assert_eq!(
         ids(history(sys, q(|r| r.sip_code = 486)).await),
-        [calls.busy.clone()]
+        [calls.busy.as_str()]
     );
     assert_eq!(
         ids(history(sys, q(|r| r.destination = "777".into())).await),
-        [calls.no_route.clone()]
+        [calls.no_route.as_str()]
     );
     assert_eq!(
         ids(history(sys, q(|r| r.caller = "1001".into())).await).len(),
@@ -261,31 +261,39 @@ async fn check_history(sys: &System, calls: &Calls, source: &str) {
         3
     );
     assert_eq!(ids(history(sys, q(|r| r.limit = 2)).await).len(), 2);
-    let mut by_id = pb::ListCallHistoryRequest::default();
-    by_id.call_id = calls.unknown_user.clone();
+    let by_id = pb::ListCallHistoryRequest {
+        call_id: calls.unknown_user.clone(),
+        ..Default::default()
+    };
     let one = history(sys, by_id).await;
     assert_eq!(
         ids(one.clone()),
-        [calls.unknown_user.clone()],
+        [calls.unknown_user.as_str()],
         "by the caller's SIP Call-ID"
     );
     let ours = one.records[0].call_id.clone();
-    let mut by_ours = pb::ListCallHistoryRequest::default();
-    by_ours.call_id = ours;
+    let by_ours = pb::ListCallHistoryRequest {
+        call_id: ours,
+        ..Default::default()
+    };
     assert_eq!(
         ids(history(sys, by_ours).await),
-        [calls.unknown_user.clone()],
+        [calls.unknown_user.as_str()],
         "by swbd's id"
     );
     let future = prost_types::Timestamp {
         seconds: 4_000_000_000,
         nanos: 0,
     };
-    let mut later = pb::ListCallHistoryRequest::default();
-    later.since = Some(future);
+    let later = pb::ListCallHistoryRequest {
+        since: Some(future),
+        ..Default::default()
+    };
     assert!(history(sys, later).await.records.is_empty());
-    let mut until = pb::ListCallHistoryRequest::default();
-    until.until = Some(future);
+    let until = pb::ListCallHistoryRequest {
+        until: Some(future),
+        ..Default::default()
+    };
     assert_eq!(history(sys, until).await.records.len(), 5);
     let bad = sys
         .signaling()

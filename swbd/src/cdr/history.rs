@@ -160,7 +160,7 @@ mod tests {
             call_id: format!("c{n}"),
             status,
             sip_code: code,
-            caller: if n % 2 == 0 { "1001" } else { "1002" }.into(),
+            caller: if n.is_multiple_of(2) { "1001" } else { "1002" }.into(),
             destination: "1003".into(),
             media_node: "rtp-a".into(),
             start_time: at,
