@@ -29,6 +29,8 @@ if [ -z "${BIN:-}" ]; then
     BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 fi
 
+SWCTL=${SWCTL:-$BIN/swctl}
+[ -x "$SWCTL" ] || SWCTL=$ROOT/target/debug/swctl
 PIDS=()
 start_bg() { # NAME CMD... (pid recorded)
     local name=$1; shift
@@ -95,6 +97,10 @@ EOF
         --watch "swbd=$(cat "$RUN/swbd.pid")" --watch "swrtp=$(cat "$RUN/swrtp.pid")" \
         >"$OUT/calls-$mode-$r.json"
     sleep 2
+    # swbd's own CDR counters (written_file, written_postgres, failed).
+    if [ -x "$SWCTL" ]; then
+        "$SWCTL" --host "unix://$RUN/swbd.sock" status -o json >"$OUT/status-$mode-$r.json" 2>/dev/null || true
+    fi
     local lines=0
     [ -f "$RUN/cdr-$r.jsonl" ] && lines=$(wc -l <"$RUN/cdr-$r.jsonl")
     echo "$lines" >"$OUT/cdr-lines-$mode-$r.txt"
@@ -112,8 +118,8 @@ python3 - "$OUT" "$ROUNDS" "$MODES" "$RATE" "$SECS" <<'PY' | tee "$OUT/summary.m
 import json, sys
 out, rounds, modes, rate, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5]
 print(f"Offered {rate} calls/s for {secs} s, hold 1 s, no RTP, auth off; rounds interleaved.\n")
-print("| round | CDR | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | CDR lines |")
-print("|---|---|---|---|---|---|---|---|")
+print("| round | CDR | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | file lines | swbd: written file / postgres / lost |")
+print("|---|---|---|---|---|---|---|---|---|")
 for r in range(1, rounds + 1):
     for m in modes:
         j = json.load(open(f"{out}/calls-{m}-{r}.json"))
@@ -123,5 +129,10 @@ for r in range(1, rounds + 1):
         load = open(f"{out}/load-{m}-{r}.txt").read().strip()
         lines = open(f"{out}/cdr-lines-{m}-{r}.txt").read().strip()
         per = cpu / ok * 1e6 if ok else float("nan")
-        print(f"| {r} | {m} | {load} | {ph.get('sustained_rate') or 0:.0f} | {ph['failed']} | {cpu:.2f} | {per:.0f} us | {lines} |")
+        try:
+            c = json.load(open(f"{out}/status-{m}-{r}.json"))[0].get("cdr")
+            counted = f"{c['written_file']} / {c['written_postgres']} / {c['failed']}" if c else "-"
+        except (OSError, ValueError, IndexError, KeyError):
+            counted = "-"
+        print(f"| {r} | {m} | {load} | {ph.get('sustained_rate') or 0:.0f} | {ph['failed']} | {cpu:.2f} | {per:.0f} us | {lines} | {counted} |")
 PY
