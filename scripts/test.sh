@@ -7,6 +7,8 @@
 # cargo-deny, pjsua2 (PJSIP's Python binding, PyPI pjsua2-python: the
 # 100rel, session timer, DTMF and transfer interop tests), tshark (reads
 # the pcap of `swctl calls pcap`).
+# 100rel, session timer, DTMF and transfer interop tests), postgresql (the
+# CDR tests start a throwaway server of their own on a free loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,7 @@ command -v unshare >/dev/null 2>&1 || apt_needed+=(util-linux)
 command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || apt_needed+=(python3-pip)
 command -v tshark >/dev/null 2>&1 || apt_needed+=(tshark)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_needed+=(postgresql)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "== installing Debian packages: ${apt_needed[*]}"
     SUDO=""

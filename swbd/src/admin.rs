@@ -34,6 +34,8 @@ pub struct AdminState {
     pub counters: Arc<SipCounters>,
     /// SIP capture (per-call messages, HEP counters).
     pub capture: crate::capture::Capture,
+    /// Call detail records (counters, history).
+    pub cdr: crate::cdr::CdrSink,
 }
 
 /// The service.
@@ -82,6 +84,7 @@ impl SignalingAdmin for AdminService {
             sip_parse_errors: s.counters.snapshot().sip_parse_errors,
             security: Some(security_counters(&s.counters.snapshot())),
             capture: Some(s.capture.counters()),
+            cdr: s.cdr.counters(),
         }))
     }
 
@@ -267,6 +270,15 @@ impl SignalingAdmin for AdminService {
             &r.domain,
             &r.from_domain,
         )))
+    }
+
+    async fn list_call_history(
+        &self,
+        req: Request<pb::ListCallHistoryRequest>,
+    ) -> Result<Response<pb::ListCallHistoryResponse>, Status> {
+        Ok(Response::new(
+            self.state.cdr.history(req.into_inner()).await?,
+        ))
     }
 
     type WatchStream = WatchStream;

@@ -39,6 +39,10 @@ pub struct Config {
     pub events: crate::events::config::EventsConfig,
     /// SIP capture: messages of recent calls (`swctl calls pcap`), HEP export.
     pub capture: crate::capture::config::CaptureConfig,
+    /// Call detail records (JSON-lines file, PostgreSQL): `cdr/config.rs`.
+    pub cdr: crate::cdr::config::CdrConfig,
+    /// Ended calls kept in memory (`calls.keep_ended`, `calls.keep_ended_secs`).
+    pub calls: crate::cdr::config::CallsConfig,
 }
 
 impl Default for Config {
@@ -56,6 +60,8 @@ impl Default for Config {
             b2bua: B2buaConfig::default(),
             events: Default::default(),
             capture: Default::default(),
+            cdr: Default::default(),
+            calls: Default::default(),
         }
     }
 }
@@ -640,6 +646,7 @@ impl Config {
         for n in &mut self.media.nodes {
             fix(&mut n.token_file);
         }
+        self.cdr.resolve_paths(base);
     }
 
     /// Check cross-field rules. Errors name the file (no position: these
@@ -726,6 +733,9 @@ impl Config {
         if self.media.lease_renew_secs == 0 || self.media.lease_renew_secs >= self.media.lease_secs
         {
             err("media.lease_renew_secs: must be at least 1 and less than media.lease_secs".into());
+        }
+        for e in self.cdr.validate() {
+            err(e);
         }
         if let Err(why) = crate::b2bua::hold_policy::check_audio_file(&self.media.music_on_hold) {
             err(format!("media.music_on_hold: {why}"));

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: YAML config, defaults, validation.
+//! - [`cdr`]: call detail records (file, PostgreSQL) and the call history.
 //! - [`dialplan`]: routes, validation, execution and live reload.
 //! - [`events`]: the internal event bus (admin `Watch`, logs), recent
 //!   events, security events.
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod admin_watch;
 pub mod b2bua;
 pub mod capture;
+pub mod cdr;
 pub mod config;
 pub mod dialog;
 pub mod dialplan;

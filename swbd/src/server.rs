@@ -72,7 +72,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
     media.start(shutdown.clone());
 
-    let calls = CallTable::new(events.clone());
+    let (cdr, cdr_writer) = crate::cdr::start(&config.cdr, &config.node_id)?;
+    let calls = CallTable::with_retention(
+        events.clone(),
+        crate::b2bua::table::Retention {
+            keep: config.calls.keep_ended,
+            ttl: config.calls.keep_ended_for(),
+        },
+    );
     endpoint.set_dialog_router(Arc::new(dispatch::Router {
         calls: calls.clone(),
     }));
@@ -86,6 +93,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             endpoint.registrar().clone(),
             endpoint.authenticator().clone(),
         )),
+        cdr: cdr.clone(),
     };
     let mut invites = endpoint
         .take_invites()
@@ -117,6 +125,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         dialplan: dialplan.clone(),
         counters: endpoint.counters_handle(),
         capture: endpoint.capture().clone(),
+        cdr: cdr.clone(),
     };
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -166,6 +175,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // The records of the calls just ended, and any still queued.
+    cdr_writer.stop().await;
     // Graceful gRPC shutdown waits for clients to hang up; do not let an
     // idle admin client (a `swctl top` left open) keep the daemon alive.
     let drained = tokio::time::timeout(Duration::from_secs(3), async {

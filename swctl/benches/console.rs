@@ -107,6 +107,12 @@ impl SignalingAdmin for Busy {
     ) -> Result<Response<pb::TestRouteResponse>, Status> {
         Err(no("TestRoute"))
     }
+    async fn list_call_history(
+        &self,
+        _: Request<pb::ListCallHistoryRequest>,
+    ) -> Result<Response<pb::ListCallHistoryResponse>, Status> {
+        Err(no("ListCallHistory"))
+    }
     type WatchStream = Events;
     async fn watch(&self, _: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
         let calls = self.calls.clone();

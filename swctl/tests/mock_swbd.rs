@@ -196,6 +196,16 @@ impl SignalingAdmin for Mock {
             no_match_status: 404,
         }))
     }
+    async fn list_call_history(
+        &self,
+        _: Request<pb::ListCallHistoryRequest>,
+    ) -> Result<Response<pb::ListCallHistoryResponse>, Status> {
+        Ok(Response::new(pb::ListCallHistoryResponse {
+            records: fixtures::history(),
+            source: "file".into(),
+            truncated: false,
+        }))
+    }
     type WatchStream =
         std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SignalingEvent, Status>> + Send>>;
     async fn watch(

@@ -5,4 +5,5 @@ pub mod logging;
 pub mod paths;
 pub mod secret;
 pub mod shutdown;
+pub mod time;
 pub mod yaml;

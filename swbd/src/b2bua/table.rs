@@ -24,12 +24,25 @@ enum Found {
     Ended(Box<[u8]>),
 }
 
-/// Ended calls kept for inspection (`swctl calls list --ended`): the
-/// only per-call state that outlives a call here, bounded by this count
-/// and [`ENDED_TTL`] (issue #14).
-pub const ENDED_KEEP: usize = 200;
-/// How long an ended call stays listed.
-pub const ENDED_TTL: Duration = Duration::from_secs(300);
+/// Ended calls kept for inspection, and for how long (`calls.keep_ended`,
+/// `calls.keep_ended_secs`; the CDR history covers older ones).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Ended calls kept at most.
+    pub keep: usize,
+    /// How long an ended call stays listed.
+    pub ttl: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let c = crate::cdr::config::CallsConfig::default();
+        Self {
+            keep: c.keep_ended,
+            ttl: c.keep_ended_for(),
+        }
+    }
+}
 
 /// A request inside one of a call's dialogs.
 #[derive(Debug)]
@@ -76,7 +89,7 @@ enum Kept {
     /// An ended call, for the console: its admin view (ladder included),
     /// protobuf-encoded in one allocation. A record is a few dozen small
     /// allocations made while its call ran; scattered among everything a
-    /// burst allocated, [`ENDED_KEEP`] of them pinned ~10 MiB of pages
+    /// burst allocated, `calls.keep_ended` (200 by default) of them pinned ~10 MiB of pages
     /// after a 500 calls/s burst for ~1 MiB of data (issue #14).
     Ended(Box<[u8]>),
 }
@@ -96,6 +109,7 @@ struct Entry {
 struct Tables {
     calls: HashMap<String, Entry>,
     ended: VecDeque<String>,
+    retention: Retention,
     dialogs: HashMap<DialogId, (String, DialogSender)>,
     sessions: HashMap<(String, String), String>,
     created: VecDeque<Instant>,
@@ -126,9 +140,17 @@ pub struct CallHandle {
 impl CallTable {
     /// An empty table publishing on `events`.
     pub fn new(events: EventBus) -> Self {
+        Self::with_retention(events, Retention::default())
+    }
+
+    /// An empty table keeping ended calls per `retention`.
+    pub fn with_retention(events: EventBus, retention: Retention) -> Self {
         Self {
             inner: Arc::new(Inner {
-                tables: Mutex::new(Tables::default()),
+                tables: Mutex::new(Tables {
+                    retention,
+                    ..Tables::default()
+                }),
                 total: AtomicU64::new(0),
                 events,
             }),
@@ -266,6 +288,10 @@ impl CallTable {
             .map_err(|_| LookupError::NotFound(id_or_prefix.to_string()))?;
         match commands {
             Some(tx) if state != CallState::Ended => {
+                // The CDR says an operator ended it, whatever the reason text.
+                if let Ok(mut r) = record.lock() {
+                    r.cdr.operator_hangup = true;
+                }
                 let _ = tx.send(Box::new(CallCommand::Hangup(reason.to_string())));
                 Ok(state)
             }
@@ -389,12 +415,13 @@ fn view(found: Found, with_ladder: bool) -> Option<switchboard_proto::admin::v1:
 }
 
 fn prune_ended(t: &mut Tables) {
-    while t.ended.len() > ENDED_KEEP
+    let Retention { keep, ttl } = t.retention;
+    while t.ended.len() > keep
         || t.ended.front().is_some_and(|id| {
             t.calls
                 .get(id)
                 .and_then(|e| e.ended_at)
-                .is_none_or(|at| at.elapsed() > ENDED_TTL)
+                .is_none_or(|at| at.elapsed() > ttl)
         })
     {
         if let Some(id) = t.ended.pop_front() {
@@ -408,8 +435,8 @@ fn prune_ended(t: &mut Tables) {
 pub struct CallsRetained {
     /// Calls in progress.
     pub live: usize,
-    /// Ended calls kept for the console: at most [`ENDED_KEEP`], each for
-    /// at most [`ENDED_TTL`].
+    /// Ended calls kept for the console: at most `calls.keep_ended` (200 by default), each for
+    /// at most `calls.keep_ended_secs` (300).
     pub ended: usize,
     /// Estimated heap bytes of those ended records (bounded by their count).
     pub ended_bytes: usize,
@@ -640,5 +667,46 @@ mod tests {
             table.hangup("abc123", "test"),
             Err(LookupError::AlreadyEnded("abc123".into()))
         );
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    fn ended_calls(table: &CallTable, n: usize) {
+        for i in 0..n {
+            let (tx, _rx) = mpsc::unbounded_channel();
+            let record = CallRecord::new(format!("c{i}"), "a".into(), "b".into());
+            drop(table.insert(record, tx));
+        }
+    }
+
+    #[test]
+    fn ended_calls_are_kept_as_configured() {
+        let keep_two = CallTable::with_retention(
+            EventBus::new(),
+            Retention {
+                keep: 2,
+                ttl: Duration::from_secs(300),
+            },
+        );
+        ended_calls(&keep_two, 5);
+        let mut ids: Vec<String> = keep_two.list(true).into_iter().map(|c| c.call_id).collect();
+        ids.sort();
+        assert_eq!(ids, ["c3", "c4"], "the newest two");
+        let none = CallTable::with_retention(
+            EventBus::new(),
+            Retention {
+                keep: 200,
+                ttl: Duration::ZERO,
+            },
+        );
+        ended_calls(&none, 3);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(none.list(true).is_empty(), "past keep_ended_secs");
+        let default = CallTable::new(EventBus::new());
+        ended_calls(&default, 3);
+        assert_eq!(default.list(true).len(), 3);
     }
 }

@@ -6,6 +6,7 @@
 pub mod baresip;
 pub mod baresip_phone;
 pub mod pjsua2;
+pub mod postgres;
 pub mod raw;
 pub mod swctl;
 pub mod ua;
@@ -299,6 +300,10 @@ impl System {
         if let Some(plan) = &opts.dialplan {
             std::fs::write(dir.join("dialplan.yaml"), plan).expect("write dialplan");
             cfg.push_str("dialplan: { file: dialplan.yaml }\n");
+        }
+        if !opts.extra_config.starts_with("cdr:") && !opts.extra_config.contains("\ncdr:") {
+            // CDRs stay in the test's directory, not the user's state directory.
+            cfg.push_str("cdr: { file: { path: cdr.jsonl } }\n");
         }
         cfg.push_str(&opts.extra_config);
         let cfg_path = dir.join("swbd.yaml");

@@ -218,7 +218,8 @@ pub fn follow_line(
             s
         }
         Output::Yaml => format!("---\n{}", serde_saphyr::to_string(v)?),
-        Output::Table | Output::Wide => {
+        // csv is refused before any command but history runs (cmd/mod.rs).
+        Output::Table | Output::Wide | Output::Csv => {
             let mut cells = vec![
                 v.clock.clone(),
                 v.kind.to_string(),

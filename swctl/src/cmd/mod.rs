@@ -6,6 +6,7 @@ mod completions;
 mod dial_stdio;
 mod dialplan;
 pub mod events;
+mod history;
 mod media;
 mod nodes;
 mod pcap;
@@ -20,6 +21,7 @@ mod render_tests;
 use std::future::Future;
 use std::path::PathBuf;
 
+pub use history::{HistoryView, parse_when};
 pub use status::{StatusView, status_views};
 
 use switchboard_proto::support::grpc::{AuthedChannel, BearerToken};
@@ -332,6 +334,16 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
     use crate::cli::RegistrationsCommand;
     use crate::cli::{CallsCommand, DialplanCommand, MediaCommand, NodesCommand};
     let out = cli.output;
+    let history = matches!(
+        cli.command,
+        Command::Cdr(_) | Command::Calls(CallsCommand::History(_))
+    );
+    if out == crate::cli::Output::Csv && !history {
+        return Err(Error::Usage(
+            "-o csv is for `calls history` (`cdr`); other commands print table, wide, json or yaml"
+                .into(),
+        ));
+    }
     match &cli.command {
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man { dir } => completions::man(dir.as_deref()),
@@ -352,6 +364,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             since,
             kind,
         } => events::run(&targets(&cli)?, out, *follow, *since, kind).await,
+        Command::Calls(CallsCommand::History(args)) | Command::Cdr(args) => {
+            history::run(&targets(&cli)?, out, args).await
+        }
         Command::Registrations(RegistrationsCommand::List) => {
             registrations::list(&targets(&cli)?, out).await
         }

@@ -34,6 +34,9 @@ pub struct StatusView {
     /// swbd only: SIP capture (kept calls, HEP export).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureView>,
+    /// swbd only, when its call detail records are on: written and lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cdr: Option<CdrView>,
 }
 
 /// swbd's SIP capture counters, as printed.
@@ -66,6 +69,51 @@ impl From<pb::CaptureCounters> for CaptureView {
             hep_dropped: c.hep_dropped,
             hep_send_errors: c.hep_send_errors,
         }
+    }
+}
+
+/// swbd's call detail record counters, as printed.
+#[derive(Debug, Serialize)]
+pub struct CdrView {
+    /// Records handed to the writer.
+    pub submitted: u64,
+    /// Acknowledged in the file.
+    pub written_file: u64,
+    /// Committed to PostgreSQL.
+    pub written_postgres: u64,
+    /// PostgreSQL could not take them; in the file instead.
+    pub spilled_to_file: u64,
+    /// Lost (queue full, no store): each logged by swbd at ERROR.
+    pub failed: u64,
+    /// Waiting in the queue.
+    pub queued: u64,
+}
+
+impl From<pb::CdrCounters> for CdrView {
+    fn from(c: pb::CdrCounters) -> Self {
+        Self {
+            submitted: c.submitted,
+            written_file: c.written_file,
+            written_postgres: c.written_postgres,
+            spilled_to_file: c.spilled_to_file,
+            failed: c.failed,
+            queued: c.queued,
+        }
+    }
+}
+
+impl CdrView {
+    /// ` cdr-lost N cdr-spilled N` for the detail column: only what needs
+    /// an operator's eye.
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        if self.failed > 0 {
+            out.push_str(&format!(" cdr-lost {}", self.failed));
+        }
+        if self.spilled_to_file > 0 {
+            out.push_str(&format!(" cdr-spilled {}", self.spilled_to_file));
+        }
+        out
     }
 }
 
@@ -232,6 +280,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
         Ok(resp) => {
             let s = resp.into_inner();
             let security = s.security.map(SecurityView::from);
+            let cdr = s.cdr.map(CdrView::from);
             Ok(StatusView {
                 host: host.clone(),
                 daemon: "swbd".into(),
@@ -249,9 +298,10 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                         .as_ref()
                         .map(SecurityView::summary)
                         .unwrap_or_default()
-                ),
+                ) + &cdr.as_ref().map(CdrView::summary).unwrap_or_default(),
                 security,
                 capture: s.capture.map(CaptureView::from),
+                cdr,
             })
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
@@ -276,6 +326,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                 ),
                 security: None,
                 capture: None,
+                cdr: None,
             })
         }
         Err(st) => Err(Error::from_status("swbd", st)),

@@ -422,6 +422,7 @@ impl Ctl {
             if let Some(l) = r.leg_mut(&sip_call_id) {
                 l.state = LegState::Terminated;
             }
+            r.cdr.leg_failed(&sip_call_id, code);
         });
         if was_early {
             self.early_bridge = None;

@@ -104,6 +104,9 @@ impl CallControl for Ctl {
                 }
                 Err(code) => {
                     tracing::info!(%target, code, "dial target unavailable");
+                    let text = target.to_string();
+                    self.handle
+                        .update(None, |r| r.cdr.target_failed(text, code));
                     first_error.get_or_insert(code);
                 }
             }

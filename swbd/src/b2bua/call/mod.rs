@@ -111,6 +111,8 @@ pub struct CallDeps {
     pub calls: CallTable,
     /// Registered users.
     pub locator: Arc<dyn Locator>,
+    /// Where the call's detail record goes when it ends (swbd/src/cdr).
+    pub cdr: crate::cdr::CdrSink,
 }
 
 /// Why a call task stopped its dialplan early.
@@ -361,6 +363,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     ctl.handle.update(None, |r| {
         r.end_cause = cause;
         r.state = CallState::Ended;
+        r.ended_at.get_or_insert_with(SystemTime::now);
+        deps.cdr.submit(r);
     });
 }
 

@@ -107,11 +107,17 @@ impl Ctl {
         let node = self.node_name();
         self.handle.remove_session(&node, session_id);
         if let Ok(mut client) = self.media_client() {
-            let _ = client
+            let destroyed = client
                 .destroy_session(media::DestroySessionRequest {
                     session_id: session_id.to_string(),
                 })
                 .await;
+            // Final RTP stats, for the CDR.
+            if let Ok(resp) = destroyed {
+                let stats = resp.into_inner().stats;
+                self.handle
+                    .update(None, |r| r.cdr.session_stats(session_id, stats));
+            }
         }
     }
 
@@ -136,6 +142,14 @@ impl Ctl {
                 })
                 .await;
             match batch {
+                Ok(resp) => {
+                    // Final RTP stats, for the CDR.
+                    let resp = resp.into_inner();
+                    self.handle.update(None, |r| {
+                        r.cdr.batch_stats(&ids, &resp.not_found, resp.stats)
+                    });
+                    false
+                }
                 Err(st) if st.code() == tonic::Code::Unimplemented => {
                     if let Some(lease) = &self.lease {
                         lease.mark_unbatched();
@@ -149,9 +163,16 @@ impl Ctl {
         };
         if sequential {
             for session_id in ids {
-                let _ = client
-                    .destroy_session(media::DestroySessionRequest { session_id })
-                    .await;
+                if let Ok(resp) = client
+                    .destroy_session(media::DestroySessionRequest {
+                        session_id: session_id.clone(),
+                    })
+                    .await
+                {
+                    let stats = resp.into_inner().stats;
+                    self.handle
+                        .update(None, |r| r.cdr.session_stats(&session_id, stats));
+                }
             }
         }
     }
