@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace. Installs what it needs on a
 # fresh Debian 12 machine (only when missing, so a second run is fast):
-# baresip (real SIP phones), pjsua2-python (PJSIP phones, pip), chromium
-# (the web page test), openssh-server
-# (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
-# cargo-deny, pjsua2 (PJSIP's Python binding, PyPI pjsua2-python: the
-# 100rel, session timer, DTMF and transfer interop tests), tshark (reads
-# the pcap of `swctl calls pcap`).
-# 100rel, session timer, DTMF and transfer interop tests), postgresql (the
-# CDR tests start a throwaway server of their own on a free loopback port).
+# baresip (real SIP phones), pjsua2 (PJSIP's Python binding, PyPI
+# pjsua2-python: the 100rel, session timer, DTMF and transfer interop
+# tests), chromium (the web page test), openssh-server (the ssh:// test),
+# util-linux/iproute2 (network namespaces for RFC 4475), tshark (reads the
+# pcap of `swctl calls pcap`), postgresql (the CDR tests start a throwaway
+# server of their own on a free loopback port), cargo-deny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
