@@ -35,6 +35,8 @@ pub struct Config {
     pub acl: AclConfig,
     /// Per-call limits of the B2BUA.
     pub b2bua: B2buaConfig,
+    /// The Prometheus `/metrics` endpoint (on, loopback).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             acl: AclConfig::default(),
             b2bua: B2buaConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -631,6 +634,7 @@ impl Config {
         fix(&mut self.admin.socket);
         fix(&mut self.admin.token_file);
         fix(&mut self.media.token_file);
+        fix(&mut self.metrics.token_file);
         for n in &mut self.media.nodes {
             fix(&mut n.token_file);
         }
@@ -732,6 +736,9 @@ impl Config {
             err(format!(
                 "admin.tcp: {tcp} needs admin.token_file (or admin.token): any local user can connect to a TCP port"
             ));
+        }
+        if let Err(e) = self.metrics.validate() {
+            err(e);
         }
         if inline_token && self.admin.token_file.is_some() {
             err("admin: set admin.token_file or admin.token, not both".into());

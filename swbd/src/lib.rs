@@ -6,6 +6,7 @@
 //! - [`events`]: the internal event bus (admin `Watch`, logs).
 //! - [`media`]: the media-node pool (gRPC clients to swrtp).
 //! - [`admin`]: the `SignalingAdmin` gRPC service.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`server`]: [`run`], which wires everything together until shutdown.
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod dialog;
 pub mod dialplan;
 pub mod events;
 pub mod media;
+pub mod metrics;
 pub mod server;
 
 // SIP core (see each module's docs): message layer, transports,

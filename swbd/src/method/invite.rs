@@ -48,6 +48,7 @@ pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
     }) {
         Ok(()) => {}
         Err(TrySendError::Full(inv)) => {
+            crate::transport::SipCounters::inc(&ctx.auth.counters().messages.overload_shed);
             let resp = inv
                 .transaction
                 .response(503, "Service Unavailable (overloaded)");

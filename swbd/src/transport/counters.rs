@@ -44,6 +44,8 @@ pub struct SipCounters {
     pub tcp_message_timeouts: AtomicU64,
     /// Sends that failed.
     pub send_errors: AtomicU64,
+    /// SIP messages by method and code, overload shedding (metrics only).
+    pub messages: crate::metrics::MessageCounters,
 }
 
 /// A plain copy of [`SipCounters`].
