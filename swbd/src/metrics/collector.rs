@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use crate::b2bua::CallTable;
 use crate::b2bua::record::CallState;
 use crate::dialplan::DialplanStore;
-use crate::media::{MediaPool, NodeHealth};
+use crate::media::{MediaNodeInfo, MediaPool, NodeHealth};
 use crate::registrar::Registrar;
 use crate::transaction::TransactionLayer;
 use crate::transport::SipCounters;
@@ -46,6 +46,38 @@ const LIVE_STATES: [(CallState, &str); 6] = [
     (CallState::Answered, "answered"),
     (CallState::Bridged, "bridged"),
     (CallState::Ending, "ending"),
+];
+
+/// A per-node gauge: name, help, value (labelled by the node's configured
+/// name only).
+type NodeGauge = (&'static str, &'static str, fn(&MediaNodeInfo) -> i64);
+
+const NODE_GAUGES: [NodeGauge; 5] = [
+    (
+        "swbd_media_node_up",
+        "1 when the media node's last health check passed (node: its configured name)",
+        |n| i64::from(n.health == NodeHealth::Up),
+    ),
+    (
+        "swbd_media_node_draining",
+        "1 when the media node takes no new calls: drained through swbd or by the node itself",
+        |n| i64::from(n.drained_by_admin || n.node_draining),
+    ),
+    (
+        "swbd_media_node_accepting",
+        "1 when new calls may go to the media node (up and not draining)",
+        |n| i64::from(n.accepts_calls()),
+    ),
+    (
+        "swbd_media_node_calls",
+        "Calls of this swbd on the media node",
+        |n| i64::from(n.active_calls),
+    ),
+    (
+        "swbd_media_node_free_port_pairs",
+        "Free RTP port pairs on the media node at its last health check",
+        |n| i64::from(n.free_port_pairs),
+    ),
 ];
 
 #[derive(Debug)]
@@ -271,47 +303,10 @@ impl SwbdCollector {
 
     fn media_nodes(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let nodes = self.0.media.list();
-        let flags: [(&str, &str, fn(&crate::media::MediaNodeInfo) -> bool); 3] = [
-            (
-                "swbd_media_node_up",
-                "1 when the media node's last health check passed (node: its configured name)",
-                |n| n.health == NodeHealth::Up,
-            ),
-            (
-                "swbd_media_node_draining",
-                "1 when the media node takes no new calls: drained through swbd or by the node itself",
-                |n| n.drained_by_admin || n.node_draining,
-            ),
-            (
-                "swbd_media_node_accepting",
-                "1 when new calls may go to the media node (up and not draining)",
-                |n| n.accepts_calls(),
-            ),
-        ];
-        for (name, help, flag) in flags {
+        for (name, help, value) in NODE_GAUGES {
             let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for n in &nodes {
-                let v = i64::from(flag(n));
-                ConstGauge::new(v).encode(m.encode_family(&[("node", n.name.as_str())])?)?;
-            }
-        }
-        let values: [(&str, &str, fn(&crate::media::MediaNodeInfo) -> u32); 2] = [
-            (
-                "swbd_media_node_calls",
-                "Calls of this swbd on the media node",
-                |n| n.active_calls,
-            ),
-            (
-                "swbd_media_node_free_port_pairs",
-                "Free RTP port pairs on the media node at its last health check",
-                |n| n.free_port_pairs,
-            ),
-        ];
-        for (name, help, value) in values {
-            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for n in &nodes {
-                let v = i64::from(value(n));
-                ConstGauge::new(v).encode(m.encode_family(&[("node", n.name.as_str())])?)?;
+                ConstGauge::new(value(n)).encode(m.encode_family(&[("node", n.name.as_str())])?)?;
             }
         }
         Ok(())
