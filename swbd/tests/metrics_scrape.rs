@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 
 use support::ua::{Ua, sdp, sdp_media_addr};
 use support::{Options, System, free_tcp_port};
+use switchboard_proto::admin::v1 as pb;
 
 /// Dial registered users only; anything else has no route (404).
 const PLAN: &str = "version: 1\nroutes:\n  - id: ext\n    match: { destination: \"1???\" }\n    actions:\n      - dial: { target: \"user/${destination}\", timeout: 10s, on_failure: stop }\n";
@@ -285,6 +286,25 @@ async fn metrics_move_with_calls_and_pass_promtool() {
     assert_eq!(alice.final_response(&mut call).await.code, 404);
     sys.assert_clean().await;
 
+    // 4. A dialplan reload applied, one refused.
+    let mut admin = sys.signaling().await.expect("admin");
+    let applied = admin
+        .reload_dialplan(pb::ReloadDialplanRequest::default())
+        .await
+        .expect("reload answered")
+        .into_inner();
+    assert!(applied.applied, "{applied:?}");
+    let bad = sys.dir.join("bad-plan.yaml");
+    std::fs::write(&bad, "version: 1\nroutes: [ { id: x\n").expect("write a broken plan");
+    let refused = admin
+        .reload_dialplan(pb::ReloadDialplanRequest {
+            path: bad.display().to_string(),
+        })
+        .await
+        .expect("reload answered")
+        .into_inner();
+    assert!(!refused.applied, "a broken plan is refused");
+
     let after = Scrape::of(swbd_at, "swbd");
     let rtp_after = Scrape::of(swrtp_at, "swrtp");
     let delta = |name: &str, labels: &[(&str, &str)]| {
@@ -336,6 +356,14 @@ async fn metrics_move_with_calls_and_pass_promtool() {
         ) >= 1.0
     );
     assert!(after.has("swbd_dialplan_info"));
+    assert_eq!(
+        delta("swbd_dialplan_reloads_total", &[("result", "applied")]),
+        1.0
+    );
+    assert_eq!(
+        delta("swbd_dialplan_reloads_total", &[("result", "refused")]),
+        1.0
+    );
 
     assert_eq!(rtp_after.value("swrtp_sessions", &[]), 0.0);
     assert_eq!(
