@@ -6,7 +6,9 @@
 # tests), chromium (the web page test), openssh-server (the ssh:// test),
 # util-linux/iproute2 (network namespaces for RFC 4475), tshark (reads the
 # pcap of `swctl calls pcap`), postgresql (the CDR tests start a throwaway
-# server of their own on a free loopback port), cargo-deny.
+# server of their own on a free loopback port), promtool (Debian's
+# prometheus package) and prometheus-client (PyPI) for the /metrics test,
+# cargo-deny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,27 @@ if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
     echo "== installing pjsua2-python"
     python3 -m pip install pjsua2-python \
         || python3 -m pip install --user --break-system-packages pjsua2-python
+fi
+# promtool (Prometheus' own exposition linter) for the /metrics test. Only
+# that binary is taken out of Debian's prometheus package: installing the
+# package would also set up a Prometheus server (a service on :9090, which
+# is swrtp's default port) that the tests do not want.
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "== installing promtool (from Debian's prometheus package)"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    tmp=$(mktemp -d)
+    $SUDO apt-get update -qq
+    (cd "$tmp" && apt-get download prometheus)
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -xO ./usr/bin/promtool > "$tmp/promtool"
+    $SUDO install -m 0755 "$tmp/promtool" /usr/local/bin/promtool
+    rm -rf "$tmp"
+fi
+# The Python client library's exposition parser, for the /metrics test.
+if ! python3 -c 'import prometheus_client.parser' >/dev/null 2>&1; then
+    echo "== installing prometheus-client (PyPI)"
+    python3 -m pip install prometheus-client \
+        || python3 -m pip install --user --break-system-packages prometheus-client
 fi
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "== installing cargo-deny"

@@ -43,6 +43,8 @@ pub struct Config {
     pub cdr: crate::cdr::config::CdrConfig,
     /// Ended calls kept in memory (`calls.keep_ended`, `calls.keep_ended_secs`).
     pub calls: crate::cdr::config::CallsConfig,
+    /// The Prometheus `/metrics` endpoint (on, loopback).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             capture: Default::default(),
             cdr: Default::default(),
             calls: Default::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -643,6 +646,7 @@ impl Config {
         fix(&mut self.admin.socket);
         fix(&mut self.admin.token_file);
         fix(&mut self.media.token_file);
+        fix(&mut self.metrics.token_file);
         for n in &mut self.media.nodes {
             fix(&mut n.token_file);
         }
@@ -748,6 +752,9 @@ impl Config {
             err(format!(
                 "admin.tcp: {tcp} needs admin.token_file (or admin.token): any local user can connect to a TCP port"
             ));
+        }
+        if let Err(e) = self.metrics.validate() {
+            err(e);
         }
         if inline_token && self.admin.token_file.is_some() {
             err("admin: set admin.token_file or admin.token, not both".into());

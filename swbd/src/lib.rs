@@ -9,6 +9,7 @@
 //! - [`capture`]: SIP messages of recent calls (pcap export), HEP v3.
 //! - [`media`]: the media-node pool (gRPC clients to swrtp).
 //! - [`admin`]: the `SignalingAdmin` gRPC service.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`server`]: [`run`], which wires everything together until shutdown.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod dialog;
 pub mod dialplan;
 pub mod events;
 pub mod media;
+pub mod metrics;
 pub mod server;
 
 // SIP core (see each module's docs): message layer, transports,

@@ -59,6 +59,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(_) => Some(admin_token(&config.admin)?),
         None => None,
     };
+    let metrics_token = crate::metrics::token(&config.metrics)?;
     let media_tokens = MediaTokens::load(&config.media).map_err(anyhow::Error::msg)?;
     let owner = LeaseOwner::new(
         &config.node_id,
@@ -127,6 +128,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         capture: endpoint.capture().clone(),
         cdr: cdr.clone(),
     };
+
+    let sources = crate::metrics::Sources {
+        counters: endpoint.counters_handle(),
+        transactions: endpoint.transactions().clone(),
+        registrar: endpoint.registrar().clone(),
+        dialplan: dialplan.clone(),
+        media: media.clone(),
+        calls: calls.clone(),
+    };
+    crate::metrics::start(&config.metrics, metrics_token, sources, shutdown.clone()).await;
 
     let mut tasks = tokio::task::JoinSet::new();
     for endpoint in admin_endpoints {

@@ -73,6 +73,16 @@ pub struct Config {
     pub log_level: String,
     /// `text` or `json`.
     pub log_format: String,
+    /// Serve Prometheus `/metrics` on `metrics_listen` (on by default). A
+    /// listener that cannot be bound is logged and the node runs on.
+    pub metrics_enabled: bool,
+    /// Where `/metrics` listens (`127.0.0.1:9461`; swbd's default is 9460).
+    /// Beyond loopback it needs `metrics_token_file`.
+    pub metrics_listen: std::net::SocketAddr,
+    /// File holding the bearer token Prometheus must send for `/metrics`
+    /// (required on loopback too when set). Created (0600, random) when
+    /// missing; same file checks as `media_token_file`.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -94,6 +104,9 @@ impl Default for Config {
             latch_packets: 3,
             log_level: "info".into(),
             log_format: "text".into(),
+            metrics_enabled: true,
+            metrics_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9461)),
+            metrics_token_file: None,
         }
     }
 }
@@ -168,9 +181,13 @@ impl Config {
     /// Token files named relative to the config file are relative to its
     /// directory.
     pub fn resolve_token_paths(&mut self, base: &Path) {
-        for p in [&mut self.media_token_file, &mut self.admin_token_file]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.media_token_file,
+            &mut self.admin_token_file,
+            &mut self.metrics_token_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -259,6 +276,16 @@ impl Config {
                 name,
                 "session_lease_secs must be between 1 and 86400 (one day)",
             ));
+        }
+        if self.metrics_enabled
+            && let Err(e) = switchboard_proto::support::metrics_http::check_listen(
+                self.metrics_listen,
+                self.metrics_token_file.is_some(),
+                "metrics_listen",
+                "metrics_token_file",
+            )
+        {
+            errors.push(FileError::whole(name, e));
         }
         if self.log_format != "text" && self.log_format != "json" {
             errors.push(FileError::whole(

@@ -18,6 +18,7 @@
 //! - [`service`]: the `MediaService` gRPC handlers.
 //! - [`lease`]: session owners and leases, and the reaper of lapsed ones.
 //! - [`admin`]: the `MediaAdmin` gRPC handlers.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`error`]: the control-plane error and its one mapping to `tonic::Status`.
 //!
 //! # Behaviour swbd relies on
@@ -94,6 +95,7 @@ pub mod error;
 pub mod g711;
 pub mod hold;
 pub mod lease;
+pub mod metrics;
 pub mod player;
 pub mod ports;
 pub mod relay;
@@ -124,6 +126,8 @@ pub struct Running {
     pub listen: Endpoint,
     /// MediaAdmin endpoint actually bound.
     pub admin: Endpoint,
+    /// Where `/metrics` is served (None: disabled, or the port was taken).
+    pub metrics: Option<std::net::SocketAddr>,
     /// The node, for in-process inspection.
     pub node: Node,
     task: JoinHandle<anyhow::Result<()>>,
@@ -173,6 +177,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         }
         (Endpoint::Unix(_), _) => None,
     };
+    let metrics_token = metrics::token(&config)?;
     if !config.audio_dir.is_dir() {
         tracing::warn!(dir = %config.audio_dir.display(), "audio_dir does not exist; Play will report errors");
     }
@@ -209,6 +214,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let admin_listener = grpc::bind(&admin_ep).await?;
     let listen = media_listener.endpoint();
     let admin = admin_listener.endpoint();
+    let metrics = metrics::start(&config, metrics_token, &node, shutdown.clone()).await;
 
     let (media_health, media_router) = grpc::base_router()?;
     media_health
@@ -270,6 +276,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     Ok(Running {
         listen,
         admin,
+        metrics,
         node,
         task,
     })

@@ -58,6 +58,9 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// Prometheus /metrics address (IP:PORT); replaces metrics_listen.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -117,6 +120,9 @@ fn main() -> ExitCode {
     }
     if let Some(v) = args.log_format {
         config.log_format = v;
+    }
+    if let Some(v) = args.metrics_listen {
+        config.metrics_listen = v;
     }
     if let Err(errors) = config.validate(&name) {
         for e in errors {

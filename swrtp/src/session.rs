@@ -32,8 +32,10 @@ use crate::stats::{DirectionCounters, RelayLatency};
 mod dtmf;
 mod family;
 mod reoffer;
+mod traffic;
 
 pub use family::Family;
+pub use traffic::{EndedSessions, LiveQuality, Traffic};
 
 /// What admin and health can read about a session without asking its task.
 #[derive(Debug)]
@@ -169,6 +171,8 @@ pub struct NodeCounters {
     pub stale_owner_dropped: AtomicU64,
     /// Time the relay adds per relayed RTP packet (media tasks flush into it).
     pub latency: RelayLatency,
+    /// What destroyed sessions counted (metrics; see `session/traffic.rs`).
+    pub ended: EndedSessions,
 }
 
 /// What every media task needs from the node.
@@ -661,22 +665,24 @@ impl Node {
     /// Destroy a session and release its ports; returns its final stats.
     pub async fn destroy(&self, id: &str) -> Result<pb::SessionStats> {
         let _ops = self.inner.ops.lock().await;
-        let entry = {
+        let (entry, taken) = {
             let mut table = self.table();
             let entry = table
                 .sessions
                 .remove(id)
                 .ok_or_else(|| Error::NotFound(id.into()))?;
+            let taken = self.inner.ctx.counters.ended.take_over(&entry.shared);
             if let Some(peer) = &entry.peer
                 && let Some(p) = table.sessions.get_mut(peer)
             {
                 p.peer = None;
                 p.shared.edit(|v| v.bridged_with.clear());
             }
-            entry
+            (entry, taken)
         };
         let leg = detach(&entry.worker, id, "session destroyed").await;
         drop(leg); // sockets close, then the ports return to the pool
+        self.inner.ctx.counters.ended.finish(&entry.shared, taken);
         let stats = entry.shared.stats();
         let _ = self
             .inner

@@ -2,6 +2,7 @@
 
 pub mod grpc;
 pub mod logging;
+pub mod metrics_http;
 pub mod paths;
 pub mod secret;
 pub mod shutdown;

@@ -251,6 +251,11 @@ impl Authenticator {
         }
     }
 
+    /// The endpoint's counters this authenticator adds to.
+    pub fn counters(&self) -> &Arc<SipCounters> {
+        &self.inner.counters
+    }
+
     /// Whether auth is on.
     pub fn enabled(&self) -> bool {
         self.inner.enabled

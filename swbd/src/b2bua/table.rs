@@ -120,6 +120,8 @@ struct Inner {
     tables: Mutex<Tables>,
     total: AtomicU64,
     events: EventBus,
+    /// Started, answered, failed; setup time and duration (Prometheus).
+    metrics: crate::metrics::CallMetrics,
 }
 
 /// Cheap-clone handle to the table.
@@ -153,6 +155,7 @@ impl CallTable {
                 }),
                 total: AtomicU64::new(0),
                 events,
+                metrics: crate::metrics::CallMetrics::default(),
             }),
         }
     }
@@ -194,6 +197,7 @@ impl CallTable {
             );
         });
         self.inner.total.fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.started();
         if let Some(snapshot) = snapshot {
             self.inner.events.publish(Event::Call {
                 change: CallChange::Created,
@@ -393,6 +397,37 @@ impl CallTable {
         .unwrap_or(0.0)
     }
 
+    /// The call metrics this table feeds.
+    pub fn metrics(&self) -> &crate::metrics::CallMetrics {
+        &self.inner.metrics
+    }
+
+    /// Calls in progress per state (states with none left out).
+    pub fn count_by_state(&self) -> Vec<(CallState, usize)> {
+        let records: Vec<Arc<Mutex<CallRecord>>> = self
+            .with(|t| {
+                t.calls
+                    .values()
+                    .filter_map(|e| match &e.record {
+                        Kept::Live(r) => Some(r.clone()),
+                        Kept::Ended(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut counts: Vec<(CallState, usize)> = Vec::new();
+        for state in records
+            .iter()
+            .filter_map(|r| r.lock().ok().map(|r| r.state))
+        {
+            match counts.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((state, 1)),
+            }
+        }
+        counts
+    }
+
     /// Live dialog routes (for leak checks).
     pub fn dialog_count(&self) -> usize {
         self.with(|t| t.dialogs.len()).unwrap_or(0)
@@ -535,6 +570,9 @@ impl CallHandle {
         let snapshot = match self.record.lock() {
             Ok(mut r) => {
                 f(&mut r);
+                if change == Some(CallChange::Answered) {
+                    self.table.inner.metrics.answered(&r);
+                }
                 change
                     .filter(|_| self.table.inner.events.has_subscribers())
                     .map(|_| r.to_proto(false))
@@ -586,6 +624,7 @@ impl Drop for CallHandle {
                 if r.ended_at.is_none() {
                     r.ended_at = Some(SystemTime::now());
                 }
+                self.table.inner.metrics.ended(&r);
                 let full = r.to_proto(true);
                 let kept = prost::Message::encode_to_vec(&full).into_boxed_slice();
                 let snapshot = self.table.inner.events.has_subscribers().then(|| {

@@ -54,6 +54,8 @@ struct Inner {
     /// Serializes reloads so "applied" events come in swap order. Held
     /// only across parse + swap, never across `.await` (there is none).
     reloading: Mutex<()>,
+    /// Reloads applied and refused (metrics).
+    reloads: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl DialplanStore {
@@ -72,6 +74,7 @@ impl DialplanStore {
                 configured,
                 events,
                 reloading: Mutex::new(()),
+                reloads: Default::default(),
             }),
         }
     }
@@ -117,6 +120,7 @@ impl DialplanStore {
                 let version = plan.version().clone();
                 let source = plan.source().to_string();
                 self.inner.current.store(Arc::new(plan));
+                self.count_reload(0);
                 tracing::info!(%version, %source, "dialplan applied");
                 self.inner.events.publish(Event::DialplanApplied {
                     version: version.hash.clone(),
@@ -127,6 +131,7 @@ impl DialplanStore {
             Err(errors) => {
                 let old = self.current();
                 let tried = describe(source, self.inner.configured.as_deref());
+                self.count_reload(1);
                 tracing::warn!(
                     version = %old.version(),
                     source = %tried,
@@ -140,6 +145,19 @@ impl DialplanStore {
                 });
                 Err(errors)
             }
+        }
+    }
+
+    /// Reloads since start: (applied, refused).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        let [applied, refused] = &self.inner.reloads;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        (load(applied), load(refused))
+    }
+
+    fn count_reload(&self, slot: usize) {
+        if let Some(c) = self.inner.reloads.get(slot) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -51,6 +51,7 @@ pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
             let user = inv.principal.as_ref().and_then(Principal::username);
             ctx.security
                 .overloaded(inv.transaction.source(), user.unwrap_or_default());
+            crate::transport::SipCounters::inc(&ctx.auth.counters().messages.overload_shed);
             let resp = inv
                 .transaction
                 .response(503, "Service Unavailable (overloaded)");

@@ -17,6 +17,7 @@ use super::table::{ClientEntry, Entered, Resend, ServerEntry, TransactionTable};
 use super::timers::Timers;
 use super::{Error, Result};
 use crate::auth::Principal;
+use crate::metrics::sip::Direction::Received;
 use crate::sip::message::HeaderAccess;
 use crate::sip::response::make_response;
 use crate::sip::{Method, Request, Response, SipMessage, ViaHeader, new_branch};
@@ -564,8 +565,19 @@ impl transport::Receiver for TransactionLayer {
             return;
         }
         match SipMessage::parse(&data, source.transport == Transport::Udp) {
-            Ok(SipMessage::Request(r)) => inner.on_request(r, source),
-            Ok(SipMessage::Response(r)) => inner.on_response(r),
+            Ok(SipMessage::Request(r)) => {
+                inner.counters.messages.request(Received, &r.method);
+                inner.on_request(r, source)
+            }
+            Ok(SipMessage::Response(r)) => {
+                if let Ok(cseq) = r.cseq() {
+                    inner
+                        .counters
+                        .messages
+                        .response(Received, &cseq.method, r.code);
+                }
+                inner.on_response(r)
+            }
             Err(e) => {
                 SipCounters::inc(&inner.counters.sip_parse_errors);
                 // Never answer an ACK. A Via we cannot read (RFC 4475

@@ -52,6 +52,8 @@ pub struct SipCounters {
     pub security_events: AtomicU64,
     /// Security incidents folded into a summary instead of an event.
     pub security_events_suppressed: AtomicU64,
+    /// SIP messages by method and code, overload shedding (metrics only).
+    pub messages: crate::metrics::MessageCounters,
 }
 
 /// A plain copy of [`SipCounters`].

@@ -340,6 +340,7 @@ impl Transports {
 
     /// Send one message.
     pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
+        self.inner.counters.messages.sent(&data);
         let at = self.tap_clock();
         let result = self.send_untapped(target, &data).await;
         if result.is_ok() {
@@ -386,7 +387,10 @@ impl Transports {
             Transport::Udp => {
                 let sock = self.udp_socket(target)?;
                 match sock.try_send_to(&data, target.remote) {
-                    Ok(_) => Ok(None),
+                    Ok(_) => {
+                        self.inner.counters.messages.sent(&data);
+                        Ok(None)
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Some(data)),
                     Err(e) => Err(Error::Send {
                         transport: Transport::Udp,
@@ -405,8 +409,12 @@ impl Transports {
                 let Some(sender) = sender else {
                     return Ok(Some(data));
                 };
+                let counted = data.clone();
                 match sender.try_send(data) {
-                    Ok(()) => Ok(None),
+                    Ok(()) => {
+                        self.inner.counters.messages.sent(&counted);
+                        Ok(None)
+                    }
                     Err(mpsc::error::TrySendError::Full(data)) => Ok(Some(data)),
                     Err(mpsc::error::TrySendError::Closed(data)) => Ok(Some(data)),
                 }

@@ -116,6 +116,8 @@ pub struct Options {
     /// swbd also listens for SIP over UDP on `[::1]` (`System::sip_v6`),
     /// and `::1` is one of its domains.
     pub listen_v6: bool,
+    /// Extra YAML lines for every swrtp's config (`"metrics_listen: ...\n"`).
+    pub swrtp_extra: String,
 }
 
 impl Default for Options {
@@ -131,6 +133,7 @@ impl Default for Options {
             health_interval_ms: 100,
             media_extra: String::new(),
             listen_v6: false,
+            swrtp_extra: String::new(),
         }
     }
 }
@@ -177,13 +180,27 @@ pub fn start_swrtp(dir: &Path, name: &str, rtp_timeout_secs: u64) -> Node {
 
 /// [`start_swrtp`] with its control listener on `port` (a restarted node).
 pub fn start_swrtp_on(dir: &Path, name: &str, rtp_timeout_secs: u64, port: u16) -> Node {
+    start_swrtp_with(dir, name, rtp_timeout_secs, port, "")
+}
+
+/// [`start_swrtp_on`] with `extra` YAML lines in the node's config.
+pub fn start_swrtp_with(
+    dir: &Path,
+    name: &str,
+    rtp_timeout_secs: u64,
+    port: u16,
+    extra: &str,
+) -> Node {
     let control = format!("tcp://127.0.0.1:{port}");
     let admin = dir.join(format!("{name}.sock"));
     let ports = rtp_range();
     let cfg = dir.join(format!("{name}.yaml"));
     let token_file = media_token_file(dir);
-    std::fs::write(&cfg, format!("rtp_timeout_secs: {rtp_timeout_secs}\n"))
-        .expect("write swrtp config");
+    std::fs::write(
+        &cfg,
+        format!("rtp_timeout_secs: {rtp_timeout_secs}\n{extra}"),
+    )
+    .expect("write swrtp config");
     let child = Command::new(swrtp_bin())
         .args([
             "--config",
@@ -233,10 +250,12 @@ impl System {
         let dir = tempdir("sys");
         let nodes: Vec<Node> = (0..opts.nodes)
             .map(|i| {
-                start_swrtp(
+                start_swrtp_with(
                     &dir,
                     &format!("rtp-{}", (b'a' + i as u8) as char),
                     opts.rtp_timeout_secs,
+                    free_tcp_port(),
+                    &opts.swrtp_extra,
                 )
             })
             .collect();
