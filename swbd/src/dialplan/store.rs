@@ -37,6 +37,10 @@ pub enum ReloadSource<'a> {
     },
 }
 
+/// Slots of `Inner::reloads`.
+const APPLIED: usize = 0;
+const REFUSED: usize = 1;
+
 /// Cheap-clone handle to the dialplan in force.
 #[derive(Debug, Clone)]
 pub struct DialplanStore {
@@ -54,7 +58,7 @@ struct Inner {
     /// Serializes reloads so "applied" events come in swap order. Held
     /// only across parse + swap, never across `.await` (there is none).
     reloading: Mutex<()>,
-    /// Reloads applied and refused (metrics).
+    /// Reloads [`APPLIED`] and [`REFUSED`] (metrics).
     reloads: [std::sync::atomic::AtomicU64; 2],
 }
 
@@ -120,7 +124,7 @@ impl DialplanStore {
                 let version = plan.version().clone();
                 let source = plan.source().to_string();
                 self.inner.current.store(Arc::new(plan));
-                self.count_reload(0);
+                self.count_reload(APPLIED);
                 tracing::info!(%version, %source, "dialplan applied");
                 self.inner.events.publish(Event::DialplanApplied {
                     version: version.hash.clone(),
@@ -131,7 +135,7 @@ impl DialplanStore {
             Err(errors) => {
                 let old = self.current();
                 let tried = describe(source, self.inner.configured.as_deref());
-                self.count_reload(1);
+                self.count_reload(REFUSED);
                 tracing::warn!(
                     version = %old.version(),
                     source = %tried,
@@ -150,9 +154,13 @@ impl DialplanStore {
 
     /// Reloads since start: (applied, refused).
     pub fn reload_counts(&self) -> (u64, u64) {
-        let [applied, refused] = &self.inner.reloads;
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        (load(applied), load(refused))
+        let load = |slot: usize| {
+            self.inner
+                .reloads
+                .get(slot)
+                .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        (load(APPLIED), load(REFUSED))
     }
 
     fn count_reload(&self, slot: usize) {
