@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::dialplan::{DialplanStore, ReloadSource};
 use crate::events::EventBus;
 use crate::media::MediaPool;
+use crate::overload::Overload;
 use crate::registrar::Registrar;
 use crate::transport::SipCounters;
 
@@ -32,6 +33,8 @@ pub struct AdminState {
     pub dialplan: DialplanStore,
     /// SIP counters.
     pub counters: Arc<SipCounters>,
+    /// Overload control.
+    pub overload: Overload,
 }
 
 /// The service.
@@ -79,6 +82,7 @@ impl SignalingAdmin for AdminService {
             calls_per_second: s.calls.calls_per_second(),
             sip_parse_errors: s.counters.snapshot().sip_parse_errors,
             security: Some(security_counters(&s.counters.snapshot())),
+            overload: Some(overload_status(&s.overload)),
         }))
     }
 
@@ -258,6 +262,21 @@ impl SignalingAdmin for AdminService {
         }
         let stream = crate::admin_watch::stream(snapshot, live, req.into_inner().snapshot);
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Overload control's numbers, for `GetStatus`.
+fn overload_status(o: &Overload) -> pb::OverloadStatus {
+    let s = o.snapshot();
+    let d = switchboard_proto::duration;
+    pb::OverloadStatus {
+        enabled: s.enabled,
+        refused_share: s.refused_share,
+        delay: Some(d(s.delay)),
+        receive_backlog: Some(d(s.receive_backlog)),
+        scheduling_lag: Some(d(s.scheduling_lag)),
+        calls_in_setup: count(s.calls_in_setup),
+        invites_refused: s.invites_refused,
     }
 }
 

@@ -5,7 +5,7 @@
 //! transports (UDP/TCP) -> TransactionLayer -> IncomingRequest -> method::dispatch
 //!                                                 |                 REGISTER -> auth -> Registrar
 //!                                                 |                 OPTIONS  -> 200
-//!                                                 |                 INVITE   -> auth -> take_invites() receiver
+//!                                                 |                 INVITE   -> overload, auth -> take_invites() receiver
 //!                                                 +- client transactions (send_request / send_invite)
 //! ```
 
@@ -18,12 +18,14 @@ use crate::auth::{self, Authenticator};
 use crate::config::{Config, ListenAddr};
 use crate::events::EventBus;
 use crate::method::{self, Context, IncomingInvite};
+use crate::overload::Overload;
 use crate::registrar::Registrar;
 use crate::transaction::{Timers, TransactionLayer};
 use crate::transport::{self, SipCounters, Transports, counters::CountersSnapshot};
 
 /// How many authenticated INVITEs may wait for the B2BUA before new ones
-/// get `503`.
+/// get `503` (a backstop: the consumer only spawns call tasks, and overload
+/// control refuses INVITEs by measured delay long before this fills).
 const INVITE_QUEUE: usize = 1024;
 
 /// Endpoint start-up errors.
@@ -51,6 +53,7 @@ pub struct SipEndpoint {
     counters: Arc<SipCounters>,
     transactions: TransactionLayer,
     context: Arc<Context>,
+    overload: Overload,
 }
 
 impl SipEndpoint {
@@ -70,12 +73,19 @@ impl SipEndpoint {
             Timers::from(&config.sip.timers),
             config.sip.user_agent.clone(),
         );
+        let overload = Overload::start(
+            config.sip.overload,
+            transports.receive_backlogs(),
+            transactions.invites_proceeding(),
+            shutdown.clone(),
+        );
         let context = Arc::new(Context {
             config: config.clone(),
             registrar: registrar.clone(),
             auth: authenticator.clone(),
             invites: Mutex::new(None),
             dialogs: Mutex::new(None),
+            overload: overload.clone(),
         });
 
         tokio::spawn(registrar.clone().run_sweeper(shutdown.clone()));
@@ -102,7 +112,13 @@ impl SipEndpoint {
             counters,
             transactions,
             context,
+            overload,
         })
+    }
+
+    /// Overload control (its numbers for admin status).
+    pub fn overload(&self) -> &Overload {
+        &self.overload
     }
 
     /// Bound addresses (with real ports when 0 was configured).

@@ -7,6 +7,7 @@
 //! - [`media`]: the media-node pool (gRPC clients to swrtp).
 //! - [`admin`]: the `SignalingAdmin` gRPC service.
 //! - [`server`]: [`run`], which wires everything together until shutdown.
+//! - [`overload`]: admission of new calls by measured load.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod server;
 pub mod auth;
 pub mod endpoint;
 pub mod method;
+pub mod overload;
 pub mod registrar;
 pub mod sip;
 pub mod transaction;

@@ -106,6 +106,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         registrar: endpoint.registrar().clone(),
         dialplan: dialplan.clone(),
         counters: endpoint.counters_handle(),
+        overload: endpoint.overload().clone(),
     };
 
     let mut tasks = tokio::task::JoinSet::new();

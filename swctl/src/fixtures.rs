@@ -342,6 +342,7 @@ pub fn status() -> pb::Status {
         calls_per_second: 3.1,
         sip_parse_errors: 0,
         security: None,
+        overload: None,
     }
 }
 

@@ -11,6 +11,10 @@
 //! 3. CANCEL passes (the layer matches it to its INVITE); an in-dialog
 //!    request (To tag) passes when the B2BUA knows its dialog, else gets
 //!    `481` here.
+//! 3b. Overload control ([`crate::overload`], `sip.overload`): a new
+//!    INVITE that measured load does not admit gets `503` with
+//!    `Retry-After`, before its digest check; nothing else is refused for
+//!    load.
 //! 4. RFC 3261 §8.2.2 / §16.3: `Max-Forwards: 0` gets `483`, a `Require`
 //!    naming extensions gets `420`, a method swbd does not implement `501`
 //!    and one it does not handle out of a dialog `405` (both with `Allow`).
@@ -162,6 +166,14 @@ impl FrontDoor for SwbdFrontDoor {
             }
             let mut resp = Self::answer(request, 503, "Service Unavailable (rate limited)");
             resp.headers.insert(Name::RETRY_AFTER, "5");
+            return Screening::Answer(resp);
+        }
+        if request.method == Method::Invite && self.context.overload.admit_invite().is_err() {
+            let mut resp = Self::answer(request, 503, "Service Unavailable (overloaded)");
+            resp.headers.insert(
+                Name::RETRY_AFTER,
+                self.context.overload.retry_after_secs().to_string(),
+            );
             return Screening::Answer(resp);
         }
         if let Some(resp) = precheck(request) {

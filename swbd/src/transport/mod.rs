@@ -15,6 +15,8 @@
 //!   (raised at start) and the total cap it allows; [`source_key`]: what
 //!   one source is (IPv4 address, IPv6 /64).
 //! - [`counters`]: drop and error counters for admin status.
+//! - [`backlog`]: how long each UDP socket's receive queue has stayed
+//!   non-empty (read by overload control).
 //!
 //! TCP limits (see `docs/security/limits.md`): a connection accepted beyond
 //! the total cap or its source's cap is closed at once (`tcp_refused`,
@@ -29,6 +31,7 @@
 //! closed either way. Requests *we* send over UDP that exceed 1300 bytes go
 //! over TCP instead (RFC 3261 §18.1.1); see the transaction layer.
 
+pub mod backlog;
 pub mod connections;
 pub mod counters;
 pub mod descriptors;
@@ -48,6 +51,7 @@ use tokio::sync::mpsc;
 
 pub use crate::config::Transport;
 use crate::config::{ListenAddr, SipConfig};
+use backlog::ReceiveBacklog;
 use connections::Connections;
 pub use counters::SipCounters;
 pub use source_key::SourceKey;
@@ -154,6 +158,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: Shutdown,
     /// UDP sockets with their bound addresses (no `getsockname` per send).
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// The receive backlog of each socket of `udp`, in the same order.
+    backlogs: Vec<Arc<ReceiveBacklog>>,
     tcp: Mutex<Vec<tokio::net::TcpListener>>,
     local: Vec<ListenAddr>,
     /// Open TCP connections by peer address. A std Mutex: held only to
@@ -200,12 +206,14 @@ impl Transports {
                 }
             }
         }
+        let backlogs = udp.iter().map(|_| Arc::default()).collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 counters,
                 shutdown,
                 udp,
+                backlogs,
                 tcp: Mutex::new(tcp),
                 local,
                 connections: Mutex::new(Connections::new(
@@ -226,9 +234,14 @@ impl Transports {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        for (addr, sock) in &self.inner.udp {
+        for ((addr, sock), backlog) in self.inner.udp.iter().zip(&self.inner.backlogs) {
             for _ in 0..receivers {
-                tokio::spawn(udp::receive_loop(self.inner.clone(), sock.clone(), *addr));
+                tokio::spawn(udp::receive_loop(
+                    self.inner.clone(),
+                    sock.clone(),
+                    *addr,
+                    backlog.clone(),
+                ));
             }
         }
         let listeners = match self.inner.tcp.lock() {
@@ -263,6 +276,11 @@ impl Transports {
     /// Counters.
     pub fn counters(&self) -> &Arc<SipCounters> {
         &self.inner.counters
+    }
+
+    /// The receive backlog of every UDP socket.
+    pub fn receive_backlogs(&self) -> Vec<Arc<ReceiveBacklog>> {
+        self.inner.backlogs.clone()
     }
 
     /// Send one message.

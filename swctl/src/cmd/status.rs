@@ -31,6 +31,67 @@ pub struct StatusView {
     /// swbd only: what its trust boundary refused, since start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<SecurityView>,
+    /// swbd only: overload control now, and what it refused since start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overload: Option<OverloadView>,
+}
+
+/// swbd's overload control (`sip.overload`), as printed.
+#[derive(Debug, Serialize)]
+pub struct OverloadView {
+    /// `sip.overload.enabled`.
+    pub enabled: bool,
+    /// Share of new INVITEs refused now (0 to 1).
+    pub refused_share: f64,
+    /// Queueing delay measured, milliseconds.
+    pub delay_ms: f64,
+    /// Its part from UDP receive queues, milliseconds.
+    pub receive_backlog_ms: f64,
+    /// Its part from the runtime's scheduling lag, milliseconds.
+    pub scheduling_lag_ms: f64,
+    /// Calls in setup (INVITEs without a final answer).
+    pub calls_in_setup: u32,
+    /// New INVITEs refused for load since start.
+    pub invites_refused: u64,
+}
+
+impl From<pb::OverloadStatus> for OverloadView {
+    fn from(o: pb::OverloadStatus) -> Self {
+        let ms = |d: Option<prost_types::Duration>| {
+            d.map_or(0.0, |d| d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6)
+        };
+        Self {
+            enabled: o.enabled,
+            refused_share: o.refused_share,
+            delay_ms: ms(o.delay),
+            receive_backlog_ms: ms(o.receive_backlog),
+            scheduling_lag_ms: ms(o.scheduling_lag),
+            calls_in_setup: o.calls_in_setup,
+            invites_refused: o.invites_refused,
+        }
+    }
+}
+
+impl OverloadView {
+    /// ` overload: refusing 45% (delay 12ms) refused 1234` while refusing,
+    /// ` overload-refused N` once anything was refused, else nothing.
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        if self.refused_share > 0.0 {
+            out.push_str(&format!(
+                " OVERLOAD refusing {:.0}% (delay {:.0}ms)",
+                self.refused_share * 100.0,
+                self.delay_ms
+            ));
+        }
+        if !self.enabled {
+            out.push_str(" overload-control off");
+        }
+        if self.invites_refused > 0 {
+            out.push_str(&format!(" overload-refused {}", self.invites_refused));
+        }
+        out
+    }
 }
 
 /// swbd's trust-boundary counters (`docs/SECURITY.md`), as printed.
@@ -182,6 +243,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
         Ok(resp) => {
             let s = resp.into_inner();
             let security = s.security.map(SecurityView::from);
+            let overload = s.overload.map(OverloadView::from);
             Ok(StatusView {
                 host: host.clone(),
                 daemon: "swbd".into(),
@@ -190,17 +252,22 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                 uptime_secs: uptime(s.started_at),
                 active: s.active_calls,
                 detail: format!(
-                    "regs {} nodes {}/{} sip {}{}",
+                    "regs {} nodes {}/{} sip {}{}{}",
                     s.registrations,
                     s.media_nodes_up,
                     s.media_nodes_total,
                     s.sip_listeners.join(","),
+                    overload
+                        .as_ref()
+                        .map(OverloadView::summary)
+                        .unwrap_or_default(),
                     security
                         .as_ref()
                         .map(SecurityView::summary)
                         .unwrap_or_default()
                 ),
                 security,
+                overload,
             })
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
@@ -224,6 +291,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                     relay_latency(s.relay_latency.as_ref())
                 ),
                 security: None,
+                overload: None,
             })
         }
         Err(st) => Err(Error::from_status("swbd", st)),
@@ -255,6 +323,40 @@ fn duration_ns(ns: u64) -> String {
 #[cfg(test)]
 mod relay_tests {
     use super::*;
+
+    #[test]
+    fn overload_is_shown_while_refusing_and_once_it_refused() {
+        let mut o = pb::OverloadStatus {
+            enabled: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            OverloadView::from(o.clone()).summary(),
+            "",
+            "a calm swbd shows nothing"
+        );
+        o.invites_refused = 42;
+        assert_eq!(
+            OverloadView::from(o.clone()).summary(),
+            " overload-refused 42"
+        );
+        o.refused_share = 0.456;
+        o.delay = Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 12_300_000,
+        });
+        assert_eq!(
+            OverloadView::from(o.clone()).summary(),
+            " OVERLOAD refusing 46% (delay 12ms) overload-refused 42"
+        );
+        o.enabled = false;
+        o.refused_share = 0.0;
+        o.invites_refused = 0;
+        assert_eq!(
+            OverloadView::from(o.clone()).summary(),
+            " overload-control off"
+        );
+    }
 
     #[test]
     fn relay_latency_is_shown_once_packets_were_measured() {
