@@ -8,7 +8,10 @@
 #   BIN=target/debug ...        use these binaries, skip the release build
 #   PIN=0 scripts/bench.sh      do not pin the RTP phase to cores (see below)
 #   SKIP=reg,cps,rtp,lat,kam    leave out phases (kam: every Kamailio run)
-#   RAMP=FROM:STEP:TO:SECS      the calls/s ramp (default 100:100:3000:10)
+#   RAMP=FROM:STEP:TO:SECS      the calls/s ramp (default 100:100:8000:10: it stops
+#                               at each system's first failing step, so no ceiling)
+#   KAM_SHM_MB=1024 KAM_PKG_MB=16 KAM_CHILDREN=2*nproc   the peer's sizing; a run in
+#                               which the peer logged a resource error fails (exit 3)
 #   MEDIA_CPU=0 GEN_CPU=1       the cores the RTP phase pins to (defaults)
 #
 # Needs: Debian 12 (apt-get as root installs kamailio and rtpengine-daemon
@@ -67,7 +70,11 @@ stop_one() { # NAME: TERM, wait, then KILL the recorded PID and its children
     fi
     rm -f "$f"
 }
-stop_all() { local d; for d in swbd swrtp kamailio rtpengine; do stop_one "$d"; done; }
+stop_all() {
+    local d
+    [ -s "$PIDDIR/kamailio.pid" ] && declare -F check_peer_logs >/dev/null && check_peer_logs
+    for d in swbd swrtp kamailio rtpengine; do stop_one "$d"; done
+}
 trap stop_all EXIT INT TERM
 wait_udp() { # PORT
     local i
@@ -144,9 +151,33 @@ start_kamailio() { # with_rtpengine(0|1) [pin]: with "pin", rtpengine runs under
         wait_udp 2223
         defs+=(-A WITH_RTPENGINE)
     fi
-    start_bg kamailio kamailio -f "$PEERS/kamailio/kamailio.cfg" -DD -E -m 256 -M 16 -x tlsf -X tlsf "${defs[@]}"
+    # Sized as a production install (issue #17): 1 GiB of shared memory
+    # (256 MB ran out of transaction memory at ~1,800 calls/s and answered
+    # 500), tlsf, and UDP workers matched to the cores.
+    KAM_CMD=(kamailio -f "$PEERS/kamailio/kamailio.cfg" -DD -E -m "$KAM_SHM_MB" -M "$KAM_PKG_MB"
+        -x tlsf -X tlsf -A "KAM_CHILDREN=$KAM_CHILDREN" "${defs[@]}")
+    echo "${KAM_CMD[*]}" >"$OUT/peer-command.txt"
+    start_bg kamailio "${KAM_CMD[@]}"
     wait_udp 5060
     sleep 1
+}
+KAM_SHM_MB=${KAM_SHM_MB:-1024}
+KAM_PKG_MB=${KAM_PKG_MB:-16}
+KAM_CHILDREN=${KAM_CHILDREN:-$(( $(nproc) * 2 ))}
+# A run in which the peer logged a resource error measured its
+# configuration, not the peer: it is invalid, and the script fails.
+PEER_ERRORS='could not allocate|out of memory|no more (shm|pkg)|(shm|pkg)_malloc|build_cell\(\)|Too many open files|no free ports|ran out of ports'
+check_peer_logs() {
+    local f bad=0
+    for f in "$LOGDIR/kamailio.log" "$LOGDIR/rtpengine.log"; do
+        [ -s "$f" ] || continue
+        if grep -Eiq "$PEER_ERRORS" "$f"; then
+            log "INVALID RUN: $(basename "$f") logged a resource error:"
+            grep -Ei "$PEER_ERRORS" "$f" | head -5 >&2
+            bad=1
+        fi
+    done
+    [ "$bad" = 0 ] || { for f in swbd swrtp kamailio rtpengine; do stop_one "$f"; done; exit 3; }
 }
 sw_watch() { echo "--watch swbd=$(pid_of swbd) --watch swrtp=$(pid_of swrtp)"; }
 kam_watch() {
@@ -158,7 +189,7 @@ kam_watch() {
 if [ "$QUICK" = 1 ]; then
     REG_SECS=4; REG_LONG_SECS=0; RAMP=100:200:900:3; RTP_CALLS="100"; RTP_RATE=50; LAT_SECS=4
 else
-    REG_SECS=10; REG_LONG_SECS=${REG_LONG_SECS:-30}; RAMP=${RAMP:-100:100:3000:10}; RTP_CALLS="1000 500"; RTP_RATE=100; LAT_SECS=20
+    REG_SECS=10; REG_LONG_SECS=${REG_LONG_SECS:-30}; RAMP=${RAMP:-100:100:8000:10}; RTP_CALLS="1000 500"; RTP_RATE=100; LAT_SECS=20
 fi
 COMMON=(--json --max-seconds 600)
 

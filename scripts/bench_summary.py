@@ -153,3 +153,15 @@ print("| metric | swbd + swrtp | Kamailio (+ rtpengine) | ratio (>1 = Switchboar
 print("|---|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(str(x) for x in r) + " |")
+
+# The peer's exact command line and this machine's load when the summary was
+# written (issue #17: every number with the peer's sizing and the load).
+peer_cmd = os.path.join(d, "peer-command.txt")
+if os.path.exists(peer_cmd):
+    with open(peer_cmd) as f:
+        print("\nPeer: `" + f.read().strip() + "`")
+try:
+    with open("/proc/loadavg") as f:
+        print("Load average at the end of the run: " + " ".join(f.read().split()[:3]))
+except OSError:
+    pass

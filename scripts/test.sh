@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace. Installs what it needs on a
 # fresh Debian 12 machine (only when missing, so a second run is fast):
-# baresip (real SIP phones), chromium (the web page test), openssh-server
+# baresip and pjsua2 (real SIP phones), chromium (the web page test), openssh-server
 # (the ssh:// test), util-linux/iproute2 (network namespaces for RFC 4475),
 # cargo-deny.
 set -euo pipefail
@@ -20,6 +20,10 @@ if [ "${#apt_needed[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"
+fi
+if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
+    echo "== installing pjsua2 (PyPI pjsua2-python: the pjsip phone the interop tests drive)"
+    python3 -m pip install --quiet pjsua2-python
 fi
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "== installing cargo-deny"

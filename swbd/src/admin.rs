@@ -202,6 +202,50 @@ impl SignalingAdmin for AdminService {
         }))
     }
 
+    async fn load_dialplan(
+        &self,
+        req: Request<pb::LoadDialplanRequest>,
+    ) -> Result<Response<pb::ReloadDialplanResponse>, Status> {
+        let pb::LoadDialplanRequest { name, yaml, apply } = req.into_inner();
+        // The name ends up in errors, events and logs: printable, bounded.
+        let name: String = name.chars().filter(|c| !c.is_control()).take(256).collect();
+        let name = if name.trim().is_empty() {
+            "admin:upload".to_string()
+        } else {
+            name
+        };
+        let store = self.state.dialplan.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let source = ReloadSource::Text {
+                name: &name,
+                yaml: &yaml,
+            };
+            if apply {
+                store.reload(source)
+            } else {
+                store.check(source)
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(format!("dialplan load task failed: {e}")))?;
+        Ok(Response::new(match result {
+            Ok(version) => pb::ReloadDialplanResponse {
+                applied: apply,
+                version: if apply {
+                    version.hash
+                } else {
+                    self.state.dialplan.current().version().hash.clone()
+                },
+                errors: Vec::new(),
+            },
+            Err(errors) => pb::ReloadDialplanResponse {
+                applied: false,
+                version: self.state.dialplan.current().version().hash.clone(),
+                errors: errors.into_iter().map(Into::into).collect(),
+            },
+        }))
+    }
+
     async fn get_dialplan(
         &self,
         _req: Request<pb::GetDialplanRequest>,

@@ -83,6 +83,12 @@ impl SignalingAdmin for Busy {
     ) -> Result<Response<pb::MediaNode>, Status> {
         Err(no("UndrainMediaNode"))
     }
+    async fn load_dialplan(
+        &self,
+        _: Request<pb::LoadDialplanRequest>,
+    ) -> Result<Response<pb::ReloadDialplanResponse>, Status> {
+        Err(no("LoadDialplan"))
+    }
     async fn reload_dialplan(
         &self,
         _: Request<pb::ReloadDialplanRequest>,

@@ -94,19 +94,38 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         stats_interval_ms: u32,
     },
-    /// Serve a small live web page.
+    /// Serve a small live web page, with buttons to hang up calls and
+    /// drain or undrain media nodes.
     Web {
-        /// Address to listen on (loopback by default).
+        /// Address to listen on (loopback by default). Any other address
+        /// needs --token.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// File holding a secret (mode 0600, owned by you): every request
+        /// then needs HTTP Basic auth with any user name and this secret as
+        /// the password. Required to listen beyond loopback. Not the admin
+        /// token of --token-file, which swctl sends to the daemons.
+        #[arg(long, value_name = "FILE")]
+        token: Option<PathBuf>,
+        /// A host name the page may be opened by, besides localhost and
+        /// the listen address (repeatable). Requests naming any other host
+        /// are refused (DNS rebinding).
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
     },
     /// Print shell completions.
     Completions {
         /// Shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write every page to a directory.
+    Man {
+        /// Write swctl.1 and one page per subcommand (swctl-calls.1,
+        /// swctl-calls-list.1, ...: the pages swctl(1) refers to) into DIR,
+        /// e.g. /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Pipe stdin/stdout to the local admin socket (used by ssh://).
     #[command(hide = true)]
     DialStdio {
@@ -171,15 +190,16 @@ pub enum NodesCommand {
 /// `swctl dialplan ...`
 #[derive(Debug, Subcommand)]
 pub enum DialplanCommand {
-    /// Validate a dialplan file locally (runs `swbd --check-dialplan FILE`,
-    /// swbd found next to swctl or on PATH).
+    /// Validate a dialplan file against swbd's own config (gateways, audio
+    /// directory); with no swbd reachable, locally (`swbd --check-dialplan`).
     Check {
         /// File.
         file: PathBuf,
     },
     /// Reload the dialplan on swbd (refused with file:line:column errors when invalid).
     Reload {
-        /// Load this file instead of the configured one (path on the swbd host).
+        /// Load this file instead of the configured one: read here and sent
+        /// (an absolute path that is not here names a file on the swbd host).
         #[arg(long)]
         path: Option<String>,
     },

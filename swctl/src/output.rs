@@ -85,8 +85,23 @@ pub fn fit(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> Strin
             }
         }
     }
+    // A column never shrinks so far that two different values look the
+    // same (`s000000…` twice): its floor is the narrowest width at which
+    // every distinct value still reads differently, cut in the middle.
+    let floors: Vec<usize> = (0..n)
+        .map(|i| distinct_floor(rows.iter().filter_map(|r| r.get(i)).map(String::as_str)))
+        .collect();
     if let Some(limit) = width {
-        let mins: Vec<usize> = header.iter().map(|h| h.chars().count().max(3)).collect();
+        let mins: Vec<usize> = header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                h.chars()
+                    .count()
+                    .max(3)
+                    .max(floors.get(i).copied().unwrap_or(0))
+            })
+            .collect();
         loop {
             let total: usize = widths.iter().sum::<usize>() + 2 * n.saturating_sub(1);
             if total <= limit {
@@ -108,11 +123,28 @@ pub fn fit(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> Strin
             }
         }
     }
+    // Per column: cut at the end when that keeps values apart (names,
+    // URIs read best from the start), else in the middle (ids, addresses).
+    let middle: Vec<bool> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            !distinct_when(
+                rows.iter().filter_map(|r| r.get(i)).map(String::as_str),
+                |v| cut(v, *w),
+            )
+        })
+        .collect();
     let mut out = String::new();
-    let mut line = |cells: &[String]| {
+    let mut line = |cells: &[String], data: bool| {
         let mut l = String::new();
         for (i, w) in widths.iter().enumerate() {
-            let c = cut(cells.get(i).map(String::as_str).unwrap_or(""), *w);
+            let v = cells.get(i).map(String::as_str).unwrap_or("");
+            let c = if data && middle.get(i).copied().unwrap_or(false) {
+                cut_middle(v, *w)
+            } else {
+                cut(v, *w)
+            };
             if i + 1 == n {
                 l.push_str(&c);
             } else {
@@ -124,11 +156,57 @@ pub fn fit(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> Strin
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    line(
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        false,
+    );
     for r in &rows {
-        line(r);
+        line(r, true);
     }
     out
+}
+
+/// Cut `s` to `max` characters keeping its start and its end, with `…` in
+/// between: `s0000000042` in 7 is `s00…042`.
+pub fn cut_middle(s: &str, max: usize) -> String {
+    let len = s.chars().count();
+    if len <= max {
+        return s.to_string();
+    }
+    if max < 3 {
+        return cut(s, max);
+    }
+    let tail = (max - 1) / 2;
+    let head = max - 1 - tail;
+    let mut t: String = s.chars().take(head).collect();
+    t.push('…');
+    t.extend(s.chars().skip(len - tail));
+    t
+}
+
+/// Whether `render` keeps the distinct values of `values` distinct.
+fn distinct_when<'a>(
+    values: impl Iterator<Item = &'a str>,
+    render: impl Fn(&str) -> String,
+) -> bool {
+    let mut seen = std::collections::HashMap::new();
+    for v in values {
+        if let Some(prev) = seen.insert(render(v), v)
+            && prev != v
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// The narrowest width at which [`cut_middle`] keeps the distinct `values`
+/// apart (0 when there is nothing to keep apart).
+fn distinct_floor<'a>(values: impl Iterator<Item = &'a str> + Clone) -> usize {
+    let longest = values.clone().map(|v| v.chars().count()).max().unwrap_or(0);
+    (0..=longest)
+        .find(|w| distinct_when(values.clone(), |v| cut_middle(v, *w)))
+        .unwrap_or(longest)
 }
 
 /// Serialize a value as JSON or YAML per `format` (table formats are the caller's).
@@ -146,6 +224,27 @@ pub fn structured<T: Serialize>(format: Output, value: &T) -> anyhow::Result<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_ids_stay_distinct() {
+        let rows = vec![
+            vec![
+                "s0000000000000041".to_string(),
+                "127.0.0.1:40000".to_string(),
+            ],
+            vec![
+                "s0000000000000042".to_string(),
+                "127.0.0.1:40002".to_string(),
+            ],
+        ];
+        let t = fit(&["ID", "ADDRESS"], &rows, Some(16));
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert_ne!(lines[1], lines[2], "rows must not look identical:\n{t}");
+        assert!(lines[1].contains("41") && lines[2].contains("42"), "{t}");
+        assert_eq!(cut_middle("s0000000042", 7), "s00…042");
+        assert_eq!(cut_middle("short", 7), "short");
+    }
 
     #[test]
     fn table_aligns_and_cuts() {

@@ -1,33 +1,78 @@
 //! `swctl web`: one HTML page with status, calls, registrations and nodes of
-//! every backend swctl knows, kept live by htmx polling fragment endpoints.
+//! every backend swctl knows, kept live by htmx polling fragment endpoints,
+//! with buttons to hang up calls and drain or undrain media nodes.
 //!
 //! - `GET /`: the page, with every section rendered in place (readable
-//!   without JavaScript; reload to refresh).
+//!   without JavaScript; reload to refresh). `GET /?result=N` also shows the
+//!   result of action `N` (see [`actions`]).
 //! - `GET /fragment/{status,calls,registrations,nodes}`: one section's HTML;
-//!   htmx swaps it in every 2 s (`hx-trigger="every 2s"`).
+//!   htmx swaps it in every 2 s (`hx-trigger="every 2s"`), and at once after
+//!   an action (`sb-refresh`).
+//! - `POST /action/{hangup,drain,undrain}`: see [`actions`]. Plain HTML
+//!   forms (work without JavaScript, POST-redirect-GET) that htmx submits
+//!   in place when it is loaded. GET never changes anything.
 //! - `GET /assets/htmx.min.js`: htmx 2, vendored in `swctl/assets/` (0BSD,
 //!   `htmx.LICENSE`) and served from the binary: no CDN, no build step.
+//!
+//! Every request passes [`guard`] first: `Host` and `Origin` checks against
+//! DNS rebinding and cross-site requests, HTTP Basic auth with `--token
+//! FILE`, and the CSRF token every form carries. swctl web listens on
+//! loopback by default and refuses a non-loopback `--listen` without
+//! `--token` (exit 2).
 //!
 //! Every string from a daemon goes through [`escape`]. Fragments carry
 //! `data-gen="fragment"` (the page's inline copies `data-gen="page"`), so a
 //! test can tell that htmx really replaced them.
 
+mod actions;
+mod guard;
+
+pub use actions::{ActionForm, Outcome, Results};
+pub use guard::{AllowedHosts, CsrfToken, Guard, constant_time_eq};
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use switchboard_proto::admin::v1 as pb;
 use switchboard_proto::admin::v1::media_admin_client::MediaAdminClient;
 use switchboard_proto::admin::v1::signaling_admin_client::SignalingAdminClient;
+use switchboard_proto::support::secret;
 
 use crate::Error;
-use crate::cmd::{Kind, Targets, gather};
+use crate::cmd::{Backend, Kind, Targets, gather};
 use crate::views::{self, CallView, NodeView, RegistrationView};
+
+/// Largest action form accepted (a few short fields).
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// How `swctl web` was asked to serve.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// `--listen IP:PORT`.
+    pub listen: String,
+    /// `--token FILE`: the Basic-auth secret's file.
+    pub token_file: Option<PathBuf>,
+    /// `--allow-host NAME`: extra names the page may be opened by.
+    pub allow_hosts: Vec<String>,
+}
+
+/// What the page's handlers share.
+#[derive(Debug)]
+pub struct Console {
+    /// The daemons.
+    pub targets: Targets,
+    /// The token every form carries.
+    pub csrf: CsrfToken,
+    /// Recent action results, for POST-redirect-GET.
+    pub results: Results,
+}
 
 /// htmx, served from the binary.
 pub const HTMX_JS: &str = include_str!("../assets/htmx.min.js");
@@ -52,12 +97,33 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Serve until Ctrl-C.
-pub async fn serve(targets: Targets, listen: &str) -> Result<(), Error> {
+pub async fn serve(targets: Targets, opts: &WebOptions) -> Result<(), Error> {
+    let listen = &opts.listen;
     let addr: SocketAddr = listen.parse().map_err(|_| {
         Error::Usage(format!(
             "invalid --listen {listen:?}: expected IP:PORT, e.g. 127.0.0.1:8080"
         ))
     })?;
+    if !addr.ip().is_loopback() && opts.token_file.is_none() {
+        return Err(Error::Usage(format!(
+            "refusing to listen on {addr} without --token FILE: the page hangs up calls and drains nodes, so beyond loopback it needs a password (a file with a secret, mode 0600; see `swctl web --help`)"
+        )));
+    }
+    for name in &opts.allow_hosts {
+        if !AllowedHosts::valid_name(name) {
+            return Err(Error::Usage(format!(
+                "invalid --allow-host {name:?}: expected a host name or IP address without port"
+            )));
+        }
+    }
+    let password = match &opts.token_file {
+        Some(path) => Some(
+            secret::load_token(path).map_err(|e| Error::InvalidFile(format!("--token: {e}")))?,
+        ),
+        None => None,
+    };
+    let csrf = CsrfToken::generate()
+        .map_err(|e| anyhow::anyhow!("cannot read the operating system's random generator: {e}"))?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         Error::Usage(format!(
             "cannot listen on {addr}: {} (is another swctl web running? see --listen)",
@@ -67,26 +133,51 @@ pub async fn serve(targets: Targets, listen: &str) -> Result<(), Error> {
     let local = listener.local_addr().map_err(anyhow::Error::from)?;
     if !local.ip().is_loopback() {
         eprintln!(
-            "swctl web: warning: listening on {local}, reachable beyond this host; the page has no authentication"
+            "swctl web: warning: listening on {local}, reachable beyond this host over plain HTTP: the password travels in clear; keep it on a trusted network or behind TLS (a reverse proxy or an ssh tunnel)"
+        );
+    }
+    if password.is_some() {
+        eprintln!(
+            "swctl web: HTTP Basic auth required: any user name, the secret of the --token file as password"
         );
     }
     eprintln!("swctl web: serving http://{local}/");
-    axum::serve(listener, router(targets))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(anyhow::Error::from)?;
+    let console = Console {
+        targets,
+        csrf,
+        results: Results::default(),
+    };
+    let guard = Guard {
+        hosts: AllowedHosts::new(local, &opts.allow_hosts),
+        password,
+    };
+    axum::serve(
+        listener,
+        router(console, guard).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(anyhow::Error::from)?;
     Ok(())
 }
 
-/// The routes.
-pub fn router(targets: Targets) -> Router {
+/// The routes, behind the [`guard`].
+pub fn router(console: Console, guard: Guard) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/fragment/{name}", get(fragment))
+        .route("/action/hangup", post(actions::hangup))
+        .route("/action/drain", post(actions::drain))
+        .route("/action/undrain", post(actions::undrain))
         .route("/assets/htmx.min.js", get(htmx))
-        .with_state(Arc::new(targets))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .with_state(Arc::new(console))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            guard::check,
+        ))
 }
 
 async fn htmx() -> Response {
@@ -100,13 +191,21 @@ async fn htmx() -> Response {
         .into_response()
 }
 
-async fn page(State(t): State<Arc<Targets>>) -> Html<String> {
-    let mut body = String::new();
+async fn page(State(c): State<Arc<Console>>, RawQuery(query): RawQuery) -> Html<String> {
+    // `?result=N` after a plain form's POST-redirect-GET.
+    let result = query
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("result=")))
+        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|n| c.results.get(n))
+        .map(|o| o.html())
+        .unwrap_or_default();
+    let mut body = format!("<div id=\"result\" role=\"status\">{result}</div>\n");
     for name in SECTIONS {
-        let inner = section(&t, name, "page").await;
+        let inner = section(&c, name, "page").await;
         let _ = writeln!(
             body,
-            "<section id=\"{name}\" hx-get=\"/fragment/{name}\" hx-trigger=\"every 2s\" hx-swap=\"innerHTML\">{inner}</section>"
+            "<section id=\"{name}\" hx-get=\"/fragment/{name}\" hx-trigger=\"every 2s, sb-refresh from:body\" hx-swap=\"innerHTML\">{inner}</section>"
         );
     }
     Html(page_html(&body))
@@ -126,7 +225,8 @@ body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1rem 2rem; color: #222; }}
 h1 {{ font-size: 1.3rem; }} h2 {{ font-size: 1.1rem; margin: 1.2rem 0 .4rem; }}
 table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ text-align: left; padding: .15rem .6rem .15rem 0; border-bottom: 1px solid #eee; font-variant-numeric: tabular-nums; }}
-th {{ font-weight: 600; }} .meta {{ color: #888; font-size: 12px; }} .err {{ color: #b00; }}
+th {{ font-weight: 600; }} .meta {{ color: #888; font-size: 12px; }} .err {{ color: #b00; }} .ok {{ color: #070; }}
+form {{ display: inline; margin: 0; }} button {{ font: inherit; font-size: 12px; padding: 0 .4rem; }}
 </style>
 <script src="/assets/htmx.min.js"></script>
 </head>
@@ -138,15 +238,17 @@ th {{ font-weight: 600; }} .meta {{ color: #888; font-size: 12px; }} .err {{ col
     )
 }
 
-async fn fragment(State(t): State<Arc<Targets>>, Path(name): Path<String>) -> Response {
+async fn fragment(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
     if !SECTIONS.contains(&name.as_str()) {
         return (StatusCode::NOT_FOUND, "no such fragment").into_response();
     }
-    Html(section(&t, &name, "fragment").await).into_response()
+    Html(section(&c, &name, "fragment").await).into_response()
 }
 
 /// One section's inner HTML; `generation` is `page` or `fragment`.
-async fn section(t: &Targets, name: &str, generation: &str) -> String {
+async fn section(c: &Console, name: &str, generation: &str) -> String {
+    let t = &c.targets;
+    let forms = Forms::new(c.csrf.as_str(), &t.backends);
     let now = prost_types::Timestamp::from(std::time::SystemTime::now());
     let body = match name {
         "status" => status_html(t).await,
@@ -164,6 +266,7 @@ async fn section(t: &Targets, name: &str, generation: &str) -> String {
                 &got.iter()
                     .flat_map(|(b, cs)| cs.iter().map(|c| CallView::new(&b.label, c)))
                     .collect::<Vec<_>>(),
+                &forms,
             ),
             Err(e) => error_html(&e),
         },
@@ -182,7 +285,7 @@ async fn section(t: &Targets, name: &str, generation: &str) -> String {
             ),
             Err(e) => error_html(&e),
         },
-        _ => nodes_html(t).await,
+        _ => nodes_html(t, &forms).await,
     };
     format!(
         "<h2>{}</h2>\n{body}<p class=\"meta\" data-gen=\"{generation}\">updated {}</p>\n",
@@ -206,6 +309,18 @@ fn error_html(e: &Error) -> String {
 
 /// An HTML table; every cell is escaped.
 pub fn table_html(header: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+    table_with_actions_html(header, rows, &[], empty)
+}
+
+/// An HTML table whose rows end with a cell of buttons: `actions[i]` is
+/// row `i`'s, HTML built by [`Forms`] (which escapes what it embeds);
+/// every other cell is escaped. No `actions`: no such column.
+pub fn table_with_actions_html(
+    header: &[&str],
+    rows: &[Vec<String>],
+    actions: &[String],
+    empty: &str,
+) -> String {
     if rows.is_empty() {
         return format!("<p class=\"empty\">{}</p>\n", escape(empty));
     }
@@ -213,11 +328,21 @@ pub fn table_html(header: &[&str], rows: &[Vec<String>], empty: &str) -> String 
     for h in header {
         let _ = write!(s, "<th>{}</th>", escape(h));
     }
+    if !actions.is_empty() {
+        s.push_str("<th></th>");
+    }
     s.push_str("</tr></thead>\n<tbody>\n");
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
         s.push_str("<tr>");
         for c in r {
             let _ = write!(s, "<td>{}</td>", escape(c));
+        }
+        if !actions.is_empty() {
+            let _ = write!(
+                s,
+                "<td class=\"actions\">{}</td>",
+                actions.get(i).map(String::as_str).unwrap_or_default()
+            );
         }
         s.push_str("</tr>\n");
     }
@@ -225,8 +350,81 @@ pub fn table_html(header: &[&str], rows: &[Vec<String>], empty: &str) -> String 
     s
 }
 
-/// Calls table.
-pub fn calls_html(calls: &[CallView]) -> String {
+/// Builds the action forms of the rows: plain HTML forms with the CSRF
+/// token, which htmx posts in place (`hx-post`, result into `#result`).
+#[derive(Debug, Clone, Copy)]
+pub struct Forms<'a> {
+    csrf: &'a str,
+    backends: &'a [Backend],
+}
+
+impl<'a> Forms<'a> {
+    /// Forms carrying `csrf`, addressing `backends` by index.
+    pub fn new(csrf: &'a str, backends: &'a [Backend]) -> Self {
+        Self { csrf, backends }
+    }
+
+    /// The index of the backend labelled `label` (labels are unique).
+    fn index(&self, label: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.label == label)
+    }
+
+    /// One form: `action` is `/action/...`, `fields` (name, value) are
+    /// escaped into hidden inputs.
+    fn form(&self, action: &str, fields: &[(&str, &str)], button: &str) -> String {
+        let mut s = format!(
+            "<form method=\"post\" action=\"{action}\" hx-post=\"{action}\" hx-target=\"#result\" hx-swap=\"innerHTML\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            escape(self.csrf)
+        );
+        for (name, value) in fields {
+            let _ = write!(
+                s,
+                "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+                escape(value)
+            );
+        }
+        let _ = write!(
+            s,
+            "<button type=\"submit\">{}</button></form>",
+            escape(button)
+        );
+        s
+    }
+
+    /// "Hang up" for call `call` on the swbd labelled `backend`.
+    pub fn hangup(&self, backend: &str, call: &str) -> String {
+        match self.index(backend) {
+            Some(i) if !call.is_empty() => self.form(
+                "/action/hangup",
+                &[("backend", &i.to_string()), ("call", call)],
+                "Hang up",
+            ),
+            _ => String::new(),
+        }
+    }
+
+    /// "Drain" or "Undrain" (when `draining`) for node `node`, or both
+    /// when its drain state is not known (`None`: a pool node that is down
+    /// keeps its flag but does not show it); `target` is `pool` (the swbd's
+    /// pool entry) or `swrtp` (the node itself).
+    pub fn drain(&self, backend: &str, target: &str, node: &str, draining: Option<bool>) -> String {
+        let Some(i) = self.index(backend).filter(|_| !node.is_empty()) else {
+            return String::new();
+        };
+        let i = i.to_string();
+        let fields = [("backend", i.as_str()), ("target", target), ("node", node)];
+        let drain = || self.form("/action/drain", &fields, "Drain");
+        let undrain = || self.form("/action/undrain", &fields, "Undrain");
+        match draining {
+            Some(true) => undrain(),
+            Some(false) => drain(),
+            None => format!("{}{}", drain(), undrain()),
+        }
+    }
+}
+
+/// Calls table, a "Hang up" button per call.
+pub fn calls_html(calls: &[CallView], forms: &Forms) -> String {
     let rows: Vec<Vec<String>> = calls
         .iter()
         .map(|c| {
@@ -242,11 +440,16 @@ pub fn calls_html(calls: &[CallView]) -> String {
             ]
         })
         .collect();
-    table_html(
+    let actions: Vec<String> = calls
+        .iter()
+        .map(|c| forms.hangup(&c.backend, &c.call_id))
+        .collect();
+    table_with_actions_html(
         &[
             "Backend", "Call", "From", "To", "State", "Duration", "Node", "Codec",
         ],
         &rows,
+        &actions,
         "No active calls.",
     )
 }
@@ -280,8 +483,8 @@ pub fn registrations_html(regs: &[RegistrationView]) -> String {
     )
 }
 
-/// Pool nodes table.
-pub fn nodes_table_html(nodes: &[NodeView]) -> String {
+/// Pool nodes table, a "Drain"/"Undrain" button per node (the pool flag).
+pub fn nodes_table_html(nodes: &[NodeView], forms: &Forms) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
@@ -301,7 +504,20 @@ pub fn nodes_table_html(nodes: &[NodeView]) -> String {
             ]
         })
         .collect();
-    table_html(
+    let actions: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            // The pool reports its drain flag (or the node's own) as the
+            // `draining` state of an up node only.
+            let draining = match n.state.as_str() {
+                "draining" => Some(true),
+                "up" => Some(false),
+                _ => None,
+            };
+            forms.drain(&n.backend, "pool", &n.name, draining)
+        })
+        .collect();
+    table_with_actions_html(
         &[
             "Backend",
             "Node",
@@ -313,11 +529,12 @@ pub fn nodes_table_html(nodes: &[NodeView]) -> String {
             "Drain",
         ],
         &rows,
+        &actions,
         "No media nodes in the pool.",
     )
 }
 
-async fn nodes_html(t: &Targets) -> String {
+async fn nodes_html(t: &Targets, forms: &Forms<'_>) -> String {
     let mut out = String::new();
     match gather(t, Kind::Swbd, |ch| async move {
         SignalingAdminClient::new(ch)
@@ -331,6 +548,7 @@ async fn nodes_html(t: &Targets) -> String {
             &got.iter()
                 .flat_map(|(b, ns)| ns.iter().map(|n| NodeView::new(&b.label, n)))
                 .collect::<Vec<_>>(),
+            forms,
         )),
         Err(e) => out.push_str(&error_html(&e)),
     }
@@ -360,9 +578,15 @@ async fn nodes_html(t: &Targets) -> String {
                     ]
                 })
                 .collect();
-            out.push_str(&table_html(
+            // The node's own drain flag (SetDraining), beside the pool's.
+            let actions: Vec<String> = got
+                .iter()
+                .map(|(b, s)| forms.drain(&b.label, "swrtp", &s.node_id, Some(s.draining)))
+                .collect();
+            out.push_str(&table_with_actions_html(
                 &["swrtp", "Node", "Sessions", "Free ports", "Drain"],
                 &rows,
+                &actions,
                 "",
             ));
         }
@@ -412,6 +636,45 @@ mod tests {
         let html = table_html(&["A"], &[vec!["<b>1001</b>".into()]], "none");
         assert!(html.contains("<td>&lt;b&gt;1001&lt;/b&gt;</td>"), "{html}");
         assert!(!html.contains("<b>"));
+    }
+
+    #[test]
+    fn action_forms_escape_ids_and_carry_the_csrf_token() {
+        let backends = [Backend {
+            label: "pbx<1>".into(),
+            host: crate::connect::Host::Unix("/x.sock".into()),
+            kind: Kind::Swbd,
+            optional: false,
+        }];
+        let forms = Forms::new("t0ken", &backends);
+        let f = forms.hangup("pbx<1>", "c\"><script>x</script>");
+        assert!(f.contains("action=\"/action/hangup\""), "{f}");
+        assert!(f.contains("hx-post=\"/action/hangup\""), "{f}");
+        assert!(f.contains("name=\"csrf\" value=\"t0ken\""), "{f}");
+        assert!(f.contains("name=\"backend\" value=\"0\""), "{f}");
+        assert!(
+            f.contains("value=\"c&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""),
+            "{f}"
+        );
+        assert!(!f.contains("<script"), "{f}");
+        assert_eq!(forms.hangup("nope", "c1"), "", "unknown backend: no form");
+        let d = forms.drain("pbx<1>", "pool", "rtp-a", Some(true));
+        assert!(d.contains("action=\"/action/undrain\""), "{d}");
+        assert!(d.contains(">Undrain</button>"), "{d}");
+        assert!(!d.contains(">Drain</button>"), "{d}");
+        assert!(d.contains("name=\"target\" value=\"pool\""), "{d}");
+        let both = forms.drain("pbx<1>", "pool", "rtp-a", None);
+        assert!(both.contains(">Drain</button>") && both.contains(">Undrain</button>"));
+        let d = forms.drain("pbx<1>", "swrtp", "rtp-a", Some(false));
+        assert!(d.contains("action=\"/action/drain\""), "{d}");
+        assert!(!d.contains(">Undrain</button>"), "{d}");
+        let table =
+            table_with_actions_html(&["A"], &[vec!["<i>".into()]], std::slice::from_ref(&d), "");
+        assert!(
+            table.contains(&format!("<td class=\"actions\">{d}</td>")),
+            "{table}"
+        );
+        assert!(table.contains("<td>&lt;i&gt;</td>"), "{table}");
     }
 
     #[test]

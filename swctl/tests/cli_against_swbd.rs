@@ -253,7 +253,11 @@ fn dialplan_check_uses_the_swbd_next_to_swctl() {
         "version: 1\nroutes:\n  - id: ext\n    match: { destination: \"1???\" }\n    actions:\n      - dial: { target: \"user/${destination}\", timeout: 30s }\n",
     )
     .expect("write");
-    let (code, out, err) = swctl(&["dialplan", "check", good.to_str().expect("utf-8")]);
+    // No swbd to ask in this runtime directory: the local check runs.
+    let runtime = dir.join("runtime");
+    let env = [("XDG_RUNTIME_DIR", runtime.to_str().expect("utf-8"))];
+    let (code, out, err) =
+        common::swctl_env(&["dialplan", "check", good.to_str().expect("utf-8")], &env);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("valid"), "{out}");
 
@@ -263,7 +267,8 @@ fn dialplan_check_uses_the_swbd_next_to_swctl() {
         "version: 1\nroutes:\n  - id: ext\n    match: { destination: \"1[0-9\" }\n    actions: [answer]\n",
     )
     .expect("write");
-    let (code, _, err) = swctl(&["dialplan", "check", bad.to_str().expect("utf-8")]);
+    let (code, _, err) =
+        common::swctl_env(&["dialplan", "check", bad.to_str().expect("utf-8")], &env);
     assert_eq!(code, 4, "{err}");
     assert!(
         err.contains(&format!("{}:4:", bad.display())),

@@ -33,11 +33,18 @@ pub fn repo() -> PathBuf {
 }
 
 /// A free TCP port on loopback (bound then released).
+/// A loopback port free for both UDP and TCP right now (SIP listens on
+/// both; probing TCP alone handed out ports that media sockets of other
+/// tests held on UDP).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+        let port = udp.local_addr().expect("udp addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1")
 }
 
 /// A daemon process killed on drop.

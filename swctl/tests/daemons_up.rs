@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{Daemon, eventually, free_port};
+use common::{Daemon, eventually, free_port, start_swbd, swctl_env};
+use std::os::unix::fs::PermissionsExt;
 use swctl::connect::{Host, connect};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -165,4 +166,25 @@ fn tempdir() -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("tempdir");
     dir
+}
+
+/// `swctl media sessions` on a box where swbd runs but swrtp does not used
+/// to exit 2 (usage) with "no swrtp answered": a daemon that is not
+/// reachable is exit 3, and the message names swrtp and where it looked.
+#[test]
+fn media_sessions_without_swrtp_exits_3_naming_swrtp() {
+    let dir = common::tempdir("no-swrtp");
+    let xdg = dir.join("xdg");
+    let runtime = xdg.join("switchboard");
+    std::fs::create_dir_all(&runtime).expect("mkdir");
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let _swbd = start_swbd(&dir, &runtime.join("swbd.sock"), "pbx-no-swrtp");
+    let env = [
+        ("XDG_RUNTIME_DIR", xdg.to_str().expect("utf-8")),
+        ("XDG_CONFIG_HOME", dir.to_str().expect("utf-8")),
+    ];
+    let (code, _, err) = swctl_env(&["media", "sessions"], &env);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot reach swrtp"), "{err}");
+    assert!(err.contains("swrtp.sock"), "{err}");
 }

@@ -29,6 +29,8 @@ struct Mock {
     /// Ends every open Watch stream (so a graceful shutdown can finish).
     closing: broadcast::Sender<()>,
     hangups: Arc<Mutex<Vec<String>>>,
+    /// ListMediaNodes calls so far: each answer shows one more active call.
+    node_polls: Arc<std::sync::atomic::AtomicU32>,
 }
 
 fn ev(event: SigEvent, snapshot: bool) -> pb::SignalingEvent {
@@ -93,9 +95,14 @@ impl SignalingAdmin for Mock {
         &self,
         _: Request<pb::ListMediaNodesRequest>,
     ) -> Result<Response<pb::ListMediaNodesResponse>, Status> {
-        Ok(Response::new(pb::ListMediaNodesResponse {
-            nodes: fixtures::nodes(),
-        }))
+        let polls = self
+            .node_polls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut nodes = fixtures::nodes();
+        if let Some(n) = nodes.first_mut() {
+            n.active_calls += polls;
+        }
+        Ok(Response::new(pb::ListMediaNodesResponse { nodes }))
     }
     async fn drain_media_node(
         &self,
@@ -120,6 +127,13 @@ impl SignalingAdmin for Mock {
             .ok_or_else(|| Status::not_found(format!("no node {name}")))?;
         n.state = pb::MediaNodeState::Up as i32;
         Ok(Response::new(n))
+    }
+    async fn load_dialplan(
+        &self,
+        _: Request<pb::LoadDialplanRequest>,
+    ) -> Result<Response<pb::ReloadDialplanResponse>, Status> {
+        // An swbd from before uploads: swctl must fall back (or say why not).
+        Err(Status::unimplemented("LoadDialplan"))
     }
     async fn reload_dialplan(
         &self,
@@ -267,6 +281,7 @@ fn mock() -> Mock {
     Mock {
         closing: broadcast::channel(4).0,
         hangups: Arc::new(Mutex::new(Vec::new())),
+        node_polls: Arc::new(std::sync::atomic::AtomicU32::new(0)),
     }
 }
 
@@ -493,6 +508,43 @@ async fn top_feed_batches_the_snapshot_runs_commands_and_reconnects() {
             break;
         }
     }
+    task.abort();
+    server.stop().await;
+}
+
+/// The Nodes screen went stale: node events come only on state changes, so
+/// a node's call and session counts never moved. The feed now polls the
+/// nodes beside the Watch stream, and the counts follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_feed_keeps_node_counts_fresh() {
+    let dir = common::tempdir("mock-nodes");
+    let sock = dir.join("swbd.sock");
+    let m = mock();
+    let server = serve(&sock, m.clone());
+    let t = targets(&sock);
+    let (tx, mut rx) = mpsc::channel(1024);
+    let task = tokio::spawn(feed(t.clone(), 0, 1000, tx.clone()));
+    let first = fixtures::nodes()
+        .first()
+        .map(|n| (n.name.clone(), n.active_calls))
+        .expect("a fixture node");
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no node polls: {seen:?}"
+        );
+        if let Update::Nodes { nodes, .. } = next(&mut rx).await {
+            let n = nodes
+                .iter()
+                .find(|n| n.name == first.0)
+                .expect("the node in the poll");
+            seen.push(n.active_calls);
+        }
+    }
+    assert!(seen[1] > seen[0], "counts move between polls: {seen:?}");
+    assert!(seen[0] >= first.1, "{seen:?}");
     task.abort();
     server.stop().await;
 }

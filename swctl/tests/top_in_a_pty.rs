@@ -93,3 +93,25 @@ fn top_draws_quits_and_restores_the_terminal() {
         assert!(!out.contains(sgr), "colour {sgr:?} with NO_COLOR");
     }
 }
+
+/// `swctl top` with stdin and stdout not a terminal (a pipe, cron, CI)
+/// used to panic inside ratatui ("failed to initialize terminal"); it must
+/// say what it needs and exit with the usage code instead.
+#[test]
+fn top_without_a_terminal_says_so_instead_of_panicking() {
+    let dir = tempdir("top-notty");
+    let sock = dir.join("swbd.sock");
+    let _swbd = start_swbd(&dir, &sock, "pbx-notty");
+    let host = format!("unix://{}", sock.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_swctl"))
+        .args(["top", "--host", &host])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run swctl top");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("needs a terminal"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "usage exit code; {stderr}");
+}

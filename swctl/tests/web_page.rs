@@ -1,11 +1,14 @@
 //! `swctl web` loaded in a real headless Chromium against a running swbd:
 //! the page renders, htmx is served from the binary and really swaps the
 //! fragments in (the DOM after JavaScript carries `data-gen="fragment"`).
-//! A screenshot lands in `target/test-output/web.png`.
+//! A screenshot lands in `target/test-output/web.png`. The Hang up button
+//! is clicked with a real mouse event over the DevTools protocol
+//! ([`cdp`]), with htmx and with the page's scripts disabled.
 //! Skipped (with a message) when `chromium` is not installed (Debian package
 //! `chromium`).
 #![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
+mod cdp;
 mod common;
 
 use std::io::{Read, Write};
@@ -209,7 +212,8 @@ fn escapes_html_from_daemons() {
 fn live_call_appears_and_disappears() {
     let Some(chrome) = chromium() else { return };
     let dir = tempdir("web-call");
-    let plan = common::hold_dialplan(&dir, "4s");
+    // Long enough to be seen by a chromium slowed by a loaded machine.
+    let plan = common::hold_dialplan(&dir, "10s");
     let pbx = common::start_pbx(&dir, &plan);
     let web = start_web(&[
         format!("unix://{}", pbx.swbd_socket.display()),
@@ -218,7 +222,7 @@ fn live_call_appears_and_disappears() {
     let url = format!("http://127.0.0.1:{}/", web.port);
     let _phone = common::place_call(pbx.sip_port, "7777");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let dom = dump_dom(&chrome, &dir.join("chrome"), &url);
         if dom.contains("<td>4321</td>") && dom.contains("<td>7777</td>") {
@@ -226,7 +230,7 @@ fn live_call_appears_and_disappears() {
         }
         assert!(Instant::now() < deadline, "the call never showed:\n{dom}");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let dom = dump_dom(&chrome, &dir.join("chrome"), &url);
         if !dom.contains("<td>4321</td>") {
@@ -237,4 +241,106 @@ fn live_call_appears_and_disappears() {
             "the call never went away:\n{dom}"
         );
     }
+}
+
+fn call_ids(swbd: &str) -> Vec<String> {
+    let (code, out, err) = common::swctl(&["--host", swbd, "calls", "list", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("calls JSON");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["call_id"].as_str().map(String::from))
+        .collect()
+}
+
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The Hang up button, clicked with a real mouse event: with htmx the call
+/// ends and the result is put in `#result` in place (no navigation); with
+/// the page's scripts disabled the plain form posts (the browser's own
+/// `Origin` passes the check) and the browser follows the 303 to
+/// `/?result=N`, which shows the result.
+#[test]
+fn hang_up_button_works_with_and_without_javascript() {
+    let Some(chrome) = chromium() else { return };
+    let dir = tempdir("web-click");
+    // Long enough that only the button ends the calls.
+    let plan = common::hold_dialplan(&dir, "300s");
+    let pbx = common::start_pbx(&dir, &plan);
+    let swbd = format!("unix://{}", pbx.swbd_socket.display());
+    let web = start_web(&[
+        swbd.clone(),
+        format!("unix://{}", pbx.swrtp_socket.display()),
+    ]);
+    let url = format!("http://127.0.0.1:{}/", web.port);
+    let mut browser = cdp::Browser::start(&chrome, &dir.join("cdp"));
+    let form = "#calls form[action=\"/action/hangup\"]";
+    let button = "#calls form[action=\"/action/hangup\"] button";
+
+    // With htmx.
+    let _a = common::place_call(pbx.sip_port, "7777");
+    let ids = call_ids(&swbd);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let a = ids[0].clone();
+    let page = browser.new_page();
+    browser.navigate(&page, &url);
+    wait_until(30, "the page with htmx and the call's button", || {
+        browser.eval(
+            &page,
+            "typeof htmx === 'object' && document.readyState === 'complete'",
+        ) == serde_json::json!(true)
+            && browser.query(&page, button).is_some()
+    });
+    browser.click(&page, button);
+    wait_until(30, "the result in #result", || {
+        browser
+            .eval(&page, "document.querySelector('#result').textContent")
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("hung up {a} on swbd")))
+    });
+    assert_eq!(
+        browser.eval(&page, "location.search"),
+        serde_json::json!(""),
+        "htmx posted in place, the page did not navigate"
+    );
+    wait_until(20, "the call to end", || !call_ids(&swbd).contains(&a));
+
+    // Without JavaScript.
+    let _b = common::place_call(pbx.sip_port, "7777");
+    let ids = call_ids(&swbd);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let b = ids[0].clone();
+    let page = browser.new_page();
+    browser.call(
+        Some(&page),
+        "Emulation.setScriptExecutionDisabled",
+        serde_json::json!({ "value": true }),
+    );
+    browser.navigate(&page, &url);
+    wait_until(30, "the page with the second call's button", || {
+        browser
+            .outer_html(&page, form)
+            .is_some_and(|f| f.contains(&format!("value=\"{b}\"")))
+    });
+    browser.click(&page, button);
+    wait_until(30, "the redirect to the result", || {
+        browser.url(&page).contains("/?result=")
+    });
+    let shown = browser
+        .outer_html(&page, "#result")
+        .expect("#result on the result page");
+    assert!(
+        shown.contains(&format!("<p class=\"ok\">hung up {b} on swbd")),
+        "{shown}"
+    );
+    wait_until(20, "the second call to end", || {
+        !call_ids(&swbd).contains(&b)
+    });
 }

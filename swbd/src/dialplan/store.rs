@@ -143,6 +143,14 @@ impl DialplanStore {
         }
     }
 
+    /// Load and validate `source` exactly as [`reload`](Self::reload)
+    /// would, against the same context, without swapping it in or
+    /// publishing an event (`swctl dialplan check` against a daemon).
+    pub fn check(&self, source: ReloadSource<'_>) -> Result<Version, Vec<FileError>> {
+        let context = self.inner.context.load();
+        load(source, self.inner.configured.as_deref(), &context).map(|p| p.version().clone())
+    }
+
     /// [`reload`](Self::reload) on the blocking pool, for async callers:
     /// `None` re-reads the configured file (SIGHUP, admin reload without a
     /// path), `Some(path)` loads that file.

@@ -210,14 +210,19 @@ impl FrontDoor for SwbdFrontDoor {
 }
 
 /// RFC 3261 §8.2.2 / §16.3 checks: `Max-Forwards: 0` gets `483`; a
-/// `Require` naming any extension gets `420` with `Unsupported`.
+/// `Require` naming an extension swbd does not support
+/// ([`crate::sip::capabilities`]) gets `420` with `Unsupported`.
 fn precheck(request: &Request) -> Option<Response> {
     if request.max_forwards().ok().flatten() == Some(0) {
         return Some(SwbdFrontDoor::answer(request, 483, "Too Many Hops"));
     }
     let mut required: Option<String> = None;
     for value in request.raw_values(&Name::REQUIRE) {
-        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !crate::sip::capabilities::is_supported(s))
+        {
             let list = required.get_or_insert_with(String::new);
             if !list.is_empty() {
                 list.push_str(", ");

@@ -25,7 +25,7 @@ use crate::transaction::{IncomingRequest, ServerTransaction};
 pub use invite::IncomingInvite;
 
 /// Methods swbd answers.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+pub use crate::sip::capabilities::ALLOW;
 
 /// Takes in-dialog requests (those with a To tag) and unmatched ACKs
 /// before the method handlers see them; the B2BUA implements it.

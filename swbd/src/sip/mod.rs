@@ -8,6 +8,7 @@
 //! - [`error`] - [`ParseError`], which knows whether a `400` can still be formed.
 //! - [`response`]: building a response from a request (RFC 3261 §8.2.6).
 
+pub mod capabilities;
 pub mod error;
 pub mod header;
 pub mod headers;

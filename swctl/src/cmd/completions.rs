@@ -15,9 +15,15 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
 }
 
 /// Print the man page on stdout.
-pub fn man() -> Result<(), Error> {
+pub fn man(dir: Option<&std::path::Path>) -> Result<(), Error> {
+    if let Some(dir) = dir {
+        clap_mangen::generate_to(Cli::command(), dir)
+            .map_err(|e| Error::InvalidFile(format!("{}: {e}", dir.display())))?;
+        println!("man pages written to {}", dir.display());
+        return Ok(());
+    }
     let mut buf = Vec::new();
-    clap_mangen::Man::new(Cli::command())
+    clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
         .render(&mut buf)
         .map_err(anyhow::Error::from)?;
     std::io::stdout()

@@ -1,10 +1,18 @@
 //! `swctl dialplan check FILE|reload|show|test DEST`.
 //!
-//! `check` validates locally without a daemon. swctl cannot link swbd's
+//! `check` sends the file to swbd (`LoadDialplan` without applying it), so
+//! it is validated against that daemon's own config: its gateways and its
+//! audio directory, the same checks a reload makes. With no swbd to ask (or
+//! one too old for the RPC) it validates locally: swctl cannot link swbd's
 //! dialplan code (separate crate), so it runs `swbd --check-dialplan FILE`
-//! with the swbd found next to the swctl binary, else on `PATH`, and passes its
-//! `FILE:LINE:COLUMN` errors through. Without a swbd binary (or one too old
-//! for the flag) it fails with exit code 2 and says what to do instead.
+//! with the swbd found next to the swctl binary, else on `PATH`, and passes
+//! its `FILE:LINE:COLUMN` errors through. Without a swbd binary either it
+//! fails with exit code 2 and says what to do instead.
+//!
+//! `reload --path P` reads P here, on the operator's machine, and sends its
+//! content: a relative path means what it means in the operator's shell. A
+//! path that does not exist here but is absolute names a file on the swbd
+//! host (as before).
 
 use std::path::{Path, PathBuf};
 
@@ -32,8 +40,82 @@ pub fn find_swbd() -> Option<PathBuf> {
     })
 }
 
-/// `swctl dialplan check FILE`.
-pub fn check(file: &Path) -> Result<(), Error> {
+/// `swctl dialplan check FILE`: on swbd when one answers, else locally.
+/// `explicit`: the operator named the daemons (`--host`, `--context`), so
+/// not reaching them is an error rather than a reason to check locally.
+pub async fn check(t: Result<Targets, Error>, explicit: bool, file: &Path) -> Result<(), Error> {
+    let yaml = std::fs::read_to_string(file)
+        .map_err(|e| Error::InvalidFile(format!("{}: {e}", file.display())))?;
+    let name = file.display().to_string();
+    let remote = match t {
+        Ok(t) => load_remote(&t, &name, &yaml, false).await,
+        Err(e) => Err(e),
+    };
+    match remote {
+        Ok(Some(views)) => {
+            let mut failed = Vec::new();
+            for v in &views {
+                if v.errors.is_empty() {
+                    println!("{name}: valid (checked by swbd {})", v.backend);
+                } else {
+                    failed.extend(v.errors.iter().map(|e| e.to_string()));
+                }
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                failed.dedup();
+                Err(Error::InvalidFile(failed.join("\n")))
+            }
+        }
+        Ok(None) => check_locally(file),
+        Err(Error::Connect(_)) if !explicit => check_locally(file),
+        Err(e) => Err(e),
+    }
+}
+
+/// Send `yaml` to every swbd (`LoadDialplan`). `Ok(None)`: a daemon does
+/// not offer the RPC (an older swbd).
+async fn load_remote(
+    t: &Targets,
+    name: &str,
+    yaml: &str,
+    apply: bool,
+) -> Result<Option<Vec<ReloadView>>, Error> {
+    let got = gather(t, Kind::Swbd, |ch| async move {
+        match SignalingAdminClient::new(ch)
+            .load_dialplan(pb::LoadDialplanRequest {
+                name: name.to_string(),
+                yaml: yaml.to_string(),
+                apply,
+            })
+            .await
+        {
+            Ok(r) => Ok(Some(r.into_inner())),
+            Err(st) if st.code() == tonic::Code::Unimplemented => Ok(None),
+            Err(st) => Err(st),
+        }
+    })
+    .await?;
+    let mut views = Vec::new();
+    for (b, r) in got {
+        let Some(r) = r else { return Ok(None) };
+        views.push(reload_view(&b.label, &r));
+    }
+    Ok(Some(views))
+}
+
+fn reload_view(backend: &str, r: &pb::ReloadDialplanResponse) -> ReloadView {
+    ReloadView {
+        backend: backend.to_string(),
+        applied: r.applied,
+        version: r.version.clone(),
+        errors: r.errors.iter().map(FileErrorView::new).collect(),
+    }
+}
+
+/// `swctl dialplan check FILE` without a daemon.
+pub fn check_locally(file: &Path) -> Result<(), Error> {
     let Some(swbd) = find_swbd() else {
         return Err(Error::Usage(format!(
             "cannot check {} locally: no swbd binary next to swctl or on PATH \
@@ -67,24 +149,52 @@ pub fn check_with(swbd: &Path, file: &Path) -> Result<(), Error> {
 
 /// `swctl dialplan reload [--path P]`: every swbd reloads; refused plans list errors.
 pub async fn reload(t: &Targets, format: Output, path: Option<&str>) -> Result<(), Error> {
-    let got = gather(t, Kind::Swbd, |ch| async move {
-        SignalingAdminClient::new(ch)
-            .reload_dialplan(pb::ReloadDialplanRequest {
-                path: path.unwrap_or_default().to_string(),
-            })
-            .await
-            .map(|r| r.into_inner())
-    })
-    .await?;
-    let views: Vec<ReloadView> = got
-        .iter()
-        .map(|(b, r)| ReloadView {
-            backend: b.label.clone(),
-            applied: r.applied,
-            version: r.version.clone(),
-            errors: r.errors.iter().map(FileErrorView::new).collect(),
+    // A file here is read here and sent; a path that is not here must be
+    // absolute to mean a file on the swbd host.
+    let mut server_path = path.unwrap_or_default().to_string();
+    let mut views = None;
+    if let Some(p) = path {
+        let local = Path::new(p);
+        if local.is_file() {
+            let yaml = std::fs::read_to_string(local)
+                .map_err(|e| Error::InvalidFile(format!("{p}: {e}")))?;
+            views = load_remote(t, p, &yaml, true).await?;
+            if views.is_none() {
+                if !local.is_absolute() {
+                    return Err(Error::Usage(format!(
+                        "this swbd cannot take an uploaded dialplan (upgrade it), and {p} is \
+                         relative: give the absolute path of the file on the swbd host"
+                    )));
+                }
+                eprintln!(
+                    "swctl: warning: this swbd cannot take an uploaded dialplan; \
+                     asking it to read {p} on its own host"
+                );
+            }
+        } else if !local.is_absolute() {
+            return Err(Error::InvalidFile(format!(
+                "{p}: no such file here (a file on the swbd host needs an absolute path)"
+            )));
+        }
+    } else {
+        server_path.clear();
+    }
+    let views: Vec<ReloadView> = match views {
+        Some(v) => v,
+        None => gather(t, Kind::Swbd, |ch| {
+            let path = server_path.clone();
+            async move {
+                SignalingAdminClient::new(ch)
+                    .reload_dialplan(pb::ReloadDialplanRequest { path })
+                    .await
+                    .map(|r| r.into_inner())
+            }
         })
-        .collect();
+        .await?
+        .iter()
+        .map(|(b, r)| reload_view(&b.label, r))
+        .collect(),
+    };
     match format {
         Output::Json | Output::Yaml => print!("{}", output::structured(format, &views)?),
         _ => {

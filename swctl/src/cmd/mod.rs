@@ -289,11 +289,18 @@ where
     let mut ok = Vec::new();
     let mut first_err: Option<Error> = None;
     let mut unimplemented: Option<tonic::Status> = None;
+    let mut unreachable_default: Option<Error> = None;
     for (b, r) in backends.into_iter().zip(results) {
         match r {
             Ok(v) => ok.push((b, v)),
             Err(Fail::OtherKind(st)) => unimplemented = Some(st),
-            Err(Fail::Error(Error::Connect(_))) if b.optional => {}
+            Err(Fail::Error(e @ Error::Connect(_))) if b.optional => {
+                // A guessed local default that is not there: only worth
+                // reporting when nothing else answered (exit 3, naming it).
+                if unreachable_default.is_none() {
+                    unreachable_default = Some(e);
+                }
+            }
             Err(Fail::Error(e)) => {
                 if first_err.is_none() {
                     first_err = Some(e);
@@ -304,10 +311,13 @@ where
         }
     }
     if ok.is_empty() {
-        return Err(first_err.unwrap_or_else(|| match unimplemented {
-            Some(st) => Error::from_status(what, st),
-            None => Error::Usage(format!("no {what} answered")),
-        }));
+        return Err(
+            first_err.unwrap_or_else(|| match (unimplemented, unreachable_default) {
+                (Some(st), _) => Error::from_status(what, st),
+                (None, Some(e)) => e,
+                (None, None) => Error::Usage(format!("no {what} answered")),
+            }),
+        );
     }
     if let Some(e) = first_err {
         eprintln!("swctl: warning: {e}");
@@ -322,9 +332,12 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
     let out = cli.output;
     match &cli.command {
         Command::Completions { shell } => completions::completions(*shell),
-        Command::Man => completions::man(),
+        Command::Man { dir } => completions::man(dir.as_deref()),
         Command::DialStdio { socket } => dial_stdio::run(socket.clone()).await,
-        Command::Dialplan(DialplanCommand::Check { file }) => dialplan::check(file),
+        Command::Dialplan(DialplanCommand::Check { file }) => {
+            let explicit = !cli.hosts.is_empty() || cli.context.is_some();
+            dialplan::check(targets(&cli), explicit, file).await
+        }
         Command::Status => status::run(&targets(&cli)?, out).await,
         Command::Calls(CallsCommand::List { all }) => calls::list(&targets(&cli)?, out, *all).await,
         Command::Calls(CallsCommand::Show { id }) => calls::show(&targets(&cli)?, out, id).await,
@@ -361,7 +374,18 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             dialplan::test(&targets(&cli)?, out, req).await
         }
         Command::Top { stats_interval_ms } => top::run(targets(&cli)?, *stats_interval_ms).await,
-        Command::Web { listen } => web::run(targets(&cli)?, listen).await,
+        Command::Web {
+            listen,
+            token,
+            allow_hosts,
+        } => {
+            let opts = crate::web::WebOptions {
+                listen: listen.clone(),
+                token_file: token.clone(),
+                allow_hosts: allow_hosts.clone(),
+            };
+            web::run(targets(&cli)?, &opts).await
+        }
     }
 }
 

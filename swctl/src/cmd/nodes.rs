@@ -1,6 +1,13 @@
 //! `swctl nodes list|drain NODE|undrain NODE` (swbd's media-node pool).
+//!
+//! One drain model for the CLI and `swctl top`: `drain`/`undrain NODE`
+//! sets the flag in every swbd pool that has NODE *and* on every swrtp
+//! among the targets whose node id is NODE (what `swctl top` sets when
+//! you drain a swrtp row). A drain set on the node itself is therefore
+//! undone by `swctl --host <swrtp> nodes undrain NODE`.
 
 use switchboard_proto::admin::v1 as pb;
+use switchboard_proto::admin::v1::media_admin_client::MediaAdminClient;
 use switchboard_proto::admin::v1::signaling_admin_client::SignalingAdminClient;
 
 use super::{Kind, Targets, gather, table_width};
@@ -28,6 +35,60 @@ pub async fn list(t: &Targets, format: Output) -> Result<(), Error> {
 
 /// `swctl nodes drain|undrain NODE` on every swbd that has the node.
 pub async fn drain(t: &Targets, format: Output, name: &str, drain: bool) -> Result<(), Error> {
+    let on_nodes = drain_swrtp(t, format, name, drain).await;
+    let pools = drain_pools(t, format, name, drain).await;
+    match (pools, on_nodes) {
+        (Ok(()), _) => Ok(()),
+        // No swbd pool has it, but the swrtp itself was set: done.
+        (Err(_), n) if n > 0 => Ok(()),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// SetDraining on every swrtp target whose node id is `name`; returns how
+/// many were set (and says so on stdout).
+async fn drain_swrtp(t: &Targets, format: Output, name: &str, drain: bool) -> usize {
+    if !t.backends.iter().any(|b| b.kind != Kind::Swbd) {
+        return 0;
+    }
+    let got = gather(t, Kind::Swrtp, |ch| async move {
+        let mut c = MediaAdminClient::new(ch);
+        let st = c
+            .get_status(pb::GetMediaStatusRequest {})
+            .await?
+            .into_inner();
+        if st.node_id != name {
+            return Ok(None);
+        }
+        c.set_draining(pb::SetDrainingRequest { draining: drain })
+            .await
+            .map(|r| Some(r.into_inner()))
+    })
+    .await;
+    let Ok(got) = got else { return 0 };
+    let mut n = 0;
+    for (b, st) in got {
+        if let Some(st) = st {
+            n += 1;
+            let state = if st.draining {
+                "draining"
+            } else {
+                "accepting sessions"
+            };
+            let line = format!("swrtp {} ({}): {state}", st.node_id, b.label);
+            // JSON/YAML on stdout stay one document: the note goes to stderr.
+            if matches!(format, Output::Json | Output::Yaml) {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+    n
+}
+
+/// DrainMediaNode / UndrainMediaNode on every swbd that has the node.
+async fn drain_pools(t: &Targets, format: Output, name: &str, drain: bool) -> Result<(), Error> {
     let got = gather(t, Kind::Swbd, |ch| async move {
         let mut c = SignalingAdminClient::new(ch);
         let r = if drain {

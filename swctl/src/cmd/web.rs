@@ -2,8 +2,9 @@
 
 use super::Targets;
 use crate::Error;
+use crate::web::WebOptions;
 
 /// Serve the page until Ctrl-C.
-pub async fn run(targets: Targets, listen: &str) -> Result<(), Error> {
-    crate::web::serve(targets, listen).await
+pub async fn run(targets: Targets, opts: &WebOptions) -> Result<(), Error> {
+    crate::web::serve(targets, opts).await
 }

@@ -67,6 +67,13 @@ pub enum Update {
         /// Backend index.
         backend: usize,
     },
+    /// A swbd's media nodes as polled (their counts move without events).
+    Nodes {
+        /// Backend index.
+        backend: usize,
+        /// Every node of that swbd's pool.
+        nodes: Vec<pb::MediaNode>,
+    },
     /// A swbd event.
     Signaling {
         /// Backend index.
@@ -230,7 +237,7 @@ async fn session(
         )
         .await;
     }
-    let mut client = SignalingAdminClient::new(channel);
+    let mut client = SignalingAdminClient::new(channel.clone());
     match client.watch(pb::WatchRequest { snapshot: true }).await {
         Ok(s) => {
             *attempt = 0;
@@ -239,7 +246,15 @@ async fn session(
                 state: ConnState::Connected { watching: true },
             })
             .await;
-            forward(
+            // Node events come on state changes only; calls, sessions and
+            // free ports move all the time: poll them beside the stream.
+            let poll = poll_nodes(
+                SignalingAdminClient::new(channel),
+                idx,
+                stats_interval_ms,
+                tx,
+            );
+            let watch = forward(
                 s.into_inner(),
                 idx,
                 tx,
@@ -254,8 +269,11 @@ async fn session(
                     )
                 },
                 "swbd",
-            )
-            .await
+            );
+            tokio::select! {
+                why = watch => why,
+                why = poll => why,
+            }
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
             // This swbd has no Watch yet: keep the header alive by polling.
@@ -283,6 +301,41 @@ async fn session(
             }
         }
         Err(st) => format!("Watch: {}", st.message()),
+    }
+}
+
+/// Poll a swbd's media nodes every `interval_ms` (at least 1 s) until the
+/// screen goes away; an RPC error ends it (the Watch reconnect handles
+/// the rest). Returns why it stopped.
+async fn poll_nodes(
+    mut client: SignalingAdminClient<switchboard_proto::support::grpc::AuthedChannel>,
+    idx: usize,
+    interval_ms: u32,
+    tx: &mpsc::Sender<Update>,
+) -> String {
+    let every = Duration::from_millis(u64::from(interval_ms.max(1000)));
+    loop {
+        tokio::time::sleep(every).await;
+        match client.list_media_nodes(pb::ListMediaNodesRequest {}).await {
+            Ok(r) => {
+                let nodes = r.into_inner().nodes;
+                if tx
+                    .send(Update::Nodes {
+                        backend: idx,
+                        nodes,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return "closed".into();
+                }
+            }
+            Err(st) if st.code() == tonic::Code::Unimplemented => {
+                // Nothing to poll on this swbd: wait for the stream to end.
+                std::future::pending::<()>().await;
+            }
+            Err(st) => return format!("ListMediaNodes: {}", st.message()),
+        }
     }
 }
 

@@ -64,7 +64,7 @@ pub async fn run(targets: Targets, stats_interval_ms: u32) -> anyhow::Result<()>
         )));
     }
     let mut app = app_for(&targets);
-    let mut terminal = ratatui::init();
+    let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &mut app, &mut rx, &targets, &tx).await;
     ratatui::restore();
     for f in feeds {

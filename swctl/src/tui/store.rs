@@ -178,6 +178,11 @@ impl Store {
                     b.status = Some(status);
                 }
             }
+            Update::Nodes { backend, nodes } => {
+                for n in nodes {
+                    self.nodes.insert((backend, n.name.clone()), n);
+                }
+            }
             Update::Reset { backend } => self.reset(backend),
             Update::Signaling { backend, event } => self.apply_signaling(backend, event),
             Update::Media { backend, event } => self.apply_media(backend, event),

@@ -9,7 +9,7 @@ use switchboard_proto::admin::v1 as pb;
 
 use super::{Selection, matches};
 use crate::tui::store::{CallKey, Store, short_id};
-use crate::tui::widgets::{Theme, cut};
+use crate::tui::widgets::{Theme, cut, cut_middle};
 use crate::views;
 
 /// Sort orders, cycled with `s`.
@@ -252,7 +252,7 @@ impl CallsScreen {
                     Cell::from(jitter),
                 ];
                 if several {
-                    cells.insert(0, Cell::from(cut(store.label(key.0), 8)));
+                    cells.insert(0, Cell::from(cut_middle(store.label(key.0), 8)));
                 }
                 if wide {
                     cells.push(Cell::from(cut(&c.route_id, 14)));

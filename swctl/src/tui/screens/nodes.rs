@@ -8,7 +8,7 @@ use switchboard_proto::admin::v1 as pb;
 
 use super::Selection;
 use crate::tui::store::Store;
-use crate::tui::widgets::{Theme, cut};
+use crate::tui::widgets::{Theme, cut, cut_middle};
 use crate::views;
 
 /// One row of the nodes screen.
@@ -91,8 +91,8 @@ impl NodesScreen {
                     NodeRow::Pool { backend, node } => {
                         let state = views::node_state(node.state);
                         vec![
-                            cut(&node.name, 12),
-                            format!("pool of {}", cut(store.label(*backend), 8)),
+                            cut_middle(&node.name, 12),
+                            format!("pool of {}", cut_middle(store.label(*backend), 8)),
                             state.to_string(),
                             node.active_calls.to_string(),
                             node.sessions.to_string(),
@@ -108,8 +108,8 @@ impl NodesScreen {
                         ]
                     }
                     NodeRow::Rtp { backend, status } => vec![
-                        cut(&status.node_id, 12),
-                        format!("swrtp {}", cut(store.label(*backend), 8)),
+                        cut_middle(&status.node_id, 12),
+                        format!("swrtp {}", cut_middle(store.label(*backend), 8)),
                         "up".into(),
                         "-".into(),
                         status.active_sessions.to_string(),

@@ -77,3 +77,9 @@ impl Theme {
 pub fn cut(s: &str, max: usize) -> String {
     crate::output::cut(&s.replace(['\r', '\n', '\t'], " "), max)
 }
+
+/// Cut to `max` characters keeping the start and the end (`127.…051`):
+/// for ids and addresses, which differ at the end.
+pub fn cut_middle(s: &str, max: usize) -> String {
+    crate::output::cut_middle(&s.replace(['\r', '\n', '\t'], " "), max)
+}

@@ -1,0 +1,435 @@
+//! One call: the A-leg, the dialplan run, the B-legs, the bridge, teardown.
+//!
+//! The call task owns everything about the call. While the dialplan runs,
+//! the task also watches the A-leg (CANCEL, BYE), operator commands and
+//! media loss; any of them cancels the executor's token, and the task then
+//! cleans up what the interrupted action left (ringing B-legs are
+//! CANCELled, media sessions destroyed). Every log line carries the call id.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::sip::Name;
+use futures::FutureExt;
+use switchboard_proto::media::v1 as media;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::identity::{self, CallerIdentity};
+use super::record::{CallRecord, CallState, LegRecord, LegState};
+use super::table::{CallCommand, CallHandle, CallTable, DialogInput, DialogSender, LegInput};
+use crate::config::Config;
+use crate::dialog::{Dialog, DialogId};
+use crate::dialplan::{
+    CallControl, CallInfo, CallOutcome, ControlError, DialOutcome, DialplanStore,
+    Target as DialTarget, execute,
+};
+use crate::events::CallChange;
+use crate::media::{MediaPool, NodeLease};
+use crate::sip::message::HeaderAccess;
+use crate::sip::{Method, Request, Response, Uri, random_token};
+use crate::transaction::{
+    AcceptedInvite, ClientInviteTransaction, InviteResponder, ServerInviteEvent,
+    ServerInviteTransaction, TransactionLayer,
+};
+use crate::transport::{Target, Transport};
+
+mod a_leg;
+mod b_leg;
+mod bridged;
+mod dial;
+mod sessions;
+
+use b_leg::{codec_name, reap};
+
+/// A place to reach a user: the registered contact and the flow to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// Contact URI (Request-URI of the INVITE).
+    pub uri: String,
+    /// Where to send (the registration's real source, NAT-aware).
+    pub target: Target,
+}
+
+/// Finds where registered users are (the registrar implements it).
+pub trait Locator: Send + Sync + fmt::Debug {
+    /// Current contacts of `user`, best q-value first.
+    fn lookup(&self, user: &str) -> Vec<Contact>;
+}
+
+impl Locator for crate::registrar::Registrar {
+    fn lookup(&self, user: &str) -> Vec<Contact> {
+        let mut bindings = crate::registrar::Registrar::lookup(self, user);
+        bindings.sort_by(|a, b| b.q.total_cmp(&a.q));
+        bindings
+            .into_iter()
+            .map(|b| Contact {
+                uri: b.contact.to_string(),
+                target: b.target(),
+            })
+            .collect()
+    }
+}
+
+/// What every call task needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CallDeps {
+    /// SIP transactions.
+    pub layer: TransactionLayer,
+    /// Config (gateways, user agent, domains).
+    pub config: Arc<Config>,
+    /// Media nodes.
+    pub media: MediaPool,
+    /// Dialplan in force.
+    pub dialplan: DialplanStore,
+    /// Call table.
+    pub calls: CallTable,
+    /// Registered users.
+    pub locator: Arc<dyn Locator>,
+}
+
+/// Why a call task stopped its dialplan early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Interrupt {
+    /// A CANCELled its INVITE.
+    Cancelled,
+    /// A sent BYE (after the dialplan answered).
+    CallerBye,
+    /// Operator hangup.
+    Hangup(String),
+    /// Media died.
+    MediaLost(String),
+}
+
+/// Run one call to its end. `invite` has had `100 Trying` sent.
+pub async fn run(deps: CallDeps, invite: ServerInviteTransaction) {
+    let id = random_token(10).to_ascii_lowercase();
+    let span = tracing::info_span!("call", id = %id);
+    run_inner(deps, invite, id).instrument(span).await;
+}
+
+async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: String) {
+    let principal = invite.take_principal();
+    let (a, mut a_events) = invite.split();
+    let request = a.request().clone();
+    let source = *a.source();
+    let from = request.header_from().ok();
+    // The caller is who authenticated, not what the From says (issue #13).
+    let identity = CallerIdentity::of(&request, principal.as_ref());
+    let caller = identity.user.clone();
+    let destination = request.uri.user().unwrap_or_default();
+    let domain = request.uri.host().unwrap_or_default();
+    let a_call_id = request.call_id().unwrap_or_default().to_string();
+
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
+    let handle = deps.calls.insert(
+        CallRecord::new(id.clone(), caller.clone(), destination.clone()),
+        cmd_tx,
+    );
+    let plan = deps.dialplan.current();
+    let info = CallInfo {
+        destination: destination.clone(),
+        caller: caller.clone(),
+        domain,
+        from_domain: from.as_ref().and_then(|f| f.uri.host()).unwrap_or_default(),
+        source_ip: Some(source.remote.ip()),
+    };
+    let route_id = plan
+        .route(&info)
+        .map(|r| r.route.id.clone())
+        .unwrap_or_default();
+    handle.update(None, |r| {
+        r.dialplan_version = plan.version().hash.clone();
+        r.route_id = route_id.clone();
+        // A and (usually) one B-leg: no room for four.
+        r.legs.reserve_exact(2);
+        r.legs.push(LegRecord {
+            is_a: true,
+            sip_call_id: a_call_id.clone(),
+            remote_uri: from.as_ref().map(|f| f.uri.to_string()).unwrap_or_default(),
+            remote_address: format!("{} {}", source.transport, source.remote),
+            state: LegState::Trying,
+            media_session_id: String::new(),
+            codec: String::new(),
+            target: String::new(),
+        });
+        r.log_message(true, true, summary_req(&request), &request.to_bytes());
+    });
+    tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, "new call");
+
+    let (dlg_tx, mut dlg_rx) = mpsc::unbounded_channel();
+    let mut ctl = Ctl {
+        deps: deps.clone(),
+        a,
+        a_offer: String::from_utf8_lossy(&request.body).into_owned(),
+        a_max_forwards: request.max_forwards().ok().flatten().unwrap_or(70),
+        identity,
+        a_warning: None,
+        handle,
+        dlg_tx,
+        lease: None,
+        unreachable_nodes: Vec::new(),
+        no_media_node: None,
+        a_session: None,
+        a_dialog: None,
+        answered: false,
+        final_sent: false,
+        sessions: Vec::new(),
+        b_legs: Vec::new(),
+        winner: None,
+        early_bridge: None,
+        playing: false,
+        ringing_sent: false,
+    };
+    // The INVITE and its From are in `ctl.a` now; this task lives as long
+    // as the call, so keep no second copy.
+    drop(request);
+    drop(from);
+    let token = CancellationToken::new();
+    let mut interrupt: Option<Interrupt> = None;
+    let execution = {
+        // Boxed: the dialplan's future (dial, media RPCs, transactions) is
+        // by far the largest state of this task, and it is over once the
+        // call is bridged. Inline it would stay reserved for the whole call.
+        let mut exec = Box::pin(execute(&plan, &info, &mut ctl, &token));
+        // The A transaction ends (its events close) once its 2xx is ACKed:
+        // stop polling it then, or the loop would spin on `None`.
+        let mut a_events_open = true;
+        loop {
+            tokio::select! {
+                res = &mut exec => break res,
+                ev = a_events.recv(), if interrupt.is_none() && a_events_open => match ev {
+                    Some(ServerInviteEvent::Cancelled(_)) => {
+                        tracing::info!("caller cancelled");
+                        interrupt = Some(Interrupt::Cancelled);
+                        token.cancel();
+                    }
+                    Some(ServerInviteEvent::NoAck) => {
+                        interrupt = Some(Interrupt::Hangup("no ACK from caller".into()));
+                        token.cancel();
+                    }
+                    Some(ServerInviteEvent::Ack(_)) => {}
+                    None => a_events_open = false,
+                },
+                Some(msg) = dlg_rx.recv() => {
+                    let (dialog, input) = *msg;
+                    if answer_in_dialog(&dialog, input) == InDialog::Bye && interrupt.is_none() {
+                        tracing::info!("caller hung up during the dialplan");
+                        interrupt = Some(Interrupt::CallerBye);
+                        token.cancel();
+                    }
+                }
+                Some(cmd) = cmd_rx.recv(), if interrupt.is_none() => {
+                    interrupt = Some(match *cmd {
+                        CallCommand::Hangup(r) => Interrupt::Hangup(r),
+                        CallCommand::MediaLost(r) => Interrupt::MediaLost(r),
+                    });
+                    token.cancel();
+                }
+            }
+        }
+    };
+    // Keep only the outcome: the variables and the rest would otherwise
+    // stay allocated for as long as the call is up.
+    let outcome = {
+        let e = execution;
+        e.outcome
+    };
+    tracing::debug!(?outcome, "dialplan finished");
+
+    let cause = match (&interrupt, &outcome) {
+        (Some(Interrupt::Cancelled), _) => {
+            ctl.final_to_a(487, "Request Terminated");
+            "caller cancelled".to_string()
+        }
+        (Some(Interrupt::CallerBye), _) => "caller hung up".to_string(),
+        (Some(Interrupt::Hangup(r)), _) | (Some(Interrupt::MediaLost(r)), _) => {
+            if ctl.answered {
+                Box::pin(ctl.bye_a()).await;
+            } else {
+                ctl.final_to_a(480, "Temporarily Unavailable");
+            }
+            r.clone()
+        }
+        (None, CallOutcome::Bridged(target)) => {
+            tracing::info!(%target, "bridged");
+            // Boxed like the dialplan: only the state the call is in is allocated.
+            Box::pin(ctl.bridged(&mut a_events, &mut dlg_rx, &mut cmd_rx)).await
+        }
+        (None, CallOutcome::NoRoute { code, reason }) => format!("no route: {code} {reason}"),
+        (None, CallOutcome::HungUp { code, reason }) => format!("dialplan hangup: {code} {reason}"),
+        (None, CallOutcome::DialFailed(o)) => format!("dial failed: {o:?}"),
+        (None, CallOutcome::Failed(e)) => format!("failed: {e}"),
+        (None, other) => {
+            // Exhausted / Cancelled without an interrupt: make sure A is answered for.
+            if !ctl.final_sent {
+                ctl.final_to_a(480, "Temporarily Unavailable");
+            } else if ctl.answered {
+                Box::pin(ctl.bye_a()).await;
+            }
+            format!("{other:?}")
+        }
+    };
+    Box::pin(ctl.cleanup()).await;
+    tracing::info!(%cause, "call ended");
+    ctl.handle.update(None, |r| {
+        r.end_cause = cause;
+        r.state = CallState::Ended;
+    });
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum InDialog {
+    Bye,
+    Other,
+}
+
+/// Answer an in-dialog request the way every call state does: BYE 200,
+/// OPTIONS 200, re-INVITE 488, UPDATE/INFO/others 501. ACKs are absorbed.
+fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
+    match input {
+        LegInput::Request(txn) => {
+            let method = txn.request().method.clone();
+            let (code, reason) = match method {
+                Method::Bye => (200, "OK"),
+                Method::Options => (200, "OK"),
+                _ => (501, "Not Implemented"),
+            };
+            let _ = txn.respond(txn.response(code, reason));
+            if method == Method::Bye {
+                InDialog::Bye
+            } else {
+                InDialog::Other
+            }
+        }
+        LegInput::Invite(txn) => {
+            let _ = txn.respond(txn.response(488, "Not Acceptable Here (re-INVITE not supported)"));
+            InDialog::Other
+        }
+        LegInput::Ack(_) => InDialog::Other,
+    }
+}
+
+/// One B-leg attempt.
+#[derive(Debug)]
+struct BLeg {
+    /// Dialplan target it came from.
+    target: DialTarget,
+    /// INVITE transaction (None once final).
+    txn: Option<ClientInviteTransaction>,
+    /// The INVITE as sent.
+    request: Request,
+    /// Where it went.
+    flow: Target,
+    /// Our Contact URI on that flow.
+    contact: String,
+    /// Media session on the node.
+    session_id: String,
+    /// Other addresses to try on 5xx / timeout (gateway failover).
+    fallbacks: Vec<SocketAddr>,
+    /// Final status when it failed.
+    failed: Option<u16>,
+    /// Credentials were already sent once (a second challenge fails).
+    auth_tried: bool,
+    /// Early media bridged from this leg.
+    early: bool,
+}
+
+/// The answered B-leg.
+#[derive(Debug)]
+struct Winner {
+    dialog: Dialog,
+    /// 2xx retransmissions until Timer M (to re-ACK them).
+    txn: Option<AcceptedInvite>,
+    ack: Request,
+    session_id: String,
+}
+
+/// The call's [`CallControl`] implementation and everything it set up.
+struct Ctl {
+    deps: CallDeps,
+    a: InviteResponder,
+    a_offer: String,
+    a_max_forwards: u32,
+    /// Who the caller is (from the principal), rendered into B-legs.
+    identity: CallerIdentity,
+    /// A `Warning` for A's final response (why its SDP was refused).
+    a_warning: Option<String>,
+    handle: CallHandle,
+    dlg_tx: DialogSender,
+    lease: Option<NodeLease>,
+    /// Nodes this call's first media command could not reach: not picked
+    /// again for it (each node is tried once).
+    unreachable_nodes: Vec<String>,
+    /// No media node could take the call (the last pick failed): A gets
+    /// 503 with this `Retry-After`, whatever code the dialplan hangs up
+    /// with (README: "no media node 503").
+    no_media_node: Option<u32>,
+    /// (session id, our SDP answer to A).
+    a_session: Option<(String, String)>,
+    a_dialog: Option<Dialog>,
+    answered: bool,
+    final_sent: bool,
+    /// Every media session created (for cleanup).
+    sessions: Vec<String>,
+    b_legs: Vec<BLeg>,
+    winner: Option<Winner>,
+    early_bridge: Option<String>,
+    playing: bool,
+    ringing_sent: bool,
+}
+
+fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
+    let msg = st.message().replace(['\r', '\n'], " ");
+    match st.code() {
+        tonic::Code::InvalidArgument => {
+            ControlError::new(488, format!("Not Acceptable Here: {msg}"))
+        }
+        tonic::Code::Unavailable | tonic::Code::ResourceExhausted => {
+            ControlError::new(503, format!("Service Unavailable: {what}: {msg}"))
+        }
+        _ => ControlError::new(500, format!("Server Internal Error: {what}: {msg}")),
+    }
+}
+
+/// A `Warning` header value (RFC 3261 §20.43, code 399 "miscellaneous")
+/// carrying `text` as a quoted string.
+fn warning_value(text: &str) -> String {
+    let text = text.trim_start_matches("Not Acceptable Here: ");
+    let text = text.trim_start_matches("peer offer: ");
+    format!("399 swbd {}", crate::sip::header::quoted_display(text))
+}
+
+fn summary_req(r: &Request) -> String {
+    let sdp = if r.body.is_empty() { "" } else { " (SDP)" };
+    format!("{} {}{sdp}", r.method, r.uri)
+}
+
+fn summary_resp(r: &Response) -> String {
+    let sdp = if r.body.is_empty() { "" } else { " (SDP)" };
+    let method = r
+        .cseq()
+        .map(|c| format!(" ({})", c.method))
+        .unwrap_or_default();
+    format!("{} {}{method}{sdp}", r.code, r.reason)
+}
+
+fn with_sdp(mut resp: Response, sdp: &str) -> Response {
+    resp.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+    resp.body = bytes::Bytes::from(sdp.to_string());
+    resp
+}
+
+fn contact_uri(local: SocketAddr, transport: Transport) -> String {
+    let host = match local {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    match transport {
+        Transport::Udp => format!("sip:swbd@{host}:{}", local.port()),
+        Transport::Tcp => format!("sip:swbd@{host}:{};transport=tcp", local.port()),
+    }
+}
