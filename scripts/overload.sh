@@ -9,6 +9,8 @@
 #   CAPACITY=2400 ...  skip the search, use this clean capacity
 #   RAMP=1600:200:4000:4  the search (START:STEP:MAX:SECONDS per step)
 #   FACTOR=2 SECS=20 HOLD=1 GEN_THREADS=1
+#   SAMPLE=0         do not sample swbd's overload status every 0.5 s
+#                    (swctl status -o json; the samples cost ~2% of a core)
 #
 # Calls without RTP and without auth (as scripts/bench.sh's calls/s phase),
 # UAC and UAS in one swbench process on the same cores as the daemons. Each
@@ -106,6 +108,42 @@ calls() { # OUT ARGS...
 swbd_status() { # OUT
     "$BIN/swctl" --host "unix://$RUN/swbd.sock" status -o json >"$1" 2>/dev/null || echo '[]' >"$1"
 }
+# Every 0.5 s while PID runs: seconds, refused share, delay, receive
+# backlog, scheduling lag (ms), calls in setup, INVITEs refused so far.
+cat >"$RUN/sample.py" <<'EOF'
+import json, sys
+t = float(sys.argv[1]) - float(sys.argv[2])
+try:
+    o = json.load(sys.stdin)[0].get("overload") or {}
+except (ValueError, IndexError):
+    sys.exit(0)
+cols = [o.get("refused_share", 0), o.get("delay_ms", 0), o.get("receive_backlog_ms", 0),
+        o.get("scheduling_lag_ms", 0)]
+print("\t".join([f"{t:.2f}"] + [f"{c:.3f}" for c in cols]
+                + [str(o.get("calls_in_setup", 0)), str(o.get("invites_refused", 0))]))
+EOF
+sample_while() { # PID OUT
+    local t0 now
+    t0=$(date +%s.%N)
+    printf 't_s\trefused_share\tdelay_ms\tbacklog_ms\tlag_ms\tcalls_in_setup\tinvites_refused\n' >"$2"
+    while kill -0 "$1" 2>/dev/null; do
+        now=$(date +%s.%N)
+        "$BIN/swctl" --host "unix://$RUN/swbd.sock" status -o json 2>/dev/null \
+            | python3 "$RUN/sample.py" "$now" "$t0" >>"$2" || true
+        sleep 0.5
+    done
+}
+sampled_calls() { # OUT SAMPLES ARGS...
+    local out=$1 samples=$2; shift 2
+    if [ "${SAMPLE:-1}" = 1 ] && [ "$OVERLOAD_KEY" = 1 ]; then
+        calls "$out" "$@" &
+        local gen=$!
+        sample_while "$gen" "$samples"
+        wait "$gen"
+    else
+        calls "$out" "$@"
+    fi
+}
 
 : >"$OUT/swbd.log"
 : >"$OUT/swrtp.log"
@@ -115,7 +153,7 @@ echo "load_average_start=$(loadavg)" >"$OUT/env.txt"
 if [ -z "${CAPACITY:-}" ]; then
     log "1. clean capacity: ramp $RAMP (load average $(loadavg))"
     start_daemons true
-    calls "$OUT/capacity.json" --ramp "$RAMP"
+    sampled_calls "$OUT/capacity.json" "$OUT/capacity-samples.tsv" --ramp "$RAMP"
     stop_daemons
     CAPACITY=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["sustained_rate"] or 0))' "$OUT/capacity.json")
 fi
@@ -129,9 +167,9 @@ run_overload() { # TAG ENABLED
     log "2. $1: $OFFER calls/s for $SECS s, overload control $2 (load average $(loadavg))"
     echo "load_average_$1=$(loadavg)" >>"$OUT/env.txt"
     start_daemons "$2"
-    calls "$OUT/$1.json" --rate "$OFFER" --duration "$SECS"
+    sampled_calls "$OUT/$1.json" "$OUT/$1-samples.tsv" --rate "$OFFER" --duration "$SECS"
     log "   then $HALF calls/s for 5 s"
-    calls "$OUT/$1-after.json" --rate "$HALF" --duration 5
+    sampled_calls "$OUT/$1-after.json" "$OUT/$1-after-samples.tsv" --rate "$HALF" --duration 5
     swbd_status "$OUT/$1-status.json"
     stop_daemons
 }

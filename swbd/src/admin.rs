@@ -319,6 +319,7 @@ fn overload_status(o: &Overload) -> pb::OverloadStatus {
         delay: Some(d(s.delay)),
         receive_backlog: Some(d(s.receive_backlog)),
         scheduling_lag: Some(d(s.scheduling_lag)),
+        media_queueing: Some(d(s.media_queueing)),
         calls_in_setup: count(s.calls_in_setup),
         invites_refused: s.invites_refused,
     }

@@ -64,6 +64,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
     media.start(shutdown.clone());
+    {
+        let media = media.clone();
+        endpoint
+            .overload()
+            .watch_media(move || media.take_command_round_trip());
+    }
 
     let calls = CallTable::new(events.clone());
     endpoint.set_dialog_router(Arc::new(dispatch::Router {

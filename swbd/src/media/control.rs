@@ -91,6 +91,9 @@ pub(crate) struct ControlChannel {
     /// again instead (a dead instance whose connection the node had not
     /// yet seen end, or a second live swbd with our node_id).
     reconcile_again: AtomicBool,
+    /// The least command round trip (send to reply) since overload
+    /// control last took it, nanoseconds; `u64::MAX`: none.
+    least_round_trip_ns: AtomicU64,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -116,6 +119,17 @@ impl ControlChannel {
             owner,
             no_leases: AtomicBool::new(false),
             reconcile_again: AtomicBool::new(false),
+            least_round_trip_ns: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The least command round trip since the last call (`None` when no
+    /// command finished meanwhile): overload control's view of the node's
+    /// and swbd's queues on the media path.
+    pub(crate) fn take_least_round_trip(&self) -> Option<Duration> {
+        match self.least_round_trip_ns.swap(u64::MAX, Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
         }
     }
 
@@ -326,11 +340,15 @@ impl ControlChannel {
             id,
             command: Some(command),
         };
+        let sent = std::time::Instant::now();
         if open.tx.send(request).is_err() {
             forget();
             return Err(Status::unavailable("media control stream lost"));
         }
-        match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+        let answer = tokio::time::timeout(COMMAND_TIMEOUT, rx).await;
+        let took = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.least_round_trip_ns.fetch_min(took, Ordering::Relaxed);
+        match answer {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(Status::unavailable("media control stream lost")),
             Err(_) => {

@@ -24,7 +24,12 @@
 //!   One wake-up late by `max_delay_ms` or more is a stall, not a slow
 //!   poll: it counts in full, at once.
 //!
-//! The larger of the two is the delay. Every [`controller::UPDATE_INTERVAL`]
+//! - **media queueing**: the least media command round trip of each update
+//!   above the least of the last ten minutes ([`round_trip`]), the slowest
+//!   node's: the node's queues (swrtp sharing the CPU, or a busy remote
+//!   node) and swbd's own on the way to it and back.
+//!
+//! The largest of the three is the delay. Every [`controller::UPDATE_INTERVAL`]
 //! it goes through the [`controller::Controller`], a PI law holding it at
 //! `sip.overload.target_delay_ms` by refusing a share of new INVITEs.
 //! Two backstops act on each INVITE at once, without waiting for the law:
@@ -53,9 +58,10 @@
 //! overload episode are logged once.
 
 pub mod controller;
+pub mod round_trip;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -63,6 +69,7 @@ use switchboard_proto::support::shutdown::Shutdown;
 
 use crate::transport::backlog::ReceiveBacklog;
 use controller::{Controller, UPDATE_INTERVAL};
+use round_trip::BaseRoundTrip;
 
 /// How often the scheduling-lag probe wakes.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(2);
@@ -158,6 +165,8 @@ pub struct OverloadSnapshot {
     pub receive_backlog: Duration,
     /// Its part from the runtime's scheduling lag.
     pub scheduling_lag: Duration,
+    /// Its part from media command round trips (above their base).
+    pub media_queueing: Duration,
     /// INVITE server transactions without a final answer.
     pub calls_in_setup: usize,
     /// INVITEs refused since start.
@@ -180,6 +189,10 @@ struct Inner {
     delay_ns: AtomicU64,
     backlog_ns: AtomicU64,
     lag_ns: AtomicU64,
+    media_ns: AtomicU64,
+    /// Where the least media command round trip since the last update
+    /// comes from (set once the media pool exists).
+    media: OnceLock<MediaRoundTrips>,
     /// When the probe is due next, nanoseconds after `epoch`; 0 before
     /// the probe runs. An INVITE screened `max_delay` after it is refused.
     probe_due_ns: AtomicU64,
@@ -215,6 +228,8 @@ impl Overload {
                 delay_ns: AtomicU64::new(0),
                 backlog_ns: AtomicU64::new(0),
                 lag_ns: AtomicU64::new(0),
+                media_ns: AtomicU64::new(0),
+                media: OnceLock::new(),
                 probe_due_ns: AtomicU64::new(0),
                 epoch: Instant::now(),
                 in_setup,
@@ -244,6 +259,19 @@ impl Overload {
         self.inner.refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Measure the media path too: `least_round_trip` returns the least
+    /// media command round trip since it was last called (the media pool's
+    /// [`crate::media::MediaPool::take_command_round_trip`]). Once.
+    pub fn watch_media(
+        &self,
+        least_round_trip: impl Fn() -> Option<Duration> + Send + Sync + 'static,
+    ) {
+        let _ = self
+            .inner
+            .media
+            .set(MediaRoundTrips(Box::new(least_round_trip)));
+    }
+
     /// `Retry-After` of a refusal, seconds.
     pub fn retry_after_secs(&self) -> u32 {
         self.inner.config.retry_after_secs
@@ -259,6 +287,7 @@ impl Overload {
             delay: ns(&i.delay_ns),
             receive_backlog: ns(&i.backlog_ns),
             scheduling_lag: ns(&i.lag_ns),
+            media_queueing: ns(&i.media_ns),
             calls_in_setup: i.in_setup.load(Ordering::Relaxed),
             invites_refused: i.refused.load(Ordering::Relaxed),
         }
@@ -296,6 +325,15 @@ impl Inner {
     }
 }
 
+/// See [`Overload::watch_media`].
+struct MediaRoundTrips(Box<dyn Fn() -> Option<Duration> + Send + Sync>);
+
+impl std::fmt::Debug for MediaRoundTrips {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MediaRoundTrips")
+    }
+}
+
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -312,6 +350,8 @@ async fn monitor(inner: Arc<Inner>, backlogs: Vec<Arc<ReceiveBacklog>>, mut shut
     let mut stall = Duration::ZERO;
     let mut next_update = tokio::time::Instant::now() + UPDATE_INTERVAL;
     let mut calm_since: Option<Instant> = None;
+    let mut updates = 0u32;
+    let mut base_round_trip = BaseRoundTrip::default();
     loop {
         let due = tokio::time::Instant::now() + PROBE_INTERVAL;
         inner
@@ -345,7 +385,13 @@ async fn monitor(inner: Arc<Inner>, backlogs: Vec<Arc<ReceiveBacklog>>, mut shut
             .unwrap_or_default();
         let lag = window_lag.take().unwrap_or_default().max(stall);
         stall = Duration::ZERO;
-        let delay = backlog.max(lag);
+        let media = inner
+            .media
+            .get()
+            .and_then(|m| (m.0)())
+            .map(|least| base_round_trip.queueing(now, least))
+            .unwrap_or_default();
+        let delay = backlog.max(lag).max(media);
         let share = law.update(delay);
         inner.share.store(share.to_bits(), Ordering::Relaxed);
         inner.delay_ns.store(duration_ns(delay), Ordering::Relaxed);
@@ -353,10 +399,32 @@ async fn monitor(inner: Arc<Inner>, backlogs: Vec<Arc<ReceiveBacklog>>, mut shut
             .backlog_ns
             .store(duration_ns(backlog), Ordering::Relaxed);
         inner.lag_ns.store(duration_ns(lag), Ordering::Relaxed);
+        inner.media_ns.store(duration_ns(media), Ordering::Relaxed);
+        updates = updates.wrapping_add(1);
+        if updates % 10 == 0 {
+            // Ten a second, for a trace of an episode (RUST_LOG=swbd::overload=debug).
+            tracing::debug!(
+                share,
+                delay_ms = delay.as_secs_f64() * 1e3,
+                receive_backlog_ms = backlog.as_secs_f64() * 1e3,
+                scheduling_lag_ms = lag.as_secs_f64() * 1e3,
+                media_queueing_ms = media.as_secs_f64() * 1e3,
+                calls_in_setup = inner.in_setup.load(Ordering::Relaxed),
+                refused = inner.refused.load(Ordering::Relaxed),
+                "overload sample"
+            );
+        }
         if !inner.config.enabled {
             continue;
         }
-        log_episode(&inner, share, delay, backlog, lag, now, &mut calm_since);
+        log_episode(
+            &inner,
+            share,
+            delay,
+            [backlog, lag, media],
+            now,
+            &mut calm_since,
+        );
     }
 }
 
@@ -366,8 +434,7 @@ fn log_episode(
     inner: &Inner,
     share: f64,
     delay: Duration,
-    backlog: Duration,
-    lag: Duration,
+    [backlog, lag, media]: [Duration; 3],
     now: Instant,
     calm_since: &mut Option<Instant>,
 ) {
@@ -380,6 +447,7 @@ fn log_episode(
                 delay_ms = delay.as_secs_f64() * 1e3,
                 receive_backlog_ms = backlog.as_secs_f64() * 1e3,
                 scheduling_lag_ms = lag.as_secs_f64() * 1e3,
+                media_queueing_ms = media.as_secs_f64() * 1e3,
                 target_ms = inner.config.target_delay_ms,
                 "overload: refusing a share of new INVITEs with 503"
             );

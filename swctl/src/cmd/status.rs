@@ -49,6 +49,8 @@ pub struct OverloadView {
     pub receive_backlog_ms: f64,
     /// Its part from the runtime's scheduling lag, milliseconds.
     pub scheduling_lag_ms: f64,
+    /// Its part from media command round trips, milliseconds.
+    pub media_queueing_ms: f64,
     /// Calls in setup (INVITEs without a final answer).
     pub calls_in_setup: u32,
     /// New INVITEs refused for load since start.
@@ -66,6 +68,7 @@ impl From<pb::OverloadStatus> for OverloadView {
             delay_ms: ms(o.delay),
             receive_backlog_ms: ms(o.receive_backlog),
             scheduling_lag_ms: ms(o.scheduling_lag),
+            media_queueing_ms: ms(o.media_queueing),
             calls_in_setup: o.calls_in_setup,
             invites_refused: o.invites_refused,
         }
