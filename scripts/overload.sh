@@ -9,6 +9,7 @@
 #   CAPACITY=2400 ...  skip the search, use this clean capacity
 #   RAMP=1600:200:4000:4  the search (START:STEP:MAX:SECONDS per step)
 #   FACTOR=2 SECS=20 HOLD=1 GEN_THREADS=1
+#   SWBD_LOG=warn,swbd::overload=debug  swbd log filter (the overload trace)
 #   SAMPLE=0         do not sample swbd's overload status every 0.5 s
 #                    (swctl status -o json; the samples cost ~2% of a core)
 #
@@ -91,7 +92,7 @@ media:
   nodes:
     - { name: rtp-a, address: "tcp://127.0.0.1:19190" }
 EOF
-    RUST_LOG=warn "$BIN/swbd" --config "$RUN/swbd.yaml" >>"$OUT/swbd.log" 2>&1 &
+    RUST_LOG=${SWBD_LOG:-warn} "$BIN/swbd" --config "$RUN/swbd.yaml" >>"$OUT/swbd.log" 2>&1 &
     PID_SWBD=$!
     sleep 2.5
     for p in $PID_SWRTP $PID_SWBD; do

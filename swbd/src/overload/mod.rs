@@ -12,25 +12,26 @@
 //!
 //! # What is measured
 //!
-//! The queueing delay inside swbd, from two of its own queues, never from a
-//! peer (a slow callee or trunk is not overload):
+//! Queueing delay inside the platform, from three of its own queues, never
+//! from a peer (a slow callee or trunk is not overload):
 //! - **receive backlog**: how long a UDP socket's receive queue has stayed
 //!   non-empty ([`crate::transport::backlog`]), the longest over sockets;
 //! - **scheduling lag**: how late a probe task wakes from a timer (every
-//!   [`PROBE_INTERVAL`]), the least over each [`controller::UPDATE_INTERVAL`],
-//!   so one slow poll is not taken for a standing queue (CoDel takes the
-//!   minimum for the same reason, RFC 8289 §3.2); a lagging runtime delays
-//!   every task a message wakes (call tasks, transactions, media replies).
-//!   One wake-up late by `max_delay_ms` or more is a stall, not a slow
-//!   poll: it counts in full, at once.
-//!
+//!   [`PROBE_INTERVAL`]), the least of each [`controller::UPDATE_INTERVAL`];
+//!   a lagging runtime delays every task a message wakes (call tasks,
+//!   transactions, media replies). One wake-up late by `max_delay_ms` or
+//!   more is a stall: it counts in full, at once;
 //! - **media queueing**: the least media command round trip of each update
 //!   above the least of the last ten minutes ([`round_trip`]), the slowest
 //!   node's: the node's queues (swrtp sharing the CPU, or a busy remote
 //!   node) and swbd's own on the way to it and back.
 //!
-//! The largest of the three is the delay. Every [`controller::UPDATE_INTERVAL`]
-//! it goes through the [`controller::Controller`], a PI law holding it at
+//! Each enters as its least value over the last [`monitor::STANDING`]
+//! (50 ms): a delay counts once it stands, not when a process was
+//! preempted for one scheduler slice (CoDel takes the minimum over an
+//! interval for the same reason, RFC 8289 §3.2). The largest of the three is the
+//! delay. Every [`controller::UPDATE_INTERVAL`] it goes through the
+//! [`controller::Controller`], a PI law holding it at
 //! `sip.overload.target_delay_ms` by refusing a share of new INVITEs.
 //! Two backstops act on each INVITE at once, without waiting for the law:
 //! a probe overdue by `max_delay_ms` (the runtime stalled: a paused VM, a
@@ -58,6 +59,7 @@
 //! overload episode are logged once.
 
 pub mod controller;
+pub mod monitor;
 pub mod round_trip;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -68,8 +70,6 @@ use serde::Deserialize;
 use switchboard_proto::support::shutdown::Shutdown;
 
 use crate::transport::backlog::ReceiveBacklog;
-use controller::{Controller, UPDATE_INTERVAL};
-use round_trip::BaseRoundTrip;
 
 /// How often the scheduling-lag probe wakes.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(2);
@@ -215,7 +215,7 @@ impl Overload {
         shutdown: Shutdown,
     ) -> Self {
         let overload = Self::idle(config, in_setup);
-        tokio::spawn(monitor(overload.inner.clone(), backlogs, shutdown));
+        tokio::spawn(monitor::run(overload.inner.clone(), backlogs, shutdown));
         overload
     }
 
@@ -336,136 +336,6 @@ impl std::fmt::Debug for MediaRoundTrips {
 
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// The probe and the law: wake every [`PROBE_INTERVAL`], note how late,
-/// and every [`UPDATE_INTERVAL`] turn the delay into the refused share.
-async fn monitor(inner: Arc<Inner>, backlogs: Vec<Arc<ReceiveBacklog>>, mut shutdown: Shutdown) {
-    let mut law = Controller::new(
-        Duration::from_millis(inner.config.target_delay_ms),
-        Duration::from_millis(inner.config.max_delay_ms),
-    );
-    let max_delay = Duration::from_millis(inner.config.max_delay_ms);
-    let mut window_lag: Option<Duration> = None;
-    let mut stall = Duration::ZERO;
-    let mut next_update = tokio::time::Instant::now() + UPDATE_INTERVAL;
-    let mut calm_since: Option<Instant> = None;
-    let mut updates = 0u32;
-    let mut base_round_trip = BaseRoundTrip::default();
-    loop {
-        let due = tokio::time::Instant::now() + PROBE_INTERVAL;
-        inner
-            .probe_due_ns
-            .store(inner.nanos(due.into_std()), Ordering::Relaxed);
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            () = tokio::time::sleep_until(due) => {}
-        }
-        let woke = tokio::time::Instant::now();
-        let lag = woke.saturating_duration_since(due);
-        window_lag = Some(window_lag.map_or(lag, |w| w.min(lag)));
-        if lag >= max_delay {
-            // A stall (a paused VM, a starved process): whatever queued
-            // meanwhile waited this long, and is read right now. Refuse at
-            // once, not at the next update (the minimum would hide it).
-            stall = stall.max(lag);
-            if inner.config.enabled {
-                inner.share.store(1f64.to_bits(), Ordering::Relaxed);
-            }
-        }
-        if woke < next_update {
-            continue;
-        }
-        next_update = woke + UPDATE_INTERVAL;
-        let now = Instant::now();
-        let backlog = backlogs
-            .iter()
-            .map(|b| b.standing(now))
-            .max()
-            .unwrap_or_default();
-        let lag = window_lag.take().unwrap_or_default().max(stall);
-        stall = Duration::ZERO;
-        let media = inner
-            .media
-            .get()
-            .and_then(|m| (m.0)())
-            .map(|least| base_round_trip.queueing(now, least))
-            .unwrap_or_default();
-        let delay = backlog.max(lag).max(media);
-        let share = law.update(delay);
-        inner.share.store(share.to_bits(), Ordering::Relaxed);
-        inner.delay_ns.store(duration_ns(delay), Ordering::Relaxed);
-        inner
-            .backlog_ns
-            .store(duration_ns(backlog), Ordering::Relaxed);
-        inner.lag_ns.store(duration_ns(lag), Ordering::Relaxed);
-        inner.media_ns.store(duration_ns(media), Ordering::Relaxed);
-        updates = updates.wrapping_add(1);
-        if updates % 10 == 0 {
-            // Ten a second, for a trace of an episode (RUST_LOG=swbd::overload=debug).
-            tracing::debug!(
-                share,
-                delay_ms = delay.as_secs_f64() * 1e3,
-                receive_backlog_ms = backlog.as_secs_f64() * 1e3,
-                scheduling_lag_ms = lag.as_secs_f64() * 1e3,
-                media_queueing_ms = media.as_secs_f64() * 1e3,
-                calls_in_setup = inner.in_setup.load(Ordering::Relaxed),
-                refused = inner.refused.load(Ordering::Relaxed),
-                "overload sample"
-            );
-        }
-        if !inner.config.enabled {
-            continue;
-        }
-        log_episode(
-            &inner,
-            share,
-            delay,
-            [backlog, lag, media],
-            now,
-            &mut calm_since,
-        );
-    }
-}
-
-/// One line when refusing starts, one when it has been over for
-/// [`EPISODE_END`].
-fn log_episode(
-    inner: &Inner,
-    share: f64,
-    delay: Duration,
-    [backlog, lag, media]: [Duration; 3],
-    now: Instant,
-    calm_since: &mut Option<Instant>,
-) {
-    let in_episode = inner.episode.load(Ordering::Relaxed);
-    if share > 0.0 {
-        *calm_since = None;
-        if !in_episode {
-            inner.episode.store(true, Ordering::Relaxed);
-            tracing::warn!(
-                delay_ms = delay.as_secs_f64() * 1e3,
-                receive_backlog_ms = backlog.as_secs_f64() * 1e3,
-                scheduling_lag_ms = lag.as_secs_f64() * 1e3,
-                media_queueing_ms = media.as_secs_f64() * 1e3,
-                target_ms = inner.config.target_delay_ms,
-                "overload: refusing a share of new INVITEs with 503"
-            );
-        }
-        return;
-    }
-    if !in_episode {
-        return;
-    }
-    let since = *calm_since.get_or_insert(now);
-    if now.saturating_duration_since(since) >= EPISODE_END {
-        inner.episode.store(false, Ordering::Relaxed);
-        *calm_since = None;
-        tracing::info!(
-            invites_refused_since_start = inner.refused.load(Ordering::Relaxed),
-            "overload over: new INVITEs are all admitted again"
-        );
-    }
 }
 
 #[cfg(test)]
