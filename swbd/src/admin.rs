@@ -320,6 +320,7 @@ fn overload_status(o: &Overload) -> pb::OverloadStatus {
         receive_backlog: Some(d(s.receive_backlog)),
         scheduling_lag: Some(d(s.scheduling_lag)),
         media_queueing: Some(d(s.media_queueing)),
+        admission_limit: s.admission_limit.unwrap_or(0.0),
         calls_in_setup: count(s.calls_in_setup),
         invites_refused: s.invites_refused,
     }

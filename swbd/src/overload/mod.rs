@@ -14,8 +14,9 @@
 //!
 //! Queueing delay inside the platform, from three of its own queues, never
 //! from a peer (a slow callee or trunk is not overload):
-//! - **receive backlog**: how long a UDP socket's receive queue has stayed
-//!   non-empty ([`crate::transport::backlog`]), the longest over sockets;
+//! - **receive backlog**: how long a datagram waits in a UDP socket's
+//!   receive queue before swbd reads it, timed with marker datagrams swbd
+//!   sends itself ([`crate::transport::backlog`]), the longest over sockets;
 //! - **scheduling lag**: how late a probe task wakes from a timer (every
 //!   [`PROBE_INTERVAL`]), the least of each [`controller::UPDATE_INTERVAL`];
 //!   a lagging runtime delays every task a message wakes (call tasks,
@@ -31,8 +32,12 @@
 //! preempted for one scheduler slice (CoDel takes the minimum over an
 //! interval for the same reason, RFC 8289 §3.2). The largest of the three is the
 //! delay. Every [`controller::UPDATE_INTERVAL`] it goes through the
-//! [`controller::Controller`], a PI law holding it at
-//! `sip.overload.target_delay_ms` by refusing a share of new INVITEs.
+//! [`controller::Controller`]: while it stands above
+//! `sip.overload.target_delay_ms`, new INVITEs are admitted at a limited
+//! rate, cut by 15% every 100 ms until the delay is back under the
+//! target; under it the limit grows again (~35% a second) and is lifted
+//! once the offered load stays under it (the law's comment says why a
+//! rate and not a refused share).
 //! Two backstops act on each INVITE at once, without waiting for the law:
 //! a probe overdue by `max_delay_ms` (the runtime stalled: a paused VM, a
 //! burst far beyond the law's pace) refuses it, and so does a count of
@@ -52,11 +57,11 @@
 //! their own schedule whatever `Retry-After` says, and a registration
 //! storm from one place is what `sip.rate_limit` is for.
 //!
-//! The share is random per INVITE (no state per source); a retransmitted
-//! INVITE is screened again like a new one. `GetStatus` (`swctl status`)
-//! shows the refused share, the delay and its parts, the calls in setup
-//! and how many INVITEs were refused; the start and the end of each
-//! overload episode are logged once.
+//! The limit spaces admissions evenly over time (no state per source); a
+//! retransmitted INVITE is screened again like a new one. `GetStatus`
+//! (`swctl status`) shows the limit, the refused share, the delay and its
+//! parts, the calls in setup and how many INVITEs were refused; the start
+//! and the end of each overload episode are logged once.
 
 pub mod controller;
 pub mod monitor;
@@ -70,11 +75,12 @@ use serde::Deserialize;
 use switchboard_proto::support::shutdown::Shutdown;
 
 use crate::transport::backlog::ReceiveBacklog;
+use controller::RateGate;
 
 /// How often the scheduling-lag probe wakes.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(2);
 
-/// How long the refused share must stay at zero before an episode is
+/// How long swbd must admit without a limit before an episode is
 /// logged as over (so a load hovering at capacity logs once, not per
 /// update).
 const EPISODE_END: Duration = Duration::from_secs(2);
@@ -87,12 +93,13 @@ pub struct OverloadConfig {
     /// swbd takes every INVITE whatever its load (the behaviour before
     /// overload control) and still measures the delay for `GetStatus`.
     pub enabled: bool,
-    /// The queueing delay swbd holds new calls to, milliseconds: above it
-    /// a growing share of new INVITEs is refused, below it a shrinking
-    /// one. Below capacity the measured delay stays under 2 ms on the
-    /// 2-core test VM (docs/BENCHMARKS.md, "Overload"); a call's setup
-    /// crosses swbd's queues three to four times, so 10 ms keeps the
-    /// setup of admitted calls well under 100 ms.
+    /// The queueing delay swbd holds new calls under, milliseconds:
+    /// while the measured delay stands above it, new INVITEs are admitted
+    /// at a limited rate (the rest get `503`), cut until the delay is
+    /// under it again. Below capacity the measured delay stays around
+    /// 1 ms on the 2-core test VM (docs/BENCHMARKS.md, "Overload"); a
+    /// call's setup crosses swbd's and swrtp's queues several times, so
+    /// 10 ms keeps the setup of admitted calls in tens of milliseconds.
     pub target_delay_ms: u64,
     /// At this delay every new INVITE is refused at once (the law has not
     /// caught up with a sudden burst, or the runtime stalled).
@@ -143,7 +150,7 @@ impl OverloadConfig {
 /// Why an INVITE was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The controller's share (or the `max_delay_ms` backstop).
+    /// The rate limit, `max_delay_ms` or a stall.
     Delay,
     /// `max_calls_in_setup` reached.
     CallsInSetup,
@@ -157,9 +164,11 @@ pub enum Refusal {
 pub struct OverloadSnapshot {
     /// `sip.overload.enabled`.
     pub enabled: bool,
-    /// Share of new INVITEs refused now (0..=1).
+    /// Share of new INVITEs refused over the last ~50 ms (0..=1).
     pub refused_share: f64,
-    /// The delay the share was computed from.
+    /// New calls a second admitted at most now; `None`: no limit.
+    pub admission_limit: Option<f64>,
+    /// The delay the limit was last computed from.
     pub delay: Duration,
     /// Its part from the UDP receive queues.
     pub receive_backlog: Duration,
@@ -183,8 +192,15 @@ pub struct Overload {
 #[derive(Debug)]
 struct Inner {
     config: OverloadConfig,
-    /// The refused share, as `f64` bits (written by the monitor only).
-    share: AtomicU64,
+    /// The admission rate limit (set by the monitor).
+    gate: RateGate,
+    /// `max_delay_ms` reached: refuse every new INVITE.
+    refuse_all: AtomicBool,
+    /// New INVITEs screened and admitted since the monitor's last update.
+    screened: AtomicU64,
+    admitted: AtomicU64,
+    /// The refused share of the last ~50 ms, as `f64` bits (for status).
+    refused_share: AtomicU64,
     /// Last delay and its parts, nanoseconds (for status).
     delay_ns: AtomicU64,
     backlog_ns: AtomicU64,
@@ -224,7 +240,11 @@ impl Overload {
         Self {
             inner: Arc::new(Inner {
                 config,
-                share: AtomicU64::new(0f64.to_bits()),
+                gate: RateGate::default(),
+                refuse_all: AtomicBool::new(false),
+                screened: AtomicU64::new(0),
+                admitted: AtomicU64::new(0),
+                refused_share: AtomicU64::new(0f64.to_bits()),
                 delay_ns: AtomicU64::new(0),
                 backlog_ns: AtomicU64::new(0),
                 lag_ns: AtomicU64::new(0),
@@ -246,11 +266,13 @@ impl Overload {
         if !inner.config.enabled {
             return Ok(());
         }
+        inner.screened.fetch_add(1, Ordering::Relaxed);
         let refusal = inner.refusal(Instant::now());
         if let Some(r) = refusal {
             self.count_refused(r);
             return Err(r);
         }
+        inner.admitted.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -283,7 +305,8 @@ impl Overload {
         let ns = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
         OverloadSnapshot {
             enabled: i.config.enabled,
-            refused_share: if i.config.enabled { i.share() } else { 0.0 },
+            refused_share: f64::from_bits(i.refused_share.load(Ordering::Relaxed)),
+            admission_limit: i.gate.limit().filter(|_| i.config.enabled),
             delay: ns(&i.delay_ns),
             receive_backlog: ns(&i.backlog_ns),
             scheduling_lag: ns(&i.lag_ns),
@@ -295,27 +318,26 @@ impl Overload {
 }
 
 impl Inner {
-    fn share(&self) -> f64 {
-        f64::from_bits(self.share.load(Ordering::Relaxed))
-    }
-
     fn refusal(&self, now: Instant) -> Option<Refusal> {
         let cap = self.config.max_calls_in_setup;
         if cap > 0 && self.in_setup.load(Ordering::Relaxed) >= cap {
             return Some(Refusal::CallsInSetup);
         }
-        let share = self.share();
-        if share >= 1.0 || (share > 0.0 && rand::random::<f64>() < share) {
+        if self.refuse_all.load(Ordering::Relaxed) {
             return Some(Refusal::Delay);
         }
         // The runtime has not run the probe for max_delay: whatever the
         // last update said, this INVITE waited at least that long.
+        let now_ns = self.nanos(now);
         let due = self.probe_due_ns.load(Ordering::Relaxed);
-        if due > 0 {
-            let overdue = self.nanos(now).saturating_sub(due);
-            if overdue >= duration_ns(Duration::from_millis(self.config.max_delay_ms)) {
-                return Some(Refusal::Delay);
-            }
+        if due > 0
+            && now_ns.saturating_sub(due)
+                >= duration_ns(Duration::from_millis(self.config.max_delay_ms))
+        {
+            return Some(Refusal::Delay);
+        }
+        if !self.gate.admit(now_ns) {
+            return Some(Refusal::Delay);
         }
         None
     }
@@ -383,18 +405,24 @@ mod tests {
             },
             Arc::new(AtomicUsize::new(5)),
         );
-        o.inner.share.store(1f64.to_bits(), Ordering::Relaxed);
+        o.inner.refuse_all.store(true, Ordering::Relaxed);
         assert_eq!(o.admit_invite(), Ok(()));
-        assert_eq!(o.snapshot().refused_share, 0.0);
+        assert_eq!(o.snapshot().invites_refused, 0);
     }
 
     #[test]
-    fn a_full_share_refuses_everything_and_none_refuses_nothing() {
+    fn refuse_all_refuses_and_a_limit_admits_about_its_rate() {
         let o = Overload::idle(OverloadConfig::default(), Arc::new(AtomicUsize::new(0)));
-        assert!((0..100).all(|_| o.admit_invite().is_ok()));
-        o.inner.share.store(1f64.to_bits(), Ordering::Relaxed);
+        assert!((0..100).all(|_| o.admit_invite().is_ok()), "no limit");
+        o.inner.refuse_all.store(true, Ordering::Relaxed);
         assert!((0..100).all(|_| o.admit_invite() == Err(Refusal::Delay)));
         assert_eq!(o.snapshot().invites_refused, 100);
+        o.inner.refuse_all.store(false, Ordering::Relaxed);
+        // 10 a second: a burst of 20 ms lets one or two through at once.
+        o.inner.gate.set(Some(10.0));
+        let admitted = (0..100).filter(|_| o.admit_invite().is_ok()).count();
+        assert!((1..=2).contains(&admitted), "{admitted}");
+        assert_eq!(o.snapshot().admission_limit.map(f64::round), Some(10.0));
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::transport::backlog::ReceiveBacklog;
 /// capacity. A queue that does not drain for 50 ms is.
 pub const STANDING: Duration = Duration::from_millis(50);
 
+/// After a stall, new INVITEs are refused until what queued during it has
+/// been read, for at most this long.
+pub const DRAIN_AT_MOST: Duration = Duration::from_secs(1);
+
 /// The least of the last [`STANDING`] worth of per-update samples.
 #[derive(Debug)]
 struct SlidingMin {
@@ -50,8 +54,8 @@ impl SlidingMin {
 }
 
 /// The probe and the law: wake every [`PROBE_INTERVAL`], note how late,
-/// and every [`UPDATE_INTERVAL`] turn the three delays into the refused
-/// share.
+/// and every [`UPDATE_INTERVAL`] turn the three delays into the admission
+/// limit.
 pub(super) async fn run(
     inner: Arc<Inner>,
     backlogs: Vec<Arc<ReceiveBacklog>>,
@@ -63,10 +67,15 @@ pub(super) async fn run(
         max_delay,
     );
     let mut probe_lag: Option<Duration> = None;
-    let mut stall = Duration::ZERO;
+    // After a stall: a marker per socket sent when it was seen, and when;
+    // new INVITEs are refused until every one was read (what queued
+    // during the stall has been read then), for at most DRAIN_AT_MOST.
+    let mut draining: Vec<(usize, u64)> = Vec::new();
+    let mut draining_since: Option<Instant> = None;
     let mut next_update = tokio::time::Instant::now() + UPDATE_INTERVAL;
     let mut calm_since: Option<Instant> = None;
     let mut updates = 0u32;
+    let mut refused_share = 0.0f64;
     let mut base_round_trip = BaseRoundTrip::default();
     let (mut backlog_min, mut lag_min, mut media_min) =
         (SlidingMin::new(), SlidingMin::new(), SlidingMin::new());
@@ -86,10 +95,14 @@ pub(super) async fn run(
             // A stall (a paused VM, a starved process): whatever queued
             // meanwhile waited this long, and is read right now. Refuse at
             // once, not at the next update (the minimum would hide it).
-            stall = stall.max(lag);
-            if inner.config.enabled {
-                inner.share.store(1f64.to_bits(), Ordering::Relaxed);
-            }
+            inner.refuse_all.store(true, Ordering::Relaxed);
+            let now = Instant::now();
+            draining = backlogs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| b.mark(now).map(|seq| (i, seq)))
+                .collect();
+            draining_since = Some(now);
         }
         if woke < next_update {
             continue;
@@ -98,14 +111,28 @@ pub(super) async fn run(
         let now = Instant::now();
         let backlog = backlogs
             .iter()
-            .map(|b| b.standing(now))
+            .map(|b| b.probe(now))
             .max()
             .unwrap_or_default();
         let backlog = backlog_min.push(backlog);
-        let lag = lag_min
-            .push(probe_lag.take().unwrap_or_default())
-            .max(stall);
-        stall = Duration::ZERO;
+        // A stall refuses what queued during it and no more: it is over,
+        // and the law is for load that stands.
+        draining.retain(|(i, seq)| backlogs.get(*i).is_some_and(|b| !b.has_read(*seq)));
+        let stalled = match draining_since {
+            Some(since)
+                if !draining.is_empty() && now.saturating_duration_since(since) < DRAIN_AT_MOST =>
+            {
+                true
+            }
+            Some(_) => {
+                draining.clear();
+                draining_since = None;
+                // This update still refuses (without markers, this is all).
+                true
+            }
+            None => false,
+        };
+        let lag = lag_min.push(probe_lag.take().unwrap_or_default());
         // No command finished in this update: no news, the window keeps
         // what it had (an idle media path is not a fast one).
         let media = match inner.media.get().and_then(|m| (m.0)()) {
@@ -113,8 +140,26 @@ pub(super) async fn run(
             None => media_min.samples.iter().copied().min().unwrap_or_default(),
         };
         let delay = backlog.max(lag).max(media);
-        let share = law.update(delay);
-        inner.share.store(share.to_bits(), Ordering::Relaxed);
+        let screened = inner.screened.swap(0, Ordering::Relaxed);
+        let admitted = inner.admitted.swap(0, Ordering::Relaxed);
+        let decision = law.update(delay, screened, admitted);
+        if inner.config.enabled {
+            inner.gate.set(decision.limit);
+            inner
+                .refuse_all
+                .store(decision.refuse_all || stalled, Ordering::Relaxed);
+        } else {
+            inner.refuse_all.store(false, Ordering::Relaxed);
+        }
+        if screened > 0 {
+            let share = screened.saturating_sub(admitted) as f64 / screened as f64;
+            refused_share += 0.2 * (share - refused_share);
+        } else {
+            refused_share *= 0.8;
+        }
+        inner
+            .refused_share
+            .store(refused_share.to_bits(), Ordering::Relaxed);
         inner.delay_ns.store(duration_ns(delay), Ordering::Relaxed);
         inner
             .backlog_ns
@@ -125,7 +170,9 @@ pub(super) async fn run(
         if updates % 10 == 0 {
             // Ten a second, for a trace of an episode (RUST_LOG=swbd::overload=debug).
             tracing::debug!(
-                share,
+                limit = decision.limit.unwrap_or(0.0),
+                refuse_all = decision.refuse_all,
+                refused_share,
                 delay_ms = delay.as_secs_f64() * 1e3,
                 receive_backlog_ms = backlog.as_secs_f64() * 1e3,
                 scheduling_lag_ms = lag.as_secs_f64() * 1e3,
@@ -135,17 +182,17 @@ pub(super) async fn run(
                 "overload sample"
             );
         }
-        if !inner.config.enabled {
-            continue;
+        if inner.config.enabled {
+            let limiting = decision.limit.is_some() || decision.refuse_all;
+            log_episode(
+                &inner,
+                limiting,
+                delay,
+                [backlog, lag, media],
+                now,
+                &mut calm_since,
+            );
         }
-        log_episode(
-            &inner,
-            share,
-            delay,
-            [backlog, lag, media],
-            now,
-            &mut calm_since,
-        );
     }
 }
 
@@ -153,14 +200,14 @@ pub(super) async fn run(
 /// [`EPISODE_END`].
 fn log_episode(
     inner: &Inner,
-    share: f64,
+    limiting: bool,
     delay: Duration,
     [backlog, lag, media]: [Duration; 3],
     now: Instant,
     calm_since: &mut Option<Instant>,
 ) {
     let in_episode = inner.episode.load(Ordering::Relaxed);
-    if share > 0.0 {
+    if limiting {
         *calm_since = None;
         if !in_episode {
             inner.episode.store(true, Ordering::Relaxed);
@@ -170,7 +217,7 @@ fn log_episode(
                 scheduling_lag_ms = lag.as_secs_f64() * 1e3,
                 media_queueing_ms = media.as_secs_f64() * 1e3,
                 target_ms = inner.config.target_delay_ms,
-                "overload: refusing a share of new INVITEs with 503"
+                "overload: new INVITEs are admitted at a limited rate, the rest get 503"
             );
         }
         return;

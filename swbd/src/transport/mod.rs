@@ -15,8 +15,8 @@
 //!   (raised at start) and the total cap it allows; [`source_key`]: what
 //!   one source is (IPv4 address, IPv6 /64).
 //! - [`counters`]: drop and error counters for admin status.
-//! - [`backlog`]: how long each UDP socket's receive queue has stayed
-//!   non-empty (read by overload control).
+//! - [`backlog`]: the queueing delay of each UDP socket's receive queue,
+//!   timed with marker datagrams (read by overload control).
 //!
 //! TCP limits (see `docs/security/limits.md`): a connection accepted beyond
 //! the total cap or its source's cap is closed at once (`tcp_refused`,
@@ -206,7 +206,10 @@ impl Transports {
                 }
             }
         }
-        let backlogs = udp.iter().map(|_| Arc::default()).collect();
+        let backlogs = udp
+            .iter()
+            .map(|(addr, _)| Arc::new(ReceiveBacklog::new(*addr)))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 config: config.clone(),

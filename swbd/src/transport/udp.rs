@@ -1,8 +1,8 @@
 //! UDP sockets: socket2 for buffer sizes and IPv6-only; `sip.udp_receivers`
 //! receive loops per socket (one per CPU by default), each parsing and
 //! handling what it reads, so datagrams of one socket may be handled out of
-//! arrival order (as UDP may deliver them anyway). The loops tell the
-//! socket's [`ReceiveBacklog`] when they find it empty.
+//! arrival order (as UDP may deliver them anyway). The loops hand the
+//! socket's [`ReceiveBacklog`] its markers (overload control's probes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,15 +42,6 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<UdpSocket>
     UdpSocket::from_std(socket.into())
 }
 
-/// Datagrams between two shutdown checks of a receive loop that never
-/// finds its socket empty.
-const SHUTDOWN_CHECK_EVERY: u32 = 64;
-
-/// Read `socket` until shutdown, handing every datagram to the receiver.
-/// Reads are non-blocking (`try_recv_from`) so that an empty socket is
-/// seen and reported to `backlog`; after each datagram the loop spends
-/// tokio's cooperative budget, so it yields its worker as often as an
-/// awaited `recv_from` would.
 pub(crate) async fn receive_loop(
     inner: Arc<Inner>,
     socket: Arc<UdpSocket>,
@@ -63,49 +54,35 @@ pub(crate) async fn receive_loop(
     let max = inner.config.max_message_size;
     let mut shutdown = inner.shutdown.clone();
     let mut buf = vec![0u8; RECV_BUFFER];
-    let mut since_check = 0u32;
     loop {
-        let (n, remote) = match socket.try_recv_from(&mut buf) {
-            Ok(v) => v,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                backlog.found_empty();
-                tokio::select! {
-                    r = socket.readable() => if r.is_err() {
-                        return; // the runtime's I/O driver is gone
-                    },
-                    _ = shutdown.wait() => return,
+        let (n, remote) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP port unreachable and friends surface here; keep going.
+                    tracing::debug!(%local, error = %e, "UDP receive error");
+                    continue;
                 }
-                continue;
-            }
-            Err(e) => {
-                // ICMP port unreachable and friends surface here; keep going.
-                tracing::debug!(%local, error = %e, "UDP receive error");
-                tokio::task::coop::consume_budget().await;
-                continue;
-            }
+            },
+            _ = shutdown.wait() => return,
         };
-        backlog.read_one();
+        let Some(data) = buf.get(..n) else { continue };
+        if backlog.take_marker(data, remote) {
+            continue;
+        }
         SipCounters::inc(&inner.counters.messages_received);
         if n > max || n >= RECV_BUFFER {
             SipCounters::inc(&inner.counters.oversize_dropped);
             tracing::debug!(%remote, n, "oversize UDP datagram dropped");
-        } else if let Some(data) = buf.get(..n) {
-            receiver.receive(
-                Bytes::copy_from_slice(data),
-                Source {
-                    transport: Transport::Udp,
-                    remote,
-                    local,
-                },
-            );
+            continue;
         }
-        tokio::task::coop::consume_budget().await;
-        since_check += 1;
-        if since_check >= SHUTDOWN_CHECK_EVERY {
-            since_check = 0;
-            if shutdown.is_triggered() {
-                return;
-            }
-        }
+        receiver.receive(
+            Bytes::copy_from_slice(data),
+            Source {
+                transport: Transport::Udp,
+                remote,
+                local,
+            },
+        );
     }
 }

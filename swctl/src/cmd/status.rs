@@ -41,8 +41,10 @@ pub struct StatusView {
 pub struct OverloadView {
     /// `sip.overload.enabled`.
     pub enabled: bool,
-    /// Share of new INVITEs refused now (0 to 1).
+    /// Share of new INVITEs refused over the last ~50 ms (0 to 1).
     pub refused_share: f64,
+    /// New INVITEs admitted per second at most now; 0: no limit.
+    pub admission_limit: f64,
     /// Queueing delay measured, milliseconds.
     pub delay_ms: f64,
     /// Its part from UDP receive queues, milliseconds.
@@ -65,6 +67,7 @@ impl From<pb::OverloadStatus> for OverloadView {
         Self {
             enabled: o.enabled,
             refused_share: o.refused_share,
+            admission_limit: o.admission_limit,
             delay_ms: ms(o.delay),
             receive_backlog_ms: ms(o.receive_backlog),
             scheduling_lag_ms: ms(o.scheduling_lag),
@@ -76,13 +79,17 @@ impl From<pb::OverloadStatus> for OverloadView {
 }
 
 impl OverloadView {
-    /// ` overload: refusing 45% (delay 12ms) refused 1234` while refusing,
+    /// ` OVERLOAD limit 1950/s refusing 45% (delay 12ms)` while limiting,
     /// ` overload-refused N` once anything was refused, else nothing.
     fn summary(&self) -> String {
         let mut out = String::new();
-        if self.refused_share > 0.0 {
+        if self.admission_limit > 0.0 || self.refused_share >= 0.005 {
+            out.push_str(" OVERLOAD");
+            if self.admission_limit > 0.0 {
+                out.push_str(&format!(" limit {:.0}/s", self.admission_limit));
+            }
             out.push_str(&format!(
-                " OVERLOAD refusing {:.0}% (delay {:.0}ms)",
+                " refusing {:.0}% (delay {:.0}ms)",
                 self.refused_share * 100.0,
                 self.delay_ms
             ));
@@ -344,16 +351,18 @@ mod relay_tests {
             " overload-refused 42"
         );
         o.refused_share = 0.456;
+        o.admission_limit = 1950.4;
         o.delay = Some(prost_types::Duration {
             seconds: 0,
             nanos: 12_300_000,
         });
         assert_eq!(
             OverloadView::from(o.clone()).summary(),
-            " OVERLOAD refusing 46% (delay 12ms) overload-refused 42"
+            " OVERLOAD limit 1950/s refusing 46% (delay 12ms) overload-refused 42"
         );
         o.enabled = false;
         o.refused_share = 0.0;
+        o.admission_limit = 0.0;
         o.invites_refused = 0;
         assert_eq!(
             OverloadView::from(o.clone()).summary(),
