@@ -7,14 +7,13 @@
 //! 1. `acl.allow` (asked for every message by [`FrontDoor::admits`]):
 //!    sources outside it are dropped unanswered.
 //! 2. The per-source rate limit (`sip.rate_limit`): out-of-dialog requests
-//!    over it get `503` with `Retry-After` (or are dropped).
+//!    over it get `503` with `Retry-After` (or are dropped). Then overload
+//!    control ([`crate::overload`], `sip.overload`): a new INVITE that the
+//!    measured load does not admit gets `503` with `Retry-After`, before
+//!    its digest check; nothing else is refused for load.
 //! 3. CANCEL passes (the layer matches it to its INVITE); an in-dialog
 //!    request (To tag) passes when the B2BUA knows its dialog, else gets
 //!    `481` here.
-//! 3b. Overload control ([`crate::overload`], `sip.overload`): a new
-//!    INVITE that measured load does not admit gets `503` with
-//!    `Retry-After`, before its digest check; nothing else is refused for
-//!    load.
 //! 4. RFC 3261 §8.2.2 / §16.3: `Max-Forwards: 0` gets `483`, a `Require`
 //!    naming extensions gets `420`, a method swbd does not implement `501`
 //!    and one it does not handle out of a dialog `405` (both with `Allow`).

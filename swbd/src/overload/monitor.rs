@@ -167,7 +167,7 @@ pub(super) async fn run(
         inner.lag_ns.store(duration_ns(lag), Ordering::Relaxed);
         inner.media_ns.store(duration_ns(media), Ordering::Relaxed);
         updates = updates.wrapping_add(1);
-        if updates % 10 == 0 {
+        if updates.is_multiple_of(10) {
             // Ten a second, for a trace of an episode (RUST_LOG=swbd::overload=debug).
             tracing::debug!(
                 limit = decision.limit.unwrap_or(0.0),

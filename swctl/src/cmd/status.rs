@@ -341,15 +341,12 @@ mod relay_tests {
             ..Default::default()
         };
         assert_eq!(
-            OverloadView::from(o.clone()).summary(),
+            OverloadView::from(o).summary(),
             "",
             "a calm swbd shows nothing"
         );
         o.invites_refused = 42;
-        assert_eq!(
-            OverloadView::from(o.clone()).summary(),
-            " overload-refused 42"
-        );
+        assert_eq!(OverloadView::from(o).summary(), " overload-refused 42");
         o.refused_share = 0.456;
         o.admission_limit = 1950.4;
         o.delay = Some(prost_types::Duration {
@@ -357,17 +354,14 @@ mod relay_tests {
             nanos: 12_300_000,
         });
         assert_eq!(
-            OverloadView::from(o.clone()).summary(),
+            OverloadView::from(o).summary(),
             " OVERLOAD limit 1950/s refusing 46% (delay 12ms) overload-refused 42"
         );
         o.enabled = false;
         o.refused_share = 0.0;
         o.admission_limit = 0.0;
         o.invites_refused = 0;
-        assert_eq!(
-            OverloadView::from(o.clone()).summary(),
-            " overload-control off"
-        );
+        assert_eq!(OverloadView::from(o).summary(), " overload-control off");
     }
 
     #[test]
