@@ -45,8 +45,12 @@ pub const INCREASE: f64 = 0.003;
 pub const CUT_EVERY: Duration = Duration::from_millis(100);
 /// A limit the offered load stayed under (by half) this long is lifted.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
-/// The gate lets a burst of this much time's worth of calls through.
+/// The gate lets a burst of this much time's worth of calls through...
 pub const BURST: Duration = Duration::from_millis(20);
+/// ...and never fewer than this many calls: at a low limit (a small
+/// system, or a noisy one that set a limit at a low rate) a handful of
+/// INVITEs arriving together all pass.
+pub const MIN_BURST_CALLS: u64 = 10;
 /// The limit never goes below this (calls/s): a trickle keeps the law
 /// measuring.
 pub const FLOOR: f64 = 10.0;
@@ -160,7 +164,9 @@ impl RateGate {
         if interval == 0 {
             return true;
         }
-        let burst = u64::try_from(BURST.as_nanos()).unwrap_or(u64::MAX);
+        let burst = u64::try_from(BURST.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(interval.saturating_mul(MIN_BURST_CALLS));
         let mut tat = self.tat_ns.load(Ordering::Relaxed);
         loop {
             let start = tat.max(now_ns);
@@ -353,6 +359,11 @@ mod tests {
         gate.set(Some(1000.0)); // one a millisecond, 20 ms of burst
         let at_once = (0..100).filter(|_| gate.admit(1_000_000_000)).count();
         assert!((20..=22).contains(&at_once), "{at_once} at once");
+        // A low limit still lets a handful through together.
+        let low = RateGate::default();
+        low.set(Some(10.0));
+        let at_once = (0..100).filter(|_| low.admit(5_000_000_000)).count();
+        assert_eq!(at_once, MIN_BURST_CALLS as usize + 1);
         // Over a second, about 1,000 (plus the burst).
         let mut n = 0;
         for us in 0..1_000_000u64 {
