@@ -14,10 +14,10 @@
 //! TCP's way (additive increase, multiplicative decrease):
 //!
 //! - off (no limit) while the delay stays under the target;
-//! - when it stands above the target: a limit at [`DECREASE`] of the
-//!   admitted rate of the last ~50 ms, cut by [`DECREASE`] again at most
-//!   every [`CUT_EVERY`] while the delay stays up (a cut needs that long
-//!   to show in the queues);
+//! - when it stands above the target: a limit at [`FIRST_DECREASE`] of the
+//!   admitted rate of the last ~50 ms, cut to [`DECREASE`] of itself at
+//!   most every [`CUT_EVERY`] while the delay stays up (a cut needs that
+//!   long to show in the queues);
 //! - under the target: the limit grows by [`INCREASE`] per update (about
 //!   35% a second), so it climbs back to the knee within half a second and
 //!   sits just under it;
@@ -36,7 +36,10 @@ use std::time::Duration;
 /// How often the law runs.
 pub const UPDATE_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The limit is cut to this share of the admitted rate (of the limit).
+/// The first limit of an episode is this share of the admitted rate: a
+/// deep cut, as the delay has only just been seen (TCP halves).
+pub const FIRST_DECREASE: f64 = 0.7;
+/// Later cuts take the limit to this share of itself.
 pub const DECREASE: f64 = 0.85;
 /// The limit grows by this share per update while the delay is under the
 /// target.
@@ -108,8 +111,11 @@ impl Controller {
                 // The first cut starts from what was admitted; later ones
                 // from the limit itself (the admitted rate also fell for
                 // the refusals of `max_delay`, which are not the law's).
-                let base = self.limit.unwrap_or(self.admitted_rate);
-                self.limit = Some((base * DECREASE).max(FLOOR));
+                let cut = match self.limit {
+                    None => self.admitted_rate * FIRST_DECREASE,
+                    Some(l) => l * DECREASE,
+                };
+                self.limit = Some(cut.max(FLOOR));
                 self.since_cut = Some(Duration::ZERO);
             }
         } else if let Some(l) = self.limit {
@@ -340,7 +346,7 @@ mod tests {
             law.update(MS, 30, 30); // 3,000 a second, settled
         }
         let first = law.update(20 * MS, 30, 30).limit.expect("a limit");
-        assert!((first - 3000.0 * DECREASE).abs() < 100.0, "{first}");
+        assert!((first - 3000.0 * FIRST_DECREASE).abs() < 100.0, "{first}");
         // Within CUT_EVERY: no second cut.
         assert_eq!(law.update(20 * MS, 30, 20).limit, Some(first));
         for _ in 0..9 {

@@ -22,9 +22,10 @@
 //!   a lagging runtime delays every task a message wakes (call tasks,
 //!   transactions, media replies). One wake-up late by `max_delay_ms` or
 //!   more is a stall: it counts in full, at once;
-//! - **media queueing**: the least media command round trip of each update
-//!   above the least of the last ten minutes ([`round_trip`]), the slowest
-//!   node's: the node's queues (swrtp sharing the CPU, or a busy remote
+//! - **media queueing**: the mean media command round trip of each update
+//!   above the least such mean of the last ten minutes ([`round_trip`]),
+//!   the slowest node's (the mean: swrtp runs a stream's commands
+//!   concurrently, so a quick one can pass others that wait): the node's queues (swrtp sharing the CPU, or a busy remote
 //!   node) and swbd's own on the way to it and back.
 //!
 //! Each enters as its least value over the last [`monitor::STANDING`]
@@ -34,10 +35,10 @@
 //! delay. Every [`controller::UPDATE_INTERVAL`] it goes through the
 //! [`controller::Controller`]: while it stands above
 //! `sip.overload.target_delay_ms`, new INVITEs are admitted at a limited
-//! rate, cut by 15% every 100 ms until the delay is back under the
-//! target; under it the limit grows again (~35% a second) and is lifted
-//! once the offered load stays under it (the law's comment says why a
-//! rate and not a refused share).
+//! rate (70% of what was admitted, then cut by 15% every 100 ms until the
+//! delay is back under the target); under it the limit grows again (~35%
+//! a second) and is lifted once the offered load stays under it (the
+//! law's comment says why a rate and not a refused share).
 //! Two backstops act on each INVITE at once, without waiting for the law:
 //! a probe overdue by `max_delay_ms` (the runtime stalled: a paused VM, a
 //! burst far beyond the law's pace) refuses it, and so does a count of
@@ -206,7 +207,7 @@ struct Inner {
     backlog_ns: AtomicU64,
     lag_ns: AtomicU64,
     media_ns: AtomicU64,
-    /// Where the least media command round trip since the last update
+    /// Where the mean media command round trip since the last update
     /// comes from (set once the media pool exists).
     media: OnceLock<MediaRoundTrips>,
     /// When the probe is due next, nanoseconds after `epoch`; 0 before
@@ -281,17 +282,11 @@ impl Overload {
         self.inner.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Measure the media path too: `least_round_trip` returns the least
-    /// media command round trip since it was last called (the media pool's
+    /// Measure the media path too: `round_trip` returns the mean media
+    /// command round trip since it was last called (the media pool's
     /// [`crate::media::MediaPool::take_command_round_trip`]). Once.
-    pub fn watch_media(
-        &self,
-        least_round_trip: impl Fn() -> Option<Duration> + Send + Sync + 'static,
-    ) {
-        let _ = self
-            .inner
-            .media
-            .set(MediaRoundTrips(Box::new(least_round_trip)));
+    pub fn watch_media(&self, round_trip: impl Fn() -> Option<Duration> + Send + Sync + 'static) {
+        let _ = self.inner.media.set(MediaRoundTrips(Box::new(round_trip)));
     }
 
     /// `Retry-After` of a refusal, seconds.

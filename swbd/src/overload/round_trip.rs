@@ -27,22 +27,22 @@ pub struct BaseRoundTrip {
 }
 
 impl BaseRoundTrip {
-    /// Take `least`, the least round trip of the last update, and return
-    /// its queueing part (above the base).
-    pub fn queueing(&mut self, now: Instant, least: Duration) -> Duration {
+    /// Take `rtt`, the round trip of the last update, and return its
+    /// queueing part (above the base).
+    pub fn queueing(&mut self, now: Instant, rtt: Duration) -> Duration {
         match self.buckets.back_mut() {
             Some((start, min)) if now.saturating_duration_since(*start) < BUCKET => {
-                *min = (*min).min(least);
+                *min = (*min).min(rtt);
             }
             _ => {
-                self.buckets.push_back((now, least));
+                self.buckets.push_back((now, rtt));
                 while self.buckets.len() > BUCKETS {
                     self.buckets.pop_front();
                 }
             }
         }
-        let base = self.buckets.iter().map(|(_, m)| *m).min().unwrap_or(least);
-        least.saturating_sub(base)
+        let base = self.buckets.iter().map(|(_, m)| *m).min().unwrap_or(rtt);
+        rtt.saturating_sub(base)
     }
 }
 
