@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::dialplan::{DialplanStore, ReloadSource};
 use crate::events::EventBus;
 use crate::media::MediaPool;
+use crate::overload::Overload;
 use crate::registrar::Registrar;
 use crate::transport::SipCounters;
 
@@ -36,6 +37,8 @@ pub struct AdminState {
     pub capture: crate::capture::Capture,
     /// Call detail records (counters, history).
     pub cdr: crate::cdr::CdrSink,
+    /// Overload control.
+    pub overload: Overload,
 }
 
 /// The service.
@@ -85,6 +88,7 @@ impl SignalingAdmin for AdminService {
             security: Some(security_counters(&s.counters.snapshot())),
             capture: Some(s.capture.counters()),
             cdr: s.cdr.counters(),
+            overload: Some(overload_status(&s.overload)),
         }))
     }
 
@@ -344,6 +348,23 @@ impl SignalingAdmin for AdminService {
         Ok(Response::new(
             self.state.capture.get_proto(&req.into_inner().call_id)?,
         ))
+    }
+}
+
+/// Overload control's numbers, for `GetStatus`.
+fn overload_status(o: &Overload) -> pb::OverloadStatus {
+    let s = o.snapshot();
+    let d = switchboard_proto::duration;
+    pb::OverloadStatus {
+        enabled: s.enabled,
+        refused_share: s.refused_share,
+        delay: Some(d(s.delay)),
+        receive_backlog: Some(d(s.receive_backlog)),
+        scheduling_lag: Some(d(s.scheduling_lag)),
+        media_queueing: Some(d(s.media_queueing)),
+        admission_limit: s.admission_limit.unwrap_or(0.0),
+        calls_in_setup: count(s.calls_in_setup),
+        invites_refused: s.invites_refused,
     }
 }
 

@@ -215,6 +215,10 @@ pub struct SipConfig {
     pub timers: TimerConfig,
     /// Per-source request rate limit (off by default).
     pub rate_limit: RateLimitConfig,
+    /// Overload control: new INVITEs refused with `503` + `Retry-After`
+    /// when swbd's measured queueing delay says it cannot take more (on
+    /// by default; [`crate::overload`]).
+    pub overload: crate::overload::OverloadConfig,
     /// Server / User-Agent header value.
     pub user_agent: String,
     /// Session timers (RFC 4028) on both legs of every call.
@@ -246,6 +250,7 @@ impl Default for SipConfig {
             udp_receivers: 0,
             timers: TimerConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            overload: crate::overload::OverloadConfig::default(),
             user_agent: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
             session_timer: SessionTimerConfig::default(),
         }
@@ -678,6 +683,9 @@ impl Config {
         let rl = self.sip.rate_limit;
         if rl.requests_per_sec > 0 && (rl.burst == 0 || rl.max_sources == 0) {
             err("sip.rate_limit: burst and max_sources must be at least 1 when requests_per_sec is set".into());
+        }
+        for e in self.sip.overload.validate() {
+            err(e);
         }
         let r = self.registrar;
         if r.min_expires_secs > r.max_expires_secs

@@ -5,7 +5,7 @@
 //! transports (UDP/TCP) -> TransactionLayer -> IncomingRequest -> method::dispatch
 //!                                                 |                 REGISTER -> auth -> Registrar
 //!                                                 |                 OPTIONS  -> 200
-//!                                                 |                 INVITE   -> auth -> take_invites() receiver
+//!                                                 |                 INVITE   -> overload, auth -> take_invites() receiver
 //!                                                 +- client transactions (send_request / send_invite)
 //! ```
 
@@ -20,12 +20,14 @@ use crate::config::{Config, ListenAddr};
 use crate::events::EventBus;
 use crate::events::security::SecurityEvents;
 use crate::method::{self, Context, IncomingInvite};
+use crate::overload::Overload;
 use crate::registrar::Registrar;
 use crate::transaction::{Timers, TransactionLayer};
 use crate::transport::{self, SipCounters, Transports, counters::CountersSnapshot};
 
 /// How many authenticated INVITEs may wait for the B2BUA before new ones
-/// get `503`.
+/// get `503` (a backstop: the consumer only spawns call tasks, and overload
+/// control refuses INVITEs by measured delay long before this fills).
 const INVITE_QUEUE: usize = 1024;
 
 /// Endpoint start-up errors.
@@ -54,6 +56,7 @@ pub struct SipEndpoint {
     transactions: TransactionLayer,
     context: Arc<Context>,
     capture: Capture,
+    overload: Overload,
 }
 
 impl SipEndpoint {
@@ -80,6 +83,12 @@ impl SipEndpoint {
             Timers::from(&config.sip.timers),
             config.sip.user_agent.clone(),
         );
+        let overload = Overload::start(
+            config.sip.overload,
+            transports.receive_backlogs(),
+            transactions.invites_proceeding(),
+            shutdown.clone(),
+        );
         let context = Arc::new(Context {
             config: config.clone(),
             registrar: registrar.clone(),
@@ -87,6 +96,7 @@ impl SipEndpoint {
             invites: Mutex::new(None),
             dialogs: Mutex::new(None),
             security,
+            overload: overload.clone(),
         });
 
         tokio::spawn(registrar.clone().run_sweeper(shutdown.clone()));
@@ -117,12 +127,18 @@ impl SipEndpoint {
             transactions,
             context,
             capture,
+            overload,
         })
     }
 
     /// The SIP capture (per-call store, HEP).
     pub fn capture(&self) -> &Capture {
         &self.capture
+    }
+
+    /// Overload control (its numbers for admin status).
+    pub fn overload(&self) -> &Overload {
+        &self.overload
     }
 
     /// Bound addresses (with real ports when 0 was configured).

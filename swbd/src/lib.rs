@@ -11,6 +11,7 @@
 //! - [`admin`]: the `SignalingAdmin` gRPC service.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`server`]: [`run`], which wires everything together until shutdown.
+//! - [`overload`]: admission of new calls by measured load.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -31,6 +32,7 @@ pub mod server;
 pub mod auth;
 pub mod endpoint;
 pub mod method;
+pub mod overload;
 pub mod registrar;
 pub mod sip;
 pub mod transaction;

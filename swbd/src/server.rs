@@ -72,6 +72,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
     media.start(shutdown.clone());
+    {
+        let media = media.clone();
+        endpoint
+            .overload()
+            .watch_media(move || media.take_command_round_trip());
+    }
 
     let (cdr, cdr_writer) = crate::cdr::start(&config.cdr, &config.node_id)?;
     let calls = CallTable::with_retention(
@@ -127,6 +133,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         counters: endpoint.counters_handle(),
         capture: endpoint.capture().clone(),
         cdr: cdr.clone(),
+        overload: endpoint.overload().clone(),
     };
 
     let sources = crate::metrics::Sources {

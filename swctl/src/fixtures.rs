@@ -452,6 +452,7 @@ pub fn status() -> pb::Status {
         security: None,
         capture: None,
         cdr: None,
+        overload: None,
     }
 }
 

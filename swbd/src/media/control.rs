@@ -97,6 +97,10 @@ pub(crate) struct ControlChannel {
     /// again instead (a dead instance whose connection the node had not
     /// yet seen end, or a second live swbd with our node_id).
     reconcile_again: AtomicBool,
+    /// Command round trips (send to reply) since overload control last
+    /// took them: their sum in nanoseconds and their number.
+    round_trip_sum_ns: AtomicU64,
+    round_trips: AtomicU64,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -123,7 +127,20 @@ impl ControlChannel {
             owner,
             no_leases: AtomicBool::new(false),
             reconcile_again: AtomicBool::new(false),
+            round_trip_sum_ns: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
         }
+    }
+
+    /// The mean command round trip since the last call (`None` when no
+    /// command finished meanwhile): overload control's view of the node's
+    /// and swbd's queues on the media path. The mean, not the least: the
+    /// node runs a stream's commands concurrently, so a quick one (a
+    /// destroy) can pass creates that wait.
+    pub(crate) fn take_mean_round_trip(&self) -> Option<Duration> {
+        let n = self.round_trips.swap(0, Ordering::Relaxed);
+        let sum = self.round_trip_sum_ns.swap(0, Ordering::Relaxed);
+        (n > 0).then(|| Duration::from_nanos(sum / n))
     }
 
     /// Set (once) who is told that the node looks unreachable.
@@ -348,11 +365,16 @@ impl ControlChannel {
             id,
             command: Some(command),
         };
+        let sent = std::time::Instant::now();
         if open.tx.send(request).is_err() {
             forget();
             return Err(Status::unavailable("media control stream lost"));
         }
-        match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+        let answer = tokio::time::timeout(COMMAND_TIMEOUT, rx).await;
+        let took = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.round_trip_sum_ns.fetch_add(took, Ordering::Relaxed);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        match answer {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(Status::unavailable("media control stream lost")),
             Err(_) => {

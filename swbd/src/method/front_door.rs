@@ -7,7 +7,10 @@
 //! 1. `acl.allow` (asked for every message by [`FrontDoor::admits`]):
 //!    sources outside it are dropped unanswered.
 //! 2. The per-source rate limit (`sip.rate_limit`): out-of-dialog requests
-//!    over it get `503` with `Retry-After` (or are dropped).
+//!    over it get `503` with `Retry-After` (or are dropped). Then overload
+//!    control ([`crate::overload`], `sip.overload`): a new INVITE that the
+//!    measured load does not admit gets `503` with `Retry-After`, before
+//!    its digest check; nothing else is refused for load.
 //! 3. CANCEL passes (the layer matches it to its INVITE); an in-dialog
 //!    request (To tag) passes when the B2BUA knows its dialog, else gets
 //!    `481` here.
@@ -210,6 +213,14 @@ impl FrontDoor for SwbdFrontDoor {
             }
             let mut resp = Self::answer(request, 503, "Service Unavailable (rate limited)");
             resp.headers.insert(Name::RETRY_AFTER, "5");
+            return Screening::Answer(resp);
+        }
+        if request.method == Method::Invite && self.context.overload.admit_invite().is_err() {
+            let mut resp = Self::answer(request, 503, "Service Unavailable (overloaded)");
+            resp.headers.insert(
+                Name::RETRY_AFTER,
+                self.context.overload.retry_after_secs().to_string(),
+            );
             return Screening::Answer(resp);
         }
         if let Some(resp) = precheck(request) {

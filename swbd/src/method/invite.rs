@@ -7,6 +7,8 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::Context;
 use crate::auth::Principal;
+use crate::overload::Refusal;
+use crate::sip::Name;
 use crate::sip::message::HeaderAccess;
 use crate::transaction::ServerInviteTransaction;
 
@@ -52,9 +54,16 @@ pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
             ctx.security
                 .overloaded(inv.transaction.source(), user.unwrap_or_default());
             crate::transport::SipCounters::inc(&ctx.auth.counters().messages.overload_shed);
-            let resp = inv
+            // Rare: overload control refuses INVITEs statelessly at the
+            // front door long before the queue fills.
+            ctx.overload.count_refused(Refusal::Queue);
+            let mut resp = inv
                 .transaction
                 .response(503, "Service Unavailable (overloaded)");
+            resp.headers.insert(
+                Name::RETRY_AFTER,
+                ctx.overload.retry_after_secs().to_string(),
+            );
             let _ = inv.transaction.respond(resp);
         }
         Err(TrySendError::Closed(inv)) => {

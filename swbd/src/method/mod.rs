@@ -55,6 +55,8 @@ pub struct Context {
     pub dialogs: Mutex<Option<Arc<dyn DialogRouter>>>,
     /// Security events (what the front door and handlers refuse).
     pub security: crate::events::security::SecurityEvents,
+    /// Overload control: the front door asks it about new INVITEs.
+    pub overload: crate::overload::Overload,
 }
 
 /// Handle one new request. Never blocks.

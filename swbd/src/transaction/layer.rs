@@ -2,6 +2,7 @@
 //! creation of client transactions.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use crate::sip::Name;
 use bytes::Bytes;
@@ -106,6 +107,9 @@ pub(crate) struct LayerInner {
     handler: std::sync::OnceLock<RequestHandler>,
     /// When set, screens every message before anything is kept for it.
     front_door: std::sync::OnceLock<Arc<dyn FrontDoor>>,
+    /// INVITE server transactions in Proceeding (no final response yet):
+    /// the calls in setup, for overload control.
+    pub(crate) invites_proceeding: Arc<AtomicUsize>,
 }
 
 /// A TU entry point that never blocks (see [`TransactionLayer::set_handler`]).
@@ -131,6 +135,7 @@ impl TransactionLayer {
             incoming: tx,
             handler: std::sync::OnceLock::new(),
             front_door: std::sync::OnceLock::new(),
+            invites_proceeding: Arc::default(),
         });
         (Self { inner }, rx)
     }
@@ -173,6 +178,12 @@ impl TransactionLayer {
     /// Number of live transactions (server, client).
     pub fn live_transactions(&self) -> (usize, usize) {
         self.inner.table.live()
+    }
+
+    /// The live count of INVITE server transactions that have sent no
+    /// final response yet (calls in setup, ringing included).
+    pub fn invites_proceeding(&self) -> Arc<AtomicUsize> {
+        self.inner.invites_proceeding.clone()
     }
 
     /// Start a non-INVITE client transaction: adds our Via (new branch,

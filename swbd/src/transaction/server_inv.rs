@@ -4,6 +4,7 @@
 //! [`super::reliable`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -191,6 +192,7 @@ pub(crate) fn start(
         principal,
         events: ev_rx,
     };
+    let proceeding = Proceeding::enter(&layer.invites_proceeding);
     let task = Task {
         request,
         to_tag,
@@ -200,8 +202,26 @@ pub(crate) fn start(
         target,
         events: ev_tx,
     };
-    tokio::spawn(task.run(net, tu_rx));
+    tokio::spawn(task.run(net, tu_rx, proceeding));
     handle
+}
+
+/// Counts one INVITE server transaction in Proceeding for as long as it
+/// lives (entered when the transaction is created, so a count read right
+/// after includes it).
+struct Proceeding(Arc<AtomicUsize>);
+
+impl Proceeding {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Proceeding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Task {
@@ -239,6 +259,7 @@ impl Task {
         self,
         mut net: mpsc::UnboundedReceiver<NetInput>,
         mut tu: mpsc::UnboundedReceiver<Box<Response>>,
+        proceeding: Proceeding,
     ) {
         let mut rel = ReliableProvisionals::new(self.layer.timers);
         let next = self.proceeding(&mut net, &mut tu, &mut rel).await;
@@ -248,6 +269,7 @@ impl Task {
             self.layer.table.set_reliable(id.clone(), None);
         }
         drop(rel);
+        drop(proceeding);
         let acked = match next {
             Next::Accepted(b, acks) => self.accepted(b, acks, &mut net, &mut tu).await,
             Next::Completed(b) => {

@@ -17,6 +17,8 @@
 //! - [`counters`]: drop and error counters for admin status.
 //! - [`Tap`]: sees every message sent, with its addresses (SIP capture,
 //!   `crate::capture`); received ones are seen by wrapping the [`Receiver`].
+//! - [`backlog`]: the queueing delay of each UDP socket's receive queue,
+//!   timed with marker datagrams (read by overload control).
 //!
 //! TCP limits (see `docs/SECURITY.md, "Resource limits"`): a connection accepted beyond
 //! the total cap or its source's cap is closed at once (`tcp_refused`,
@@ -31,6 +33,7 @@
 //! closed either way. Requests *we* send over UDP that exceed 1300 bytes go
 //! over TCP instead (RFC 3261 §18.1.1); see the transaction layer.
 
+pub mod backlog;
 pub mod connections;
 pub mod counters;
 pub mod descriptors;
@@ -50,6 +53,7 @@ use tokio::sync::mpsc;
 
 pub use crate::config::Transport;
 use crate::config::{ListenAddr, SipConfig};
+use backlog::ReceiveBacklog;
 use connections::Connections;
 pub use counters::SipCounters;
 pub use source_key::SourceKey;
@@ -173,6 +177,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: Shutdown,
     /// UDP sockets with their bound addresses (no `getsockname` per send).
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// The receive backlog of each socket of `udp`, in the same order.
+    backlogs: Vec<Arc<ReceiveBacklog>>,
     tcp: Mutex<Vec<tokio::net::TcpListener>>,
     local: Vec<ListenAddr>,
     /// Open TCP connections by peer address. A std Mutex: held only to
@@ -225,12 +231,17 @@ impl Transports {
                 }
             }
         }
+        let backlogs = udp
+            .iter()
+            .map(|(addr, _)| Arc::new(ReceiveBacklog::new(*addr)))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 counters,
                 shutdown,
                 udp,
+                backlogs,
                 tcp: Mutex::new(tcp),
                 local,
                 connections: Mutex::new(Connections::new(
@@ -253,9 +264,14 @@ impl Transports {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        for (addr, sock) in &self.inner.udp {
+        for ((addr, sock), backlog) in self.inner.udp.iter().zip(&self.inner.backlogs) {
             for _ in 0..receivers {
-                tokio::spawn(udp::receive_loop(self.inner.clone(), sock.clone(), *addr));
+                tokio::spawn(udp::receive_loop(
+                    self.inner.clone(),
+                    sock.clone(),
+                    *addr,
+                    backlog.clone(),
+                ));
             }
         }
         let listeners = match self.inner.tcp.lock() {
@@ -336,6 +352,11 @@ impl Transports {
             SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
         });
         tap.sent(at, data, target.transport, local, target.remote);
+    }
+
+    /// The receive backlog of every UDP socket.
+    pub fn receive_backlogs(&self) -> Vec<Arc<ReceiveBacklog>> {
+        self.inner.backlogs.clone()
     }
 
     /// Send one message.

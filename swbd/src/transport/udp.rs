@@ -1,7 +1,8 @@
 //! UDP sockets: socket2 for buffer sizes and IPv6-only; `sip.udp_receivers`
 //! receive loops per socket (one per CPU by default), each parsing and
 //! handling what it reads, so datagrams of one socket may be handled out of
-//! arrival order (as UDP may deliver them anyway).
+//! arrival order (as UDP may deliver them anyway). The loops hand the
+//! socket's [`ReceiveBacklog`] its markers (overload control's probes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
+use super::backlog::ReceiveBacklog;
 use super::{Inner, SipCounters, Source, Transport};
 
 /// Largest datagram we read; bigger ones are truncated by the kernel and
@@ -40,7 +42,12 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<UdpSocket>
     UdpSocket::from_std(socket.into())
 }
 
-pub(crate) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr) {
+pub(crate) async fn receive_loop(
+    inner: Arc<Inner>,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    backlog: Arc<ReceiveBacklog>,
+) {
     let Some(receiver) = inner.receiver.get().cloned() else {
         return;
     };
@@ -59,13 +66,16 @@ pub(crate) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, loca
             },
             _ = shutdown.wait() => return,
         };
+        let Some(data) = buf.get(..n) else { continue };
+        if backlog.take_marker(data, remote) {
+            continue;
+        }
         SipCounters::inc(&inner.counters.messages_received);
         if n > max || n >= RECV_BUFFER {
             SipCounters::inc(&inner.counters.oversize_dropped);
             tracing::debug!(%remote, n, "oversize UDP datagram dropped");
             continue;
         }
-        let Some(data) = buf.get(..n) else { continue };
         receiver.receive(
             Bytes::copy_from_slice(data),
             Source {

@@ -211,6 +211,7 @@ fn status_every_format() {
             security: None,
             capture: None,
             cdr: None,
+            overload: None,
         },
         StatusView {
             host: "rtp-a".into(),
@@ -223,6 +224,7 @@ fn status_every_format() {
             security: None,
             capture: None,
             cdr: None,
+            overload: None,
         },
     ];
     for (f, name) in FORMATS {
@@ -291,9 +293,21 @@ fn status_json_carries_the_security_counters_of_swbd() {
         )),
         capture: None,
         cdr: None,
+        overload: Some(status::OverloadView::from(
+            switchboard_proto::admin::v1::OverloadStatus {
+                enabled: true,
+                refused_share: 0.5,
+                calls_in_setup: 12,
+                invites_refused: 345,
+                ..Default::default()
+            },
+        )),
     }];
     let json = status::render(&v, Output::Json, 80).expect("render");
     let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(parsed[0]["security"]["auth_failures"], 7, "{json}");
     assert_eq!(parsed[0]["security"]["blocked_requests"], 2, "{json}");
+    assert_eq!(parsed[0]["overload"]["invites_refused"], 345, "{json}");
+    assert_eq!(parsed[0]["overload"]["refused_share"], 0.5, "{json}");
+    assert_eq!(parsed[0]["overload"]["calls_in_setup"], 12, "{json}");
 }

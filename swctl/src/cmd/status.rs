@@ -37,6 +37,9 @@ pub struct StatusView {
     /// swbd only, when its call detail records are on: written and lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cdr: Option<CdrView>,
+    /// swbd only: overload control now, and what it refused since start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overload: Option<OverloadView>,
 }
 
 /// swbd's SIP capture counters, as printed.
@@ -68,6 +71,48 @@ impl From<pb::CaptureCounters> for CaptureView {
             hep_sent: c.hep_sent,
             hep_dropped: c.hep_dropped,
             hep_send_errors: c.hep_send_errors,
+        }
+    }
+}
+
+/// swbd's overload control (`sip.overload`), as printed.
+#[derive(Debug, Serialize)]
+pub struct OverloadView {
+    /// `sip.overload.enabled`.
+    pub enabled: bool,
+    /// Share of new INVITEs refused over the last ~50 ms (0 to 1).
+    pub refused_share: f64,
+    /// New INVITEs admitted per second at most now; 0: no limit.
+    pub admission_limit: f64,
+    /// Queueing delay measured, milliseconds.
+    pub delay_ms: f64,
+    /// Its part from UDP receive queues, milliseconds.
+    pub receive_backlog_ms: f64,
+    /// Its part from the runtime's scheduling lag, milliseconds.
+    pub scheduling_lag_ms: f64,
+    /// Its part from media command round trips, milliseconds.
+    pub media_queueing_ms: f64,
+    /// Calls in setup (INVITEs without a final answer).
+    pub calls_in_setup: u32,
+    /// New INVITEs refused for load since start.
+    pub invites_refused: u64,
+}
+
+impl From<pb::OverloadStatus> for OverloadView {
+    fn from(o: pb::OverloadStatus) -> Self {
+        let ms = |d: Option<prost_types::Duration>| {
+            d.map_or(0.0, |d| d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6)
+        };
+        Self {
+            enabled: o.enabled,
+            refused_share: o.refused_share,
+            admission_limit: o.admission_limit,
+            delay_ms: ms(o.delay),
+            receive_backlog_ms: ms(o.receive_backlog),
+            scheduling_lag_ms: ms(o.scheduling_lag),
+            media_queueing_ms: ms(o.media_queueing),
+            calls_in_setup: o.calls_in_setup,
+            invites_refused: o.invites_refused,
         }
     }
 }
@@ -112,6 +157,32 @@ impl CdrView {
         }
         if self.spilled_to_file > 0 {
             out.push_str(&format!(" cdr-spilled {}", self.spilled_to_file));
+        }
+        out
+    }
+}
+
+impl OverloadView {
+    /// ` OVERLOAD limit 1950/s refusing 45% (delay 12ms)` while limiting,
+    /// ` overload-refused N` once anything was refused, else nothing.
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        if self.admission_limit > 0.0 || self.refused_share >= 0.005 {
+            out.push_str(" OVERLOAD");
+            if self.admission_limit > 0.0 {
+                out.push_str(&format!(" limit {:.0}/s", self.admission_limit));
+            }
+            out.push_str(&format!(
+                " refusing {:.0}% (delay {:.0}ms)",
+                self.refused_share * 100.0,
+                self.delay_ms
+            ));
+        }
+        if !self.enabled {
+            out.push_str(" overload-control off");
+        }
+        if self.invites_refused > 0 {
+            out.push_str(&format!(" overload-refused {}", self.invites_refused));
         }
         out
     }
@@ -281,6 +352,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
             let s = resp.into_inner();
             let security = s.security.map(SecurityView::from);
             let cdr = s.cdr.map(CdrView::from);
+            let overload = s.overload.map(OverloadView::from);
             Ok(StatusView {
                 host: host.clone(),
                 daemon: "swbd".into(),
@@ -289,11 +361,15 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                 uptime_secs: uptime(s.started_at),
                 active: s.active_calls,
                 detail: format!(
-                    "regs {} nodes {}/{} sip {}{}",
+                    "regs {} nodes {}/{} sip {}{}{}",
                     s.registrations,
                     s.media_nodes_up,
                     s.media_nodes_total,
                     s.sip_listeners.join(","),
+                    overload
+                        .as_ref()
+                        .map(OverloadView::summary)
+                        .unwrap_or_default(),
                     security
                         .as_ref()
                         .map(SecurityView::summary)
@@ -302,6 +378,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                 security,
                 capture: s.capture.map(CaptureView::from),
                 cdr,
+                overload,
             })
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
@@ -327,6 +404,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                 security: None,
                 capture: None,
                 cdr: None,
+                overload: None,
             })
         }
         Err(st) => Err(Error::from_status("swbd", st)),
@@ -358,6 +436,36 @@ fn duration_ns(ns: u64) -> String {
 #[cfg(test)]
 mod relay_tests {
     use super::*;
+
+    #[test]
+    fn overload_is_shown_while_refusing_and_once_it_refused() {
+        let mut o = pb::OverloadStatus {
+            enabled: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            OverloadView::from(o).summary(),
+            "",
+            "a calm swbd shows nothing"
+        );
+        o.invites_refused = 42;
+        assert_eq!(OverloadView::from(o).summary(), " overload-refused 42");
+        o.refused_share = 0.456;
+        o.admission_limit = 1950.4;
+        o.delay = Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 12_300_000,
+        });
+        assert_eq!(
+            OverloadView::from(o).summary(),
+            " OVERLOAD limit 1950/s refusing 46% (delay 12ms) overload-refused 42"
+        );
+        o.enabled = false;
+        o.refused_share = 0.0;
+        o.admission_limit = 0.0;
+        o.invites_refused = 0;
+        assert_eq!(OverloadView::from(o).summary(), " overload-control off");
+    }
 
     #[test]
     fn relay_latency_is_shown_once_packets_were_measured() {

@@ -449,7 +449,11 @@ impl Ctl {
     pub(super) async fn on_b_answer(&mut self, i: usize, resp: Response) -> Option<DialTarget> {
         let resp = self.with_reliable_answer(i, resp);
         let leg = self.b_legs.get_mut(i)?;
-        let txn = leg.txn.take()?;
+        // The transaction stays with the leg until the ACK is out: a call
+        // interrupted meanwhile (caller CANCEL, media lost) drops this
+        // future, and cleanup then reaps the leg, ACKing a retransmitted
+        // 2xx and sending BYE. Taken here, it was dropped unACKed.
+        leg.txn.as_ref()?;
         let request = leg.request.clone();
         let flow = leg.flow;
         let contact = leg.contact.clone();
@@ -520,6 +524,7 @@ impl Ctl {
         };
         // Every 2xx is ACKed, usable or not (RFC 3261 §13.2.2.4).
         let _ = self.deps.layer.send_ack(ack.clone(), flow).await;
+        let txn = self.b_legs.get_mut(i).and_then(|l| l.txn.take())?;
         let ack_summary = summary_req(&ack);
         let ack_bytes = ack.to_bytes();
         self.handle.update(None, |r| {
