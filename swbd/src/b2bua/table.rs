@@ -593,9 +593,15 @@ impl CallHandle {
         self.table.with(|t| t.dialogs.insert(dialog, (id, tx)));
     }
 
-    /// Stop routing `dialog`.
+    /// Stop routing `dialog` to this call. A dialog handed over to another
+    /// call (attended transfer, Replaces) is routed to that call now and
+    /// stays: a call's cleanup only removes its own routes.
     pub fn unroute_dialog(&self, dialog: &DialogId) {
-        self.table.with(|t| t.dialogs.remove(dialog));
+        self.table.with(|t| {
+            if t.dialogs.get(dialog).is_some_and(|(owner, _)| *owner == self.id) {
+                t.dialogs.remove(dialog);
+            }
+        });
     }
 
     /// Index a media session of this call.
