@@ -598,7 +598,10 @@ impl CallHandle {
     /// stays: a call's cleanup only removes its own routes.
     pub fn unroute_dialog(&self, dialog: &DialogId) {
         self.table.with(|t| {
-            if t.dialogs.get(dialog).is_some_and(|(owner, _)| *owner == self.id) {
+            if t.dialogs
+                .get(dialog)
+                .is_some_and(|(owner, _)| *owner == self.id)
+            {
                 t.dialogs.remove(dialog);
             }
         });
