@@ -207,9 +207,12 @@ pub struct SipConfig {
     pub tcp_body_timeout_secs: u64,
     /// SO_RCVBUF/SO_SNDBUF for UDP sockets, bytes (the kernel may cap it).
     pub udp_buffer_bytes: usize,
-    /// Tasks reading each UDP socket, so parsing and handling run on every
-    /// core; 0 = one per CPU. Datagrams are not ordered across tasks (UDP
-    /// never promised it; transactions absorb retransmissions either way).
+    /// Tasks reading each UDP socket. Default 1: a peer's datagrams are
+    /// handled in the order they arrived. More (0 = one per CPU) parse on
+    /// every core but lose that order across tasks: requests a phone sends
+    /// back to back (pjsua2 sends DTMF INFOs within a millisecond) then
+    /// reach the call out of CSeq order, and RFC 3261 §12.2.2 makes the
+    /// late one a `500`, so a digit is lost.
     pub udp_receivers: usize,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
@@ -247,7 +250,7 @@ impl Default for SipConfig {
             tcp_head_timeout_secs: 15,
             tcp_body_timeout_secs: 30,
             udp_buffer_bytes: 8 * 1024 * 1024,
-            udp_receivers: 0,
+            udp_receivers: 1,
             timers: TimerConfig::default(),
             rate_limit: RateLimitConfig::default(),
             overload: crate::overload::OverloadConfig::default(),

@@ -10,6 +10,9 @@ impl Ctl {
         dlg_rx: &mut mpsc::UnboundedReceiver<DialogInput>,
         cmd_rx: &mut mpsc::UnboundedReceiver<Box<CallCommand>>,
     ) -> String {
+        // Digits A sent by INFO between its 200 and the bridge (the call
+        // task answered them while the dialplan finished): pass them on now.
+        Box::pin(self.relay_early_info_digits()).await;
         // The call spends its life here: everything awaited below is rare
         // (teardown, re-INVITE) and boxed, so this state stays small.
         let mut a_events_open = true;

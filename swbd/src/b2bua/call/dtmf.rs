@@ -156,7 +156,39 @@ impl DigitSink {
     }
 }
 
+impl Dtmf {
+    /// Digits A sent by INFO that no `read` took (at most [`QUEUE`]);
+    /// digits the node reported are dropped (the node relayed those).
+    fn unread_info_digits(&mut self) -> Vec<char> {
+        let mut out = Vec::new();
+        while let Ok((from, digit)) = self.digits.try_recv() {
+            if from.is_none() {
+                out.push(digit);
+            }
+        }
+        out
+    }
+}
+
 impl Ctl {
+    /// INFO digits from A that arrived after its 200 but before the bridge
+    /// loop ran (answered by the call task then): relayed to B now, in
+    /// order, so a phone that sends DTMF the moment it is connected loses
+    /// none.
+    pub(super) async fn relay_early_info_digits(&mut self) {
+        for digit in self.dtmf.unread_info_digits() {
+            if !self.dtmf.allow() {
+                tracing::warn!(%digit, "DTMF rate limit: INFO digit dropped");
+                continue;
+            }
+            let tone = Tone {
+                digit,
+                duration_ms: 160,
+            };
+            self.tone_to(false, tone).await;
+        }
+    }
+
     /// An INFO on a confirmed leg of a bridged call (CSeq already checked).
     pub(super) async fn on_info(&mut self, from_a: bool, txn: ServerTransaction) {
         let Ok(Some(tone)) = answer_info(&txn) else {
