@@ -362,10 +362,13 @@ async fn call_through_a_node_without_batched_rpcs_uses_the_sequential_ones() {
         get(&calls.destroy_session) >= released_one_by_one + 2,
         "both sessions released one by one via DestroySession"
     );
-    assert_eq!(
-        get(&calls.control),
-        1,
-        "Control asked for once, then every command went unary"
+    // Asked for once by the lease task and perhaps once more by the first
+    // call's command racing it, before either saw UNIMPLEMENTED; never per
+    // command after that.
+    assert!(
+        get(&calls.control) <= 2,
+        "Control asked for at most twice, then every command went unary: {}",
+        get(&calls.control)
     );
     assert!(get(&calls.create_session) >= 2, "sessions created unary");
 }
