@@ -33,6 +33,10 @@ pub struct AdminState {
     pub dialplan: DialplanStore,
     /// SIP counters.
     pub counters: Arc<SipCounters>,
+    /// SIP capture (per-call messages, HEP counters).
+    pub capture: crate::capture::Capture,
+    /// Call detail records (counters, history).
+    pub cdr: crate::cdr::CdrSink,
     /// Overload control.
     pub overload: Overload,
 }
@@ -82,6 +86,8 @@ impl SignalingAdmin for AdminService {
             calls_per_second: s.calls.calls_per_second(),
             sip_parse_errors: s.counters.snapshot().sip_parse_errors,
             security: Some(security_counters(&s.counters.snapshot())),
+            capture: Some(s.capture.counters()),
+            cdr: s.cdr.counters(),
             overload: Some(overload_status(&s.overload)),
         }))
     }
@@ -270,6 +276,15 @@ impl SignalingAdmin for AdminService {
         )))
     }
 
+    async fn list_call_history(
+        &self,
+        req: Request<pb::ListCallHistoryRequest>,
+    ) -> Result<Response<pb::ListCallHistoryResponse>, Status> {
+        Ok(Response::new(
+            self.state.cdr.history(req.into_inner()).await?,
+        ))
+    }
+
     type WatchStream = WatchStream;
 
     async fn watch(
@@ -307,6 +322,33 @@ impl SignalingAdmin for AdminService {
         let stream = crate::admin_watch::stream(snapshot, live, req.into_inner().snapshot);
         Ok(Response::new(Box::pin(stream)))
     }
+
+    type ListEventsStream = WatchStream;
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<Self::ListEventsStream>, Status> {
+        let req = req.into_inner();
+        let since = match req.since {
+            Some(d) => Some(
+                std::time::Duration::try_from(d)
+                    .map_err(|_| Status::invalid_argument("since: must not be negative"))?,
+            ),
+            None => None,
+        };
+        let stream = crate::admin_watch::recent_stream(&self.state.events, since, req.follow);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_call_capture(
+        &self,
+        req: Request<pb::GetCallCaptureRequest>,
+    ) -> Result<Response<pb::CallCapture>, Status> {
+        Ok(Response::new(
+            self.state.capture.get_proto(&req.into_inner().call_id)?,
+        ))
+    }
 }
 
 /// Overload control's numbers, for `GetStatus`.
@@ -338,5 +380,9 @@ fn security_counters(c: &crate::transport::counters::CountersSnapshot) -> pb::Se
         tcp_refused: c.tcp_refused,
         tcp_refused_per_source: c.tcp_refused_per_source,
         tcp_message_timeouts: c.tcp_message_timeouts,
+        sources_blocked: c.sources_blocked,
+        overload_shed: c.overload_shed,
+        security_events: c.security_events,
+        security_events_suppressed: c.security_events_suppressed,
     }
 }

@@ -68,6 +68,7 @@ pub fn event_to_proto(at: SystemTime, event: &Event) -> pb::SignalingEvent {
             source: source.clone(),
             errors: errors.iter().cloned().map(Into::into).collect(),
         }),
+        Event::Security(ev) => E::Security(ev.to_proto()),
     };
     pb::SignalingEvent {
         at: Some(switchboard_proto::timestamp(at)),
@@ -110,6 +111,36 @@ pub fn stream(
     }
 }
 
+/// `ListEvents`: the recent events (not older than `since`), then, with
+/// `follow`, live ones; a follower too slow for the bus is dropped like a
+/// `Watch` client.
+pub fn recent_stream(
+    bus: &crate::events::EventBus,
+    since: Option<std::time::Duration>,
+    follow: bool,
+) -> impl futures::Stream<Item = Result<pb::SignalingEvent, Status>> + Send + 'static {
+    let (recent, mut live) = bus.recent_then_live(since);
+    async_stream::stream! {
+        for ev in recent {
+            yield Ok(event_to_proto(ev.0, &ev.1));
+        }
+        if follow {
+            loop {
+                match live.recv().await {
+                    Ok(ev) => yield Ok(event_to_proto(ev.0, &ev.1)),
+                    Err(RecvError::Lagged(n)) => {
+                        yield Err(Status::resource_exhausted(format!(
+                            "events client too slow: {n} events dropped"
+                        )));
+                        break;
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +163,45 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(status.message().contains("too slow"));
         assert!(s.next().await.is_none(), "and the stream ends");
+    }
+
+    #[tokio::test]
+    async fn recent_events_then_live_ones_none_twice() {
+        let bus = crate::events::EventBus::with_recent(3);
+        for i in 0..5 {
+            bus.publish(Event::DialplanApplied {
+                version: format!("v{i}"),
+                source: "test".into(),
+            });
+        }
+        let version = |e: &pb::SignalingEvent| match &e.event {
+            Some(pb::signaling_event::Event::Dialplan(d)) => d.version.clone(),
+            other => panic!("unexpected {other:?}"),
+        };
+        // Without follow: the ring (last 3), then the end.
+        let got: Vec<String> = Box::pin(recent_stream(&bus, None, false))
+            .map(|e| version(&e.expect("ok")))
+            .collect()
+            .await;
+        assert_eq!(got, ["v2", "v3", "v4"]);
+        // With follow: the ring, then what is published after.
+        let mut s = Box::pin(recent_stream(&bus, None, true));
+        bus.publish(Event::DialplanApplied {
+            version: "v5".into(),
+            source: "test".into(),
+        });
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(version(&s.next().await.expect("item").expect("ok")));
+        }
+        assert_eq!(got, ["v2", "v3", "v4", "v5"]);
+        // A `since` reaching back further than the ring: all of it.
+        let hour = Some(std::time::Duration::from_secs(3600));
+        let all: Vec<String> = Box::pin(recent_stream(&bus, hour, false))
+            .map(|e| version(&e.expect("ok")))
+            .collect()
+            .await;
+        assert_eq!(all, ["v3", "v4", "v5"]);
     }
 
     #[tokio::test]

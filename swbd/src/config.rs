@@ -35,6 +35,16 @@ pub struct Config {
     pub acl: AclConfig,
     /// Per-call limits of the B2BUA.
     pub b2bua: B2buaConfig,
+    /// Recent events kept for `swctl events`, security-event aggregation.
+    pub events: crate::events::config::EventsConfig,
+    /// SIP capture: messages of recent calls (`swctl calls pcap`), HEP export.
+    pub capture: crate::capture::config::CaptureConfig,
+    /// Call detail records (JSON-lines file, PostgreSQL): `cdr/config.rs`.
+    pub cdr: crate::cdr::config::CdrConfig,
+    /// Ended calls kept in memory (`calls.keep_ended`, `calls.keep_ended_secs`).
+    pub calls: crate::cdr::config::CallsConfig,
+    /// The Prometheus `/metrics` endpoint (on, loopback).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -50,6 +60,11 @@ impl Default for Config {
             admin: AdminConfig::default(),
             acl: AclConfig::default(),
             b2bua: B2buaConfig::default(),
+            events: Default::default(),
+            capture: Default::default(),
+            cdr: Default::default(),
+            calls: Default::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -206,6 +221,8 @@ pub struct SipConfig {
     pub overload: crate::overload::OverloadConfig,
     /// Server / User-Agent header value.
     pub user_agent: String,
+    /// Session timers (RFC 4028) on both legs of every call.
+    pub session_timer: SessionTimerConfig,
 }
 
 impl Default for SipConfig {
@@ -235,6 +252,39 @@ impl Default for SipConfig {
             rate_limit: RateLimitConfig::default(),
             overload: crate::overload::OverloadConfig::default(),
             user_agent: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
+            session_timer: SessionTimerConfig::default(),
+        }
+    }
+}
+
+/// Session timers (`sip.session_timer`, RFC 4028): each leg of a call
+/// agrees a session interval with its peer and is refreshed within it; a
+/// leg whose refresh fails or does not come ends the call (BYE both legs,
+/// end cause `session timer expired`), so a call whose far end vanished
+/// is cleaned up. See `b2bua/call/session_timer.rs`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionTimerConfig {
+    /// On by default: calls are timed on both legs, callers asking for it
+    /// or not (swbd refreshes those that do not). Off: no timer is offered
+    /// or answered, and `Require: timer` gets `420`.
+    pub enabled: bool,
+    /// The session interval swbd asks for on B-legs and grants at most on
+    /// A-legs, seconds (1800, RFC 4028's recommendation).
+    pub session_expires: u32,
+    /// The shortest interval swbd accepts (`Min-SE`, seconds); shorter
+    /// requests get `422`. RFC 4028 §4 puts the floor at 90; a lower value
+    /// is accepted (and logged at start) for tests that must not wait
+    /// minutes, never for production.
+    pub min_se: u32,
+}
+
+impl Default for SessionTimerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_expires: 1800,
+            min_se: 90,
         }
     }
 }
@@ -451,11 +501,21 @@ pub struct GatewayConfig {
     /// Outbound digest password.
     #[serde(default)]
     pub password: Option<String>,
+    /// Send INVITEs to this trunk without SDP (delayed offer, RFC 3261
+    /// §13.2.1): the trunk's 2xx carries the offer and swbd's ACK the
+    /// answer. For trunks and SBCs that insist on making the offer. Off by
+    /// default (swbd offers, from the media node).
+    #[serde(default)]
+    pub late_offer: bool,
 }
 
 fn default_gateway_transport() -> Transport {
     Transport::Udp
 }
+
+/// `media.music_on_hold` unless configured (in the repository's
+/// `testdata/audio`, swrtp's default audio directory).
+pub const DEFAULT_MUSIC_ON_HOLD: &str = "music-on-hold.wav";
 
 /// Media node pool.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -467,7 +527,7 @@ pub struct MediaConfig {
     pub health_interval_ms: u64,
     /// Lease of the media sessions this swbd creates: a node destroys a
     /// session not renewed for this long (this swbd crashed or lost the
-    /// node), ringing or not. See docs/endurance/leases.md. 1..86400.
+    /// node), ringing or not. See docs/ENDURANCE.md, "Session leases". 1..86400.
     pub lease_secs: u32,
     /// How often swbd renews all its sessions' leases on each node (one
     /// command per node); must be less than `lease_secs` (a third of it
@@ -479,6 +539,28 @@ pub struct MediaConfig {
     /// of the same user on this host. Created (0600, random) when missing;
     /// refused unless owned by this user with mode 0600 or stricter.
     pub token_file: Option<PathBuf>,
+    /// What a leg's hold (a re-INVITE `sendonly`, `inactive` or
+    /// `c=0.0.0.0`) does to the other leg: `moh` plays `music_on_hold` to
+    /// it until the holder resumes; `pass` re-INVITEs it with the mirrored
+    /// direction (the holder's phone then plays its own music, if any). A
+    /// route overrides it with `set: {hold: pass}` before its `dial`.
+    pub hold: HoldPolicy,
+    /// Music on hold (`hold: moh`): a WAV file in the media nodes' audio
+    /// directory (relative, no `..`), looped. A route overrides it with
+    /// `set: {music_on_hold: FILE}`. A file the node cannot play leaves
+    /// the held party in silence (logged).
+    pub music_on_hold: String,
+}
+
+/// See [`MediaConfig::hold`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldPolicy {
+    /// Play music on hold to the held party.
+    #[default]
+    Moh,
+    /// Pass hold on: re-INVITE the held party with the mirrored direction.
+    Pass,
 }
 
 impl Default for MediaConfig {
@@ -493,6 +575,8 @@ impl Default for MediaConfig {
             lease_secs: 30,
             lease_renew_secs: 10,
             token_file: None,
+            hold: HoldPolicy::Moh,
+            music_on_hold: DEFAULT_MUSIC_ON_HOLD.into(),
         }
     }
 }
@@ -567,9 +651,11 @@ impl Config {
         fix(&mut self.admin.socket);
         fix(&mut self.admin.token_file);
         fix(&mut self.media.token_file);
+        fix(&mut self.metrics.token_file);
         for n in &mut self.media.nodes {
             fix(&mut n.token_file);
         }
+        self.cdr.resolve_paths(base);
     }
 
     /// Check cross-field rules. Errors name the file (no position: these
@@ -589,6 +675,10 @@ impl Config {
         let t = self.sip.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
             err("sip.timers: need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0".into());
+        }
+        let st = self.sip.session_timer;
+        if st.min_se == 0 || st.session_expires < st.min_se || st.session_expires > 86_400 {
+            err("sip.session_timer: need 1 <= min_se <= session_expires <= 86400 (seconds)".into());
         }
         let rl = self.sip.rate_limit;
         if rl.requests_per_sec > 0 && (rl.burst == 0 || rl.max_sources == 0) {
@@ -656,6 +746,12 @@ impl Config {
         {
             err("media.lease_renew_secs: must be at least 1 and less than media.lease_secs".into());
         }
+        for e in self.cdr.validate() {
+            err(e);
+        }
+        if let Err(why) = crate::b2bua::hold_policy::check_audio_file(&self.media.music_on_hold) {
+            err(format!("media.music_on_hold: {why}"));
+        }
         let inline_token = self.admin.token.as_deref().is_some_and(|t| !t.is_empty());
         if let Some(tcp) = self.admin.tcp
             && !inline_token
@@ -665,6 +761,9 @@ impl Config {
                 "admin.tcp: {tcp} needs admin.token_file (or admin.token): any local user can connect to a TCP port"
             ));
         }
+        if let Err(e) = self.metrics.validate() {
+            err(e);
+        }
         if inline_token && self.admin.token_file.is_some() {
             err("admin: set admin.token_file or admin.token, not both".into());
         }
@@ -673,6 +772,12 @@ impl Config {
             && let Err(e) = switchboard_proto::support::secret::Token::new(t)
         {
             err(format!("admin.token: {e}"));
+        }
+        for e in self.events.validate() {
+            err(e);
+        }
+        for e in self.capture.validate() {
+            err(e);
         }
         if errors.is_empty() {
             Ok(())
@@ -689,6 +794,24 @@ mod tests {
     #[test]
     fn defaults_validate() {
         assert_eq!(Config::default().validate("x"), Ok(()));
+    }
+
+    #[test]
+    fn music_on_hold_stays_in_the_audio_directory() {
+        let c: Config = yaml::from_str(
+            "c.yaml",
+            "media:\n  hold: pass\n  music_on_hold: ../secret.wav\n",
+        )
+        .expect("parses");
+        assert_eq!(c.media.hold, HoldPolicy::Pass);
+        let errors = c.validate("c.yaml").expect_err("escapes the audio dir");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains("media.music_on_hold")),
+            "{errors:?}"
+        );
+        assert!(yaml::from_str::<Config>("c.yaml", "media:\n  hold: bounce\n").is_err());
     }
 
     #[test]
@@ -770,6 +893,29 @@ media:
         assert!(errs[0].to_string().contains("media.lease_renew_secs"));
         c.media.lease_renew_secs = 1;
         c.media.lease_secs = 0;
+        assert!(c.validate("c.yaml").is_err());
+    }
+
+    #[test]
+    fn session_timer_parses_and_its_bounds_are_checked() {
+        let c: Config = yaml::from_str(
+            "c.yaml",
+            "sip:\n  session_timer: { enabled: true, session_expires: 4, min_se: 2 }\n",
+        )
+        .expect("parses");
+        assert_eq!(c.sip.session_timer.session_expires, 4);
+        assert_eq!(
+            c.validate("c.yaml"),
+            Ok(()),
+            "below 90 s is allowed (tests)"
+        );
+        let mut c = Config::default();
+        c.sip.session_timer.min_se = 1900;
+        let errs = c
+            .validate("c.yaml")
+            .expect_err("min_se above session_expires");
+        assert!(errs[0].to_string().contains("sip.session_timer"));
+        c.sip.session_timer.min_se = 0;
         assert!(c.validate("c.yaml").is_err());
     }
 }

@@ -15,8 +15,10 @@ use switchboard_proto::support::shutdown::Shutdown;
 use tokio::sync::mpsc;
 
 use crate::auth::{self, Authenticator};
+use crate::capture::Capture;
 use crate::config::{Config, ListenAddr};
 use crate::events::EventBus;
+use crate::events::security::SecurityEvents;
 use crate::method::{self, Context, IncomingInvite};
 use crate::overload::Overload;
 use crate::registrar::Registrar;
@@ -53,6 +55,7 @@ pub struct SipEndpoint {
     counters: Arc<SipCounters>,
     transactions: TransactionLayer,
     context: Arc<Context>,
+    capture: Capture,
     overload: Overload,
 }
 
@@ -67,6 +70,13 @@ impl SipEndpoint {
         let counters = Arc::new(SipCounters::default());
         let transports = Transports::bind(&config.sip, counters.clone(), shutdown.clone()).await?;
         let authenticator = Authenticator::from_config(&config.auth, counters.clone())?;
+        let security = SecurityEvents::new(
+            events.clone(),
+            counters.clone(),
+            std::time::Duration::from_secs(config.events.security_interval_secs),
+        );
+        security.spawn_flusher(shutdown.clone());
+        let capture = Capture::start(&config.capture, &events, shutdown.clone());
         let registrar = Registrar::new(config.registrar, &config.sip.domains, events);
         let (transactions, incoming) = TransactionLayer::new(
             transports.clone(),
@@ -85,6 +95,7 @@ impl SipEndpoint {
             auth: authenticator.clone(),
             invites: Mutex::new(None),
             dialogs: Mutex::new(None),
+            security,
             overload: overload.clone(),
         });
 
@@ -101,7 +112,10 @@ impl SipEndpoint {
         )
         .map_err(Error::Config)?;
         transactions.set_front_door(Arc::new(door));
-        transports.start(transactions.receiver());
+        if capture.is_active() {
+            transports.set_tap(Arc::new(capture.clone()));
+        }
+        transports.start(capture.wrap(transactions.receiver()));
         for l in transports.local_addrs() {
             tracing::info!(listen = %l, "SIP listening");
         }
@@ -112,8 +126,14 @@ impl SipEndpoint {
             counters,
             transactions,
             context,
+            capture,
             overload,
         })
+    }
+
+    /// The SIP capture (per-call store, HEP).
+    pub fn capture(&self) -> &Capture {
+        &self.capture
     }
 
     /// Overload control (its numbers for admin status).

@@ -8,6 +8,14 @@ use swbd::config::{Config, ListenAddr};
 use switchboard_proto::support::logging::{self, LogFormat};
 use switchboard_proto::support::shutdown;
 
+/// jemalloc, with background threads that purge freed pages
+/// (`dirty_decay_ms` set in `.cargo/config.toml`): after a burst swbd's RSS
+/// comes back down, where glibc malloc kept the peak (issue #14,
+/// docs/features/memory.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Switchboard SIP signaling daemon.
 #[derive(Debug, Parser)]
 #[command(name = "swbd", version, about)]

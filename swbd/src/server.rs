@@ -26,10 +26,17 @@ use crate::media::{LeaseOwner, MediaEvent, MediaPool, MediaTokens};
 /// private, an invalid dialplan) return before anything is served.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let events = EventBus::new();
+    let events = EventBus::with_recent(config.events.recent);
 
     if !config.auth.enabled {
         tracing::warn!("digest authentication is DISABLED by config (auth.enabled: false)");
+    }
+    let st = config.sip.session_timer;
+    if st.enabled && st.min_se < 90 {
+        tracing::warn!(
+            min_se = st.min_se,
+            "sip.session_timer.min_se is below RFC 4028's 90 s floor (for tests only)"
+        );
     }
 
     let dialplan = DialplanStore::from_config(&config, events.clone()).map_err(|errors| {
@@ -52,6 +59,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(_) => Some(admin_token(&config.admin)?),
         None => None,
     };
+    let metrics_token = crate::metrics::token(&config.metrics)?;
     let media_tokens = MediaTokens::load(&config.media).map_err(anyhow::Error::msg)?;
     let owner = LeaseOwner::new(
         &config.node_id,
@@ -71,7 +79,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             .watch_media(move || media.take_command_round_trip());
     }
 
-    let calls = CallTable::new(events.clone());
+    let (cdr, cdr_writer) = crate::cdr::start(&config.cdr, &config.node_id)?;
+    let calls = CallTable::with_retention(
+        events.clone(),
+        crate::b2bua::table::Retention {
+            keep: config.calls.keep_ended,
+            ttl: config.calls.keep_ended_for(),
+        },
+    );
     endpoint.set_dialog_router(Arc::new(dispatch::Router {
         calls: calls.clone(),
     }));
@@ -81,7 +96,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         media: media.clone(),
         dialplan: dialplan.clone(),
         calls: calls.clone(),
-        locator: Arc::new(endpoint.registrar().clone()),
+        locator: Arc::new(crate::b2bua::directory::Directory::new(
+            endpoint.registrar().clone(),
+            endpoint.authenticator().clone(),
+        )),
+        cdr: cdr.clone(),
     };
     let mut invites = endpoint
         .take_invites()
@@ -112,8 +131,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         registrar: endpoint.registrar().clone(),
         dialplan: dialplan.clone(),
         counters: endpoint.counters_handle(),
+        capture: endpoint.capture().clone(),
+        cdr: cdr.clone(),
         overload: endpoint.overload().clone(),
     };
+
+    let sources = crate::metrics::Sources {
+        counters: endpoint.counters_handle(),
+        transactions: endpoint.transactions().clone(),
+        registrar: endpoint.registrar().clone(),
+        dialplan: dialplan.clone(),
+        media: media.clone(),
+        calls: calls.clone(),
+    };
+    crate::metrics::start(&config.metrics, metrics_token, sources, shutdown.clone()).await;
 
     let mut tasks = tokio::task::JoinSet::new();
     for endpoint in admin_endpoints {
@@ -162,6 +193,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // The records of the calls just ended, and any still queued.
+    cdr_writer.stop().await;
     // Graceful gRPC shutdown waits for clients to hang up; do not let an
     // idle admin client (a `swctl top` left open) keep the daemon alive.
     let drained = tokio::time::timeout(Duration::from_secs(3), async {
@@ -214,6 +247,7 @@ fn spawn_media_watch(media: &MediaPool, calls: &CallTable, mut shutdown: Shutdow
                     Ok(MediaEvent::SessionTimedOut { node, session_id }) => {
                         calls.media_lost(&node, &session_id, "RTP timeout");
                     }
+                    Ok(MediaEvent::Dtmf { node, dtmf }) => calls.dtmf(&node, dtmf),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "media events lagged");
                     }

@@ -92,6 +92,13 @@ impl MediaService for OldNode {
             .await
     }
 
+    async fn reoffer_session(
+        &self,
+        _request: Request<pb::ReofferSessionRequest>,
+    ) -> Result<Response<pb::ReofferSessionResponse>, Status> {
+        Err(Status::unimplemented("ReofferSession: old swrtp"))
+    }
+
     async fn destroy_session(
         &self,
         request: Request<pb::DestroySessionRequest>,

@@ -68,6 +68,16 @@ impl MediaService for PreLeaseNode {
             .await
     }
 
+    async fn reoffer_session(
+        &self,
+        request: Request<pb::ReofferSessionRequest>,
+    ) -> Result<Response<pb::ReofferSessionResponse>, Status> {
+        self.upstream
+            .clone()
+            .reoffer_session(request.into_inner())
+            .await
+    }
+
     async fn destroy_session(
         &self,
         request: Request<pb::DestroySessionRequest>,

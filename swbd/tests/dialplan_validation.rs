@@ -65,7 +65,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "bad-undefined-variable.yaml",
         "7:19",
-        "undefined variable ${extension} (defined here: caller, destination, domain, from_domain, route_id, source_ip)",
+        "undefined variable ${extension} (defined here: caller, destination, domain, from_domain, referrer, route_id, source_ip)",
     ),
     (
         "bad-missing-audio.yaml",

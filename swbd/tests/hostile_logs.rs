@@ -152,7 +152,7 @@ fn peer_control_characters_are_escaped_in_the_log() {
     );
     let r = exchange(&sock, server, invite.as_bytes());
     assert!(r.starts_with("SIP/2.0 "), "{r}");
-    wait_for_log(&lines, "new call");
+    wait_for_log(&lines, "call ended");
 
     // REGISTER: the registrar logs the decoded AOR (To user).
     let (sock, me) = peer();

@@ -32,6 +32,7 @@ async fn create(
                 offer(40000),
             )),
             peer: None,
+            ..Default::default()
         })
         .await
         .map(tonic::Response::into_inner)
@@ -92,6 +93,7 @@ async fn commands_share_one_stream_errors_map_and_it_reopens_after_a_restart() {
                 "garbage".into(),
             )),
             peer: None,
+            ..Default::default()
         })
         .await
         .expect_err("bad sdp");

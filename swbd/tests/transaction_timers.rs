@@ -163,6 +163,12 @@ async fn timer_e_is_t2_in_proceeding_and_k_absorbs() {
         h.recv(Duration::from_secs(3)).await.is_none(),
         "no more retransmissions"
     );
+    let r = h.layer.retained();
+    assert_eq!(
+        (r.clients, r.clients_completed),
+        (0, 1),
+        "Completed is a key in the table, not a task"
+    );
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(h.layer.live_transactions().1, 0, "gone after Timer K");
 }
@@ -228,6 +234,12 @@ async fn client_invite_acks_non_2xx_and_absorbs_during_timer_d() {
         ctx.next_response().await.expect_err("done"),
         Error::Terminated
     );
+    // Completed is a key and the ACK in the table, not a task (issue #14);
+    // Timer D removes it.
+    let r = h.layer.retained();
+    assert_eq!((r.clients, r.clients_completed), (0, 1));
+    tokio::time::sleep(Duration::from_secs(33)).await;
+    assert_eq!(h.layer.live_transactions().1, 0, "gone after Timer D");
 }
 
 #[tokio::test(start_paused = true)]

@@ -107,6 +107,12 @@ impl SignalingAdmin for Busy {
     ) -> Result<Response<pb::TestRouteResponse>, Status> {
         Err(no("TestRoute"))
     }
+    async fn list_call_history(
+        &self,
+        _: Request<pb::ListCallHistoryRequest>,
+    ) -> Result<Response<pb::ListCallHistoryResponse>, Status> {
+        Err(no("ListCallHistory"))
+    }
     type WatchStream = Events;
     async fn watch(&self, _: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
         let calls = self.calls.clone();
@@ -130,6 +136,19 @@ impl SignalingAdmin for Busy {
             std::future::pending::<()>().await;
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+    type ListEventsStream = Events;
+    async fn list_events(
+        &self,
+        _: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<Events>, Status> {
+        Err(no("ListEvents"))
+    }
+    async fn get_call_capture(
+        &self,
+        _: Request<pb::GetCallCaptureRequest>,
+    ) -> Result<Response<pb::CallCapture>, Status> {
+        Err(no("GetCallCapture"))
     }
 }
 

@@ -66,6 +66,8 @@ pub enum Output {
     Json,
     /// YAML.
     Yaml,
+    /// CSV, RFC 4180 (`calls history` only).
+    Csv,
 }
 
 /// Top-level commands.
@@ -88,6 +90,20 @@ pub enum Command {
     /// Dialplan tools.
     #[command(subcommand)]
     Dialplan(DialplanCommand),
+    /// Recent events of every kind (calls, registrations, security,
+    /// dialplan, nodes), oldest first; `-f` keeps following new ones.
+    Events {
+        /// Keep printing new events until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only events not older than this (`90s`, `10m`, `2h`, `1d`,
+        /// `1h30m`). Default: every event swbd kept (events.recent).
+        #[arg(long, value_name = "DURATION", value_parser = crate::cmd::events::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only these kinds (repeatable).
+        #[arg(long, value_enum)]
+        kind: Vec<EventKind>,
+    },
     /// Live terminal view of calls, registrations and nodes.
     Top {
         /// RTP stats refresh of swrtp Watch streams, in milliseconds (min 250).
@@ -113,6 +129,8 @@ pub enum Command {
         #[arg(long = "allow-host", value_name = "NAME")]
         allow_hosts: Vec<String>,
     },
+    /// Call history: records of ended calls (same as `calls history`).
+    Cdr(HistoryArgs),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -154,6 +172,88 @@ pub enum CallsCommand {
         /// Call id.
         id: String,
     },
+    /// Write the SIP messages swbd kept of a call as a pcap file (both
+    /// legs; opens in Wireshark, tshark, sngrep): `swctl calls pcap ID > call.pcap`.
+    Pcap {
+        /// Call id (or a unique prefix), or the SIP Call-ID of one of its legs.
+        id: String,
+        /// Write to FILE instead of stdout (stdout must not be a terminal).
+        #[arg(long, short = 'w', value_name = "FILE")]
+        write: Option<PathBuf>,
+    },
+    /// Call detail records of ended calls, newest first (from swbd's CDR
+    /// file or PostgreSQL). Alias: `swctl cdr`.
+    History(HistoryArgs),
+}
+
+/// Kinds of events (`swctl events --kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventKind {
+    /// Call state changes.
+    Call,
+    /// Registrar bindings.
+    Registration,
+    /// What the trust boundary refused.
+    Security,
+    /// Dialplan reloads.
+    Dialplan,
+    /// Media nodes.
+    Node,
+}
+
+impl EventKind {
+    /// The `kind` field of `swctl events` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Call => "call",
+            EventKind::Registration => "registration",
+            EventKind::Security => "security",
+            EventKind::Dialplan => "dialplan",
+            EventKind::Node => "node",
+        }
+    }
+}
+
+/// Filters of `swctl calls history` / `swctl cdr`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HistoryArgs {
+    /// Calls that started at or after: a duration back from now (`90s`,
+    /// `15m`, `1h30m`, `2d`, `1w`) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Calls that started before: a duration back from now or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Caller (the authenticated identity), exact.
+    #[arg(long, value_name = "USER")]
+    pub from: Option<String>,
+    /// Destination (the dialled user), exact.
+    #[arg(long, value_name = "USER")]
+    pub to: Option<String>,
+    /// Answered or failed (never answered) calls only.
+    #[arg(long, value_enum)]
+    pub status: Option<HistoryStatus>,
+    /// Final SIP status the caller got (200 for answered calls).
+    #[arg(long)]
+    pub code: Option<u16>,
+    /// swbd's call id, or the SIP Call-ID of any leg.
+    #[arg(long, value_name = "ID")]
+    pub call_id: Option<String>,
+    /// Media node.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Records at most (swbd caps it at 1000).
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: u32,
+}
+
+/// `--status` of the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryStatus {
+    /// The caller got a 2xx.
+    Answered,
+    /// Never answered: rejected, cancelled, failed.
+    Failed,
 }
 
 /// `swctl registrations ...`

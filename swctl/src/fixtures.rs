@@ -326,6 +326,114 @@ pub fn media_status() -> pb::MediaStatus {
     }
 }
 
+/// Call detail records (`swctl calls history`): an answered call, a busy
+/// one, an unknown user, and a one-way call from a caller whose id is a
+/// spreadsheet formula.
+pub fn history() -> Vec<pb::CallDetailRecord> {
+    let dir = |packets: u64, lost: i64, jitter_ms: f64| pb::CdrDirection {
+        packets,
+        bytes: packets * 160,
+        lost,
+        jitter_ms,
+    };
+    let rtp = |rx: u64, tx: u64, mos: f64| pb::CdrRtp {
+        rx: Some(dir(rx, if rx > 0 { 3 } else { 0 }, 1.25)),
+        tx: Some(dir(tx, 0, 0.0)),
+        mos,
+    };
+    let leg = |role: &str, id: &str, target: &str, code: u32, end: &str| pb::CdrLeg {
+        role: role.into(),
+        sip_call_id: id.into(),
+        remote_uri: format!("sip:{id}"),
+        remote_address: "udp 10.0.0.7:5060".into(),
+        target: target.into(),
+        final_code: code,
+        end: end.into(),
+        codec: if code == 200 {
+            "PCMU".into()
+        } else {
+            String::new()
+        },
+        media_session_id: String::new(),
+        rtp: None,
+    };
+    let base = |n: i64, id: &str, caller: &str, dest: &str, code: u32| pb::CallDetailRecord {
+        call_id: id.into(),
+        node_id: "pbx1".into(),
+        status: if code == 200 { "answered" } else { "failed" }.into(),
+        sip_code: code,
+        caller: caller.into(),
+        destination: dest.into(),
+        route_id: "extensions".into(),
+        dialplan_version: "3f9a1c".into(),
+        start_time: ts(600 - n * 60, 0),
+        answer_time: if code == 200 {
+            ts(598 - n * 60, 0)
+        } else {
+            None
+        },
+        end_time: ts(540 - n * 60, 250),
+        media_node: if code == 486 || code == 200 {
+            "rtp-a".into()
+        } else {
+            String::new()
+        },
+        codec: if code == 200 {
+            "PCMU".into()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    };
+    let mut answered = base(1, "k3j9x0a1b2", "1001", "1002", 200);
+    answered.end_cause = "caller hung up".into();
+    answered.end_reason = "caller_bye".into();
+    answered.hangup_by = "caller".into();
+    answered.mos = 4.36;
+    let mut a = leg("a", "a84f1@10.0.0.7", "", 200, "bye_received");
+    a.rtp = Some(rtp(2900, 2897, 4.38));
+    let mut b = leg("b", "sb-77e1c0", "user/1002", 200, "bye_sent");
+    b.rtp = Some(rtp(2897, 2900, 4.36));
+    answered.legs = vec![a, b];
+
+    let mut busy = base(2, "p0q1r2s3t4", "1003", "1002", 486);
+    busy.end_cause = "dial failed: Busy".into();
+    busy.end_reason = "dial_failed".into();
+    busy.hangup_by = "callee".into();
+    busy.legs = vec![
+        leg("a", "c91@10.0.0.9", "", 486, "rejected"),
+        leg("b", "sb-9a0b1c", "user/1002", 486, "rejected"),
+    ];
+
+    let mut unknown = base(3, "u5v6w7x8y9", "1001", "1029", 404);
+    unknown.end_cause = "dial failed: Failed(404)".into();
+    unknown.end_reason = "dial_failed".into();
+    unknown.hangup_by = "swbd".into();
+    unknown.legs = vec![leg("a", "d22@10.0.0.7", "", 404, "rejected")];
+    unknown.failed_targets = vec![pb::CdrTarget {
+        target: "user/1029".into(),
+        code: 404,
+    }];
+
+    let mut evil = base(
+        4,
+        "e1f2g3h4i5",
+        "=HYPERLINK(\"http://x\",\"y\")",
+        "1002",
+        200,
+    );
+    evil.end_cause = "callee hung up".into();
+    evil.end_reason = "callee_bye".into();
+    evil.hangup_by = "callee".into();
+    evil.one_way = true;
+    let mut a = leg("a", "evil,1@10.0.0.66", "", 200, "bye_sent");
+    a.rtp = Some(rtp(1500, 0, 4.4));
+    let mut b = leg("b", "sb-0e1f2a", "user/1002", 200, "bye_received");
+    b.rtp = Some(rtp(0, 1500, 0.0));
+    evil.legs = vec![a, b];
+    vec![answered, busy, unknown, evil]
+}
+
 /// A swbd status.
 pub fn status() -> pb::Status {
     pb::Status {
@@ -342,6 +450,8 @@ pub fn status() -> pb::Status {
         calls_per_second: 3.1,
         sip_parse_errors: 0,
         security: None,
+        capture: None,
+        cdr: None,
         overload: None,
     }
 }

@@ -6,6 +6,7 @@
 //! - [`cmd`]: one module per subcommand.
 //! - [`config`]: `~/.config/swctl/config.yaml` contexts.
 //! - [`output`]: table / wide / json / yaml rendering.
+//! - [`pcap`]: a call's captured SIP messages as a libpcap file (`calls pcap`).
 //! - [`views`]: what is printed, with stable JSON field names (see `JSON.md`).
 //! - [`tui`]: `swctl top` (app state, event feed, one state struct per screen).
 //! - [`web`]: `swctl web`, the HTMX page.
@@ -59,6 +60,7 @@ pub mod connect;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod output;
+pub mod pcap;
 pub mod tui;
 pub mod views;
 pub mod web;

@@ -209,6 +209,45 @@ fn distinct_floor<'a>(values: impl Iterator<Item = &'a str> + Clone) -> usize {
         .unwrap_or(longest)
 }
 
+/// One CSV cell: `Text` came from a peer or a config (neutralized
+/// against spreadsheet formulas), `Num` is a number or time swctl printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CsvCell {
+    /// Free text (a caller id, a URI, a cause).
+    Text(String),
+    /// A number, boolean or time, printed by swctl.
+    Num(String),
+}
+
+/// One CSV field per RFC 4180: quoted (quotes doubled) when it holds a
+/// comma, a quote, CR or LF. A text cell that a spreadsheet would take
+/// for a formula (starting with `=`, `+`, `-`, `@`, TAB or CR: peers
+/// choose their caller ids) gets a leading `'` first (OWASP "CSV
+/// injection").
+pub fn csv_field(cell: &CsvCell) -> String {
+    let s = match cell {
+        CsvCell::Text(t) if t.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{t}"),
+        CsvCell::Text(t) | CsvCell::Num(t) => t.clone(),
+    };
+    if s.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// A CSV document (RFC 4180: CRLF line ends, a header line).
+pub fn csv(header: &[&str], rows: &[Vec<CsvCell>]) -> String {
+    let mut out = header.join(",");
+    out.push_str("\r\n");
+    for row in rows {
+        let fields: Vec<String> = row.iter().map(csv_field).collect();
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// Serialize a value as JSON or YAML per `format` (table formats are the caller's).
 pub fn structured<T: Serialize>(format: Output, value: &T) -> anyhow::Result<String> {
     Ok(match format {
@@ -244,6 +283,33 @@ mod tests {
         assert!(lines[1].contains("41") && lines[2].contains("42"), "{t}");
         assert_eq!(cut_middle("s0000000042", 7), "s00…042");
         assert_eq!(cut_middle("short", 7), "short");
+    }
+
+    #[test]
+    fn csv_quotes_per_rfc4180_and_neutralizes_formulas() {
+        use CsvCell::{Num, Text};
+        let doc = csv(
+            &["a", "b", "c"],
+            &[vec![
+                Text("=HYPERLINK(\"http://x\",\"y\")".into()),
+                Text("plain, with comma".into()),
+                Num("-3".into()),
+            ]],
+        );
+        assert_eq!(
+            doc,
+            "a,b,c\r\n\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",\"plain, with comma\",-3\r\n"
+        );
+        for evil in ["+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1"] {
+            assert!(
+                csv_field(&Text(evil.into()))
+                    .trim_start_matches('"')
+                    .starts_with('\''),
+                "{evil:?}"
+            );
+        }
+        assert_eq!(csv_field(&Text("line\nbreak".into())), "\"line\nbreak\"");
+        assert_eq!(csv_field(&Text("1001".into())), "1001");
     }
 
     #[test]

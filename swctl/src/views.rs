@@ -3,6 +3,8 @@
 //! every field. Tables, `swctl top` and `swctl web` read the same values, so the
 //! three surfaces never disagree.
 
+pub mod events;
+
 use serde::Serialize;
 use switchboard_proto::admin::v1 as pb;
 use switchboard_proto::media::v1 as media;

@@ -235,7 +235,7 @@ pub fn start_pbx(dir: &Path, dialplan: &Path) -> Pbx {
     std::fs::write(
         &cfg,
         format!(
-            "auth: {{ enabled: false }}\nmedia: {{ token_file: \"{}\", nodes: [{{ name: rtp-a, address: \"tcp://127.0.0.1:{media_port}\" }}] }}\n",
+            "auth: {{ enabled: false }}\nmedia: {{ token_file: \"{}\", nodes: [{{ name: rtp-a, address: \"tcp://127.0.0.1:{media_port}\" }}] }}\ncdr: {{ file: {{ path: cdr.jsonl }} }}\n",
             token.display()
         ),
     )

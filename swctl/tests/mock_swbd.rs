@@ -196,6 +196,16 @@ impl SignalingAdmin for Mock {
             no_match_status: 404,
         }))
     }
+    async fn list_call_history(
+        &self,
+        _: Request<pb::ListCallHistoryRequest>,
+    ) -> Result<Response<pb::ListCallHistoryResponse>, Status> {
+        Ok(Response::new(pb::ListCallHistoryResponse {
+            records: fixtures::history(),
+            source: "file".into(),
+            truncated: false,
+        }))
+    }
     type WatchStream =
         std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SignalingEvent, Status>> + Send>>;
     async fn watch(
@@ -230,6 +240,19 @@ impl SignalingAdmin for Mock {
         Ok(Response::new(Box::pin(
             futures::stream::iter(first.into_iter().map(Ok)).chain(end),
         )))
+    }
+    type ListEventsStream = Self::WatchStream;
+    async fn list_events(
+        &self,
+        _: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<Self::ListEventsStream>, Status> {
+        Err(Status::unimplemented("ListEvents"))
+    }
+    async fn get_call_capture(
+        &self,
+        _: Request<pb::GetCallCaptureRequest>,
+    ) -> Result<Response<pb::CallCapture>, Status> {
+        Err(Status::unimplemented("GetCallCapture"))
     }
 }
 

@@ -224,3 +224,45 @@ fn calls_list_over_ssh() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v[0]["caller"], "4321", "{out}");
 }
+
+#[test]
+fn calls_history_over_ssh() {
+    if !have_sshd() {
+        return;
+    }
+    let dir = tempdir("ssh-history");
+    let plan = common::hold_dialplan(&dir, "200ms");
+    let pbx = common::start_pbx(&dir, &plan);
+    let sshd = start_sshd(&dir);
+    let _phone = common::place_call(pbx.sip_port, "7777");
+    let host = format!(
+        "ssh://root@127.0.0.1:{}{}",
+        sshd.port,
+        pbx.swbd_socket.display()
+    );
+    let ssh = ssh_command(&sshd, "user_key");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, out, err) = swctl(&[
+            "--ssh-command",
+            &ssh,
+            "--remote-swctl",
+            env!("CARGO_BIN_EXE_swctl"),
+            "--host",
+            &host,
+            "calls",
+            "history",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        if v[0]["destination"] == "7777" {
+            assert_eq!(v[0]["caller"], "4321", "{out}");
+            assert_eq!(v[0]["status"], "answered", "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no record over ssh: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

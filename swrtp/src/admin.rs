@@ -37,16 +37,17 @@ fn event(is_snapshot: bool, e: pb::media_admin_event::Event) -> pb::MediaAdminEv
     }
 }
 
-/// Admin event of a node event.
-pub fn admin_event(node: &Node, e: &NodeEvent) -> pb::MediaAdminEvent {
+/// Admin event of a node event (`None`: not one admin watchers see).
+pub fn admin_event(node: &Node, e: &NodeEvent) -> Option<pb::MediaAdminEvent> {
     use pb::media_admin_event::Event;
     let inner = match e {
         NodeEvent::Created(s) => Event::SessionCreated(s.info()),
         NodeEvent::Destroyed(s) => Event::SessionDestroyed(s.info()),
         NodeEvent::TimedOut(s) => Event::SessionTimedOut(s.info()),
         NodeEvent::Status => Event::Status(node.status()),
+        NodeEvent::Dtmf { .. } => return None,
     };
-    event(false, inner)
+    Some(event(false, inner))
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::MediaAdminEvent, Status>> + Send>>;
@@ -137,7 +138,7 @@ impl MediaAdmin for Admin {
                 };
                 let items: Vec<Result<pb::MediaAdminEvent, Status>> = tokio::select! {
                     e = events.recv() => match e {
-                        Ok(e) => vec![Ok(admin_event(&node, &e))],
+                        Ok(e) => admin_event(&node, &e).map(Ok).into_iter().collect(),
                         Err(broadcast::error::RecvError::Lagged(n)) => vec![Err(Status::resource_exhausted(format!(
                             "watcher too slow: {n} events dropped; reconnect with snapshot=true"
                         )))],

@@ -42,10 +42,23 @@ pub struct Config {
     /// Address advertised in SDP (`c=`, `o=`); defaults to `bind_address`.
     /// Set it when the node sits behind NAT or binds 0.0.0.0.
     pub public_address: Option<IpAddr>,
+    /// IPv6 address the RTP sockets of IPv6 legs bind to, so a call can
+    /// have an IPv4 leg and an IPv6 leg (each leg's family follows its
+    /// peer: the offer's `c=` line, or the signalling flow swbd names).
+    /// Unset: `::1` when `bind_address` is IPv4 loopback (the default) and
+    /// the host has IPv6 loopback, otherwise no IPv6 media (an IPv6 offer
+    /// is refused, swbd answers 488). Must be IPv6; `::` needs
+    /// `public_address_v6`. Not allowed when `bind_address` is IPv6 itself.
+    pub bind_address_v6: Option<IpAddr>,
+    /// Address advertised in SDP (`c=IN IP6`) for IPv6 legs; defaults to
+    /// the IPv6 bind address.
+    pub public_address_v6: Option<IpAddr>,
     /// Directory Play resolves file names under; `..` escapes are refused.
     pub audio_dir: PathBuf,
     /// A session receiving no RTP for this long is reported as timed out and
-    /// its ports are released (0 disables the timeout).
+    /// its ports are released (0 disables the timeout). A leg on hold (not
+    /// `sendrecv`, or `c=0.0.0.0`) is exempt until it resumes, and RTCP
+    /// counts as activity (see `hold.rs`).
     pub rtp_timeout_secs: u64,
     /// Lease of a session created by an owner (swbd naming itself, see
     /// `lease` in the crate docs) until that owner announces its own length:
@@ -60,6 +73,16 @@ pub struct Config {
     pub log_level: String,
     /// `text` or `json`.
     pub log_format: String,
+    /// Serve Prometheus `/metrics` on `metrics_listen` (on by default). A
+    /// listener that cannot be bound is logged and the node runs on.
+    pub metrics_enabled: bool,
+    /// Where `/metrics` listens (`127.0.0.1:9461`; swbd's default is 9460).
+    /// Beyond loopback it needs `metrics_token_file`.
+    pub metrics_listen: std::net::SocketAddr,
+    /// File holding the bearer token Prometheus must send for `/metrics`
+    /// (required on loopback too when set). Created (0600, random) when
+    /// missing; same file checks as `media_token_file`.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -73,12 +96,17 @@ impl Default for Config {
             rtp_ports: "10000-20000".into(),
             bind_address: IpAddr::from([127, 0, 0, 1]),
             public_address: None,
+            bind_address_v6: None,
+            public_address_v6: None,
             audio_dir: PathBuf::from("testdata/audio"),
             rtp_timeout_secs: 30,
             session_lease_secs: 30,
             latch_packets: 3,
             log_level: "info".into(),
             log_format: "text".into(),
+            metrics_enabled: true,
+            metrics_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9461)),
+            metrics_token_file: None,
         }
     }
 }
@@ -153,9 +181,13 @@ impl Config {
     /// Token files named relative to the config file are relative to its
     /// directory.
     pub fn resolve_token_paths(&mut self, base: &Path) {
-        for p in [&mut self.media_token_file, &mut self.admin_token_file]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.media_token_file,
+            &mut self.admin_token_file,
+            &mut self.metrics_token_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -226,6 +258,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_v6(name, &mut errors);
         if self.latch_packets == 0 || self.latch_packets > 1000 {
             errors.push(FileError::whole(
                 name,
@@ -243,6 +276,16 @@ impl Config {
                 name,
                 "session_lease_secs must be between 1 and 86400 (one day)",
             ));
+        }
+        if self.metrics_enabled
+            && let Err(e) = switchboard_proto::support::metrics_http::check_listen(
+                self.metrics_listen,
+                self.metrics_token_file.is_some(),
+                "metrics_listen",
+                "metrics_token_file",
+            )
+        {
+            errors.push(FileError::whole(name, e));
         }
         if self.log_format != "text" && self.log_format != "json" {
             errors.push(FileError::whole(
@@ -266,6 +309,63 @@ impl Config {
     /// address without `public_address`).
     pub fn advertised_address(&self) -> IpAddr {
         self.public_address.unwrap_or(self.bind_address)
+    }
+
+    /// The IPv6 media address pair `(bind, advertised)` when one is
+    /// configured or defaulted (see `bind_address_v6`); `None`: IPv6 legs
+    /// only if `bind_address` itself is IPv6. The default (`::1` next to an
+    /// IPv4 loopback `bind_address`) is only a candidate: [`crate::start`]
+    /// drops it when the host cannot bind `::1`.
+    pub fn media_v6(&self) -> Option<(IpAddr, IpAddr)> {
+        if self.bind_address.is_ipv6() {
+            return None;
+        }
+        let bind = match self.bind_address_v6 {
+            Some(b) => b,
+            None if self.bind_address.is_loopback() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            None => return None,
+        };
+        Some((bind, self.public_address_v6.unwrap_or(bind)))
+    }
+
+    fn validate_v6(&self, name: &str, errors: &mut Vec<FileError>) {
+        if let Some(b) = self.bind_address_v6 {
+            if !b.is_ipv6() {
+                errors.push(FileError::whole(
+                    name,
+                    format!("bind_address_v6 {b} is not an IPv6 address"),
+                ));
+            } else if self.bind_address.is_ipv6() {
+                errors.push(FileError::whole(
+                    name,
+                    format!(
+                        "bind_address_v6 is set but bind_address {} is IPv6 already; \
+                         set bind_address_v6 only next to an IPv4 bind_address",
+                        self.bind_address
+                    ),
+                ));
+            } else if b.is_unspecified() && self.public_address_v6.is_none() {
+                errors.push(FileError::whole(
+                    name,
+                    format!(
+                        "bind_address_v6 {b} cannot be advertised in SDP; set public_address_v6"
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = self.public_address_v6 {
+            if !p.is_ipv6() || p.is_unspecified() {
+                errors.push(FileError::whole(
+                    name,
+                    format!("public_address_v6 {p} must be a concrete IPv6 address"),
+                ));
+            } else if self.bind_address_v6.is_none() && !self.bind_address.is_loopback() {
+                errors.push(FileError::whole(
+                    name,
+                    "public_address_v6 needs bind_address_v6 (the IPv6 address RTP binds to)",
+                ));
+            }
+        }
     }
 
     /// The admin endpoint, with the per-user default when not configured.
@@ -396,6 +496,42 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.advertised_address(), IpAddr::from([192, 0, 2, 1]));
+    }
+
+    #[test]
+    fn ipv6_media_defaults_to_loopback_next_to_ipv4_loopback() {
+        let c = Config::default();
+        let v6 = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+        assert_eq!(c.media_v6(), Some((v6, v6)));
+        let c = Config::from_yaml("t.yaml", "bind_address: 192.0.2.1\n").expect("valid");
+        assert_eq!(c.media_v6(), None, "no IPv6 guessed beyond loopback");
+        let c = Config::from_yaml(
+            "t.yaml",
+            "bind_address: 0.0.0.0\npublic_address: 192.0.2.1\nbind_address_v6: \"::\"\npublic_address_v6: 2001:db8::1\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            c.media_v6().map(|(_, p)| p.to_string()).as_deref(),
+            Some("2001:db8::1")
+        );
+        let c = Config::from_yaml("t.yaml", "bind_address: \"::1\"\n").expect("valid");
+        assert_eq!(
+            c.media_v6(),
+            None,
+            "an IPv6 bind_address is the only family"
+        );
+    }
+
+    #[test]
+    fn bad_ipv6_media_keys_are_refused() {
+        assert!(bad("bind_address_v6: 127.0.0.1\n").contains("not an IPv6"));
+        assert!(bad("bind_address_v6: \"::\"\n").contains("set public_address_v6"));
+        assert!(bad("public_address_v6: 192.0.2.1\n").contains("concrete IPv6"));
+        assert!(bad("bind_address: \"::1\"\nbind_address_v6: \"::1\"\n").contains("IPv6 already"));
+        assert!(
+            bad("bind_address: 192.0.2.1\npublic_address_v6: 2001:db8::1\n")
+                .contains("needs bind_address_v6")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use tonic::Status;
 
 use crate::ports::PortError;
+use crate::relay::dtmf::DtmfError;
 use crate::sdp::SdpError;
 
 /// Errors of media control operations.
@@ -60,6 +61,28 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// `SendDtmf` refused.
+    #[error("{0}")]
+    Dtmf(#[from] DtmfError),
+    /// An offer in (or a request for) a family the node has no media
+    /// address for.
+    #[error(
+        "this media node has no {0} media address (swrtp bind_address / bind_address_v6): cannot serve that leg"
+    )]
+    NoMediaAddress(&'static str),
+    /// A re-offer changing the session's address family.
+    #[error(
+        "the offer moves the session from {from} to {to}; a session cannot change address family"
+    )]
+    FamilyChange {
+        /// The session's family.
+        from: &'static str,
+        /// The offer's.
+        to: &'static str,
+    },
+    /// An address family value this node does not know.
+    #[error("address_family {0} is not a known AddressFamily")]
+    BadFamily(i32),
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -72,8 +95,19 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let msg = e.to_string();
         match e {
-            Error::Sdp(_) | Error::Missing(_) | Error::SelfBridge(_) | Error::BadPath { .. } => {
+            Error::Sdp(_)
+            | Error::Missing(_)
+            | Error::SelfBridge(_)
+            | Error::BadPath { .. }
+            | Error::NoMediaAddress(_)
+            | Error::FamilyChange { .. }
+            | Error::BadFamily(_)
+            | Error::Dtmf(DtmfError::BadDigits(_) | DtmfError::BadDuration(_)) => {
                 Status::invalid_argument(msg)
+            }
+            Error::Dtmf(DtmfError::QueueFull(..)) => Status::resource_exhausted(msg),
+            Error::Dtmf(DtmfError::NoTelephoneEvent(_) | DtmfError::NotSending(_)) => {
+                Status::failed_precondition(msg)
             }
             Error::Ports(PortError::Exhausted { .. }) => Status::resource_exhausted(msg),
             Error::Ports(PortError::Register(..)) | Error::Internal(_) => Status::internal(msg),

@@ -13,9 +13,12 @@
 //! - [`session`]: the session table ([`session::Node`]) and what admin reads.
 //! - [`relay`]: the media task: relay, latching, header rewriting, pacing.
 //! - [`player`]: WAV decoding and playback state.
+//! - [`hold`]: which legs the RTP timeout watches (hold), RTCP as activity,
+//!   re-offers that pass hold on.
 //! - [`service`]: the `MediaService` gRPC handlers.
 //! - [`lease`]: session owners and leases, and the reaper of lapsed ones.
 //! - [`admin`]: the `MediaAdmin` gRPC handlers.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`error`]: the control-plane error and its one mapping to `tonic::Status`.
 //!
 //! # Behaviour swbd relies on
@@ -45,6 +48,13 @@
 //!   WatchSessions, `session_timed_out` on admin Watch, `timed_out_sessions`
 //!   in Health) and its ports are released; the session entry stays until
 //!   swbd destroys it, so DestroySession still returns its final stats.
+//!   A leg on hold (negotiated `sendonly`, `recvonly` or `inactive`, or
+//!   `c=0.0.0.0`) is exempt while the direction stays; RTCP from the
+//!   latched address counts as activity ([`hold`]).
+//! - **Re-offers**: `ReofferSession` makes a new offer on a negotiated
+//!   session (same port, the codec in use, the direction asked for); its
+//!   answer comes through `UpdateSession` as usual; `withdraw` drops an
+//!   unanswered one.
 //! - **Codecs**: the two legs of a bridge may have negotiated different
 //!   G.711 laws; the relay transcodes in place.
 //! - **Session leases**: a session created with the owner metadata headers
@@ -56,6 +66,14 @@
 //!   and one continuous sequence/timestamp space across playbacks and
 //!   bridges (marker bit set where a new source starts); payload types are
 //!   mapped to the receiving leg's negotiated ones, telephone-event included.
+//! - **DTMF** ([`relay::dtmf`]): `SendDtmf` (Control stream) sends digits
+//!   into a leg as RFC 4733 events; every digit a leg receives as RFC 4733
+//!   is reported once (`SESSION_EVENT_KIND_DTMF` on WatchSessions, and an
+//!   unsolicited `event` reply on the Control streams of the session's
+//!   owner), saying whether the bridge peer got it as RFC 4733 too.
+//! - **IPv4 and IPv6 legs** ([`session::Family`]): an answer follows the
+//!   offer's `c=` family, an offer the family asked for; one call may
+//!   bridge both.
 //!
 //! # Defaults
 //!
@@ -64,7 +82,8 @@
 //! `media.token` in the runtime directory, created 0600 when missing);
 //! MediaAdmin on `$XDG_RUNTIME_DIR/switchboard/swrtp.sock` (or
 //! `/tmp/switchboard-$UID/`, created 0700, an existing one used only when
-//! it is ours and private); RTP ports 10000-20000 on 127.0.0.1; RTP timeout 30 s;
+//! it is ours and private); RTP ports 10000-20000 on 127.0.0.1 (and on ::1
+//! for IPv6 legs, see [`session::Family`]); RTP timeout 30 s;
 //! latching after 3 packets. [`start`] returns the bound endpoints (port 0
 //! resolved) for in-process tests; [`run`] is what `main` calls.
 
@@ -74,7 +93,9 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod g711;
+pub mod hold;
 pub mod lease;
+pub mod metrics;
 pub mod player;
 pub mod ports;
 pub mod relay;
@@ -105,6 +126,8 @@ pub struct Running {
     pub listen: Endpoint,
     /// MediaAdmin endpoint actually bound.
     pub admin: Endpoint,
+    /// Where `/metrics` is served (None: disabled, or the port was taken).
+    pub metrics: Option<std::net::SocketAddr>,
     /// The node, for in-process inspection.
     pub node: Node,
     task: JoinHandle<anyhow::Result<()>>,
@@ -154,15 +177,28 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         }
         (Endpoint::Unix(_), _) => None,
     };
+    let metrics_token = metrics::token(&config)?;
     if !config.audio_dir.is_dir() {
         tracing::warn!(dir = %config.audio_dir.display(), "audio_dir does not exist; Play will report errors");
     }
 
     let pool = PortPool::new(range, config.bind_address);
-    let node = Node::new(
+    // IPv6 legs next to IPv4 ones (session::Family). The ::1 default is
+    // dropped on a host without IPv6 loopback; a configured address stays
+    // (its sessions fail loudly if it cannot be bound).
+    let media_v6 = config.media_v6().filter(|(bind, _)| {
+        let usable = config.bind_address_v6.is_some() || ports::can_bind(*bind);
+        if !usable {
+            tracing::info!(address = %bind, "no IPv6 loopback on this host: IPv6 legs are refused");
+        }
+        usable
+    });
+    let pool_v6 = media_v6.map(|(bind, _)| PortPool::new(range, bind));
+    let node = Node::with_pools(
         NodeSettings {
             node_id: config.node_id.clone(),
             public_address: config.advertised_address(),
+            public_address_v6: media_v6.map(|(_, public)| public),
             audio_dir: config.audio_dir.clone(),
             rtp_timeout: (config.rtp_timeout_secs > 0)
                 .then(|| Duration::from_secs(config.rtp_timeout_secs)),
@@ -170,6 +206,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
             default_lease: Duration::from_secs(config.session_lease_secs),
         },
         pool,
+        pool_v6,
     );
     tokio::spawn(lease::reaper(node.clone()));
 
@@ -177,6 +214,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let admin_listener = grpc::bind(&admin_ep).await?;
     let listen = media_listener.endpoint();
     let admin = admin_listener.endpoint();
+    let metrics = metrics::start(&config, metrics_token, &node, shutdown.clone()).await;
 
     let (media_health, media_router) = grpc::base_router()?;
     media_health
@@ -207,6 +245,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         %admin,
         rtp_ports = %range,
         public = %config.advertised_address(),
+        public_v6 = %media_v6.map(|(_, p)| p.to_string()).unwrap_or_else(|| "none".into()),
         media_token = %media_token_file.display(),
         "swrtp serving"
     );
@@ -224,7 +263,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         // Media tasks close their sockets as they end; give them a moment so
         // the ports are really free when run() returns.
         for _ in 0..100 {
-            if task_node.pool().free() == task_node.pool().total() {
+            if task_node.all_ports_free() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -237,6 +276,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     Ok(Running {
         listen,
         admin,
+        metrics,
         node,
         task,
     })

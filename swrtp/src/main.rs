@@ -40,6 +40,12 @@ struct Args {
     /// Address RTP sockets bind to.
     #[arg(long, value_name = "IP")]
     bind_address: Option<IpAddr>,
+    /// IPv6 address the RTP sockets of IPv6 legs bind to.
+    #[arg(long, value_name = "IPV6")]
+    bind_address_v6: Option<IpAddr>,
+    /// Address advertised in SDP for IPv6 legs.
+    #[arg(long, value_name = "IPV6")]
+    public_address_v6: Option<IpAddr>,
     /// Node name.
     #[arg(long)]
     node_id: Option<String>,
@@ -52,6 +58,9 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// Prometheus /metrics address (IP:PORT); replaces metrics_listen.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +103,12 @@ fn main() -> ExitCode {
     if let Some(v) = args.bind_address {
         config.bind_address = v;
     }
+    if let Some(v) = args.bind_address_v6 {
+        config.bind_address_v6 = Some(v);
+    }
+    if let Some(v) = args.public_address_v6 {
+        config.public_address_v6 = Some(v);
+    }
     if let Some(v) = args.node_id {
         config.node_id = v;
     }
@@ -105,6 +120,9 @@ fn main() -> ExitCode {
     }
     if let Some(v) = args.log_format {
         config.log_format = v;
+    }
+    if let Some(v) = args.metrics_listen {
+        config.metrics_listen = v;
     }
     if let Err(errors) = config.validate(&name) {
         for e in errors {

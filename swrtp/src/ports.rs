@@ -141,11 +141,28 @@ impl PortPool {
 }
 
 fn bind_pair(address: IpAddr, port: u16) -> Option<(StdUdpSocket, StdUdpSocket)> {
-    let rtp = StdUdpSocket::bind(SocketAddr::new(address, port)).ok()?;
-    let rtcp = StdUdpSocket::bind(SocketAddr::new(address, port.checked_add(1)?)).ok()?;
-    rtp.set_nonblocking(true).ok()?;
-    rtcp.set_nonblocking(true).ok()?;
+    let rtp = bind_udp(SocketAddr::new(address, port))?;
+    let rtcp = bind_udp(SocketAddr::new(address, port.checked_add(1)?))?;
     Some((rtp, rtcp))
+}
+
+/// A non-blocking UDP socket on `addr`. IPv6 sockets are IPv6-only, so a
+/// `::` pool never takes the ports of the IPv4 pool beside it.
+fn bind_udp(addr: SocketAddr) -> Option<StdUdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).ok()?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).ok()?;
+    }
+    socket.bind(&addr.into()).ok()?;
+    socket.set_nonblocking(true).ok()?;
+    Some(socket.into())
+}
+
+/// Whether a UDP socket can be bound on `address` at all (is IPv6 loopback
+/// there?), without taking a port of the range.
+pub fn can_bind(address: IpAddr) -> bool {
+    bind_udp(SocketAddr::new(address, 0)).is_some()
 }
 
 #[cfg(test)]
@@ -190,6 +207,22 @@ mod tests {
         assert!(p.allocate().is_err());
         drop(squatter);
         assert_eq!(p.allocate().map(|x| x.port()).ok(), Some(6020));
+    }
+
+    #[tokio::test]
+    async fn ipv6_pairs_are_bound_on_ipv6() {
+        let p = PortPool::new(
+            PortRange {
+                min: 6040,
+                max: 6043,
+            },
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        );
+        let a = p.allocate().expect("::1 pair");
+        assert!(a.rtp.local_addr().expect("addr").is_ipv6());
+        // The same port on IPv4 loopback is another socket, still free.
+        let v4 = StdUdpSocket::bind(("127.0.0.1", a.port())).expect("v4 port free");
+        drop(v4);
     }
 
     #[tokio::test]

@@ -64,6 +64,8 @@
 //! 200 OK would otherwise lose its first packet(s) to that gap. After a leg
 //! was bridged once, unbridged packets are dropped (and counted) as before.
 
+pub mod dtmf;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -79,6 +81,7 @@ use switchboard_proto::media::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::hold;
 use crate::player::Playback;
 use crate::ports::PortPair;
 use crate::sdp::AudioCodec;
@@ -251,6 +254,8 @@ pub struct Leg {
     /// RTP received before the first bridge, with arrival times (at most
     /// [`HOLD_PACKETS`]; allocated by the first such packet).
     held: Option<Box<Held>>,
+    /// DTMF sent and received ([`dtmf`]; allocated by the first one).
+    dtmf: Option<Box<dtmf::LegDtmf>>,
     epoch: Instant,
     /// Last: the sockets close before the ports return to the pool.
     ports: PortPair,
@@ -280,6 +285,7 @@ impl Leg {
             armed: false,
             bridged_once: false,
             held: None,
+            dtmf: None,
             epoch: now,
             ports,
         }
@@ -382,6 +388,17 @@ pub enum Cmd {
         reason: &'static str,
         /// Whether one was running.
         reply: oneshot::Sender<bool>,
+    },
+    /// Queue DTMF digits (RFC 4733 events, see [`dtmf`]).
+    SendDtmf {
+        /// Session.
+        id: String,
+        /// Event codes.
+        events: Vec<u8>,
+        /// Duration of each, clock ticks.
+        ticks: u16,
+        /// Digits waiting now; `None` when the leg is not here.
+        reply: oneshot::Sender<Option<Result<usize, dtmf::DtmfError>>>,
     },
 }
 
@@ -643,6 +660,14 @@ impl Relay {
                     .unwrap_or(false);
                 let _ = reply.send(was);
             }
+            Cmd::SendDtmf {
+                id,
+                events,
+                ticks,
+                reply,
+            } => {
+                let _ = reply.send(self.queue_dtmf(&id, &events, ticks));
+            }
         }
     }
 
@@ -656,6 +681,7 @@ impl Relay {
         self.legs
             .iter()
             .filter_map(|l| l.playback.as_ref().and_then(|p| p.deadline(l.media.ptime)))
+            .chain(self.dtmf_deadline())
             .min()
     }
 
@@ -674,8 +700,9 @@ impl Relay {
             };
             match sock.try_recv_from(&mut self.buf) {
                 Ok((n, src)) => {
-                    if rtcp {
-                        self.on_rtcp(i, n, src);
+                    // RTCP multiplexed on the RTP port (RFC 5761) is RTCP.
+                    if rtcp || self.buf.get(..n).is_some_and(hold::is_muxed_rtcp) {
+                        self.on_rtcp(i, n, src, !rtcp);
                     } else {
                         self.on_rtp(i, n, src);
                     }
@@ -778,6 +805,11 @@ impl Relay {
         }
         let at = now_ms();
         from.shared.rx.count(payload_len, at);
+        if Some(pt) == from.media.te_pt
+            && let Some(data) = self.buf.get(..n)
+        {
+            dtmf::on_event_packet(from, to.as_deref(), ts, data, &self.ctx);
+        }
         if Some(pt) != from.media.te_pt {
             let arrival = (now.duration_since(from.epoch).as_micros() as u64 * 8 / 1000) as u32;
             let (lost, jitter) = from.rx.on_packet(ssrc, seq, ts, arrival);
@@ -843,8 +875,10 @@ impl Relay {
     }
 
     /// The per-packet path for RTCP from leg `i`: sanity-check, source-check
-    /// and forward unchanged.
-    pub fn on_rtcp(&mut self, i: usize, n: usize, src: SocketAddr) {
+    /// and forward unchanged. Accepted RTCP is a sign of life for the RTP
+    /// timeout ([`hold`]). `muxed`: it came on the RTP port (RFC 5761); it
+    /// is forwarded as any RTCP, but does not move where we send RTCP.
+    pub fn on_rtcp(&mut self, i: usize, n: usize, src: SocketAddr, muxed: bool) {
         let (from, to) = split(&mut self.legs, i);
         let Some(from) = from else { return };
         let Some(data) = self.buf.get(..n) else {
@@ -858,7 +892,10 @@ impl Relay {
         if !valid || expected_ip != Some(src.ip()) {
             return from.drop_packet(&self.ctx);
         }
-        from.rtcp_dest = Some(src);
+        from.last_rx = Instant::now();
+        if !muxed {
+            from.rtcp_dest = Some(src);
+        }
         let Some(to) = to else { return };
         let dest = to.rtcp_dest.or(to.sdp_rtcp);
         if let Some(dest) = dest
@@ -868,8 +905,9 @@ impl Relay {
         }
     }
 
-    /// Send every playback packet that is due.
+    /// Send every playback (and DTMF) packet that is due.
     fn play_due(&mut self) {
+        self.dtmf_due();
         let now = Instant::now();
         for leg in &mut self.legs {
             // Catch up if we were late, so the stream never drifts.
@@ -889,7 +927,9 @@ impl Relay {
         let mut i = 0;
         while i < self.legs.len() {
             let expired = self.legs.get(i).is_some_and(|l| {
-                l.armed && l.media.direction.has_recv() && now.duration_since(l.last_rx) >= timeout
+                l.armed
+                    && hold::expects_rtp(&l.media, l.sdp_rtp)
+                    && now.duration_since(l.last_rx) >= timeout
             });
             if expired {
                 let mut leg = self.legs.remove(i);
@@ -929,7 +969,7 @@ fn rewrite(
     data: &mut [u8],
     h: Header,
 ) -> Option<SocketAddr> {
-    if !to.media.direction.has_send() || !from.media.direction.has_recv() {
+    if !to.media.direction.has_send() || !from.media.direction.has_recv() || to.dtmf_busy() {
         return None;
     }
     let dest = to.rtp_dest()?;

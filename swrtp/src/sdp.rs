@@ -116,6 +116,16 @@ pub fn direction_to_proto(d: Direction) -> pb::Direction {
     }
 }
 
+/// SDP direction of a proto enum (UNSPECIFIED: sendrecv).
+pub fn direction_from_proto(d: pb::Direction) -> Direction {
+    match d {
+        pb::Direction::Unspecified | pb::Direction::Sendrecv => Direction::SendRecv,
+        pb::Direction::Sendonly => Direction::SendOnly,
+        pb::Direction::Recvonly => Direction::RecvOnly,
+        pb::Direction::Inactive => Direction::Inactive,
+    }
+}
+
 /// One payload format of an m-line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Format {
@@ -150,6 +160,9 @@ pub struct RemoteDescription {
     pub rtp: Option<SocketAddr>,
     /// Where the remote wants RTCP (`a=rtcp` or RTP port + 1).
     pub rtcp: Option<SocketAddr>,
+    /// The `c=` address of the audio m-line as written (`0.0.0.0` too):
+    /// its family is the family of the session answering it.
+    pub connection: IpAddr,
 }
 
 impl RemoteDescription {
@@ -291,6 +304,7 @@ pub fn parse(text: &str) -> Result<RemoteDescription> {
         direction,
         rtp,
         rtcp,
+        connection: ip,
     })
 }
 
@@ -462,6 +476,12 @@ pub struct Offer {
 
 /// Produce an offer (B-leg INVITE body).
 pub fn offer(origin: &LocalOrigin, offer: &Offer) -> String {
+    offer_with_direction(origin, offer, Direction::SendRecv)
+}
+
+/// Produce an offer with `direction` from our side (a re-offer that holds
+/// or resumes, see [`crate::hold`]).
+pub fn offer_with_direction(origin: &LocalOrigin, offer: &Offer, direction: Direction) -> String {
     let mut formats: Vec<Format> = offer
         .codecs
         .iter()
@@ -485,7 +505,7 @@ pub fn offer(origin: &LocalOrigin, offer: &Offer) -> String {
         &AudioLine {
             formats: &formats,
             ptime: offer.ptime,
-            direction: Direction::SendRecv,
+            direction,
         },
         &[],
         0,
@@ -726,6 +746,29 @@ mod tests {
                 Err(e) => assert!(check(&e), "{name}: wrong error {e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn ipv6_offer_is_answered_in_ipv6() {
+        let remote = parse(&sdp(
+            "c=IN IP6 ::1\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+        ))
+        .expect("parse");
+        assert!(remote.connection.is_ipv6());
+        assert_eq!(
+            remote.rtp.map(|a| a.to_string()).as_deref(),
+            Some("[::1]:4000")
+        );
+        let origin = LocalOrigin {
+            address: IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ..origin()
+        };
+        let (text, _) = answer(&remote, &origin, &[]).expect("answer");
+        assert!(text.contains("c=IN IP6 ::1\r\n"), "{text}");
+        assert!(text.contains("o=swrtp 42 1 IN IP6 ::1\r\n"), "{text}");
+        // An IPv4 hold offer says IP4 even with no address.
+        let hold = parse(&sdp("c=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n")).expect("parse");
+        assert!(hold.connection.is_ipv4() && hold.rtp.is_none());
     }
 
     #[test]

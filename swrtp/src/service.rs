@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::error::Error;
 use crate::lease::{self, Owner};
 use crate::sdp::{self, AudioCodec, Offer};
-use crate::session::{Negotiation, Node, NodeEvent};
+use crate::session::{Family, Negotiation, Node, NodeEvent};
 
 /// The MediaService implementation.
 #[derive(Debug, Clone)]
@@ -28,6 +28,35 @@ impl MediaControl {
     pub fn new(node: Node) -> Self {
         Self { node }
     }
+}
+
+/// What a session offers, from the request's options (codecs in
+/// preference order, node defaults when none; RFC 4733 events; ptime).
+fn offer_options(o: &pb::OfferOptions) -> Result<Offer, Status> {
+    let mut codecs: Vec<AudioCodec> = o
+        .codecs
+        .iter()
+        .filter_map(|c| pb::Codec::try_from(*c).ok())
+        .filter_map(AudioCodec::from_proto)
+        .collect();
+    codecs.dedup();
+    if codecs.is_empty() {
+        codecs = vec![AudioCodec::Pcmu, AudioCodec::Pcma];
+    }
+    let ptime = match o.ptime_ms {
+        0 => sdp::DEFAULT_PTIME_MS,
+        p if (10..=120).contains(&p) && p % 10 == 0 => p,
+        p => {
+            return Err(Status::invalid_argument(format!(
+                "ptime_ms {p} is not supported (10..120, a multiple of 10)"
+            )));
+        }
+    };
+    Ok(Offer {
+        codecs,
+        te_pt: o.telephone_event.then_some(sdp::DEFAULT_TELEPHONE_EVENT_PT),
+        ptime,
+    })
 }
 
 fn required<'a>(v: &'a str, name: &'static str) -> Result<&'a str, Status> {
@@ -50,17 +79,47 @@ type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// A `SessionEvent` for WatchSessions, if the event is one.
 pub fn session_event(e: &NodeEvent) -> Option<pb::SessionEvent> {
-    let (shared, kind) = match e {
-        NodeEvent::Created(s) => (s, pb::SessionEventKind::Created),
-        NodeEvent::Destroyed(s) => (s, pb::SessionEventKind::Destroyed),
-        NodeEvent::TimedOut(s) => (s, pb::SessionEventKind::RtpTimeout),
+    let (shared, kind, dtmf) = match e {
+        NodeEvent::Created(s) => (s, pb::SessionEventKind::Created, None),
+        NodeEvent::Destroyed(s) => (s, pb::SessionEventKind::Destroyed, None),
+        NodeEvent::TimedOut(s) => (s, pb::SessionEventKind::RtpTimeout, None),
         NodeEvent::Status => return None,
+        NodeEvent::Dtmf {
+            session,
+            digit,
+            duration_ms,
+            relayed,
+        } => (
+            session,
+            pb::SessionEventKind::Dtmf,
+            Some(pb::DtmfReceived {
+                digit: digit.to_string(),
+                duration_ms: *duration_ms,
+                relayed: *relayed,
+            }),
+        ),
     };
     Some(pb::SessionEvent {
         at: Some(switchboard_proto::timestamp(SystemTime::now())),
         session_id: shared.id.clone(),
         call_id: shared.call_id.clone(),
         kind: kind as i32,
+        dtmf,
+    })
+}
+
+/// The unsolicited Control reply (id 0) carrying `e`, when `e` is an event
+/// for the Control streams of `owner` (see the proto's `ControlReply.event`).
+pub fn owner_event(owner: &Owner, e: &NodeEvent) -> Option<pb::ControlReply> {
+    let NodeEvent::Dtmf { session, .. } = e else {
+        return None;
+    };
+    if session.owner.as_ref() != Some(owner) {
+        return None;
+    }
+    Some(pb::ControlReply {
+        id: 0,
+        result: Some(pb::control_reply::Result::Event(session_event(e)?)),
     })
 }
 
@@ -99,6 +158,7 @@ impl MediaControl {
             Some(C::Unbridge(r)) => reply(self.unbridge(Request::new(r)).await, R::Unbridge),
             Some(C::RenewLeases(r)) => reply(self.renew_leases(r), R::RenewLeases),
             Some(C::ReconcileOwner(r)) => reply(self.reconcile_owner(r).await, R::ReconcileOwner),
+            Some(C::SendDtmf(r)) => reply(self.send_dtmf(r).await, R::SendDtmf),
             None => R::Error(pb::ControlError {
                 code: tonic::Code::InvalidArgument as i32,
                 message: "control request without a command".into(),
@@ -139,6 +199,16 @@ impl MediaControl {
         }))
     }
 
+    /// SendDtmf (Control stream only).
+    async fn send_dtmf(
+        &self,
+        r: pb::SendDtmfRequest,
+    ) -> Result<Response<pb::SendDtmfResponse>, Status> {
+        let id = required(&r.session_id, "session_id")?;
+        let queued = self.node.send_dtmf(id, &r.digits, r.duration_ms).await?;
+        Ok(Response::new(pb::SendDtmfResponse { queued }))
+    }
+
     /// CreateSession for `owner`.
     async fn create(
         &self,
@@ -150,33 +220,11 @@ impl MediaControl {
                 Negotiation::Answer(sdp)
             }
             Some(pb::create_session_request::Negotiation::Offer(o)) => {
-                let mut codecs: Vec<AudioCodec> = o
-                    .codecs
-                    .iter()
-                    .filter_map(|c| pb::Codec::try_from(*c).ok())
-                    .filter_map(AudioCodec::from_proto)
-                    .collect();
-                codecs.dedup();
-                if codecs.is_empty() {
-                    codecs = vec![AudioCodec::Pcmu, AudioCodec::Pcma];
-                }
-                let ptime = match o.ptime_ms {
-                    0 => sdp::DEFAULT_PTIME_MS,
-                    p if (10..=120).contains(&p) && p % 10 == 0 => p,
-                    p => {
-                        return Err(Status::invalid_argument(format!(
-                            "ptime_ms {p} is not supported (10..120, a multiple of 10)"
-                        )));
-                    }
-                };
-                Negotiation::Offer(Offer {
-                    codecs,
-                    te_pt: o.telephone_event.then_some(sdp::DEFAULT_TELEPHONE_EVENT_PT),
-                    ptime,
-                })
+                Negotiation::Offer(offer_options(&o)?)
             }
             None => return Err(Error::Missing("remote_offer_sdp or offer").into()),
         };
+        let family = Family::from_proto(r.address_family)?;
         // The peer (A-leg) first: an unusable caller offer must fail the
         // request before anything is created for the B-leg.
         let peer = match (&r.peer, &negotiation) {
@@ -206,7 +254,7 @@ impl MediaControl {
         let (session_id, local_sdp, media) =
             match self
                 .node
-                .create_owned(owner, &r.call_id, &r.leg, negotiation)
+                .create_in(owner, &r.call_id, &r.leg, negotiation, family)
             {
                 Ok(created) => created,
                 Err(e) => {
@@ -302,8 +350,41 @@ impl MediaService for MediaControl {
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
         let r = request.into_inner();
         let id = required(&r.session_id, "session_id")?;
+        if r.remote_sdp.is_empty() {
+            if let Some(o) = &r.reoffer {
+                let (local_sdp, media) = self.node.reoffer(id, offer_options(o)?).await?;
+                return Ok(Response::new(pb::UpdateSessionResponse {
+                    local_sdp,
+                    media: Some(media),
+                }));
+            }
+            if r.withdraw_offer {
+                let media = self.node.withdraw_offer(id).await?;
+                return Ok(Response::new(pb::UpdateSessionResponse {
+                    local_sdp: String::new(),
+                    media: Some(media),
+                }));
+            }
+        }
         let (local_sdp, media) = self.node.update(id, &r.remote_sdp).await?;
         Ok(Response::new(pb::UpdateSessionResponse {
+            local_sdp,
+            media: Some(media),
+        }))
+    }
+
+    async fn reoffer_session(
+        &self,
+        request: Request<pb::ReofferSessionRequest>,
+    ) -> Result<Response<pb::ReofferSessionResponse>, Status> {
+        let r = request.into_inner();
+        let id = required(&r.session_id, "session_id")?;
+        let direction = sdp::direction_from_proto(r.direction());
+        let (local_sdp, media) = self
+            .node
+            .reoffer_direction(id, direction, r.withdraw)
+            .await?;
+        Ok(Response::new(pb::ReofferSessionResponse {
             local_sdp,
             media: Some(media),
         }))
@@ -401,6 +482,8 @@ impl MediaService for MediaControl {
         // Sessions created on this stream belong to the owner it names.
         let owner = Owner::from_metadata(request.metadata())?;
         let live = owner.as_ref().map(|o| self.node.owner_connected(o));
+        // The owner's session events (DTMF) go out on its stream, id 0.
+        let mut events = owner.as_ref().map(|_| self.node.subscribe());
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let this = self.clone();
@@ -430,6 +513,27 @@ impl MediaService for MediaControl {
                             break;
                         }
                     }
+                    ev = async {
+                        match events.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => match ev {
+                        Ok(e) => {
+                            if let Some(o) = &owner
+                                && let Some(reply) = owner_event(o, &e)
+                                // A client not reading its replies loses
+                                // events, never blocks command replies.
+                                && tx.try_send(Ok(reply)).is_err()
+                            {
+                                tracing::debug!(owner = %o, "control stream full: session event dropped");
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "control stream fell behind the node's events");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => events = None,
+                    },
                 }
             }
             while let Some(reply) = running.next().await {

@@ -21,12 +21,21 @@ use switchboard_proto::media::v1 as pb;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::hold;
 use crate::lease::Owner;
 use crate::player::{self, Playback};
 use crate::ports::PortPool;
 use crate::relay::{self, Cmd, Leg, LegMedia};
 use crate::sdp::{self, AudioCodec, LocalOrigin, Negotiated, Offer};
 use crate::stats::{DirectionCounters, RelayLatency};
+
+mod dtmf;
+mod family;
+mod reoffer;
+mod traffic;
+
+pub use family::Family;
+pub use traffic::{EndedSessions, LiveQuality, Traffic};
 
 /// What admin and health can read about a session without asking its task.
 #[derive(Debug)]
@@ -134,6 +143,17 @@ pub enum NodeEvent {
     TimedOut(Arc<SessionShared>),
     /// Draining changed.
     Status,
+    /// A DTMF digit arrived as RFC 4733 (see [`crate::relay::dtmf`]).
+    Dtmf {
+        /// The session it arrived on.
+        session: Arc<SessionShared>,
+        /// `0`-`9`, `*`, `#`, `A`-`D`.
+        digit: char,
+        /// Duration the sender gave.
+        duration_ms: u32,
+        /// Passed on to the bridge peer as RFC 4733.
+        relayed: bool,
+    },
 }
 
 /// Node-wide counters (atomics; no lock on the packet path).
@@ -151,6 +171,8 @@ pub struct NodeCounters {
     pub stale_owner_dropped: AtomicU64,
     /// Time the relay adds per relayed RTP packet (media tasks flush into it).
     pub latency: RelayLatency,
+    /// What destroyed sessions counted (metrics; see `session/traffic.rs`).
+    pub ended: EndedSessions,
 }
 
 /// What every media task needs from the node.
@@ -173,6 +195,9 @@ pub struct NodeSettings {
     pub node_id: String,
     /// Address advertised in SDP.
     pub public_address: IpAddr,
+    /// Address advertised in SDP for legs of the other family (IPv6 next
+    /// to an IPv4 `public_address`), when the node has a pool for them.
+    pub public_address_v6: Option<IpAddr>,
     /// Play resolves files here.
     pub audio_dir: PathBuf,
     /// RTP inactivity timeout (None: off).
@@ -188,6 +213,10 @@ pub struct NodeSettings {
 struct SdpState {
     origin: LocalOrigin,
     pending_offer: Option<Offer>,
+    /// Direction of our pending offer (sendrecv but for a re-offer that holds).
+    offered_direction: sdp_types::Direction,
+    /// Our pending re-offer's SDP: it becomes `local_sdp` once answered.
+    reoffer_sdp: Option<String>,
     remote_origin: Option<(String, u64)>,
     local_sdp: String,
     negotiated: Option<Negotiated>,
@@ -216,6 +245,8 @@ struct Table {
 struct NodeInner {
     settings: NodeSettings,
     pool: PortPool,
+    /// Ports of IPv6 legs next to an IPv4 `pool` (see [`Family`]).
+    pool_v6: Option<PortPool>,
     table: Mutex<Table>,
     ops: tokio::sync::Mutex<()>,
     draining: AtomicBool,
@@ -321,6 +352,13 @@ pub fn resolve_audio_path(dir: &Path, file: &str) -> Result<PathBuf> {
 impl Node {
     /// A node over `pool`.
     pub fn new(settings: NodeSettings, pool: PortPool) -> Self {
+        Self::with_pools(settings, pool, None)
+    }
+
+    /// A node over `pool` (the family of `public_address`) and, for IPv6
+    /// legs next to an IPv4 pool, `pool_v6` (advertised as
+    /// `settings.public_address_v6`).
+    pub fn with_pools(settings: NodeSettings, pool: PortPool, pool_v6: Option<PortPool>) -> Self {
         let (events, _) = broadcast::channel(1024);
         let ctx = Arc::new(MediaContext {
             events,
@@ -332,6 +370,7 @@ impl Node {
             inner: Arc::new(NodeInner {
                 settings,
                 pool,
+                pool_v6,
                 table: Mutex::new(Table::default()),
                 ops: tokio::sync::Mutex::new(()),
                 draining: AtomicBool::new(false),
@@ -420,6 +459,19 @@ impl Node {
         leg: &str,
         negotiation: Negotiation,
     ) -> Result<(String, String, pb::NegotiatedMedia)> {
+        self.create_in(owner, call_id, leg, negotiation, None)
+    }
+
+    /// [`create_owned`](Self::create_owned), an offer on the IP `family`
+    /// (`None`: the node's primary one); an answer follows the offer's `c=`.
+    pub fn create_in(
+        &self,
+        owner: Option<&Owner>,
+        call_id: &str,
+        leg: &str,
+        negotiation: Negotiation,
+        family: Option<Family>,
+    ) -> Result<(String, String, pb::NegotiatedMedia)> {
         if self.is_draining() {
             return Err(Error::Draining(self.inner.settings.node_id.clone()));
         }
@@ -428,12 +480,17 @@ impl Node {
             Negotiation::Answer(text) => Some(sdp::parse(text)?),
             Negotiation::Offer(_) => None,
         };
-        let ports = self.inner.pool.allocate()?;
+        let family = match &remote {
+            Some(r) => Family::of(r.connection),
+            None => family.unwrap_or_else(|| Family::of(self.inner.settings.public_address)),
+        };
+        let (pool, address) = self.media_address(family)?;
+        let ports = pool.allocate()?;
         let port = ports.port();
         let origin = LocalOrigin {
             sess_id: u64::from(rand::random::<u32>()),
             version: 1,
-            address: self.inner.settings.public_address,
+            address,
             port,
         };
         let (local_sdp, negotiated, pending_offer, remote_origin) = match (&negotiation, remote) {
@@ -449,7 +506,7 @@ impl Node {
             (Negotiation::Offer(o), _) => (sdp::offer(&origin, o), None, Some(o.clone()), None),
             (Negotiation::Answer(_), None) => return Err(Error::Internal("answer without offer")),
         };
-        let local_addr = SocketAddr::new(self.inner.settings.public_address, port);
+        let local_addr = SocketAddr::new(address, port);
         let media = media_proto(negotiated.as_ref(), local_addr);
         let lease_until = owner.map(|o| tokio::time::Instant::now() + self.lease_length(o));
 
@@ -493,6 +550,8 @@ impl Node {
                 sdp: SdpState {
                     origin,
                     pending_offer,
+                    offered_direction: sdp_types::Direction::SendRecv,
+                    reoffer_sdp: None,
                     remote_origin,
                     local_sdp: local_sdp.clone(),
                     negotiated,
@@ -516,11 +575,17 @@ impl Node {
                 .get_mut(id)
                 .ok_or_else(|| Error::NotFound(id.into()))?;
             let state = &mut entry.sdp;
+            family::check_same(state.origin.address, &remote)?;
             let same_origin = state.remote_origin.as_ref()
                 == Some(&(remote.origin_id.clone(), remote.origin_version));
             let (reply_sdp, negotiated, changed) = if let Some(offer) = &state.pending_offer {
-                let n = sdp::apply_answer(offer, &remote)?;
+                let mut n = sdp::apply_answer(offer, &remote)?;
+                n.direction = hold::intersect(state.offered_direction, n.direction);
                 state.pending_offer = None;
+                state.offered_direction = sdp_types::Direction::SendRecv;
+                if let Some(text) = state.reoffer_sdp.take() {
+                    state.local_sdp = text;
+                }
                 (String::new(), n, true)
             } else if same_origin && state.negotiated.is_some() {
                 // RFC 3264 §8: an unchanged version means an unchanged offer.
@@ -558,25 +623,66 @@ impl Node {
         Ok((reply_sdp, media))
     }
 
+    /// Make a new offer on a negotiated session with `direction` from our
+    /// side (see [`crate::hold`]); media goes on as negotiated until the
+    /// answer arrives through [`Node::update`]. With `withdraw`, drop an
+    /// unanswered re-offer instead (empty SDP back).
+    pub async fn reoffer_direction(
+        &self,
+        id: &str,
+        direction: sdp_types::Direction,
+        withdraw: bool,
+    ) -> Result<(String, pb::NegotiatedMedia)> {
+        let _ops = self.inner.ops.lock().await;
+        let mut table = self.table();
+        let entry = table
+            .sessions
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(id.into()))?;
+        let state = &mut entry.sdp;
+        let negotiated = state
+            .negotiated
+            .ok_or_else(|| Error::NotNegotiated(id.into()))?;
+        let local = SocketAddr::new(state.origin.address, state.origin.port);
+        let media = media_proto(Some(&negotiated), local);
+        if withdraw {
+            if state.reoffer_sdp.take().is_some() {
+                state.pending_offer = None;
+                state.offered_direction = sdp_types::Direction::SendRecv;
+            }
+            return Ok((String::new(), media));
+        }
+        let mut origin = state.origin.clone();
+        origin.version += 1;
+        let (text, offer) = hold::reoffer(&origin, &negotiated, direction);
+        state.origin = origin;
+        state.pending_offer = Some(offer);
+        state.offered_direction = direction;
+        state.reoffer_sdp = Some(text.clone());
+        Ok((text, media))
+    }
+
     /// Destroy a session and release its ports; returns its final stats.
     pub async fn destroy(&self, id: &str) -> Result<pb::SessionStats> {
         let _ops = self.inner.ops.lock().await;
-        let entry = {
+        let (entry, taken) = {
             let mut table = self.table();
             let entry = table
                 .sessions
                 .remove(id)
                 .ok_or_else(|| Error::NotFound(id.into()))?;
+            let taken = self.inner.ctx.counters.ended.take_over(&entry.shared);
             if let Some(peer) = &entry.peer
                 && let Some(p) = table.sessions.get_mut(peer)
             {
                 p.peer = None;
                 p.shared.edit(|v| v.bridged_with.clear());
             }
-            entry
+            (entry, taken)
         };
         let leg = detach(&entry.worker, id, "session destroyed").await;
         drop(leg); // sockets close, then the ports return to the pool
+        self.inner.ctx.counters.ended.finish(&entry.shared, taken);
         let stats = entry.shared.stats();
         let _ = self
             .inner

@@ -39,6 +39,7 @@ async fn unanswered_call(d: &mut Daemon, call: &str, alice: &Peer) -> Call {
                 },
             )),
             peer: None,
+            ..Default::default()
         })
         .await
         .expect("create (offer)")
@@ -58,6 +59,7 @@ async fn answer(d: &mut Daemon, id: &str, peer: &Peer) {
         .update_session(pb::UpdateSessionRequest {
             session_id: id.into(),
             remote_sdp: offer_sdp(peer.sdp_port, "0", ""),
+            ..Default::default()
         })
         .await
         .expect("apply answer");

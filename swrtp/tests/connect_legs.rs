@@ -23,6 +23,7 @@ async fn b_offer(d: &mut Daemon, call: &str) -> String {
                 },
             )),
             peer: None,
+            ..Default::default()
         })
         .await
         .expect("create (offer)")
@@ -202,6 +203,7 @@ async fn create_with_peer_checks_the_callers_offer_first() {
             leg: "a".into(),
             remote_offer_sdp: peer_sdp,
         }),
+        ..Default::default()
     };
     // G.729 only: nothing this node speaks.
     let err = d

@@ -23,6 +23,7 @@ fn create(call: &str, sdp: String) -> C {
         leg: "a".into(),
         negotiation: Some(pb::create_session_request::Negotiation::RemoteOfferSdp(sdp)),
         peer: None,
+        ..Default::default()
     })
 }
 

@@ -166,6 +166,7 @@ async fn serves_and_stops_cleanly_on_sigterm() {
                 common::offer_sdp(peer.sdp_port, "0", ""),
             )),
             peer: None,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -92,6 +92,7 @@ fn create_request() -> pb::CreateSessionRequest {
             common::offer_sdp(40000, "0", ""),
         )),
         peer: None,
+        ..Default::default()
     }
 }
 

@@ -127,6 +127,7 @@ async fn reoffer_with_a_new_address_moves_media_there() {
         .update_session(pb::UpdateSessionRequest {
             session_id: a.session_id.clone(),
             remote_sdp: reoffer,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -17,6 +17,7 @@ fn create(sdp: &str) -> pb::CreateSessionRequest {
             sdp.into(),
         )),
         peer: None,
+        ..Default::default()
     }
 }
 
@@ -161,6 +162,7 @@ async fn reoffer_bumps_origin_version_and_same_version_is_unchanged() {
         .update_session(pb::UpdateSessionRequest {
             session_id: a.session_id.clone(),
             remote_sdp: offer_sdp(peer.sdp_port, "0", ""),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -172,6 +174,7 @@ async fn reoffer_bumps_origin_version_and_same_version_is_unchanged() {
         .update_session(pb::UpdateSessionRequest {
             session_id: a.session_id.clone(),
             remote_sdp: hold,
+            ..Default::default()
         })
         .await
         .unwrap()

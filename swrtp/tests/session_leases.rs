@@ -36,6 +36,7 @@ fn answer_request(call: &str, peer: &Peer) -> pb::CreateSessionRequest {
             offer_sdp(peer.sdp_port, "0", ""),
         )),
         peer: None,
+        ..Default::default()
     }
 }
 
@@ -52,6 +53,7 @@ fn offer_with_peer(call: &str, peer: &Peer) -> pb::CreateSessionRequest {
             leg: "a".into(),
             remote_offer_sdp: offer_sdp(peer.sdp_port, "0", ""),
         }),
+        ..Default::default()
     }
 }
 

@@ -34,3 +34,16 @@ for k in range(3):
     if k < 2:
         beeps += [0] * int(RATE * 0.2)
 write("beep-440.wav", beeps)
+# Music on hold (swbd media.music_on_hold default): a gentle four-note
+# arpeggio (C5 E5 G5 E5, 250 ms each with 20 ms fades), 4 s, looped by
+# the node. No energy near the 440 Hz / 1 kHz test tones.
+notes = []
+for k in range(16):
+    freq = [523.25, 659.25, 783.99, 659.25][k % 4]
+    n = tone(freq, 0.25, amplitude=0.3)
+    fade = int(RATE * 0.02)
+    for i in range(fade):
+        n[i] = int(n[i] * i / fade)
+        n[-1 - i] = int(n[-1 - i] * i / fade)
+    notes += n
+write("music-on-hold.wav", notes)

@@ -2,7 +2,9 @@
 
 pub mod grpc;
 pub mod logging;
+pub mod metrics_http;
 pub mod paths;
 pub mod secret;
 pub mod shutdown;
+pub mod time;
 pub mod yaml;

@@ -94,6 +94,42 @@ pub struct AuthedUser {
     pub authenticated: bool,
 }
 
+/// Why credentials did not authenticate (for security events; the peer
+/// sees the same challenge for all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// A digest over our nonce for a known user, with the wrong password.
+    WrongPassword,
+    /// A digest for a user the users file does not name.
+    UnknownUser,
+    /// Credentials without `qop=auth`, `nc` or `cnonce`.
+    Malformed,
+    /// A nonce we did not issue to this address (made up, forged, or
+    /// issued to another address).
+    ForeignNonce,
+    /// A correct digest whose nonce count was already used (a replay).
+    ReplayedNonce,
+    /// A digest `uri` that is not the Request-URI.
+    UriMismatch,
+    /// The source is blocked.
+    Blocked,
+}
+
+impl AuthFailure {
+    /// In words, for events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::WrongPassword => "wrong password",
+            AuthFailure::UnknownUser => "unknown user",
+            AuthFailure::Malformed => "malformed credentials",
+            AuthFailure::ForeignNonce => "nonce not issued to this address",
+            AuthFailure::ReplayedNonce => "replayed nonce count",
+            AuthFailure::UriMismatch => "digest uri is not the Request-URI",
+            AuthFailure::Blocked => "source blocked",
+        }
+    }
+}
+
 /// A refusal to send instead of processing the request.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code} {reason}")]
@@ -104,6 +140,13 @@ pub struct AuthRejection {
     pub reason: &'static str,
     /// Challenge headers to add.
     pub headers: Vec<(Name, String)>,
+    /// Why, when credentials were given and failed (`None`: a plain
+    /// challenge, a stale nonce).
+    pub failure: Option<AuthFailure>,
+    /// The digest username of failed credentials (peer text).
+    pub user: Option<String>,
+    /// This failure blocked the source: `(failures, block)`.
+    pub blocked_now: Option<(u32, Duration)>,
 }
 
 impl AuthRejection {
@@ -146,6 +189,9 @@ struct Inner {
     /// lookups only.
     nc_seen: Mutex<NcSeen>,
     blocklist: Mutex<Blocklist>,
+    /// `auth.max_failures` and `auth.block_secs`, for block events.
+    max_failures: u32,
+    block: Duration,
     counters: Arc<SipCounters>,
     /// HA1s of a password nobody has (MD5, SHA-256): an unknown user's
     /// digest is computed against them, so it takes as long as a known one.
@@ -191,6 +237,8 @@ impl Authenticator {
                     Duration::from_secs(config.failure_window_secs),
                     Duration::from_secs(config.block_secs),
                 )),
+                max_failures: config.max_failures,
+                block: Duration::from_secs(config.block_secs),
                 counters,
                 dummy_ha1: {
                     let secret = hex::encode(rand::random::<[u8; 16]>());
@@ -203,6 +251,11 @@ impl Authenticator {
         }
     }
 
+    /// The endpoint's counters this authenticator adds to.
+    pub fn counters(&self) -> &Arc<SipCounters> {
+        &self.inner.counters
+    }
+
     /// Whether auth is on.
     pub fn enabled(&self) -> bool {
         self.inner.enabled
@@ -211,6 +264,11 @@ impl Authenticator {
     /// The realm.
     pub fn realm(&self) -> &str {
         &self.inner.realm
+    }
+
+    /// Whether the users file names `username` (known, registered or not).
+    pub fn has_user(&self, username: &str) -> bool {
+        self.inner.users.get(username).is_some()
     }
 
     /// Check a request's credentials.
@@ -244,6 +302,9 @@ impl Authenticator {
                 code: 403,
                 reason: "Forbidden (too many failed attempts)",
                 headers: Vec::new(),
+                failure: Some(AuthFailure::Blocked),
+                user: digest_username(request, kind),
+                blocked_now: None,
             });
         }
         let creds = request
@@ -266,7 +327,9 @@ impl Authenticator {
         let nonce_state = inner.nonces.check(&creds.nonce, ip);
         if nonce_state == NonceState::Invalid {
             SipCounters::inc(&inner.counters.auth_failures);
-            return Err(self.challenge_for(ip, kind, false));
+            return Err(self
+                .challenge_for(ip, kind, false)
+                .failed(AuthFailure::ForeignNonce, &creds.username));
         }
         // RFC 3261 §22.4 / RFC 7616 §3.4.6: the digest covers the
         // Request-URI; a response computed for another URI proves nothing
@@ -277,15 +340,18 @@ impl Authenticator {
                 code: 400,
                 reason: "Bad Request (digest uri does not match the Request-URI)",
                 headers: Vec::new(),
+                failure: Some(AuthFailure::UriMismatch),
+                user: Some(creds.username.to_string()),
+                blocked_now: None,
             });
         }
         let (Some(qop), Some(nc_text), Some(cnonce)) = (&creds.qop, &creds.nc, &creds.cnonce)
         else {
-            return Err(self.fail(ip, kind));
+            return Err(self.fail(ip, kind, AuthFailure::Malformed, &creds.username));
         };
         let nc = match u32::from_str_radix(nc_text, 16) {
             Ok(n) if qop.eq_ignore_ascii_case("auth") => n,
-            _ => return Err(self.fail(ip, kind)),
+            _ => return Err(self.fail(ip, kind, AuthFailure::Malformed, &creds.username)),
         };
         // Compute the digest even for unknown users so both look the same.
         let dummy = match alg {
@@ -312,8 +378,13 @@ impl Authenticator {
             .get(&creds.username)
             .and_then(|u| u.ha1(alg))
             .is_some();
-        if !constant_time_eq(&expected, &creds.response) || !known {
-            return Err(self.fail(ip, kind));
+        // Compared either way, so both refusals cost the same.
+        let matches = constant_time_eq(&expected, &creds.response);
+        if !known {
+            return Err(self.fail(ip, kind, AuthFailure::UnknownUser, &creds.username));
+        }
+        if !matches {
+            return Err(self.fail(ip, kind, AuthFailure::WrongPassword, &creds.username));
         }
         if nonce_state == NonceState::Stale {
             return Err(self.challenge_for(ip, kind, true));
@@ -325,7 +396,10 @@ impl Authenticator {
             };
             if seen.get(&creds.nonce).is_some_and(|last| nc <= last) {
                 drop(seen);
-                return Err(self.challenge_for(ip, kind, true));
+                SipCounters::inc(&inner.counters.auth_failures);
+                return Err(self
+                    .challenge_for(ip, kind, true)
+                    .failed(AuthFailure::ReplayedNonce, &creds.username));
             }
             seen.insert(&creds.nonce, nc);
         }
@@ -339,8 +413,15 @@ impl Authenticator {
     }
 
     /// A failed digest over a nonce issued to `ip`: counted, and `ip` is
-    /// blocked after `max_failures` of them.
-    fn fail(&self, ip: std::net::IpAddr, kind: ChallengeKind) -> AuthRejection {
+    /// blocked after `max_failures` of them (the rejection says so; the
+    /// front door reports it as a security event).
+    fn fail(
+        &self,
+        ip: std::net::IpAddr,
+        kind: ChallengeKind,
+        why: AuthFailure,
+        user: &str,
+    ) -> AuthRejection {
         SipCounters::inc(&self.inner.counters.auth_failures);
         let blocked = self
             .inner
@@ -348,10 +429,11 @@ impl Authenticator {
             .lock()
             .map(|mut b| b.record_failure(ip))
             .unwrap_or(false);
+        let mut rejection = self.challenge_for(ip, kind, false).failed(why, user);
         if blocked {
-            tracing::warn!(%ip, "source blocked after repeated authentication failures");
+            rejection.blocked_now = Some((self.inner.max_failures, self.inner.block));
         }
-        self.challenge_for(ip, kind, false)
+        rejection
     }
 
     /// A fresh challenge (SHA-256 and MD5) for a request from `ip`: its
@@ -385,8 +467,30 @@ impl Authenticator {
             code,
             reason,
             headers,
+            failure: None,
+            user: None,
+            blocked_now: None,
         }
     }
+}
+
+impl AuthRejection {
+    /// The same rejection, recording why the credentials of `user` failed.
+    fn failed(mut self, why: AuthFailure, user: &str) -> Self {
+        self.failure = Some(why);
+        self.user = Some(user.to_string());
+        self
+    }
+}
+
+/// The digest username of the credentials a request carries, if any (for
+/// the event of a blocked source's request).
+fn digest_username(request: &Request, kind: ChallengeKind) -> Option<String> {
+    request
+        .headers
+        .get_raw(&kind.credentials_header())
+        .find_map(|v| Credentials::parse(v))
+        .map(|c| c.username.into_owned())
 }
 
 /// Whether the digest `uri` names the request's Request-URI: the same

@@ -16,7 +16,7 @@
 //! - Off by default (`requests_per_sec: 0`): the right number depends on
 //!   what is behind one address (one phone, an office NAT with hundreds, a
 //!   trunk or SBC carrying thousands of calls), and a wrong default drops
-//!   legitimate traffic; see `docs/security/limits.md`.
+//!   legitimate traffic; see `docs/SECURITY.md, "Resource limits"`.
 //!
 //! This module decides; the caller (the transaction layer) acts on a
 //! [`Verdict::Limited`] (drop, or answer 503 with Retry-After).

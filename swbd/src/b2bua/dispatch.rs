@@ -6,7 +6,7 @@ use super::call::{self, CallDeps};
 use super::table::{CallTable, LegInput};
 use crate::dialog::DialogId;
 use crate::method::DialogRouter;
-use crate::sip::{Method, Request};
+use crate::sip::{Method, Name, Request};
 use crate::transaction::{IncomingRequest, ServerInviteTransaction, ServerTransaction};
 
 /// The B2BUA's [`DialogRouter`]: requests carrying a To tag go to their
@@ -53,6 +53,9 @@ impl DialogRouter for Router {
 /// An INVITE: a new call, or a re-INVITE for a dialog.
 pub fn invite(deps: &CallDeps, txn: ServerInviteTransaction) {
     match DialogId::of_incoming(txn.request()) {
+        None if txn.request().headers.contains(&Name::REPLACES) => {
+            super::transfer::route_replacing_invite(&deps.calls, txn);
+        }
         None => {
             tokio::spawn(call::run(deps.clone(), txn));
         }

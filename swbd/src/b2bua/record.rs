@@ -141,6 +141,8 @@ pub struct CallRecord {
     pub end_status: u16,
     /// SIP ladder.
     pub ladder: VecDeque<LadderEntry>,
+    /// What the call's CDR needs beyond this record (cdr/facts.rs).
+    pub cdr: crate::cdr::CallFacts,
 }
 
 impl CallRecord {
@@ -161,6 +163,7 @@ impl CallRecord {
             end_cause: String::new(),
             end_status: 0,
             ladder: VecDeque::new(),
+            cdr: Default::default(),
         }
     }
 

@@ -52,7 +52,7 @@ pub enum Error {
     },
     /// A `set` of a name the engine owns.
     #[error(
-        "cannot set built-in variable {name:?} (built-ins: destination, caller, source_ip, domain, route_id)"
+        "cannot set built-in variable {name:?} (built-ins: destination, caller, source_ip, domain, from_domain, route_id, referrer)"
     )]
     SetBuiltin {
         /// The name.
@@ -134,6 +134,25 @@ pub enum Error {
     /// A duration out of range.
     #[error("bad duration: {0}")]
     BadDuration(String),
+    /// A `read` parameter out of range.
+    #[error("bad read: {0}")]
+    BadRead(String),
+    /// A `context:` or `transfer:` name that cannot be one.
+    #[error("bad context name {name:?}: {reason}")]
+    BadContext {
+        /// As written.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `transfer: NAME` where no route has `context: NAME`.
+    #[error("transfer context {name:?} has no routes (routes join it with `context: {name}`; contexts in this file: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    UnknownContext {
+        /// The name.
+        name: String,
+        /// Contexts the file declares.
+        known: Vec<String>,
+    },
 }
 
 impl Error {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::file::OnFailure;
-use super::plan::{Action, CallInfo, Dialplan, Target, reason_phrase};
+use super::file::{OnFailure, Redirect};
+use super::plan::{Action, CallInfo, Dialplan, ReadRequest, Target, reason_phrase};
 use super::template::{Variables, escape_reason};
 
 /// A [`CallControl`] operation that could not be carried out.
@@ -67,6 +67,14 @@ impl DialOutcome {
     }
 }
 
+/// How a `dial` action treats what its B-legs answer, beyond its targets
+/// and timeout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DialOptions {
+    /// A B-leg's 3xx: followed, or passed to the caller.
+    pub redirect: Redirect,
+}
+
 /// What the executor asks of the call. The B2BUA implements it on its
 /// call task; tests implement it with a script.
 ///
@@ -93,8 +101,31 @@ pub trait CallControl: Send {
         timeout: Duration,
     ) -> impl Future<Output = DialOutcome> + Send;
 
+    /// [`CallControl::dial`] with the `dial` action's [`DialOptions`]. The
+    /// default ignores them.
+    fn dial_with(
+        &mut self,
+        targets: &[Target],
+        timeout: Duration,
+        options: DialOptions,
+    ) -> impl Future<Output = DialOutcome> + Send {
+        let _ = options;
+        self.dial(targets, timeout)
+    }
+
     /// End the call: a final response before answer, BYE after.
     fn hangup(&mut self, code: u16, reason: &str) -> impl Future<Output = ()> + Send;
+
+    /// Collect the caller's DTMF digits (`read`, see `plan/read.rs`): answer
+    /// if needed, play the prompt, return what was pressed (possibly
+    /// nothing). Implementations without DTMF refuse.
+    fn read_digits(
+        &mut self,
+        read: &ReadRequest,
+    ) -> impl Future<Output = Result<String, ControlError>> + Send {
+        let _ = read;
+        async { Err(ControlError::new(501, "Not Implemented: read")) }
+    }
 }
 
 /// How the dialplan left the call.
@@ -156,8 +187,22 @@ pub async fn execute<C: CallControl>(
     control: &mut C,
     cancel: &CancellationToken,
 ) -> Execution {
+    execute_in(plan, None, call, &[], control, cancel).await
+}
+
+/// [`execute`] among the routes of `context` (`None`: the default one),
+/// with `extra` variables set before the first action (a transfer's
+/// `referrer`, see [`super::transfer`]).
+pub async fn execute_in<C: CallControl>(
+    plan: &Dialplan,
+    context: Option<&str>,
+    call: &CallInfo,
+    extra: &[(&str, String)],
+    control: &mut C,
+    cancel: &CancellationToken,
+) -> Execution {
     let dialplan_version = plan.version().hash.clone();
-    let Some(routed) = plan.route(call) else {
+    let Some(routed) = plan.route_in(context, call) else {
         let nm = plan.no_match();
         if !cancel.is_cancelled() {
             let _ = race(cancel, control.hangup(nm.code, &nm.reason)).await;
@@ -173,6 +218,9 @@ pub async fn execute<C: CallControl>(
         };
     };
     let mut vars = routed.variables;
+    for (name, value) in extra {
+        vars.insert((*name).to_string(), value.clone());
+    }
     let outcome = run_actions(&routed.route.actions, &mut vars, control, cancel).await;
     Execution {
         outcome,
@@ -227,9 +275,13 @@ async fn run_actions<C: CallControl>(
                 targets,
                 timeout,
                 on_failure,
+                redirect,
             } => {
                 let resolved: Vec<Target> = targets.iter().map(|t| t.resolve(vars)).collect();
-                match race(cancel, control.dial(&resolved, *timeout)).await {
+                let options = DialOptions {
+                    redirect: *redirect,
+                };
+                match race(cancel, control.dial_with(&resolved, *timeout, options)).await {
                     None => return CallOutcome::CallerHungUp,
                     Some(DialOutcome::Answered(t)) => return CallOutcome::Bridged(t),
                     Some(DialOutcome::Cancelled) => return CallOutcome::Cancelled,
@@ -262,6 +314,26 @@ async fn run_actions<C: CallControl>(
                 for (k, v) in pairs {
                     let value = v.render(vars);
                     vars.insert(k.clone(), value);
+                }
+            }
+            Action::Read(read) => {
+                let request = read.request(vars);
+                if let Some(p) = &request.prompt
+                    && !stays_inside(p)
+                {
+                    let e = ControlError::new(
+                        500,
+                        format!("prompt file {p:?} escapes the audio directory"),
+                    );
+                    return fail(control, cancel, e).await;
+                }
+                match race(cancel, control.read_digits(&request)).await {
+                    None => return CallOutcome::CallerHungUp,
+                    // The caller's input: only DTMF digits are kept.
+                    Some(Ok(digits)) => {
+                        vars.insert(read.var.clone(), read.sanitize(&digits));
+                    }
+                    Some(Err(e)) => return fail(control, cancel, e).await,
                 }
             }
         }
@@ -314,6 +386,8 @@ mod tests {
         log: Vec<String>,
         dials: VecDeque<DialOutcome>,
         answer_error: Option<ControlError>,
+        /// What each `read` returns (as pressed, before sanitizing).
+        reads: VecDeque<String>,
     }
 
     impl CallControl for Script {
@@ -339,6 +413,13 @@ mod tests {
         }
         async fn hangup(&mut self, code: u16, reason: &str) {
             self.log.push(format!("hangup {code} {reason}"));
+        }
+        async fn read_digits(&mut self, read: &ReadRequest) -> Result<String, ControlError> {
+            self.log.push(format!(
+                "read {} {:?} {:?}",
+                read.max_digits, read.terminator, read.prompt
+            ));
+            Ok(self.reads.pop_front().unwrap_or_default())
         }
     }
 
@@ -566,6 +647,85 @@ mod tests {
         let c = call("1");
         let fut = execute(&p, &c, &mut s, &cancel);
         assert_send(&fut);
+    }
+
+    const IVR: &str = "  - id: ivr\n    match: {destination: \"700\"}\n    actions:\n      - read: {var: pin, max_digits: 4, timeout: 5s, terminator: \"#\", prompt: \"pin-${caller}.wav\"}\n      - dial: {target: \"user/${pin}\", on_failure: stop}\n";
+
+    #[tokio::test]
+    async fn read_digits_drive_the_next_dial() {
+        let p = plan(IVR);
+        let mut s = Script {
+            reads: ["1002".to_string()].into(),
+            dials: [DialOutcome::Answered(Target::User("1002".into()))].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "700", &mut s).await;
+        assert_eq!(
+            ex.outcome,
+            CallOutcome::Bridged(Target::User("1002".into()))
+        );
+        assert_eq!(
+            s.log,
+            [
+                "read 4 Some('#') Some(\"pin-1001.wav\")",
+                "dial user/1002 30s"
+            ]
+        );
+        assert_eq!(ex.variables.get("pin").map(String::as_str), Some("1002"));
+    }
+
+    #[tokio::test]
+    async fn read_keeps_only_dtmf_digits_of_what_it_is_given() {
+        let p = plan(IVR);
+        let mut s = Script {
+            reads: ["9@evil.example>\r\nX: 1234567".to_string()].into(),
+            dials: [DialOutcome::Failed(404)].into(),
+            ..Default::default()
+        };
+        let ex = run(&p, "700", &mut s).await;
+        assert_eq!(ex.variables.get("pin").map(String::as_str), Some("9A12"));
+        assert_eq!(s.log.get(1).map(String::as_str), Some("dial user/9A12 30s"));
+        assert_eq!(
+            ex.outcome,
+            CallOutcome::DialFailed(DialOutcome::Failed(404))
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_pressed_leaves_the_variable_empty_and_a_prompt_cannot_escape() {
+        let p = plan(IVR);
+        let mut s = Script::default();
+        let ex = run(&p, "700", &mut s).await;
+        assert_eq!(ex.variables.get("pin").map(String::as_str), Some(""));
+        let p = plan(
+            "  - id: x\n    match: {}\n    actions: [{read: {var: d, prompt: \"${destination}\"}}]\n",
+        );
+        let mut s = Script::default();
+        let ex = run(&p, "../../etc/passwd", &mut s).await;
+        assert!(
+            matches!(ex.outcome, CallOutcome::Failed(ref e) if e.code == 500),
+            "{ex:?}"
+        );
+        assert!(!s.log.iter().any(|l| l.starts_with("read")));
+    }
+
+    #[tokio::test]
+    async fn execute_in_routes_in_the_context_with_the_extra_variables() {
+        let p = plan(
+            "  - id: ext\n    match: {destination: \"1*\"}\n    transfer: desk\n    actions: [{dial: {target: user/x}}]\n  - id: front\n    context: desk\n    match: {destination: \"0\"}\n    actions: [{dial: {target: \"user/op-for-${referrer}\"}}]\n",
+        );
+        let mut s = Script {
+            dials: [DialOutcome::Answered(Target::User("op".into()))].into(),
+            ..Default::default()
+        };
+        let extra = [("referrer", "1002".to_string())];
+        let cancel = CancellationToken::new();
+        let ex = execute_in(&p, Some("desk"), &call("0"), &extra, &mut s, &cancel).await;
+        assert_eq!(ex.route_id.as_deref(), Some("front"));
+        assert_eq!(s.log, ["dial user/op-for-1002 30s"]);
+        // New calls do not reach the context, and `${referrer}` is empty.
+        let ex = execute(&p, &call("0"), &mut Script::default(), &cancel).await;
+        assert!(matches!(ex.outcome, CallOutcome::NoRoute { code: 404, .. }));
     }
 
     #[tokio::test]

@@ -44,7 +44,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::file::{
     ActionFile, DialFile, DialplanFile, DurationValue, HangupFile, MatchFile, NoMatchFile,
-    OnFailure, PlaybackFile, RouteFile, SetFile,
+    OnFailure, PlaybackFile, ReadFile, Redirect, RouteFile, SetFile,
 };
 
 /// serde-saphyr's default budget refuses more than 250,000 nodes; decline
@@ -853,6 +853,15 @@ fn on_failure(node: &Node<'_>) -> Option<OnFailure> {
     }
 }
 
+fn redirect(node: &Node<'_>) -> Option<Redirect> {
+    let s = scalar(node)?;
+    match (s.quoted, s.text.as_ref()) {
+        (false, "follow") => Some(Redirect::Follow),
+        (false, "pass") => Some(Redirect::Pass),
+        _ => None,
+    }
+}
+
 /// `30s`, `1.5s`, `500ms` (strings) or plain digits (an integer); the
 /// duration must parse, or serde's error is the one to show.
 fn duration(node: &Node<'_>) -> Option<Spanned<DurationValue>> {
@@ -945,9 +954,20 @@ impl<'a> Tree<'a> {
     }
 
     fn route(&self, node: &Node<'a>) -> Option<RouteFile> {
-        let [id, name, priority, enabled, match_, actions] = self.fields(
+        let [
+            id,
+            name,
+            priority,
+            enabled,
+            match_,
+            actions,
+            transfer,
+            context,
+        ] = self.fields(
             node,
-            ["id", "name", "priority", "enabled", "match", "actions"],
+            [
+                "id", "name", "priority", "enabled", "match", "actions", "transfer", "context",
+            ],
         )?;
         let actions = actions?;
         let list = self
@@ -962,6 +982,8 @@ impl<'a> Tree<'a> {
             enabled: opt(enabled, boolean)?.unwrap_or(true),
             match_: self.matcher(match_?)?,
             actions: spanned(list, actions.mark())?,
+            transfer: opt(transfer, spanned_string)?,
+            context: opt(context, spanned_string)?,
         })
     }
 
@@ -1010,13 +1032,16 @@ impl<'a> Tree<'a> {
                         })
                     }
                     "dial" => {
-                        let [target, targets, timeout, failure] =
-                            self.fields(body, ["target", "targets", "timeout", "on_failure"])?;
+                        let [target, targets, timeout, failure, redirect_mode] = self.fields(
+                            body,
+                            ["target", "targets", "timeout", "on_failure", "redirect"],
+                        )?;
                         ActionFile::Dial(DialFile {
                             target: opt(target, spanned_string)?,
                             targets: opt(targets, |n| self.string_list(n))?,
                             timeout: opt(timeout, duration)?,
                             on_failure: opt(failure, on_failure)?.unwrap_or_default(),
+                            redirect: opt(redirect_mode, redirect)?.unwrap_or_default(),
                         })
                     }
                     "hangup" => {
@@ -1027,6 +1052,19 @@ impl<'a> Tree<'a> {
                         })
                     }
                     "sleep" => ActionFile::Sleep(duration(body)?),
+                    "read" => {
+                        let [var, max, timeout, terminator, prompt] = self.fields(
+                            body,
+                            ["var", "max_digits", "timeout", "terminator", "prompt"],
+                        )?;
+                        ActionFile::Read(ReadFile {
+                            var: spanned_string(var?)?,
+                            max_digits: opt(max, unsigned::<u32>)?,
+                            timeout: opt(timeout, duration)?,
+                            terminator: opt(terminator, spanned_string)?,
+                            prompt: opt(prompt, spanned_string)?,
+                        })
+                    }
                     "set" => {
                         let pairs = self.map(body)?;
                         let mut out = Vec::with_capacity(pairs.len());

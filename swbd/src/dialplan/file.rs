@@ -72,6 +72,17 @@ pub struct RouteFile {
     /// Conditions, all of which must hold.
     #[serde(rename = "match")]
     pub match_: MatchFile,
+    /// What a REFER (call transfer) from either leg of a call on this
+    /// route may do: `allow`, `deny`, or the name of a context the
+    /// transfer target is routed in. Absent: allowed for local users only
+    /// (see [`super::transfer`]).
+    #[serde(default)]
+    pub transfer: Option<Spanned<String>>,
+    /// The context this route belongs to: only transfers whose policy
+    /// names it are routed here, never new calls. Absent: the default
+    /// context (new calls, and transfers under `allow`).
+    #[serde(default)]
+    pub context: Option<Spanned<String>>,
     /// What to do, in order.
     pub actions: Spanned<Vec<Spanned<ActionFile>>>,
 }
@@ -118,6 +129,8 @@ pub enum ActionFile {
     Sleep(Spanned<DurationValue>),
     /// Set variables: `set: {name: value}`.
     Set(SetFile),
+    /// Collect DTMF digits into a variable.
+    Read(ReadFile),
 }
 
 impl ActionFile {
@@ -130,6 +143,7 @@ impl ActionFile {
             ActionFile::Hangup(_) => "hangup",
             ActionFile::Sleep(_) => "sleep",
             ActionFile::Set(_) => "set",
+            ActionFile::Read(_) => "read",
         }
     }
 }
@@ -156,6 +170,19 @@ pub enum OnFailure {
     Stop,
 }
 
+/// What a dial does with a B-leg's redirect (3xx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redirect {
+    /// Call the 3xx's Contacts, each through the same rules as a `dial`
+    /// target (at most 5 redirects in a row).
+    #[default]
+    Follow,
+    /// Give the 3xx to the caller with its Contact intact, when no other
+    /// target of the dial answers.
+    Pass,
+}
+
 /// `dial:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,6 +199,9 @@ pub struct DialFile {
     /// What to do when nobody answers.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// What to do with a 3xx (follow it, or pass it to the caller).
+    #[serde(default)]
+    pub redirect: Redirect,
 }
 
 /// `hangup:`.
@@ -183,6 +213,27 @@ pub struct HangupFile {
     /// Reason phrase; the standard one when absent. May use variables.
     #[serde(default)]
     pub reason: Option<Spanned<String>>,
+}
+
+/// `read: {var: pin, max_digits: 4, timeout: 5s, terminator: "#", prompt: enter-pin.wav}`
+/// (see `plan/read.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFile {
+    /// Variable the digits go into.
+    pub var: Spanned<String>,
+    /// Stop after this many digits, 1-32; 1 when absent.
+    #[serde(default)]
+    pub max_digits: Option<Spanned<u32>>,
+    /// How long to wait for the first digit and between digits; 5 s when absent.
+    #[serde(default)]
+    pub timeout: Option<Spanned<DurationValue>>,
+    /// A digit that ends the input early (not stored), like `"#"`.
+    #[serde(default)]
+    pub terminator: Option<Spanned<String>>,
+    /// A file played first; a digit stops it. May use variables.
+    #[serde(default)]
+    pub prompt: Option<Spanned<String>>,
 }
 
 /// `set: {a: x, b: "${a}-y"}`, in file order.

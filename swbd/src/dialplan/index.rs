@@ -39,11 +39,18 @@ pub struct RouteIndex {
 }
 
 impl RouteIndex {
-    /// Index `routes` (already in evaluation order).
+    /// Index the routes of the default context (those without a
+    /// `context:`) among `routes` (already in evaluation order).
     pub fn build(routes: &[Route]) -> Self {
+        Self::build_context(routes, None)
+    }
+
+    /// Index the routes of `context` (`None`: the default one) among
+    /// `routes`; ranks stay positions in `routes`.
+    pub fn build_context(routes: &[Route], context: Option<&str>) -> Self {
         let mut idx = Self::default();
         for (rank, r) in routes.iter().enumerate() {
-            if !r.enabled {
+            if !r.enabled || r.context.as_deref() != context {
                 continue;
             }
             let Ok(rank) = u32::try_from(rank) else {

@@ -21,6 +21,7 @@
 //! - [`executor`]: [`execute`], [`CallControl`], [`DialOutcome`], [`CallOutcome`].
 //! - [`store`]: [`DialplanStore`], the plan in force and live reload.
 //! - [`proto`]: admin views (`GetDialplan`, `TestRoute`).
+//! - [`transfer`]: [`TransferPolicy`] (`transfer:`) and `context:` routes.
 
 pub mod error;
 pub mod executor;
@@ -32,12 +33,18 @@ pub mod plan;
 pub mod proto;
 pub mod store;
 pub mod template;
+pub mod transfer;
 
 pub use error::Error;
-pub use executor::{CallControl, CallOutcome, ControlError, DialOutcome, Execution, execute};
+pub use executor::{
+    CallControl, CallOutcome, ControlError, DialOptions, DialOutcome, Execution, execute,
+    execute_in,
+};
+pub use file::Redirect;
 pub use plan::{
-    Action, CallInfo, DEFAULT_SOURCE, DEFAULT_YAML, Dialplan, DialplanContext, NoMatch, Route,
-    Summary, Target, Version, check_file,
+    Action, CallInfo, DEFAULT_SOURCE, DEFAULT_YAML, Dialplan, DialplanContext, NoMatch, Read,
+    ReadRequest, Route, Summary, Target, Version, check_file,
 };
 pub use store::{DialplanStore, MAX_REQUESTED_BYTES, ReloadSource};
 pub use template::Variables;
+pub use transfer::TransferPolicy;

@@ -17,13 +17,18 @@ use sha2::{Digest, Sha256};
 use switchboard_proto::support::yaml::{self, FileError};
 
 use super::error::{Error, clamp};
-use super::file::{ActionFile, DialplanFile, MatchFile, OnFailure, RouteFile};
+use super::file::{ActionFile, DialplanFile, MatchFile, OnFailure, Redirect, RouteFile};
 use super::index::RouteIndex;
 use super::pattern::{AnchoredRegex, Cidr, Glob};
 use super::template::{
     BUILTIN_VARIABLES, Template, Variables, escape_reason, escape_sip_user, is_variable_name,
 };
+use super::transfer::{TransferPolicy, check_context_name};
 use crate::config::Config;
+
+mod read;
+
+pub use read::{MAX_READ_DIGITS, Read, ReadRequest};
 
 /// The embedded default dialplan.
 pub const DEFAULT_YAML: &str = include_str!("../../../dialplans/default.yaml");
@@ -336,6 +341,8 @@ pub enum Action {
         timeout: Duration,
         /// Next action or stop when nobody answers.
         on_failure: OnFailure,
+        /// Follow a B-leg's 3xx or pass it to the caller.
+        redirect: Redirect,
     },
     /// End the call.
     Hangup {
@@ -348,6 +355,8 @@ pub enum Action {
     Sleep(Duration),
     /// Set variables, in order.
     Set(Vec<(String, Template)>),
+    /// Collect DTMF digits into a variable.
+    Read(Read),
 }
 
 impl Action {
@@ -360,6 +369,7 @@ impl Action {
             Action::Hangup { .. } => "hangup",
             Action::Sleep(_) => "sleep",
             Action::Set(_) => "set",
+            Action::Read(_) => "read",
         }
     }
 
@@ -375,6 +385,7 @@ impl Action {
                 targets,
                 timeout,
                 on_failure,
+                redirect,
             } => {
                 let t: Vec<String> = targets
                     .iter()
@@ -385,8 +396,12 @@ impl Action {
                     OnFailure::Next => "next action",
                     OnFailure::Stop => "stop",
                 };
+                let redirect = match redirect {
+                    Redirect::Follow => "",
+                    Redirect::Pass => ", redirects passed to the caller",
+                };
                 format!(
-                    "{}{mode}, timeout {}, on failure {next}",
+                    "{}{mode}, timeout {}, on failure {next}{redirect}",
                     t.join(", "),
                     super::file::DurationValue(*timeout)
                 )
@@ -405,6 +420,7 @@ impl Action {
                 }
                 out.join(", ")
             }
+            Action::Read(r) => r.describe(vars),
         }
     }
 }
@@ -426,6 +442,10 @@ pub struct Route {
     pub matcher: RouteMatch,
     /// Actions, in order.
     pub actions: Vec<Action>,
+    /// Who may transfer a call on this route, and where to (`transfer:`).
+    pub transfer: TransferPolicy,
+    /// The context it belongs to (`context:`); `None`: the default one.
+    pub context: Option<String>,
 }
 
 /// What routing looks at.
@@ -479,6 +499,8 @@ pub struct Dialplan {
     /// Evaluation order: priority, then file order.
     routes: Vec<Route>,
     index: RouteIndex,
+    /// One index per named context (`context:` routes), for transfers.
+    contexts: HashMap<String, RouteIndex>,
     notes: Vec<String>,
 }
 
@@ -537,6 +559,8 @@ impl Dialplan {
             source,
             ctx,
             errors: Vec::new(),
+            contexts: BTreeSet::new(),
+            context_refs: Vec::new(),
         };
         let (no_match, mut routes) = v.file(file);
         if !v.errors.is_empty() {
@@ -545,6 +569,11 @@ impl Dialplan {
         // Stable: equal priorities keep file order.
         routes.sort_by_key(|r| r.priority);
         let index = RouteIndex::build(&routes);
+        let contexts = v
+            .contexts
+            .iter()
+            .map(|c| (c.clone(), RouteIndex::build_context(&routes, Some(c))))
+            .collect();
         let mut notes = Vec::new();
         if ctx.audio_dir.is_none() {
             notes.push(
@@ -562,6 +591,7 @@ impl Dialplan {
             no_match,
             routes,
             index,
+            contexts,
             notes,
         })
     }
@@ -627,7 +657,18 @@ impl Dialplan {
     /// The first enabled route (by priority, then file order) whose
     /// conditions all hold.
     pub fn route(&self, call: &CallInfo) -> Option<Routed<'_>> {
-        let (rank, captures) = self.index.lookup(&self.routes, call)?;
+        self.route_in(None, call)
+    }
+
+    /// [`route`](Self::route) among the routes of `context` (`None`: the
+    /// default context new calls are routed in); a context no route
+    /// declares matches nothing.
+    pub fn route_in(&self, context: Option<&str>, call: &CallInfo) -> Option<Routed<'_>> {
+        let index = match context {
+            None => &self.index,
+            Some(c) => self.contexts.get(c)?,
+        };
+        let (rank, captures) = index.lookup(&self.routes, call)?;
         let route = self.routes.get(rank)?;
         let mut variables = call.variables();
         variables.insert("route_id".into(), route.id.clone());
@@ -699,6 +740,10 @@ struct Validator<'a> {
     source: &'a str,
     ctx: &'a DialplanContext,
     errors: Vec<FileError>,
+    /// Contexts routes declare (`context:`).
+    contexts: BTreeSet<String>,
+    /// Contexts `transfer:` policies name, where (checked at the end).
+    context_refs: Vec<(String, Location)>,
 }
 
 impl Validator<'_> {
@@ -760,6 +805,12 @@ impl Validator<'_> {
                 routes.push(route);
             }
         }
+        for (name, at) in std::mem::take(&mut self.context_refs) {
+            if !self.contexts.contains(&name) {
+                let known = self.contexts.iter().cloned().collect();
+                self.push(&at, Error::UnknownContext { name, known });
+            }
+        }
         (no_match, routes)
     }
 
@@ -780,6 +831,31 @@ impl Validator<'_> {
                 actions.push(action);
             }
         }
+        let transfer = match r.transfer {
+            None => TransferPolicy::LocalUsers,
+            Some(t) => match TransferPolicy::parse(&t.value) {
+                Ok(p) => {
+                    if let Some(c) = p.context() {
+                        self.context_refs.push((c.to_string(), t.referenced));
+                    }
+                    p
+                }
+                Err(e) => {
+                    self.push(&t.referenced, e);
+                    TransferPolicy::Deny
+                }
+            },
+        };
+        let context = r.context.and_then(|c| match check_context_name(&c.value) {
+            Ok(()) => {
+                self.contexts.insert(c.value.clone());
+                Some(c.value)
+            }
+            Err(e) => {
+                self.push(&c.referenced, e);
+                None
+            }
+        });
         if self.errors.len() != before {
             return None;
         }
@@ -791,6 +867,8 @@ impl Validator<'_> {
             line,
             matcher: matcher?,
             actions,
+            transfer,
+            context,
         })
     }
 
@@ -927,6 +1005,7 @@ impl Validator<'_> {
                     targets,
                     timeout,
                     on_failure: d.on_failure,
+                    redirect: d.redirect,
                 })
             }
             ActionFile::Hangup(h) => {
@@ -965,6 +1044,7 @@ impl Validator<'_> {
                 }
                 (self.errors.len() == before).then_some(Action::Set(out))
             }
+            ActionFile::Read(r) => self.read(r, defined),
         }
     }
 
@@ -1229,11 +1309,63 @@ mod tests {
                     let linear = p
                         .routes()
                         .iter()
-                        .find(|r| r.enabled && r.matcher.check(&c, false).is_some())
+                        .find(|r| {
+                            r.enabled && r.context.is_none() && r.matcher.check(&c, false).is_some()
+                        })
                         .map(|r| r.id.clone());
                     assert_eq!(routed(&p, &c), linear, "{c:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn context_routes_take_transfers_only() {
+        let p = plan(
+            "version: 1\nroutes:\n  - id: ext\n    match: {destination: \"1???\"}\n    transfer: front\n    actions: [answer]\n  - id: desk\n    context: front\n    match: {destination: \"0\"}\n    actions: [answer]\n  - id: closed\n    match: {destination: \"2*\"}\n    transfer: deny\n    actions: [answer]\n  - id: open\n    match: {destination: \"3*\"}\n    transfer: allow\n    actions: [answer]\n  - id: any\n    match: {}\n    actions: [answer]\n",
+        );
+        // New calls never reach a context route.
+        assert_eq!(routed(&p, &call("0")).as_deref(), Some("any"));
+        let desk = p
+            .route_in(Some("front"), &call("0"))
+            .map(|r| r.route.id.clone());
+        assert_eq!(desk.as_deref(), Some("desk"));
+        assert!(p.route_in(Some("front"), &call("1001")).is_none());
+        assert!(p.route_in(Some("nowhere"), &call("0")).is_none());
+        let policy = |dest: &str| p.route(&call(dest)).map(|r| r.route.transfer.clone());
+        assert_eq!(
+            policy("1001"),
+            Some(TransferPolicy::Context("front".into()))
+        );
+        assert_eq!(policy("2"), Some(TransferPolicy::Deny));
+        assert_eq!(policy("3"), Some(TransferPolicy::Allow));
+        assert_eq!(policy("9"), Some(TransferPolicy::LocalUsers));
+        // The fast path and serde read the new keys alike.
+        let yaml = p.yaml().to_string();
+        assert!(Dialplan::parse_fast("t.yaml", &yaml, &ctx()).is_some());
+    }
+
+    #[test]
+    fn transfer_policies_are_checked_at_load() {
+        let yaml = "version: 1\nroutes:\n  - id: a\n    match: {}\n    transfer: nowhere\n    actions: [answer]\n  - id: b\n    context: \"bad name\"\n    match: {}\n    actions: [answer]\n  - id: c\n    context: elsewhere\n    match: {}\n    transfer: \"x\\r\\ny\"\n    actions: [answer]\n";
+        let errs = errors(yaml);
+        let text = render(&errs);
+        assert_eq!(errs.len(), 3, "{text}");
+        assert!(
+            text.contains("t.yaml:8:14: bad context name \"bad name\""),
+            "{text}"
+        );
+        assert!(text.contains("t.yaml:14:15: bad context name"), "{text}");
+        assert!(
+            text.contains(
+                "t.yaml:5:15: transfer context \"nowhere\" has no routes (routes join it with `context: nowhere`; contexts in this file: elsewhere)"
+            ),
+            "{text}"
+        );
+        let fast = Dialplan::parse_fast("t.yaml", yaml, &ctx()).map(|r| r.err());
+        let slow = Dialplan::parse_sequential("t.yaml", yaml, &ctx()).err();
+        if let Some(fast) = fast {
+            assert_eq!(fast, slow, "fast path and serde agree");
         }
     }
 

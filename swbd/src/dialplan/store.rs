@@ -37,6 +37,10 @@ pub enum ReloadSource<'a> {
     },
 }
 
+/// Slots of `Inner::reloads`.
+const APPLIED: usize = 0;
+const REFUSED: usize = 1;
+
 /// Cheap-clone handle to the dialplan in force.
 #[derive(Debug, Clone)]
 pub struct DialplanStore {
@@ -54,6 +58,8 @@ struct Inner {
     /// Serializes reloads so "applied" events come in swap order. Held
     /// only across parse + swap, never across `.await` (there is none).
     reloading: Mutex<()>,
+    /// Reloads [`APPLIED`] and [`REFUSED`] (metrics).
+    reloads: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl DialplanStore {
@@ -72,6 +78,7 @@ impl DialplanStore {
                 configured,
                 events,
                 reloading: Mutex::new(()),
+                reloads: Default::default(),
             }),
         }
     }
@@ -117,6 +124,7 @@ impl DialplanStore {
                 let version = plan.version().clone();
                 let source = plan.source().to_string();
                 self.inner.current.store(Arc::new(plan));
+                self.count_reload(APPLIED);
                 tracing::info!(%version, %source, "dialplan applied");
                 self.inner.events.publish(Event::DialplanApplied {
                     version: version.hash.clone(),
@@ -127,6 +135,7 @@ impl DialplanStore {
             Err(errors) => {
                 let old = self.current();
                 let tried = describe(source, self.inner.configured.as_deref());
+                self.count_reload(REFUSED);
                 tracing::warn!(
                     version = %old.version(),
                     source = %tried,
@@ -140,6 +149,23 @@ impl DialplanStore {
                 });
                 Err(errors)
             }
+        }
+    }
+
+    /// Reloads since start: (applied, refused).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        let load = |slot: usize| {
+            self.inner
+                .reloads
+                .get(slot)
+                .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        (load(APPLIED), load(REFUSED))
+    }
+
+    fn count_reload(&self, slot: usize) {
+        if let Some(c) = self.inner.reloads.get(slot) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

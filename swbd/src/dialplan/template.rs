@@ -16,6 +16,9 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
     "domain",
     "from_domain",
     "route_id",
+    // The transferor's user when a transfer (REFER) is routed; empty
+    // otherwise (not in a call's variables until then).
+    "referrer",
 ];
 
 /// Variables of one call: built-ins, regex captures, `set` ones.

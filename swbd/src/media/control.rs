@@ -51,6 +51,10 @@ type Waiter = oneshot::Sender<Result<Reply, Status>>;
 /// Called with the reason when the node looks unreachable.
 pub(crate) type UnreachableHook = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Called with each session event the node pushes on the Control stream
+/// (reply id 0, `ControlReply.event`: DTMF received on our sessions).
+pub(crate) type EventHook = Arc<dyn Fn(pb::SessionEvent) + Send + Sync>;
+
 /// Whether a failed command says the node could not be reached, rather
 /// than that it refused the command: UNAVAILABLE (connect error, Control
 /// stream lost, a node refusing because it drains or stops), or any status
@@ -81,6 +85,8 @@ pub(crate) struct ControlChannel {
     unsupported: AtomicBool,
     /// Told when the stream ends or a command fails with UNAVAILABLE.
     on_unreachable: OnceLock<UnreachableHook>,
+    /// Told the session events the node pushes on the stream.
+    on_event: OnceLock<EventHook>,
     /// Who owns the sessions created through this channel (None: tools).
     owner: Option<Arc<LeaseOwner>>,
     /// The node answered ReconcileOwner with INVALID_ARGUMENT (an swrtp
@@ -116,6 +122,7 @@ impl ControlChannel {
             next_id: AtomicU64::new(1),
             unsupported: AtomicBool::new(false),
             on_unreachable: OnceLock::new(),
+            on_event: OnceLock::new(),
             owner,
             no_leases: AtomicBool::new(false),
             reconcile_again: AtomicBool::new(false),
@@ -137,6 +144,11 @@ impl ControlChannel {
     /// Set (once) who is told that the node looks unreachable.
     pub(crate) fn set_on_unreachable(&self, hook: UnreachableHook) {
         let _ = self.on_unreachable.set(hook);
+    }
+
+    /// Set (once) who is told the session events pushed on the stream.
+    pub(crate) fn set_on_event(&self, hook: EventHook) {
+        let _ = self.on_event.set(hook);
     }
 
     /// A command failed: [`node_unreachable`] ones go to the hook.
@@ -267,9 +279,19 @@ impl ControlChannel {
         });
         let reader = open.clone();
         let hook = self.on_unreachable.get().cloned();
+        let events = self.on_event.get().cloned();
         tokio::spawn(async move {
             let why = loop {
                 match replies.message().await {
+                    // Id 0 is never a command's: an event the node pushed.
+                    Ok(Some(pb::ControlReply {
+                        id: 0,
+                        result: Some(Reply::Event(event)),
+                    })) => {
+                        if let Some(events) = &events {
+                            events(event);
+                        }
+                    }
                     Ok(Some(reply)) => {
                         let waiter = reader
                             .pending
@@ -456,6 +478,41 @@ impl MediaClient {
         request: pb::PlayRequest,
     ) -> Result<tonic::Response<tonic::Streaming<pb::PlayEvent>>, Status> {
         self.unary.play(request).await
+    }
+
+    /// ReofferSession (rare: its own RPC; a node that predates it answers
+    /// UNIMPLEMENTED).
+    pub async fn reoffer_session(
+        &mut self,
+        request: pb::ReofferSessionRequest,
+    ) -> Result<tonic::Response<pb::ReofferSessionResponse>, Status> {
+        self.unary.reoffer_session(request).await
+    }
+
+    /// SendDtmf: digits into a session as RFC 4733 events. Control stream
+    /// only: UNIMPLEMENTED on a node without it; a node that predates
+    /// SendDtmf answers INVALID_ARGUMENT. The caller sends SIP INFO instead
+    /// when this fails.
+    pub async fn send_dtmf(
+        &mut self,
+        request: pb::SendDtmfRequest,
+    ) -> Result<pb::SendDtmfResponse, Status> {
+        let result = async {
+            let Some(open) = self.control.stream().await? else {
+                return Err(Status::unimplemented(
+                    "media node has no Control stream (older swrtp): no SendDtmf",
+                ));
+            };
+            match self.control.call(&open, Command::SendDtmf(request)).await? {
+                Reply::SendDtmf(r) => Ok(r),
+                other => Err(unexpected(other)),
+            }
+        }
+        .await;
+        if let Err(st) = &result {
+            self.control.report(st);
+        }
+        result
     }
 
     /// StopPlayback (rare: its own RPC).

@@ -7,7 +7,8 @@
 //!   ([`MediaClient`], unary RPCs for nodes without it).
 //! - Health checks run continuously per node; transitions are published on
 //!   the event bus, and session events (RTP timeouts, node loss) reach the
-//!   B2BUA through [`MediaPool::subscribe_media_events`].
+//!   B2BUA through [`MediaPool::subscribe_media_events`], and so do the
+//!   DTMF digits the nodes push on their Control streams ([`MediaDtmf`]).
 //! - Every call to a node carries its media token ([`MediaTokens`]).
 //! - Sessions belong to this swbd process and live on a lease it renews
 //!   ([`LeaseOwner`], see [`lease`]).
@@ -21,5 +22,5 @@ mod token;
 pub use control::{COMMAND_TIMEOUT, MediaClient, node_unreachable};
 pub use lease::LeaseOwner;
 pub use node::{MediaNodeInfo, NodeHealth};
-pub use pool::{MediaEvent, MediaPool, NodeLease, PoolError};
+pub use pool::{MediaDtmf, MediaEvent, MediaPool, NodeLease, PoolError};
 pub use token::MediaTokens;

@@ -42,6 +42,49 @@ pub enum MediaEvent {
         /// Session id on that node.
         session_id: String,
     },
+    /// A session received a DTMF digit as RFC 4733.
+    Dtmf {
+        /// Node name.
+        node: String,
+        /// What and where.
+        dtmf: MediaDtmf,
+    },
+}
+
+/// A DTMF digit a media session received (RFC 4733), as the node reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaDtmf {
+    /// Session id on the node.
+    pub session_id: String,
+    /// One of `0`-`9`, `*`, `#`, `A`-`D`.
+    pub digit: char,
+    /// Duration the sender gave (milliseconds).
+    pub duration_ms: u32,
+    /// The bridge peer got it as RFC 4733 too (nothing else to do).
+    pub relayed: bool,
+}
+
+impl MediaDtmf {
+    /// The digit of a pushed session event; `None` for another kind, or a
+    /// digit outside the DTMF alphabet.
+    pub fn from_event(e: &switchboard_proto::media::v1::SessionEvent) -> Option<Self> {
+        use switchboard_proto::media::v1::SessionEventKind;
+        if e.kind != SessionEventKind::Dtmf as i32 {
+            return None;
+        }
+        let d = e.dtmf.as_ref()?;
+        let mut chars = d.digit.chars();
+        let digit = match (chars.next(), chars.next()) {
+            (Some(c), None) => crate::sip::dtmf::normalize_digit(c)?,
+            _ => return None,
+        };
+        Some(Self {
+            session_id: e.session_id.clone(),
+            digit,
+            duration_ms: d.duration_ms,
+            relayed: d.relayed,
+        })
+    }
 }
 
 /// Pool errors.
@@ -216,6 +259,16 @@ impl MediaPool {
             node.control.set_on_unreachable(Arc::new(move |why: &str| {
                 if let Some(inner) = pool.upgrade() {
                     mark_unreachable(&inner, idx, why);
+                }
+            }));
+            let pool = Arc::downgrade(&inner);
+            let name = node.name.clone();
+            node.control.set_on_event(Arc::new(move |event| {
+                if let (Some(inner), Some(dtmf)) = (pool.upgrade(), MediaDtmf::from_event(&event)) {
+                    let _ = inner.media_tx.send(MediaEvent::Dtmf {
+                        node: name.clone(),
+                        dtmf,
+                    });
                 }
             }));
         }
@@ -454,6 +507,7 @@ mod tests {
             lease_secs: 30,
             lease_renew_secs: 10,
             token_file: None,
+            ..MediaConfig::default()
         };
         let token = switchboard_proto::support::secret::Token::new("t").expect("token");
         MediaPool::new(&cfg, &MediaTokens::fixed(token), EventBus::new()).expect("pool")

@@ -25,6 +25,10 @@
 //!    someone other than the authenticated user gets `403` under
 //!    `auth.identity: reject`.
 //!
+//! Every refusal (ACL drop, rate limit, authentication failure, block,
+//! identity) is also reported to [`crate::events::security`], which turns
+//! it into a bounded stream of security events and log lines.
+//!
 //! Every answer here is sent once and forgotten: a retransmission is
 //! screened again (a challenge gets a fresh nonce, which is as good), and a
 //! spoofed request costs one reply of about its own size, never Timer G's
@@ -36,6 +40,7 @@ use crate::auth::acl::Acl;
 use crate::auth::ratelimit::{RateLimiter, Verdict};
 use crate::auth::{Authenticator, ChallengeKind, Principal};
 use crate::config::{Config, IdentityPolicy, RateLimitAction};
+use crate::events::security::SecurityKind;
 use crate::sip::header::NameAddr;
 use crate::sip::message::HeaderAccess;
 use crate::sip::response::make_response;
@@ -109,6 +114,7 @@ impl SwbdFrontDoor {
         let user = match self.auth.check(request, source, kind) {
             Ok(user) => user,
             Err(rejection) => {
+                self.report_rejection(&rejection, source);
                 let mut resp = Self::answer(request, rejection.code, rejection.reason);
                 rejection.apply(&mut resp);
                 return Screening::Answer(resp);
@@ -118,11 +124,15 @@ impl SwbdFrontDoor {
             let from_user = request.header_from().ok().and_then(|f| f.uri.user());
             if from_user.as_deref() != Some(user.username.as_str()) {
                 SipCounters::inc(&self.counters.identity_refused);
-                tracing::info!(
-                    remote = %source.remote,
-                    user = %user.username,
-                    from = ?from_user.unwrap_or_default(),
-                    "INVITE refused: From names someone other than the authenticated user"
+                // Logged (bounded) by the security events.
+                self.context.security.report(
+                    SecurityKind::IdentityRefused,
+                    source,
+                    &user.username,
+                    &format!(
+                        "From names {:?}, not the authenticated user",
+                        from_user.unwrap_or_default()
+                    ),
                 );
                 return Screening::Answer(Self::answer(
                     request,
@@ -133,11 +143,38 @@ impl SwbdFrontDoor {
         }
         Screening::Pass(Some(Principal::User(Arc::from(user.username))))
     }
+
+    /// A failed authentication as security events: the failure, and the
+    /// block it caused.
+    fn report_rejection(&self, rejection: &crate::auth::AuthRejection, source: &Source) {
+        let Some(failure) = rejection.failure else {
+            return;
+        };
+        let user = rejection.user.as_deref().unwrap_or_default();
+        let kind = match failure {
+            crate::auth::AuthFailure::Blocked => SecurityKind::BlockedRequest,
+            _ => SecurityKind::AuthFailure,
+        };
+        let security = &self.context.security;
+        security.report(kind, source, user, failure.as_str());
+        if let Some((failures, block)) = rejection.blocked_now {
+            security.blocked(source, user, failures, block);
+        }
+    }
 }
 
 impl FrontDoor for SwbdFrontDoor {
     fn admits(&self, source: &Source) -> bool {
-        self.acl.allows(source.remote.ip())
+        let allowed = self.acl.allows(source.remote.ip());
+        if !allowed {
+            self.context.security.report(
+                SecurityKind::AclDropped,
+                source,
+                "",
+                "source outside acl.allow: dropped",
+            );
+        }
+        allowed
     }
 
     fn screen(&self, request: &Request, source: &Source) -> Screening {
@@ -160,7 +197,18 @@ impl FrontDoor for SwbdFrontDoor {
             && limiter.check(source.remote.ip(), tokio::time::Instant::now()) == Verdict::Limited
         {
             SipCounters::inc(&self.counters.rate_limited);
-            if self.limit_action == RateLimitAction::Drop {
+            let dropped = self.limit_action == RateLimitAction::Drop;
+            self.context.security.report(
+                SecurityKind::RateLimited,
+                source,
+                "",
+                if dropped {
+                    "over sip.rate_limit: dropped"
+                } else {
+                    "over sip.rate_limit: answered 503"
+                },
+            );
+            if dropped {
                 return Screening::Drop;
             }
             let mut resp = Self::answer(request, 503, "Service Unavailable (rate limited)");
@@ -186,7 +234,10 @@ impl FrontDoor for SwbdFrontDoor {
                 let mut resp = Self::answer(request, 200, "OK");
                 resp.headers.insert(Name::ALLOW, ALLOW);
                 resp.headers.insert(Name::ACCEPT, "application/sdp");
-                resp.headers.insert(Name::SUPPORTED, "");
+                resp.headers.insert(
+                    Name::SUPPORTED,
+                    crate::sip::capabilities::supported_header().unwrap_or_default(),
+                );
                 Screening::Answer(resp)
             }
             Method::Bye => Screening::Answer(Self::answer(

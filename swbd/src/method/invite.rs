@@ -50,6 +50,10 @@ pub fn handle(ctx: &Context, tx: ServerInviteTransaction) {
     }) {
         Ok(()) => {}
         Err(TrySendError::Full(inv)) => {
+            let user = inv.principal.as_ref().and_then(Principal::username);
+            ctx.security
+                .overloaded(inv.transaction.source(), user.unwrap_or_default());
+            crate::transport::SipCounters::inc(&ctx.auth.counters().messages.overload_shed);
             // Rare: overload control refuses INVITEs statelessly at the
             // front door long before the queue fills.
             ctx.overload.count_refused(Refusal::Queue);

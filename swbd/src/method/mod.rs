@@ -53,6 +53,8 @@ pub struct Context {
     pub invites: Mutex<Option<mpsc::Sender<IncomingInvite>>>,
     /// In-dialog routing, once a B2BUA is attached.
     pub dialogs: Mutex<Option<Arc<dyn DialogRouter>>>,
+    /// Security events (what the front door and handlers refuse).
+    pub security: crate::events::security::SecurityEvents,
     /// Overload control: the front door asks it about new INVITEs.
     pub overload: crate::overload::Overload,
 }

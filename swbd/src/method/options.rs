@@ -11,6 +11,9 @@ pub fn handle(_ctx: &Context, tx: ServerTransaction) {
     let mut resp = tx.response(200, "OK");
     resp.headers.insert(Name::ALLOW, ALLOW);
     resp.headers.insert(Name::ACCEPT, "application/sdp");
-    resp.headers.insert(Name::SUPPORTED, "");
+    resp.headers.insert(
+        Name::SUPPORTED,
+        crate::sip::capabilities::supported_header().unwrap_or_default(),
+    );
     let _ = tx.respond(resp);
 }

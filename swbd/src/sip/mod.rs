@@ -7,8 +7,10 @@
 //! - [`uri`] - [`Uri`] (`sip:`/`sips:` typed via ezk, `tel:` and others kept as text).
 //! - [`error`] - [`ParseError`], which knows whether a `400` can still be formed.
 //! - [`response`]: building a response from a request (RFC 3261 §8.2.6).
+//! - [`dtmf`]: DTMF key presses in INFO bodies (parse strictly, build).
 
 pub mod capabilities;
+pub mod dtmf;
 pub mod error;
 pub mod header;
 pub mod headers;

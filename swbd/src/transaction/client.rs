@@ -1,4 +1,6 @@
-//! Non-INVITE client transaction (RFC 3261 §17.1.2, Figure 6).
+//! Non-INVITE client transaction (RFC 3261 §17.1.2, Figure 6). The task
+//! runs Trying and Proceeding; Completed (Timer K) is a key in the
+//! transaction table, not a task.
 
 use std::sync::Arc;
 
@@ -121,7 +123,10 @@ async fn run(
                 timer_e = Some(Instant::now() + interval);
             }
             r = responses.recv() => {
-                let Some(resp) = r else { break };
+                let Some(resp) = r else {
+                    layer.remove_client(&key);
+                    return;
+                };
                 let is_final = resp.code >= 200;
                 if !is_final {
                     proceeding = true;
@@ -133,15 +138,8 @@ async fn run(
             }
         }
     }
-    drop(events);
-    // Completed: absorb response retransmissions until Timer K.
-    let timer_k = tokio::time::sleep(t.t4_unless_reliable(reliable));
-    tokio::pin!(timer_k);
-    loop {
-        tokio::select! {
-            _ = &mut timer_k => break,
-            r = responses.recv() => if r.is_none() { break },
-        }
-    }
-    layer.remove_client(&key);
+    // Completed: retransmitted finals are absorbed until Timer K. The key
+    // in the table does that; this task, its request and its channels end
+    // now instead of 5 s later (issue #14, memory per finished call).
+    layer.client_completed(&key, None, t.t4_unless_reliable(reliable));
 }

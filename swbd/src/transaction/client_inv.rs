@@ -1,5 +1,7 @@
 //! INVITE client transaction (RFC 3261 §17.1.1, Figure 5, as updated by
 //! RFC 6026 §7.2: the Accepted state and Timer M), plus CANCEL (§9.1).
+//! Completed (Timer D, after a non-2xx) is a key and the ACK in the
+//! transaction table, not a task.
 
 use std::sync::Arc;
 
@@ -264,23 +266,15 @@ async fn run(
             }
         }
     } else {
-        // Completed: ACK it, ACK retransmissions, until Timer D.
+        // Completed: ACK it; until Timer D the table's entry ACKs
+        // retransmissions of the final response, without this task.
         let ack = build_ack(&invite, &final_response).to_bytes();
+        drop(invite);
+        drop(bytes);
         let _ = layer.send(&target, ack.clone()).await;
         let _ = events.send(Ok(final_response));
-        drop(events);
-        let timer_d = tokio::time::sleep(t.timer_d(reliable));
-        tokio::pin!(timer_d);
-        loop {
-            tokio::select! {
-                _ = &mut timer_d => break,
-                r = responses.recv() => match r {
-                    Some(resp) if resp.code >= 300 => { let _ = layer.send(&target, ack.clone()).await; }
-                    Some(_) => {}
-                    None => break,
-                },
-            }
-        }
+        layer.client_completed(&key, Some((target, ack)), t.timer_d(reliable));
+        return;
     }
     layer.remove_client(&key);
 }

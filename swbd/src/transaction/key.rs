@@ -25,13 +25,13 @@ impl TransactionKey {
             + match &*self.kind {
                 KeyKind::Rfc3261 {
                     branch, sent_by, ..
-                } => branch.capacity() + sent_by.capacity(),
-                KeyKind::Rfc2543 {
-                    call_id,
-                    from_tag,
-                    via,
-                    ..
-                } => call_id.capacity() + from_tag.capacity() + via.capacity(),
+                } => branch.len() + sent_by.len(),
+                KeyKind::Rfc2543(k) => {
+                    std::mem::size_of::<Rfc2543Key>()
+                        + k.call_id.len()
+                        + k.from_tag.len()
+                        + k.via.len()
+                }
             }
     }
 }
@@ -63,32 +63,38 @@ impl From<KeyKind> for TransactionKey {
     }
 }
 
-/// What a [`TransactionKey`] is made of.
+/// What a [`TransactionKey`] is made of. Exact-size strings, and the rare
+/// RFC 2543 form boxed: a finished call keeps three keys for up to 32 s
+/// (issue #14), so every word here counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     /// RFC 3261: branch with the magic cookie, sent-by (server side) and
     /// method.
     Rfc3261 {
         /// Via branch.
-        branch: String,
+        branch: Box<str>,
         /// Via sent-by (`host:port`); empty for client keys.
-        sent_by: String,
+        sent_by: Box<str>,
         /// Method (ACK as INVITE).
         method: Method,
     },
     /// RFC 2543 peers (no magic cookie): §17.2.3's fallback.
-    Rfc2543 {
-        /// Call-ID.
-        call_id: String,
-        /// From tag.
-        from_tag: String,
-        /// CSeq number.
-        cseq: u32,
-        /// Top Via as received.
-        via: String,
-        /// Method (ACK as INVITE).
-        method: Method,
-    },
+    Rfc2543(Box<Rfc2543Key>),
+}
+
+/// The RFC 2543 fallback key (RFC 3261 §17.2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rfc2543Key {
+    /// Call-ID.
+    pub call_id: Box<str>,
+    /// From tag.
+    pub from_tag: Box<str>,
+    /// CSeq number.
+    pub cseq: u32,
+    /// Top Via as received.
+    pub via: Box<str>,
+    /// Method (ACK as INVITE).
+    pub method: Method,
 }
 
 fn key_method(m: &Method) -> Method {
@@ -106,25 +112,20 @@ impl TransactionKey {
         match via.branch() {
             Some(b) if b.starts_with(BRANCH_MAGIC_COOKIE) => Some(
                 KeyKind::Rfc3261 {
-                    branch: b.to_string(),
-                    sent_by: via.sent_by(),
+                    branch: b.into(),
+                    sent_by: via.sent_by().into(),
                     method,
                 }
                 .into(),
             ),
             _ => Some(
-                KeyKind::Rfc2543 {
-                    call_id: request.call_id().ok()?.to_string(),
-                    from_tag: request
-                        .header_from()
-                        .ok()?
-                        .tag()
-                        .unwrap_or_default()
-                        .to_string(),
+                KeyKind::Rfc2543(Box::new(Rfc2543Key {
+                    call_id: request.call_id().ok()?.into(),
+                    from_tag: request.header_from().ok()?.tag().unwrap_or_default().into(),
                     cseq: request.cseq().ok()?.number,
-                    via: via.raw.clone(),
+                    via: via.raw.as_str().into(),
                     method,
-                }
+                }))
                 .into(),
             ),
         }
@@ -134,7 +135,8 @@ impl TransactionKey {
     pub fn with_method(&self, m: Method) -> Self {
         let mut k = KeyKind::clone(&self.kind);
         match &mut k {
-            KeyKind::Rfc3261 { method, .. } | KeyKind::Rfc2543 { method, .. } => *method = m,
+            KeyKind::Rfc3261 { method, .. } => *method = m,
+            KeyKind::Rfc2543(k) => k.method = m,
         }
         k.into()
     }
@@ -142,8 +144,8 @@ impl TransactionKey {
     /// Client-side key of a request we send (its top Via is ours).
     pub fn for_client(branch: &str, method: &Method) -> Self {
         KeyKind::Rfc3261 {
-            branch: branch.to_string(),
-            sent_by: String::new(),
+            branch: branch.into(),
+            sent_by: Box::default(),
             method: key_method(method),
         }
         .into()

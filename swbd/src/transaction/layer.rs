@@ -14,10 +14,11 @@ use super::client_inv::{self, ClientInviteTransaction};
 use super::key::TransactionKey;
 use super::server::{self, ServerTransaction};
 use super::server_inv::{self, ServerInviteTransaction};
-use super::table::{Entered, ServerEntry, TransactionTable};
+use super::table::{ClientEntry, Entered, Resend, ServerEntry, TransactionTable};
 use super::timers::Timers;
 use super::{Error, Result};
 use crate::auth::Principal;
+use crate::metrics::sip::Direction::Received;
 use crate::sip::message::HeaderAccess;
 use crate::sip::response::make_response;
 use crate::sip::{Method, Request, Response, SipMessage, ViaHeader, new_branch};
@@ -74,6 +75,9 @@ pub(crate) enum NetInput {
     Ack(Box<Request>),
     /// A CANCEL matched this INVITE (already answered 200).
     Cancel(Box<Request>),
+    /// A PRACK whose `RAck` names this INVITE (RFC 3262), with its own
+    /// server transaction for the INVITE's task to answer.
+    Prack(Box<ServerTransaction>),
 }
 
 /// Cheap-clone handle to the transaction layer.
@@ -285,6 +289,19 @@ impl LayerInner {
         self.table.remove_client(key);
     }
 
+    /// A client transaction's task ends at its final response: until
+    /// `wait` (Timer K or D) its key absorbs retransmitted finals, and a
+    /// non-2xx INVITE's `ack` answers each of them.
+    pub(crate) fn client_completed(
+        &self,
+        key: &TransactionKey,
+        ack: Option<(Target, Bytes)>,
+        wait: std::time::Duration,
+    ) {
+        let ack = ack.map(|(target, bytes)| Resend { target, bytes });
+        self.table.client_completed(key, ack, wait);
+    }
+
     pub(crate) fn remove_server(&self, key: &TransactionKey) {
         self.table.remove_server(key);
     }
@@ -385,6 +402,16 @@ impl LayerInner {
             self.retransmission(entry);
             return;
         }
+        // A PRACK for an INVITE that sent a reliable provisional goes to
+        // that INVITE's transaction (like a CANCEL, it needs no screening:
+        // it names a transaction in progress); any other PRACK is screened
+        // like every in-dialog request (481 for an unknown dialog).
+        if request.method == Method::Prack
+            && let Some(invite) = self.prack_route(&request)
+        {
+            self.prack(invite, key, target, request, source);
+            return;
+        }
         let principal = match self.front_door.get() {
             None => None,
             Some(door) => match door.screen(&request, &source) {
@@ -440,6 +467,43 @@ impl LayerInner {
         }
     }
 
+    /// The INVITE transaction a PRACK's `RAck` names, if it is waiting
+    /// for PRACKs.
+    fn prack_route(&self, request: &Request) -> Option<mpsc::UnboundedSender<NetInput>> {
+        let rack = super::reliable::RAck::of(request)?;
+        self.table.reliable(request.call_id().ok()?, rack.cseq)
+    }
+
+    /// Give a new PRACK its transaction and hand it to `invite`'s task,
+    /// which answers it (`481` here when that task is gone).
+    fn prack(
+        self: &Arc<Self>,
+        invite: mpsc::UnboundedSender<NetInput>,
+        key: TransactionKey,
+        target: Target,
+        request: Request,
+        source: Source,
+    ) {
+        let Some(found) = self
+            .table
+            .enter_server(&key, false, || server::new_state(key.clone(), target))
+        else {
+            return;
+        };
+        match found {
+            Entered::New(state) => {
+                let st = server::start(self.clone(), state, request, source, None);
+                if let Err(mpsc::error::SendError(NetInput::Prack(st))) =
+                    invite.send(NetInput::Prack(Box::new(st)))
+                {
+                    let _ = st.respond(st.response(481, "Call/Transaction Does Not Exist"));
+                }
+            }
+            Entered::Existing(entry) => self.retransmission(entry),
+            Entered::NewInvite(_) => {}
+        }
+    }
+
     fn retransmission(self: &Arc<Self>, entry: ServerEntry) {
         match entry {
             ServerEntry::Invite(tx) => {
@@ -455,12 +519,18 @@ impl LayerInner {
         }
     }
 
-    fn on_response(&self, response: Response) {
-        let tx = TransactionKey::for_response(&response).and_then(|k| self.table.client(&k));
-        match tx {
-            Some(tx) => {
+    fn on_response(self: &Arc<Self>, response: Response) {
+        let entry = TransactionKey::for_response(&response).and_then(|k| self.table.client(&k));
+        match entry {
+            Some(ClientEntry::Live(tx)) => {
                 let _ = tx.send(Box::new(response));
             }
+            // RFC 3261 §17.1.1.2: a retransmitted non-2xx final gets the
+            // ACK again; everything else in Completed is absorbed.
+            Some(ClientEntry::Completed(Some(ack))) if response.code >= 300 => {
+                self.send_soon(&ack.target, ack.bytes.clone());
+            }
+            Some(ClientEntry::Completed(_)) => {}
             None => {
                 SipCounters::inc(&self.counters.stray_responses);
                 tracing::debug!(code = response.code, "response matches no transaction");
@@ -506,8 +576,19 @@ impl transport::Receiver for TransactionLayer {
             return;
         }
         match SipMessage::parse(&data, source.transport == Transport::Udp) {
-            Ok(SipMessage::Request(r)) => inner.on_request(r, source),
-            Ok(SipMessage::Response(r)) => inner.on_response(r),
+            Ok(SipMessage::Request(r)) => {
+                inner.counters.messages.request(Received, &r.method);
+                inner.on_request(r, source)
+            }
+            Ok(SipMessage::Response(r)) => {
+                if let Ok(cseq) = r.cseq() {
+                    inner
+                        .counters
+                        .messages
+                        .response(Received, &cseq.method, r.code);
+                }
+                inner.on_response(r)
+            }
             Err(e) => {
                 SipCounters::inc(&inner.counters.sip_parse_errors);
                 // Never answer an ACK. A Via we cannot read (RFC 4475

@@ -10,6 +10,8 @@
 //! - [`server_inv`] - [`ServerInviteTransaction`] (100 Trying, provisional
 //!   resend, Timers G/H/I, RFC 6026 Accepted state with Timer L and 2xx
 //!   retransmission until the ACK).
+//! - [`reliable`] - reliable provisional responses and PRACK, UAS side
+//!   (RFC 3262 §3), run by the INVITE server transaction.
 //! - [`client`] - [`ClientTransaction`], non-INVITE client (Timers E/F/K).
 //! - [`client_inv`] - [`ClientInviteTransaction`] (Timers A/B/D, ACK for
 //!   non-2xx, RFC 6026 Accepted state with Timer M, CANCEL with the
@@ -17,7 +19,12 @@
 //! - [`timers`]: T1/T2/T4 from config.
 //!
 //! Every transaction is one task that owns its state and is fed by
-//! channels, so everything about one transaction is processed in order;
+//! channels, so everything about one transaction is processed in order,
+//! until it has nothing left to do but absorb retransmissions: then the
+//! task ends and the [`table`] keeps a compact entry for the rest of the
+//! RFC 3261 window (an ACKed INVITE's key until Timer L, a non-INVITE
+//! server transaction's last response until Timer J, a completed client
+//! transaction's key, and a non-2xx INVITE's ACK, until Timer K or D);
 //! the transports hand messages over in arrival order per socket /
 //! connection. Handles are safe to drop: a dropped server handle without a
 //! final response answers `500`, a dropped client INVITE handle CANCELs.
@@ -27,6 +34,7 @@ pub mod client;
 pub mod client_inv;
 pub mod key;
 pub mod layer;
+pub mod reliable;
 pub mod server;
 pub mod server_inv;
 pub mod table;

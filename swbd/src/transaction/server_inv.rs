@@ -1,5 +1,7 @@
 //! INVITE server transaction (RFC 3261 §17.2.1, Figure 7, as updated by
-//! RFC 6026 §7.1: the Accepted state and Timer L).
+//! RFC 6026 §7.1: the Accepted state and Timer L), with reliable
+//! provisional responses and their PRACKs while Proceeding (RFC 3262 §3,
+//! [`super::reliable`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,10 +12,12 @@ use tokio::time::Instant;
 
 use super::key::TransactionKey;
 use super::layer::{LayerInner, NetInput, build_response};
+use super::reliable::{self, PrackOutcome, RAck, ReliableProvisionals, TimerAction};
+use super::server::ServerTransaction;
 use super::{Error, Result};
 use crate::auth::Principal;
 use crate::sip::message::HeaderAccess;
-use crate::sip::{Request, Response, random_token};
+use crate::sip::{Name, Request, Response, random_token};
 use crate::transport::{Source, Target, Transport};
 
 /// What the INVITE server transaction tells its TU.
@@ -27,6 +31,11 @@ pub enum ServerInviteEvent {
     /// No ACK came for our final response within 64*T1 (Timer H for
     /// non-2xx, Timer L for 2xx): for a 2xx the TU should send BYE.
     NoAck,
+    /// A reliable provisional went unacknowledged for 64*T1 (RFC 3262
+    /// §3): the transaction answered the INVITE `500` itself (a 2xx the TU
+    /// sent meanwhile was held for that PRACK and is not sent). The TU
+    /// should give up the call.
+    PrackTimeout,
 }
 
 /// Handle to an INVITE server transaction, given to the TU.
@@ -74,9 +83,15 @@ impl ServerInviteTransaction {
 
     /// Send a response: provisionals (the latest is resent on INVITE
     /// retransmissions), then one final; after a 2xx, more 2xx may follow
-    /// (RFC 6026).
+    /// (RFC 6026). A provisional marked `Require: 100rel` is sent reliably
+    /// (see [`InviteResponder::respond_reliably`]).
     pub fn respond(&self, response: Response) -> Result<()> {
         self.responder.respond(response)
+    }
+
+    /// See [`InviteResponder::respond_reliably`].
+    pub fn respond_reliably(&self, response: Response) -> Result<()> {
+        self.responder.respond_reliably(response)
     }
 
     /// The next event (CANCEL, ACK, missing ACK); `None` once the
@@ -132,6 +147,20 @@ impl InviteResponder {
         self.tu
             .send(Box::new(response))
             .map_err(|_| Error::Terminated)
+    }
+
+    /// Send a 101-199 provisional reliably (RFC 3262 §3): marked
+    /// `Require: 100rel`, numbered with `RSeq` and retransmitted by the
+    /// transaction until its PRACK (see [`super::reliable`]). Only for an
+    /// INVITE that supports or requires `100rel`
+    /// ([`reliable::Reliability::of`]); anything else is sent as given.
+    pub fn respond_reliably(&self, mut response: Response) -> Result<()> {
+        if (101..=199).contains(&response.code)
+            && !crate::sip::capabilities::lists_option_tag(&response, &Name::REQUIRE, reliable::TAG)
+        {
+            response.headers.insert(Name::REQUIRE, reliable::TAG);
+        }
+        self.respond(response)
     }
 }
 
@@ -232,7 +261,14 @@ impl Task {
         mut tu: mpsc::UnboundedReceiver<Box<Response>>,
         proceeding: Proceeding,
     ) {
-        let next = self.proceeding(&mut net, &mut tu).await;
+        let mut rel = ReliableProvisionals::new(self.layer.timers);
+        let next = self.proceeding(&mut net, &mut tu, &mut rel).await;
+        if rel.used()
+            && let Some(id) = &self.id
+        {
+            self.layer.table.set_reliable(id.clone(), None);
+        }
+        drop(rel);
         drop(proceeding);
         let acked = match next {
             Next::Accepted(b, acks) => self.accepted(b, acks, &mut net, &mut tu).await,
@@ -255,37 +291,61 @@ impl Task {
     }
 
     /// Proceeding: 100 Trying out, latest provisional resent on
-    /// retransmissions, until the TU's final response.
+    /// retransmissions, until the TU's final response. Reliable
+    /// provisionals are numbered, retransmitted and PRACKed here (`rel`).
     async fn proceeding(
         &self,
         net: &mut mpsc::UnboundedReceiver<NetInput>,
         tu: &mut mpsc::UnboundedReceiver<Box<Response>>,
+        rel: &mut ReliableProvisionals,
     ) -> Next {
         let mut provisional = self.response(100, "Trying", "");
         self.send(&provisional).await;
         let mut tu_gone = false;
         loop {
+            let rel_timer = async {
+                match rel.deadline() {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 r = tu.recv(), if !tu_gone => match r {
                     None => tu_gone = true,
-                    Some(resp) => {
-                        let bytes = resp.to_bytes();
-                        if resp.is_success() {
-                            // Where the ACK for this 2xx goes is registered
-                            // before the 2xx leaves: an ACK arriving right
-                            // after it must find the transaction, or the 2xx
-                            // is retransmitted after it was ACKed.
-                            let acks = self.register_accepted();
+                    Some(resp) if resp.is_provisional() => {
+                        if reliable::is_marked(&resp) {
+                            self.route_pracks(rel);
+                            if let Some(bytes) = rel.provisional(*resp, Instant::now()) {
+                                self.send(&bytes).await;
+                                provisional = bytes;
+                            }
+                        } else {
+                            let bytes = resp.to_bytes();
                             self.send(&bytes).await;
-                            return Next::Accepted(bytes, acks);
-                        }
-                        self.send(&bytes).await;
-                        match resp.code {
-                            100..=199 => provisional = bytes,
-                            _ => return Next::Completed(bytes),
+                            provisional = bytes;
                         }
                     }
+                    Some(resp) => {
+                        if let Some(resp) = rel.final_response(*resp) {
+                            return self.send_final(resp).await;
+                        }
+                    }
+                },
+                _ = rel_timer => match rel.on_timer(Instant::now()) {
+                    TimerAction::Retransmit(bytes) => self.send(&bytes).await,
+                    TimerAction::GiveUp => {
+                        tracing::info!("no PRACK for a reliable provisional: INVITE rejected");
+                        let _ = self.events.send(ServerInviteEvent::PrackTimeout);
+                        let b = self.response(
+                            500,
+                            "Server Internal Error (no PRACK for a reliable provisional)",
+                            &self.to_tag,
+                        );
+                        self.send(&b).await;
+                        return Next::Completed(b);
+                    }
+                    TimerAction::Idle => {}
                 },
                 n = net.recv() => match n {
                     Some(NetInput::Retransmission) => self.send(&provisional).await,
@@ -296,17 +356,85 @@ impl Task {
                             return Next::Completed(b);
                         }
                     }
+                    Some(NetInput::Prack(prack)) => {
+                        if let Some(released) = self.prack(rel, *prack, &mut provisional).await {
+                            return self.send_final(released).await;
+                        }
+                    }
                     Some(NetInput::Ack(_)) => {}
                     None => return Next::Done,
                 },
             }
-            if tu_gone {
+            if tu_gone && !rel.holds_final() {
                 // The TU dropped its handle without a final response.
                 let b = self.response(500, "Server Internal Error (no response)", &self.to_tag);
                 self.send(&b).await;
                 return Next::Completed(b);
             }
         }
+    }
+
+    /// The first reliable provisional: PRACKs naming this INVITE are
+    /// routed here from now until Proceeding ends.
+    fn route_pracks(&self, rel: &ReliableProvisionals) {
+        if rel.used() {
+            return;
+        }
+        // The table holds this task's input; PRACKs use the same channel.
+        if let (Some(id), Some(net)) = (&self.id, self.layer.table.invite_server(&self.key)) {
+            self.layer.table.set_reliable(id.clone(), Some(net));
+        }
+    }
+
+    /// Answer a PRACK (RFC 3262 §3): `200` when it acknowledges the
+    /// outstanding reliable provisional (its To tag is ours and its `RAck`
+    /// names it), `481` otherwise. Sends the next held provisional, and
+    /// returns a 2xx that was waiting for this PRACK.
+    async fn prack(
+        &self,
+        rel: &mut ReliableProvisionals,
+        prack: ServerTransaction,
+        provisional: &mut Bytes,
+    ) -> Option<Response> {
+        let ours = prack
+            .request()
+            .header_to()
+            .ok()
+            .is_some_and(|to| to.tag() == Some(self.to_tag.as_str()));
+        let invite_cseq = self.id.as_ref().map(|(_, n)| *n).unwrap_or_default();
+        let outcome = match RAck::of(prack.request()) {
+            Some(rack) if ours => rel.prack(&rack, invite_cseq, Instant::now()),
+            _ => PrackOutcome::NoMatch,
+        };
+        match outcome {
+            PrackOutcome::NoMatch => {
+                let _ = prack.respond(prack.response(481, "Call/Transaction Does Not Exist"));
+                None
+            }
+            PrackOutcome::Matched { next, released } => {
+                let _ = prack.respond(prack.response(200, "OK"));
+                if let Some(bytes) = next {
+                    self.send(&bytes).await;
+                    *provisional = bytes;
+                }
+                released.map(|r| *r)
+            }
+        }
+    }
+
+    /// Send the final response and move on: Accepted for a 2xx (the ACK's
+    /// route registered before the 2xx leaves: an ACK arriving right after
+    /// it must find the transaction, or the 2xx is retransmitted after it
+    /// was ACKed), Completed otherwise.
+    async fn send_final(&self, resp: Response) -> Next {
+        let bytes = resp.to_bytes();
+        if resp.is_success() {
+            let acks = self.register_accepted();
+            self.send(&bytes).await;
+            return Next::Accepted(bytes, acks);
+        }
+        self.send(&bytes).await;
+        Next::Completed(bytes)
     }
 
     /// Accepted (RFC 6026 §7.1): INVITE retransmissions absorbed, further
@@ -378,6 +506,7 @@ impl Task {
                         let _ = self.events.send(ServerInviteEvent::Ack(req));
                         break;
                     }
+                    Some(NetInput::Prack(p)) => late_prack(*p),
                     Some(_) => {}
                     None => break,
                 },
@@ -424,6 +553,7 @@ impl Task {
                     Some(NetInput::Retransmission) => self.send(&last).await,
                     Some(NetInput::Ack(_)) => break,
                     Some(NetInput::Cancel(_)) => {}
+                    Some(NetInput::Prack(p)) => late_prack(*p),
                     None => return,
                 },
             }
@@ -434,8 +564,18 @@ impl Task {
         loop {
             tokio::select! {
                 _ = &mut timer_i => return,
-                n = net.recv() => if n.is_none() { return },
+                n = net.recv() => match n {
+                    Some(NetInput::Prack(p)) => late_prack(*p),
+                    Some(_) => {}
+                    None => return,
+                },
             }
         }
     }
+}
+
+/// A PRACK that reached the transaction after its final response: nothing
+/// is unacknowledged any more (RFC 3262 §3: `481`).
+fn late_prack(prack: ServerTransaction) {
+    let _ = prack.respond(prack.response(481, "Call/Transaction Does Not Exist"));
 }

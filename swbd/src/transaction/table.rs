@@ -1,15 +1,20 @@
 //! The one owner of transaction state: the server, client and Accepted
-//! tables and the timer queue of non-INVITE server transactions (their
-//! 64*T1 safety net and Timer J). The layer's receive path and the
-//! transaction state machines reach these only through the methods here;
-//! nothing else holds the maps.
+//! tables and the timer queues of what finished transactions keep for
+//! their RFC 3261 windows (non-INVITE server: 64*T1 safety net and Timer J;
+//! ACKed INVITE server: Timer L; completed clients: Timers K and D). The
+//! layer's receive path and the transaction state machines reach these only
+//! through the methods here; nothing else holds the maps.
 //!
 //! Every table is a std `Mutex` over a `HashMap`: each access is one short
-//! insert, lookup or remove, never held across an `.await`.
+//! insert, lookup or remove, never held across an `.await`. After a burst
+//! the timer task gives the maps' and queues' spare capacity back (at most
+//! once a second, and when the last window closes), so their size follows
+//! the calls of the last 32 s, not the peak.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
+use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
@@ -17,6 +22,7 @@ use super::key::TransactionKey;
 use super::layer::NetInput;
 use super::server;
 use crate::sip::Response;
+use crate::transport::Target;
 
 /// A server transaction in the table.
 #[derive(Debug, Clone)]
@@ -30,6 +36,29 @@ pub(crate) enum ServerEntry {
     /// stays until Timer L to absorb retransmitted INVITEs (RFC 6026
     /// §7.1), so a finished call keeps a key, not a task and its INVITE.
     Absorbed,
+}
+
+/// A client transaction in the table.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientEntry {
+    /// Its task takes the responses.
+    Live(mpsc::UnboundedSender<Box<Response>>),
+    /// Completed (RFC 3261 §17.1.1.2 / §17.1.2.2): the task ended at the
+    /// final response; until Timer D (INVITE) or K (non-INVITE) the key
+    /// alone absorbs retransmitted final responses, and a non-2xx INVITE's
+    /// ACK is sent again for each ([`Resend`]). A finished BYE keeps a
+    /// key for 5 s, not a task with its request.
+    Completed(Option<Arc<Resend>>),
+}
+
+/// The ACK a Completed INVITE client transaction sends again for each
+/// retransmitted non-2xx final response (RFC 3261 §17.1.1.3).
+#[derive(Debug)]
+pub(crate) struct Resend {
+    /// Where the INVITE went.
+    pub(crate) target: Target,
+    /// The ACK, as sent.
+    pub(crate) bytes: Bytes,
 }
 
 /// What [`TransactionTable::enter_server`] found or made.
@@ -54,12 +83,15 @@ pub struct Retained {
     /// Non-INVITE server transactions (answering retransmissions until
     /// Timer J, or waiting for the TU).
     pub non_invite: usize,
-    /// Client transactions.
+    /// Client transactions with a task (waiting for a final response, or
+    /// an INVITE in the Accepted state).
     pub clients: usize,
+    /// Completed client transactions kept as a key until Timer K or D.
+    pub clients_completed: usize,
     /// INVITEs waiting for the ACK of their 2xx.
     pub accepted: usize,
-    /// Estimated heap bytes of the absorbed and non-INVITE entries and the
-    /// timer queues.
+    /// Estimated heap bytes of the absorbed, non-INVITE and completed
+    /// client entries and of the timer queues.
     pub bytes: usize,
 }
 
@@ -67,10 +99,14 @@ pub struct Retained {
 #[derive(Default)]
 pub(crate) struct TransactionTable {
     servers: Mutex<HashMap<TransactionKey, ServerEntry>>,
-    clients: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Box<Response>>>>,
+    clients: Mutex<HashMap<TransactionKey, ClientEntry>>,
     /// INVITE server transactions in the Accepted state, by Call-ID and
     /// CSeq number, so the ACK for a 2xx (a new branch) finds them.
     accepted: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
+    /// INVITE server transactions that sent a reliable provisional (RFC
+    /// 3262), by Call-ID and CSeq number, so a PRACK (its `RAck` names the
+    /// CSeq) finds them. An entry lives while its transaction proceeds.
+    reliable: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<NetInput>>>,
     /// Shared with the timer task, which holds the table only weakly.
     timers: Arc<TimerQueue>,
 }
@@ -98,6 +134,10 @@ struct TimerQueue {
     started: Mutex<VecDeque<(Instant, TransactionKey)>>,
     /// Timer L of ACKed INVITEs ([`ServerEntry::Absorbed`]).
     absorbed: Mutex<VecDeque<(Instant, TransactionKey)>>,
+    /// Timer K of completed non-INVITE client transactions.
+    client_k: Mutex<VecDeque<(Instant, TransactionKey)>>,
+    /// Timer D of completed INVITE client transactions (non-2xx).
+    client_d: Mutex<VecDeque<(Instant, TransactionKey)>>,
     wake: Notify,
 }
 
@@ -120,7 +160,9 @@ impl TimerQueue {
         let a = self.completed.lock().ok()?.front().map(|(t, _)| *t);
         let b = self.started.lock().ok()?.front().map(|(t, _)| *t);
         let c = self.absorbed.lock().ok()?.front().map(|(t, _)| *t);
-        [a, b, c].into_iter().flatten().min()
+        let d = self.client_k.lock().ok()?.front().map(|(t, _)| *t);
+        let e = self.client_d.lock().ok()?.front().map(|(t, _)| *t);
+        [a, b, c, d, e].into_iter().flatten().min()
     }
 
     fn expired<T>(queue: &Mutex<VecDeque<(Instant, T)>>, now: Instant) -> Vec<T> {
@@ -255,8 +297,29 @@ impl TransactionTable {
                 }
             }
         }
+        let client_entry = std::mem::size_of::<(TransactionKey, ClientEntry)>();
+        if let Ok(m) = self.clients.lock() {
+            for (key, e) in m.iter() {
+                match e {
+                    ClientEntry::Live(_) => r.clients += 1,
+                    ClientEntry::Completed(resend) => {
+                        r.clients_completed += 1;
+                        r.bytes += client_entry
+                            + key.heap_bytes()
+                            + resend
+                                .as_ref()
+                                .map_or(0, |a| std::mem::size_of::<Resend>() + 16 + a.bytes.len());
+                    }
+                }
+            }
+        }
         let q = std::mem::size_of::<(Instant, TransactionKey)>();
-        for queue in [&self.timers.started, &self.timers.absorbed] {
+        for queue in [
+            &self.timers.started,
+            &self.timers.absorbed,
+            &self.timers.client_k,
+            &self.timers.client_d,
+        ] {
             r.bytes += queue.lock().map(|v| v.len() * q).unwrap_or(0);
         }
         r.bytes += self
@@ -265,7 +328,6 @@ impl TransactionTable {
             .lock()
             .map(|v| v.len() * std::mem::size_of::<(Instant, Arc<server::State>)>())
             .unwrap_or(0);
-        r.clients = self.clients.lock().map(|m| m.len()).unwrap_or(0);
         r.accepted = self.accepted.lock().map(|m| m.len()).unwrap_or(0);
         r
     }
@@ -310,6 +372,35 @@ impl TransactionTable {
             .cloned()
     }
 
+    // ---- INVITE server transactions with reliable provisionals ----------
+
+    /// Route PRACKs for (Call-ID, CSeq) to `tx`, or stop routing them (`None`).
+    pub(crate) fn set_reliable(
+        &self,
+        id: (String, u32),
+        tx: Option<mpsc::UnboundedSender<NetInput>>,
+    ) {
+        if let Ok(mut m) = self.reliable.lock() {
+            match tx {
+                Some(tx) => m.insert(id, tx),
+                None => m.remove(&id),
+            };
+        }
+    }
+
+    /// Where a PRACK whose `RAck` names CSeq `cseq` of `call_id` goes.
+    pub(crate) fn reliable(
+        &self,
+        call_id: &str,
+        cseq: u32,
+    ) -> Option<mpsc::UnboundedSender<NetInput>> {
+        self.reliable
+            .lock()
+            .ok()?
+            .get(&(call_id.to_string(), cseq))
+            .cloned()
+    }
+
     // ---- client transactions --------------------------------------------
 
     /// Route responses with `key` to `tx`.
@@ -319,7 +410,7 @@ impl TransactionTable {
         tx: mpsc::UnboundedSender<Box<Response>>,
     ) {
         if let Ok(mut m) = self.clients.lock() {
-            m.insert(key, tx);
+            m.insert(key, ClientEntry::Live(tx));
         }
     }
 
@@ -330,12 +421,73 @@ impl TransactionTable {
         }
     }
 
-    /// Where a response with `key` goes.
-    pub(crate) fn client(
+    /// A client transaction got its final response and its task ends: keep
+    /// the key (and the ACK to resend, for a non-2xx INVITE) until Timer K
+    /// or D (`wait`; zero over TCP removes it now).
+    pub(crate) fn client_completed(
         &self,
         key: &TransactionKey,
-    ) -> Option<mpsc::UnboundedSender<Box<Response>>> {
+        ack: Option<Resend>,
+        wait: std::time::Duration,
+    ) {
+        if wait.is_zero() {
+            self.remove_client(key);
+            return;
+        }
+        let queue = if ack.is_some() {
+            &self.timers.client_d
+        } else {
+            &self.timers.client_k
+        };
+        if let Ok(mut m) = self.clients.lock() {
+            m.insert(key.clone(), ClientEntry::Completed(ack.map(Arc::new)));
+        }
+        self.timers.push(queue, Instant::now() + wait, key.clone());
+    }
+
+    /// Where a response with `key` goes.
+    pub(crate) fn client(&self, key: &TransactionKey) -> Option<ClientEntry> {
         self.clients.lock().ok()?.get(key).cloned()
+    }
+}
+
+/// Give back the spare capacity of `map` once it holds a quarter of it or
+/// less (after a burst), keeping room to double: a `HashMap` or `VecDeque`
+/// never shrinks by itself, so without this the tables would stay at the
+/// size of the busiest 32 s ever seen.
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() <= map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+fn shrink_queue<T>(queue: &Mutex<VecDeque<T>>) {
+    if let Ok(mut q) = queue.lock()
+        && q.capacity() > 64
+        && q.len() <= q.capacity() / 4
+    {
+        let keep = q.len() * 2;
+        q.shrink_to(keep);
+    }
+}
+
+impl TransactionTable {
+    /// Shrink every table and queue that has grown far past what it holds.
+    fn shrink(&self) {
+        if let Ok(mut m) = self.servers.lock() {
+            shrink(&mut m);
+        }
+        if let Ok(mut m) = self.clients.lock() {
+            shrink(&mut m);
+        }
+        if let Ok(mut m) = self.accepted.lock() {
+            shrink(&mut m);
+        }
+        shrink_queue(&self.timers.completed);
+        shrink_queue(&self.timers.started);
+        shrink_queue(&self.timers.absorbed);
+        shrink_queue(&self.timers.client_k);
+        shrink_queue(&self.timers.client_d);
     }
 }
 
@@ -347,8 +499,10 @@ impl Drop for TransactionTable {
 }
 
 /// The timer task: Timer J and the 64*T1 safety net of non-INVITE server
-/// transactions, for as long as the table lives.
+/// transactions, Timer L of absorbed INVITEs, Timers K and D of completed
+/// client transactions, for as long as the table lives.
 async fn run_timers(table: Weak<TransactionTable>, timers: Arc<TimerQueue>) {
+    let mut next_shrink = Instant::now();
     loop {
         match timers.next_deadline() {
             Some(at) => {
@@ -379,6 +533,19 @@ async fn run_timers(table: Weak<TransactionTable>, timers: Arc<TimerQueue>) {
             {
                 m.remove(&key);
             }
+        }
+        let mut clients = TimerQueue::expired(&timers.client_k, now);
+        clients.extend(TimerQueue::expired(&timers.client_d, now));
+        for key in clients {
+            if let Ok(mut m) = t.clients.lock()
+                && matches!(m.get(&key), Some(ClientEntry::Completed(_)))
+            {
+                m.remove(&key);
+            }
+        }
+        if now >= next_shrink || timers.next_deadline().is_none() {
+            t.shrink();
+            next_shrink = now + std::time::Duration::from_secs(1);
         }
     }
 }

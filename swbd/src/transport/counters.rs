@@ -44,6 +44,16 @@ pub struct SipCounters {
     pub tcp_message_timeouts: AtomicU64,
     /// Sends that failed.
     pub send_errors: AtomicU64,
+    /// Sources blocked after repeated authentication failures.
+    pub sources_blocked: AtomicU64,
+    /// INVITEs answered 503 because the B2BUA's queue was full.
+    pub overload_shed: AtomicU64,
+    /// Security events published (see [`crate::events::security`]).
+    pub security_events: AtomicU64,
+    /// Security incidents folded into a summary instead of an event.
+    pub security_events_suppressed: AtomicU64,
+    /// SIP messages by method and code, overload shedding (metrics only).
+    pub messages: crate::metrics::MessageCounters,
 }
 
 /// A plain copy of [`SipCounters`].
@@ -81,6 +91,14 @@ pub struct CountersSnapshot {
     pub tcp_message_timeouts: u64,
     /// See [`SipCounters::send_errors`].
     pub send_errors: u64,
+    /// See [`SipCounters::sources_blocked`].
+    pub sources_blocked: u64,
+    /// See [`SipCounters::overload_shed`].
+    pub overload_shed: u64,
+    /// See [`SipCounters::security_events`].
+    pub security_events: u64,
+    /// See [`SipCounters::security_events_suppressed`].
+    pub security_events_suppressed: u64,
 }
 
 impl SipCounters {
@@ -109,6 +127,10 @@ impl SipCounters {
             tcp_refused_per_source: g(&self.tcp_refused_per_source),
             tcp_message_timeouts: g(&self.tcp_message_timeouts),
             send_errors: g(&self.send_errors),
+            sources_blocked: g(&self.sources_blocked),
+            overload_shed: g(&self.overload_shed),
+            security_events: g(&self.security_events),
+            security_events_suppressed: g(&self.security_events_suppressed),
         }
     }
 }

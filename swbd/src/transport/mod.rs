@@ -15,10 +15,12 @@
 //!   (raised at start) and the total cap it allows; [`source_key`]: what
 //!   one source is (IPv4 address, IPv6 /64).
 //! - [`counters`]: drop and error counters for admin status.
+//! - [`Tap`]: sees every message sent, with its addresses (SIP capture,
+//!   `crate::capture`); received ones are seen by wrapping the [`Receiver`].
 //! - [`backlog`]: the queueing delay of each UDP socket's receive queue,
 //!   timed with marker datagrams (read by overload control).
 //!
-//! TCP limits (see `docs/security/limits.md`): a connection accepted beyond
+//! TCP limits (see `docs/SECURITY.md, "Resource limits"`): a connection accepted beyond
 //! the total cap or its source's cap is closed at once (`tcp_refused`,
 //! `tcp_refused_per_source`); a message head must be complete within
 //! `sip.tcp_head_timeout_secs` of its first byte and its body within
@@ -138,6 +140,23 @@ pub trait Receiver: Send + Sync + 'static {
     fn receive(&self, data: Bytes, source: Source);
 }
 
+/// Sees every SIP message the transports send (SIP capture: see
+/// `crate::capture`). Received messages are seen by wrapping the
+/// [`Receiver`] instead. Must not block.
+pub trait Tap: Send + Sync + 'static {
+    /// A message handed to the socket (or TCP connection) from `local` to
+    /// `remote`; `at` is taken just before the send, so a reply the peer
+    /// sends back can never look older than what it answers.
+    fn sent(
+        &self,
+        at: std::time::SystemTime,
+        data: &[u8],
+        transport: Transport,
+        local: SocketAddr,
+        remote: SocketAddr,
+    );
+}
+
 /// Cheap-clone handle to all transports.
 #[derive(Clone)]
 pub struct Transports {
@@ -166,6 +185,12 @@ pub(crate) struct Inner {
     /// look up / admit / forget a sender, never across an await.
     pub(crate) connections: Mutex<Connections>,
     pub(crate) receiver: OnceLock<Arc<dyn Receiver>>,
+    /// Sees every message sent, when capture is on.
+    tap: OnceLock<Arc<dyn Tap>>,
+    /// Local address of each open TCP connection by peer, kept only while
+    /// a tap is set (a connection swbd opened has an ephemeral port the tap
+    /// should name). A std Mutex: one insert or remove per connection.
+    tcp_locals: Mutex<std::collections::HashMap<SocketAddr, SocketAddr>>,
 }
 
 impl Transports {
@@ -224,6 +249,8 @@ impl Transports {
                     config.tcp_max_connections_per_source,
                 )),
                 receiver: OnceLock::new(),
+                tap: OnceLock::new(),
+                tcp_locals: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -281,6 +308,52 @@ impl Transports {
         &self.inner.counters
     }
 
+    /// Show every message sent from now on to `tap` (once; later calls are ignored).
+    pub fn set_tap(&self, tap: Arc<dyn Tap>) {
+        let _ = self.inner.tap.set(tap);
+    }
+
+    /// When a send starts, if a tap will want to know.
+    fn tap_clock(&self) -> Option<std::time::SystemTime> {
+        self.inner.tap.get().map(|_| std::time::SystemTime::now())
+    }
+
+    /// Tell the tap, if any, that `data` left for `target` (at `at`).
+    fn tapped(&self, at: Option<std::time::SystemTime>, target: &Target, data: &[u8]) {
+        let Some(at) = at else {
+            return;
+        };
+        let Some(tap) = self.inner.tap.get() else {
+            return;
+        };
+        let local = match target.transport {
+            Transport::Udp => self.udp_local(target),
+            // The connection's own address; for one already gone, the
+            // listener's is the closest thing known.
+            Transport::Tcp => self
+                .inner
+                .tcp_locals
+                .lock()
+                .ok()
+                .and_then(|l| l.get(&target.remote).copied())
+                .or_else(|| {
+                    self.inner
+                        .local
+                        .iter()
+                        .find(|l| {
+                            l.transport == Transport::Tcp
+                                && l.addr.is_ipv4() == target.remote.is_ipv4()
+                        })
+                        .map(|l| l.addr)
+                }),
+        };
+        let local = local.unwrap_or_else(|| match target.remote {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        });
+        tap.sent(at, data, target.transport, local, target.remote);
+    }
+
     /// The receive backlog of every UDP socket.
     pub fn receive_backlogs(&self) -> Vec<Arc<ReceiveBacklog>> {
         self.inner.backlogs.clone()
@@ -288,10 +361,20 @@ impl Transports {
 
     /// Send one message.
     pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
+        self.inner.counters.messages.sent(&data);
+        let at = self.tap_clock();
+        let result = self.send_untapped(target, &data).await;
+        if result.is_ok() {
+            self.tapped(at, target, &data);
+        }
+        result
+    }
+
+    async fn send_untapped(&self, target: &Target, data: &Bytes) -> Result<()> {
         match target.transport {
             Transport::Udp => {
                 let sock = self.udp_socket(target)?;
-                sock.send_to(&data, target.remote)
+                sock.send_to(data, target.remote)
                     .await
                     .map(|_| ())
                     .map_err(|e| Error::Send {
@@ -300,7 +383,7 @@ impl Transports {
                         reason: io_reason(&e),
                     })
             }
-            Transport::Tcp => tcp::send(&self.inner, target.remote, data).await,
+            Transport::Tcp => tcp::send(&self.inner, target.remote, data.clone()).await,
         }
     }
 
@@ -309,11 +392,26 @@ impl Transports {
     /// connection. Gives the data back when it would have to wait (socket
     /// buffer full, connection to open), for the caller to [`Transports::send`].
     pub fn send_now(&self, target: &Target, data: Bytes) -> Result<Option<Bytes>> {
+        let Some(at) = self.tap_clock() else {
+            return self.send_now_untapped(target, data);
+        };
+        let copy = data.clone();
+        let result = self.send_now_untapped(target, data);
+        if matches!(result, Ok(None)) {
+            self.tapped(Some(at), target, &copy);
+        }
+        result
+    }
+
+    fn send_now_untapped(&self, target: &Target, data: Bytes) -> Result<Option<Bytes>> {
         match target.transport {
             Transport::Udp => {
                 let sock = self.udp_socket(target)?;
                 match sock.try_send_to(&data, target.remote) {
-                    Ok(_) => Ok(None),
+                    Ok(_) => {
+                        self.inner.counters.messages.sent(&data);
+                        Ok(None)
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Some(data)),
                     Err(e) => Err(Error::Send {
                         transport: Transport::Udp,
@@ -332,8 +430,12 @@ impl Transports {
                 let Some(sender) = sender else {
                     return Ok(Some(data));
                 };
+                let counted = data.clone();
                 match sender.try_send(data) {
-                    Ok(()) => Ok(None),
+                    Ok(()) => {
+                        self.inner.counters.messages.sent(&counted);
+                        Ok(None)
+                    }
                     Err(mpsc::error::TrySendError::Full(data)) => Ok(Some(data)),
                     Err(mpsc::error::TrySendError::Closed(data)) => Ok(Some(data)),
                 }
@@ -344,17 +446,26 @@ impl Transports {
     /// The UDP socket to send `target` from: the one bound to
     /// `target.local`, else the first of the remote's address family.
     fn udp_socket(&self, target: &Target) -> Result<&UdpSocket> {
+        self.udp_entry(target)
+            .map(|(_, s)| s.as_ref())
+            .ok_or(Error::NoSocket {
+                transport: Transport::Udp,
+                remote: target.remote,
+            })
+    }
+
+    /// The bound address of the socket [`Self::udp_socket`] picks.
+    fn udp_local(&self, target: &Target) -> Option<SocketAddr> {
+        self.udp_entry(target).map(|(addr, _)| *addr)
+    }
+
+    fn udp_entry(&self, target: &Target) -> Option<&(SocketAddr, Arc<UdpSocket>)> {
         let udp = &self.inner.udp;
         udp.iter()
             .find(|(addr, _)| Some(*addr) == target.local)
             .or_else(|| {
                 udp.iter()
                     .find(|(addr, _)| addr.is_ipv4() == target.remote.is_ipv4())
-            })
-            .map(|(_, s)| s.as_ref())
-            .ok_or(Error::NoSocket {
-                transport: Transport::Udp,
-                remote: target.remote,
             })
     }
 }

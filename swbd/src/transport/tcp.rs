@@ -85,6 +85,12 @@ fn spawn_connection(
     rx: mpsc::Receiver<Bytes>,
 ) {
     SipCounters::inc(&inner.counters.tcp_connections);
+    // Known before the first message goes out, for the capture tap.
+    if inner.tap.get().is_some()
+        && let (Ok(local), Ok(mut locals)) = (stream.local_addr(), inner.tcp_locals.lock())
+    {
+        locals.insert(remote, local);
+    }
     tokio::spawn(connection(inner.clone(), stream, remote, rx));
 }
 
@@ -188,6 +194,11 @@ async fn connection(
 fn forget(inner: &Inner, remote: SocketAddr) {
     if let Ok(mut conns) = inner.connections.lock() {
         conns.remove(&remote);
+    }
+    if inner.tap.get().is_some()
+        && let Ok(mut locals) = inner.tcp_locals.lock()
+    {
+        locals.remove(&remote);
     }
 }
 

@@ -3,7 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod baresip;
+pub mod baresip_phone;
+pub mod pjsua2;
+pub mod postgres;
 pub mod raw;
+pub mod swctl;
 pub mod ua;
 
 use std::path::{Path, PathBuf};
@@ -108,6 +113,11 @@ pub struct Options {
     pub health_interval_ms: u64,
     /// Extra `media:` keys, as indented YAML lines (`"  lease_secs: 3\n"`).
     pub media_extra: String,
+    /// swbd also listens for SIP over UDP on `[::1]` (`System::sip_v6`),
+    /// and `::1` is one of its domains.
+    pub listen_v6: bool,
+    /// Extra YAML lines for every swrtp's config (`"metrics_listen: ...\n"`).
+    pub swrtp_extra: String,
 }
 
 impl Default for Options {
@@ -122,6 +132,8 @@ impl Default for Options {
             sip_extra: String::new(),
             health_interval_ms: 100,
             media_extra: String::new(),
+            listen_v6: false,
+            swrtp_extra: String::new(),
         }
     }
 }
@@ -156,6 +168,8 @@ pub struct System {
     pub dir: PathBuf,
     pub swbd: Proc,
     pub sip: std::net::SocketAddr,
+    /// swbd's SIP over UDP on `[::1]` (with `Options::listen_v6`).
+    pub sip_v6: Option<std::net::SocketAddr>,
     pub admin: PathBuf,
     pub nodes: Vec<Node>,
 }
@@ -166,13 +180,27 @@ pub fn start_swrtp(dir: &Path, name: &str, rtp_timeout_secs: u64) -> Node {
 
 /// [`start_swrtp`] with its control listener on `port` (a restarted node).
 pub fn start_swrtp_on(dir: &Path, name: &str, rtp_timeout_secs: u64, port: u16) -> Node {
+    start_swrtp_with(dir, name, rtp_timeout_secs, port, "")
+}
+
+/// [`start_swrtp_on`] with `extra` YAML lines in the node's config.
+pub fn start_swrtp_with(
+    dir: &Path,
+    name: &str,
+    rtp_timeout_secs: u64,
+    port: u16,
+    extra: &str,
+) -> Node {
     let control = format!("tcp://127.0.0.1:{port}");
     let admin = dir.join(format!("{name}.sock"));
     let ports = rtp_range();
     let cfg = dir.join(format!("{name}.yaml"));
     let token_file = media_token_file(dir);
-    std::fs::write(&cfg, format!("rtp_timeout_secs: {rtp_timeout_secs}\n"))
-        .expect("write swrtp config");
+    std::fs::write(
+        &cfg,
+        format!("rtp_timeout_secs: {rtp_timeout_secs}\n{extra}"),
+    )
+    .expect("write swrtp config");
     let child = Command::new(swrtp_bin())
         .args([
             "--config",
@@ -222,10 +250,12 @@ impl System {
         let dir = tempdir("sys");
         let nodes: Vec<Node> = (0..opts.nodes)
             .map(|i| {
-                start_swrtp(
+                start_swrtp_with(
                     &dir,
                     &format!("rtp-{}", (b'a' + i as u8) as char),
                     opts.rtp_timeout_secs,
+                    free_tcp_port(),
+                    &opts.swrtp_extra,
                 )
             })
             .collect();
@@ -240,6 +270,17 @@ impl System {
             .await;
         }
         let sip_port = free_udp_port();
+        let sip_v6 = opts.listen_v6.then(|| {
+            let port = std::net::UdpSocket::bind("[::1]:0")
+                .and_then(|s| s.local_addr())
+                .map(|a| a.port())
+                .expect("free port on ::1");
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))
+        });
+        let (listen_v6, domain_v6) = match sip_v6 {
+            Some(a) => (format!(", \"udp:{a}\""), ", \"::1\""),
+            None => (String::new(), ""),
+        };
         let admin = dir.join("swbd.sock");
         let extra = if opts.auth_extra.is_empty() {
             String::new()
@@ -259,7 +300,7 @@ impl System {
             )
         };
         let mut cfg = format!(
-            "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"]\n  domains: [\"127.0.0.1\", \"localhost\"]\n{}\
+            "{auth}sip:\n  listen: [\"udp:127.0.0.1:{sip_port}\"{listen_v6}]\n  domains: [\"127.0.0.1\", \"localhost\"{domain_v6}]\n{}\
              admin: {{ socket: \"{}\" }}\nmedia:\n  token_file: \"{}\"\n  health_interval_ms: {}\n{}  nodes:\n",
             opts.sip_extra,
             admin.display(),
@@ -279,6 +320,10 @@ impl System {
             std::fs::write(dir.join("dialplan.yaml"), plan).expect("write dialplan");
             cfg.push_str("dialplan: { file: dialplan.yaml }\n");
         }
+        if !opts.extra_config.starts_with("cdr:") && !opts.extra_config.contains("\ncdr:") {
+            // CDRs stay in the test's directory, not the user's state directory.
+            cfg.push_str("cdr: { file: { path: cdr.jsonl } }\n");
+        }
         cfg.push_str(&opts.extra_config);
         let cfg_path = dir.join("swbd.yaml");
         std::fs::write(&cfg_path, cfg).expect("write config");
@@ -286,6 +331,7 @@ impl System {
             swbd: spawn_swbd(&dir),
             dir,
             sip: std::net::SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            sip_v6,
             admin,
             nodes,
         };

@@ -90,6 +90,51 @@ impl Ua {
         }
     }
 
+    /// A UA on IPv6 loopback: SIP and RTP sockets on `[::1]`.
+    pub async fn new_v6(user: &str, server: SocketAddr) -> Ua {
+        let sock = UdpSocket::bind("[::1]:0").await.expect("bind sip ::1");
+        let rtp = UdpSocket::bind("[::1]:0").await.expect("bind rtp ::1");
+        Ua {
+            user: user.to_string(),
+            addr: sock.local_addr().expect("addr"),
+            rtp_port: rtp.local_addr().expect("addr").port(),
+            sock,
+            server,
+            rtp,
+            cseq: 1,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Send an in-dialog request of `method` for `call` carrying `body` of
+    /// `content_type` (none when empty); its final response.
+    pub async fn in_dialog_with_body(
+        &mut self,
+        method: &str,
+        call: &OutCall,
+        content_type: &str,
+        body: &str,
+    ) -> Response {
+        let cseq = self.next_cseq() + 100;
+        let mut msg = self.in_dialog(method, call, cseq);
+        if !content_type.is_empty() {
+            msg = msg.replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+            );
+        }
+        self.send_raw(&msg).await;
+        loop {
+            let r = self.response(&call.call_id, method).await;
+            if r.code >= 200 {
+                return r;
+            }
+        }
+    }
+
     /// Send an in-dialog request of `method` for `call`; the final status.
     pub async fn in_dialog_request(&mut self, method: &str, call: &OutCall) -> u16 {
         let cseq = self.next_cseq() + 100;
@@ -114,6 +159,31 @@ impl Ua {
                     self.send_raw(&ack).await;
                 }
                 return r.code;
+            }
+        }
+    }
+
+    /// A re-INVITE for `call` offering `body`; the final response (a 2xx
+    /// is ACKed).
+    pub async fn reinvite(&mut self, call: &OutCall, body: &str) -> Response {
+        let cseq = self.next_cseq() + 100;
+        let msg = self.in_dialog("INVITE", call, cseq).replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Contact: {}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                self.contact(),
+                body.len()
+            ),
+        );
+        self.send_raw(&msg).await;
+        loop {
+            let r = self.response(&call.call_id, "INVITE").await;
+            if r.code >= 200 {
+                if r.code < 300 {
+                    let ack = self.in_dialog("ACK", call, cseq);
+                    self.send_raw(&ack).await;
+                }
+                return r;
             }
         }
     }
@@ -247,6 +317,11 @@ impl Ua {
     }
 
     pub async fn invite(&mut self, dest: &str, body: Option<&str>) -> OutCall {
+        self.invite_with(dest, body, "").await
+    }
+
+    /// [`Ua::invite`] with `extra` header lines (each ending in CRLF).
+    pub async fn invite_with(&mut self, dest: &str, body: Option<&str>, extra: &str) -> OutCall {
         let call_id = format!("call-{}", token());
         let from_tag = token();
         let branch = format!("z9hG4bK{}", token());
@@ -256,7 +331,7 @@ impl Ua {
         let msg = format!(
             "INVITE sip:{dest}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: \"{u}\" <sip:{u}@127.0.0.1>;tag={from_tag}\r\nTo: <sip:{dest}@127.0.0.1>\r\n\
-             Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {c}\r\nContent-Type: application/sdp\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {c}\r\n{extra}Content-Type: application/sdp\r\n\
              Content-Length: {len}\r\n\r\n{body}",
             server = self.server,
             me = self.addr,
@@ -352,7 +427,8 @@ impl Ua {
             .await;
     }
 
-    async fn reply_full(
+    /// A reply with a body (SDP) and extra headers.
+    pub async fn reply_full(
         &self,
         req: &Request,
         code: u16,

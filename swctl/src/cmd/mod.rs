@@ -5,8 +5,11 @@ mod calls;
 mod completions;
 mod dial_stdio;
 mod dialplan;
+pub mod events;
+mod history;
 mod media;
 mod nodes;
+mod pcap;
 mod registrations;
 mod status;
 mod top;
@@ -18,6 +21,7 @@ mod render_tests;
 use std::future::Future;
 use std::path::PathBuf;
 
+pub use history::{HistoryView, parse_when};
 pub use status::{StatusView, status_views};
 
 use switchboard_proto::support::grpc::{AuthedChannel, BearerToken};
@@ -330,6 +334,16 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
     use crate::cli::RegistrationsCommand;
     use crate::cli::{CallsCommand, DialplanCommand, MediaCommand, NodesCommand};
     let out = cli.output;
+    let history = matches!(
+        cli.command,
+        Command::Cdr(_) | Command::Calls(CallsCommand::History(_))
+    );
+    if out == crate::cli::Output::Csv && !history {
+        return Err(Error::Usage(
+            "-o csv is for `calls history` (`cdr`); other commands print table, wide, json or yaml"
+                .into(),
+        ));
+    }
     match &cli.command {
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man { dir } => completions::man(dir.as_deref()),
@@ -342,6 +356,17 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Calls(CallsCommand::List { all }) => calls::list(&targets(&cli)?, out, *all).await,
         Command::Calls(CallsCommand::Show { id }) => calls::show(&targets(&cli)?, out, id).await,
         Command::Calls(CallsCommand::Hangup { id }) => calls::hangup(&targets(&cli)?, id).await,
+        Command::Calls(CallsCommand::Pcap { id, write }) => {
+            pcap::run(&targets(&cli)?, id, write.as_deref()).await
+        }
+        Command::Events {
+            follow,
+            since,
+            kind,
+        } => events::run(&targets(&cli)?, out, *follow, *since, kind).await,
+        Command::Calls(CallsCommand::History(args)) | Command::Cdr(args) => {
+            history::run(&targets(&cli)?, out, args).await
+        }
         Command::Registrations(RegistrationsCommand::List) => {
             registrations::list(&targets(&cli)?, out).await
         }

@@ -4,7 +4,7 @@
 use switchboard_proto::admin::v1 as pb;
 
 use super::StatusView;
-use super::{calls, dialplan, media, nodes, registrations, status};
+use super::{calls, dialplan, history, media, nodes, registrations, status};
 use crate::cli::Output;
 use crate::fixtures;
 use crate::views::{CallView, NodeView, RegistrationView, SessionView};
@@ -49,6 +49,32 @@ fn calls_list_every_format() {
     // One backend: no BACKEND column.
     let one = calls::render_list(&call_views()[..2], Output::Table, false, 80).expect("render");
     assert!(!one.contains("BACKEND"));
+}
+
+#[test]
+fn calls_history_every_format() {
+    let views: Vec<history::HistoryView> = fixtures::history()
+        .iter()
+        .map(|r| history::HistoryView::new("pbx1", r))
+        .collect();
+    for (f, name) in FORMATS.into_iter().chain([(Output::Csv, "csv")]) {
+        let text = history::render(&views, f, false, 80).expect("render");
+        check_width("calls history", f, &text);
+        insta::assert_snapshot!(format!("calls_history_{name}"), text);
+    }
+    let csv = history::render(&views, Output::Csv, false, 80).expect("csv");
+    assert!(
+        csv.contains("\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""),
+        "a caller id that is a formula is neutralized and quoted:\n{csv}"
+    );
+    assert_eq!(
+        csv.matches("\r\n").count(),
+        5,
+        "header + 4 rows, CRLF line ends"
+    );
+    assert_eq!(csv.matches('\n').count(), 5, "no bare LF");
+    let several = history::render(&views, Output::Table, true, 80).expect("render");
+    assert!(several.starts_with("BACKEND"));
 }
 
 #[test]
@@ -183,6 +209,8 @@ fn status_every_format() {
             active: 4,
             detail: "regs 3 nodes 2/2 sip udp:10.0.0.1:5060,tcp:10.0.0.1:5060".into(),
             security: None,
+            capture: None,
+            cdr: None,
             overload: None,
         },
         StatusView {
@@ -194,6 +222,8 @@ fn status_every_format() {
             active: 5,
             detail: "ports 4995/5000 free".into(),
             security: None,
+            capture: None,
+            cdr: None,
             overload: None,
         },
     ];
@@ -261,6 +291,8 @@ fn status_json_carries_the_security_counters_of_swbd() {
                 ..Default::default()
             },
         )),
+        capture: None,
+        cdr: None,
         overload: Some(status::OverloadView::from(
             switchboard_proto::admin::v1::OverloadStatus {
                 enabled: true,

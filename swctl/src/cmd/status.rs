@@ -31,9 +31,48 @@ pub struct StatusView {
     /// swbd only: what its trust boundary refused, since start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<SecurityView>,
+    /// swbd only: SIP capture (kept calls, HEP export).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureView>,
+    /// swbd only, when its call detail records are on: written and lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cdr: Option<CdrView>,
     /// swbd only: overload control now, and what it refused since start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overload: Option<OverloadView>,
+}
+
+/// swbd's SIP capture counters, as printed.
+#[derive(Debug, Serialize)]
+pub struct CaptureView {
+    /// Calls whose SIP messages are kept.
+    pub calls_kept: u32,
+    /// Bytes kept.
+    pub bytes_kept: u64,
+    /// Messages not kept (per-call bound).
+    pub messages_not_kept: u64,
+    /// Calls given up to the bounds.
+    pub calls_evicted: u64,
+    /// HEP packets sent.
+    pub hep_sent: u64,
+    /// HEP packets dropped (queue full).
+    pub hep_dropped: u64,
+    /// HEP packets the socket refused.
+    pub hep_send_errors: u64,
+}
+
+impl From<pb::CaptureCounters> for CaptureView {
+    fn from(c: pb::CaptureCounters) -> Self {
+        Self {
+            calls_kept: c.calls_kept,
+            bytes_kept: c.bytes_kept,
+            messages_not_kept: c.messages_not_kept,
+            calls_evicted: c.calls_evicted,
+            hep_sent: c.hep_sent,
+            hep_dropped: c.hep_dropped,
+            hep_send_errors: c.hep_send_errors,
+        }
+    }
 }
 
 /// swbd's overload control (`sip.overload`), as printed.
@@ -75,6 +114,51 @@ impl From<pb::OverloadStatus> for OverloadView {
             calls_in_setup: o.calls_in_setup,
             invites_refused: o.invites_refused,
         }
+    }
+}
+
+/// swbd's call detail record counters, as printed.
+#[derive(Debug, Serialize)]
+pub struct CdrView {
+    /// Records handed to the writer.
+    pub submitted: u64,
+    /// Acknowledged in the file.
+    pub written_file: u64,
+    /// Committed to PostgreSQL.
+    pub written_postgres: u64,
+    /// PostgreSQL could not take them; in the file instead.
+    pub spilled_to_file: u64,
+    /// Lost (queue full, no store): each logged by swbd at ERROR.
+    pub failed: u64,
+    /// Waiting in the queue.
+    pub queued: u64,
+}
+
+impl From<pb::CdrCounters> for CdrView {
+    fn from(c: pb::CdrCounters) -> Self {
+        Self {
+            submitted: c.submitted,
+            written_file: c.written_file,
+            written_postgres: c.written_postgres,
+            spilled_to_file: c.spilled_to_file,
+            failed: c.failed,
+            queued: c.queued,
+        }
+    }
+}
+
+impl CdrView {
+    /// ` cdr-lost N cdr-spilled N` for the detail column: only what needs
+    /// an operator's eye.
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        if self.failed > 0 {
+            out.push_str(&format!(" cdr-lost {}", self.failed));
+        }
+        if self.spilled_to_file > 0 {
+            out.push_str(&format!(" cdr-spilled {}", self.spilled_to_file));
+        }
+        out
     }
 }
 
@@ -125,6 +209,14 @@ pub struct SecurityView {
     pub tcp_refused_per_source: u64,
     /// TCP connections closed for a slow message.
     pub tcp_message_timeouts: u64,
+    /// Sources blocked after repeated authentication failures.
+    pub sources_blocked: u64,
+    /// INVITEs answered 503 because swbd was overloaded.
+    pub overload_shed: u64,
+    /// Security events published (see `swctl events --kind security`).
+    pub security_events: u64,
+    /// Security incidents folded into summaries.
+    pub security_events_suppressed: u64,
 }
 
 impl From<pb::SecurityCounters> for SecurityView {
@@ -139,6 +231,10 @@ impl From<pb::SecurityCounters> for SecurityView {
             tcp_refused: c.tcp_refused,
             tcp_refused_per_source: c.tcp_refused_per_source,
             tcp_message_timeouts: c.tcp_message_timeouts,
+            sources_blocked: c.sources_blocked,
+            overload_shed: c.overload_shed,
+            security_events: c.security_events,
+            security_events_suppressed: c.security_events_suppressed,
         }
     }
 }
@@ -159,6 +255,8 @@ impl SecurityView {
                 self.tcp_refused + self.tcp_refused_per_source,
             ),
             ("tcp-slow", self.tcp_message_timeouts),
+            ("src-blocked", self.sources_blocked),
+            ("overload", self.overload_shed),
         ] {
             if n > 0 {
                 out.push_str(&format!(" {label} {n}"));
@@ -253,6 +351,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
         Ok(resp) => {
             let s = resp.into_inner();
             let security = s.security.map(SecurityView::from);
+            let cdr = s.cdr.map(CdrView::from);
             let overload = s.overload.map(OverloadView::from);
             Ok(StatusView {
                 host: host.clone(),
@@ -275,8 +374,10 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                         .as_ref()
                         .map(SecurityView::summary)
                         .unwrap_or_default()
-                ),
+                ) + &cdr.as_ref().map(CdrView::summary).unwrap_or_default(),
                 security,
+                capture: s.capture.map(CaptureView::from),
+                cdr,
                 overload,
             })
         }
@@ -301,6 +402,8 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                     relay_latency(s.relay_latency.as_ref())
                 ),
                 security: None,
+                capture: None,
+                cdr: None,
                 overload: None,
             })
         }

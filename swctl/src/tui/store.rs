@@ -320,6 +320,11 @@ impl Store {
                     b.synced = true;
                 }
             }
+            Some(SigEvent::Security(s)) => {
+                // Already bounded by swbd (one event, then one summary per
+                // source and interval).
+                self.log(backend, at.as_ref(), views::events::security_text(&s));
+            }
             None => {}
         }
     }

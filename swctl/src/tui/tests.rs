@@ -104,6 +104,71 @@ fn events_screen() {
     both_sizes("events", &mut a);
 }
 
+/// A security event from backend 0, `at_ago` seconds before the fixtures' now.
+fn security_event(
+    kind: pb::SecurityEventKind,
+    reason: &str,
+    summary: bool,
+    count: u64,
+    at_ago: i64,
+) -> Update {
+    Update::Signaling {
+        backend: 0,
+        event: pb::SignalingEvent {
+            at: fixtures::ts(at_ago, 0),
+            is_snapshot: false,
+            event: Some(pb::signaling_event::Event::Security(pb::SecurityEvent {
+                kind: kind as i32,
+                source: "udp 203.0.113.7:5060".into(),
+                user: "1001".into(),
+                reason: reason.into(),
+                count,
+                summary,
+                interval: Some(prost_types::Duration {
+                    seconds: 10,
+                    nanos: 0,
+                }),
+            })),
+        },
+    }
+}
+
+#[test]
+fn events_screen_shows_security_events() {
+    let mut a = app();
+    let wrong = "wrong password";
+    let blocked = "5 authentication failures: blocked for 300 s";
+    a.apply(security_event(
+        pb::SecurityEventKind::AuthFailure,
+        wrong,
+        false,
+        1,
+        25,
+    ));
+    a.apply(security_event(
+        pb::SecurityEventKind::SourceBlocked,
+        blocked,
+        false,
+        1,
+        24,
+    ));
+    a.apply(security_event(
+        pb::SecurityEventKind::AuthFailure,
+        wrong,
+        true,
+        29,
+        15,
+    ));
+    a.handle_key(key('4'));
+    both_sizes("events_security", &mut a);
+    let text = draw(&mut a, 160, 48);
+    assert!(
+        text.contains("security auth-failure udp 203.0.113.7:5060: wrong password"),
+        "{text}"
+    );
+    assert!(text.contains("29 more in 10 s"), "{text}");
+}
+
 #[test]
 fn help_popup() {
     let mut a = app();

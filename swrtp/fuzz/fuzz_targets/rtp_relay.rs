@@ -168,7 +168,7 @@ fn run(w: &World, flags: u8, mut rest: &[u8]) {
         }
         let n = relay.load(&packet);
         if ctl & 2 != 0 {
-            relay.on_rtcp(i, n, src);
+            relay.on_rtcp(i, n, src, false);
             continue;
         }
         let input = packet.get(..n).expect("loaded prefix").to_vec();

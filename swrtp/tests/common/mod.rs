@@ -134,6 +134,7 @@ impl Daemon {
                     offer_sdp(peer.sdp_port, pts, extra),
                 )),
                 peer: None,
+                ..Default::default()
             })
             .await
             .expect("create (answer)")
@@ -155,6 +156,7 @@ impl Daemon {
                     },
                 )),
                 peer: None,
+                ..Default::default()
             })
             .await
             .expect("create (offer)")
@@ -164,6 +166,7 @@ impl Daemon {
             .update_session(pb::UpdateSessionRequest {
                 session_id: created.session_id.clone(),
                 remote_sdp: offer_sdp(peer.sdp_port, pts, extra),
+                ..Default::default()
             })
             .await
             .expect("apply answer")

@@ -5,6 +5,9 @@ use super::*;
 
 impl Ctl {
     pub(super) fn send_a(&mut self, resp: Response) {
+        let resp = self.reliable_to_a(resp);
+        let mut resp = self.session_timer_to_a(resp);
+        self.dialog_headers(&mut resp);
         let summary = summary_resp(&resp);
         let bytes = resp.to_bytes();
         self.handle
@@ -83,6 +86,10 @@ impl Ctl {
                 l.state = LegState::Confirmed;
             }
         });
+        if self.late.a {
+            // Our 200 carried the offer: the answer is in A's ACK.
+            self.answer_from_ack().await?;
+        }
         Ok(())
     }
 

@@ -19,19 +19,24 @@ impl Ctl {
                 format!("Not Found: bad target URI {uri}"),
             ));
         };
+        // A trunk configured for delayed offer gets no SDP (late_offer.rs).
+        let late = self.sends_late_offer(&target);
         // Until A's session exists, the B-leg's session is created together
         // with it: A's offer is checked before this B-leg is placed, at no
         // extra round trip (issue #13, unusable SDP found too late).
-        let peer = (self.a_session.is_none() && !self.a_offer.trim().is_empty()).then(|| {
-            media::PeerOffer {
-                call_id: self.handle.id().to_string(),
-                leg: "a".into(),
-                remote_offer_sdp: self.a_offer.clone(),
-            }
-        });
+        let peer =
+            (!late && self.a_session.is_none() && !self.a_offer.trim().is_empty()).then(|| {
+                media::PeerOffer {
+                    call_id: self.handle.id().to_string(),
+                    leg: "a".into(),
+                    remote_offer_sdp: self.a_offer.clone(),
+                }
+            });
         let asked_peer = peer.is_some();
-        let offer = self
-            .create_session_with_peer(
+        let offer = if late {
+            self.prepare_late_b_leg().await?
+        } else {
+            self.create_session_with_peer(
                 "b",
                 media::create_session_request::Negotiation::Offer(media::OfferOptions {
                     codecs: Vec::new(),
@@ -39,8 +44,10 @@ impl Ctl {
                     ptime_ms: 20,
                 }),
                 peer,
+                self.offer_family(flow.remote),
             )
-            .await?;
+            .await?
+        };
         if asked_peer {
             if offer.peer_session_id.is_empty() {
                 // A node that predates CreateSessionRequest.peer: check A's
@@ -76,6 +83,11 @@ impl Ctl {
         if let Some(pai) = self.identity.asserted_value(&host) {
             invite.headers.insert(identity::p_asserted_identity(), pai);
         }
+        if let Some(by) = self.transfer.referred_by_value(&host) {
+            invite
+                .headers
+                .insert(super::super::transfer::referred_by(), by);
+        }
         invite.headers.insert(Name::TO, format!("<{to}>"));
         invite
             .headers
@@ -88,8 +100,14 @@ impl Ctl {
         invite
             .headers
             .insert(Name::ALLOW, crate::sip::capabilities::ALLOW_IN_DIALOG);
-        invite.headers.insert(Name::CONTENT_TYPE, "application/sdp");
-        invite.body = bytes::Bytes::from(offer.local_sdp.clone());
+        invite
+            .headers
+            .insert(Name::SUPPORTED, self.supported_value());
+        self.session_timer_b_invite(&mut invite);
+        if !late {
+            invite.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+            invite.body = bytes::Bytes::from(offer.local_sdp.clone());
+        }
 
         let summary = summary_req(&invite);
         let txn = match self.deps.layer.send_invite(invite, flow).await {
@@ -128,6 +146,11 @@ impl Ctl {
             failed: None,
             auth_tried: false,
             early: false,
+            reliable: Default::default(),
+            session_retried: false,
+            late_offer: late,
+            redirects: 0,
+            early_dialog: None,
         });
         Ok(())
     }
@@ -141,7 +164,13 @@ impl Ctl {
             DialTarget::User(user) => {
                 let contacts = self.deps.locator.lookup(user);
                 if contacts.is_empty() {
-                    return Err(404);
+                    // A known user who is not registered is unavailable
+                    // (480), not unknown (404).
+                    return Err(if self.deps.locator.is_known(user) {
+                        480
+                    } else {
+                        404
+                    });
                 }
                 let domain = self
                     .deps
@@ -227,6 +256,10 @@ impl Ctl {
         match resp.code {
             100 => None,
             101..=199 => {
+                if !self.prack_b(i, &resp).await {
+                    return None;
+                }
+                self.route_b_early(i, &resp);
                 self.handle.update(Some(CallChange::Ringing), |r| {
                     if let Some(l) = r.leg_mut(&sip_call_id) {
                         l.state = LegState::Early;
@@ -251,6 +284,9 @@ impl Ctl {
             }
             200..=299 => self.on_b_answer(i, resp).await,
             401 | 407 if self.retry_with_credentials(i, &resp).await => None,
+            488 if self.retry_in_ipv4(i).await => None,
+            422 if self.retry_session_interval(i, &resp).await => None,
+            300..=399 if self.on_redirect(i, &resp).await => None,
             code => {
                 self.b_failed(i, code).await;
                 None
@@ -331,11 +367,20 @@ impl Ctl {
             .get(i)
             .map(|b| b.session_id.clone())
             .unwrap_or_default();
+        if session_id.is_empty() || self.late.a {
+            // A delayed-offer leg has no session yet; a caller without an
+            // offer gets ours in the 200 only (late_offer.rs).
+            return Err(ControlError::new(
+                488,
+                "no early media with a delayed offer",
+            ));
+        }
         let mut client = self.media_client()?;
         client
             .update_session(media::UpdateSessionRequest {
                 session_id: session_id.clone(),
                 remote_sdp: String::from_utf8_lossy(&resp.body).into_owned(),
+                ..Default::default()
             })
             .await
             .map_err(|st| status_to_control(&st, "early media"))?;
@@ -377,6 +422,7 @@ impl Ctl {
             if let Some(l) = r.leg_mut(&sip_call_id) {
                 l.state = LegState::Terminated;
             }
+            r.cdr.leg_failed(&sip_call_id, code);
         });
         if was_early {
             self.early_bridge = None;
@@ -401,6 +447,7 @@ impl Ctl {
     }
 
     pub(super) async fn on_b_answer(&mut self, i: usize, resp: Response) -> Option<DialTarget> {
+        let resp = self.with_reliable_answer(i, resp);
         let leg = self.b_legs.get_mut(i)?;
         // The transaction stays with the leg until the ACK is out: a call
         // interrupted meanwhile (caller CANCEL, media lost) drops this
@@ -410,7 +457,8 @@ impl Ctl {
         let request = leg.request.clone();
         let flow = leg.flow;
         let contact = leg.contact.clone();
-        let session_id = leg.session_id.clone();
+        let mut session_id = leg.session_id.clone();
+        let late = leg.late_offer;
         let target = leg.target.clone();
         let sip_call_id = request.call_id().unwrap_or_default().to_string();
         let invite_seq = request.cseq().map(|c| c.number).unwrap_or(1);
@@ -420,7 +468,8 @@ impl Ctl {
             self.b_failed(i, 502).await;
             return None;
         };
-        let ack = dialog.request(Method::Ack, Some(invite_seq));
+        self.continue_b_cseq(i, &mut dialog);
+        let mut ack = dialog.request(Method::Ack, Some(invite_seq));
 
         // Apply B's answer to its media session before the ACK: a phone
         // starts sending RTP on the ACK, and the node must know where from.
@@ -429,7 +478,18 @@ impl Ctl {
         // without `ConnectLegs` gets the three calls one by one.
         let mut connected = false;
         let mut applied = None;
-        if !self.playing
+        if late {
+            // B made the offer: answer it, in our ACK (late_offer.rs).
+            applied = Some(match self.answer_b_offer(i, &resp, &mut ack).await {
+                Ok((sid, media)) => {
+                    session_id = sid;
+                    Ok(media)
+                }
+                Err(e) => Err(e),
+            });
+        }
+        if !late
+            && !self.playing
             && self.early_bridge.is_none()
             && (self.a_session.is_some() || !self.a_offer.trim().is_empty())
             && self.lease.as_ref().is_some_and(NodeLease::batched)
@@ -454,6 +514,7 @@ impl Ctl {
                     .update_session(media::UpdateSessionRequest {
                         session_id: session_id.clone(),
                         remote_sdp: String::from_utf8_lossy(&resp.body).into_owned(),
+                        ..Default::default()
                     })
                     .await
                     .map(|r| r.into_inner().media)
@@ -490,6 +551,7 @@ impl Ctl {
         };
 
         // First 2xx wins: CANCEL the others (a late 2xx gets ACK + BYE).
+        self.unroute_early_except(i);
         let layer = self.deps.layer.clone();
         for (j, other) in self.b_legs.iter_mut().enumerate() {
             if j == i {
@@ -551,6 +613,7 @@ impl Ctl {
         dialog.remote_seq = None;
         self.handle
             .route_dialog(dialog.id.clone(), self.dlg_tx.clone());
+        self.session_timer_b_answered(&resp);
         // The transaction stays with the winner to re-ACK retransmitted 2xx.
         self.winner = Some(Winner {
             dialog,

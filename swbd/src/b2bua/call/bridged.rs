@@ -27,6 +27,15 @@ impl Ctl {
                         Box::pin(self.bye(false)).await;
                         return "no ACK from caller".into();
                     }
+                    Some(ServerInviteEvent::PrackTimeout) => {
+                        // Our 2xx was held for a PRACK that never came; A
+                        // got a 500 instead: only B has a dialog.
+                        if let Some(d) = self.a_dialog.take() {
+                            self.handle.unroute_dialog(&d.id);
+                        }
+                        Box::pin(self.bye(false)).await;
+                        return "no PRACK from caller".into();
+                    }
                     Some(_) => {}
                     None => a_events_open = false,
                 },
@@ -45,6 +54,12 @@ impl Ctl {
                     }
                 },
                 Some(msg) = dlg_rx.recv() => {
+                    // REFER, Replaces, legs a transfer released: refer.rs.
+                    let msg = match Box::pin(self.transfer_hook(msg, a_events, dlg_rx, cmd_rx)).await {
+                        refer::Hook::Pass(msg) => msg,
+                        refer::Hook::Done => continue,
+                        refer::Hook::Ended(cause) => return cause,
+                    };
                     let (dialog, input) = *msg;
                     let from_a = self.a_dialog.as_ref().is_some_and(|d| d.id == dialog);
                     let in_dialog = match (&input, from_a) {
@@ -61,10 +76,29 @@ impl Ctl {
                         let bytes = t.request().to_bytes();
                         self.handle.update(None, |r| r.log_message(from_a, true, summary, &bytes));
                     }
+                    let input = match input {
+                        LegInput::Request(t) if t.request().method == Method::Info => {
+                            Box::pin(self.on_info(from_a, t)).await;
+                            continue;
+                        }
+                        other => other,
+                    };
                     if let LegInput::Invite(txn) = input {
+                        if self.offer_pending(from_a) {
+                            // Our relayed offer to this leg waits (update.rs).
+                            let _ = txn.respond(txn.response(491, "Request Pending"));
+                            continue;
+                        }
                         Box::pin(self.reinvite(from_a, txn)).await;
                         continue;
                     }
+                    let input = match input {
+                        LegInput::Request(t) if t.request().method == Method::Update => {
+                            Box::pin(self.on_update(from_a, t)).await;
+                            continue;
+                        }
+                        other => other,
+                    };
                     if answer_in_dialog(&dialog, input) == InDialog::Bye {
                         self.handle.unroute_dialog(&dialog);
                         if from_a {
@@ -80,13 +114,31 @@ impl Ctl {
                         return "callee hung up".into();
                     }
                 }
+                ev = self.session_timers.next_event() => {
+                    if let Some(cause) = Box::pin(self.on_session_timer(ev)).await {
+                        Box::pin(self.bye(true)).await;
+                        Box::pin(self.bye(false)).await;
+                        return cause;
+                    }
+                }
+                ev = self.hold.next_event(), if self.hold.busy() => {
+                    if let Some(cause) = Box::pin(self.on_hold_event(ev)).await {
+                        Box::pin(self.bye(true)).await;
+                        Box::pin(self.bye(false)).await;
+                        return cause;
+                    }
+                }
                 Some(cmd) = cmd_rx.recv() => {
+                    let reason = match *cmd {
+                        CallCommand::Dtmf(d) => {
+                            Box::pin(self.on_media_dtmf(d)).await;
+                            continue;
+                        }
+                        CallCommand::Hangup(r) | CallCommand::MediaLost(r) => r,
+                    };
                     Box::pin(self.bye(true)).await;
                     Box::pin(self.bye(false)).await;
-                    return match *cmd {
-                        CallCommand::Hangup(r) => r,
-                        CallCommand::MediaLost(r) => r,
-                    };
+                    return reason;
                 }
             }
         }
@@ -113,6 +165,15 @@ impl Ctl {
             let _ = txn.respond(txn.response(e.status_code(), &e.to_string()));
             return;
         }
+        if self.hold.pending_on(from_a) {
+            // RFC 3261 §14.2: our own re-INVITE on this dialog is pending.
+            let _ = txn.respond(txn.response(491, "Request Pending"));
+            return;
+        }
+        if let Some(r) = self.session_timer_refusal(from_a, &request) {
+            let _ = txn.respond(r.complete(txn.response(r.code, r.reason)));
+            return;
+        }
         let session = if from_a {
             self.a_session.as_ref().map(|s| s.0.clone())
         } else {
@@ -128,14 +189,18 @@ impl Ctl {
                 .update_session(media::UpdateSessionRequest {
                     session_id: session,
                     remote_sdp: String::from_utf8_lossy(&request.body).into_owned(),
+                    ..Default::default()
                 })
                 .await
-                .map(|r| r.into_inner().local_sdp)
+                .map(|r| r.into_inner())
                 .map_err(|st| status_to_control(&st, "re-INVITE")),
             Err(e) => Err(e),
         };
         match answer {
-            Ok(sdp) if !sdp.is_empty() => {
+            Ok(media::UpdateSessionResponse {
+                local_sdp: sdp,
+                media,
+            }) if !sdp.is_empty() => {
                 let dialog = if from_a {
                     self.a_dialog.as_mut()
                 } else {
@@ -149,11 +214,13 @@ impl Ctl {
                 if let Some(c) = contact {
                     resp.headers.insert(Name::CONTACT, format!("<{c}>"));
                 }
+                self.session_timer_refreshed(from_a, &request, &mut resp);
                 let summary = summary_resp(&resp);
                 let bytes = resp.to_bytes();
                 self.handle
                     .update(None, |r| r.log_message(from_a, false, summary, &bytes));
                 let _ = txn.respond(resp);
+                Box::pin(self.after_reinvite(from_a, media)).await;
             }
             Ok(_) => {
                 let _ = txn.respond(txn.response(488, "Not Acceptable Here (not an offer)"));
@@ -194,6 +261,7 @@ impl Ctl {
         if let Some(w) = &self.winner {
             self.handle.unroute_dialog(&w.dialog.id);
         }
+        self.unroute_early();
         self.lease = None;
     }
 }

@@ -2,6 +2,17 @@
 //! play, dial, hangup).
 
 use super::*;
+use crate::dialplan::DialOptions;
+
+/// What ended one wait of a ringing dial.
+enum Ringing {
+    /// The dial's timeout.
+    Timeout,
+    /// B-leg `i` answered (or failed).
+    Response(usize, crate::transaction::Result<Response>),
+    /// An UPDATE with SDP in an early dialog (update.rs).
+    Update(DialogInput),
+}
 
 impl CallControl for Ctl {
     async fn answer(&mut self) -> Result<(), ControlError> {
@@ -93,6 +104,9 @@ impl CallControl for Ctl {
                 }
                 Err(code) => {
                     tracing::info!(%target, code, "dial target unavailable");
+                    let text = target.to_string();
+                    self.handle
+                        .update(None, |r| r.cdr.target_failed(text, code));
                     first_error.get_or_insert(code);
                 }
             }
@@ -122,12 +136,13 @@ impl CallControl for Ctl {
                 });
                 let next = futures::future::select_all(futs);
                 tokio::select! {
-                    _ = &mut deadline => None,
-                    ((i, result), _, _) = next => Some((i, result)),
+                    _ = &mut deadline => Ringing::Timeout,
+                    ((i, result), _, _) = next => Ringing::Response(i, result),
+                    Some(update) = self.updates.early.recv() => Ringing::Update(update),
                 }
             };
             match step {
-                None => {
+                Ringing::Timeout => {
                     tracing::info!("dial timeout");
                     let layer = self.deps.layer.clone();
                     let mut sessions = Vec::new();
@@ -148,17 +163,52 @@ impl CallControl for Ctl {
                     self.early_bridge = None;
                     return DialOutcome::NoAnswer;
                 }
-                Some((i, Ok(resp))) => {
+                Ringing::Response(i, Ok(resp)) => {
                     if let Some(t) = self.on_b_response(i, resp).await {
                         return DialOutcome::Answered(t);
                     }
                 }
-                Some((i, Err(e))) => self.b_failed(i, e.status_code()).await,
+                Ringing::Response(i, Err(e)) => self.b_failed(i, e.status_code()).await,
+                Ringing::Update(update) => self.early_update(update).await,
+            }
+            if self.end_cause.is_some() {
+                // A failure ended both legs (late_offer.rs): stop here.
+                return DialOutcome::Cancelled;
             }
         }
     }
 
+    async fn read_digits(
+        &mut self,
+        read: &crate::dialplan::ReadRequest,
+    ) -> Result<String, ControlError> {
+        self.read_dtmf(read).await
+    }
+
+    async fn dial_with(
+        &mut self,
+        targets: &[DialTarget],
+        timeout: Duration,
+        options: DialOptions,
+    ) -> DialOutcome {
+        if self.end_cause.is_some() {
+            // The call is over (late_offer.rs): nothing more rings.
+            return DialOutcome::Cancelled;
+        }
+        self.redirect.begin(options.redirect);
+        let dialing = self.updates.dialing();
+        let outcome = self.dial(targets, timeout).await;
+        drop(dialing);
+        self.refuse_early_updates();
+        self.redirect.end(&outcome);
+        outcome
+    }
+
     async fn hangup(&mut self, code: u16, reason: &str) {
+        if self.pass_redirect() {
+            // The route passes 3xx to the caller (redirect.rs).
+            return;
+        }
         if self.answered {
             self.bye_a().await;
         } else if self.a_warning.is_some() {

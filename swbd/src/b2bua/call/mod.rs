@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::identity::{self, CallerIdentity};
 use super::record::{CallRecord, CallState, LegRecord, LegState};
 use super::table::{CallCommand, CallHandle, CallTable, DialogInput, DialogSender, LegInput};
+use super::transfer::{Party, State as TransferState};
 use crate::config::Config;
 use crate::dialog::{Dialog, DialogId};
 use crate::dialplan::{
@@ -41,7 +42,21 @@ mod a_leg;
 mod b_leg;
 mod bridged;
 mod dial;
+mod dtmf;
+mod early;
+mod family;
+mod hold;
+mod late_offer;
+mod prack;
+mod redirect;
+mod refer;
+mod replaces;
+mod session_expires;
+mod session_timer;
 mod sessions;
+mod transfer_watch;
+mod transferor;
+mod update;
 
 use b_leg::{codec_name, reap};
 
@@ -58,6 +73,13 @@ pub struct Contact {
 pub trait Locator: Send + Sync + fmt::Debug {
     /// Current contacts of `user`, best q-value first.
     fn lookup(&self, user: &str) -> Vec<Contact>;
+
+    /// Whether `user` exists (is in the users file) even when it has no
+    /// contact: a dial to a known user who is not registered fails with
+    /// `480 Temporarily Unavailable`, to an unknown one with `404`.
+    fn is_known(&self, _user: &str) -> bool {
+        false
+    }
 }
 
 impl Locator for crate::registrar::Registrar {
@@ -89,6 +111,8 @@ pub struct CallDeps {
     pub calls: CallTable,
     /// Registered users.
     pub locator: Arc<dyn Locator>,
+    /// Where the call's detail record goes when it ends (swbd/src/cdr).
+    pub cdr: crate::cdr::CdrSink,
 }
 
 /// Why a call task stopped its dialplan early.
@@ -102,6 +126,9 @@ enum Interrupt {
     Hangup(String),
     /// Media died.
     MediaLost(String),
+    /// A never PRACKed a reliable provisional: the transaction rejected
+    /// the INVITE itself (RFC 3262 §3).
+    NoPrack,
 }
 
 /// Run one call to its end. `invite` has had `100 Trying` sent.
@@ -114,6 +141,10 @@ pub async fn run(deps: CallDeps, invite: ServerInviteTransaction) {
 async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: String) {
     let principal = invite.take_principal();
     let (a, mut a_events) = invite.split();
+    if let Some(refusal) = session_expires::refuse_invite(&deps.config.sip.session_timer, &a) {
+        let _ = a.respond(refusal);
+        return;
+    }
     let request = a.request().clone();
     let source = *a.source();
     let from = request.header_from().ok();
@@ -137,9 +168,9 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         from_domain: from.as_ref().and_then(|f| f.uri.host()).unwrap_or_default(),
         source_ip: Some(source.remote.ip()),
     };
-    let route_id = plan
+    let (route_id, transfer_policy) = plan
         .route(&info)
-        .map(|r| r.route.id.clone())
+        .map(|r| (r.route.id.clone(), r.route.transfer.clone()))
         .unwrap_or_default();
     handle.update(None, |r| {
         r.dialplan_version = plan.version().hash.clone();
@@ -158,9 +189,17 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         });
         r.log_message(true, true, summary_req(&request), &request.to_bytes());
     });
-    tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, "new call");
+    // One info line per call, at its end (below): at the default level a
+    // call costs one line, not three (issue #17). The start and the bridge
+    // are debug.
+    tracing::debug!(%caller, %destination, route = %route_id, from = %source.remote, "new call");
 
     let (dlg_tx, mut dlg_rx) = mpsc::unbounded_channel();
+    // The caller's digits reach `read` through this while the dialplan
+    // (which holds `ctl`) runs.
+    let (digit_sink, dtmf_state) = dtmf::channel();
+    let (late, ack_tx) = late_offer::LateOffer::new();
+    let (updates, early_inbox) = update::Updates::new();
     let mut ctl = Ctl {
         deps: deps.clone(),
         a,
@@ -183,6 +222,20 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         early_bridge: None,
         playing: false,
         ringing_sent: false,
+        dtmf: dtmf_state,
+        ipv4_only: Vec::new(),
+        a_reliable: Default::default(),
+        session_timers: Default::default(),
+        late,
+        redirect: redirect::Redirects::default(),
+        updates,
+        end_cause: None,
+        transfer: TransferState::new(
+            plan.clone(),
+            transfer_policy,
+            Party::local_principal(principal.as_ref()),
+        ),
+        hold: hold::HoldState::default(),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -211,11 +264,25 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                         interrupt = Some(Interrupt::Hangup("no ACK from caller".into()));
                         token.cancel();
                     }
-                    Some(ServerInviteEvent::Ack(_)) => {}
+                    Some(ServerInviteEvent::PrackTimeout) => {
+                        interrupt = Some(Interrupt::NoPrack);
+                        token.cancel();
+                    }
+                    Some(ServerInviteEvent::Ack(ack)) => {
+                        // A delayed offer's answer is in it (late_offer.rs).
+                        let _ = ack_tx.send(ack);
+                    }
                     None => a_events_open = false,
                 },
                 Some(msg) = dlg_rx.recv() => {
-                    let (dialog, input) = *msg;
+                    // UPDATEs (and BYEs in callees' early dialogs) are
+                    // answered here or by the dial (update.rs).
+                    let Some((dialog, input)) = early_inbox.screen(&deps, *msg) else {
+                        continue;
+                    };
+                    let Some(input) = digit_sink.take_info(input) else {
+                        continue;
+                    };
                     if answer_in_dialog(&dialog, input) == InDialog::Bye && interrupt.is_none() {
                         tracing::info!("caller hung up during the dialplan");
                         interrupt = Some(Interrupt::CallerBye);
@@ -223,9 +290,13 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                     }
                 }
                 Some(cmd) = cmd_rx.recv(), if interrupt.is_none() => {
+                    let Some(cmd) = digit_sink.take_command(cmd) else {
+                        continue;
+                    };
                     interrupt = Some(match *cmd {
                         CallCommand::Hangup(r) => Interrupt::Hangup(r),
                         CallCommand::MediaLost(r) => Interrupt::MediaLost(r),
+                        CallCommand::Dtmf(_) => continue,
                     });
                     token.cancel();
                 }
@@ -236,6 +307,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     // stay allocated for as long as the call is up.
     let outcome = {
         let e = execution;
+        ctl.hold.configure(&deps.config.media, &e.variables);
         e.outcome
     };
     tracing::debug!(?outcome, "dialplan finished");
@@ -245,7 +317,18 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             ctl.final_to_a(487, "Request Terminated");
             "caller cancelled".to_string()
         }
-        (Some(Interrupt::CallerBye), _) => "caller hung up".to_string(),
+        (Some(Interrupt::NoPrack), _) => {
+            // A got its 500 from the transaction; no dialog with A exists.
+            ctl.final_sent = true;
+            ctl.a_dialog = None;
+            ctl.handle.update(None, |r| r.end_status = 500);
+            "no PRACK from caller".to_string()
+        }
+        (Some(Interrupt::CallerBye), _) => {
+            // A BYE in the early dialog ends the INVITE too (RFC 3261 §15).
+            ctl.final_to_a(487, "Request Terminated");
+            "caller hung up".to_string()
+        }
         (Some(Interrupt::Hangup(r)), _) | (Some(Interrupt::MediaLost(r)), _) => {
             if ctl.answered {
                 Box::pin(ctl.bye_a()).await;
@@ -255,7 +338,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             r.clone()
         }
         (None, CallOutcome::Bridged(target)) => {
-            tracing::info!(%target, "bridged");
+            tracing::debug!(%target, "bridged");
             // Boxed like the dialplan: only the state the call is in is allocated.
             Box::pin(ctl.bridged(&mut a_events, &mut dlg_rx, &mut cmd_rx)).await
         }
@@ -273,11 +356,15 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             format!("{other:?}")
         }
     };
+    // A failure that ended both legs mid-action says why (late_offer.rs).
+    let cause = ctl.end_cause.take().unwrap_or(cause);
     Box::pin(ctl.cleanup()).await;
-    tracing::info!(%cause, "call ended");
+    tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, %cause, "call ended");
     ctl.handle.update(None, |r| {
         r.end_cause = cause;
         r.state = CallState::Ended;
+        r.ended_at.get_or_insert_with(SystemTime::now);
+        deps.cdr.submit(r);
     });
 }
 
@@ -288,7 +375,8 @@ enum InDialog {
 }
 
 /// Answer an in-dialog request the way every call state does: BYE 200,
-/// OPTIONS 200, re-INVITE 488, UPDATE/INFO/others 501. ACKs are absorbed.
+/// OPTIONS 200, re-INVITE 488, INFO/others 501. ACKs are absorbed.
+/// (UPDATE never gets here: `update.rs` answers it.)
 fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
     match input {
         LegInput::Request(txn) => {
@@ -296,6 +384,14 @@ fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
             let (code, reason) = match method {
                 Method::Bye => (200, "OK"),
                 Method::Options => (200, "OK"),
+                // The INVITE's transaction answers PRACKs for reliable
+                // provisionals still unacknowledged; one that reaches a
+                // call matches none (RFC 3262 §3).
+                Method::Prack => (481, "Call/Transaction Does Not Exist"),
+                Method::Refer => (
+                    403,
+                    "Forbidden (nothing to transfer before the call is bridged)",
+                ),
                 _ => (501, "Not Implemented"),
             };
             let _ = txn.respond(txn.response(code, reason));
@@ -310,6 +406,10 @@ fn answer_in_dialog(_dialog: &DialogId, input: LegInput) -> InDialog {
             InDialog::Other
         }
         LegInput::Ack(_) => InDialog::Other,
+        LegInput::Transfer(t) => {
+            t.refuse(403, "Forbidden (the call is not bridged)");
+            InDialog::Other
+        }
     }
 }
 
@@ -336,6 +436,18 @@ struct BLeg {
     auth_tried: bool,
     /// Early media bridged from this leg.
     early: bool,
+    /// Its reliable provisionals (RFC 3262 §4).
+    reliable: prack::BLegReliable,
+    /// A `422` was answered once already (RFC 4028 §7.3).
+    session_retried: bool,
+    /// Sent without SDP (gateway `late_offer`): its 2xx carries the offer,
+    /// our ACK the answer (late_offer.rs).
+    late_offer: bool,
+    /// Redirects (3xx) followed to reach this leg (redirect.rs).
+    redirects: u8,
+    /// Its early dialog (first 18x with a To tag and a Contact), routed so
+    /// an UPDATE reaches the call (early.rs).
+    early_dialog: Option<DialogId>,
 }
 
 /// The answered B-leg.
@@ -380,6 +492,29 @@ struct Ctl {
     early_bridge: Option<String>,
     playing: bool,
     ringing_sent: bool,
+    /// DTMF: the caller's digits for `read`, the conversion rate limit.
+    dtmf: dtmf::Dtmf,
+    /// B-leg flows that refused an IPv6 offer: offered IPv4 since
+    /// ([`family`]).
+    ipv4_only: Vec<SocketAddr>,
+    /// What reliable provisionals to A changed (RFC 3262).
+    a_reliable: prack::ALegReliable,
+    /// Both legs' session timers (RFC 4028).
+    session_timers: session_timer::SessionTimers,
+    /// Delayed offer (RFC 3261 §13.2.1), late_offer.rs.
+    late: late_offer::LateOffer,
+    /// How 3xx from B-legs are handled, redirect.rs.
+    redirect: redirect::Redirects,
+    /// Early dialogs and UPDATE (RFC 3311), update.rs.
+    updates: update::Updates,
+    /// The call is over whatever the dialplan does next, and why: a
+    /// failure ended both legs in the middle of an action (an ACK without
+    /// the answer to a delayed offer).
+    end_cause: Option<String>,
+    /// Call transfer (REFER, Replaces): refer.rs, replaces.rs.
+    transfer: TransferState,
+    /// Hold on the bridged call (music on hold, or passed on).
+    hold: hold::HoldState,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {

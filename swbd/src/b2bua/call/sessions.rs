@@ -41,7 +41,8 @@ impl Ctl {
         leg: &str,
         negotiation: media::create_session_request::Negotiation,
     ) -> Result<media::CreateSessionResponse, ControlError> {
-        self.create_session_with_peer(leg, negotiation, None).await
+        self.create_session_with_peer(leg, negotiation, None, media::AddressFamily::Unspecified)
+            .await
     }
 
     /// Create a session; with `peer`, the node first creates the session
@@ -55,17 +56,22 @@ impl Ctl {
     /// is tried once (issue #14). A call that already has sessions stays
     /// where they are, and a refused offer (INVALID_ARGUMENT, 488) is not
     /// retried.
+    ///
+    /// An offer is made in `family` (see [`super::family`]); an answer
+    /// follows the offer's `c=` line.
     pub(super) async fn create_session_with_peer(
         &mut self,
         leg: &str,
         negotiation: media::create_session_request::Negotiation,
         peer: Option<media::PeerOffer>,
+        family: media::AddressFamily,
     ) -> Result<media::CreateSessionResponse, ControlError> {
         let request = media::CreateSessionRequest {
             call_id: self.handle.id().to_string(),
             leg: leg.to_string(),
             negotiation: Some(negotiation),
             peer,
+            address_family: family as i32,
         };
         let resp = loop {
             let mut client = self.media_client()?;
@@ -93,15 +99,25 @@ impl Ctl {
     }
 
     pub(super) async fn destroy_session(&mut self, session_id: &str) {
+        if session_id.is_empty() {
+            // A delayed-offer B-leg that never got its session.
+            return;
+        }
         self.sessions.retain(|s| s != session_id);
         let node = self.node_name();
         self.handle.remove_session(&node, session_id);
         if let Ok(mut client) = self.media_client() {
-            let _ = client
+            let destroyed = client
                 .destroy_session(media::DestroySessionRequest {
                     session_id: session_id.to_string(),
                 })
                 .await;
+            // Final RTP stats, for the CDR.
+            if let Ok(resp) = destroyed {
+                let stats = resp.into_inner().stats;
+                self.handle
+                    .update(None, |r| r.cdr.session_stats(session_id, stats));
+            }
         }
     }
 
@@ -126,6 +142,14 @@ impl Ctl {
                 })
                 .await;
             match batch {
+                Ok(resp) => {
+                    // Final RTP stats, for the CDR.
+                    let resp = resp.into_inner();
+                    self.handle.update(None, |r| {
+                        r.cdr.batch_stats(&ids, &resp.not_found, resp.stats)
+                    });
+                    false
+                }
                 Err(st) if st.code() == tonic::Code::Unimplemented => {
                     if let Some(lease) = &self.lease {
                         lease.mark_unbatched();
@@ -139,9 +163,16 @@ impl Ctl {
         };
         if sequential {
             for session_id in ids {
-                let _ = client
-                    .destroy_session(media::DestroySessionRequest { session_id })
-                    .await;
+                if let Ok(resp) = client
+                    .destroy_session(media::DestroySessionRequest {
+                        session_id: session_id.clone(),
+                    })
+                    .await
+                {
+                    let stats = resp.into_inner().stats;
+                    self.handle
+                        .update(None, |r| r.cdr.session_stats(&session_id, stats));
+                }
             }
         }
     }
@@ -197,15 +228,14 @@ impl Ctl {
     }
 
     /// A's media session (answering A's offer), created on first need.
+    /// An INVITE without an offer gets a session that makes one, sent in
+    /// our 200 (late_offer.rs).
     pub(super) async fn ensure_a_session(&mut self) -> Result<(String, String), ControlError> {
         if let Some(s) = &self.a_session {
             return Ok(s.clone());
         }
         if self.a_offer.trim().is_empty() {
-            return Err(ControlError::new(
-                488,
-                "Not Acceptable Here: INVITE without an SDP offer is not supported",
-            ));
+            return self.offer_to_a().await;
         }
         let offer = self.a_offer.clone();
         let resp = self

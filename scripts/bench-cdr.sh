@@ -1,0 +1,138 @@
+#!/bin/bash
+# CDR cost (docs/BENCHMARKS.md, "Call detail records"): the same fixed-rate
+# call load (swbench, as scripts/bench.sh runs it: no auth, 1 s hold, no RTP)
+# against swbd + swrtp with call detail records off, then on (JSON-lines
+# file), interleaved off/on ROUNDS times in one run. Reports calls/s and
+# swbd CPU per call of each run, and the CDR lines written.
+#
+#   scripts/bench-cdr.sh                 RATE=300 SECS=15 ROUNDS=2
+#   BIN=target/release scripts/bench-cdr.sh   use these binaries, skip the build
+#   PG=1 scripts/bench-cdr.sh            add a third mode: file + PostgreSQL
+#                                        (a throwaway server, as the tests start it)
+#
+# Everything listens on 127.0.0.1. Daemons started here are stopped at exit,
+# by their recorded PIDs only. Results: target/bench-cdr/*.json, summary.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+OUT=${OUT:-$ROOT/target/bench-cdr}
+RUN=$(mktemp -d /tmp/swbench-cdr.XXXXXX)
+RATE=${RATE:-300}
+SECS=${SECS:-15}
+ROUNDS=${ROUNDS:-2}
+PG=${PG:-0}
+mkdir -p "$OUT"
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+if [ -z "${BIN:-}" ]; then
+    log "building release swbd, swrtp, swbench"
+    (cd "$ROOT" && cargo build --release -p swbd -p swrtp -p swbench)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+fi
+
+SWCTL=${SWCTL:-$BIN/swctl}
+[ -x "$SWCTL" ] || SWCTL=$ROOT/target/debug/swctl
+PIDS=()
+start_bg() { # NAME CMD... (pid recorded)
+    local name=$1; shift
+    setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    echo $! >"$RUN/$name.pid"
+}
+stop_pid() { # PID: TERM, wait, KILL
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+stop_all() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; PIDS=(); }
+cleanup() { stop_all; [ -n "${PG_PID:-}" ] && stop_pid "$PG_PID"; rm -rf "$RUN"; }
+trap cleanup EXIT INT TERM
+wait_udp() { local i; for i in $(seq 1 100); do ss -Hlnu "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
+
+PG_URL=""
+if [ "$PG" = 1 ]; then
+    INITDB=$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -1)
+    PGBIN=$(dirname "$INITDB")
+    mkdir -p "$RUN/pg"
+    AS=()
+    if [ "$(id -u)" = 0 ]; then chown postgres "$RUN/pg"; chmod 755 "$RUN"; AS=(runuser -u postgres --); fi
+    "${AS[@]}" "$PGBIN/initdb" -D "$RUN/pg" -U swbd -A trust --no-sync >/dev/null
+    "${AS[@]}" "$PGBIN/postgres" -D "$RUN/pg" -p 5499 -k "$RUN/pg" -c listen_addresses=127.0.0.1 >"$RUN/pg.log" 2>&1 &
+    PG_PID=$!
+    for _ in $(seq 1 100); do "$PGBIN/pg_isready" -h 127.0.0.1 -p 5499 >/dev/null 2>&1 && break; sleep 0.1; done
+    PG_URL="postgresql://swbd@127.0.0.1:5499/postgres"
+fi
+
+cdr_yaml() { # MODE
+    case $1 in
+        off) echo "cdr: { file: { enabled: false } }" ;;
+        file) echo "cdr: { file: { path: \"$RUN/cdr-$2.jsonl\" } }" ;;
+        pg) echo "cdr: { file: { path: \"$RUN/cdr-$2.jsonl\" }, postgres: { url: \"$PG_URL\" } }" ;;
+    esac
+}
+
+run_one() { # MODE ROUND
+    local mode=$1 r=$2 cfg="$RUN/swbd-$1-$2.yaml"
+    cat >"$cfg" <<EOF
+auth: { enabled: false }
+sip: { listen: ["udp:127.0.0.1:5080"], domains: ["127.0.0.1"], udp_buffer_bytes: 8388608 }
+admin: { socket: "$RUN/swbd.sock" }
+media:
+  token_file: "$RUN/media.token"
+  nodes: [{ name: rtp-a, address: "tcp://127.0.0.1:9090" }]
+$(cdr_yaml "$mode" "$r")
+EOF
+    echo "rtp_timeout_secs: 0" >"$RUN/swrtp.yaml"
+    RUST_LOG=warn start_bg swrtp "$BIN/swrtp" --config "$RUN/swrtp.yaml" --listen tcp://127.0.0.1:9090 \
+        --media-token-file "$RUN/media.token" --rtp-ports 10000-30000 \
+        --admin "unix://$RUN/swrtp.sock" --node-id rtp-a
+    sleep 0.5
+    RUST_LOG=warn start_bg swbd "$BIN/swbd" --config "$cfg"
+    wait_udp 5080
+    sleep 2
+    log "round $r, CDR $mode: $RATE calls/s for ${SECS}s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-$r.txt"
+    "$BIN/swbench" calls --server 127.0.0.1:5080 --callees 1000-1999 --callers 2000-2999 \
+        --rate "$RATE" --duration "$SECS" --hold 1 --json --max-seconds 120 \
+        --watch "swbd=$(cat "$RUN/swbd.pid")" --watch "swrtp=$(cat "$RUN/swrtp.pid")" \
+        >"$OUT/calls-$mode-$r.json"
+    sleep 2
+    # swbd's own CDR counters (written_file, written_postgres, failed).
+    if [ -x "$SWCTL" ]; then
+        "$SWCTL" --host "unix://$RUN/swbd.sock" status -o json >"$OUT/status-$mode-$r.json" 2>/dev/null || true
+    fi
+    local lines=0
+    [ -f "$RUN/cdr-$r.jsonl" ] && lines=$(wc -l <"$RUN/cdr-$r.jsonl")
+    echo "$lines" >"$OUT/cdr-lines-$mode-$r.txt"
+    rm -f "$RUN/cdr-$r.jsonl"*
+    stop_all
+}
+
+MODES="off file"
+[ "$PG" = 1 ] && MODES="off file pg"
+for r in $(seq 1 "$ROUNDS"); do
+    for m in $MODES; do run_one "$m" "$r"; done
+done
+
+python3 - "$OUT" "$ROUNDS" "$MODES" "$RATE" "$SECS" <<'PY' | tee "$OUT/summary.md"
+import json, sys
+out, rounds, modes, rate, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5]
+print(f"Offered {rate} calls/s for {secs} s, hold 1 s, no RTP, auth off; rounds interleaved.\n")
+print("| round | CDR | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | file lines | swbd: written file / postgres / lost |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in range(1, rounds + 1):
+    for m in modes:
+        j = json.load(open(f"{out}/calls-{m}-{r}.json"))
+        ph = j["phases"][-1]
+        ok = ph["succeeded"]
+        cpu = next((p["cpu_s"] for p in j["processes"] if p["name"] == "swbd"), float("nan"))
+        load = open(f"{out}/load-{m}-{r}.txt").read().strip()
+        lines = open(f"{out}/cdr-lines-{m}-{r}.txt").read().strip()
+        per = cpu / ok * 1e6 if ok else float("nan")
+        try:
+            c = json.load(open(f"{out}/status-{m}-{r}.json"))[0].get("cdr")
+            counted = f"{c['written_file']} / {c['written_postgres']} / {c['failed']}" if c else "-"
+        except (OSError, ValueError, IndexError, KeyError):
+            counted = "-"
+        print(f"| {r} | {m} | {load} | {ph.get('sustained_rate') or 0:.0f} | {ph['failed']} | {cpu:.2f} | {per:.0f} us | {lines} | {counted} |")
+PY
