@@ -97,10 +97,9 @@ pub(crate) struct ControlChannel {
     /// again instead (a dead instance whose connection the node had not
     /// yet seen end, or a second live swbd with our node_id).
     reconcile_again: AtomicBool,
-    /// Command round trips (send to reply) since overload control last
-    /// took them: their sum in nanoseconds and their number.
-    round_trip_sum_ns: AtomicU64,
-    round_trips: AtomicU64,
+    /// The least command round trip (send to reply) since overload
+    /// control last took it, nanoseconds; `u64::MAX`: none.
+    least_round_trip_ns: AtomicU64,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -127,20 +126,19 @@ impl ControlChannel {
             owner,
             no_leases: AtomicBool::new(false),
             reconcile_again: AtomicBool::new(false),
-            round_trip_sum_ns: AtomicU64::new(0),
-            round_trips: AtomicU64::new(0),
+            least_round_trip_ns: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// The mean command round trip since the last call (`None` when no
+    /// The least command round trip since the last call (`None` when no
     /// command finished meanwhile): overload control's view of the node's
-    /// and swbd's queues on the media path. The mean, not the least: the
-    /// node runs a stream's commands concurrently, so a quick one (a
-    /// destroy) can pass creates that wait.
-    pub(crate) fn take_mean_round_trip(&self) -> Option<Duration> {
-        let n = self.round_trips.swap(0, Ordering::Relaxed);
-        let sum = self.round_trip_sum_ns.swap(0, Ordering::Relaxed);
-        (n > 0).then(|| Duration::from_nanos(sum / n))
+    /// and swbd's queues on the media path (the least: what every command
+    /// waited at least, CoDel's standing queue).
+    pub(crate) fn take_least_round_trip(&self) -> Option<Duration> {
+        match self.least_round_trip_ns.swap(u64::MAX, Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
     }
 
     /// Set (once) who is told that the node looks unreachable.
@@ -371,9 +369,8 @@ impl ControlChannel {
             return Err(Status::unavailable("media control stream lost"));
         }
         let answer = tokio::time::timeout(COMMAND_TIMEOUT, rx).await;
-        let took = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.round_trip_sum_ns.fetch_add(took, Ordering::Relaxed);
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let took = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.least_round_trip_ns.fetch_min(took, Ordering::Relaxed);
         match answer {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(Status::unavailable("media control stream lost")),

@@ -332,14 +332,14 @@ impl MediaPool {
         self.inner.nodes.iter().map(Node::info).collect()
     }
 
-    /// The mean media command round trip of each node since the last
+    /// The least media command round trip of each node since the last
     /// call, the longest of them (a call on the slowest node waits that
     /// long); `None` when no command finished meanwhile.
     pub fn take_command_round_trip(&self) -> Option<Duration> {
         self.inner
             .nodes
             .iter()
-            .filter_map(|n| n.control.take_mean_round_trip())
+            .filter_map(|n| n.control.take_least_round_trip())
             .max()
     }
 

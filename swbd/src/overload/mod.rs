@@ -22,10 +22,9 @@
 //!   a lagging runtime delays every task a message wakes (call tasks,
 //!   transactions, media replies). One wake-up late by `max_delay_ms` or
 //!   more is a stall: it counts in full, at once;
-//! - **media queueing**: the mean media command round trip of each update
-//!   above the least such mean of the last ten minutes ([`round_trip`]),
-//!   the slowest node's (the mean: swrtp runs a stream's commands
-//!   concurrently, so a quick one can pass others that wait): the node's queues (swrtp sharing the CPU, or a busy remote
+//! - **media queueing**: the least media command round trip of each update
+//!   above the least of the last ten minutes ([`round_trip`]), the
+//!   slowest node's: the node's queues (swrtp sharing the CPU, or a busy remote
 //!   node) and swbd's own on the way to it and back.
 //!
 //! Each enters as its least value over the last [`monitor::STANDING`]
@@ -207,7 +206,7 @@ struct Inner {
     backlog_ns: AtomicU64,
     lag_ns: AtomicU64,
     media_ns: AtomicU64,
-    /// Where the mean media command round trip since the last update
+    /// Where the least media command round trip since the last update
     /// comes from (set once the media pool exists).
     media: OnceLock<MediaRoundTrips>,
     /// When the probe is due next, nanoseconds after `epoch`; 0 before
@@ -282,7 +281,7 @@ impl Overload {
         self.inner.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Measure the media path too: `round_trip` returns the mean media
+    /// Measure the media path too: `round_trip` returns the least media
     /// command round trip since it was last called (the media pool's
     /// [`crate::media::MediaPool::take_command_round_trip`]). Once.
     pub fn watch_media(&self, round_trip: impl Fn() -> Option<Duration> + Send + Sync + 'static) {

@@ -136,7 +136,7 @@ pub(super) async fn run(
         // No command finished in this update: no news, the window keeps
         // what it had (an idle media path is not a fast one).
         let media = match inner.media.get().and_then(|m| (m.0)()) {
-            Some(mean) => media_min.push(base_round_trip.queueing(now, mean)),
+            Some(least) => media_min.push(base_round_trip.queueing(now, least)),
             None => media_min.samples.iter().copied().min().unwrap_or_default(),
         };
         let delay = backlog.max(lag).max(media);
