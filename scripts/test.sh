@@ -8,7 +8,8 @@
 # pcap of `swctl calls pcap`), postgresql (the CDR tests start a throwaway
 # server of their own on a free loopback port), promtool (Debian's
 # prometheus package) and prometheus-client (PyPI) for the /metrics test,
-# cargo-deny.
+# redis-server (the shared-state tests start their own on a free loopback
+# port), cargo-deny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || apt_needed+=(python3-pip)
 command -v tshark >/dev/null 2>&1 || apt_needed+=(tshark)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_needed+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
     echo "== installing Debian packages: ${apt_needed[*]}"
     SUDO=""
