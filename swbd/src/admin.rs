@@ -364,6 +364,8 @@ fn overload_status(o: &Overload) -> pb::OverloadStatus {
         media_queueing: Some(d(s.media_queueing)),
         admission_limit: s.admission_limit.unwrap_or(0.0),
         calls_in_setup: count(s.calls_in_setup),
+        setup_work: count(s.setup_work),
+        setup_work_cap: count(s.setup_work_cap),
         invites_refused: s.invites_refused,
     }
 }

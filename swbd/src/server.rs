@@ -91,6 +91,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         calls: calls.clone(),
     }));
     let deps = CallDeps {
+        overload: endpoint.overload().clone(),
         layer: endpoint.transactions().clone(),
         config: config.clone(),
         media: media.clone(),

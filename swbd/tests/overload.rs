@@ -334,3 +334,95 @@ async fn invites_that_waited_through_a_stall_are_refused() {
     complete(&mut alice, &mut bob, &mut next).await;
     sys.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_stalled_media_node_holds_at_most_the_setup_work_cap_the_rest_are_refused() {
+    // Only the setup-work cap acts (sip.overload.setup_budget_ms, at its
+    // floor, min_setup_work, on an idle swbd): the delay law, its backstop and the
+    // calls-in-setup cap are out of reach, and no health check ends the
+    // calls while the node is stopped.
+    let sys = System::start(Options {
+        sip_extra: "  udp_receivers: 1\n  overload: { max_calls_in_setup: 0, target_delay_ms: 30000, max_delay_ms: 60000, retry_after_secs: 3, setup_budget_ms: 15, min_setup_work: 8 }\n".into(),
+        health_interval_ms: 600_000,
+        ..Options::default()
+    })
+    .await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    assert_eq!(bob.register(300).await.code, 200);
+
+    // The media node stops answering: every new call waits in swbd for its
+    // session, which is swbd's work, not a callee's.
+    let node = sys.nodes[0].proc.child.id();
+    signal(node, "-STOP");
+    const CAP: usize = 8;
+    let mut held = Vec::new();
+    for _ in 0..CAP {
+        held.push(alice.invite("1002", None).await);
+    }
+    let answers = first_answers(&mut alice, &held).await;
+    assert!(
+        answers.values().all(FirstAnswer::admitted),
+        "up to the floor every call is admitted: {answers:?}"
+    );
+    eventually(
+        10,
+        "every admitted call waits on the media node",
+        || async {
+            let s = overload_status(&sys).await;
+            (s.setup_work == CAP as u32).then_some(())
+        },
+    )
+    .await;
+
+    // More calls now would only queue behind the stalled ones.
+    let extra: Vec<OutCall> = {
+        let mut v = Vec::new();
+        for _ in 0..6 {
+            v.push(alice.invite("1002", None).await);
+        }
+        v
+    };
+    let refusals = first_answers(&mut alice, &extra).await;
+    for call in &extra {
+        let a = refusals.get(&call.call_id).expect("answer");
+        assert_refused(&call.call_id, a, "3");
+        ack_failure(&alice, call, a.refusal.as_ref().expect("503")).await;
+    }
+    let status = overload_status(&sys).await;
+    assert_eq!(status.invites_refused, 6, "{status:?}");
+    assert_eq!(status.setup_work_cap, CAP as u32, "{status:?}");
+
+    // The node runs again: the admitted calls complete, and the work is
+    // released as each B-leg INVITE goes out and each caller is answered.
+    signal(node, "-CONT");
+    bob_answers_each_once(&mut bob, CAP).await;
+    complete(&mut alice, &mut bob, &mut held).await;
+    sys.assert_clean().await;
+    eventually(10, "no setup work left", || async {
+        (overload_status(&sys).await.setup_work == 0).then_some(())
+    })
+    .await;
+}
+
+/// Bob answers `n` distinct B-leg INVITEs (180, 200) as each arrives, a
+/// retransmission read before his answer left aside, and takes their ACKs.
+async fn bob_answers_each_once(bob: &mut Ua, n: usize) {
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < n {
+        let inv = bob.request("INVITE").await;
+        let cid = inv.call_id().expect("Call-ID").to_string();
+        if !answered.insert(cid) {
+            continue;
+        }
+        let tag = format!("bob{}", answered.len());
+        bob.reply(&inv, 180, "Ringing", Some(&tag), None).await;
+        bob.reply(&inv, 200, "OK", Some(&tag), Some(&sdp(bob.rtp_port)))
+            .await;
+    }
+    let mut acked = std::collections::BTreeSet::new();
+    while acked.len() < n {
+        let ack = bob.request("ACK").await;
+        acked.insert(ack.call_id().expect("Call-ID").to_string());
+    }
+}

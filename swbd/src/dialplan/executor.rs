@@ -116,6 +116,11 @@ pub trait CallControl: Send {
     /// End the call: a final response before answer, BYE after.
     fn hangup(&mut self, code: u16, reason: &str) -> impl Future<Output = ()> + Send;
 
+    /// The dialplan is about to wait on purpose (`sleep`): whatever the call
+    /// waits on now is not the platform's load (overload control's setup
+    /// work, `swbd/src/overload/work.rs`).
+    fn waiting(&mut self) {}
+
     /// Collect the caller's DTMF digits (`read`, see `plan/read.rs`): answer
     /// if needed, play the prompt, return what was pressed (possibly
     /// nothing). Implementations without DTMF refuse.
@@ -306,6 +311,7 @@ async fn run_actions<C: CallControl>(
                 };
             }
             Action::Sleep(d) => {
+                control.waiting();
                 if race(cancel, tokio::time::sleep(*d)).await.is_none() {
                     return CallOutcome::CallerHungUp;
                 }

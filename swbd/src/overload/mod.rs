@@ -66,6 +66,7 @@
 pub mod controller;
 pub mod monitor;
 pub mod round_trip;
+pub mod work;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -76,6 +77,8 @@ use switchboard_proto::support::shutdown::Shutdown;
 
 use crate::transport::backlog::ReceiveBacklog;
 use controller::RateGate;
+pub use work::SetupWork;
+use work::WorkCounters;
 
 /// How often the scheduling-lag probe wakes.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(2);
@@ -114,6 +117,16 @@ pub struct OverloadConfig {
     /// measured and ends when the load drops; an upstream proxy may avoid
     /// swbd altogether for this long (RFC 3261 §21.5.4).
     pub retry_after_secs: u32,
+    /// How long a call's setup step may wait inside swbd and its media
+    /// node, milliseconds: new INVITEs are refused while the setup work in
+    /// flight exceeds what swbd completes in this long at its recent peak
+    /// rate (and at least 64 pieces), so admitted calls never queue behind
+    /// more ([`work`]). 0: no such cap.
+    pub setup_budget_ms: u64,
+    /// The least setup-work cap: this many calls may be in setup steps
+    /// swbd owes at once whatever the measured rate (a burst after a quiet
+    /// spell). At least 1.
+    pub min_setup_work: usize,
 }
 
 impl Default for OverloadConfig {
@@ -124,6 +137,8 @@ impl Default for OverloadConfig {
             max_delay_ms: 100,
             max_calls_in_setup: 10_000,
             retry_after_secs: 2,
+            setup_budget_ms: 15,
+            min_setup_work: work::WORK_FLOOR,
         }
     }
 }
@@ -140,6 +155,9 @@ impl OverloadConfig {
                 "sip.overload.max_delay_ms: must be above sip.overload.target_delay_ms".into(),
             );
         }
+        if self.min_setup_work == 0 {
+            errors.push("sip.overload.min_setup_work: must be at least 1".into());
+        }
         if !(1..=3600).contains(&self.retry_after_secs) {
             errors.push("sip.overload.retry_after_secs: must be between 1 and 3600".into());
         }
@@ -154,6 +172,8 @@ pub enum Refusal {
     Delay,
     /// `max_calls_in_setup` reached.
     CallsInSetup,
+    /// The setup work in flight is at its cap ([`work`]).
+    SetupWork,
     /// The INVITE queue to the B2BUA was full (after the transaction
     /// existed).
     Queue,
@@ -178,6 +198,10 @@ pub struct OverloadSnapshot {
     pub media_queueing: Duration,
     /// INVITE server transactions without a final answer.
     pub calls_in_setup: usize,
+    /// Setup steps swbd owes now ([`work`]).
+    pub setup_work: usize,
+    /// Their cap now; 0: none.
+    pub setup_work_cap: usize,
     /// INVITEs refused since start.
     pub invites_refused: u64,
 }
@@ -215,6 +239,8 @@ struct Inner {
     epoch: Instant,
     /// INVITE server transactions in Proceeding (the transaction layer's).
     in_setup: Arc<AtomicUsize>,
+    /// Setup steps in flight and their cap.
+    work: Arc<WorkCounters>,
     refused: AtomicU64,
     /// An episode is in progress (for the two log lines).
     episode: AtomicBool,
@@ -253,6 +279,7 @@ impl Overload {
                 probe_due_ns: AtomicU64::new(0),
                 epoch: Instant::now(),
                 in_setup,
+                work: Arc::default(),
                 refused: AtomicU64::new(0),
                 episode: AtomicBool::new(false),
             }),
@@ -274,6 +301,12 @@ impl Overload {
         }
         inner.admitted.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// A setup step swbd owes a call begins; it ends when the guard is
+    /// dropped ([`work`] says which steps count).
+    pub fn setup_work(&self) -> SetupWork {
+        self.inner.work.begin()
     }
 
     /// Count a refusal decided elsewhere (the INVITE queue was full).
@@ -306,6 +339,8 @@ impl Overload {
             scheduling_lag: ns(&i.lag_ns),
             media_queueing: ns(&i.media_ns),
             calls_in_setup: i.in_setup.load(Ordering::Relaxed),
+            setup_work: i.work.in_flight(),
+            setup_work_cap: i.work.cap(),
             invites_refused: i.refused.load(Ordering::Relaxed),
         }
     }
@@ -319,6 +354,9 @@ impl Inner {
         }
         if self.refuse_all.load(Ordering::Relaxed) {
             return Some(Refusal::Delay);
+        }
+        if self.work.full() {
+            return Some(Refusal::SetupWork);
         }
         // The runtime has not run the probe for max_delay: whatever the
         // last update said, this INVITE waited at least that long.

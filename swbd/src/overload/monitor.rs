@@ -9,6 +9,7 @@ use switchboard_proto::support::shutdown::Shutdown;
 
 use super::controller::{Controller, UPDATE_INTERVAL};
 use super::round_trip::BaseRoundTrip;
+use super::work::WorkLaw;
 use super::{EPISODE_END, Inner, PROBE_INTERVAL, duration_ns};
 use crate::transport::backlog::ReceiveBacklog;
 
@@ -77,6 +78,14 @@ pub(super) async fn run(
     let mut updates = 0u32;
     let mut refused_share = 0.0f64;
     let mut base_round_trip = BaseRoundTrip::default();
+    let mut work_law = WorkLaw::new(
+        if inner.config.enabled {
+            Duration::from_millis(inner.config.setup_budget_ms)
+        } else {
+            Duration::ZERO
+        },
+        inner.config.min_setup_work,
+    );
     let (mut backlog_min, mut lag_min, mut media_min) =
         (SlidingMin::new(), SlidingMin::new(), SlidingMin::new());
     loop {
@@ -143,6 +152,7 @@ pub(super) async fn run(
         let screened = inner.screened.swap(0, Ordering::Relaxed);
         let admitted = inner.admitted.swap(0, Ordering::Relaxed);
         let decision = law.update(delay, screened, admitted);
+        let work_cap = work_law.update(&inner.work);
         if inner.config.enabled {
             inner.gate.set(decision.limit);
             inner
@@ -178,6 +188,8 @@ pub(super) async fn run(
                 scheduling_lag_ms = lag.as_secs_f64() * 1e3,
                 media_queueing_ms = media.as_secs_f64() * 1e3,
                 calls_in_setup = inner.in_setup.load(Ordering::Relaxed),
+                setup_work = inner.work.in_flight(),
+                work_cap,
                 refused = inner.refused.load(Ordering::Relaxed),
                 "overload sample"
             );

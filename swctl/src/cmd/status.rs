@@ -94,6 +94,10 @@ pub struct OverloadView {
     pub media_queueing_ms: f64,
     /// Calls in setup (INVITEs without a final answer).
     pub calls_in_setup: u32,
+    /// Setup steps swbd owes calls now.
+    pub setup_work: u32,
+    /// Their cap (0: none).
+    pub setup_work_cap: u32,
     /// New INVITEs refused for load since start.
     pub invites_refused: u64,
 }
@@ -112,6 +116,8 @@ impl From<pb::OverloadStatus> for OverloadView {
             scheduling_lag_ms: ms(o.scheduling_lag),
             media_queueing_ms: ms(o.media_queueing),
             calls_in_setup: o.calls_in_setup,
+            setup_work: o.setup_work,
+            setup_work_cap: o.setup_work_cap,
             invites_refused: o.invites_refused,
         }
     }

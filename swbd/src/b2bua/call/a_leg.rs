@@ -15,6 +15,11 @@ impl Ctl {
         if resp.code >= 200 {
             self.final_sent = true;
         }
+        if resp.code >= 180 {
+            // Ringing, early media or an answer: A waits on a callee or a
+            // prompt now, not on swbd.
+            self.work = None;
+        }
         let _ = self.a.respond(resp);
     }
 

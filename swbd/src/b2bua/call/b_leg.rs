@@ -117,6 +117,8 @@ impl Ctl {
                 return Err(ControlError::new(e.status_code(), e.to_string()));
             }
         };
+        // The call waits on a callee now, not on swbd.
+        self.work = None;
         let sent = txn.request().clone();
         let sip_call_id = sent.call_id().unwrap_or_default().to_string();
         let bytes = sent.to_bytes();
@@ -447,6 +449,8 @@ impl Ctl {
     }
 
     pub(super) async fn on_b_answer(&mut self, i: usize, resp: Response) -> Option<DialTarget> {
+        // Connecting the media and answering A is swbd's work again.
+        let _work = self.deps.overload.setup_work();
         let resp = self.with_reliable_answer(i, resp);
         let leg = self.b_legs.get_mut(i)?;
         // The transaction stays with the leg until the ACK is out: a call

@@ -223,6 +223,11 @@ impl CallControl for Ctl {
             self.final_to_a(code, reason);
         }
     }
+
+    fn waiting(&mut self) {
+        // A `sleep` in the dialplan: the call waits on purpose.
+        self.work = None;
+    }
 }
 
 /// The dial outcome for a set of failed B-legs (RFC 3261 §16.7 spirit:

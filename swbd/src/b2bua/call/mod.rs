@@ -113,6 +113,8 @@ pub struct CallDeps {
     pub locator: Arc<dyn Locator>,
     /// Where the call's detail record goes when it ends (swbd/src/cdr).
     pub cdr: crate::cdr::CdrSink,
+    /// Overload control: the setup steps a call owes are counted there.
+    pub overload: crate::overload::Overload,
 }
 
 /// Why a call task stopped its dialplan early.
@@ -236,6 +238,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             Party::local_principal(principal.as_ref()),
         ),
         hold: hold::HoldState::default(),
+        work: Some(deps.overload.setup_work()),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -463,6 +466,9 @@ struct Winner {
 /// The call's [`CallControl`] implementation and everything it set up.
 struct Ctl {
     deps: CallDeps,
+    /// The setup step swbd owes this call (overload control's count): from
+    /// the start until the first B-leg INVITE is out or A has an answer.
+    work: Option<crate::overload::SetupWork>,
     a: InviteResponder,
     a_offer: String,
     a_max_forwards: u32,
