@@ -143,7 +143,14 @@ fn dialplan_spans(store: &Store, theme: &Theme, max: usize) -> Vec<Span<'static>
             let why = r
                 .errors
                 .first()
-                .map(|e| views::FileErrorView::new(e).to_string())
+                .map(|e| {
+                    // The file's name is enough here (`swctl dialplan` has the path).
+                    let mut e = e.clone();
+                    if let Some(name) = e.file.rsplit('/').next().map(str::to_string) {
+                        e.file = name;
+                    }
+                    views::FileErrorView::new(&e).to_string()
+                })
                 .unwrap_or_else(|| "refused".into());
             let used = spans[0].content.chars().count();
             let text = super::cut(
