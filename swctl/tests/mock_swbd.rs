@@ -382,9 +382,10 @@ async fn every_verb_in_every_format_over_grpc() {
     ])
     .await;
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    assert_eq!(v["call_id"], "c7f2a9d1");
-    assert_eq!(v["ladder"][0]["direction"], "in");
-    assert_eq!(v["ladder"][0]["summary"], "INVITE sip:1002@pbx1 (SDP)");
+    // An array of one, like every listing (JSON.md).
+    assert_eq!(v[0]["call_id"], "c7f2a9d1");
+    assert_eq!(v[0]["ladder"][0]["direction"], "in");
+    assert_eq!(v[0]["ladder"][0]["summary"], "INVITE sip:1002@pbx1 (SDP)");
     let (code, out, err) = run_swctl(vec![
         "-H".into(),
         host.clone(),
