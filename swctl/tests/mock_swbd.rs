@@ -501,10 +501,17 @@ async fn top_feed_batches_the_snapshot_runs_commands_and_reconnects() {
     let mut flashes = Vec::new();
     while !(got_ladder && flashes.len() == 2) {
         match next(&mut rx).await {
-            Update::CallDetail { call, .. } => {
-                got_ladder = call.ladder.len() == fixtures::ladder().len()
+            // GetCall, and GetCallCapture when swbd has one (not this mock).
+            Update::Batch(b) => {
+                for u in b {
+                    if let Update::CallDetail { call, .. } = u {
+                        got_ladder = call.ladder.len() == fixtures::ladder().len()
+                    }
+                }
             }
             Update::Flash(f) => flashes.push(f),
+            // The call history this mock does not have.
+            Update::History { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
