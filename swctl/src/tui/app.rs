@@ -442,12 +442,11 @@ impl App {
         if self.tab == Tab::Nodes {
             hints.push_str("d drain  ");
         }
-        // 80 columns: q is known, the help says it.
-        hints.push_str(if narrow && self.tab == Tab::Calls {
-            "? help"
-        } else {
-            "? help  q quit"
-        });
+        hints.push_str("? help  q quit");
+        // 80 columns: the Calls hints fit with single spaces.
+        if narrow && self.tab == Tab::Calls {
+            hints = hints.replace("  ", " ");
+        }
         spans.push(Span::styled(hints, t.dim()));
         f.render_widget(Paragraph::new(Line::from(spans)), area);
     }
