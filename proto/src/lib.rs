@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`media::v1`]: `MediaService`, the media control contract (swbd -> swrtp).
 //! - [`admin::v1`]: `SignalingAdmin` (swctl -> swbd) and `MediaAdmin` (swctl -> swrtp).
+//! - [`quality`]: MOS estimate and one-way/silent flags from RTP statistics
+//!   (swbd's CDRs and `swctl top` judge calls the same way).
 //! - [`support`]: config loading with `FILE:LINE:COLUMN` errors, logging setup,
 //!   the shutdown signal, and gRPC server plumbing (health + reflection on every server).
 //!
@@ -27,6 +29,7 @@ pub mod admin {
     }
 }
 
+pub mod quality;
 pub mod support;
 
 /// Encoded `FileDescriptorSet` of every Switchboard service, for server reflection.

@@ -89,6 +89,13 @@ impl SignalingAdmin for AdminService {
             capture: Some(s.capture.counters()),
             cdr: s.cdr.counters(),
             overload: Some(overload_status(&s.overload)),
+            last_dialplan_reload: s.dialplan.last_reload().map(|r| pb::DialplanReload {
+                applied: r.applied,
+                at: Some(switchboard_proto::timestamp(r.at)),
+                version: r.version,
+                source: r.source,
+                errors: r.errors.into_iter().map(Into::into).collect(),
+            }),
         }))
     }
 

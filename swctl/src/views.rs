@@ -4,6 +4,7 @@
 //! three surfaces never disagree.
 
 pub mod events;
+pub mod ladder;
 
 use serde::Serialize;
 use switchboard_proto::admin::v1 as pb;
@@ -153,13 +154,7 @@ pub fn direction(v: i32) -> &'static str {
 
 /// Loss percentage of a receive direction (lost / (received + lost)).
 pub fn loss_percent(rx: &media::DirectionStats) -> f64 {
-    let lost = rx.packets_lost.max(0) as f64;
-    let total = rx.packets as f64 + lost;
-    if total <= 0.0 {
-        0.0
-    } else {
-        100.0 * lost / total
-    }
+    switchboard_proto::quality::loss_percent(rx.packets, rx.packets_lost)
 }
 
 /// One call (`swctl calls list|show`).

@@ -60,6 +60,28 @@ struct Inner {
     reloading: Mutex<()>,
     /// Reloads [`APPLIED`] and [`REFUSED`] (metrics).
     reloads: [std::sync::atomic::AtomicU64; 2],
+    /// The last reload's outcome, for admin `GetStatus` (`swctl top`'s
+    /// header). Written under `reloading`, read by status calls; held for
+    /// a clone only.
+    last_reload: Mutex<Option<LastReload>>,
+}
+
+/// Errors of a refused reload kept for [`DialplanStore::last_reload`].
+const LAST_RELOAD_ERRORS: usize = 10;
+
+/// The outcome of the last reload since start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastReload {
+    /// Swapped in (true) or refused.
+    pub applied: bool,
+    /// When.
+    pub at: std::time::SystemTime,
+    /// Version in force after it.
+    pub version: String,
+    /// What was loaded.
+    pub source: String,
+    /// The first errors of a refused plan.
+    pub errors: Vec<FileError>,
 }
 
 impl DialplanStore {
@@ -79,6 +101,7 @@ impl DialplanStore {
                 events,
                 reloading: Mutex::new(()),
                 reloads: Default::default(),
+                last_reload: Mutex::new(None),
             }),
         }
     }
@@ -125,6 +148,7 @@ impl DialplanStore {
                 let source = plan.source().to_string();
                 self.inner.current.store(Arc::new(plan));
                 self.count_reload(APPLIED);
+                self.note_reload(true, &version.hash, &source, &[]);
                 tracing::info!(%version, %source, "dialplan applied");
                 self.inner.events.publish(Event::DialplanApplied {
                     version: version.hash.clone(),
@@ -136,6 +160,7 @@ impl DialplanStore {
                 let old = self.current();
                 let tried = describe(source, self.inner.configured.as_deref());
                 self.count_reload(REFUSED);
+                self.note_reload(false, &old.version().hash, &tried, &errors);
                 tracing::warn!(
                     version = %old.version(),
                     source = %tried,
@@ -161,6 +186,30 @@ impl DialplanStore {
                 .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
         };
         (load(APPLIED), load(REFUSED))
+    }
+
+    /// The last reload since start (`None`: none yet).
+    pub fn last_reload(&self) -> Option<LastReload> {
+        self.inner
+            .last_reload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn note_reload(&self, applied: bool, version: &str, source: &str, errors: &[FileError]) {
+        let last = LastReload {
+            applied,
+            at: std::time::SystemTime::now(),
+            version: version.to_string(),
+            source: source.to_string(),
+            errors: errors.iter().take(LAST_RELOAD_ERRORS).cloned().collect(),
+        };
+        *self
+            .inner
+            .last_reload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(last);
     }
 
     fn count_reload(&self, slot: usize) {

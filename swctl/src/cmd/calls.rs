@@ -141,7 +141,11 @@ pub async fn show(t: &Targets, format: Output, id: &str) -> Result<(), Error> {
 /// Render one call: a summary, its legs and its ladder.
 pub fn render_show(c: &CallView, format: Output, width: usize) -> anyhow::Result<String> {
     if matches!(format, Output::Json | Output::Yaml) {
-        return output::structured(format, c);
+        // As JSON.md says of every listing: an array (here of one call),
+        // and `ladder` always present in `show` (empty when swbd kept none).
+        let mut call = c.clone();
+        let ladder = std::mem::take(&mut call.ladder);
+        return output::structured(format, &[Shown { call, ladder }]);
     }
     let wide = format == Output::Wide;
     let mut out = String::new();
@@ -223,6 +227,15 @@ pub fn render_show(c: &CallView, format: Output, width: usize) -> anyhow::Result
         }
     }
     Ok(out)
+}
+
+/// A call as `calls show -o json|yaml` prints it: the list's fields, then
+/// its ladder (always).
+#[derive(serde::Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    call: CallView,
+    ladder: Vec<views::LadderView>,
 }
 
 /// `swctl calls hangup ID`: asks every swbd; the one that has the call hangs up.

@@ -16,6 +16,8 @@ mod top;
 mod web;
 
 #[cfg(test)]
+mod json_doc_tests;
+#[cfg(test)]
 mod render_tests;
 
 use std::future::Future;

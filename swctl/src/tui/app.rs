@@ -139,6 +139,17 @@ impl App {
                     d.fetched = Some(call);
                 }
             }
+            Update::CallCapture {
+                backend,
+                call_id,
+                capture,
+            } => {
+                if let Some(d) = &mut self.detail
+                    && d.key == (backend, call_id)
+                {
+                    d.set_capture(&capture);
+                }
+            }
             Update::Flash(m) => self.flash = Some(m),
             Update::Batch(v) => {
                 for u in v {
@@ -234,10 +245,16 @@ impl App {
             _ => {}
         }
         self.calls.sel = Default::default();
+        self.calls.failed.sel = Default::default();
     }
 
     fn screen_key(&mut self, key: KeyEvent) -> Option<Command> {
-        let page = self.calls.page.max(1) as isize;
+        let page = if self.calls.show_failed {
+            self.calls.failed.page
+        } else {
+            self.calls.page
+        }
+        .max(1) as isize;
         let delta = match key.code {
             KeyCode::Up | KeyCode::Char('k') => Some(-1),
             KeyCode::Down | KeyCode::Char('j') => Some(1),
@@ -248,6 +265,25 @@ impl App {
             _ => None,
         };
         match self.tab {
+            Tab::Calls if self.calls.show_failed => {
+                let filter = self.calls.filter.clone();
+                let len = self.calls.failed.rows(&self.store, &filter).len();
+                if let Some(d) = delta {
+                    self.calls.failed.sel.step(d, len);
+                    return None;
+                }
+                match key.code {
+                    KeyCode::Char('/') => self.calls.filtering = true,
+                    KeyCode::Esc => self.calls.filter.clear(),
+                    KeyCode::Char('f') => self.calls.show_failed = false,
+                    KeyCode::Enter => {
+                        let key = self.calls.failed.selected(&self.store, &filter)?;
+                        self.detail = Some(CallDetailScreen::new(key.clone()));
+                        return Some(Command::FetchCall(key));
+                    }
+                    _ => {}
+                }
+            }
             Tab::Calls => {
                 let len = self.calls.index(&self.store).len();
                 if let Some(d) = delta {
@@ -262,6 +298,7 @@ impl App {
                     KeyCode::Char('s') => self.calls.sort = self.calls.sort.next(),
                     KeyCode::Char('S') => self.calls.reverse = !self.calls.reverse,
                     KeyCode::Char('e') => self.calls.show_ended = !self.calls.show_ended,
+                    KeyCode::Char('f') => self.calls.show_failed = true,
                     KeyCode::Enter => {
                         let key = self.calls.selected(&self.store)?;
                         self.detail = Some(CallDetailScreen::new(key.clone()));
@@ -383,6 +420,7 @@ impl App {
                 style,
             ));
         }
+        let narrow = area.width < 100;
         let mut hints = String::from(" ");
         if self.tab == Tab::Calls {
             if !self.calls.filter.is_empty() {
@@ -390,16 +428,25 @@ impl App {
             } else {
                 hints.push_str("/ filter  ");
             }
-            hints.push_str(&format!(
-                "s sort:{}{}  ",
-                self.calls.sort.name(),
-                if self.calls.reverse { "↑" } else { "" }
-            ));
+            if self.calls.show_failed {
+                hints.push_str("f live  ");
+            } else {
+                hints.push_str(&format!(
+                    "s{}{}{}  f failed  ",
+                    if narrow { ":" } else { " sort:" },
+                    self.calls.sort.name(),
+                    if self.calls.reverse { "↑" } else { "" }
+                ));
+            }
         }
         if self.tab == Tab::Nodes {
             hints.push_str("d drain  ");
         }
         hints.push_str("? help  q quit");
+        // 80 columns: the Calls hints fit with single spaces.
+        if narrow && self.tab == Tab::Calls {
+            hints = hints.replace("  ", " ");
+        }
         spans.push(Span::styled(hints, t.dim()));
         f.render_widget(Paragraph::new(Line::from(spans)), area);
     }

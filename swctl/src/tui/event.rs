@@ -17,6 +17,7 @@ use switchboard_proto::admin::v1::signaling_admin_client::SignalingAdminClient;
 use switchboard_proto::admin::v1::signaling_event::Event as SigEvent;
 use tokio::sync::mpsc;
 
+use super::history;
 use crate::cmd::{Kind, Targets};
 
 /// Connection state of one backend.
@@ -94,6 +95,32 @@ pub enum Update {
         backend: usize,
         /// The call.
         call: pb::Call,
+    },
+    /// Call detail records of a swbd (loaded at connect, or of calls that
+    /// just ended).
+    History {
+        /// Backend index.
+        backend: usize,
+        /// Records, any order.
+        records: Vec<pb::CallDetailRecord>,
+        /// New state of that backend's history (`None`: unchanged).
+        state: Option<super::history::HistoryState>,
+    },
+    /// The SIP messages swbd captured of a call (the detail's full ladder).
+    CallCapture {
+        /// Backend index.
+        backend: usize,
+        /// swbd's call id, as asked.
+        call_id: String,
+        /// The capture.
+        capture: pb::CallCapture,
+    },
+    /// The recent events swbd kept (`ListEvents`), read before its Watch opened.
+    RecentEvents {
+        /// Backend index.
+        backend: usize,
+        /// Oldest first.
+        events: Vec<pb::SignalingEvent>,
     },
     /// A one-line message for the footer (action results, errors).
     Flash(String),
@@ -238,6 +265,15 @@ async fn session(
         .await;
     }
     let mut client = SignalingAdminClient::new(channel.clone());
+    // What swbd kept of recent events, before the Watch (its live events
+    // follow): the Events screen shows what `swctl events` shows.
+    if let Some(events) = recent_events(&mut client).await {
+        send(Update::RecentEvents {
+            backend: idx,
+            events,
+        })
+        .await;
+    }
     match client.watch(pb::WatchRequest { snapshot: true }).await {
         Ok(s) => {
             *attempt = 0;
@@ -246,6 +282,15 @@ async fn session(
                 state: ConnState::Connected { watching: true },
             })
             .await;
+            // Recent call history, then the records of calls as they end.
+            send(history::load(&mut client, idx).await).await;
+            let (ended_tx, ended_rx) = mpsc::channel::<String>(1024);
+            let follow = history::follow(
+                SignalingAdminClient::new(channel.clone()),
+                idx,
+                ended_rx,
+                tx.clone(),
+            );
             // Node events come on state changes only; calls, sessions and
             // free ports move all the time: poll them beside the stream.
             let poll = poll_nodes(
@@ -258,9 +303,15 @@ async fn session(
                 s.into_inner(),
                 idx,
                 tx,
-                |event| Update::Signaling {
-                    backend: idx,
-                    event,
+                |event| {
+                    if let Some(id) = ended_call(&event) {
+                        // Full: that call keeps swbd's end cause only.
+                        let _ = ended_tx.try_send(id);
+                    }
+                    Update::Signaling {
+                        backend: idx,
+                        event,
+                    }
                 },
                 |e| {
                     (
@@ -273,6 +324,7 @@ async fn session(
             tokio::select! {
                 why = watch => why,
                 why = poll => why,
+                () = follow => "closed".into(),
             }
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
@@ -302,6 +354,40 @@ async fn session(
         }
         Err(st) => format!("Watch: {}", st.message()),
     }
+}
+
+/// The swbd call id of a live `Ended` call event.
+fn ended_call(e: &pb::SignalingEvent) -> Option<String> {
+    match &e.event {
+        Some(SigEvent::Call(c)) if !e.is_snapshot && c.kind == pb::CallEventKind::Ended as i32 => {
+            c.call.as_ref().map(|c| c.call_id.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The recent events of a swbd (`ListEvents` without follow), the newest
+/// [`EVENT_LOG`](super::store::EVENT_LOG) of them; `None` when it has none
+/// (an older swbd) or the read failed.
+async fn recent_events(
+    client: &mut SignalingAdminClient<switchboard_proto::support::grpc::AuthedChannel>,
+) -> Option<Vec<pb::SignalingEvent>> {
+    let mut stream = client
+        .list_events(pb::ListEventsRequest {
+            since: None,
+            follow: false,
+        })
+        .await
+        .ok()?
+        .into_inner();
+    let mut out = std::collections::VecDeque::new();
+    while let Ok(Some(ev)) = stream.message().await {
+        if out.len() >= super::store::EVENT_LOG {
+            out.pop_front();
+        }
+        out.push_back(ev);
+    }
+    Some(out.into())
 }
 
 /// Poll a swbd's media nodes every `interval_ms` (at least 1 s) until the

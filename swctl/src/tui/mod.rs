@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`event`]: per-backend feed tasks (Watch + reconnect with backoff) -> [`event::Update`].
 //! - [`store`]: what we know (calls in a `HashMap`, sessions, bindings, nodes, rate history).
+//! - [`history`]: call detail records (loaded at connect, then as calls end), failure causes.
+//! - [`health`]: loss, jitter and the one-way / silent flags of a call.
 //! - [`app`]: screen switching and key handling; keys return [`app::Command`]s, never do I/O.
 //! - [`screens`]: one state struct per screen (calls, call detail, registrations, nodes, events, help).
 //! - [`widgets`]: header with the sparkline, confirmation popup, theme (`NO_COLOR`).
@@ -14,10 +16,14 @@
 
 pub mod app;
 pub mod event;
+pub mod health;
+pub mod history;
 pub mod screens;
 pub mod store;
 pub mod widgets;
 
+#[cfg(test)]
+mod console_tests;
 #[cfg(test)]
 mod tests;
 
@@ -157,14 +163,44 @@ async fn execute(cmd: &Command, targets: &Targets) -> Result<Update, String> {
     };
     match cmd {
         Command::FetchCall((b, id)) => {
-            let call = SignalingAdminClient::new(channel(*b).await?)
+            // The call (swbd keeps ended ones a while), then its capture:
+            // the complete ladder. A call only the history still has may
+            // have a capture left; either alone is worth showing.
+            let mut client = SignalingAdminClient::new(channel(*b).await?);
+            let call = client
                 .get_call(pb::GetCallRequest {
                     call_id: id.clone(),
                 })
-                .await
-                .map_err(|e| format!("GetCall {}: {}", store::short_id(id), e.message()))?
-                .into_inner();
-            Ok(Update::CallDetail { backend: *b, call })
+                .await;
+            let capture = client
+                .get_call_capture(pb::GetCallCaptureRequest {
+                    call_id: id.clone(),
+                })
+                .await;
+            let mut out = Vec::new();
+            let call_err = match call {
+                Ok(c) => {
+                    out.push(Update::CallDetail {
+                        backend: *b,
+                        call: c.into_inner(),
+                    });
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            if let Ok(c) = capture {
+                out.push(Update::CallCapture {
+                    backend: *b,
+                    call_id: id.clone(),
+                    capture: c.into_inner(),
+                });
+            }
+            match call_err {
+                Some(e) if out.is_empty() && e.code() != tonic::Code::NotFound => {
+                    Err(format!("GetCall {}: {}", store::short_id(id), e.message()))
+                }
+                _ => Ok(Update::Batch(out)),
+            }
         }
         Command::Hangup((b, id)) => {
             let r = SignalingAdminClient::new(channel(*b).await?)

@@ -12,8 +12,10 @@ use switchboard_proto::admin::v1::media_admin_event::Event as MediaEvent;
 use switchboard_proto::admin::v1::signaling_event::Event as SigEvent;
 
 use super::event::{ConnState, Update};
+use super::history::History;
 use crate::cmd::Kind;
 use crate::views;
+use crate::views::events::EventView;
 
 /// (backend index, call id).
 pub type CallKey = (usize, String);
@@ -37,6 +39,30 @@ pub struct BackendInfo {
 
 /// Kept events for the Events screen.
 pub const EVENT_LOG: usize = 1000;
+/// Ended calls kept (with their final media statistics), over all backends.
+pub const ENDED_KEEP: usize = 1000;
+
+/// How much an event line matters (its colour on the Events screen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Routine and frequent (registrations).
+    Quiet,
+    /// Calls, dialplans applied, nodes up.
+    Info,
+    /// Something to look at: a failed call, a node down, an RTP timeout.
+    Warn,
+    /// Security events, refused dialplans, lost connections.
+    Bad,
+}
+
+/// One line of the Events screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventLine {
+    /// `HH:MM:SS  backend  text`, control characters replaced.
+    pub text: String,
+    /// Its colour.
+    pub severity: Severity,
+}
 /// Seconds of call-rate history.
 pub const RATE_SECONDS: usize = 120;
 
@@ -62,9 +88,20 @@ pub struct Store {
     /// Second (Unix) of the last bucket.
     pub rate_second: i64,
     /// Recent events, newest last.
-    pub events: VecDeque<String>,
+    pub events: VecDeque<EventLine>,
     /// Dialplan version per backend (from Watch).
     pub dialplans: HashMap<usize, String>,
+    /// The last dialplan reload per backend (from GetStatus, then live
+    /// dialplan events).
+    pub reloads: HashMap<usize, pb::DialplanReload>,
+    /// Call detail records (loaded at connect and as calls end).
+    pub history: History,
+    /// Ended calls in the order they ended (bounds them to [`ENDED_KEEP`]).
+    ended_order: VecDeque<CallKey>,
+    /// Final statistics of destroyed media sessions of ended calls, by
+    /// session id (bounded like the ended calls).
+    pub ended_sessions: HashMap<String, (usize, pb::MediaSessionInfo)>,
+    ended_sessions_order: VecDeque<String>,
     /// Wall clock used for durations (set by the tick; fixed in tests).
     pub now: SystemTime,
 }
@@ -94,6 +131,11 @@ impl Store {
             rate_second: unix(now),
             events: VecDeque::new(),
             dialplans: HashMap::new(),
+            reloads: HashMap::new(),
+            history: History::default(),
+            ended_order: VecDeque::new(),
+            ended_sessions: HashMap::new(),
+            ended_sessions_order: VecDeque::new(),
             now,
         }
     }
@@ -138,17 +180,54 @@ impl Store {
         sum as f64 / 10.0
     }
 
-    fn log(&mut self, backend: usize, at: Option<&prost_types::Timestamp>, text: String) {
-        let line = format!(
-            "{}  {:<8} {}",
-            views::clock(at),
-            self.label(backend),
-            text.replace(['\r', '\n'], " ")
-        );
+    fn log(
+        &mut self,
+        backend: usize,
+        at: Option<&prost_types::Timestamp>,
+        text: String,
+        severity: Severity,
+    ) {
+        let text: String = format!("{}  {:<8} {}", views::clock(at), self.label(backend), text)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         if self.events.len() >= EVENT_LOG {
             self.events.pop_front();
         }
-        self.events.push_back(line);
+        self.events.push_back(EventLine { text, severity });
+    }
+
+    /// Log a swbd event as `swctl events` shows it (kind, event, subject,
+    /// detail), coloured by what it means.
+    fn log_event(&mut self, backend: usize, ev: &pb::SignalingEvent) {
+        let Some(v) = EventView::new(self.label(backend), ev) else {
+            return;
+        };
+        let severity = match (&ev.event, v.kind) {
+            (_, "security") => Severity::Bad,
+            (_, "registration") => Severity::Quiet,
+            (Some(SigEvent::Dialplan(d)), _) if !d.applied => Severity::Bad,
+            (Some(SigEvent::Call(c)), _)
+                if c.call.as_ref().is_some_and(|c| c.end_status >= 300) =>
+            {
+                Severity::Warn
+            }
+            (Some(SigEvent::MediaNode(n)), _)
+                if n.node
+                    .as_ref()
+                    .is_some_and(|n| n.state != pb::MediaNodeState::Up as i32) =>
+            {
+                Severity::Warn
+            }
+            _ => Severity::Info,
+        };
+        let subject = if v.kind == "call" {
+            short_id(&v.subject).to_string()
+        } else {
+            v.subject.clone()
+        };
+        let text = format!("{} {} {}: {}", v.kind, v.event, subject, v.detail);
+        self.log(backend, ev.at.as_ref(), text, severity);
     }
 
     /// Apply one update from a feed.
@@ -162,7 +241,12 @@ impl Store {
                         let text = format!("disconnected: {error}");
                         b.conn = state;
                         b.synced = false;
-                        self.log(backend, Some(&prost_types::Timestamp::from(self.now)), text);
+                        self.log(
+                            backend,
+                            Some(&prost_types::Timestamp::from(self.now)),
+                            text,
+                            Severity::Bad,
+                        );
                         return;
                     }
                     b.conn = state;
@@ -174,8 +258,26 @@ impl Store {
                 }
             }
             Update::SwbdStatus { backend, status } => {
+                if let Some(r) = &status.last_dialplan_reload {
+                    self.reloads.insert(backend, r.clone());
+                }
                 if let Some(b) = self.backends.get_mut(backend) {
                     b.status = Some(status);
+                }
+            }
+            Update::History {
+                backend,
+                records,
+                state,
+            } => {
+                if let Some(st) = state {
+                    self.history.state.insert(backend, st);
+                }
+                self.history.insert(backend, records);
+            }
+            Update::RecentEvents { backend, events } => {
+                for ev in &events {
+                    self.log_event(backend, ev);
                 }
             }
             Update::Nodes { backend, nodes } => {
@@ -191,7 +293,7 @@ impl Store {
                     self.apply(u);
                 }
             }
-            Update::CallDetail { .. } | Update::Flash(_) => {}
+            Update::CallDetail { .. } | Update::CallCapture { .. } | Update::Flash(_) => {}
         }
     }
 
@@ -209,14 +311,18 @@ impl Store {
             self.registrations_version += 1;
         }
         self.nodes.retain(|(b, _), _| *b != backend);
+        self.ended_order.retain(|(b, _)| *b != backend);
         if let Some(b) = self.backends.get_mut(backend) {
             b.synced = false;
         }
     }
 
     fn apply_signaling(&mut self, backend: usize, ev: pb::SignalingEvent) {
-        let at = ev.at;
         let live = !ev.is_snapshot;
+        if live {
+            self.log_event(backend, &ev);
+        }
+        let at = ev.at;
         match ev.event {
             Some(SigEvent::Call(ce)) => {
                 let Some(call) = ce.call else { return };
@@ -233,49 +339,31 @@ impl Store {
                         *b += 1;
                     }
                 }
-                if live {
-                    self.log(
-                        backend,
-                        at.as_ref(),
-                        format!(
-                            "call {} {} {} -> {}{}",
-                            short_id(&call.call_id),
-                            views::call_state(call.state),
-                            call.caller,
-                            call.destination,
-                            if call.end_cause.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" ({})", call.end_cause)
-                            }
-                        ),
-                    );
-                }
                 let key = (backend, call.call_id.clone());
                 // Ended calls are kept (with their final state) like swbd keeps
                 // them; a Watch reset drops them.
-                match self.calls.get_mut(&key) {
+                let ended = call.state == pb::CallState::Ended as i32;
+                let was_ended = match self.calls.get_mut(&key) {
                     Some(c) => {
+                        let was = c.state == pb::CallState::Ended as i32;
                         let ladder = std::mem::take(&mut c.ladder);
                         *c = call;
                         c.ladder = ladder;
+                        was
                     }
                     None => {
-                        self.calls.insert(key, call);
+                        self.calls.insert(key.clone(), call);
+                        false
                     }
+                };
+                if ended && !was_ended {
+                    self.note_ended(key);
                 }
                 self.calls_version += 1;
             }
             Some(SigEvent::Registration(re)) => {
                 let Some(r) = re.registration else { return };
                 let kind = pb::RegistrationEventKind::try_from(re.kind).unwrap_or_default();
-                if live {
-                    self.log(
-                        backend,
-                        at.as_ref(),
-                        format!("registration {:?} {} {}", kind, r.aor, r.contact).to_lowercase(),
-                    );
-                }
                 let key = (backend, r.aor.clone(), r.contact.clone());
                 match kind {
                     pb::RegistrationEventKind::Removed | pb::RegistrationEventKind::Expired => {
@@ -289,29 +377,22 @@ impl Store {
             }
             Some(SigEvent::MediaNode(ne)) => {
                 let Some(n) = ne.node else { return };
-                if live {
-                    self.log(
-                        backend,
-                        at.as_ref(),
-                        format!("node {} {}", n.name, views::node_state(n.state)),
-                    );
-                }
                 self.nodes.insert((backend, n.name.clone()), n);
             }
             Some(SigEvent::Dialplan(d)) => {
+                // The snapshot only says which plan is in force; a live
+                // event is a reload's outcome.
                 if live {
-                    let text = if d.applied {
-                        format!("dialplan {} in force ({})", d.version, d.source)
-                    } else {
-                        format!(
-                            "dialplan reload refused: {}",
-                            d.errors
-                                .first()
-                                .map(|e| views::FileErrorView::new(e).to_string())
-                                .unwrap_or_default()
-                        )
-                    };
-                    self.log(backend, at.as_ref(), text);
+                    self.reloads.insert(
+                        backend,
+                        pb::DialplanReload {
+                            applied: d.applied,
+                            at,
+                            version: d.version.clone(),
+                            source: d.source.clone(),
+                            errors: d.errors.into_iter().take(10).collect(),
+                        },
+                    );
                 }
                 self.dialplans.insert(backend, d.version);
             }
@@ -320,13 +401,39 @@ impl Store {
                     b.synced = true;
                 }
             }
-            Some(SigEvent::Security(s)) => {
-                // Already bounded by swbd (one event, then one summary per
-                // source and interval).
-                self.log(backend, at.as_ref(), views::events::security_text(&s));
-            }
-            None => {}
+            // Already bounded by swbd (one event, then one summary per
+            // source and interval); logged above.
+            Some(SigEvent::Security(_)) | None => {}
         }
+    }
+
+    /// A call ended: keep it (and its final statistics) among the last
+    /// [`ENDED_KEEP`] ended calls.
+    fn note_ended(&mut self, key: CallKey) {
+        self.ended_order.push_back(key);
+        while self.ended_order.len() > ENDED_KEEP {
+            let Some(old) = self.ended_order.pop_front() else {
+                break;
+            };
+            if self
+                .calls
+                .get(&old)
+                .is_some_and(|c| c.state == pb::CallState::Ended as i32)
+            {
+                self.calls.remove(&old);
+            }
+        }
+    }
+
+    /// Live or final statistics of a media session.
+    pub fn session_stats(
+        &self,
+        session_id: &str,
+    ) -> Option<&switchboard_proto::media::v1::SessionStats> {
+        self.sessions
+            .get(session_id)
+            .or_else(|| self.ended_sessions.get(session_id))
+            .and_then(|(_, s)| s.stats.as_ref())
     }
 
     fn apply_media(&mut self, backend: usize, ev: pb::MediaAdminEvent) {
@@ -343,15 +450,32 @@ impl Store {
                     backend,
                     ev.at.as_ref(),
                     format!(
-                        "session {} of call {} timed out (no RTP)",
+                        "media timeout {}: call {} got no RTP",
                         s.session_id,
                         short_id(&s.call_id)
                     ),
+                    Severity::Warn,
                 );
                 self.sessions.insert(s.session_id.clone(), (backend, s));
             }
             Some(MediaEvent::SessionDestroyed(s)) => {
                 self.sessions.remove(&s.session_id);
+                // Its final statistics outlive it, with the ended calls.
+                if s.stats.is_some() {
+                    let id = s.session_id.clone();
+                    if self
+                        .ended_sessions
+                        .insert(id.clone(), (backend, s))
+                        .is_none()
+                    {
+                        self.ended_sessions_order.push_back(id);
+                    }
+                    while self.ended_sessions_order.len() > 2 * ENDED_KEEP {
+                        if let Some(old) = self.ended_sessions_order.pop_front() {
+                            self.ended_sessions.remove(&old);
+                        }
+                    }
+                }
             }
             Some(MediaEvent::SnapshotDone(_)) => {
                 if let Some(b) = self.backends.get_mut(backend) {
@@ -372,29 +496,24 @@ impl Store {
                         "accepting sessions"
                     }
                 );
+                let severity = if st.draining {
+                    Severity::Warn
+                } else {
+                    Severity::Info
+                };
                 b.media_status = Some(st);
                 if live && changed {
-                    self.log(backend, ev.at.as_ref(), text);
+                    self.log(backend, ev.at.as_ref(), text, severity);
                 }
             }
             None => {}
         }
     }
 
-    /// Worst receive loss (%) and jitter (ms) over a call's legs, when any leg has stats.
-    pub fn call_quality(&self, call: &pb::Call) -> Option<(f64, f64)> {
-        let mut out: Option<(f64, f64)> = None;
-        for leg in &call.legs {
-            let Some((_, s)) = self.sessions.get(&leg.media_session_id) else {
-                continue;
-            };
-            let Some(rx) = s.stats.as_ref().and_then(|st| st.rx.as_ref()) else {
-                continue;
-            };
-            let (l, j) = out.unwrap_or((0.0, 0.0));
-            out = Some((l.max(views::loss_percent(rx)), j.max(rx.jitter_ms)));
-        }
-        out
+    /// Worst receive loss (%) and jitter (ms) over a call's legs, and
+    /// whether its media is one-way or silent (`tui::health`).
+    pub fn call_quality(&self, key: &CallKey, call: &pb::Call) -> Option<super::health::Health> {
+        super::health::call_health(self, key, call)
     }
 
     /// Seconds a call has lasted at `now`: since answer, else since creation;

@@ -1,5 +1,9 @@
-//! One call: both legs with live RTP stats per direction, and the SIP ladder
-//! from GetCall (Enter shows the full message).
+//! One call: both legs with RTP stats per direction (live, or final once
+//! the call's record arrived) and how each leg ended, and the SIP ladder:
+//! swbd's capture of the call when it has one (every message: 100 Trying,
+//! the ACK of a 2xx, the 200 of each BYE), else GetCall's ladder. Enter
+//! shows the full message. A call swbd no longer keeps is shown from its
+//! detail record.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -8,6 +12,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Wrap};
 use switchboard_proto::admin::v1 as pb;
 
 use super::Selection;
+use crate::tui::history;
 use crate::tui::store::{CallKey, Store, short_id};
 use crate::tui::widgets::{Theme, cut};
 use crate::views;
@@ -25,6 +30,10 @@ pub struct CallDetailScreen {
     pub raw: bool,
     /// Scroll of the full message.
     pub raw_scroll: u16,
+    /// The ladder from swbd's capture, when it had one.
+    pub captured: Option<Vec<pb::SipMessageRecord>>,
+    /// Messages the capture did not keep (the middle of a long call).
+    pub not_captured: u64,
 }
 
 impl CallDetailScreen {
@@ -36,19 +45,41 @@ impl CallDetailScreen {
             sel: Selection::default(),
             raw: false,
             raw_scroll: 0,
+            captured: None,
+            not_captured: 0,
+        }
+    }
+
+    /// Take swbd's capture of the call as the ladder (when it kept any message).
+    pub fn set_capture(&mut self, capture: &pb::CallCapture) {
+        let rows = crate::views::ladder::from_capture(capture);
+        if !rows.is_empty() {
+            self.captured = Some(rows);
+            self.not_captured = capture.messages_not_kept;
+        }
+    }
+
+    /// The ladder shown: the capture's, else GetCall's.
+    pub fn ladder(&self) -> &[pb::SipMessageRecord] {
+        match (&self.captured, &self.fetched) {
+            (Some(c), _) => c,
+            (None, Some(f)) => &f.ladder,
+            (None, None) => &[],
         }
     }
 
     /// Ladder length.
     pub fn ladder_len(&self) -> usize {
-        self.fetched.as_ref().map(|c| c.ladder.len()).unwrap_or(0)
+        self.ladder().len()
     }
 
     /// Draw.
     pub fn render(&mut self, f: &mut Frame, area: Rect, store: &Store, theme: &Theme) {
         // Live fields from the store; the ladder from GetCall.
         let live = store.calls.get(&self.key);
-        let Some(call) = live.or(self.fetched.as_ref()) else {
+        let record = store.history.get(&self.key);
+        let from_record = record.map(call_of_record);
+        let Some(call) = live.or(self.fetched.as_ref()).or(from_record.as_ref()) else {
             f.render_widget(
                 Paragraph::new(format!(
                     " call {} is gone (Esc back)",
@@ -83,10 +114,32 @@ impl CallDetailScreen {
         ])];
         for leg in &call.legs {
             let role = views::leg_role(leg.role).to_uppercase();
-            let stats = store
-                .sessions
-                .get(&leg.media_session_id)
-                .and_then(|(_, s)| s.stats.as_ref());
+            let cdr_leg = record.and_then(|r| {
+                r.legs
+                    .iter()
+                    .find(|l| l.sip_call_id == leg.sip_call_id && !l.sip_call_id.is_empty())
+            });
+            let final_stats = cdr_leg.and_then(|l| l.rtp.as_ref()).map(|r| {
+                let d = |d: Option<&pb::CdrDirection>| {
+                    let d = d.cloned().unwrap_or_default();
+                    switchboard_proto::media::v1::DirectionStats {
+                        packets: d.packets,
+                        bytes: d.bytes,
+                        packets_lost: d.lost,
+                        jitter_ms: d.jitter_ms,
+                        last_packet_at: None,
+                    }
+                };
+                switchboard_proto::media::v1::SessionStats {
+                    rx: Some(d(r.rx.as_ref())),
+                    tx: Some(d(r.tx.as_ref())),
+                    remote_address: String::new(),
+                    dropped: 0,
+                }
+            });
+            let stats = final_stats
+                .as_ref()
+                .or_else(|| store.session_stats(&leg.media_session_id));
             let rtp = match stats {
                 Some(st) => {
                     let rx = st.rx.unwrap_or_default();
@@ -106,6 +159,10 @@ impl CallDetailScreen {
                 }
                 None => "no RTP stats".into(),
             };
+            let rtp = match cdr_leg {
+                Some(l) => format!("{rtp}  ended: {}", history::leg_end(l)),
+                None => rtp,
+            };
             let codec = if leg.codec.is_empty() {
                 "-"
             } else {
@@ -123,6 +180,19 @@ impl CallDetailScreen {
             };
             lines.push(Line::raw(cut(&text, w)));
         }
+        if let Some(r) = record
+            && !r.failed_targets.is_empty()
+        {
+            let targets: Vec<String> = r
+                .failed_targets
+                .iter()
+                .map(|t| format!("{} {}", t.target, history::status_text(t.code)))
+                .collect();
+            lines.push(Line::styled(
+                cut(&format!(" not reached: {}", targets.join(", ")), w),
+                theme.warn(),
+            ));
+        }
         let head_h = lines.len() as u16;
         let [head, body, foot] = Layout::vertical([
             Constraint::Length(head_h),
@@ -138,13 +208,13 @@ impl CallDetailScreen {
         };
         f.render_widget(Paragraph::new(footer).style(theme.dim()), foot);
 
-        let Some(fetched) = &self.fetched else {
+        if self.fetched.is_none() && self.captured.is_none() {
             f.render_widget(Paragraph::new(" loading ladder…").style(theme.dim()), body);
             return;
-        };
+        }
+        let ladder = self.ladder();
         if self.raw {
-            let msg = fetched
-                .ladder
+            let msg = ladder
                 .get(self.sel.selected)
                 .map(|m| m.raw.replace('\r', ""))
                 .unwrap_or_default();
@@ -157,8 +227,14 @@ impl CallDetailScreen {
             );
             return;
         }
-        let range = self.sel.window(fetched.ladder.len(), body.height as usize);
-        let rows: Vec<Row> = fetched.ladder[range.clone()]
+        let n = ladder.len();
+        let range = self.sel.window(n, body.height as usize);
+        let ladder = match (&self.captured, &self.fetched) {
+            (Some(c), _) => c.as_slice(),
+            (None, Some(f)) => f.ladder.as_slice(),
+            (None, None) => &[],
+        };
+        let rows: Vec<Row> = ladder[range.clone()]
             .iter()
             .enumerate()
             .map(|(i, m)| {
@@ -199,5 +275,53 @@ impl CallDetailScreen {
             .column_spacing(1),
             body,
         );
+    }
+}
+
+/// A call as its detail record tells it, for a call swbd no longer keeps.
+fn call_of_record(r: &pb::CallDetailRecord) -> pb::Call {
+    let role = |r: &str| {
+        if r == "a" {
+            pb::LegRole::A
+        } else {
+            pb::LegRole::B
+        }
+    };
+    let duration = match (&r.start_time, &r.end_time) {
+        (Some(s), Some(e)) => Some(prost_types::Duration {
+            seconds: e.seconds.saturating_sub(s.seconds),
+            nanos: 0,
+        }),
+        _ => None,
+    };
+    pb::Call {
+        call_id: r.call_id.clone(),
+        state: pb::CallState::Ended as i32,
+        caller: r.caller.clone(),
+        destination: r.destination.clone(),
+        route_id: r.route_id.clone(),
+        dialplan_version: r.dialplan_version.clone(),
+        media_node: r.media_node.clone(),
+        created_at: r.start_time,
+        answered_at: r.answer_time,
+        ended_at: r.end_time,
+        duration,
+        legs: r
+            .legs
+            .iter()
+            .map(|l| pb::Leg {
+                role: role(&l.role) as i32,
+                sip_call_id: l.sip_call_id.clone(),
+                remote_uri: l.remote_uri.clone(),
+                remote_address: l.remote_address.clone(),
+                state: pb::LegState::Terminated as i32,
+                media_session_id: l.media_session_id.clone(),
+                codec: l.codec.clone(),
+                target: l.target.clone(),
+            })
+            .collect(),
+        end_cause: r.end_cause.clone(),
+        end_status: if r.status == "failed" { r.sip_code } else { 0 },
+        ladder: Vec::new(),
     }
 }

@@ -71,6 +71,10 @@ pub struct CallsScreen {
     pub reverse: bool,
     /// Show ended calls too.
     pub show_ended: bool,
+    /// Show recent failed calls (from the call history) instead of live ones.
+    pub show_failed: bool,
+    /// The failed-calls view.
+    pub failed: super::failed_calls::FailedCallsView,
     /// Sorted, filtered keys.
     index: Vec<CallKey>,
     /// (calls_version, filter, sort, reverse, show_ended) the index was built for.
@@ -136,7 +140,13 @@ impl CallsScreen {
                 SortKey::Loss => {
                     let mut v: Vec<_> = rows
                         .iter()
-                        .map(|(k, c)| (store.call_quality(c).map(|q| q.0).unwrap_or(-1.0), *k))
+                        .map(|(k, c)| {
+                            // Flagged media sorts above any loss.
+                            let q = store
+                                .call_quality(k, c)
+                                .map_or(-1.0, |h| if h.flag.is_some() { 1000.0 } else { h.loss });
+                            (q, *k)
+                        })
                         .collect();
                     v.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
                     v.into_iter().map(|x| x.1).collect()
@@ -170,8 +180,13 @@ impl CallsScreen {
         self.index(store).get(i).cloned()
     }
 
-    /// Draw the table.
+    /// Draw the table (live calls, or the failed calls when toggled).
     pub fn render(&mut self, f: &mut Frame, area: Rect, store: &Store, theme: &Theme) {
+        if self.show_failed {
+            let filter = self.filter.clone();
+            self.failed.render(f, area, store, theme, &filter);
+            return;
+        }
         let several = store
             .backends
             .iter()
@@ -195,7 +210,7 @@ impl CallsScreen {
             Constraint::Length(6),
             Constraint::Length(7),
             Constraint::Length(5),
-            Constraint::Length(5),
+            Constraint::Length(7),
             Constraint::Length(6),
         ];
         if several {
@@ -223,9 +238,17 @@ impl CallsScreen {
             .filter_map(|(i, key)| {
                 let c = store.calls.get(key)?;
                 let state = views::call_state(c.state);
-                let (loss, jitter) = match store.call_quality(c) {
-                    Some((l, j)) => (format!("{l:.1}%"), format!("{j:.0} ms")),
-                    None => ("-".into(), "-".into()),
+                let health = store.call_quality(key, c);
+                let (loss, jitter) = match health {
+                    Some(h) => match h.flag {
+                        // Not "0.0%": a one-way call must not look healthy.
+                        Some(f) => (Cell::from(f.name()).style(theme.bad()), Cell::from("-")),
+                        None => (
+                            Cell::from(format!("{:.1}%", h.loss)),
+                            Cell::from(format!("{:.0} ms", h.jitter)),
+                        ),
+                    },
+                    None => (Cell::from("-"), Cell::from("-")),
                 };
                 let codec = c
                     .legs
@@ -248,8 +271,8 @@ impl CallsScreen {
                         7,
                     )),
                     Cell::from(codec.to_string()),
-                    Cell::from(loss),
-                    Cell::from(jitter),
+                    loss,
+                    jitter,
                 ];
                 if several {
                     cells.insert(0, Cell::from(cut_middle(store.label(key.0), 8)));

@@ -1,10 +1,13 @@
-//! Recent events of every backend, newest at the bottom.
+//! Recent events of every backend, newest at the bottom, as `swctl events`
+//! shows them (kind, event, subject, detail), coloured by severity:
+//! security events and refused dialplans red, failed calls, nodes down and
+//! RTP timeouts yellow, registrations dim.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::widgets::Paragraph;
 
-use crate::tui::store::Store;
+use crate::tui::store::{Severity, Store};
 use crate::tui::widgets::{Theme, cut};
 
 /// State of the events screen.
@@ -25,7 +28,15 @@ impl EventsScreen {
         let text: Vec<ratatui::text::Line> = store
             .events
             .range(start..end)
-            .map(|l| ratatui::text::Line::raw(cut(l, area.width as usize)))
+            .map(|l| {
+                let style = match l.severity {
+                    Severity::Quiet => theme.dim(),
+                    Severity::Info => ratatui::style::Style::default(),
+                    Severity::Warn => theme.warn(),
+                    Severity::Bad => theme.bad(),
+                };
+                ratatui::text::Line::styled(cut(&l.text, area.width as usize), style)
+            })
             .collect();
         if text.is_empty() {
             f.render_widget(Paragraph::new(" no events yet").style(theme.dim()), area);

@@ -16,6 +16,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("/", "filter (Enter keeps it, Esc clears)"),
     ("s  S", "next sort column, reverse"),
     ("e", "show ended calls too"),
+    ("f", "recent failed calls and why / live calls"),
     ("h", "hang up the selected call"),
     ("d", "drain / undrain the selected node"),
     ("r", "refresh the call detail"),

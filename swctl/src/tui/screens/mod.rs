@@ -3,6 +3,7 @@
 pub mod call_detail;
 pub mod calls;
 pub mod events;
+pub mod failed_calls;
 pub mod help;
 pub mod nodes;
 pub mod registrations;

@@ -1,4 +1,5 @@
-//! The two header lines: totals and connection state, then the call-rate sparkline.
+//! The two header lines: totals and connection state, then the call-rate
+//! sparkline with the dialplan in force and the last reload's outcome.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -73,8 +74,15 @@ pub fn render(f: &mut Frame, area: Rect, store: &Store, theme: &Theme) {
     }
     f.render_widget(Paragraph::new(Line::from(spans)), top);
 
-    let [label, graph] =
-        Layout::horizontal([Constraint::Length(9), Constraint::Fill(1)]).areas(spark);
+    let plan = dialplan_spans(store, theme, (area.width as usize / 2).max(10));
+    let plan_w: usize = plan.iter().map(|s| s.content.chars().count()).sum();
+    let [label, graph, plan_area] = Layout::horizontal([
+        Constraint::Length(9),
+        Constraint::Fill(1),
+        Constraint::Length(plan_w as u16),
+    ])
+    .areas(spark);
+    f.render_widget(Paragraph::new(Line::from(plan)), plan_area);
     f.render_widget(Paragraph::new(" calls/s "), label);
     let n = graph.width as usize;
     // The current (partial) second is left out.
@@ -87,4 +95,70 @@ pub fn render(f: &mut Frame, area: Rect, store: &Store, theme: &Theme) {
         .copied()
         .collect();
     f.render_widget(Sparkline::default().data(&data).style(theme.good()), graph);
+}
+
+/// `plan 3f9a1c` and the last reload since start: `reloaded 10:02:11`, or
+/// `reload FAILED 10:13:02: plan.yaml:3:5: unknown action` (at most `max`
+/// characters). Several swbd: the versions in force, and a failure of any.
+fn dialplan_spans(store: &Store, theme: &Theme, max: usize) -> Vec<Span<'static>> {
+    let mut versions: Vec<&str> = store
+        .backends
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.kind != crate::cmd::Kind::Swrtp)
+        .filter_map(|(i, b)| {
+            store
+                .dialplans
+                .get(&i)
+                .map(String::as_str)
+                .or_else(|| b.status.as_ref().map(|s| s.dialplan_version.as_str()))
+                .filter(|v| !v.is_empty())
+        })
+        .collect();
+    versions.dedup();
+    if versions.is_empty() {
+        return Vec::new();
+    }
+    let mut spans = vec![Span::raw(format!(
+        " plan {} ",
+        super::cut(&versions.join("/"), 20)
+    ))];
+    // The newest reload, a refused one first.
+    let last = store
+        .reloads
+        .values()
+        .filter(|r| !r.applied)
+        .max_by_key(|r| r.at.map(|t| (t.seconds, t.nanos)))
+        .or_else(|| {
+            store
+                .reloads
+                .values()
+                .max_by_key(|r| r.at.map(|t| (t.seconds, t.nanos)))
+        });
+    if let Some(r) = last {
+        let at = views::clock(r.at.as_ref());
+        if r.applied {
+            spans.push(Span::styled(format!("reloaded {at} "), theme.good()));
+        } else {
+            let why = r
+                .errors
+                .first()
+                .map(|e| {
+                    // The file's name is enough here (`swctl dialplan` has the path).
+                    let mut e = e.clone();
+                    if let Some(name) = e.file.rsplit('/').next().map(str::to_string) {
+                        e.file = name;
+                    }
+                    views::FileErrorView::new(&e).to_string()
+                })
+                .unwrap_or_else(|| "refused".into());
+            let used = spans[0].content.chars().count();
+            let text = super::cut(
+                &format!("reload FAILED {at}: {why}"),
+                max.saturating_sub(used + 1),
+            );
+            spans.push(Span::styled(format!("{text} "), theme.bad()));
+        }
+    }
+    spans
 }
