@@ -8,6 +8,8 @@
 #   scripts/overload.sh                  build release binaries, run
 #   BIN=target/release scripts/overload.sh
 #   BASELINE=1 ...   also run the 2x phase with sip.overload.enabled: false
+#   RATE_LAW=1 ...   also run it with the setup-work cap off
+#                    (sip.overload.setup_budget_ms: 0: the rate law alone)
 #   CAPACITY=2400 ...  skip the search, use this clean capacity
 #   CAPACITY_ONLY=1    only the search
 #   RAMP=1600:200:4000:4  the search (START:STEP:MAX:SECONDS per step)
@@ -78,14 +80,14 @@ if ! "$BIN/swbd" --check-config --config "$RUN/probe.yaml" >/dev/null 2>&1; then
     OVERLOAD_KEY=0
     log "this swbd has no sip.overload; running it as it is"
 fi
-start_daemons() { # OVERLOAD_ENABLED(true|false)
+start_daemons() { # OVERLOAD_ENABLED(true|false) [EXTRA overload keys]
     RUST_LOG=warn "${PRIO[@]}" "$BIN/swrtp" --config "$RUN/swrtp.yaml" --node-id rtp-a \
         --listen tcp://127.0.0.1:19190 --admin "unix://$RUN/swrtp.sock" \
         --media-token-file "$TOKEN" --rtp-ports 40000-63999 >>"$OUT/swrtp.log" 2>&1 &
     PID_SWRTP=$!
     sleep 0.5
     local overload=""
-    [ "$OVERLOAD_KEY" = 1 ] && overload="  overload: { enabled: $1 }"
+    [ "$OVERLOAD_KEY" = 1 ] && overload="  overload: { enabled: $1${2:+, $2} }"
     cat >"$RUN/swbd.yaml" <<EOF
 auth: { enabled: false }
 sip:
@@ -176,10 +178,10 @@ HALF=$(( CAPACITY / 2 ))
 log "clean capacity $CAPACITY calls/s; offering $OFFER calls/s for $SECS s"
 
 # ---- 2. FACTOR x capacity, then half of it ----------------------------------
-run_overload() { # TAG ENABLED
-    log "2. $1: $OFFER calls/s for $SECS s, overload control $2 (load average $(loadavg))"
+run_overload() { # TAG ENABLED [EXTRA overload keys]
+    log "2. $1: $OFFER calls/s for $SECS s, overload control $2 ${3:-} (load average $(loadavg))"
     echo "load_average_$1=$(loadavg)" >>"$OUT/env.txt"
-    start_daemons "$2"
+    start_daemons "$2" "${3:-}"
     sampled_calls "$OUT/$1.json" "$OUT/$1-samples.tsv" --rate "$OFFER" --duration "$SECS"
     log "   then $HALF calls/s for 5 s"
     sampled_calls "$OUT/$1-after.json" "$OUT/$1-after-samples.tsv" --rate "$HALF" --duration 5
@@ -187,6 +189,9 @@ run_overload() { # TAG ENABLED
     stop_daemons
 }
 run_overload overload true
+if [ "${RATE_LAW:-0}" = 1 ]; then
+    run_overload ratelaw true "setup_budget_ms: 0"
+fi
 if [ "${BASELINE:-0}" = 1 ]; then
     run_overload baseline false
 fi
@@ -202,7 +207,7 @@ print(f"load average: {env}")
 print()
 print("| run | offered/s | attempted/s | completed | completed calls/s | / clean capacity | setup p50 / p99 of admitted, ms | final codes and failures | INVITEs refused by swbd |")
 print("|---|---|---|---|---|---|---|---|---|")
-for tag in ["overload", "baseline"]:
+for tag in ["overload", "ratelaw", "baseline"]:
     for part, label in [(tag, f"{tag}, {offer}/s"), (f"{tag}-after", f"{tag}, then {capacity // 2}/s")]:
         path = os.path.join(out, part + ".json")
         if not os.path.exists(path):
