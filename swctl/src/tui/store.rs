@@ -325,6 +325,12 @@ impl Store {
                 // source and interval).
                 self.log(backend, at.as_ref(), views::events::security_text(&s));
             }
+            Some(SigEvent::Migration(m)) => {
+                // Bounded by the calls of one node; the node's counts come
+                // with its MediaNode events.
+                let text = format!("migration {}", views::events::migration_text(&m));
+                self.log(backend, at.as_ref(), text);
+            }
             None => {}
         }
     }

@@ -97,7 +97,9 @@ impl NodesScreen {
                             node.active_calls.to_string(),
                             node.sessions.to_string(),
                             node.free_port_pairs.to_string(),
-                            if node.drained {
+                            if let Some(m) = views::migration_progress(node) {
+                                m
+                            } else if node.drained {
                                 "drained".into()
                             } else if node.state == pb::MediaNodeState::Draining as i32 {
                                 "draining".into()
