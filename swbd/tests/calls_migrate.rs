@@ -74,10 +74,13 @@ struct Seen {
 }
 
 /// Poll both nodes' sessions until `stop` (bounded: 3,000 rounds).
-fn sample(sys: &System, stop: Arc<Mutex<bool>>) -> tokio::task::JoinHandle<HashMap<String, Seen>> {
+fn sample(
+    sys: &System,
+    stop: Arc<Mutex<bool>>,
+) -> tokio::task::JoinHandle<HashMap<(usize, String), Seen>> {
     let admins = [sys.nodes[0].admin.clone(), sys.nodes[1].admin.clone()];
     tokio::spawn(async move {
-        let mut seen: HashMap<String, Seen> = HashMap::new();
+        let mut seen: HashMap<(usize, String), Seen> = HashMap::new();
         let mut clients = Vec::new();
         for a in &admins {
             let ch = support::unix_channel(a).await.expect("node admin");
@@ -88,7 +91,10 @@ fn sample(sys: &System, stop: Arc<Mutex<bool>>) -> tokio::task::JoinHandle<HashM
                 break;
             }
             for (node, c) in clients.iter_mut().enumerate() {
-                let Ok(r) = c.list_sessions(pb::ListMediaSessionsRequest::default()).await else {
+                let Ok(r) = c
+                    .list_sessions(pb::ListMediaSessionsRequest::default())
+                    .await
+                else {
                     continue;
                 };
                 for s in r.into_inner().sessions {
@@ -96,16 +102,15 @@ fn sample(sys: &System, stop: Arc<Mutex<bool>>) -> tokio::task::JoinHandle<HashM
                         continue;
                     };
                     let last = at(tx.last_packet_at.as_ref());
-                    let e = seen.entry(s.session_id.clone()).or_insert(Seen {
+                    let e = seen.entry((node, s.session_id.clone())).or_insert(Seen {
                         node,
                         leg: s.leg.clone(),
                         first_tx: None,
                         last_tx: None,
                     });
                     if e.first_tx.is_none() && tx.packets > 0 {
-                        e.first_tx = last.map(|l| {
-                            l - Duration::from_millis(20 * tx.packets.saturating_sub(1))
-                        });
+                        e.first_tx = last
+                            .map(|l| l - Duration::from_millis(20 * tx.packets.saturating_sub(1)));
                     }
                     e.last_tx = last.or(e.last_tx);
                 }
@@ -118,7 +123,7 @@ fn sample(sys: &System, stop: Arc<Mutex<bool>>) -> tokio::task::JoinHandle<HashM
 
 /// The gap toward each leg: first packet from the new node minus last
 /// packet from the old one (negative: they overlapped).
-fn gaps(seen: &HashMap<String, Seen>, old: usize) -> Vec<(String, i128)> {
+fn gaps(seen: &HashMap<(usize, String), Seen>, old: usize) -> Vec<(String, i128)> {
     let mut out = Vec::new();
     for leg in ["a", "b"] {
         let is_leg = |s: &&Seen| s.leg.starts_with(leg);
@@ -163,7 +168,14 @@ async fn a_call_between_real_phones_moves_to_the_other_node_with_its_tone() {
     // Clear of the harness's swrtp ranges (20000-39999) and other tests'.
     let base = 42_000 + (std::process::id() % 30) as u16 * 200;
     let mut alice = Phone::start(&sys.dir, "1001", &users[0].1, sys.sip, CALLER_HZ, base);
-    let mut bob = Phone::start(&sys.dir, "1002", &users[1].1, sys.sip, CALLEE_HZ, base + 100);
+    let mut bob = Phone::start(
+        &sys.dir,
+        "1002",
+        &users[1].1,
+        sys.sip,
+        CALLEE_HZ,
+        base + 100,
+    );
     let admin = sys.signaling().await.expect("admin");
     eventually(20, "both phones registered", || {
         let mut admin = admin.clone();
@@ -179,7 +191,10 @@ async fn a_call_between_real_phones_moves_to_the_other_node_with_its_tone() {
     })
     .await;
     alice.command("dial", &format!("sip:1002@127.0.0.1:{}", sys.sip.port()));
-    assert!(alice.wait_event("CALL_ESTABLISHED", 15), "caller established");
+    assert!(
+        alice.wait_event("CALL_ESTABLISHED", 15),
+        "caller established"
+    );
     assert!(bob.wait_event("CALL_ESTABLISHED", 5), "callee established");
     let call = eventually(10, "the call bridged", || async {
         sys.active_calls()
@@ -195,7 +210,10 @@ async fn a_call_between_real_phones_moves_to_the_other_node_with_its_tone() {
 
     let stop = Arc::new(Mutex::new(false));
     let sampler = sample(&sys, stop.clone());
-    let out = support::swctl::ok(&sys.admin, &["nodes", "drain", &call.media_node, "--migrate"]);
+    let out = support::swctl::ok(
+        &sys.admin,
+        &["nodes", "drain", &call.media_node, "--migrate"],
+    );
     assert!(out.contains(&call.media_node), "{out}");
     let moved = eventually(30, "the call's media on the other node", || async {
         let c = sys.active_calls().await.into_iter().next()?;
@@ -207,13 +225,30 @@ async fn a_call_between_real_phones_moves_to_the_other_node_with_its_tone() {
         node_sessions(&sys, old).await.is_empty().then_some(())
     })
     .await;
-    assert_eq!(node_sessions(&sys, new).await.len(), 2, "both legs' sessions on the new node");
+    assert_eq!(
+        node_sessions(&sys, new).await.len(),
+        2,
+        "both legs' sessions on the new node"
+    );
     let listed = nodes(&sys).await;
-    let drained = listed.iter().find(|n| n.name == call.media_node).expect("old node");
-    assert_eq!((drained.migrated, drained.migration_failed, drained.migrating), (1, 0, 0));
+    let drained = listed
+        .iter()
+        .find(|n| n.name == call.media_node)
+        .expect("old node");
+    assert_eq!(
+        (
+            drained.migrated,
+            drained.migration_failed,
+            drained.migrating
+        ),
+        (1, 0, 0)
+    );
     assert!(drained.drained, "{drained:?}");
-    let shown = support::swctl::ok(&sys.admin, &["nodes", "list"]);
-    assert!(shown.contains("1 moved"), "swctl nodes shows the progress: {shown}");
+    let shown = support::swctl::ok(&sys.admin, &["-o", "json", "nodes", "list"]);
+    assert!(
+        shown.contains("migrated: 1 moved, 0 not moved"),
+        "swctl nodes shows the progress: {shown}"
+    );
 
     // Let the tone flow on the new node, then stop sampling.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -222,7 +257,9 @@ async fn a_call_between_real_phones_moves_to_the_other_node_with_its_tone() {
     let gaps = gaps(&seen, old);
     assert_eq!(gaps.len(), 2, "both legs seen on both nodes: {seen:?}");
     for (leg, ms) in &gaps {
-        println!("MIGRATION GAP leg {leg}: {ms} ms (first packet from the new node minus last from the old)");
+        println!(
+            "MIGRATION GAP leg {leg}: {ms} ms (first packet from the new node minus last from the old)"
+        );
     }
 
     alice.command("hangup", "");
@@ -259,10 +296,10 @@ async fn a_leg_refusing_the_reinvite_keeps_the_call_whole_on_the_old_node() {
         ..Default::default()
     })
     .await;
-    let mut alice = Ua::new("alice", sys.sip).await;
-    let mut bob = Ua::new("bob", sys.sip).await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
     assert_eq!(bob.register(3600).await.code, 200);
-    let mut call = alice.invite("bob", None).await;
+    let mut call = alice.invite("1002", None).await;
     let inv = bob.request("INVITE").await;
     bob.reply(&inv, 200, "OK", Some("b"), Some(&answer(bob.rtp_port, 1)))
         .await;
@@ -303,7 +340,8 @@ async fn a_leg_refusing_the_reinvite_keeps_the_call_whole_on_the_old_node() {
     alice
         .reply(&re_a, 200, "OK", None, Some(&answer(alice.rtp_port, 2)))
         .await;
-    bob.reply(&re_b, 488, "Not Acceptable Here", None, None).await;
+    bob.reply(&re_b, 488, "Not Acceptable Here", None, None)
+        .await;
     let _ack_a = alice.request("ACK").await;
     let _ack_b = bob.request("ACK").await;
     // A, which had moved, is put back: offered its old session again.
@@ -338,7 +376,11 @@ async fn a_leg_refusing_the_reinvite_keeps_the_call_whole_on_the_old_node() {
     let still = sys.active_calls().await;
     assert_eq!(still.len(), 1, "the call is up");
     assert_eq!(still[0].media_node, sys.nodes[old].name, "on the old node");
-    assert_eq!(node_sessions(&sys, old).await.len(), 2, "both legs on the old node");
+    assert_eq!(
+        node_sessions(&sys, old).await.len(),
+        2,
+        "both legs on the old node"
+    );
     eventually(10, "nothing left on the new node", || async {
         node_sessions(&sys, new).await.is_empty().then_some(())
     })

@@ -149,12 +149,16 @@ pub fn render(
     width: usize,
 ) -> anyhow::Result<String> {
     let drain = |n: &NodeView| {
-        if n.drained {
+        let flag = if n.drained {
             "drained"
         } else if n.state == "draining" {
             "draining"
         } else {
             "-"
+        };
+        match &n.migration {
+            Some(m) => format!("{flag} ({m})"),
+            None => flag.to_string(),
         }
     };
     Ok(match format {
@@ -175,7 +179,7 @@ pub fn render(
                         n.active_calls.to_string(),
                         n.sessions.to_string(),
                         n.free_port_pairs.to_string(),
-                        drain(n).to_string(),
+                        drain(n),
                     ];
                     if several {
                         r.insert(0, n.backend.clone());
@@ -209,7 +213,7 @@ pub fn render(
                         n.active_calls.to_string(),
                         n.sessions.to_string(),
                         n.free_port_pairs.to_string(),
-                        drain(n).to_string(),
+                        drain(n),
                         n.last_seen.clone().unwrap_or_else(|| "-".into()),
                         if n.last_error.is_empty() {
                             "-".into()

@@ -192,7 +192,7 @@ async fn execute(cmd: &Command, targets: &Targets) -> Result<Update, String> {
                     name: node.clone(),
                     migrate: false,
                 })
-                    .await
+                .await
             } else {
                 c.undrain_media_node(pb::UndrainMediaNodeRequest { name: node.clone() })
                     .await
