@@ -98,7 +98,7 @@ fn sample(
                     continue;
                 };
                 for s in r.into_inner().sessions {
-                    let Some(tx) = s.stats.as_ref().and_then(|st| st.tx.clone()) else {
+                    let Some(tx) = s.stats.as_ref().and_then(|st| st.tx) else {
                         continue;
                     };
                     let last = at(tx.last_packet_at.as_ref());
