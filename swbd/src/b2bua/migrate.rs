@@ -221,3 +221,34 @@ fn event(
         failed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_is_answered_once_and_clones_share_it() {
+        let (order, mut rx) = MigrateOrder::new("rtp-a");
+        let copy = order.clone();
+        assert_eq!(copy, order, "a clone is the same order");
+        copy.answer(MigrateOutcome::Moved {
+            target: "rtp-b".into(),
+        });
+        order.answer(MigrateOutcome::NotBridged);
+        assert_eq!(
+            rx.try_recv().expect("answered"),
+            MigrateOutcome::Moved {
+                target: "rtp-b".into()
+            }
+        );
+        let (other, _rx) = MigrateOrder::new("rtp-a");
+        assert_ne!(other, order, "another order");
+    }
+
+    #[test]
+    fn a_running_migration_is_refused_as_a_precondition() {
+        let st = tonic::Status::from(Error::Running("rtp-a".into()));
+        assert_eq!(st.code(), tonic::Code::FailedPrecondition);
+        assert!(st.message().contains("rtp-a"));
+    }
+}

@@ -644,6 +644,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_second_migration_of_a_node_waits_for_the_first() {
+        let pool = pool_with_dead_node();
+        assert!(pool.begin_migration("dead", 3), "first");
+        assert!(
+            !pool.begin_migration("dead", 1),
+            "refused while 3 are pending"
+        );
+        pool.update_migration("dead", |p| {
+            p.pending = 0;
+            p.moved = 2;
+            p.failed = 1;
+        });
+        assert_eq!(pool.list()[0].migration.moved, 2);
+        assert!(pool.begin_migration("dead", 0), "after it is done");
+        assert_eq!(pool.list()[0].migration.moved, 0, "counts reset");
+        assert!(!pool.begin_migration("nope", 1), "unknown node");
+    }
+
+    #[tokio::test]
     async fn draining_an_unknown_node_is_not_found() {
         let pool = pool_with_dead_node();
         let err = pool.set_drained("nope", true).expect_err("unknown");
