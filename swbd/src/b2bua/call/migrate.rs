@@ -188,7 +188,13 @@ impl Ctl {
                 }
             }
         }
-        let [(a_new, a_offer), (b_new, b_offer)] = [created[0].clone(), created[1].clone()];
+        let [(a_new, a_offer), (b_new, b_offer)] = match created.as_slice() {
+            [a, b] => [a.clone(), b.clone()],
+            _ => {
+                self.drop_new_sessions(&mut client, &target, &created).await;
+                return MigrateOutcome::Stayed("sessions not created".into());
+            }
+        };
         // 2. Both legs at once.
         let mut legs = [
             LegMove::new(true, a_offer.clone()),
@@ -454,12 +460,14 @@ impl Ctl {
             .map_err(|st| format!("{leg} leg cannot be put back: {}", st.message()))?
             .into_inner()
             .local_sdp;
-        let mut legs = [LegMove::new(to_a, offer)];
-        self.send_leg(&mut legs[0]).await;
+        let mut leg_move = LegMove::new(to_a, offer);
+        self.send_leg(&mut leg_move).await;
+        let mut legs = [leg_move];
         if let Err(HungUp(cause)) = self.wait_legs(&mut legs, dlg_rx).await {
             return Err(cause);
         }
-        match legs[0].result.take() {
+        let [mut back] = legs;
+        match back.result.take() {
             Some(LegResult::Accepted(answer)) => client
                 .update_session(media::UpdateSessionRequest {
                     session_id: old.to_string(),
