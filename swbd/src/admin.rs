@@ -171,7 +171,27 @@ impl SignalingAdmin for AdminService {
         &self,
         req: Request<pb::DrainMediaNodeRequest>,
     ) -> Result<Response<pb::MediaNode>, Status> {
-        let info = self.state.media.set_drained(&req.into_inner().name, true)?;
+        let req = req.into_inner();
+        let mut info = self.state.media.set_drained(&req.name, true)?;
+        if req.migrate {
+            // Drained first: nothing new lands on it while calls leave.
+            crate::b2bua::migrate::start(
+                &self.state.calls,
+                &self.state.media,
+                &self.state.events,
+                &req.name,
+                self.state.config.media.migrate_concurrency as usize,
+            )?;
+            if let Some(now) = self
+                .state
+                .media
+                .list()
+                .into_iter()
+                .find(|n| n.name == req.name)
+            {
+                info = now;
+            }
+        }
         Ok(Response::new(info.to_proto()))
     }
 

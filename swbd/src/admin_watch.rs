@@ -69,6 +69,7 @@ pub fn event_to_proto(at: SystemTime, event: &Event) -> pb::SignalingEvent {
             errors: errors.iter().cloned().map(Into::into).collect(),
         }),
         Event::Security(ev) => E::Security(ev.to_proto()),
+        Event::Migration(ev) => E::Migration(ev.clone()),
     };
     pb::SignalingEvent {
         at: Some(switchboard_proto::timestamp(at)),

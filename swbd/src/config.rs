@@ -553,6 +553,11 @@ pub struct MediaConfig {
     /// `set: {music_on_hold: FILE}`. A file the node cannot play leaves
     /// the held party in silence (logged).
     pub music_on_hold: String,
+    /// Drain with migration (`swctl nodes drain NODE --migrate`): calls
+    /// moved at the same time. Each move is two re-INVITEs and a few media
+    /// commands; a few at a time keeps a drain of 1,000 calls from
+    /// flooding the phones, the nodes and swbd. 1..=64.
+    pub migrate_concurrency: u32,
 }
 
 /// See [`MediaConfig::hold`].
@@ -580,6 +585,7 @@ impl Default for MediaConfig {
             token_file: None,
             hold: HoldPolicy::Moh,
             music_on_hold: DEFAULT_MUSIC_ON_HOLD.into(),
+            migrate_concurrency: 4,
         }
     }
 }
@@ -748,6 +754,9 @@ impl Config {
         if self.media.lease_renew_secs == 0 || self.media.lease_renew_secs >= self.media.lease_secs
         {
             err("media.lease_renew_secs: must be at least 1 and less than media.lease_secs".into());
+        }
+        if !(1..=64).contains(&self.media.migrate_concurrency) {
+            err("media.migrate_concurrency: must be 1..=64".into());
         }
         for e in self.cdr.validate() {
             err(e);

@@ -120,6 +120,9 @@ pub enum Event {
     /// The trust boundary refused something, or a summary of many refusals
     /// ([`security`]).
     Security(security::SecurityEvent),
+    /// Drain with migration progress (`swbd/src/b2bua/migrate.rs`), in its
+    /// admin form: it goes out as is.
+    Migration(switchboard_proto::admin::v1::MigrationEvent),
 }
 
 /// One published event with its time.

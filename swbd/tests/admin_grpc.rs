@@ -139,6 +139,7 @@ async fn nodes_list_drain_and_watch_snapshot() {
         .drain_media_node(authed(
             pb::DrainMediaNodeRequest {
                 name: "rtp-b".into(),
+                ..Default::default()
             },
             "t",
         ))
@@ -174,6 +175,7 @@ async fn nodes_list_drain_and_watch_snapshot() {
         .drain_media_node(authed(
             pb::DrainMediaNodeRequest {
                 name: "nope".into(),
+                ..Default::default()
             },
             "t",
         ))

@@ -77,7 +77,10 @@ async fn drain_keeps_existing_calls_and_sends_new_ones_elsewhere() {
 
     let mut admin = sys.signaling().await.expect("admin");
     let drained = admin
-        .drain_media_node(pb::DrainMediaNodeRequest { name: node.clone() })
+        .drain_media_node(pb::DrainMediaNodeRequest {
+            name: node.clone(),
+            ..Default::default()
+        })
         .await
         .expect("drain")
         .into_inner();
@@ -128,6 +131,7 @@ async fn all_nodes_drained_gives_503() {
     admin
         .drain_media_node(pb::DrainMediaNodeRequest {
             name: "rtp-a".into(),
+            ..Default::default()
         })
         .await
         .expect("drain");

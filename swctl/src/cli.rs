@@ -279,6 +279,11 @@ pub enum NodesCommand {
     Drain {
         /// Node name.
         node: String,
+        /// Also move its bridged calls to other nodes now (re-INVITE of
+        /// both legs; a few at a time; progress in `swctl nodes` and
+        /// `swctl top`).
+        #[arg(long)]
+        migrate: bool,
     },
     /// Send new calls to a node again.
     Undrain {

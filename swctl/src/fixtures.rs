@@ -287,6 +287,7 @@ pub fn nodes() -> Vec<pb::MediaNode> {
             last_seen: ts(1, 0),
             drained: false,
             last_error: String::new(),
+            ..Default::default()
         },
         pb::MediaNode {
             name: "rtp-b".into(),
@@ -298,6 +299,10 @@ pub fn nodes() -> Vec<pb::MediaNode> {
             last_seen: ts(1, 0),
             drained: false,
             last_error: String::new(),
+            // A drain with migration under way (`swctl nodes drain --migrate`).
+            migrating: 1,
+            migrated: 4,
+            migration_failed: 1,
         },
     ]
 }

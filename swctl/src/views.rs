@@ -361,6 +361,26 @@ pub struct NodeView {
     pub drained: bool,
     /// Last health check error.
     pub last_error: String,
+    /// Drain with migration: calls still to move, moved, not moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
+}
+
+/// A node's drain-with-migration progress in words ("migrating 3: 5
+/// moved, 1 not moved"); `None` when no migration ran.
+pub fn migration_progress(n: &pb::MediaNode) -> Option<String> {
+    if n.migrating == 0 && n.migrated == 0 && n.migration_failed == 0 {
+        return None;
+    }
+    let head = if n.migrating > 0 {
+        format!("migrating {}: ", n.migrating)
+    } else {
+        "migrated: ".to_string()
+    };
+    Some(format!(
+        "{head}{} moved, {} not moved",
+        n.migrated, n.migration_failed
+    ))
 }
 
 impl NodeView {
@@ -377,6 +397,7 @@ impl NodeView {
             last_seen: rfc3339(n.last_seen.as_ref()),
             drained: n.drained,
             last_error: n.last_error.clone(),
+            migration: migration_progress(n),
         }
     }
 }

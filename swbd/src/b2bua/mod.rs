@@ -14,6 +14,8 @@
 //!   [`refer_to`]: reading what a REFER asks for.
 //! - [`hold_policy`]: what an offer says about hold, a call's hold settings
 //!   (`media.hold`, `media.music_on_hold`, route variables).
+//! - [`migrate`]: drain with migration, moving a node's bridged calls to
+//!   other nodes a few at a time (each call moves itself: `call/migrate.rs`).
 //!
 //! In-dialog requests: a re-INVITE with an offer on a bridged leg (hold,
 //! resume) is answered by the media node for that leg and refreshes the
@@ -39,6 +41,7 @@ pub mod directory;
 pub mod dispatch;
 pub mod hold_policy;
 pub mod identity;
+pub mod migrate;
 pub mod outbound_auth;
 pub mod record;
 pub mod refer_to;

@@ -79,6 +79,9 @@ pub enum CallCommand {
     MediaLost(String),
     /// One of the call's media sessions received a DTMF digit (RFC 4733).
     Dtmf(crate::media::MediaDtmf),
+    /// Move the call's media to another node (drain with migration,
+    /// `super::migrate`); the outcome goes back on the order.
+    Migrate(super::migrate::MigrateOrder),
 }
 
 /// What the table keeps of a call.
@@ -353,6 +356,30 @@ impl CallTable {
                 "media node {node} lost"
             ))));
         }
+    }
+
+    /// Bridged calls with media sessions on `node`: their ids and command
+    /// channels (drain with migration).
+    pub fn bridged_on_node(&self, node: &str) -> Vec<(String, CommandSender)> {
+        self.with(|t| {
+            let ids: std::collections::BTreeSet<&String> = t
+                .sessions
+                .iter()
+                .filter(|((n, _), _)| n == node)
+                .map(|(_, c)| c)
+                .collect();
+            ids.into_iter()
+                .filter_map(|c| {
+                    let e = t.calls.get(c)?;
+                    let bridged = match &e.record {
+                        Kept::Live(r) => r.lock().is_ok_and(|r| r.state == CallState::Bridged),
+                        Kept::Ended(_) => false,
+                    };
+                    bridged.then(|| e.commands.clone().map(|tx| (c.clone(), tx)))?
+                })
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Ask every call in progress to hang up; returns how many were asked.

@@ -21,6 +21,6 @@ mod token;
 
 pub use control::{COMMAND_TIMEOUT, MediaClient, node_unreachable};
 pub use lease::LeaseOwner;
-pub use node::{MediaNodeInfo, NodeHealth};
+pub use node::{MediaNodeInfo, MigrationProgress, NodeHealth};
 pub use pool::{MediaDtmf, MediaEvent, MediaPool, NodeLease, PoolError};
 pub use token::MediaTokens;

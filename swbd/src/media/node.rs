@@ -46,6 +46,19 @@ pub struct MediaNodeInfo {
     pub last_seen: Option<SystemTime>,
     /// Last health error.
     pub last_error: String,
+    /// Drain with migration: how far it got (zero when none ran).
+    pub migration: MigrationProgress,
+}
+
+/// Progress of a node's drain with migration (`swbd/src/b2bua/migrate.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MigrationProgress {
+    /// Calls still to move (queued or moving now).
+    pub pending: u32,
+    /// Calls moved off the node.
+    pub moved: u32,
+    /// Calls that could not be moved (they stay until they end).
+    pub failed: u32,
 }
 
 impl MediaNodeInfo {
@@ -73,6 +86,9 @@ impl MediaNodeInfo {
             last_seen: self.last_seen.map(switchboard_proto::timestamp),
             drained: (self.drained_by_admin || self.node_draining) && self.active_calls == 0,
             last_error: self.last_error.clone(),
+            migrating: self.migration.pending,
+            migrated: self.migration.moved,
+            migration_failed: self.migration.failed,
         }
     }
 }
@@ -92,6 +108,8 @@ pub(crate) struct NodeState {
     /// not yet by a health check: the check that follows at once decides
     /// whether the node is really gone (and its calls must end).
     pub unconfirmed_down: bool,
+    /// Drain with migration progress.
+    pub migration: MigrationProgress,
 }
 
 /// One node: its client and state.
@@ -142,6 +160,7 @@ impl Node {
                 last_seen: None,
                 last_error: String::new(),
                 unconfirmed_down: false,
+                migration: MigrationProgress::default(),
             }),
             active_calls: AtomicU32::new(0),
             unbatched: std::sync::atomic::AtomicBool::new(false),
@@ -164,6 +183,7 @@ impl Node {
                 free_port_pairs: s.free_port_pairs,
                 last_seen: s.last_seen,
                 last_error: s.last_error.clone(),
+                migration: s.migration,
             },
             // A poisoned lock means a panic elsewhere; report the node as down.
             Err(_) => MediaNodeInfo {
@@ -177,6 +197,7 @@ impl Node {
                 free_port_pairs: 0,
                 last_seen: None,
                 last_error: "internal: node state poisoned".into(),
+                migration: MigrationProgress::default(),
             },
         }
     }

@@ -368,6 +368,41 @@ impl MediaPool {
         Ok(info)
     }
 
+    /// Change node `name`'s migration progress with `f` (drain with
+    /// migration); publishes the node. Unknown names are ignored.
+    pub fn update_migration(&self, name: &str, f: impl FnOnce(&mut super::MigrationProgress)) {
+        let Some(node) = self.inner.nodes.iter().find(|n| n.name == name) else {
+            return;
+        };
+        if let Ok(mut s) = node.state.lock() {
+            f(&mut s.migration);
+        }
+        self.inner.events.publish(Event::MediaNode(node.info()));
+    }
+
+    /// Start node `name`'s migration with `pending` calls to move (counts
+    /// reset); false while one is running (calls still pending).
+    pub fn begin_migration(&self, name: &str, pending: u32) -> bool {
+        let Some(node) = self.inner.nodes.iter().find(|n| n.name == name) else {
+            return false;
+        };
+        let begun = match node.state.lock() {
+            Ok(mut s) if s.migration.pending == 0 => {
+                s.migration = super::MigrationProgress {
+                    pending,
+                    moved: 0,
+                    failed: 0,
+                };
+                true
+            }
+            _ => false,
+        };
+        if begun {
+            self.inner.events.publish(Event::MediaNode(node.info()));
+        }
+        begun
+    }
+
     /// Media events (node down, RTP timeouts).
     pub fn subscribe_media_events(&self) -> broadcast::Receiver<MediaEvent> {
         self.inner.media_tx.subscribe()
@@ -606,6 +641,25 @@ mod tests {
         assert!(!node_unreachable(&Status::invalid_argument("bad SDP")));
         assert!(!node_unreachable(&Status::unknown("transport error")));
         assert!(!node_unreachable(&Status::resource_exhausted("no ports")));
+    }
+
+    #[tokio::test]
+    async fn a_second_migration_of_a_node_waits_for_the_first() {
+        let pool = pool_with_dead_node();
+        assert!(pool.begin_migration("dead", 3), "first");
+        assert!(
+            !pool.begin_migration("dead", 1),
+            "refused while 3 are pending"
+        );
+        pool.update_migration("dead", |p| {
+            p.pending = 0;
+            p.moved = 2;
+            p.failed = 1;
+        });
+        assert_eq!(pool.list()[0].migration.moved, 2);
+        assert!(pool.begin_migration("dead", 0), "after it is done");
+        assert_eq!(pool.list()[0].migration.moved, 0, "counts reset");
+        assert!(!pool.begin_migration("nope", 1), "unknown node");
     }
 
     #[tokio::test]

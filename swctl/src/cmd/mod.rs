@@ -374,11 +374,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
         }
         Command::Media(MediaCommand::Sessions) => media::sessions(&targets(&cli)?, out).await,
         Command::Nodes(NodesCommand::List) => nodes::list(&targets(&cli)?, out).await,
-        Command::Nodes(NodesCommand::Drain { node }) => {
-            nodes::drain(&targets(&cli)?, out, node, true).await
+        Command::Nodes(NodesCommand::Drain { node, migrate }) => {
+            nodes::drain(&targets(&cli)?, out, node, true, *migrate).await
         }
         Command::Nodes(NodesCommand::Undrain { node }) => {
-            nodes::drain(&targets(&cli)?, out, node, false).await
+            nodes::drain(&targets(&cli)?, out, node, false, false).await
         }
         Command::Dialplan(DialplanCommand::Reload { path }) => {
             dialplan::reload(&targets(&cli)?, out, path.as_deref()).await

@@ -33,10 +33,21 @@ pub async fn list(t: &Targets, format: Output) -> Result<(), Error> {
     Ok(())
 }
 
-/// `swctl nodes drain|undrain NODE` on every swbd that has the node.
-pub async fn drain(t: &Targets, format: Output, name: &str, drain: bool) -> Result<(), Error> {
+/// `swctl nodes drain|undrain NODE` on every swbd that has the node;
+/// `migrate` also moves the node's calls off it (swbd's pool only: the
+/// swrtp's own flag stops new sessions, and migration needs swbd).
+pub async fn drain(
+    t: &Targets,
+    format: Output,
+    name: &str,
+    drain: bool,
+    migrate: bool,
+) -> Result<(), Error> {
     let on_nodes = drain_swrtp(t, format, name, drain).await;
-    let pools = drain_pools(t, format, name, drain).await;
+    let pools = drain_pools(t, format, name, drain, migrate).await;
+    if migrate && pools.is_err() {
+        return pools;
+    }
     match (pools, on_nodes) {
         (Ok(()), _) => Ok(()),
         // No swbd pool has it, but the swrtp itself was set: done.
@@ -88,12 +99,19 @@ async fn drain_swrtp(t: &Targets, format: Output, name: &str, drain: bool) -> us
 }
 
 /// DrainMediaNode / UndrainMediaNode on every swbd that has the node.
-async fn drain_pools(t: &Targets, format: Output, name: &str, drain: bool) -> Result<(), Error> {
+async fn drain_pools(
+    t: &Targets,
+    format: Output,
+    name: &str,
+    drain: bool,
+    migrate: bool,
+) -> Result<(), Error> {
     let got = gather(t, Kind::Swbd, |ch| async move {
         let mut c = SignalingAdminClient::new(ch);
         let r = if drain {
             c.drain_media_node(pb::DrainMediaNodeRequest {
                 name: name.to_string(),
+                migrate,
             })
             .await
         } else {
@@ -131,12 +149,16 @@ pub fn render(
     width: usize,
 ) -> anyhow::Result<String> {
     let drain = |n: &NodeView| {
-        if n.drained {
+        let flag = if n.drained {
             "drained"
         } else if n.state == "draining" {
             "draining"
         } else {
             "-"
+        };
+        match &n.migration {
+            Some(m) => format!("{flag} ({m})"),
+            None => flag.to_string(),
         }
     };
     Ok(match format {
@@ -157,7 +179,7 @@ pub fn render(
                         n.active_calls.to_string(),
                         n.sessions.to_string(),
                         n.free_port_pairs.to_string(),
-                        drain(n).to_string(),
+                        drain(n),
                     ];
                     if several {
                         r.insert(0, n.backend.clone());
@@ -191,7 +213,7 @@ pub fn render(
                         n.active_calls.to_string(),
                         n.sessions.to_string(),
                         n.free_port_pairs.to_string(),
-                        drain(n).to_string(),
+                        drain(n),
                         n.last_seen.clone().unwrap_or_else(|| "-".into()),
                         if n.last_error.is_empty() {
                             "-".into()

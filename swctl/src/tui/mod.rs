@@ -224,8 +224,11 @@ async fn execute(cmd: &Command, targets: &Targets) -> Result<Update, String> {
         } => {
             let mut c = SignalingAdminClient::new(channel(*backend).await?);
             let r = if *drain {
-                c.drain_media_node(pb::DrainMediaNodeRequest { name: node.clone() })
-                    .await
+                c.drain_media_node(pb::DrainMediaNodeRequest {
+                    name: node.clone(),
+                    migrate: false,
+                })
+                .await
             } else {
                 c.undrain_media_node(pb::UndrainMediaNodeRequest { name: node.clone() })
                     .await

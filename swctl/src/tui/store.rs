@@ -402,8 +402,9 @@ impl Store {
                 }
             }
             // Already bounded by swbd (one event, then one summary per
-            // source and interval); logged above.
-            Some(SigEvent::Security(_)) | None => {}
+            // source and interval; migrations by the calls of one node);
+            // logged above.
+            Some(SigEvent::Security(_)) | Some(SigEvent::Migration(_)) | None => {}
         }
     }
 

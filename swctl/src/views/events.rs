@@ -108,6 +108,21 @@ pub fn security_text(s: &pb::SecurityEvent) -> String {
     format!("security {} {}: {}", v.kind, v.source, v.detail())
 }
 
+/// What a migration event says: `call abc moved rtp-a -> rtp-b`, `call
+/// abc stays on rtp-a: B leg refused (488)`, `rtp-a: 12 calls to move`,
+/// `rtp-a done: 11 moved, 1 not moved`.
+pub fn migration_text(m: &pb::MigrationEvent) -> String {
+    use pb::MigrationEventKind as K;
+    match K::try_from(m.kind).unwrap_or_default() {
+        K::Begun => format!("{}: {} calls to move", m.node, m.calls),
+        K::Started => format!("call {} moving off {}", m.call_id, m.node),
+        K::Moved => format!("call {} moved {} -> {}", m.call_id, m.node, m.target),
+        K::Failed => format!("call {} stays on {}: {}", m.call_id, m.node, m.detail),
+        K::Done => format!("{} done: {} moved, {} not moved", m.node, m.moved, m.failed),
+        K::Unspecified => format!("{}: {}", m.node, m.detail),
+    }
+}
+
 fn lower(name: &str) -> String {
     name.to_ascii_lowercase()
 }
@@ -198,6 +213,22 @@ impl EventView {
                     Some(v),
                 )
             }
+            SigEvent::Migration(m) => (
+                "migration",
+                lower(
+                    pb::MigrationEventKind::try_from(m.kind)
+                        .unwrap_or_default()
+                        .as_str_name()
+                        .trim_start_matches("MIGRATION_EVENT_KIND_"),
+                ),
+                if m.call_id.is_empty() {
+                    m.node.clone()
+                } else {
+                    m.call_id.clone()
+                },
+                migration_text(m),
+                None,
+            ),
             SigEvent::SnapshotDone(_) => return None,
         };
         Some(Self {

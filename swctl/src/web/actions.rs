@@ -301,7 +301,10 @@ async fn drain_pool(c: &Console, b: &Backend, node: &str, drain: bool) -> Result
     let name = node.to_string();
     let r = if drain {
         client
-            .drain_media_node(pb::DrainMediaNodeRequest { name })
+            .drain_media_node(pb::DrainMediaNodeRequest {
+                name,
+                migrate: false,
+            })
             .await
     } else {
         client

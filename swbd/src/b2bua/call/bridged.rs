@@ -56,7 +56,7 @@ impl Ctl {
                         }
                     }
                 },
-                Some(msg) = dlg_rx.recv() => {
+                Some(msg) = self.deferred.next(dlg_rx) => {
                     // REFER, Replaces, legs a transfer released: refer.rs.
                     let msg = match Box::pin(self.transfer_hook(msg, a_events, dlg_rx, cmd_rx)).await {
                         refer::Hook::Pass(msg) => msg,
@@ -136,6 +136,12 @@ impl Ctl {
                         CallCommand::Dtmf(d) => {
                             Box::pin(self.on_media_dtmf(d)).await;
                             continue;
+                        }
+                        CallCommand::Migrate(order) => {
+                            match Box::pin(self.migrate(order, dlg_rx)).await {
+                                Some(cause) => cause,
+                                None => continue,
+                            }
                         }
                         CallCommand::Hangup(r) | CallCommand::MediaLost(r) => r,
                     };

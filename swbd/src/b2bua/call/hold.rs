@@ -106,6 +106,16 @@ impl HoldState {
         self.outgoing.is_some() || self.answered.is_some() || self.retry_at.is_some()
     }
 
+    /// A move to another node waits (migrate.rs): a hold re-INVITE is
+    /// out or due, or the call is held (music playing, bridge down).
+    pub(super) fn blocks_migration(&self) -> bool {
+        self.busy()
+            || self.unbridged
+            || !self.playing.is_empty()
+            || norm(self.a_said) != Direction::Sendrecv
+            || norm(self.b_said) != Direction::Sendrecv
+    }
+
     /// Our re-INVITE on this leg is pending: its own gets `491`.
     pub(super) fn pending_on(&self, a: bool) -> bool {
         self.outgoing.as_ref().is_some_and(|o| o.to_a == a)
@@ -146,11 +156,11 @@ impl HoldState {
 }
 
 impl Ctl {
-    fn a_session_id(&self) -> Option<String> {
+    pub(super) fn a_session_id(&self) -> Option<String> {
         self.a_session.as_ref().map(|s| s.0.clone())
     }
 
-    fn b_session_id(&self) -> Option<String> {
+    pub(super) fn b_session_id(&self) -> Option<String> {
         self.winner.as_ref().map(|w| w.session_id.clone())
     }
 
@@ -322,29 +332,8 @@ impl Ctl {
                 return;
             }
         };
-        let dialog = if to_a {
-            self.a_dialog.as_mut()
-        } else {
-            self.winner.as_mut().map(|w| &mut w.dialog)
-        };
-        let Some(dialog) = dialog else {
-            withdraw(&mut client, &session).await;
-            return;
-        };
-        let mut invite = dialog.request(Method::Invite, None);
-        let seq = dialog.local_seq;
-        let flow = dialog.target;
-        invite
-            .headers
-            .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
-        invite.headers.insert(Name::CONTENT_TYPE, "application/sdp");
-        invite.body = bytes::Bytes::from(sdp);
-        let summary = summary_req(&invite);
-        let raw = invite.to_bytes();
-        self.handle
-            .update(None, |r| r.log_message(to_a, false, summary, &raw));
-        match self.deps.layer.send_invite(invite, flow).await {
-            Ok(txn) => {
+        match self.send_reinvite(to_a, sdp).await {
+            Ok(sent) => {
                 tracing::info!(
                     leg = leg_name(to_a),
                     direction = direction.as_str_name(),
@@ -353,9 +342,9 @@ impl Ctl {
                 self.hold.outgoing = Some(Box::new(Outgoing {
                     to_a,
                     direction,
-                    txn,
-                    seq,
-                    flow,
+                    txn: sent.txn,
+                    seq: sent.seq,
+                    flow: sent.flow,
                 }));
             }
             Err(e) => {
@@ -419,10 +408,7 @@ impl Ctl {
             self.hold.outgoing = Some(Box::new(out));
             return None;
         }
-        let summary = summary_resp(&resp);
-        let raw = resp.to_bytes();
-        self.handle
-            .update(None, |r| r.log_message(to_a, true, summary, &raw));
+        self.log_reinvite_response(to_a, &resp);
         let mut client = match self.media_client() {
             Ok(c) => c,
             Err(e) => {
@@ -456,20 +442,7 @@ impl Ctl {
             }
             return None;
         }
-        let dialog = if to_a {
-            self.a_dialog.as_mut()
-        } else {
-            self.winner.as_mut().map(|w| &mut w.dialog)
-        };
-        if let Some(dialog) = dialog {
-            let mut ack = dialog.request(Method::Ack, Some(out.seq));
-            ack.headers
-                .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
-            let _ = self.deps.layer.send_ack(ack.clone(), out.flow).await;
-            let summary = summary_req(&ack);
-            let raw = ack.to_bytes();
-            self.handle
-                .update(None, |r| r.log_message(to_a, false, summary, &raw));
+        if let Some(ack) = self.ack_reinvite(to_a, out.seq, out.flow).await {
             self.hold.answered = Some(Box::new(Answered {
                 txn: out.txn.into_accepted(),
                 ack,

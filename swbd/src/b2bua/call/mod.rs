@@ -47,9 +47,11 @@ mod early;
 mod family;
 mod hold;
 mod late_offer;
+mod migrate;
 mod prack;
 mod redirect;
 mod refer;
+mod reinvite;
 mod replaces;
 mod session_expires;
 mod session_timer;
@@ -239,6 +241,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         ),
         hold: hold::HoldState::default(),
         work: Some(deps.overload.setup_work()),
+        deferred: migrate::Deferred::default(),
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -300,6 +303,12 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
                         CallCommand::Hangup(r) => Interrupt::Hangup(r),
                         CallCommand::MediaLost(r) => Interrupt::MediaLost(r),
                         CallCommand::Dtmf(_) => continue,
+                        CallCommand::Migrate(order) => {
+                            // Not bridged yet: left alone (its node takes
+                            // nothing new while it drains).
+                            order.answer(crate::b2bua::migrate::MigrateOutcome::NotBridged);
+                            continue;
+                        }
                     });
                     token.cancel();
                 }
@@ -521,6 +530,9 @@ struct Ctl {
     transfer: TransferState,
     /// Hold on the bridged call (music on hold, or passed on).
     hold: hold::HoldState,
+    /// In-dialog requests that waited for a move to another node
+    /// (migrate.rs).
+    deferred: migrate::Deferred,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {

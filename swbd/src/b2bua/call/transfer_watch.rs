@@ -149,6 +149,13 @@ pub(super) async fn watch<F: std::future::Future>(
                     CallCommand::MediaLost(r) => r,
                     // Digits while the transfer runs go nowhere.
                     CallCommand::Dtmf(_) => continue,
+                    // A transfer in progress: not moved this time.
+                    CallCommand::Migrate(order) => {
+                        order.answer(crate::b2bua::migrate::MigrateOutcome::Stayed(
+                            "a transfer is in progress".into(),
+                        ));
+                        continue;
+                    }
                 });
                 token.cancel();
             }

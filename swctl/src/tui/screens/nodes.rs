@@ -97,7 +97,9 @@ impl NodesScreen {
                             node.active_calls.to_string(),
                             node.sessions.to_string(),
                             node.free_port_pairs.to_string(),
-                            if node.drained {
+                            if let Some(m) = migration_cell(node) {
+                                m
+                            } else if node.drained {
                                 "drained".into()
                             } else if node.state == pb::MediaNodeState::Draining as i32 {
                                 "draining".into()
@@ -146,7 +148,7 @@ impl NodesScreen {
                     Constraint::Length(5),
                     Constraint::Length(8),
                     Constraint::Length(11),
-                    Constraint::Length(8),
+                    Constraint::Length(14),
                     Constraint::Fill(1),
                 ],
             )
@@ -178,4 +180,18 @@ impl NodesScreen {
             );
         }
     }
+}
+
+/// Drain with migration in 14 columns: `mig 1 (4ok 1x)` while calls are
+/// left to move, `moved 4 (1x)` after (x: calls that stayed).
+fn migration_cell(n: &pb::MediaNode) -> Option<String> {
+    views::migration_progress(n)?;
+    Some(if n.migrating > 0 {
+        format!(
+            "mig {} ({}ok {}x)",
+            n.migrating, n.migrated, n.migration_failed
+        )
+    } else {
+        format!("moved {} ({}x)", n.migrated, n.migration_failed)
+    })
 }
