@@ -101,6 +101,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             endpoint.authenticator().clone(),
         )),
         cdr: cdr.clone(),
+        saved_calls: crate::b2bua::restart::SavedCalls::off(),
     };
     let mut invites = endpoint
         .take_invites()

@@ -42,6 +42,7 @@ pub mod identity;
 pub mod outbound_auth;
 pub mod record;
 pub mod refer_to;
+pub mod restart;
 pub mod table;
 pub mod transfer;
 

@@ -51,6 +51,7 @@ mod prack;
 mod redirect;
 mod refer;
 mod replaces;
+mod saved;
 mod session_expires;
 mod session_timer;
 mod sessions;
@@ -113,6 +114,9 @@ pub struct CallDeps {
     pub locator: Arc<dyn Locator>,
     /// Where the call's detail record goes when it ends (swbd/src/cdr).
     pub cdr: crate::cdr::CdrSink,
+    /// Bridged calls' records in the state store, so they survive a
+    /// restart (issue #18; off with the memory backend).
+    pub saved_calls: crate::b2bua::restart::SavedCalls,
 }
 
 /// Why a call task stopped its dialplan early.
@@ -236,6 +240,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
             Party::local_principal(principal.as_ref()),
         ),
         hold: hold::HoldState::default(),
+        saved: None,
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -359,6 +364,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     // A failure that ended both legs mid-action says why (late_offer.rs).
     let cause = ctl.end_cause.take().unwrap_or(cause);
     Box::pin(ctl.cleanup()).await;
+    ctl.forget_call();
     tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, %cause, "call ended");
     ctl.handle.update(None, |r| {
         r.end_cause = cause;
@@ -515,6 +521,8 @@ struct Ctl {
     transfer: TransferState,
     /// Hold on the bridged call (music on hold, or passed on).
     hold: hold::HoldState,
+    /// The call's record as last saved in the state store (saved.rs).
+    saved: Option<crate::b2bua::restart::SavedCall>,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
