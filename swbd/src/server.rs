@@ -61,6 +61,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None => None,
     };
     let metrics_token = crate::metrics::token(&config.metrics)?;
+    let store = crate::state::StateStore::from_config(&config.state, &config.node_id)
+        .map_err(|e| anyhow::anyhow!("state: {e}"))?;
+    tracing::info!(backend = %store.backend(), instance = store.instance_id(), "state store");
+    store.start(shutdown.clone());
     let media_tokens = MediaTokens::load(&config.media).map_err(anyhow::Error::msg)?;
     // Calls that outlive this process (issue #18): with a shared store only.
     let call_store: Option<(Arc<dyn CallRecordBackend>, String)> = None;
