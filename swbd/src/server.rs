@@ -67,7 +67,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     store.start(shutdown.clone());
     let media_tokens = MediaTokens::load(&config.media).map_err(anyhow::Error::msg)?;
     // Calls that outlive this process (issue #18): with a shared store only.
-    let call_store: Option<(Arc<dyn CallRecordBackend>, String)> = None;
+    let call_store: Option<(Arc<dyn CallRecordBackend>, String)> = store.is_shared().then(|| {
+        let backend: Arc<dyn CallRecordBackend> =
+            Arc::new(crate::b2bua::restart::StoreBackend(store.clone()));
+        (backend, store.instance_id().to_string())
+    });
     let owner = match &call_store {
         // A stable owner: the next run keeps this one's sessions.
         Some((_, instance)) => LeaseOwner::with_instance(

@@ -23,6 +23,7 @@
 pub mod recovery;
 pub mod restored_call;
 pub mod saved_call;
+pub mod store_backend;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,7 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 pub use saved_call::{SavedCall, SavedCallError, SavedDialog};
+pub use store_backend::StoreBackend;
 
 /// Writes waiting for the store at most; beyond, a write is dropped.
 pub const QUEUE: usize = 8192;
