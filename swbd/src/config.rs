@@ -45,6 +45,10 @@ pub struct Config {
     pub calls: crate::cdr::config::CallsConfig,
     /// The Prometheus `/metrics` endpoint (on, loopback).
     pub metrics: crate::metrics::MetricsConfig,
+    /// Where registrations and drain flags live: `memory` (default) or
+    /// `redis`, shared by several swbd and kept across restarts
+    /// (`state/config.rs`).
+    pub state: crate::state::StateConfig,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             cdr: Default::default(),
             calls: Default::default(),
             metrics: crate::metrics::MetricsConfig::default(),
+            state: Default::default(),
         }
     }
 }
@@ -789,6 +794,9 @@ impl Config {
             err(e);
         }
         for e in self.capture.validate() {
+            err(e);
+        }
+        for e in self.state.validate(&self.node_id) {
             err(e);
         }
         if errors.is_empty() {

@@ -12,6 +12,8 @@
 //! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`server`]: [`run`], which wires everything together until shutdown.
 //! - [`overload`]: admission of new calls by measured load.
+//! - [`state`]: the state store (memory or Redis): registrations, drain
+//!   flags, records shared by several swbd or kept across restarts.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -26,6 +28,7 @@ pub mod events;
 pub mod media;
 pub mod metrics;
 pub mod server;
+pub mod state;
 
 // SIP core (see each module's docs): message layer, transports,
 // transactions, digest auth, registrar, method handlers, the endpoint.

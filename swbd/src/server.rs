@@ -14,6 +14,7 @@ use switchboard_proto::support::shutdown::Shutdown;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::{AdminService, AdminState};
+use crate::b2bua::restart::{CallRecordBackend, SavedCalls, recovery};
 use crate::b2bua::{CallDeps, CallTable, dispatch};
 use crate::config::{AdminConfig, Config};
 use crate::dialplan::{DialplanStore, ReloadSource};
@@ -60,17 +61,47 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None => None,
     };
     let metrics_token = crate::metrics::token(&config.metrics)?;
+    let store = crate::state::StateStore::from_config(&config.state, &config.node_id)
+        .map_err(|e| anyhow::anyhow!("state: {e}"))?;
+    tracing::info!(backend = %store.backend(), instance = store.instance_id(), "state store");
+    store.start(shutdown.clone());
     let media_tokens = MediaTokens::load(&config.media).map_err(anyhow::Error::msg)?;
-    let owner = LeaseOwner::new(
-        &config.node_id,
-        config.media.lease_secs,
-        config.media.lease_renew_secs,
-    )
+    // Calls that outlive this process (issue #18): with a shared store only.
+    let call_store: Option<(Arc<dyn CallRecordBackend>, String)> = store.is_shared().then(|| {
+        let backend: Arc<dyn CallRecordBackend> =
+            Arc::new(crate::b2bua::restart::StoreBackend(store.clone()));
+        (backend, store.instance_id().to_string())
+    });
+    let owner = match &call_store {
+        // A stable owner: the next run keeps this one's sessions.
+        Some((_, instance)) => LeaseOwner::with_instance(
+            &config.node_id,
+            instance,
+            config.media.lease_secs,
+            config.media.lease_renew_secs,
+        ),
+        None => LeaseOwner::new(
+            &config.node_id,
+            config.media.lease_secs,
+            config.media.lease_renew_secs,
+        ),
+    }
     .map_err(anyhow::Error::msg)?;
     tracing::info!(%owner, lease_secs = owner.lease_secs, "media session owner");
     let media = MediaPool::with_owner(&config.media, &media_tokens, events.clone(), owner)
         .map_err(anyhow::Error::msg)?;
     let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
+    // The previous run's calls, and their sessions kept on the nodes
+    // (before the pool opens its Control streams: the first
+    // ReconcileOwner carries the list).
+    let (restored, kept_media) = match &call_store {
+        Some((backend, instance)) => {
+            let calls = recovery::load(backend.as_ref(), instance).await;
+            let kept = recovery::keep_media(&media, &calls);
+            (calls, kept)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     media.start(shutdown.clone());
     {
         let media = media.clone();
@@ -102,7 +133,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             endpoint.authenticator().clone(),
         )),
         cdr: cdr.clone(),
+        saved_calls: match &call_store {
+            Some((backend, instance)) => SavedCalls::start(backend.clone(), instance),
+            None => SavedCalls::off(),
+        },
     };
+    if let Some((backend, instance)) = &call_store {
+        recovery::restore(&deps, restored, kept_media);
+        recovery::watch_instances(
+            backend.clone(),
+            deps.clone(),
+            instance.clone(),
+            shutdown.clone(),
+        );
+    }
     let mut invites = endpoint
         .take_invites()
         .context("the INVITE stream was already taken")?;
@@ -184,8 +228,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut shutdown = shutdown;
     shutdown.wait().await;
     tracing::info!(active_calls = calls.active(), "shutting down");
-    // Hang up calls in progress, and give the BYEs a moment to leave.
-    let ended = calls.hangup_all("swbd shutting down");
+    // With a shared store, calls stay up: the next start (or a surviving
+    // instance) takes them back (docs/features/restart.md). Otherwise hang
+    // up calls in progress, and give the BYEs a moment to leave.
+    let ended = if call_store.is_some() {
+        tracing::info!(
+            active_calls = calls.active(),
+            "calls stay up: their records are in the state store for the next start"
+        );
+        0
+    } else {
+        calls.hangup_all("swbd shutting down")
+    };
     if ended > 0 {
         for _ in 0..20 {
             if calls.active() == 0 {

@@ -87,6 +87,7 @@ async fn start_swbd(node: &support::Node, dir: &std::path::Path) -> Swbd {
         // CDRs off: this test measures the tables, not the writer's queue.
         cdr: swbd::cdr::CdrSink::default(),
         overload: endpoint.overload().clone(),
+        saved_calls: swbd::b2bua::restart::SavedCalls::off(),
     };
     let mut invites = endpoint.take_invites().expect("invites");
     tokio::spawn(async move {

@@ -190,12 +190,28 @@ impl MediaControl {
     ) -> Result<Response<pb::ReconcileOwnerResponse>, Status> {
         let owner = Owner::from_proto(r.owner.as_ref())?;
         let length = lease::lease_length(r.lease_secs)?;
+        if r.keep_session_ids.len() > crate::session::MAX_KEEP {
+            return Err(Status::invalid_argument(format!(
+                "keep_session_ids lists more than {} sessions",
+                crate::session::MAX_KEEP
+            )));
+        }
+        // A restarted owner first loses what it no longer knows (issue #18).
+        let (restart_dropped, missing_session_ids) = if r.restarted {
+            self.node
+                .keep_after_restart(&owner, &r.keep_session_ids)
+                .await
+        } else {
+            (0, Vec::new())
+        };
         let (dropped, renewed, kept_connected) = self.node.reconcile_owner(&owner, length).await;
-        tracing::debug!(%owner, dropped, renewed, kept_connected, "owner reconciled");
+        let dropped = dropped.saturating_add(restart_dropped);
+        tracing::debug!(%owner, dropped, renewed, kept_connected, restarted = r.restarted, missing = missing_session_ids.len(), "owner reconciled");
         Ok(Response::new(pb::ReconcileOwnerResponse {
             dropped,
             renewed,
             kept_connected,
+            missing_session_ids,
         }))
     }
 

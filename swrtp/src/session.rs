@@ -32,7 +32,10 @@ use crate::stats::{DirectionCounters, RelayLatency};
 mod dtmf;
 mod family;
 mod reoffer;
+mod restart;
 mod traffic;
+
+pub use restart::MAX_KEEP;
 
 pub use family::Family;
 pub use traffic::{EndedSessions, LiveQuality, Traffic};

@@ -222,6 +222,7 @@ async fn reconcile_drops_only_previous_instances_of_the_same_node_id() {
     let reconcile = C::ReconcileOwner(pb::ReconcileOwnerRequest {
         owner: owner("swbd-1", "new"),
         lease_secs: 120,
+        ..Default::default()
     });
     let R::ReconcileOwner(r) = new.call(reconcile.clone()).await else {
         panic!("reconcile reply")
@@ -286,5 +287,94 @@ async fn reconcile_drops_only_previous_instances_of_the_same_node_id() {
     assert_eq!(tonic::Code::from_i32(e.code), tonic::Code::InvalidArgument);
     d.destroy(&other_id).await;
     d.destroy(&unowned).await;
+    d.stop().await;
+}
+
+/// Issue #18: an owner that restarted with its instance id (swbd with a
+/// shared state store) keeps the sessions it lists, whatever its old
+/// stream did, and loses its others at once; listed ids the node does not
+/// hold for it come back as missing. Other owners are untouched.
+#[tokio::test]
+async fn a_restarted_owner_keeps_the_sessions_it_lists_and_loses_the_rest() {
+    let mut d = Daemon::start(config("8260-8279")).await;
+    let alice = Peer::new().await;
+
+    let mut before = Stream::open(&mut d, "swbd-1", "stable").await;
+    let R::CreateSession(bridged) = before
+        .call(C::CreateSession(offer_with_peer("up", &alice)))
+        .await
+    else {
+        panic!("create with peer")
+    };
+    let R::CreateSession(ringing) = before
+        .call(C::CreateSession(answer_request("ringing", &alice)))
+        .await
+    else {
+        panic!("create")
+    };
+    let mut other = Stream::open(&mut d, "swbd-2", "i").await;
+    let R::CreateSession(others) = other
+        .call(C::CreateSession(answer_request("other", &alice)))
+        .await
+    else {
+        panic!("create")
+    };
+    // The process stops; the new one opens its stream with the same owner.
+    drop(before);
+    let mut after = Stream::open(&mut d, "swbd-1", "stable").await;
+    let keep = vec![
+        bridged.session_id.clone(),
+        bridged.peer_session_id.clone(),
+        others.session_id.clone(),
+        "no-such-session".to_string(),
+    ];
+    let R::ReconcileOwner(r) = after
+        .call(C::ReconcileOwner(pb::ReconcileOwnerRequest {
+            owner: owner("swbd-1", "stable"),
+            lease_secs: 120,
+            restarted: true,
+            keep_session_ids: keep,
+        }))
+        .await
+    else {
+        panic!("reconcile reply")
+    };
+    assert_eq!(r.dropped, 1, "the ringing call's session goes");
+    assert_eq!(r.renewed, 2, "the bridged call's sessions are renewed");
+    let mut missing = r.missing_session_ids.clone();
+    missing.sort();
+    let mut want = vec![others.session_id.clone(), "no-such-session".to_string()];
+    want.sort();
+    assert_eq!(missing, want, "another owner's session is not ours to keep");
+    let listed = sessions(&mut d).await;
+    let ids: Vec<&str> = listed.iter().map(|s| s.session_id.as_str()).collect();
+    assert!(ids.contains(&bridged.session_id.as_str()));
+    assert!(ids.contains(&bridged.peer_session_id.as_str()));
+    assert!(!ids.contains(&ringing.session_id.as_str()));
+    assert!(ids.contains(&others.session_id.as_str()));
+    for s in &listed {
+        if s.session_id == bridged.session_id {
+            assert_eq!(s.owner, "swbd-1/stable");
+            assert!(s.lease_remaining_ms > 60_000, "renewed for 120 s: {s:?}");
+        }
+    }
+
+    // A later reconcile without `restarted` (a reconnect) keeps them all.
+    let R::ReconcileOwner(r) = after
+        .call(C::ReconcileOwner(pb::ReconcileOwnerRequest {
+            owner: owner("swbd-1", "stable"),
+            lease_secs: 120,
+            ..Default::default()
+        }))
+        .await
+    else {
+        panic!("reconcile reply")
+    };
+    assert_eq!((r.dropped, r.renewed), (0, 2));
+    assert!(r.missing_session_ids.is_empty());
+    drop(other);
+    d.destroy(&bridged.session_id).await;
+    d.destroy(&bridged.peer_session_id).await;
+    d.destroy(&others.session_id).await;
     d.stop().await;
 }

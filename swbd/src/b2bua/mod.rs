@@ -45,6 +45,7 @@ pub mod migrate;
 pub mod outbound_auth;
 pub mod record;
 pub mod refer_to;
+pub mod restart;
 pub mod table;
 pub mod transfer;
 

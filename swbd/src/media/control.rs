@@ -100,6 +100,17 @@ pub(crate) struct ControlChannel {
     /// The least command round trip (send to reply) since overload
     /// control last took it, nanoseconds; `u64::MAX`: none.
     least_round_trip_ns: AtomicU64,
+    /// This swbd restarted keeping its instance id (issue #18): the
+    /// sessions its restored calls keep, sent with the next ReconcileOwner,
+    /// and who is told which of them the node no longer has. Cleared once
+    /// the node answered.
+    restart: Mutex<Option<RestartKeep>>,
+}
+
+/// The sessions a restarted owner keeps on one node (issue #18).
+struct RestartKeep {
+    keep: Vec<String>,
+    missing: oneshot::Sender<Vec<String>>,
 }
 
 impl std::fmt::Debug for ControlChannel {
@@ -127,6 +138,36 @@ impl ControlChannel {
             no_leases: AtomicBool::new(false),
             reconcile_again: AtomicBool::new(false),
             least_round_trip_ns: AtomicU64::new(u64::MAX),
+            restart: Mutex::new(None),
+        }
+    }
+
+    /// This swbd restarted with its instance id: the next ReconcileOwner
+    /// says so and lists `keep`; the node destroys our other sessions. The
+    /// receiver gets the listed sessions the node does not have (an empty
+    /// list from a node without leases); it is dropped unanswered if a
+    /// later call replaces this one.
+    pub(crate) fn keep_after_restart(&self, keep: Vec<String>) -> oneshot::Receiver<Vec<String>> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut r) = self.restart.lock() {
+            *r = Some(RestartKeep { keep, missing: tx });
+        }
+        rx
+    }
+
+    /// The keep list for the next ReconcileOwner, if a restart is pending.
+    fn restart_keep(&self) -> Option<Vec<String>> {
+        self.restart
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|k| k.keep.clone()))
+    }
+
+    /// The node answered the restart's ReconcileOwner.
+    fn restart_done(&self, missing: Vec<String>) {
+        let done = self.restart.lock().ok().and_then(|mut r| r.take());
+        if let Some(k) = done {
+            let _ = k.missing.send(missing);
         }
     }
 
@@ -207,13 +248,20 @@ impl ControlChannel {
     /// First command on a new stream: drop our previous instances'
     /// sessions, renew ours.
     async fn reconcile(&self, open: &Open, owner: &LeaseOwner) -> Result<(), Status> {
+        let keep = self.restart_keep();
         let command = Command::ReconcileOwner(pb::ReconcileOwnerRequest {
             owner: Some(owner.to_proto()),
             lease_secs: owner.lease_secs,
+            restarted: keep.is_some(),
+            keep_session_ids: keep.clone().unwrap_or_default(),
         });
         match self.call(open, command).await? {
             Reply::ReconcileOwner(r) => {
                 self.no_leases.store(false, Ordering::Relaxed);
+                if let Some(keep) = keep {
+                    tracing::info!(kept = keep.len() - r.missing_session_ids.len().min(keep.len()), missing = r.missing_session_ids.len(), %owner, "media node kept the sessions of the calls this swbd restored");
+                    self.restart_done(r.missing_session_ids);
+                }
                 let again = r.kept_connected > 0;
                 if again && !self.reconcile_again.swap(true, Ordering::Relaxed) {
                     tracing::warn!(kept = r.kept_connected, %owner, "media node keeps sessions of another live instance of this node_id (still connected, or two swbd share node_id); reconciling again at each renewal");
@@ -226,6 +274,8 @@ impl ControlChannel {
                 Ok(())
             }
             Reply::Error(e) if e.code == Code::InvalidArgument as i32 => {
+                // No leases: the node never drops a session on its own.
+                self.restart_done(Vec::new());
                 if !self.no_leases.swap(true, Ordering::Relaxed) {
                     tracing::info!(
                         "media node has no session leases (older swrtp): its sessions will not expire if swbd dies"
@@ -263,6 +313,8 @@ impl ControlChannel {
         let mut replies = match self.client.clone().control(self.request(requests)).await {
             Ok(r) => r.into_inner(),
             Err(st) if st.code() == Code::Unimplemented => {
+                // No Control, no leases: the node keeps every session.
+                self.restart_done(Vec::new());
                 if !self.unsupported.swap(true, Ordering::Relaxed) {
                     tracing::info!(
                         "media node has no Control stream (older swrtp): using unary RPCs"

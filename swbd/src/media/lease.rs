@@ -12,6 +12,12 @@
 //!   this instance's sessions there for `media.lease_secs`. If swbd dies,
 //!   the node destroys them once the lease lapses.
 //!
+//! - With a shared state store the instance id is stable
+//!   ([`LeaseOwner::with_instance`]): a restarted swbd is the same owner,
+//!   and its first `ReconcileOwner` per node lists the sessions of the calls
+//!   it restored; the node keeps those and destroys its others (issue #18,
+//!   docs/features/restart.md).
+//!
 //! Bulk renewal, not a list of session ids: the node already knows which
 //! sessions are ours, so the command stays one small frame however many calls
 //! are up, and swbd needs no second bookkeeping of session ids beside its
@@ -70,6 +76,35 @@ impl LeaseOwner {
     /// for the media nodes.
     pub fn new(node_id: &str, lease_secs: u32, renew_secs: u32) -> Result<Self, String> {
         let instance_id = format!("{:016x}", rand::random::<u64>());
+        Self::build(node_id, instance_id, lease_secs, renew_secs)
+    }
+
+    /// An owner whose instance id outlives the process (`instance`,
+    /// percent-encoded like `node_id`): swbd with a shared state store,
+    /// whose calls survive a restart (issue #18). Its first ReconcileOwner
+    /// on each node keeps the sessions of the restored calls
+    /// ([`super::MediaPool::keep_after_restart`]) instead of dropping them.
+    pub fn with_instance(
+        node_id: &str,
+        instance: &str,
+        lease_secs: u32,
+        renew_secs: u32,
+    ) -> Result<Self, String> {
+        let instance_id = header_safe(instance);
+        if instance_id.is_empty() || instance_id.len() > MAX_OWNER_LEN {
+            return Err(format!(
+                "state.instance_id: must be 1 to {MAX_OWNER_LEN} characters (percent-encoded beyond printable ASCII) to name this swbd's media sessions"
+            ));
+        }
+        Self::build(node_id, instance_id, lease_secs, renew_secs)
+    }
+
+    fn build(
+        node_id: &str,
+        instance_id: String,
+        lease_secs: u32,
+        renew_secs: u32,
+    ) -> Result<Self, String> {
         let node_id = header_safe(node_id);
         if node_id.is_empty() || node_id.len() > MAX_OWNER_LEN {
             return Err(format!(
@@ -159,6 +194,12 @@ mod tests {
             Some(a.node_id.as_bytes())
         );
         assert!(LeaseOwner::new("", 30, 10).is_err());
+        let kept = LeaseOwner::with_instance("pbx", "swbd a", 30, 10).expect("owner");
+        assert_eq!(
+            kept.instance_id, "swbd%20a",
+            "a stable instance id, header-safe"
+        );
+        assert!(LeaseOwner::with_instance("pbx", "", 30, 10).is_err());
         assert!(LeaseOwner::new(&"x".repeat(300), 30, 10).is_err());
     }
 }

@@ -327,6 +327,32 @@ impl MediaPool {
         })
     }
 
+    /// This swbd restarted keeping its instance id (issue #18): the first
+    /// ReconcileOwner on `node` keeps `keep` (the sessions of the calls
+    /// restored on it) and destroys our other sessions there. The receiver
+    /// gets the kept sessions the node no longer has. `None`: no such node.
+    /// Call before [`MediaPool::start`].
+    pub fn keep_after_restart(
+        &self,
+        node: &str,
+        keep: Vec<String>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Vec<String>>> {
+        let n = self.inner.nodes.iter().find(|n| n.name == node)?;
+        Some(n.control.keep_after_restart(keep))
+    }
+
+    /// A claim on the node named `node` whatever its state: a call restored
+    /// after a restart stays on the node its media is on (issue #18).
+    pub fn lease_named(&self, node: &str) -> Option<NodeLease> {
+        let idx = self.inner.nodes.iter().position(|n| n.name == node)?;
+        let n = self.inner.nodes.get(idx)?;
+        n.active_calls.fetch_add(1, Ordering::Relaxed);
+        Some(NodeLease {
+            inner: self.inner.clone(),
+            idx,
+        })
+    }
+
     /// Every node, in config order.
     pub fn list(&self) -> Vec<MediaNodeInfo> {
         self.inner.nodes.iter().map(Node::info).collect()

@@ -17,6 +17,8 @@ impl Ctl {
         // (teardown, re-INVITE) and boxed, so this state stays small.
         let mut a_events_open = true;
         loop {
+            // Saved when bridged and whenever the dialogs changed (saved.rs).
+            self.save_call();
             let winner_response = async {
                 match self.winner.as_mut().and_then(|w| w.txn.as_mut()) {
                     Some(txn) => Some(txn.next_response().await),

@@ -53,6 +53,7 @@ mod redirect;
 mod refer;
 mod reinvite;
 mod replaces;
+mod saved;
 mod session_expires;
 mod session_timer;
 mod sessions;
@@ -117,6 +118,9 @@ pub struct CallDeps {
     pub cdr: crate::cdr::CdrSink,
     /// Overload control: the setup steps a call owes are counted there.
     pub overload: crate::overload::Overload,
+    /// Bridged calls' records in the state store, so they survive a
+    /// restart (issue #18; off with the memory backend).
+    pub saved_calls: crate::b2bua::restart::SavedCalls,
 }
 
 /// Why a call task stopped its dialplan early.
@@ -242,6 +246,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         hold: hold::HoldState::default(),
         work: Some(deps.overload.setup_work()),
         deferred: migrate::Deferred::default(),
+        saved: None,
     };
     // The INVITE and its From are in `ctl.a` now; this task lives as long
     // as the call, so keep no second copy.
@@ -371,6 +376,7 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
     // A failure that ended both legs mid-action says why (late_offer.rs).
     let cause = ctl.end_cause.take().unwrap_or(cause);
     Box::pin(ctl.cleanup()).await;
+    ctl.forget_call();
     tracing::info!(%caller, %destination, route = %route_id, from = %source.remote, %cause, "call ended");
     ctl.handle.update(None, |r| {
         r.end_cause = cause;
@@ -533,6 +539,8 @@ struct Ctl {
     /// In-dialog requests that waited for a move to another node
     /// (migrate.rs).
     deferred: migrate::Deferred,
+    /// The call's record as last saved in the state store (saved.rs).
+    saved: Option<crate::b2bua::restart::SavedCall>,
 }
 
 fn status_to_control(st: &tonic::Status, what: &str) -> ControlError {
