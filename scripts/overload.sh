@@ -8,6 +8,8 @@
 #   scripts/overload.sh                  build release binaries, run
 #   BIN=target/release scripts/overload.sh
 #   BASELINE=1 ...   also run the 2x phase with sip.overload.enabled: false
+#   OVERLOAD_EXTRA="setup_budget_ms: 25"  more sip.overload keys for the
+#                    control-on run
 #   RATE_LAW=1 ...   also run it with the setup-work cap off
 #                    (sip.overload.setup_budget_ms: 0: the rate law alone)
 #   CAPACITY=2400 ...  skip the search, use this clean capacity
@@ -188,7 +190,7 @@ run_overload() { # TAG ENABLED [EXTRA overload keys]
     swbd_status "$OUT/$1-status.json"
     stop_daemons
 }
-run_overload overload true
+run_overload overload true "${OVERLOAD_EXTRA:-}"
 if [ "${RATE_LAW:-0}" = 1 ]; then
     run_overload ratelaw true "setup_budget_ms: 0"
 fi

@@ -92,6 +92,15 @@ async fn run_inner(deps: CallDeps, saved: SavedCall, mode: Mode) {
                     Some(cmd) = cmd_rx.recv() => {
                         let reason = match *cmd {
                             CallCommand::Dtmf(_) => continue,
+                            CallCommand::Migrate(order) => {
+                                // A restored call keeps only what hangs it up
+                                // (no re-INVITE machinery): it stays whole on
+                                // its node until it ends.
+                                order.answer(crate::b2bua::migrate::MigrateOutcome::Stayed(
+                                    "restored after a swbd restart: not movable".into(),
+                                ));
+                                continue;
+                            }
                             CallCommand::Hangup(r) | CallCommand::MediaLost(r) => r,
                         };
                         legs.bye(true).await;
