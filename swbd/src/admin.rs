@@ -29,6 +29,8 @@ pub struct AdminState {
     pub calls: CallTable,
     /// Registrar.
     pub registrar: Registrar,
+    /// The state store (its health for `GetStatus`).
+    pub store: crate::state::StateStore,
     /// Dialplan.
     pub dialplan: DialplanStore,
     /// SIP counters.
@@ -89,6 +91,7 @@ impl SignalingAdmin for AdminService {
             capture: Some(s.capture.counters()),
             cdr: s.cdr.counters(),
             overload: Some(overload_status(&s.overload)),
+            state_store: Some(crate::state::status::to_proto(&s.store, &s.registrar)),
         }))
     }
 

@@ -76,6 +76,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let endpoint = SipEndpoint::start(config.clone(), events.clone(), shutdown.clone()).await?;
     media.start(shutdown.clone());
+    endpoint
+        .registrar()
+        .attach_store(store.clone(), shutdown.clone())
+        .await;
+    crate::state::drain_sync::start(store.clone(), media.clone(), shutdown.clone()).await;
     {
         let media = media.clone();
         endpoint
@@ -133,6 +138,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         media: media.clone(),
         calls: calls.clone(),
         registrar: endpoint.registrar().clone(),
+        store: store.clone(),
         dialplan: dialplan.clone(),
         counters: endpoint.counters_handle(),
         capture: endpoint.capture().clone(),
@@ -147,6 +153,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         dialplan: dialplan.clone(),
         media: media.clone(),
         calls: calls.clone(),
+        store: store.clone(),
     };
     crate::metrics::start(&config.metrics, metrics_token, sources, shutdown.clone()).await;
 

@@ -453,6 +453,7 @@ pub fn status() -> pb::Status {
         capture: None,
         cdr: None,
         overload: None,
+        state_store: None,
     }
 }
 
