@@ -34,7 +34,7 @@ use crate::state::{Change, StateStore, StoredBinding, from_unix_ms, unix_ms};
 use crate::transport::Source;
 
 /// One queued store write.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Write {
     /// Add or refresh.
     Put(Box<StoredBinding>),
@@ -83,14 +83,15 @@ impl StoreLink {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
-    /// Write everything queued; what fails goes back (unless a newer write
-    /// for the same binding came meanwhile). True when the queue emptied.
+    /// Write everything queued. An entry leaves the queue only once
+    /// written (and unchanged meanwhile), so `pending` counts what is not
+    /// yet in the store, in flight included. True when the queue emptied.
     async fn flush(&self) -> bool {
         let batch: Vec<((String, String), Write)> = match self.pending.lock() {
-            Ok(mut p) => p.drain().collect(),
+            Ok(p) => p.iter().map(|(k, w)| (k.clone(), w.clone())).collect(),
             Err(_) => return false,
         };
-        let mut failed = Vec::new();
+        let mut all_ok = true;
         for (key, w) in batch {
             let res = match &w {
                 Write::Put(b) => {
@@ -102,20 +103,23 @@ impl StoreLink {
                 }
                 Write::Remove(u, c) => self.store.remove_binding(u, c).await,
             };
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "registration not written to the state store yet; kept queued");
-                failed.push((key, w));
+            match res {
+                Ok(()) => {
+                    if let Ok(mut p) = self.pending.lock()
+                        && p.get(&key) == Some(&w)
+                    {
+                        p.remove(&key);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "registration not written to the state store yet; kept queued");
+                    all_ok = false;
+                    // The store is down: the rest would fail the same way.
+                    break;
+                }
             }
         }
-        if failed.is_empty() {
-            return true;
-        }
-        if let Ok(mut p) = self.pending.lock() {
-            for (k, w) in failed {
-                p.entry(k).or_insert(w);
-            }
-        }
-        false
+        all_ok && self.pending() == 0
     }
 }
 
