@@ -29,6 +29,8 @@ pub struct AdminState {
     pub calls: CallTable,
     /// Registrar.
     pub registrar: Registrar,
+    /// The state store (its health for `GetStatus`).
+    pub store: crate::state::StateStore,
     /// Dialplan.
     pub dialplan: DialplanStore,
     /// SIP counters.
@@ -96,6 +98,7 @@ impl SignalingAdmin for AdminService {
                 source: r.source,
                 errors: r.errors.into_iter().map(Into::into).collect(),
             }),
+            state_store: Some(crate::state::status::to_proto(&s.store, &s.registrar)),
         }))
     }
 

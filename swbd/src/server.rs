@@ -103,6 +103,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None => (Vec::new(), Vec::new()),
     };
     media.start(shutdown.clone());
+    endpoint
+        .registrar()
+        .attach_store(store.clone(), shutdown.clone())
+        .await;
+    crate::state::drain_sync::start(store.clone(), media.clone(), shutdown.clone()).await;
     {
         let media = media.clone();
         endpoint
@@ -174,6 +179,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         media: media.clone(),
         calls: calls.clone(),
         registrar: endpoint.registrar().clone(),
+        store: store.clone(),
         dialplan: dialplan.clone(),
         counters: endpoint.counters_handle(),
         capture: endpoint.capture().clone(),
@@ -188,6 +194,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         dialplan: dialplan.clone(),
         media: media.clone(),
         calls: calls.clone(),
+        store: store.clone(),
     };
     crate::metrics::start(&config.metrics, metrics_token, sources, shutdown.clone()).await;
 

@@ -459,6 +459,7 @@ pub fn status() -> pb::Status {
         cdr: None,
         overload: None,
         last_dialplan_reload: None,
+        state_store: None,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Sources {
     pub media: MediaPool,
     /// Calls.
     pub calls: CallTable,
+    /// The state store (reachable, failed operations).
+    pub store: crate::state::StateStore,
 }
 
 /// The call states a live call can be in, with their label.
@@ -134,6 +136,25 @@ impl Collector for SwbdCollector {
             "swbd_registrations",
             "Registrar bindings (contacts) in force",
             count(s.registrar.len()),
+        )?;
+        let h = s.store.health();
+        gauge(
+            &mut encoder,
+            "swbd_state_store_up",
+            "1 when the state store (state.backend) is reachable; always 1 for memory",
+            i64::from(h.up),
+        )?;
+        counter(
+            &mut encoder,
+            "swbd_state_store_errors",
+            "State store operations that failed (unreachable, timed out); swbd serves from memory meanwhile",
+            h.failed_ops,
+        )?;
+        gauge(
+            &mut encoder,
+            "swbd_state_store_pending_writes",
+            "Registration writes answered but not yet in the state store (queued while it is down)",
+            count(s.registrar.store_pending()),
         )?;
         self.dialplan(&mut encoder)?;
         self.media_nodes(&mut encoder)

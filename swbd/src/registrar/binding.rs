@@ -41,6 +41,9 @@ pub struct Binding {
     pub user_agent: String,
     /// Contact parameters other than `expires` and `q` (`+sip.instance`, ...).
     pub params: Vec<(String, Option<String>)>,
+    /// The swbd instance holding the flow, when it is another one (a
+    /// binding read from the shared state store); `None`: this one.
+    pub instance: Option<String>,
 }
 
 impl Binding {

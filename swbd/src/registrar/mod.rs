@@ -6,6 +6,8 @@
 //!   ([`Registrar::lookup`]) and lists bindings for admin
 //!   ([`Registrar::list`]). A sweeper task removes expired bindings on time.
 //! - [`binding`] - [`Binding`].
+//! - [`store_sync`] - the table kept in step with the state store
+//!   (`state.backend: redis`): write-through, queued while it is down.
 //!
 //! Behaviour:
 //! - AORs are keyed by user part: all `sip.domains` are aliases of one
@@ -28,6 +30,7 @@
 //! - Events: Added / Refreshed / Removed / Expired on the EventBus.
 
 pub mod binding;
+pub mod store_sync;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,7 +38,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::{ContactsOverflow, RegistrarConfig};
+use crate::config::{ContactsOverflow, RegistrarConfig, Transport};
 use crate::events::{BindingInfo, Event, EventBus, RegistrationChange};
 use crate::sip::header::param;
 use crate::sip::uri::same_uri;
@@ -111,6 +114,8 @@ struct Inner {
     /// Bindings by user. A std Mutex: every access is a short, non-async
     /// critical section (mini-redis `db.rs` style).
     table: Mutex<HashMap<String, Vec<Binding>>>,
+    /// The state store, when it is shared (Redis): set once at start.
+    store: std::sync::OnceLock<Arc<store_sync::StoreLink>>,
 }
 
 impl Registrar {
@@ -122,6 +127,7 @@ impl Registrar {
                 domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
                 events,
                 table: Mutex::new(HashMap::new()),
+                store: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -142,6 +148,17 @@ impl Registrar {
             .map(|t| t.get(user).cloned().unwrap_or_default())
             .unwrap_or_default();
         v.retain(|b| b.expires_at > now);
+        // A TCP flow held by another swbd cannot be reached from here (the
+        // phone's connection ends there): RFC 5626 outbound is the way
+        // forward; until then such a contact is not called from this
+        // instance (docs/features/state.md).
+        v.retain(|b| {
+            let foreign_tcp = b.instance.is_some() && b.source.transport == Transport::Tcp;
+            if foreign_tcp {
+                tracing::info!(aor = %b.aor, contact = %b.contact, instance = b.instance.as_deref().unwrap_or(""), "contact skipped: its TCP flow is held by another swbd instance");
+            }
+            !foreign_tcp
+        });
         v.sort_by(|a, b| b.q.total_cmp(&a.q));
         v
     }
@@ -207,6 +224,16 @@ impl Registrar {
         let wall = SystemTime::now();
         let mut events = Vec::new();
         let mut replaced = 0usize;
+        let sync = self.inner.store.get();
+        let mut writes: Vec<store_sync::Write> = Vec::new();
+        let remove = |writes: &mut Vec<store_sync::Write>, b: &Binding| {
+            if sync.is_some() {
+                writes.push(store_sync::Write::Remove(
+                    b.user.clone(),
+                    b.contact.to_string(),
+                ));
+            }
+        };
         // Events (and their info log lines) cost a BindingInfo each: build
         // them only when someone listens.
         let publish =
@@ -234,6 +261,7 @@ impl Registrar {
                         ));
                     }
                     for b in current.drain(..) {
+                        remove(&mut writes, &b);
                         if publish {
                             events.push((RegistrationChange::Removed, b.info()));
                         }
@@ -303,6 +331,7 @@ impl Registrar {
                         if expires == 0 {
                             if let Some(i) = existing {
                                 let b = current.remove(i);
+                                remove(&mut writes, &b);
                                 if publish {
                                     events.push((RegistrationChange::Removed, b.info()));
                                 }
@@ -330,7 +359,14 @@ impl Registrar {
                             cseq: req.cseq,
                             user_agent: req.user_agent.clone(),
                             params,
+                            instance: None,
                         };
+                        if let Some(link) = sync {
+                            writes.push(store_sync::Write::Put(Box::new(store_sync::to_stored(
+                                &new,
+                                link.store.instance_id(),
+                            ))));
+                        }
                         match existing {
                             Some(i) => {
                                 if let Some(slot) = current.get_mut(i) {
@@ -365,6 +401,7 @@ impl Registrar {
                                 .map(|(i, _)| i);
                             let Some(i) = oldest else { break };
                             let b = current.remove(i);
+                            remove(&mut writes, &b);
                             replaced += 1;
                             if publish {
                                 events.push((RegistrationChange::Removed, b.info()));
@@ -379,6 +416,9 @@ impl Registrar {
             }
             result
         };
+        if let Some(link) = sync {
+            link.queue(writes);
+        }
         if replaced > 0 {
             tracing::info!(aor = %aor_text, replaced, max = max_contacts, "oldest bindings replaced: too many contacts for the AOR");
         }

@@ -9,9 +9,11 @@
 //!   [`StateStore::health`] (connected, last error, failed operations);
 //!   [`StateStore::subscribe`] for what other instances changed.
 //! - [`config`] - `state:` ([`StateConfig`]).
+//! - [`drain_sync`] - media-node drain flags kept in the store.
 //! - [`record`] - [`StoredBinding`].
 //! - [`memory`] - the in-process backend (default).
 //! - [`redis`] - the Redis backend (key layout in its docs).
+//! - [`status`] - health for admin `GetStatus` and `/metrics`.
 //!
 //! Records of other kinds: `put_json("dialog", id, &record, ttl)`,
 //! `get_json`, `delete`, `scan_json("dialog")`. A kind is a short
@@ -25,9 +27,11 @@
 //! subscribers to resynchronise ([`Change::Resync`]).
 
 pub mod config;
+pub mod drain_sync;
 pub mod memory;
 pub mod record;
 pub mod redis;
+pub mod status;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -8,6 +8,7 @@ pub mod baresip_phone;
 pub mod pjsua2;
 pub mod postgres;
 pub mod raw;
+pub mod redis;
 pub mod swctl;
 pub mod ua;
 

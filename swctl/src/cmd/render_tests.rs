@@ -212,6 +212,7 @@ fn status_every_format() {
             capture: None,
             cdr: None,
             overload: None,
+            state_store: None,
         },
         StatusView {
             host: "rtp-a".into(),
@@ -225,6 +226,7 @@ fn status_every_format() {
             capture: None,
             cdr: None,
             overload: None,
+            state_store: None,
         },
     ];
     for (f, name) in FORMATS {
@@ -302,6 +304,7 @@ fn status_json_carries_the_security_counters_of_swbd() {
                 ..Default::default()
             },
         )),
+        state_store: None,
     }];
     let json = status::render(&v, Output::Json, 80).expect("render");
     let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");

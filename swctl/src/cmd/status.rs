@@ -40,6 +40,58 @@ pub struct StatusView {
     /// swbd only: overload control now, and what it refused since start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overload: Option<OverloadView>,
+    /// swbd only: the state store (backend, reachable, failed operations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_store: Option<StateStoreView>,
+}
+
+/// swbd's state store, as printed.
+#[derive(Debug, Serialize)]
+pub struct StateStoreView {
+    /// `memory` or `redis`.
+    pub backend: String,
+    /// Reachable now.
+    pub up: bool,
+    /// The last failure (empty: none).
+    pub last_error: String,
+    /// Operations failed since start.
+    pub failed_ops: u64,
+    /// This instance's id.
+    pub instance_id: String,
+    /// Registration writes queued for the store.
+    pub pending_writes: u32,
+}
+
+impl From<pb::StateStoreStatus> for StateStoreView {
+    fn from(s: pb::StateStoreStatus) -> Self {
+        Self {
+            backend: s.backend,
+            up: s.up,
+            last_error: s.last_error,
+            failed_ops: s.failed_ops,
+            instance_id: s.instance_id,
+            pending_writes: s.pending_writes,
+        }
+    }
+}
+
+impl StateStoreView {
+    /// ` state redis up` / ` state redis DOWN (queued 3)`; nothing for the
+    /// memory backend (always up).
+    pub fn summary(&self) -> String {
+        if self.backend == "memory" {
+            return String::new();
+        }
+        let mut out = format!(
+            " state {} {}",
+            self.backend,
+            if self.up { "up" } else { "DOWN" }
+        );
+        if self.pending_writes > 0 {
+            out.push_str(&format!(" queued {}", self.pending_writes));
+        }
+        out
+    }
 }
 
 /// swbd's SIP capture counters, as printed.
@@ -359,6 +411,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
             let security = s.security.map(SecurityView::from);
             let cdr = s.cdr.map(CdrView::from);
             let overload = s.overload.map(OverloadView::from);
+            let state_store = s.state_store.map(StateStoreView::from);
             Ok(StatusView {
                 host: host.clone(),
                 daemon: "swbd".into(),
@@ -380,11 +433,16 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                         .as_ref()
                         .map(SecurityView::summary)
                         .unwrap_or_default()
-                ) + &cdr.as_ref().map(CdrView::summary).unwrap_or_default(),
+                ) + &cdr.as_ref().map(CdrView::summary).unwrap_or_default()
+                    + &state_store
+                        .as_ref()
+                        .map(StateStoreView::summary)
+                        .unwrap_or_default(),
                 security,
                 capture: s.capture.map(CaptureView::from),
                 cdr,
                 overload,
+                state_store,
             })
         }
         Err(st) if st.code() == tonic::Code::Unimplemented => {
@@ -411,6 +469,7 @@ async fn status_of(t: &Targets, b: &Backend) -> Result<StatusView, Error> {
                 capture: None,
                 cdr: None,
                 overload: None,
+                state_store: None,
             })
         }
         Err(st) => Err(Error::from_status("swbd", st)),
