@@ -112,6 +112,7 @@ async fn drain_flag_survives_a_restart() {
         .expect("admin")
         .drain_media_node(pb::DrainMediaNodeRequest {
             name: "rtp-a".into(),
+            migrate: false,
         })
         .await
         .expect("drain");

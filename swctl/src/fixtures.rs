@@ -498,7 +498,7 @@ pub fn app(theme: Theme) -> App {
     );
     store.apply(Update::SwbdStatus {
         backend: 0,
-        status: status(),
+        status: Box::new(status()),
     });
     for b in 0..2 {
         store.apply(Update::Conn {

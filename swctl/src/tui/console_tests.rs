@@ -273,7 +273,7 @@ fn header_shows_the_dialplan_and_the_last_reload() {
     });
     a.apply(Update::SwbdStatus {
         backend: 0,
-        status: st,
+        status: Box::new(st),
     });
     both_sizes("header_reload_failed", &mut a);
     let text = draw(&mut a, 160, 48);

@@ -60,8 +60,8 @@ pub enum Update {
     SwbdStatus {
         /// Backend index.
         backend: usize,
-        /// Status.
-        status: pb::Status,
+        /// Status (boxed: it is most of the enum's size).
+        status: Box<pb::Status>,
     },
     /// A Watch (re)opened: forget the backend's state, a snapshot follows.
     Reset {
@@ -200,7 +200,7 @@ async fn session(
                 kind = Kind::Swbd;
                 send(Update::SwbdStatus {
                     backend: idx,
-                    status: st.into_inner(),
+                    status: Box::new(st.into_inner()),
                 })
                 .await;
             }
@@ -341,7 +341,7 @@ async fn session(
                     Ok(st) => {
                         if !send(Update::SwbdStatus {
                             backend: idx,
-                            status: st.into_inner(),
+                            status: Box::new(st.into_inner()),
                         })
                         .await
                         {

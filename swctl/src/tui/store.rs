@@ -262,7 +262,7 @@ impl Store {
                     self.reloads.insert(backend, r.clone());
                 }
                 if let Some(b) = self.backends.get_mut(backend) {
-                    b.status = Some(status);
+                    b.status = Some(*status);
                 }
             }
             Update::History {
