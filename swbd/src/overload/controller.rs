@@ -44,6 +44,19 @@ pub const DECREASE: f64 = 0.85;
 /// The limit grows by this share per update while the delay is under the
 /// target.
 pub const INCREASE: f64 = 0.003;
+/// ...and by this share while the delay is under half the target and the
+/// limit is under [`FAST_UP_TO`] of the calls a second swbd has recently
+/// *completed* (the capacity hint, [`Controller::set_capacity_hint`]; about
+/// 130x a second, TCP's slow start up to its threshold): a limit far below
+/// what the server has just shown it can do (set at the start of a load
+/// from a rate average that had not caught up, or cut by a hiccup of a
+/// shared machine) comes back in a fraction of a second instead of
+/// refusing most calls for seconds. Completions, not admissions: a burst
+/// admitted before the delay showed is not capacity.
+pub const FAST_INCREASE: f64 = 0.05;
+/// See [`FAST_INCREASE`].
+pub const FAST_UP_TO: f64 = 0.8;
+
 /// Least time between two cuts.
 pub const CUT_EVERY: Duration = Duration::from_millis(100);
 /// A limit the offered load stayed under (by half) this long is lifted.
@@ -80,6 +93,8 @@ pub struct Controller {
     /// How long the offered rate has stayed under half the limit.
     calm: Duration,
     admitted_rate: f64,
+    /// Calls a second recently completed (0: unknown).
+    capacity_hint: f64,
     offered_rate: f64,
 }
 
@@ -94,8 +109,15 @@ impl Controller {
             since_cut: None,
             calm: Duration::ZERO,
             admitted_rate: 0.0,
+            capacity_hint: 0.0,
             offered_rate: 0.0,
         }
+    }
+
+    /// What swbd has recently shown it completes, calls a second (the
+    /// setup-work law's peak, `work.rs`).
+    pub fn set_capacity_hint(&mut self, calls_per_sec: f64) {
+        self.capacity_hint = calls_per_sec;
     }
 
     /// One update: `delay` measured over the last [`UPDATE_INTERVAL`],
@@ -103,7 +125,8 @@ impl Controller {
     pub fn update(&mut self, delay: Duration, offered: u64, admitted: u64) -> Decision {
         let per_sec = 1.0 / UPDATE_INTERVAL.as_secs_f64();
         self.offered_rate += EWMA * (offered as f64 * per_sec - self.offered_rate);
-        self.admitted_rate += EWMA * (admitted as f64 * per_sec - self.admitted_rate);
+        let admitted_now = admitted as f64 * per_sec;
+        self.admitted_rate += EWMA * (admitted_now - self.admitted_rate);
         self.since_cut = self.since_cut.map(|d| d + UPDATE_INTERVAL);
         if delay > self.target {
             self.calm = Duration::ZERO;
@@ -111,15 +134,22 @@ impl Controller {
                 // The first cut starts from what was admitted; later ones
                 // from the limit itself (the admitted rate also fell for
                 // the refusals of `max_delay`, which are not the law's).
+                // At the start of a load the average still lags the rate
+                // just admitted: take the larger.
                 let cut = match self.limit {
-                    None => self.admitted_rate * FIRST_DECREASE,
+                    None => self.admitted_rate.max(admitted_now) * FIRST_DECREASE,
                     Some(l) => l * DECREASE,
                 };
                 self.limit = Some(cut.max(FLOOR));
                 self.since_cut = Some(Duration::ZERO);
             }
         } else if let Some(l) = self.limit {
-            let grown = l * (1.0 + INCREASE);
+            let step = if delay < self.target / 2 && l < FAST_UP_TO * self.capacity_hint {
+                FAST_INCREASE
+            } else {
+                INCREASE
+            };
+            let grown = l * (1.0 + step);
             if self.offered_rate < grown / 2.0 {
                 self.calm += UPDATE_INTERVAL;
             } else {
@@ -312,6 +342,36 @@ mod tests {
         assert!(run.utilisation > 0.9, "admitted {:.3}", run.utilisation);
         assert!(run.utilisation < 1.05, "admitted {:.3}", run.utilisation);
         assert!(run.p99 < 0.030, "p99 {:.4}", run.p99);
+    }
+
+    #[test]
+    fn a_limit_set_low_at_the_start_of_a_load_comes_back_within_a_second() {
+        let mut law = Controller::new(10 * MS, 100 * MS);
+        // 1,200 calls/s just started (12 per update): the average lags.
+        for _ in 0..3 {
+            law.update(MS, 12, 12);
+        }
+        // A 10 ms blip: the first cut takes the rate just admitted.
+        let d = law.update(11 * MS, 12, 12);
+        let first = d.limit.expect("a limit");
+        assert!(first >= 0.7 * 1200.0 * 0.99, "first limit {first}");
+        // Even from a far lower limit, with 1,200/s completed recently and
+        // the delay low, it is back at 80% of that within a second.
+        law.limit = Some(FLOOR);
+        law.set_capacity_hint(1200.0);
+        let mut limit = FLOOR;
+        for _ in 0..100 {
+            limit = law.update(MS, 12, 0).limit.unwrap_or(f64::MAX);
+        }
+        assert!(limit >= 0.8 * 1200.0, "after 1 s: {limit}");
+        // Without the hint (nothing completed), only the slow growth.
+        let mut slow = Controller::new(10 * MS, 100 * MS);
+        slow.limit = Some(FLOOR);
+        let mut l = FLOOR;
+        for _ in 0..50 {
+            l = slow.update(MS, 12, 0).limit.unwrap_or(f64::MAX);
+        }
+        assert!(l < 2.0 * FLOOR, "{l}");
     }
 
     #[test]

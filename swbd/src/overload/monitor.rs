@@ -151,8 +151,9 @@ pub(super) async fn run(
         let delay = backlog.max(lag).max(media);
         let screened = inner.screened.swap(0, Ordering::Relaxed);
         let admitted = inner.admitted.swap(0, Ordering::Relaxed);
-        let decision = law.update(delay, screened, admitted);
         let work_cap = work_law.update(&inner.work);
+        law.set_capacity_hint(work_law.peak_calls_per_sec());
+        let decision = law.update(delay, screened, admitted);
         if inner.config.enabled {
             inner.gate.set(decision.limit);
             inner

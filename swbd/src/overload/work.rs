@@ -117,6 +117,12 @@ impl WorkLaw {
         }
     }
 
+    /// Calls a second completed at the recent peak (two setup steps a
+    /// call): the rate law's capacity hint.
+    pub(super) fn peak_calls_per_sec(&self) -> f64 {
+        self.peak / 2.0
+    }
+
     /// One update: read the completions, set the cap; returns it.
     pub(super) fn update(&mut self, counters: &WorkCounters) -> usize {
         let done = counters.take_done();
