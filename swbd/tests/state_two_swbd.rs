@@ -63,14 +63,7 @@ async fn a_phone_registered_through_swbd_1_is_called_through_swbd_2_with_its_ton
     let users = users();
 
     // Bob registers through swbd-1 only.
-    let mut bob = Phone::start(
-        &one.dir,
-        "1002",
-        &users[1].1,
-        one.sip,
-        440.0,
-        rtp_base(1),
-    );
+    let mut bob = Phone::start(&one.dir, "1002", &users[1].1, one.sip, 440.0, rtp_base(1));
     let store = redis.store(&prefix);
     let stored = eventually(20, "Bob's binding in Redis", || async {
         let v = store.bindings_for("1002").await.ok()?;
@@ -89,14 +82,7 @@ async fn a_phone_registered_through_swbd_1_is_called_through_swbd_2_with_its_ton
     .await;
 
     // Alice registers and calls through swbd-2.
-    let mut alice = Phone::start(
-        &two.dir,
-        "1001",
-        &users[0].1,
-        two.sip,
-        1000.0,
-        rtp_base(0),
-    );
+    let mut alice = Phone::start(&two.dir, "1001", &users[0].1, two.sip, 1000.0, rtp_base(0));
     eventually(20, "Alice registered through swbd-2", || async {
         registrations(&two)
             .await
