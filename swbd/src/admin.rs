@@ -31,6 +31,8 @@ pub struct AdminState {
     pub registrar: Registrar,
     /// The state store (its health for `GetStatus`).
     pub store: crate::state::StateStore,
+    /// Saved call records (their lost writes for `GetStatus`).
+    pub saved_calls: crate::b2bua::restart::SavedCalls,
     /// Dialplan.
     pub dialplan: DialplanStore,
     /// SIP counters.
@@ -98,7 +100,11 @@ impl SignalingAdmin for AdminService {
                 source: r.source,
                 errors: r.errors.into_iter().map(Into::into).collect(),
             }),
-            state_store: Some(crate::state::status::to_proto(&s.store, &s.registrar)),
+            state_store: Some(crate::state::status::to_proto(
+                &s.store,
+                &s.registrar,
+                &s.saved_calls,
+            )),
         }))
     }
 

@@ -180,6 +180,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         calls: calls.clone(),
         registrar: endpoint.registrar().clone(),
         store: store.clone(),
+        saved_calls: deps.saved_calls.clone(),
         dialplan: dialplan.clone(),
         counters: endpoint.counters_handle(),
         capture: endpoint.capture().clone(),
@@ -195,6 +196,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         media: media.clone(),
         calls: calls.clone(),
         store: store.clone(),
+        saved_calls: deps.saved_calls.clone(),
     };
     crate::metrics::start(&config.metrics, metrics_token, sources, shutdown.clone()).await;
 

@@ -38,6 +38,8 @@ pub struct Sources {
     pub calls: CallTable,
     /// The state store (reachable, failed operations).
     pub store: crate::state::StateStore,
+    /// Saved call records (writes lost).
+    pub saved_calls: crate::b2bua::restart::SavedCalls,
 }
 
 /// The call states a live call can be in, with their label.
@@ -155,6 +157,12 @@ impl Collector for SwbdCollector {
             "swbd_state_store_pending_writes",
             "Registration writes answered but not yet in the state store (queued while it is down)",
             count(s.registrar.store_pending()),
+        )?;
+        counter(
+            &mut encoder,
+            "swbd_saved_call_writes_lost",
+            "Saved call record writes lost (queue full, record too large, store error): those calls would not survive a restart",
+            crate::state::status::saved_call_writes_lost(&s.saved_calls),
         )?;
         self.dialplan(&mut encoder)?;
         self.media_nodes(&mut encoder)

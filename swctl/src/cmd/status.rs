@@ -60,6 +60,9 @@ pub struct StateStoreView {
     pub instance_id: String,
     /// Registration writes queued for the store.
     pub pending_writes: u32,
+    /// Saved call record writes lost since start (those calls would not
+    /// survive a restart).
+    pub saved_call_writes_lost: u64,
 }
 
 impl From<pb::StateStoreStatus> for StateStoreView {
@@ -71,13 +74,14 @@ impl From<pb::StateStoreStatus> for StateStoreView {
             failed_ops: s.failed_ops,
             instance_id: s.instance_id,
             pending_writes: s.pending_writes,
+            saved_call_writes_lost: s.saved_call_writes_lost,
         }
     }
 }
 
 impl StateStoreView {
-    /// ` state redis up` / ` state redis DOWN (queued 3)`; nothing for the
-    /// memory backend (always up).
+    /// ` state redis up` / ` state redis DOWN queued 3 call-writes-lost 2`;
+    /// nothing for the memory backend (always up, nothing saved).
     pub fn summary(&self) -> String {
         if self.backend == "memory" {
             return String::new();
@@ -89,6 +93,12 @@ impl StateStoreView {
         );
         if self.pending_writes > 0 {
             out.push_str(&format!(" queued {}", self.pending_writes));
+        }
+        if self.saved_call_writes_lost > 0 {
+            out.push_str(&format!(
+                " call-writes-lost {}",
+                self.saved_call_writes_lost
+            ));
         }
         out
     }
@@ -530,6 +540,23 @@ mod relay_tests {
         o.admission_limit = 0.0;
         o.invites_refused = 0;
         assert_eq!(OverloadView::from(o).summary(), " overload-control off");
+    }
+
+    #[test]
+    fn lost_call_record_writes_are_shown_for_a_shared_store() {
+        let mut s = pb::StateStoreStatus {
+            backend: "redis".into(),
+            up: true,
+            ..Default::default()
+        };
+        assert_eq!(StateStoreView::from(s.clone()).summary(), " state redis up");
+        s.up = false;
+        s.pending_writes = 3;
+        s.saved_call_writes_lost = 2;
+        assert_eq!(
+            StateStoreView::from(s).summary(),
+            " state redis DOWN queued 3 call-writes-lost 2"
+        );
     }
 
     #[test]

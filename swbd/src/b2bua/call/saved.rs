@@ -59,7 +59,8 @@ impl Ctl {
         (!call.node.is_empty() && !call.b_session.is_empty()).then_some(call)
     }
 
-    /// Save the call when it is new to the store or its dialogs changed.
+    /// Save the call when it is new to the store, its dialogs changed or
+    /// its media moved (drain with migration, migrate.rs).
     pub(super) fn save_call(&mut self) {
         if !self.deps.saved_calls.enabled() {
             return;
@@ -70,7 +71,7 @@ impl Ctl {
         if self
             .saved
             .as_ref()
-            .is_some_and(|s| !s.dialogs_differ(&call))
+            .is_some_and(|s| !record_changed(s, &call))
         {
             return;
         }
@@ -83,5 +84,37 @@ impl Ctl {
         if self.saved.take().is_some() {
             self.deps.saved_calls.delete(self.handle.id());
         }
+    }
+}
+
+/// Whether `new` must overwrite the saved `old`: a dialog changed, or the
+/// media did (a migrated call has a new node and new sessions; a restart
+/// must find them there, not on the drained node).
+fn record_changed(old: &SavedCall, new: &SavedCall) -> bool {
+    old.dialogs_differ(new)
+        || old.node != new.node
+        || old.a_session != new.a_session
+        || old.b_session != new.b_session
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_to_another_node_is_a_change_even_with_the_same_dialogs() {
+        use crate::b2bua::restart::saved_call::tests::{call, dialog};
+        let d = SavedDialog::of(&dialog()).expect("fits");
+        let old = call(d.clone(), d);
+        assert!(!record_changed(&old, &old.clone()));
+        let mut moved = old.clone();
+        moved.node = "rtp-2".into();
+        moved.a_session = "a-new".into();
+        moved.b_session = "b-new".into();
+        assert!(!old.dialogs_differ(&moved), "same dialogs");
+        assert!(record_changed(&old, &moved));
+        let mut b_only = old.clone();
+        b_only.b_session = "b-new".into();
+        assert!(record_changed(&old, &b_only));
     }
 }

@@ -1,0 +1,179 @@
+#!/bin/bash
+# Shared state cost (docs/BENCHMARKS.md, "Shared state (issue #18)"): in ONE
+# run, for three setups
+#   memory   one swbd, state.backend: memory
+#   redis    one swbd, state.backend: redis (a throwaway redis-server)
+#   redis2   two swbd on that one Redis (node ids swbd-1, swbd-2), the load
+#            split between their two SIP addresses by two generators
+# measure (a) REGISTER/s with digest auth (swbench register, closed loop,
+# 200 in flight per generator) and (b) sustained calls/s (swbench calls
+# --ramp: stepped rate, stops at the first step with a failure; auth off as
+# in scripts/bench.sh, hold 1 s, no RTP). One swrtp serves every setup.
+#
+#   scripts/bench-state.sh                     REG_SECS=5 RAMP=200:200:3000:4
+#   BIN=target/release scripts/bench-state.sh  use these binaries, skip the build
+#
+# Everything listens on 127.0.0.1. Daemons started here are stopped at exit,
+# by their recorded PIDs only. Results: target/bench-state/*.json, summary.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+OUT=${OUT:-$ROOT/target/bench-state}
+RUN=$(mktemp -d /tmp/swbench-state.XXXXXX)
+REG_SECS=${REG_SECS:-5}
+RAMP=${RAMP:-200:200:3000:4}
+MODES=${MODES:-memory redis redis2}
+REDIS_PORT=${REDIS_PORT:-6391}
+SIP_BASE=${SIP_BASE:-5180}   # swbd-N listens on udp 127.0.0.1:SIP_BASE+N
+RTP_CTL=${RTP_CTL:-9190}     # swrtp control port
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.txt
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+command -v redis-server >/dev/null || { log "redis-server is missing (apt-get install redis-server)"; exit 1; }
+
+if [ -z "${BIN:-}" ]; then
+    log "building release swbd, swrtp, swbench"
+    (cd "$ROOT" && cargo build --release -p swbd -p swrtp -p swbench)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+fi
+
+PIDS=()
+start_bg() { # NAME CMD... (pid recorded)
+    local name=$1; shift
+    setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    echo $! >"$RUN/$name.pid"
+}
+stop_pid() { # PID: TERM, wait, KILL
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+SWBD_PIDS=()
+stop_swbd() { local p; for p in "${SWBD_PIDS[@]}"; do stop_pid "$p"; done; SWBD_PIDS=(); }
+cleanup() { local p; stop_swbd; for p in "${PIDS[@]}"; do stop_pid "$p"; done; rm -rf "$RUN"; }
+trap cleanup EXIT INT TERM
+wait_udp() { local i; for i in $(seq 1 100); do ss -Hlnu "sport = :$1" | grep -q . && return 0; sleep 0.1; done; log "nothing on udp $1"; return 1; }
+wait_tcp() { local i; for i in $(seq 1 100); do ss -Hlnt "sport = :$1" | grep -q . && return 0; sleep 0.1; done; log "nothing on tcp $1"; return 1; }
+
+USERS="$RUN/users.yaml"
+python3 -c '
+print("users:")
+for u in range(1000, 4000):
+    print(f"  - {{ username: \"{u}\", password: \"pw{u}\" }}")' >"$USERS"
+
+# One swrtp for every setup; one Redis (no persistence) for the redis ones.
+echo "rtp_timeout_secs: 0" >"$RUN/swrtp.yaml"
+RUST_LOG=warn start_bg swrtp "$BIN/swrtp" --config "$RUN/swrtp.yaml" --listen tcp://127.0.0.1:$RTP_CTL \
+    --media-token-file "$RUN/media.token" --rtp-ports 10000-30000 \
+    --admin "unix://$RUN/swrtp.sock" --node-id rtp-a
+wait_tcp "$RTP_CTL"
+start_bg redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$RUN"
+wait_tcp "$REDIS_PORT"
+
+swbd_config() { # INSTANCE(1|2) AUTH(true|false) BACKEND -> path
+    local cfg="$RUN/swbd-$1-$2-$3.yaml" state="state: { backend: memory }"
+    # Each setup its own key prefix (a fresh store); redis2's two instances share it.
+    [ "$3" = redis ] && state="state: { backend: redis, redis: { url: \"redis://127.0.0.1:$REDIS_PORT\", prefix: \"$PREFIX\" } }"
+    cat >"$cfg" <<EOF
+node_id: swbd-$1
+auth: { enabled: $2, realm: switchboard, users_file: $USERS, algorithms: [md5], max_failures: 1000000 }
+sip: { listen: ["udp:127.0.0.1:$((SIP_BASE + $1))"], domains: ["127.0.0.1"], udp_buffer_bytes: 8388608 }
+admin: { socket: "$RUN/swbd-$1.sock" }
+media:
+  token_file: "$RUN/media.token"
+  health_interval_ms: 1000
+  nodes: [{ name: rtp-a, address: "tcp://127.0.0.1:$RTP_CTL" }]
+cdr: { file: { enabled: false } }
+$state
+EOF
+    echo "$cfg"
+}
+start_swbds() { # COUNT AUTH BACKEND
+    local i
+    for i in $(seq 1 "$1"); do
+        RUST_LOG=warn setsid "$BIN/swbd" --config "$(swbd_config "$i" "$2" "$3")" >"$RUN/swbd-$i.log" 2>&1 </dev/null &
+        SWBD_PIDS+=($!)
+        wait_udp "$((SIP_BASE + i))"
+    done
+    sleep 2
+}
+watch_args() { local i=1 p; for p in "${SWBD_PIDS[@]}"; do echo --watch "swbd$i=$p"; i=$((i + 1)); done; }
+
+run_mode() { # MODE
+    local mode=$1 count=1 backend=$1 i
+    [ "$mode" = redis2 ] && count=2 backend=redis
+    PREFIX="bench-$mode-$$:"
+    # Users split between the generators: 3000 to register, 1000 callees + 1000 callers.
+    local reg=(1000-3999) callees=(1000-1999) callers=(2000-2999)
+    [ "$count" = 2 ] && reg=(1000-2499 2500-3999) callees=(1000-1499 1500-1999) callers=(2000-2499 2500-2999)
+
+    start_swbds "$count" true "$backend"
+    cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-register.txt"
+    log "$mode: REGISTER with auth, ${REG_SECS}s, load $(cat "$OUT/load-$mode-register.txt")"
+    local gens=()
+    # shellcheck disable=SC2046
+    for i in $(seq 1 "$count"); do
+        "$BIN/swbench" register --server "127.0.0.1:$((SIP_BASE + i))" --users "${reg[$((i - 1))]}" --rate 0 \
+            --max-concurrent 200 --duration "$REG_SECS" --json --max-seconds 60 \
+            $(watch_args) >"$OUT/register-$mode-$i.json" &
+        gens+=($!)
+    done
+    wait "${gens[@]}"
+    stop_swbd
+
+    start_swbds "$count" false "$backend"
+    cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-calls.txt"
+    log "$mode: calls/s ramp $RAMP, load $(cat "$OUT/load-$mode-calls.txt")"
+    gens=()
+    # shellcheck disable=SC2046
+    for i in $(seq 1 "$count"); do
+        "$BIN/swbench" calls --server "127.0.0.1:$((SIP_BASE + i))" --callees "${callees[$((i - 1))]}" \
+            --callers "${callers[$((i - 1))]}" --ramp "$RAMP" --hold 1 --json --max-seconds 300 \
+            $(watch_args) >"$OUT/calls-$mode-$i.json" &
+        gens+=($!)
+    done
+    wait "${gens[@]}"
+    stop_swbd
+    sleep 1
+}
+
+for m in $MODES; do run_mode "$m"; done
+
+CMD="REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
+python3 - "$OUT" "$CMD" "$MODES" <<'PY' | tee "$OUT/summary.md"
+import glob, json, os, sys
+out, cmd, modes = sys.argv[1], sys.argv[2], sys.argv[3].split()
+def runs(kind, mode):
+    return [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{kind}-{mode}-*.json"))]
+def load(mode, kind):
+    try:
+        return open(f"{out}/load-{mode}-{kind}.txt").read().strip()
+    except OSError:
+        return "-"
+print(f"Command: `{cmd}` (release binaries, 127.0.0.1, one swrtp, one redis-server without persistence).\n")
+print("| setup | load at REGISTER start (1/5/15) | REGISTER/s (auth) | failed | load at calls start | calls/s sustained | last step failures |")
+print("|---|---|---|---|---|---|---|")
+base = None
+rows = {}
+for m in modes:
+    regs, calls = runs("register", m), runs("calls", m)
+    reg = sum(r["registrations_per_s"] for r in regs)
+    regf = sum(r["failed"] for r in regs)
+    cps = sum((c.get("sustained_rate") or 0) for c in calls)
+    per = " + ".join(f"{(c.get('sustained_rate') or 0):.0f}" for c in calls)
+    last = "; ".join(
+        f"{c['phases'][-1]['offered_rate']:.0f}/s: {c['phases'][-1]['failures']}"
+        for c in calls if c["phases"] and (c["phases"][-1]["failed"] or c["phases"][-1]["unfinished"]))
+    rows[m] = (reg, cps)
+    shown = f"{cps:.0f}" + (f" ({per})" if len(calls) > 1 else "")
+    print(f"| {m} | {load(m, 'register')} | {reg:.0f} | {regf} | {load(m, 'calls')} | {shown} | {last or '-'} |")
+if "memory" in rows and "redis" in rows and rows["memory"][1]:
+    cost = 1 - rows["redis"][1] / rows["memory"][1]
+    print(f"\nRedis cost in calls/s vs memory: {cost * 100:.0f}% (target < 20%).")
+    if rows["memory"][0]:
+        print(f"Redis cost in REGISTER/s vs memory: {(1 - rows['redis'][0] / rows['memory'][0]) * 100:.0f}%.")
+if "redis" in rows and "redis2" in rows and rows["redis"][1]:
+    print(f"Two swbd vs one (both Redis): {rows['redis2'][1] / rows['redis'][1]:.2f}x calls/s, "
+          f"{(rows['redis2'][0] / rows['redis'][0]) if rows['redis'][0] else 0:.2f}x REGISTER/s (target >= 1).")
+PY
