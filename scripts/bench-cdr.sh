@@ -10,6 +10,9 @@
 #
 #   scripts/bench-cdr.sh                 RATE=300 SECS=15 ROUNDS=2
 #   BIN=target/release scripts/bench-cdr.sh   use these binaries, skip the build
+#   MODES="off cdr capture file"  which modes (cdr: CDR file only; capture:
+#                                        SIP capture only; file: both)
+#   PERF=1 ...                           also perf-record swbd for 8 s of each run
 #   PG=1 scripts/bench-cdr.sh            add a third mode: file + PostgreSQL
 #                                        (a throwaway server, as the tests start it)
 #
@@ -70,6 +73,8 @@ cdr_yaml() { # MODE
     case $1 in
         off) echo "cdr: { file: { enabled: false } }"; echo "capture: { enabled: false }" ;;
         file) echo "cdr: { file: { path: \"$RUN/cdr-$2.jsonl\" } }"; echo "capture: { enabled: true }" ;;
+        cdr) echo "cdr: { file: { path: \"$RUN/cdr-$2.jsonl\" } }"; echo "capture: { enabled: false }" ;;
+        capture) echo "cdr: { file: { enabled: false } }"; echo "capture: { enabled: true }" ;;
         pg) echo "cdr: { file: { path: \"$RUN/cdr-$2.jsonl\" }, postgres: { url: \"$PG_URL\" } }"; echo "capture: { enabled: true }" ;;
     esac
 }
@@ -95,6 +100,11 @@ EOF
     sleep 2
     log "round $r, CDR $mode: $RATE calls/s for ${SECS}s, load $(cut -d' ' -f1-3 /proc/loadavg)"
     cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-$r.txt"
+    if [ "${PERF:-0}" = 1 ]; then
+        # Where swbd's CPU goes during the middle of the run (perf record
+        # of swbd only; `perf report -i $OUT/perf-MODE-ROUND.data`).
+        (sleep 3; perf record -q -F 499 -g -p "$(cat "$RUN/swbd.pid")" -o "$OUT/perf-$mode-$r.data" -- sleep 8 >/dev/null 2>&1) &
+    fi
     "$BIN/swbench" calls --server 127.0.0.1:5080 --callees 1000-1999 --callers 2000-2999 \
         --rate "$RATE" --duration "$SECS" --hold 1 --json --max-seconds 120 \
         --watch "swbd=$(cat "$RUN/swbd.pid")" --watch "swrtp=$(cat "$RUN/swrtp.pid")" \
@@ -112,8 +122,8 @@ EOF
     cp "$RUN/swbd.log" "$OUT/swbd-$mode-$r.log" 2>/dev/null || true
 }
 
-MODES="off file"
-[ "$PG" = 1 ] && MODES="off file pg"
+MODES=${MODES:-off file}
+[ "$PG" = 1 ] && MODES="$MODES pg"
 for r in $(seq 1 "$ROUNDS"); do
     for m in $MODES; do run_one "$m" "$r"; done
 done
@@ -122,7 +132,7 @@ python3 - "$OUT" "$ROUNDS" "$MODES" "$RATE" "$SECS" <<'PY' | tee "$OUT/summary.m
 import json, sys
 out, rounds, modes, rate, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5]
 print(f"Offered {rate} calls/s for {secs} s, hold 1 s, no RTP, auth off; rounds interleaved.\n")
-print("off: CDRs and SIP capture off; file: CDR file + capture on; pg: CDR file + PostgreSQL + capture on.\n")
+print("off: CDRs and SIP capture off; cdr: CDR file only; capture: SIP capture only; file: CDR file + capture on; pg: CDR file + PostgreSQL + capture on.\n")
 print("| round | CDR | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | file lines | swbd: written file / postgres / lost |")
 print("|---|---|---|---|---|---|---|---|---|")
 for r in range(1, rounds + 1):

@@ -19,6 +19,13 @@ use crate::b2bua::record::CallRecord;
 
 /// Records written per file batch at most.
 const FILE_BATCH: usize = 256;
+/// After the first record of a batch, how long the writer gathers more
+/// before writing. Each batch costs a hand-off to the blocking pool and a
+/// `write(2)` (and a database round trip): written one by one at 1,200
+/// calls/s that was ~9% of swbd's CPU per call; gathered, it is shared by
+/// ~30 records. A record is counted written (acknowledged) only once its
+/// batch is, so this delays the acknowledgement, never loses one.
+const GATHER: Duration = Duration::from_millis(25);
 /// First pause after a failed database attempt; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest pause between database attempts (and probes while it is down).
@@ -302,10 +309,16 @@ impl Task {
             };
             let Some(first) = first else { return };
             let mut batch = vec![first];
+            let until = tokio::time::Instant::now() + GATHER;
             while batch.len() < max {
                 match self.rx.try_recv() {
                     Ok(r) => batch.push(r),
-                    Err(_) => break,
+                    Err(_) => match tokio::time::timeout_at(until, self.rx.recv()).await {
+                        Ok(Some(r)) => batch.push(r),
+                        // Closed (stopping: the loop above drains) or the
+                        // window is over.
+                        Ok(None) | Err(_) => break,
+                    },
                 }
             }
             self.write(batch).await;

@@ -70,6 +70,11 @@ pub const MIN_BURST_CALLS: u64 = 10;
 /// The limit never goes below this (calls/s): a trickle keeps the law
 /// measuring.
 pub const FLOOR: f64 = 10.0;
+/// A first limit is set only from this many new calls a second (admitted
+/// or recently completed) up: below it the delay is not the new calls'
+/// doing (a REGISTER burst, a neighbour on the machine) and refusing them
+/// would not bring it down; `max_delay` and the setup-work cap still act.
+pub const MIN_LIMITED_RATE: f64 = 100.0;
 /// Weight of the newest update in the rate averages (about 50 ms).
 const EWMA: f64 = 0.2;
 
@@ -137,11 +142,16 @@ impl Controller {
                 // At the start of a load the average still lags the rate
                 // just admitted: take the larger.
                 let cut = match self.limit {
-                    None => self.admitted_rate.max(admitted_now) * FIRST_DECREASE,
-                    Some(l) => l * DECREASE,
+                    None => {
+                        let base = self.admitted_rate.max(admitted_now).max(self.capacity_hint);
+                        (base >= MIN_LIMITED_RATE).then_some(base * FIRST_DECREASE)
+                    }
+                    Some(l) => Some(l * DECREASE),
                 };
-                self.limit = Some(cut.max(FLOOR));
-                self.since_cut = Some(Duration::ZERO);
+                if let Some(cut) = cut {
+                    self.limit = Some(cut.max(FLOOR));
+                    self.since_cut = Some(Duration::ZERO);
+                }
             }
         } else if let Some(l) = self.limit {
             let step = if delay < self.target / 2 && l < FAST_UP_TO * self.capacity_hint {
@@ -364,6 +374,11 @@ mod tests {
             limit = law.update(MS, 12, 0).limit.unwrap_or(f64::MAX);
         }
         assert!(limit >= 0.8 * 1200.0, "after 1 s: {limit}");
+        // A delay while (almost) no INVITEs came (a REGISTER burst before
+        // the calls): no limit on calls.
+        let mut quiet = Controller::new(10 * MS, 100 * MS);
+        assert_eq!(quiet.update(11 * MS, 0, 0).limit, None);
+        assert_eq!(quiet.update(11 * MS, 0, 0).limit, None);
         // Without the hint (nothing completed), only the slow growth.
         let mut slow = Controller::new(10 * MS, 100 * MS);
         slow.limit = Some(FLOOR);
