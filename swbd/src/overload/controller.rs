@@ -55,7 +55,11 @@ pub const INCREASE: f64 = 0.003;
 /// admitted before the delay showed is not capacity.
 pub const FAST_INCREASE: f64 = 0.05;
 /// See [`FAST_INCREASE`].
-pub const FAST_UP_TO: f64 = 0.8;
+/// Half: a law cutting around the knee at twice the capacity stays above
+/// it and grows slowly there (0.8 was measured: more overshoot, setup p50
+/// 106 ms instead of 44 at 2x); only a limit cut far below what swbd
+/// completes comes back fast.
+pub const FAST_UP_TO: f64 = 0.5;
 
 /// Least time between two cuts.
 pub const CUT_EVERY: Duration = Duration::from_millis(100);
@@ -366,14 +370,14 @@ mod tests {
         let first = d.limit.expect("a limit");
         assert!(first >= 0.7 * 1200.0 * 0.99, "first limit {first}");
         // Even from a far lower limit, with 1,200/s completed recently and
-        // the delay low, it is back at 80% of that within a second.
+        // the delay low, it is back at half of that within a second.
         law.limit = Some(FLOOR);
         law.set_capacity_hint(1200.0);
         let mut limit = FLOOR;
         for _ in 0..100 {
             limit = law.update(MS, 12, 0).limit.unwrap_or(f64::MAX);
         }
-        assert!(limit >= 0.8 * 1200.0, "after 1 s: {limit}");
+        assert!(limit >= 0.5 * 1200.0, "after 1 s: {limit}");
         // A delay while (almost) no INVITEs came (a REGISTER burst before
         // the calls): no limit on calls.
         let mut quiet = Controller::new(10 * MS, 100 * MS);
