@@ -328,7 +328,7 @@ impl Task {
     async fn write(&mut self, batch: Vec<Cdr>) {
         let lines: Vec<(Cdr, String)> = batch
             .into_iter()
-            .filter_map(|c| match serde_json::to_string(&c) {
+            .filter_map(|c| match encode(&c) {
                 Ok(json) => Some((c, json)),
                 Err(e) => {
                     lost(&self.counters, &c, &format!("cannot encode: {e}"));
@@ -463,4 +463,14 @@ impl Task {
             }
         }
     }
+}
+
+/// A record as one JSON line, into a buffer sized for a typical record
+/// (growing a small one was a visible share of swbd's CPU at 1,200 calls/s:
+/// reallocations and copies).
+fn encode(c: &Cdr) -> serde_json::Result<String> {
+    let mut buf = Vec::with_capacity(2048);
+    serde_json::to_writer(&mut buf, c)?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(buf).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
