@@ -98,6 +98,29 @@ async fn top_shows_failed_calls_with_their_cause_and_the_dialplan_status() {
         .await
         .expect("phone");
     assert_eq!(code, 404);
+    // Its record is acknowledged a little after the call ends (the writer
+    // gathers records for up to 25 ms): top loads what is written.
+    let h = host.clone();
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, out, _) = swctl(&["--host", &h, "status", "-o", "json"]);
+            let written = serde_json::from_str::<serde_json::Value>(&out)
+                .ok()
+                .and_then(|v| v[0]["cdr"]["written_file"].as_u64())
+                .unwrap_or(0);
+            if written >= 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the 404's CDR never written: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("status");
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,

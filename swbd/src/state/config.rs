@@ -68,24 +68,20 @@ impl Default for RedisConfig {
 }
 
 impl StateConfig {
-    /// The instance id: `state.instance_id`, else `node_id`.
+    /// The instance id: `state.instance_id`, else `node_id` when it is a
+    /// valid id, else one derived from it (see [`derived_instance_id`]).
     pub fn instance_id(&self, node_id: &str) -> String {
         self.instance_id
             .clone()
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| node_id.to_string())
+            .unwrap_or_else(|| derived_instance_id(node_id))
     }
 
     /// Errors, each naming its key.
     pub fn validate(&self, node_id: &str) -> Vec<String> {
         let mut errors = Vec::new();
         let id = self.instance_id(node_id);
-        if id.is_empty()
-            || id.len() > 64
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-        {
+        if !valid_instance_id(&id) {
             errors.push(format!(
                 "state.instance_id: {id:?} must be 1-64 characters of letters, digits, - _ . @ (default: node_id)"
             ));
@@ -166,5 +162,67 @@ mod tests {
             "redis://***@10.0.0.1:6379/0"
         );
         assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}
+
+/// 1-64 characters of letters, digits, `- _ . @`.
+fn valid_instance_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+/// The default instance id: `node_id` itself when it is a valid id; else
+/// its valid characters (others as `_`, at most 47) and `-` and a stable
+/// hash of all of it (FNV-1a: the same `node_id` gives the same id after
+/// a restart or an upgrade, which restart without loss depends on), so any
+/// `node_id` works and two different ones do not collide in practice.
+pub fn derived_instance_id(node_id: &str) -> String {
+    if valid_instance_id(node_id) {
+        return node_id.to_string();
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node_id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let head: String = node_id
+        .chars()
+        .take(47)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let head = if head.is_empty() {
+        "swbd".to_string()
+    } else {
+        head
+    };
+    format!("{head}-{hash:016x}")
+}
+
+#[cfg(test)]
+mod derived_tests {
+    use super::*;
+
+    #[test]
+    fn any_node_id_gives_a_valid_stable_instance_id() {
+        assert_eq!(derived_instance_id("swbd-1"), "swbd-1");
+        let hostile = "<img src=x onerror=alert(1)>";
+        let id = derived_instance_id(hostile);
+        assert!(valid_instance_id(&id), "{id}");
+        assert_eq!(id, derived_instance_id(hostile), "stable");
+        assert_ne!(id, derived_instance_id("<img src=y onerror=alert(1)>"));
+        assert!(valid_instance_id(&derived_instance_id("")));
+        assert!(valid_instance_id(&derived_instance_id(&"é".repeat(100))));
+        // Only an explicit bad id is refused.
+        let c = StateConfig::default();
+        assert!(c.validate(hostile).is_empty());
     }
 }
