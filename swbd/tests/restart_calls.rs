@@ -22,73 +22,17 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::baresip_phone::{Phone, require_baresip, tail_tone};
+use support::redis::Redis;
 use support::{Options, Proc, System, eventually};
 use switchboard_proto::admin::v1 as pb;
 
-/// A Redis server on a free loopback port, killed on drop.
-struct Redis {
-    _proc: Proc,
-    port: u16,
-}
-
-impl Redis {
-    /// `None` (skip) when redis-server is missing outside CI; in CI a
-    /// missing server fails the test.
-    fn start(dir: &Path) -> Option<Redis> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !installed {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is missing; in CI that is a failure (scripts/test.sh installs it)"
-            );
-            eprintln!("SKIP: redis-server is not installed (apt-get install redis-server)");
-            return None;
-        }
-        let port = support::free_tcp_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let redis = Redis {
-            _proc: Proc { child },
-            port,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(redis)
-    }
-
-    fn state_config(&self, instance: &str) -> String {
-        format!(
-            "node_id: {instance}\nstate: {{ backend: redis, redis: {{ url: \"redis://127.0.0.1:{}\", prefix: \"t{}:\" }} }}\n",
-            self.port,
-            std::process::id()
-        )
-    }
+/// swbd's config for `instance` on the test's Redis (one key prefix per
+/// test process, shared by the instances of one test).
+fn state_config(redis: &Redis, instance: &str) -> String {
+    format!(
+        "node_id: {instance}\n{}",
+        redis.state_config(&format!("t{}:", std::process::id()))
+    )
 }
 
 fn users() -> Vec<(String, String)> {
@@ -191,7 +135,7 @@ async fn redis_restart_keeps_the_call_and_either_phone_ends_it_afterwards() {
     };
     let mut sys = System::start(Options {
         users: users(),
-        extra_config: redis.state_config("swbd-r"),
+        extra_config: state_config(&redis, "swbd-r"),
         ..Default::default()
     })
     .await;
@@ -297,7 +241,7 @@ async fn kill_9_of_an_instance_lets_the_survivor_end_its_calls_on_both_legs() {
     };
     let mut sys = System::start(Options {
         users: users(),
-        extra_config: redis.state_config("swbd-k1"),
+        extra_config: state_config(&redis, "swbd-k1"),
         ..Default::default()
     })
     .await;

@@ -122,49 +122,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use switchboard_proto::support::yaml;
-
-    #[test]
-    fn defaults_are_memory_and_the_node_id() {
-        let c = StateConfig::default();
-        assert_eq!(c.backend, BackendKind::Memory);
-        assert_eq!(c.instance_id("swbd-1"), "swbd-1");
-        assert_eq!(c.redis.prefix, "swbd:");
-        assert!(c.validate("swbd-1").is_empty());
-    }
-
-    #[test]
-    fn redis_section_parses_and_bad_values_name_their_key() {
-        let c: StateConfig = yaml::from_str(
-            "c.yaml",
-            "backend: redis\ninstance_id: a-1\nredis: { url: \"redis://127.0.0.1:7000\", prefix: \"t:\" }\n",
-        )
-        .expect("parses");
-        assert_eq!(c.backend, BackendKind::Redis);
-        assert_eq!(c.instance_id("x"), "a-1");
-        assert!(c.validate("x").is_empty());
-        let mut bad = c.clone();
-        bad.redis.url = "http://x".into();
-        assert!(bad.validate("x")[0].starts_with("state.redis.url"));
-        let mut bad = c;
-        bad.instance_id = Some("a b".into());
-        assert!(bad.validate("x")[0].starts_with("state.instance_id"));
-        assert!(yaml::from_str::<StateConfig>("c.yaml", "backend: etcd\n").is_err());
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("redis://:secret@10.0.0.1:6379/0"),
-            "redis://***@10.0.0.1:6379/0"
-        );
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
-    }
-}
-
 /// 1-64 characters of letters, digits, `- _ . @`.
 fn valid_instance_id(id: &str) -> bool {
     !id.is_empty()
@@ -208,8 +165,46 @@ pub fn derived_instance_id(node_id: &str) -> String {
 }
 
 #[cfg(test)]
-mod derived_tests {
+mod tests {
     use super::*;
+    use switchboard_proto::support::yaml;
+
+    #[test]
+    fn defaults_are_memory_and_the_node_id() {
+        let c = StateConfig::default();
+        assert_eq!(c.backend, BackendKind::Memory);
+        assert_eq!(c.instance_id("swbd-1"), "swbd-1");
+        assert_eq!(c.redis.prefix, "swbd:");
+        assert!(c.validate("swbd-1").is_empty());
+    }
+
+    #[test]
+    fn redis_section_parses_and_bad_values_name_their_key() {
+        let c: StateConfig = yaml::from_str(
+            "c.yaml",
+            "backend: redis\ninstance_id: a-1\nredis: { url: \"redis://127.0.0.1:7000\", prefix: \"t:\" }\n",
+        )
+        .expect("parses");
+        assert_eq!(c.backend, BackendKind::Redis);
+        assert_eq!(c.instance_id("x"), "a-1");
+        assert!(c.validate("x").is_empty());
+        let mut bad = c.clone();
+        bad.redis.url = "http://x".into();
+        assert!(bad.validate("x")[0].starts_with("state.redis.url"));
+        let mut bad = c;
+        bad.instance_id = Some("a b".into());
+        assert!(bad.validate("x")[0].starts_with("state.instance_id"));
+        assert!(yaml::from_str::<StateConfig>("c.yaml", "backend: etcd\n").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://:secret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
 
     #[test]
     fn any_node_id_gives_a_valid_stable_instance_id() {
