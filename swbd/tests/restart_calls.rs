@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::baresip_phone::{Phone, require_baresip, tail_tone};
+use support::baresip_phone::{Phone, dial_and_bridge, require_baresip, tail_tone};
 use support::redis::Redis;
 use support::{Options, Proc, System, eventually};
 use switchboard_proto::admin::v1 as pb;
@@ -54,31 +54,7 @@ async fn call_up(sys: &System, rtp_base: u16) -> (Phone, Phone) {
         440.0,
         rtp_base + 100,
     );
-    let admin = sys.signaling().await.expect("admin");
-    eventually(20, "two phones registered", || {
-        let mut admin = admin.clone();
-        async move {
-            let regs = admin
-                .list_registrations(pb::ListRegistrationsRequest::default())
-                .await
-                .ok()?
-                .into_inner()
-                .registrations;
-            (regs.len() >= 2).then_some(())
-        }
-    })
-    .await;
-    alice.command("dial", &format!("sip:1002@127.0.0.1:{}", sys.sip.port()));
-    assert!(
-        alice.wait_event("CALL_ESTABLISHED", 15),
-        "Alice established"
-    );
-    assert!(bob.wait_event("CALL_ESTABLISHED", 5), "Bob established");
-    eventually(10, "the call bridged", || async {
-        let calls = sys.active_calls().await;
-        (calls.len() == 1 && calls[0].state == pb::CallState::Bridged as i32).then_some(())
-    })
-    .await;
+    dial_and_bridge(sys, &mut alice, &mut bob).await;
     (alice, bob)
 }
 

@@ -231,3 +231,37 @@ pub fn tail_tone(path: &Path, secs: usize, want: f64, not: f64) -> (f64, f64) {
         .unwrap_or_default();
     (super::goertzel(tail, want), super::goertzel(tail, not))
 }
+
+/// Once both phones are registered with `sys`, `caller` dials 1002 there;
+/// returns when both report the call established and swbd has it bridged
+/// (the one call up).
+pub async fn dial_and_bridge(sys: &super::System, caller: &mut Phone, callee: &mut Phone) {
+    use switchboard_proto::admin::v1 as pb;
+    super::eventually(20, "both phones registered", || async {
+        let regs = sys
+            .signaling()
+            .await
+            .ok()?
+            .list_registrations(pb::ListRegistrationsRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .registrations;
+        (regs.len() >= 2).then_some(())
+    })
+    .await;
+    caller.command("dial", &format!("sip:1002@127.0.0.1:{}", sys.sip.port()));
+    assert!(
+        caller.wait_event("CALL_ESTABLISHED", 15),
+        "caller established"
+    );
+    assert!(
+        callee.wait_event("CALL_ESTABLISHED", 5),
+        "callee established"
+    );
+    super::eventually(10, "the call bridged", || async {
+        let calls = sys.active_calls().await;
+        (calls.len() == 1 && calls[0].state == pb::CallState::Bridged as i32).then_some(())
+    })
+    .await;
+}
