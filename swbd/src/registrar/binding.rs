@@ -60,7 +60,16 @@ impl Binding {
     /// Where to send requests for this binding (the real source, over the
     /// same transport and local socket; for TCP the open connection).
     pub fn target(&self) -> Target {
-        Target::reply_to(&self.source, self.source.remote)
+        let mut target = Target::reply_to(&self.source, self.source.remote);
+        if self.instance.is_some() {
+            // Registered through another swbd (shared state): its local
+            // address is that instance's socket. Calls from here go out of,
+            // and name in their Contact, this instance's own; kept, the
+            // phone sent its in-dialog requests (a BYE) to the other
+            // instance, which answered 481.
+            target.local = None;
+        }
+        target
     }
 
     /// Seconds left (0 when due).
