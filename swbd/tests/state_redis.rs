@@ -3,7 +3,8 @@
 //! memory backend, as documented), a phone registered through one swbd is
 //! called through another, and Redis stopped and started while swbd
 //! serves (REGISTER answered and queued, status down then up, the queue
-//! written when it is back).
+//! written when it is back), also under a load of calls (every call
+//! completes, calls up across the outage end normally).
 #![allow(clippy::expect_used, clippy::panic, clippy::unreachable)] // test code: failing loudly is the point
 
 mod support;
@@ -11,6 +12,7 @@ mod support;
 use support::redis::Redis;
 use support::ua::{Ua, sdp};
 use support::{Options, System, eventually, tempdir};
+use swbd::sip::message::HeaderAccess;
 use switchboard_proto::admin::v1 as pb;
 
 fn prefix(tag: &str) -> String {
@@ -235,4 +237,102 @@ async fn registered_through_one_swbd_called_through_another() {
     let bye = bob.request("BYE").await;
     bob.reply(&bye, 200, "OK", None, None).await;
     two.assert_clean().await;
+}
+
+/// `n` calls from Alice to Bob at once: Bob answers each INVITE as it
+/// comes (a retransmission read before his answer left aside); every call
+/// is answered 200 and ACKed. Returns them up.
+async fn calls_up(alice: &mut Ua, bob: &mut Ua, n: usize) -> Vec<support::ua::OutCall> {
+    let mut calls = Vec::new();
+    for _ in 0..n {
+        calls.push(alice.invite("1002", None).await);
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < n {
+        let inv = bob.request("INVITE").await;
+        let cid = inv.call_id().expect("Call-ID").to_string();
+        if !answered.insert(cid) {
+            continue;
+        }
+        let tag = format!("b{}", answered.len());
+        bob.reply(&inv, 200, "OK", Some(&tag), Some(&sdp(bob.rtp_port)))
+            .await;
+    }
+    for call in calls.iter_mut() {
+        assert_eq!(alice.final_response(call).await.code, 200, "answered");
+        alice.ack(call).await;
+    }
+    for _ in 0..n {
+        let _ = bob.request("ACK").await;
+    }
+    calls
+}
+
+/// Alice hangs up each call; swbd answers and sends BYE to Bob.
+async fn hang_up(alice: &mut Ua, bob: &mut Ua, calls: &[support::ua::OutCall]) {
+    for call in calls {
+        assert_eq!(alice.bye(call).await.code, 200, "BYE answered");
+        let bye = bob.request("BYE").await;
+        bob.reply(&bye, 200, "OK", None, None).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_stopped_and_started_during_a_load_of_calls() {
+    let Some(mut redis) = Redis::start(&tempdir("redis-load")) else {
+        return;
+    };
+    let p = prefix("load");
+    let sys = System::start(options(redis.state_config(&p))).await;
+    let mut bob = Ua::new("1002", sys.sip).await;
+    let mut alice = Ua::new("1001", sys.sip).await;
+    assert_eq!(bob.register(300).await.code, 200);
+    eventually(10, "store up", || async {
+        store_status(&sys).await.up.then_some(())
+    })
+    .await;
+
+    // Calls before the outage; three stay up across it.
+    let first = calls_up(&mut alice, &mut bob, 5).await;
+    hang_up(&mut alice, &mut bob, &first).await;
+    let across = calls_up(&mut alice, &mut bob, 3).await;
+
+    redis.stop();
+    eventually(10, "store reported down", || async {
+        (!store_status(&sys).await.up).then_some(())
+    })
+    .await;
+    // During the outage: rounds of calls keep completing, a new phone
+    // registers (answered and queued).
+    for _ in 0..3 {
+        let round = calls_up(&mut alice, &mut bob, 5).await;
+        hang_up(&mut alice, &mut bob, &round).await;
+    }
+    let mut dave = Ua::new("1004", sys.sip).await;
+    assert_eq!(dave.register(300).await.code, 200, "REGISTER in the outage");
+    let during = store_status(&sys).await;
+    assert!(!during.up && during.pending_writes >= 1, "{during:?}");
+
+    redis.start_again();
+    eventually(20, "store up again with the queue written", || async {
+        let s = store_status(&sys).await;
+        (s.up && s.pending_writes == 0).then_some(())
+    })
+    .await;
+    // The calls that were up through the outage end normally, and new
+    // ones complete.
+    hang_up(&mut alice, &mut bob, &across).await;
+    let last = calls_up(&mut alice, &mut bob, 5).await;
+    hang_up(&mut alice, &mut bob, &last).await;
+
+    let store = redis.store(&p);
+    eventually(10, "dave's binding in Redis after the outage", || async {
+        let v = store.bindings_for("1004").await.ok()?;
+        (!v.is_empty()).then_some(())
+    })
+    .await;
+    // Writes of call records that met the outage are counted, not silent.
+    let end = store_status(&sys).await;
+    assert!(end.failed_ops > 0, "{end:?}");
+    sys.assert_clean().await;
 }

@@ -236,6 +236,22 @@ impl Registrar {
         Ok(n)
     }
 
+    /// Queue a write of every live binding this instance holds.
+    fn requeue_own(&self, link: &StoreLink) {
+        let me = link.store.instance_id().to_string();
+        let now = Instant::now();
+        let writes: Vec<Write> = match self.inner.table.lock() {
+            Ok(table) => table
+                .values()
+                .flatten()
+                .filter(|b| b.instance.is_none() && b.expires_at > now)
+                .map(|b| Write::Put(Box::new(to_stored(b, &me))))
+                .collect(),
+            Err(_) => return,
+        };
+        link.queue(writes);
+    }
+
     async fn reload_user(&self, link: &StoreLink, user: &str) -> crate::state::Result<()> {
         let stored = link.store.bindings_for(user).await?;
         let me = link.store.instance_id().to_string();
@@ -289,6 +305,12 @@ impl Registrar {
             let res = match change {
                 Ok(Change::Bindings(user)) => self.reload_user(&link, &user).await,
                 Ok(Change::Resync) | Err(RecvError::Lagged(_)) => {
+                    // The store may have come back empty (a Redis restarted
+                    // without persistence, a failover): write again every
+                    // binding this instance holds before taking the store's
+                    // view, or a reload would drop them all (every phone
+                    // registered here unreachable until it re-registers).
+                    self.requeue_own(&link);
                     if link.flush().await {
                         self.reload_all(&link).await.map(|_| ())
                     } else {
