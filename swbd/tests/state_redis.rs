@@ -237,6 +237,15 @@ async fn registered_through_one_swbd_called_through_another() {
     let bye = bob.request("BYE").await;
     bob.reply(&bye, 200, "OK", None, None).await;
     two.assert_clean().await;
+
+    // A removal through swbd-1 reaches swbd-2 too (the change message
+    // names the binding; swbd-2 does not read it back).
+    bob.server = one.sip;
+    assert_eq!(bob.register(0).await.code, 200);
+    eventually(10, "swbd-2 drops bob's binding", || async {
+        registrations(&two).await.is_empty().then_some(())
+    })
+    .await;
 }
 
 /// `n` calls from Alice to Bob at once: Bob answers each INVITE as it

@@ -12,7 +12,8 @@
 //!   is back. The queue holds at most one entry per binding the table
 //!   holds (plus removals), so it is bounded by the table.
 //! - Read: at start every stored binding is loaded; afterwards a change
-//!   published by another instance reloads that user, and a
+//!   published by another instance is applied as it comes (the message
+//!   carries the binding: no read back), and a
 //!   resynchronisation (the store came back) flushes the queue and reloads
 //!   everything.
 //! - Expiry: Redis expires a binding's key itself (PEXPIRE at its
@@ -30,17 +31,13 @@ use tokio::time::Instant;
 use super::{Binding, Registrar};
 use crate::config::Transport;
 use crate::sip::Uri;
-use crate::state::{Change, StateStore, StoredBinding, from_unix_ms, unix_ms};
+use crate::sip::uri::same_uri;
+use crate::state::bindings::MAX_BATCH;
+use crate::state::{BindingWrite, Change, StateStore, StoredBinding, from_unix_ms, unix_ms};
 use crate::transport::Source;
 
 /// One queued store write.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Write {
-    /// Add or refresh.
-    Put(Box<StoredBinding>),
-    /// Remove `(user, contact)`.
-    Remove(String, String),
-}
+pub(super) type Write = BindingWrite;
 
 /// The registrar's link to the store: the store and the write queue.
 #[derive(Debug)]
@@ -68,11 +65,8 @@ impl StoreLink {
         }
         if let Ok(mut p) = self.pending.lock() {
             for w in writes {
-                let key = match &w {
-                    Write::Put(b) => (b.user.clone(), b.contact.clone()),
-                    Write::Remove(u, c) => (u.clone(), c.clone()),
-                };
-                p.insert(key, w);
+                let (u, c) = w.key();
+                p.insert((u.to_string(), c.to_string()), w);
             }
         }
         self.wake.notify_one();
@@ -83,43 +77,31 @@ impl StoreLink {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
-    /// Write everything queued. An entry leaves the queue only once
-    /// written (and unchanged meanwhile), so `pending` counts what is not
-    /// yet in the store, in flight included. True when the queue emptied.
+    /// Write everything queued, [`MAX_BATCH`] at a time (one store round
+    /// trip each). An entry leaves the queue only once written (and
+    /// unchanged meanwhile), so `pending` counts what is not yet in the
+    /// store, in flight included. True when the queue emptied.
     async fn flush(&self) -> bool {
-        let batch: Vec<((String, String), Write)> = match self.pending.lock() {
+        let all: Vec<((String, String), Write)> = match self.pending.lock() {
             Ok(p) => p.iter().map(|(k, w)| (k.clone(), w.clone())).collect(),
             Err(_) => return false,
         };
-        let mut all_ok = true;
-        for (key, w) in batch {
-            let res = match &w {
-                Write::Put(b) => {
-                    if b.expires_at_ms <= unix_ms(SystemTime::now()) {
-                        Ok(())
-                    } else {
-                        self.store.put_binding(b).await
+        for chunk in all.chunks(MAX_BATCH) {
+            let writes: Vec<Write> = chunk.iter().map(|(_, w)| w.clone()).collect();
+            if let Err(e) = self.store.write_bindings(&writes).await {
+                tracing::debug!(error = %e, "registrations not written to the state store yet; kept queued");
+                // The store is down: the rest would fail the same way.
+                return false;
+            }
+            if let Ok(mut p) = self.pending.lock() {
+                for (key, w) in chunk {
+                    if p.get(key) == Some(w) {
+                        p.remove(key);
                     }
-                }
-                Write::Remove(u, c) => self.store.remove_binding(u, c).await,
-            };
-            match res {
-                Ok(()) => {
-                    if let Ok(mut p) = self.pending.lock()
-                        && p.get(&key) == Some(&w)
-                    {
-                        p.remove(&key);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "registration not written to the state store yet; kept queued");
-                    all_ok = false;
-                    // The store is down: the rest would fail the same way.
-                    break;
                 }
             }
         }
-        all_ok && self.pending() == 0
+        self.pending() == 0
     }
 }
 
@@ -252,6 +234,50 @@ impl Registrar {
         link.queue(writes);
     }
 
+    /// Apply a binding another instance wrote (added or refreshed; one
+    /// already expired is removed).
+    fn apply_remote(&self, me: &str, stored: StoredBinding) {
+        let user = stored.user.clone();
+        let Some(contact) = Uri::parse(&stored.contact) else {
+            return;
+        };
+        let fresh = from_stored(stored, me);
+        if let Ok(mut table) = self.inner.table.lock() {
+            let current = table.entry(user.clone()).or_default();
+            let at = current.iter().position(|b| same_uri(&b.contact, &contact));
+            match (fresh, at) {
+                (Some(b), Some(i)) => {
+                    if let Some(slot) = current.get_mut(i) {
+                        *slot = b;
+                    }
+                }
+                (Some(b), None) => current.push(b),
+                (None, Some(i)) => {
+                    current.remove(i);
+                }
+                (None, None) => {}
+            }
+            if current.is_empty() {
+                table.remove(&user);
+            }
+        }
+    }
+
+    /// Remove a binding another instance removed.
+    fn remove_remote(&self, user: &str, contact: &str) {
+        let Some(contact) = Uri::parse(contact) else {
+            return;
+        };
+        if let Ok(mut table) = self.inner.table.lock()
+            && let Some(current) = table.get_mut(user)
+        {
+            current.retain(|b| !same_uri(&b.contact, &contact));
+            if current.is_empty() {
+                table.remove(user);
+            }
+        }
+    }
+
     async fn reload_user(&self, link: &StoreLink, user: &str) -> crate::state::Result<()> {
         let stored = link.store.bindings_for(user).await?;
         let me = link.store.instance_id().to_string();
@@ -303,6 +329,14 @@ impl Registrar {
                 _ = shutdown.wait() => return,
             };
             let res = match change {
+                Ok(Change::Binding(b)) => {
+                    self.apply_remote(link.store.instance_id(), *b);
+                    Ok(())
+                }
+                Ok(Change::BindingRemoved(user, contact)) => {
+                    self.remove_remote(&user, &contact);
+                    Ok(())
+                }
                 Ok(Change::Bindings(user)) => self.reload_user(&link, &user).await,
                 Ok(Change::Resync) | Err(RecvError::Lagged(_)) => {
                     // The store may have come back empty (a Redis restarted

@@ -5,9 +5,10 @@
 //! # Layout
 //! - [`StateStore`]: cheap-clone handle; backend chosen by `state.backend`;
 //!   typed async methods ([`StateStore::put_binding`],
-//!   [`StateStore::set_drain`], [`StateStore::put_json`] for other kinds);
+//!   [`StateStore::write_bindings`], [`StateStore::set_drain`], [`StateStore::put_json`] for other kinds);
 //!   [`StateStore::health`] (connected, last error, failed operations);
 //!   [`StateStore::subscribe`] for what other instances changed.
+//! - [`bindings`] - registrations: keys, index, change messages.
 //! - [`config`] - `state:` ([`StateConfig`]).
 //! - [`drain_sync`] - media-node drain flags kept in the store.
 //! - [`record`] - [`StoredBinding`].
@@ -26,6 +27,7 @@
 //! a health task pings every second and marks it up again, then tells
 //! subscribers to resynchronise ([`Change::Resync`]).
 
+pub mod bindings;
 pub mod config;
 pub mod drain_sync;
 pub mod memory;
@@ -43,6 +45,7 @@ use sha2::Digest;
 use switchboard_proto::support::shutdown::Shutdown;
 use tokio::sync::broadcast;
 
+pub use bindings::BindingWrite;
 pub use config::{BackendKind, StateConfig};
 pub use record::StoredBinding;
 
@@ -80,9 +83,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What another instance changed (or, for [`Change::Resync`], that the
 /// store came back and caches should reload).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// The bindings of this user.
+    /// A binding another instance added or refreshed (the whole of it).
+    Binding(Box<StoredBinding>),
+    /// A binding another instance removed: `(user, contact)`.
+    BindingRemoved(String, String),
+    /// The bindings of this user changed: read them again (from an
+    /// instance of an earlier version, or a message too long to carry).
     Bindings(String),
     /// Drain flags.
     Drains,
@@ -392,66 +400,6 @@ impl StateStore {
         }
     }
 
-    // ---- registrations ----
-
-    /// Store (add or refresh) a binding until its expiry.
-    pub async fn put_binding(&self, b: &StoredBinding) -> Result<()> {
-        let now_ms = unix_ms(SystemTime::now());
-        let ttl = Duration::from_millis(b.expires_at_ms.saturating_sub(now_ms).max(1));
-        let key = binding_key(&b.user, &b.contact);
-        self.put(&key, serde_json::to_string(b)?, Some(ttl)).await?;
-        self.index_add(&aor_key(&b.user), &key, Some(ttl)).await?;
-        self.publish("b", &key_part(&b.user)).await;
-        Ok(())
-    }
-
-    /// Remove the binding of `user` at `contact`.
-    pub async fn remove_binding(&self, user: &str, contact: &str) -> Result<()> {
-        let key = binding_key(user, contact);
-        self.del(&key).await?;
-        self.index_remove(&aor_key(user), &[key]).await?;
-        self.publish("b", &key_part(user)).await;
-        Ok(())
-    }
-
-    /// The live bindings of `user`.
-    pub async fn bindings_for(&self, user: &str) -> Result<Vec<StoredBinding>> {
-        let index = aor_key(user);
-        let keys = self.index_members(&index).await?;
-        let values = self.get_many(&keys).await?;
-        let mut gone = Vec::new();
-        let mut out = Vec::new();
-        for (k, v) in keys.into_iter().zip(values) {
-            match v.map(|v| serde_json::from_str::<StoredBinding>(&v)) {
-                Some(Ok(b)) => out.push(b),
-                Some(Err(e)) => {
-                    tracing::warn!(key = %k, error = %e, "unreadable binding in the state store; ignored");
-                }
-                None => gone.push(k),
-            }
-        }
-        if !gone.is_empty() {
-            self.index_remove(&index, &gone).await?;
-        }
-        Ok(out)
-    }
-
-    /// Every live binding (start-up, resynchronisation, admin).
-    pub async fn all_bindings(&self) -> Result<Vec<StoredBinding>> {
-        Ok(self
-            .scan("reg:")
-            .await?
-            .into_iter()
-            .filter_map(|(k, v)| match serde_json::from_str(&v) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    tracing::warn!(key = %k, error = %e, "unreadable binding in the state store; ignored");
-                    None
-                }
-            })
-            .collect())
-    }
-
     // ---- media-node drain flags ----
 
     /// Drain (`true`) or undrain a media node, for every instance.
@@ -610,7 +558,7 @@ fn parse_change(text: &str, me: &str) -> Option<Change> {
         return None;
     }
     match kind {
-        "b" => Some(Change::Bindings(unescape(detail))),
+        "B" | "R" | "b" => bindings::parse(kind, detail),
         "d" => Some(Change::Drains),
         "r" => {
             let (k, key) = detail.split_once(':')?;

@@ -9,7 +9,8 @@
 //! - `drain` - a set of drained media-node names.
 //! - `rec:KIND:KEY` - other records (dialogs), JSON, optional TTL.
 //! - channel `changes` - `INSTANCE KIND DETAIL` after every write, so the
-//!   other instances refresh what they cache.
+//!   other instances refresh what they cache (a binding's message carries
+//!   the binding: `super::bindings`).
 //!
 //! Every command is bounded by `state.redis.timeout_ms`; the manager is
 //! created lazily, so swbd starts (and serves from memory) while Redis is
@@ -38,6 +39,27 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// One registration write for [`RedisStore::apply`]; keys and index
+/// without the prefix.
+#[derive(Debug)]
+pub(super) enum Op {
+    /// `SET key value PX ttl`, the key added to `index`, `message`
+    /// published.
+    Put {
+        key: String,
+        value: String,
+        ttl_ms: u64,
+        index: String,
+        message: String,
+    },
+    /// `key` deleted and taken out of `index`, `message` published.
+    Remove {
+        key: String,
+        index: String,
+        message: String,
+    },
 }
 
 /// `*?[]\` escaped for a SCAN MATCH pattern.
@@ -232,6 +254,75 @@ impl RedisStore {
     pub(super) async fn index_members(&self, set: &str) -> Result<Vec<String>> {
         let s = self.key(set);
         self.run(|mut c| async move { c.smembers::<_, Vec<String>>(s).await })
+            .await
+    }
+
+    /// Run `ops` as one pipeline (one round trip; not a transaction: a
+    /// batch that fails part-way is retried whole, and every part is
+    /// idempotent).
+    pub(super) async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let channel = self.channel();
+        let mut p = redis::pipe();
+        for op in &ops {
+            match op {
+                Op::Put {
+                    key,
+                    value,
+                    ttl_ms,
+                    index,
+                    message,
+                } => {
+                    let set = self.key(index);
+                    let ttl = (*ttl_ms).max(1);
+                    p.cmd("SET")
+                        .arg(self.key(key))
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ttl)
+                        .ignore()
+                        .cmd("SADD")
+                        .arg(&set)
+                        .arg(key)
+                        .ignore()
+                        // The index lives as long as its longest binding.
+                        .cmd("PEXPIRE")
+                        .arg(&set)
+                        .arg(ttl)
+                        .arg("GT")
+                        .ignore()
+                        .cmd("PEXPIRE")
+                        .arg(&set)
+                        .arg(ttl)
+                        .arg("NX")
+                        .ignore()
+                        .cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(message)
+                        .ignore();
+                }
+                Op::Remove {
+                    key,
+                    index,
+                    message,
+                } => {
+                    p.cmd("DEL")
+                        .arg(self.key(key))
+                        .ignore()
+                        .cmd("SREM")
+                        .arg(self.key(index))
+                        .arg(key)
+                        .ignore()
+                        .cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(message)
+                        .ignore();
+                }
+            }
+        }
+        self.run(|mut c| async move { p.query_async::<()>(&mut c).await })
             .await
     }
 
