@@ -12,6 +12,8 @@
 #
 #   scripts/bench-state.sh                     REG_SECS=5 RAMP=200:200:3000:4
 #   BIN=target/release scripts/bench-state.sh  use these binaries, skip the build
+#   ROUNDS=3 ...                                every setup ROUNDS times, interleaved;
+#                                               the summary gives medians
 #
 # Everything listens on 127.0.0.1. Daemons started here are stopped at exit,
 # by their recorded PIDs only. Results: target/bench-state/*.json, summary.md.
@@ -22,6 +24,7 @@ RUN=$(mktemp -d /tmp/swbench-state.XXXXXX)
 REG_SECS=${REG_SECS:-5}
 RAMP=${RAMP:-200:200:3000:4}
 MODES=${MODES:-memory redis redis2}
+ROUNDS=${ROUNDS:-1}
 REDIS_PORT=${REDIS_PORT:-6391}
 SIP_BASE=${SIP_BASE:-5180}   # swbd-N listens on udp 127.0.0.1:SIP_BASE+N
 RTP_CTL=${RTP_CTL:-9190}     # swrtp control port
@@ -100,37 +103,37 @@ start_swbds() { # COUNT AUTH BACKEND
 }
 watch_args() { local i=1 p; for p in "${SWBD_PIDS[@]}"; do echo --watch "swbd$i=$p"; i=$((i + 1)); done; }
 
-run_mode() { # MODE
-    local mode=$1 count=1 backend=$1 i
+run_mode() { # MODE ROUND
+    local mode=$1 round=$2 count=1 backend=$1 i
     [ "$mode" = redis2 ] && count=2 backend=redis
-    PREFIX="bench-$mode-$$:"
+    PREFIX="bench-$mode-$round-$$:"
     # Users split between the generators: 3000 to register, 1000 callees + 1000 callers.
     local reg=(1000-3999) callees=(1000-1999) callers=(2000-2999)
     [ "$count" = 2 ] && reg=(1000-2499 2500-3999) callees=(1000-1499 1500-1999) callers=(2000-2499 2500-2999)
 
     start_swbds "$count" true "$backend"
-    cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-register.txt"
-    log "$mode: REGISTER with auth, ${REG_SECS}s, load $(cat "$OUT/load-$mode-register.txt")"
+    cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-r$round-register.txt"
+    log "round $round, $mode: REGISTER with auth, ${REG_SECS}s, load $(cat "$OUT/load-$mode-r$round-register.txt")"
     local gens=()
     # shellcheck disable=SC2046
     for i in $(seq 1 "$count"); do
         "$BIN/swbench" register --server "127.0.0.1:$((SIP_BASE + i))" --users "${reg[$((i - 1))]}" --rate 0 \
             --max-concurrent 200 --duration "$REG_SECS" --json --max-seconds 60 \
-            $(watch_args) >"$OUT/register-$mode-$i.json" &
+            $(watch_args) >"$OUT/register-$mode-r$round-$i.json" &
         gens+=($!)
     done
     wait "${gens[@]}"
     stop_swbd
 
     start_swbds "$count" false "$backend"
-    cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-calls.txt"
-    log "$mode: calls/s ramp $RAMP, load $(cat "$OUT/load-$mode-calls.txt")"
+    cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-r$round-calls.txt"
+    log "round $round, $mode: calls/s ramp $RAMP, load $(cat "$OUT/load-$mode-r$round-calls.txt")"
     gens=()
     # shellcheck disable=SC2046
     for i in $(seq 1 "$count"); do
         "$BIN/swbench" calls --server "127.0.0.1:$((SIP_BASE + i))" --callees "${callees[$((i - 1))]}" \
             --callers "${callers[$((i - 1))]}" --ramp "$RAMP" --hold 1 --json --max-seconds 300 \
-            $(watch_args) >"$OUT/calls-$mode-$i.json" &
+            $(watch_args) >"$OUT/calls-$mode-r$round-$i.json" &
         gens+=($!)
     done
     wait "${gens[@]}"
@@ -138,42 +141,54 @@ run_mode() { # MODE
     sleep 1
 }
 
-for m in $MODES; do run_mode "$m"; done
+for r in $(seq 1 "$ROUNDS"); do for m in $MODES; do run_mode "$m" "$r"; done; done
 
-CMD="REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
-python3 - "$OUT" "$CMD" "$MODES" <<'PY' | tee "$OUT/summary.md"
-import glob, json, os, sys
-out, cmd, modes = sys.argv[1], sys.argv[2], sys.argv[3].split()
-def runs(kind, mode):
-    return [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{kind}-{mode}-*.json"))]
-def load(mode, kind):
+CMD="ROUNDS=$ROUNDS REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
+python3 - "$OUT" "$CMD" "$MODES" "$ROUNDS" <<'PY' | tee "$OUT/summary.md"
+import glob, json, statistics, sys
+out, cmd, modes, rounds = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
+def runs(kind, mode, r):
+    return [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{kind}-{mode}-r{r}-*.json"))]
+def load(mode, r, kind):
     try:
-        return open(f"{out}/load-{mode}-{kind}.txt").read().strip()
+        return open(f"{out}/load-{mode}-r{r}-{kind}.txt").read().strip()
     except OSError:
         return "-"
+def swbd_cpu(gens):
+    # Every generator watches every swbd: count each process once.
+    return sum(p["cpu_s"] for p in gens[0]["processes"]) if gens else 0.0
 print(f"Command: `{cmd}` (release binaries, 127.0.0.1, one swrtp, one redis-server without persistence).\n")
-print("| setup | load at REGISTER start (1/5/15) | REGISTER/s (auth) | failed | load at calls start | calls/s sustained | last step failures |")
-print("|---|---|---|---|---|---|---|")
-base = None
-rows = {}
+print("| round | setup | load (1/5/15) | REGISTER/s (auth) | failed | swbd CPU per REGISTER | calls/s sustained | swbd CPU per call (ramp) | last step failures |")
+print("|---|---|---|---|---|---|---|---|---|")
+reg_by, cps_by = {m: [] for m in modes}, {m: [] for m in modes}
+for r in range(1, rounds + 1):
+    for m in modes:
+        regs, calls = runs("register", m, r), runs("calls", m, r)
+        if not regs or not calls:
+            continue
+        reg = sum(x["registrations_per_s"] for x in regs)
+        regn = sum(x["succeeded"] for x in regs)
+        regf = sum(x["failed"] for x in regs)
+        cps = sum((c.get("sustained_rate") or 0) for c in calls)
+        done = sum(p["succeeded"] for c in calls for p in c["phases"])
+        per = " + ".join(f"{(c.get('sustained_rate') or 0):.0f}" for c in calls)
+        last = "; ".join(
+            f"{c['phases'][-1]['offered_rate']:.0f}/s: {c['phases'][-1]['failures']}"
+            for c in calls if c["phases"] and (c["phases"][-1]["failed"] or c["phases"][-1]["unfinished"]))
+        reg_by[m].append(reg)
+        cps_by[m].append(cps)
+        cpu_reg = swbd_cpu(regs) / regn * 1e6 if regn else 0
+        cpu_call = swbd_cpu(calls) / done * 1e6 if done else 0
+        shown = f"{cps:.0f}" + (f" ({per})" if len(calls) > 1 else "")
+        print(f"| {r} | {m} | {load(m, r, 'register')} | {reg:.0f} | {regf} | {cpu_reg:.0f} us | {shown} | {cpu_call:.0f} us | {last or '-'} |")
+med = {m: (statistics.median(reg_by[m]) if reg_by[m] else 0, statistics.median(cps_by[m]) if cps_by[m] else 0) for m in modes}
+print(f"\nMedians over {rounds} round(s):")
 for m in modes:
-    regs, calls = runs("register", m), runs("calls", m)
-    reg = sum(r["registrations_per_s"] for r in regs)
-    regf = sum(r["failed"] for r in regs)
-    cps = sum((c.get("sustained_rate") or 0) for c in calls)
-    per = " + ".join(f"{(c.get('sustained_rate') or 0):.0f}" for c in calls)
-    last = "; ".join(
-        f"{c['phases'][-1]['offered_rate']:.0f}/s: {c['phases'][-1]['failures']}"
-        for c in calls if c["phases"] and (c["phases"][-1]["failed"] or c["phases"][-1]["unfinished"]))
-    rows[m] = (reg, cps)
-    shown = f"{cps:.0f}" + (f" ({per})" if len(calls) > 1 else "")
-    print(f"| {m} | {load(m, 'register')} | {reg:.0f} | {regf} | {load(m, 'calls')} | {shown} | {last or '-'} |")
-if "memory" in rows and "redis" in rows and rows["memory"][1]:
-    cost = 1 - rows["redis"][1] / rows["memory"][1]
-    print(f"\nRedis cost in calls/s vs memory: {cost * 100:.0f}% (target < 20%).")
-    if rows["memory"][0]:
-        print(f"Redis cost in REGISTER/s vs memory: {(1 - rows['redis'][0] / rows['memory'][0]) * 100:.0f}%.")
-if "redis" in rows and "redis2" in rows and rows["redis"][1]:
-    print(f"Two swbd vs one (both Redis): {rows['redis2'][1] / rows['redis'][1]:.2f}x calls/s, "
-          f"{(rows['redis2'][0] / rows['redis'][0]) if rows['redis'][0] else 0:.2f}x REGISTER/s (target >= 1).")
+    print(f"- {m}: {med[m][0]:.0f} REGISTER/s, {med[m][1]:.0f} calls/s")
+if "memory" in med and "redis" in med and med["memory"][1] and med["memory"][0]:
+    print(f"\nRedis cost vs memory (medians): calls/s {(1 - med['redis'][1] / med['memory'][1]) * 100:.0f}%, "
+          f"REGISTER/s {(1 - med['redis'][0] / med['memory'][0]) * 100:.0f}% (target < 20%).")
+if "redis" in med and "redis2" in med and med["redis"][1] and med["redis"][0]:
+    print(f"Two swbd vs one (both Redis, medians): {med['redis2'][1] / med['redis'][1]:.2f}x calls/s, "
+          f"{med['redis2'][0] / med['redis'][0]:.2f}x REGISTER/s (target >= 1).")
 PY

@@ -329,12 +329,14 @@ impl Registrar {
                 _ = shutdown.wait() => return,
             };
             let res = match change {
-                Ok(Change::Binding(b)) => {
-                    self.apply_remote(link.store.instance_id(), *b);
-                    Ok(())
-                }
-                Ok(Change::BindingRemoved(user, contact)) => {
-                    self.remove_remote(&user, &contact);
+                Ok(Change::BindingWrites(writes)) => {
+                    let me = link.store.instance_id();
+                    for w in writes.iter() {
+                        match w {
+                            Write::Put(b) => self.apply_remote(me, (**b).clone()),
+                            Write::Remove(u, c) => self.remove_remote(u, c),
+                        }
+                    }
                     Ok(())
                 }
                 Ok(Change::Bindings(user)) => self.reload_user(&link, &user).await,

@@ -2,9 +2,11 @@
 //! expiring with it), a per-user index (`aor:USER`), and a change message
 //! that carries the binding itself.
 //!
-//! The message carries the whole binding (`INSTANCE B {json}`, or
-//! `INSTANCE R ["user","contact"]` for a removal) so another instance
-//! applies it to its table without reading Redis back: with two swbd
+//! The message carries the writes themselves (`INSTANCE W [write, ...]`:
+//! one message per batch the writer flushes, each write a binding put or
+//! a `(user, contact)` removal), so another instance applies them to its
+//! table without reading Redis back, and at load one message stands for
+//! many REGISTERs: with two swbd
 //! sharing the REGISTER load, a read-back per published change cost each
 //! of them a Redis round trip per REGISTER the other one handled
 //! (docs/BENCHMARKS.md, "Shared state"). The older `INSTANCE b USER`
@@ -12,16 +14,16 @@
 //! instances of two versions can share a store during an upgrade.
 //!
 //! On Redis a batch of writes is one pipeline: each put is `SET PX`,
-//! `SADD` to the index, its `PEXPIRE`s, and the `PUBLISH`; one round trip
-//! for the batch, not four per binding.
+//! `SADD` to the index and its `PEXPIRE`s, each removal `DEL` and `SREM`,
+//! then one `PUBLISH`; one round trip for the batch, not four per binding.
 
 use std::time::{Duration, SystemTime};
 
 use super::redis::Op;
 use super::{Backend, Change, Result, StateStore, StoredBinding, aor_key, binding_key, unix_ms};
 
-/// One registration write.
-#[derive(Debug, Clone, PartialEq)]
+/// One registration write (serialised in change messages).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BindingWrite {
     /// Add or refresh (until its expiry).
     Put(Box<StoredBinding>),
@@ -88,45 +90,31 @@ impl StateStore {
             }
             Backend::Redis(r) => {
                 for chunk in writes.chunks(MAX_BATCH) {
-                    let mut ops = Vec::with_capacity(chunk.len());
-                    for w in chunk {
-                        if let Some(op) = self.redis_op(w, now_ms)? {
-                            ops.push(op);
-                        }
+                    let live: Vec<&BindingWrite> = chunk
+                        .iter()
+                        .filter(|w| match w {
+                            BindingWrite::Put(b) => b.expires_at_ms > now_ms,
+                            BindingWrite::Remove(..) => true,
+                        })
+                        .collect();
+                    if live.is_empty() {
+                        continue;
                     }
-                    let res = r.apply(ops).await;
+                    let ops = live
+                        .iter()
+                        .map(|w| redis_op(w, now_ms))
+                        .collect::<Result<Vec<Op>>>()?;
+                    let message = format!(
+                        "{} W {}",
+                        self.inner.instance,
+                        serde_json::to_string(&live)?
+                    );
+                    let res = r.apply(ops, message).await;
                     self.note(res)?;
                 }
                 Ok(())
             }
         }
-    }
-
-    /// The pipeline part and change message of one write (`None`: a put
-    /// already expired).
-    fn redis_op(&self, w: &BindingWrite, now_ms: u64) -> Result<Option<Op>> {
-        let me = &self.inner.instance;
-        Ok(Some(match w {
-            BindingWrite::Put(b) => {
-                if b.expires_at_ms <= now_ms {
-                    return Ok(None);
-                }
-                let value = serde_json::to_string(b)?;
-                let message = format!("{me} B {value}");
-                Op::Put {
-                    key: binding_key(&b.user, &b.contact),
-                    value,
-                    ttl_ms: b.expires_at_ms - now_ms,
-                    index: aor_key(&b.user),
-                    message,
-                }
-            }
-            BindingWrite::Remove(u, c) => Op::Remove {
-                key: binding_key(u, c),
-                index: aor_key(u),
-                message: format!("{me} R {}", serde_json::to_string(&(u, c))?),
-            },
-        }))
     }
 
     /// The live bindings of `user`.
@@ -168,21 +156,30 @@ impl StateStore {
     }
 }
 
+/// The pipeline part of one write.
+fn redis_op(w: &BindingWrite, now_ms: u64) -> Result<Op> {
+    Ok(match w {
+        BindingWrite::Put(b) => Op::Put {
+            key: binding_key(&b.user, &b.contact),
+            value: serde_json::to_string(b)?,
+            ttl_ms: b.expires_at_ms.saturating_sub(now_ms),
+            index: aor_key(&b.user),
+        },
+        BindingWrite::Remove(u, c) => Op::Remove {
+            key: binding_key(u, c),
+            index: aor_key(u),
+        },
+    })
+}
+
 /// A registration change message's `KIND DETAIL` as a [`Change`]
 /// (`None`: not a registration kind, or unreadable).
 pub(super) fn parse(kind: &str, detail: &str) -> Option<Change> {
     match kind {
-        "B" => match serde_json::from_str::<StoredBinding>(detail) {
-            Ok(b) => Some(Change::Binding(Box::new(b))),
+        "W" => match serde_json::from_str::<Vec<BindingWrite>>(detail) {
+            Ok(writes) => Some(Change::BindingWrites(writes.into())),
             Err(e) => {
-                tracing::debug!(error = %e, "unreadable binding in a state change message; ignored");
-                None
-            }
-        },
-        "R" => match serde_json::from_str::<(String, String)>(detail) {
-            Ok((user, contact)) => Some(Change::BindingRemoved(user, contact)),
-            Err(e) => {
-                tracing::debug!(error = %e, "unreadable removal in a state change message; ignored");
+                tracing::debug!(error = %e, "unreadable registrations in a state change message; ignored");
                 None
             }
         },
@@ -215,53 +212,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_put_message_carries_the_binding_whole() {
-        let s = StateStore::memory("i1");
+    #[tokio::test]
+    async fn a_batch_round_trips_through_its_message() {
         let b = binding("alice bob", "sip:a@192.0.2.1:5 ;x=\"y\"");
-        let op = s
-            .redis_op(&BindingWrite::Put(Box::new(b.clone())), 0)
-            .expect("op")
-            .expect("live");
-        let Op::Put { message, .. } = op else {
-            panic!("a put")
-        };
-        let (from, rest) = message.split_once(' ').expect("instance");
-        assert_eq!(from, "i1");
-        let (kind, detail) = rest.split_once(' ').expect("kind");
-        assert_eq!(parse(kind, detail), Some(Change::Binding(Box::new(b))));
-    }
-
-    #[test]
-    fn a_removal_message_names_user_and_contact() {
-        let s = StateStore::memory("i1");
-        let op = s
-            .redis_op(&BindingWrite::Remove("u 1".into(), "sip:x@y".into()), 0)
-            .expect("op")
-            .expect("op");
-        let Op::Remove { message, .. } = op else {
-            panic!("a removal")
-        };
-        let rest = message.strip_prefix("i1 ").expect("instance");
-        let (kind, detail) = rest.split_once(' ').expect("kind");
+        let writes = vec![
+            BindingWrite::Put(Box::new(b)),
+            BindingWrite::Remove("u 1".into(), "sip:x@y".into()),
+        ];
+        let text = serde_json::to_string(&writes).expect("encode");
         assert_eq!(
-            parse(kind, detail),
-            Some(Change::BindingRemoved("u 1".into(), "sip:x@y".into()))
+            parse("W", &text),
+            Some(Change::BindingWrites(writes.clone().into()))
         );
+        // Applied to the memory backend: the put is there, the removal
+        // of a binding never written is harmless.
+        let s = StateStore::memory("i1");
+        s.write_bindings(&writes).await.expect("write");
+        assert_eq!(s.bindings_for("alice bob").await.expect("read").len(), 1);
     }
 
-    #[test]
-    fn an_expired_put_is_not_written_and_garbage_is_ignored() {
+    #[tokio::test]
+    async fn an_expired_put_is_not_written_and_garbage_is_ignored() {
         let s = StateStore::memory("i1");
         let mut b = binding("a", "sip:a@h");
         b.expires_at_ms = 5;
-        assert!(
-            s.redis_op(&BindingWrite::Put(Box::new(b)), 10)
-                .expect("op")
-                .is_none()
-        );
-        assert_eq!(parse("B", "{not json"), None);
-        assert_eq!(parse("R", "[1]"), None);
+        s.write_bindings(&[BindingWrite::Put(Box::new(b))])
+            .await
+            .expect("write");
+        assert!(s.all_bindings().await.expect("all").is_empty());
+        assert_eq!(parse("W", "{not json"), None);
+        assert_eq!(parse("W", "[{\"Remove\":[1]}]"), None);
         assert_eq!(parse("b", "al%20ice"), Some(Change::Bindings("al ice".into())));
     }
 }

@@ -85,17 +85,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// store came back and caches should reload).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// A binding another instance added or refreshed (the whole of it).
-    Binding(Box<StoredBinding>),
-    /// A binding another instance removed: `(user, contact)`.
-    BindingRemoved(String, String),
+    /// Registrations another instance wrote (puts and removals, in
+    /// order).
+    BindingWrites(Arc<[BindingWrite]>),
     /// The bindings of this user changed: read them again (from an
     /// instance of an earlier version, or a message too long to carry).
     Bindings(String),
     /// Drain flags.
     Drains,
-    /// A record of another kind (`kind`, escaped key).
-    Record(String, String),
     /// Reload everything (reconnected, or messages may have been missed).
     Resync,
 }
@@ -437,10 +434,10 @@ impl StateStore {
             value,
         })?;
         let k = format!("rec:{kind}:{}", key_part(key));
-        self.put(&k, text, ttl).await?;
-        self.publish("r", &format!("{kind}:{}", key_part(key)))
-            .await;
-        Ok(())
+        // Not announced: no instance caches records (a restart or a
+        // sweep reads them), and a message per call write cost every
+        // instance a wake-up per call.
+        self.put(&k, text, ttl).await
     }
 
     /// The record `kind`/`key`, if any.
@@ -457,10 +454,7 @@ impl StateStore {
     pub async fn delete(&self, kind: &str, key: &str) -> Result<()> {
         check_kind(kind)?;
         let k = format!("rec:{kind}:{}", key_part(key));
-        self.del(&k).await?;
-        self.publish("r", &format!("{kind}:{}", key_part(key)))
-            .await;
-        Ok(())
+        self.del(&k).await
     }
 
     /// Every record of `kind` as `(key, value)`; unreadable ones are
@@ -558,12 +552,8 @@ fn parse_change(text: &str, me: &str) -> Option<Change> {
         return None;
     }
     match kind {
-        "B" | "R" | "b" => bindings::parse(kind, detail),
+        "W" | "b" => bindings::parse(kind, detail),
         "d" => Some(Change::Drains),
-        "r" => {
-            let (k, key) = detail.split_once(':')?;
-            Some(Change::Record(k.to_string(), key.to_string()))
-        }
         _ => None,
     }
 }

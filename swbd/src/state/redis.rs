@@ -45,21 +45,15 @@ impl std::fmt::Debug for RedisStore {
 /// without the prefix.
 #[derive(Debug)]
 pub(super) enum Op {
-    /// `SET key value PX ttl`, the key added to `index`, `message`
-    /// published.
+    /// `SET key value PX ttl`, the key added to `index`.
     Put {
         key: String,
         value: String,
         ttl_ms: u64,
         index: String,
-        message: String,
     },
-    /// `key` deleted and taken out of `index`, `message` published.
-    Remove {
-        key: String,
-        index: String,
-        message: String,
-    },
+    /// `key` deleted and taken out of `index`.
+    Remove { key: String, index: String },
 }
 
 /// `*?[]\` escaped for a SCAN MATCH pattern.
@@ -257,10 +251,11 @@ impl RedisStore {
             .await
     }
 
-    /// Run `ops` as one pipeline (one round trip; not a transaction: a
+    /// Run `ops` then publish `message`, as one pipeline (one round
+    /// trip; not a transaction: a
     /// batch that fails part-way is retried whole, and every part is
     /// idempotent).
-    pub(super) async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+    pub(super) async fn apply(&self, ops: Vec<Op>, message: String) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -273,7 +268,6 @@ impl RedisStore {
                     value,
                     ttl_ms,
                     index,
-                    message,
                 } => {
                     let set = self.key(index);
                     let ttl = (*ttl_ms).max(1);
@@ -297,31 +291,20 @@ impl RedisStore {
                         .arg(&set)
                         .arg(ttl)
                         .arg("NX")
-                        .ignore()
-                        .cmd("PUBLISH")
-                        .arg(&channel)
-                        .arg(message)
                         .ignore();
                 }
-                Op::Remove {
-                    key,
-                    index,
-                    message,
-                } => {
+                Op::Remove { key, index } => {
                     p.cmd("DEL")
                         .arg(self.key(key))
                         .ignore()
                         .cmd("SREM")
                         .arg(self.key(index))
                         .arg(key)
-                        .ignore()
-                        .cmd("PUBLISH")
-                        .arg(&channel)
-                        .arg(message)
                         .ignore();
                 }
             }
         }
+        p.cmd("PUBLISH").arg(&channel).arg(message).ignore();
         self.run(|mut c| async move { p.query_async::<()>(&mut c).await })
             .await
     }
