@@ -4,7 +4,10 @@
 #   memory   one swbd, state.backend: memory
 #   redis    one swbd, state.backend: redis (a throwaway redis-server)
 #   redis2   two swbd on that one Redis (node ids swbd-1, swbd-2), the load
-#            split between their two SIP addresses by two generators
+#            spread round-robin over their two SIP addresses by one
+#            generator (`swbench --also-server`: the same generator as the
+#            one-swbd setups, one ramp, one failure criterion for the pair);
+#            GENERATORS=2 splits it between two generators instead
 # measure (a) REGISTER/s with digest auth (swbench register, closed loop,
 # 200 in flight per generator) and (b) sustained calls/s (swbench calls
 # --ramp: stepped rate, stops at the first step with a failure; auth off as
@@ -25,11 +28,12 @@ REG_SECS=${REG_SECS:-5}
 RAMP=${RAMP:-200:200:3000:4}
 MODES=${MODES:-memory redis redis2}
 ROUNDS=${ROUNDS:-1}
+GENERATORS=${GENERATORS:-1}  # redis2: 1 (round-robin over both swbd) or 2
 REDIS_PORT=${REDIS_PORT:-6391}
 SIP_BASE=${SIP_BASE:-5180}   # swbd-N listens on udp 127.0.0.1:SIP_BASE+N
 RTP_CTL=${RTP_CTL:-9190}     # swrtp control port
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt
+rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.log
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 command -v redis-server >/dev/null || { log "redis-server is missing (apt-get install redis-server)"; exit 1; }
 
@@ -54,7 +58,7 @@ stop_pid() { # PID: TERM, wait, KILL
 }
 SWBD_PIDS=()
 stop_swbd() { local p; for p in "${SWBD_PIDS[@]}"; do stop_pid "$p"; done; SWBD_PIDS=(); }
-cleanup() { local p; stop_swbd; for p in "${PIDS[@]}"; do stop_pid "$p"; done; rm -rf "$RUN"; }
+cleanup() { local p; stop_swbd; for p in "${PIDS[@]}"; do stop_pid "$p"; done; cp "$RUN"/*.log "$OUT"/ 2>/dev/null || true; rm -rf "$RUN"; }
 trap cleanup EXIT INT TERM
 wait_udp() { local i; for i in $(seq 1 100); do ss -Hlnu "sport = :$1" | grep -q . && return 0; sleep 0.1; done; log "nothing on udp $1"; return 1; }
 wait_tcp() { local i; for i in $(seq 1 100); do ss -Hlnt "sport = :$1" | grep -q . && return 0; sleep 0.1; done; log "nothing on tcp $1"; return 1; }
@@ -95,7 +99,7 @@ EOF
 start_swbds() { # COUNT AUTH BACKEND
     local i
     for i in $(seq 1 "$1"); do
-        RUST_LOG=warn setsid "$BIN/swbd" --config "$(swbd_config "$i" "$2" "$3")" >"$RUN/swbd-$i.log" 2>&1 </dev/null &
+        RUST_LOG=${SWBD_LOG:-warn} setsid "$BIN/swbd" --config "$(swbd_config "$i" "$2" "$3")" >>"$RUN/swbd-$i.log" 2>&1 </dev/null &
         SWBD_PIDS+=($!)
         wait_udp "$((SIP_BASE + i))"
     done
@@ -108,16 +112,20 @@ run_mode() { # MODE ROUND
     [ "$mode" = redis2 ] && count=2 backend=redis
     PREFIX="bench-$mode-$round-$$:"
     # Users split between the generators: 3000 to register, 1000 callees + 1000 callers.
-    local reg=(1000-3999) callees=(1000-1999) callers=(2000-2999)
-    [ "$count" = 2 ] && reg=(1000-2499 2500-3999) callees=(1000-1499 1500-1999) callers=(2000-2499 2500-2999)
+    local reg=(1000-3999) callees=(1000-1999) callers=(2000-2999) gens_n=1 also=()
+    if [ "$count" = 2 ] && [ "$GENERATORS" = 2 ]; then
+        gens_n=2 reg=(1000-2499 2500-3999) callees=(1000-1499 1500-1999) callers=(2000-2499 2500-2999)
+    elif [ "$count" = 2 ]; then
+        also=(--also-server "127.0.0.1:$((SIP_BASE + 2))")
+    fi
 
     start_swbds "$count" true "$backend"
     cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-r$round-register.txt"
     log "round $round, $mode: REGISTER with auth, ${REG_SECS}s, load $(cat "$OUT/load-$mode-r$round-register.txt")"
     local gens=()
     # shellcheck disable=SC2046
-    for i in $(seq 1 "$count"); do
-        "$BIN/swbench" register --server "127.0.0.1:$((SIP_BASE + i))" --users "${reg[$((i - 1))]}" --rate 0 \
+    for i in $(seq 1 "$gens_n"); do
+        "$BIN/swbench" register --server "127.0.0.1:$((SIP_BASE + i))" "${also[@]}" --users "${reg[$((i - 1))]}" --rate 0 \
             --max-concurrent 200 --duration "$REG_SECS" --json --max-seconds 60 \
             $(watch_args) >"$OUT/register-$mode-r$round-$i.json" &
         gens+=($!)
@@ -130,8 +138,8 @@ run_mode() { # MODE ROUND
     log "round $round, $mode: calls/s ramp $RAMP, load $(cat "$OUT/load-$mode-r$round-calls.txt")"
     gens=()
     # shellcheck disable=SC2046
-    for i in $(seq 1 "$count"); do
-        "$BIN/swbench" calls --server "127.0.0.1:$((SIP_BASE + i))" --callees "${callees[$((i - 1))]}" \
+    for i in $(seq 1 "$gens_n"); do
+        "$BIN/swbench" calls --server "127.0.0.1:$((SIP_BASE + i))" "${also[@]}" --callees "${callees[$((i - 1))]}" \
             --callers "${callers[$((i - 1))]}" --ramp "$RAMP" --hold 1 --json --max-seconds 300 \
             $(watch_args) >"$OUT/calls-$mode-r$round-$i.json" &
         gens+=($!)
@@ -143,7 +151,7 @@ run_mode() { # MODE ROUND
 
 for r in $(seq 1 "$ROUNDS"); do for m in $MODES; do run_mode "$m" "$r"; done; done
 
-CMD="ROUNDS=$ROUNDS REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
+CMD="ROUNDS=$ROUNDS GENERATORS=$GENERATORS REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
 python3 - "$OUT" "$CMD" "$MODES" "$ROUNDS" <<'PY' | tee "$OUT/summary.md"
 import glob, json, statistics, sys
 out, cmd, modes, rounds = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])

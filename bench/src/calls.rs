@@ -103,7 +103,9 @@ struct PhaseStats {
 struct Ctx {
     common: Common,
     opts: CallsOpts,
-    uac: Arc<Endpoint>,
+    /// One UAC endpoint per server (`Common::servers`); call `i` uses
+    /// `uacs[i % n]`.
+    uacs: Vec<Arc<Endpoint>>,
     uas: Arc<Endpoint>,
     media: Option<Arc<Media>>,
     live: Live,
@@ -113,6 +115,16 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The UAC endpoint of call `i` (round-robin over the servers).
+    fn uac_for(&self, i: u64) -> Arc<Endpoint> {
+        let n = self.uacs.len().max(1) as u64;
+        let at = usize::try_from(i % n).unwrap_or(0);
+        match self.uacs.get(at).or(self.uacs.first()) {
+            Some(ep) => Arc::clone(ep),
+            None => unreachable!("run() binds one UAC per server, at least one"),
+        }
+    }
+
     fn phase(&self) -> std::sync::MutexGuard<'_, PhaseStats> {
         self.phase.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -363,7 +375,7 @@ async fn uac_call(ctx: Arc<Ctx>, i: u64) {
     ctx.live.started.fetch_add(1, Ordering::Relaxed);
     let caller = ctx.opts.callers.nth(i);
     let callee = ctx.opts.callees.nth(i);
-    let ep = Arc::clone(&ctx.uac);
+    let ep = ctx.uac_for(i);
     let call_id = token();
     let from_tag = token();
     let dom = &ctx.common.domain;
@@ -594,7 +606,11 @@ async fn invite_and_talk(
 pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupError> {
     let deadline = Instant::now() + common.max_seconds;
     let bind = SocketAddr::new(common.bind_ip, 0);
-    let uac = Endpoint::bind(bind, common.server, common.rcvbuf)?;
+    let uacs = common
+        .servers()
+        .into_iter()
+        .map(|server| Endpoint::bind(bind, server, common.rcvbuf))
+        .collect::<Result<Vec<_>, _>>()?;
     let uas = Endpoint::bind(bind, common.server, common.rcvbuf)?;
     let media = if opts.rtp {
         Some(Media::start(common.bind_ip, 2, common.rcvbuf)?)
@@ -615,7 +631,7 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
     let ctx = Arc::new(Ctx {
         common,
         opts: opts.clone(),
-        uac: Arc::clone(&uac),
+        uacs: uacs.clone(),
         uas: Arc::clone(&uas),
         media,
         live: Live::default(),
@@ -623,7 +639,9 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
         relay_admin,
         relay_errors: Mutex::new(relay_errors),
     });
-    uac.spawn_receiver(uac_handler());
+    for uac in &uacs {
+        uac.spawn_receiver(uac_handler());
+    }
     uas.spawn_receiver(uas_handler(Arc::downgrade(&ctx)));
     let gen_before = sample(std::process::id());
 
@@ -812,7 +830,9 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
             let _ = register_user(&ctx.uas, &ctx.common, &user, None, 0, &reg).await;
         }
     }
-    uac.shutdown();
+    for uac in &uacs {
+        uac.shutdown();
+    }
     uas.shutdown();
     let gen_cpu = gen_before
         .zip(sample(std::process::id()))
@@ -831,7 +851,11 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
         plateau,
         processes,
         retransmissions: ctx.live.retransmits.load(Ordering::Relaxed),
-        bad_datagrams: uac.bad.load(Ordering::Relaxed) + uas.bad.load(Ordering::Relaxed),
+        bad_datagrams: uacs
+            .iter()
+            .map(|u| u.bad.load(Ordering::Relaxed))
+            .sum::<u64>()
+            + uas.bad.load(Ordering::Relaxed),
         generator_cpu_s: gen_cpu,
     })
 }

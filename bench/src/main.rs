@@ -94,6 +94,11 @@ struct CommonArgs {
     /// The SIP server (UDP).
     #[arg(long, default_value = "127.0.0.1:5060")]
     server: SocketAddr,
+    /// Another address of the same service (another swbd on the same
+    /// shared state; repeatable): new calls and REGISTERs are spread
+    /// round-robin over --server and these, from one generator.
+    #[arg(long = "also-server")]
+    also_server: Vec<SocketAddr>,
     /// Local address for our SIP and RTP sockets.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
@@ -130,6 +135,7 @@ impl CommonArgs {
     fn common(&self) -> anyhow::Result<Common> {
         let c = Common {
             server: self.server,
+            also_servers: self.also_server.clone(),
             bind_ip: self.bind,
             domain: self
                 .domain

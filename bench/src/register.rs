@@ -198,12 +198,22 @@ pub fn proc_deltas(common: &Common, before: &[Option<Sample>]) -> Vec<ProcDelta>
 
 pub async fn run(common: Common, opts: RegisterOpts) -> Result<RegisterReport, SetupError> {
     let deadline = Instant::now() + common.max_seconds;
-    let ep = Endpoint::bind(
-        std::net::SocketAddr::new(common.bind_ip, 0),
-        common.server,
-        common.rcvbuf,
-    )?;
-    ep.spawn_receiver(Arc::new(|_, _, _| {}));
+    // One endpoint per server; user `i` registers through `eps[i % n]`.
+    let eps = common
+        .servers()
+        .into_iter()
+        .map(|server| {
+            Endpoint::bind(
+                std::net::SocketAddr::new(common.bind_ip, 0),
+                server,
+                common.rcvbuf,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for ep in &eps {
+        ep.spawn_receiver(Arc::new(|_, _, _| {}));
+    }
+    let eps = Arc::new(eps);
     let common = Arc::new(common);
     let counters = Arc::new(Counters::default());
     let latency = Arc::new(Mutex::new(Histogram::default()));
@@ -223,8 +233,8 @@ pub async fn run(common: Common, opts: RegisterOpts) -> Result<RegisterReport, S
         )
     });
     let paced = {
-        let (ep, common, counters, latency, failures) = (
-            Arc::clone(&ep),
+        let (eps, common, counters, latency, failures) = (
+            Arc::clone(&eps),
             Arc::clone(&common),
             Arc::clone(&counters),
             Arc::clone(&latency),
@@ -240,8 +250,11 @@ pub async fn run(common: Common, opts: RegisterOpts) -> Result<RegisterReport, S
             deadline,
             deadline,
             move |i, permit| {
-                let (ep, common, counters, latency, failures) = (
-                    Arc::clone(&ep),
+                let n = eps.len().max(1) as u64;
+                let Some(ep) = eps.get(usize::try_from(i % n).unwrap_or(0)).cloned() else {
+                    return;
+                };
+                let (common, counters, latency, failures) = (
                     Arc::clone(&common),
                     Arc::clone(&counters),
                     Arc::clone(&latency),
@@ -275,7 +288,9 @@ pub async fn run(common: Common, opts: RegisterOpts) -> Result<RegisterReport, S
     };
     let elapsed = t_start.elapsed();
     let processes = proc_deltas(&common, &before);
-    ep.shutdown();
+    for ep in eps.iter() {
+        ep.shutdown();
+    }
     let gen_cpu = gen_before
         .zip(sample(std::process::id()))
         .map(|(b, a)| a.cpu_seconds - b.cpu_seconds);

@@ -30,6 +30,10 @@ pub enum SetupError {
 #[derive(Debug, Clone)]
 pub struct Common {
     pub server: SocketAddr,
+    /// More addresses of the same service (several swbd sharing their
+    /// state): new calls and REGISTERs go round-robin over `server` and
+    /// these.
+    pub also_servers: Vec<SocketAddr>,
     /// Our SIP/RTP address (loopback by default).
     pub bind_ip: IpAddr,
     /// Host part of AORs and request URIs.
@@ -46,12 +50,20 @@ pub struct Common {
 
 impl Common {
     pub fn check_loopback(&self, allow_non_loopback: bool) -> Result<(), SetupError> {
-        for ip in [self.server.ip(), self.bind_ip] {
+        let also = self.also_servers.iter().map(SocketAddr::ip);
+        for ip in [self.server.ip(), self.bind_ip].into_iter().chain(also) {
             if !ip.is_loopback() && !allow_non_loopback {
                 return Err(SetupError::NotLoopback(ip));
             }
         }
         Ok(())
+    }
+
+    /// `server` then `also_servers`.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.server)
+            .chain(self.also_servers.iter().copied())
+            .collect()
     }
 
     pub fn password_for(&self, user: &str) -> String {
@@ -212,6 +224,7 @@ mod tests {
     fn loopback_is_enforced() {
         let mut c = Common {
             server: "10.0.0.1:5060".parse().unwrap(),
+            also_servers: Vec::new(),
             bind_ip: "127.0.0.1".parse().unwrap(),
             domain: "127.0.0.1".into(),
             password: "pw{user}".into(),
@@ -227,6 +240,9 @@ mod tests {
         ));
         assert!(c.check_loopback(true).is_ok());
         c.server = "127.0.0.1:5060".parse().unwrap();
+        c.also_servers = vec!["10.0.0.2:5060".parse().unwrap()];
+        assert!(c.check_loopback(false).is_err());
+        c.also_servers = vec!["127.0.0.1:5061".parse().unwrap()];
         assert!(c.check_loopback(false).is_ok());
         assert_eq!(c.password_for("1001"), "pw1001");
     }

@@ -133,6 +133,7 @@ fn start(users: UserRange) -> System {
 fn common(server: SocketAddr) -> Common {
     Common {
         server,
+        also_servers: Vec::new(),
         bind_ip: "127.0.0.1".parse().expect("ip"),
         domain: "127.0.0.1".into(),
         password: "pw{user}".into(),

@@ -80,18 +80,21 @@ impl StoreLink {
     /// Write everything queued, [`MAX_BATCH`] at a time (one store round
     /// trip each). An entry leaves the queue only once written (and
     /// unchanged meanwhile), so `pending` counts what is not yet in the
-    /// store, in flight included. True when the queue emptied.
-    async fn flush(&self) -> bool {
+    /// store, in flight included. `Err` when the store failed (the rest
+    /// stays queued); `Ok` when every write taken was stored, even if
+    /// more were queued meanwhile (the caller flushes again at once: a
+    /// busy registrar is not a store outage).
+    async fn flush(&self) -> crate::state::Result<()> {
         let all: Vec<((String, String), Write)> = match self.pending.lock() {
             Ok(p) => p.iter().map(|(k, w)| (k.clone(), w.clone())).collect(),
-            Err(_) => return false,
+            Err(_) => return Err(crate::state::Error::Poisoned),
         };
         for chunk in all.chunks(MAX_BATCH) {
             let writes: Vec<Write> = chunk.iter().map(|(_, w)| w.clone()).collect();
             if let Err(e) = self.store.write_bindings(&writes).await {
                 tracing::debug!(error = %e, "registrations not written to the state store yet; kept queued");
                 // The store is down: the rest would fail the same way.
-                return false;
+                return Err(e);
             }
             if let Ok(mut p) = self.pending.lock() {
                 for (key, w) in chunk {
@@ -101,7 +104,7 @@ impl StoreLink {
                 }
             }
         }
-        self.pending() == 0
+        Ok(())
     }
 }
 
@@ -305,12 +308,17 @@ impl Registrar {
                     return;
                 }
             }
-            while !link.flush().await {
-                // The store is down: wait for it (the health task pings
-                // every second), then try again.
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.wait() => return,
+            loop {
+                match link.flush().await {
+                    // Written; what came meanwhile goes at once.
+                    Ok(()) if link.pending() > 0 => continue,
+                    Ok(()) => break,
+                    // The store is down: wait for it (the health task
+                    // pings every second), then try again.
+                    Err(_) => tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.wait() => return,
+                    },
                 }
             }
         }
@@ -347,10 +355,9 @@ impl Registrar {
                     // view, or a reload would drop them all (every phone
                     // registered here unreachable until it re-registers).
                     self.requeue_own(&link);
-                    if link.flush().await {
-                        self.reload_all(&link).await.map(|_| ())
-                    } else {
-                        Ok(())
+                    match link.flush().await {
+                        Ok(()) => self.reload_all(&link).await.map(|_| ()),
+                        Err(_) => Ok(()),
                     }
                 }
                 Ok(_) => Ok(()),
