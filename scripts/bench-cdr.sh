@@ -14,7 +14,17 @@
 #                                        SIP capture only; file: both)
 #   PERF=1 ...                           also perf-record swbd for 8 s of each run
 #   PG=1 scripts/bench-cdr.sh            add a third mode: file + PostgreSQL
-#                                        (a throwaway server, as the tests start it)
+#                                        (a throwaway server, as the tests start it;
+#                                        MODES="... pg" does the same)
+#
+# Each run starts fresh swrtp and swbd processes from the same binaries
+# with the same flags; only swbd's cdr/capture config differs. Modes are
+# interleaved within a round, the order turned by one each round. swbd CPU
+# is utime + stime of its /proc/PID/stat (swbench --watch), from the start
+# of the load until every call has ended, divided by the completed calls.
+# The summary gives per mode the mean, median, min and max over the rounds,
+# the cost against `off` on means and on medians, and paired by round (each
+# run against the same round's `off`).
 #
 # Everything listens on 127.0.0.1. Daemons started here are stopped at exit,
 # by their recorded PIDs only. Results: target/bench-cdr/*.json, summary.md.
@@ -26,6 +36,12 @@ RATE=${RATE:-300}
 SECS=${SECS:-15}
 ROUNDS=${ROUNDS:-2}
 PG=${PG:-0}
+MODES=${MODES:-off file}
+# A `pg` mode needs the throwaway server; PG=1 adds the mode.
+case " $MODES " in
+    *" pg "*) PG=1 ;;
+    *) [ "$PG" = 1 ] && MODES="$MODES pg" ;;
+esac
 mkdir -p "$OUT"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -122,19 +138,23 @@ EOF
     cp "$RUN/swbd.log" "$OUT/swbd-$mode-$r.log" 2>/dev/null || true
 }
 
-MODES=${MODES:-off file}
-[ "$PG" = 1 ] && MODES="$MODES pg"
+# Interleaved, and the order turned by one each round (round 2 of
+# "off cdr capture file" runs cdr capture file off): no mode always runs
+# first or right after the same other one.
+read -r -a ORDER <<<"$MODES"
 for r in $(seq 1 "$ROUNDS"); do
-    for m in $MODES; do run_one "$m" "$r"; done
+    n=${#ORDER[@]}
+    for i in $(seq 0 $((n - 1))); do run_one "${ORDER[$(((i + r - 1) % n))]}" "$r"; done
 done
 
 python3 - "$OUT" "$ROUNDS" "$MODES" "$RATE" "$SECS" <<'PY' | tee "$OUT/summary.md"
-import json, sys
+import json, statistics, sys
 out, rounds, modes, rate, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5]
 print(f"Offered {rate} calls/s for {secs} s, hold 1 s, no RTP, auth off; rounds interleaved.\n")
 print("off: CDRs and SIP capture off; cdr: CDR file only; capture: SIP capture only; file: CDR file + capture on; pg: CDR file + PostgreSQL + capture on.\n")
 print("| round | CDR | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | file lines | swbd: written file / postgres / lost |")
 print("|---|---|---|---|---|---|---|---|---|")
+per_mode, paired = {}, {}
 for r in range(1, rounds + 1):
     for m in modes:
         j = json.load(open(f"{out}/calls-{m}-{r}.json"))
@@ -150,4 +170,30 @@ for r in range(1, rounds + 1):
         except (OSError, ValueError, IndexError, KeyError):
             counted = "-"
         print(f"| {r} | {m} | {load} | {ph.get('sustained_rate') or 0:.0f} | {ph['failed']} | {cpu:.2f} | {per:.0f} us | {lines} | {counted} |")
+        per_mode.setdefault(m, []).append(per)
+        # The same round's `off` run: its cost, paired (both ran minutes
+        # apart, under the same conditions).
+        if m != "off" and "off" in modes:
+            o = json.load(open(f"{out}/calls-off-{r}.json"))
+            ocpu = next((p["cpu_s"] for p in o["processes"] if p["name"] == "swbd"), float("nan"))
+            ook = o["phases"][-1]["succeeded"]
+            if ook:
+                paired.setdefault(m, []).append(per / (ocpu / ook * 1e6) - 1)
+
+# swbd CPU (utime + stime from /proc/PID/stat, swbench --watch, from the
+# start of the load until every call ended) per completed call.
+print("\n| mode | runs | mean | median | min | max | vs off (means) | vs off (medians) | paired by round: median (min..max) |")
+print("|---|---|---|---|---|---|---|---|---|")
+base = per_mode.get("off")
+for m in modes:
+    v = per_mode[m]
+    mean, med = statistics.mean(v), statistics.median(v)
+    if base and m != "off":
+        vs_mean = f"{mean / statistics.mean(base) - 1:+.1%}"
+        vs_med = f"{med / statistics.median(base) - 1:+.1%}"
+        p = paired.get(m, [])
+        vs_pair = f"{statistics.median(p):+.1%} ({min(p):+.1%}..{max(p):+.1%})" if p else "-"
+    else:
+        vs_mean = vs_med = vs_pair = "-"
+    print(f"| {m} | {len(v)} | {mean:.0f} us | {med:.0f} us | {min(v):.0f} us | {max(v):.0f} us | {vs_mean} | {vs_med} | {vs_pair} |")
 PY
