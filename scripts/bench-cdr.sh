@@ -95,6 +95,13 @@ cdr_yaml() { # MODE
     esac
 }
 
+proc_counts() { # PID: minor page faults, context switches (all threads)
+    local minflt cs
+    minflt=$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f8)
+    cs=$(cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
+    echo "$minflt $cs"
+}
+
 run_one() { # MODE ROUND
     local mode=$1 r=$2 cfg="$RUN/swbd-$1-$2.yaml"
     cat >"$cfg" <<EOF
@@ -121,10 +128,13 @@ EOF
         # of swbd only; `perf report -i $OUT/perf-MODE-ROUND.data`).
         (sleep 3; perf record -q -F 499 -g -p "$(cat "$RUN/swbd.pid")" -o "$OUT/perf-$mode-$r.data" -- sleep 8 >/dev/null 2>&1) &
     fi
+    local swbd_pid; swbd_pid=$(cat "$RUN/swbd.pid")
+    proc_counts "$swbd_pid" >"$OUT/counts-before-$mode-$r.txt"
     "$BIN/swbench" calls --server 127.0.0.1:5080 --callees 1000-1999 --callers 2000-2999 \
         --rate "$RATE" --duration "$SECS" --hold 1 --json --max-seconds 120 \
         --watch "swbd=$(cat "$RUN/swbd.pid")" --watch "swrtp=$(cat "$RUN/swrtp.pid")" \
         >"$OUT/calls-$mode-$r.json"
+    proc_counts "$swbd_pid" >"$OUT/counts-after-$mode-$r.txt"
     sleep 2
     # swbd's own CDR counters (written_file, written_postgres, failed).
     if [ -x "$SWCTL" ]; then
@@ -150,50 +160,68 @@ done
 python3 - "$OUT" "$ROUNDS" "$MODES" "$RATE" "$SECS" <<'PY' | tee "$OUT/summary.md"
 import json, statistics, sys
 out, rounds, modes, rate, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5]
+nan = float("nan")
 print(f"Offered {rate} calls/s for {secs} s, hold 1 s, no RTP, auth off; rounds interleaved.\n")
 print("off: CDRs and SIP capture off; cdr: CDR file only; capture: SIP capture only; file: CDR file + capture on; pg: CDR file + PostgreSQL + capture on.\n")
-print("| round | CDR | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | file lines | swbd: written file / postgres / lost |")
-print("|---|---|---|---|---|---|---|---|---|")
-per_mode, paired = {}, {}
+print("CPU: utime + stime from /proc/PID/stat (swbench --watch), from the start of the load until every call ended. "
+      "ref: swrtp + generator CPU of the same run (the same work in every mode); swbd / ref cancels what slows the whole machine.\n")
+print("| round | mode | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | ref CPU s | swbd / ref | page faults / call | ctx switches / call | file lines | swbd: written file / postgres / lost |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+def run(m, r):
+    j = json.load(open(f"{out}/calls-{m}-{r}.json"))
+    ph = j["phases"][-1]
+    cpu = {p["name"]: p["cpu_s"] for p in j["processes"]}
+    ref = cpu.get("swrtp", nan) + (j.get("generator_cpu_s") or nan)
+    ok = ph["succeeded"]
+    per = cpu.get("swbd", nan) / ok * 1e6 if ok else nan
+    return j, ph, cpu.get("swbd", nan), ref, per
+
+per_mode, ratio_mode, paired, paired_ratio = {}, {}, {}, {}
 for r in range(1, rounds + 1):
     for m in modes:
-        j = json.load(open(f"{out}/calls-{m}-{r}.json"))
-        ph = j["phases"][-1]
+        j, ph, cpu, ref, per = run(m, r)
         ok = ph["succeeded"]
-        cpu = next((p["cpu_s"] for p in j["processes"] if p["name"] == "swbd"), float("nan"))
         load = open(f"{out}/load-{m}-{r}.txt").read().strip()
         lines = open(f"{out}/cdr-lines-{m}-{r}.txt").read().strip()
-        per = cpu / ok * 1e6 if ok else float("nan")
         try:
             c = json.load(open(f"{out}/status-{m}-{r}.json"))[0].get("cdr")
             counted = f"{c['written_file']} / {c['written_postgres']} / {c['failed']}" if c else "-"
         except (OSError, ValueError, IndexError, KeyError):
             counted = "-"
-        print(f"| {r} | {m} | {load} | {ph.get('sustained_rate') or 0:.0f} | {ph['failed']} | {cpu:.2f} | {per:.0f} us | {lines} | {counted} |")
+        try:
+            b = [int(x) for x in open(f"{out}/counts-before-{m}-{r}.txt").read().split()]
+            a = [int(x) for x in open(f"{out}/counts-after-{m}-{r}.txt").read().split()]
+            faults, switches = ((a[0] - b[0]) / ok, (a[1] - b[1]) / ok) if ok else (nan, nan)
+        except (OSError, ValueError, IndexError):
+            faults = switches = nan
+        print(f"| {r} | {m} | {load} | {ph.get('sustained_rate') or 0:.0f} | {ph['failed']} | {cpu:.2f} | {per:.0f} us | {ref:.2f} | {cpu / ref:.3f} | {faults:.1f} | {switches:.1f} | {lines} | {counted} |")
         per_mode.setdefault(m, []).append(per)
-        # The same round's `off` run: its cost, paired (both ran minutes
-        # apart, under the same conditions).
+        ratio_mode.setdefault(m, []).append(cpu / ref)
+        # Against the same round's `off` run.
         if m != "off" and "off" in modes:
-            o = json.load(open(f"{out}/calls-off-{r}.json"))
-            ocpu = next((p["cpu_s"] for p in o["processes"] if p["name"] == "swbd"), float("nan"))
-            ook = o["phases"][-1]["succeeded"]
-            if ook:
-                paired.setdefault(m, []).append(per / (ocpu / ook * 1e6) - 1)
+            _, oph, ocpu, oref, oper = run("off", r)
+            paired.setdefault(m, []).append(per / oper - 1)
+            paired_ratio.setdefault(m, []).append((cpu / ref) / (ocpu / oref) - 1)
 
-# swbd CPU (utime + stime from /proc/PID/stat, swbench --watch, from the
-# start of the load until every call ended) per completed call.
-print("\n| mode | runs | mean | median | min | max | vs off (means) | vs off (medians) | paired by round: median (min..max) |")
-print("|---|---|---|---|---|---|---|---|---|")
-base = per_mode.get("off")
-for m in modes:
-    v = per_mode[m]
-    mean, med = statistics.mean(v), statistics.median(v)
-    if base and m != "off":
-        vs_mean = f"{mean / statistics.mean(base) - 1:+.1%}"
-        vs_med = f"{med / statistics.median(base) - 1:+.1%}"
-        p = paired.get(m, [])
-        vs_pair = f"{statistics.median(p):+.1%} ({min(p):+.1%}..{max(p):+.1%})" if p else "-"
-    else:
-        vs_mean = vs_med = vs_pair = "-"
-    print(f"| {m} | {len(v)} | {mean:.0f} us | {med:.0f} us | {min(v):.0f} us | {max(v):.0f} us | {vs_mean} | {vs_med} | {vs_pair} |")
+def costs(values, pairs, fmt):
+    print("\n| mode | runs | mean | median | min | max | vs off (means) | vs off (medians) | paired by round: median (min..max) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    base = values.get("off")
+    for m in modes:
+        v = values[m]
+        mean, med = statistics.mean(v), statistics.median(v)
+        if base and m != "off":
+            vs_mean = f"{mean / statistics.mean(base) - 1:+.1%}"
+            vs_med = f"{med / statistics.median(base) - 1:+.1%}"
+            p = pairs.get(m, [])
+            vs_pair = f"{statistics.median(p):+.1%} ({min(p):+.1%}..{max(p):+.1%})" if p else "-"
+        else:
+            vs_mean = vs_med = vs_pair = "-"
+        print(f"| {m} | {len(v)} | {fmt(mean)} | {fmt(med)} | {fmt(min(v))} | {fmt(max(v))} | {vs_mean} | {vs_med} | {vs_pair} |")
+
+print("\nswbd CPU per completed call:")
+costs(per_mode, paired, lambda x: f"{x:.0f} us")
+print("\nswbd CPU / ref CPU (swrtp + generator, same run):")
+costs(ratio_mode, paired_ratio, lambda x: f"{x:.3f}")
 PY
