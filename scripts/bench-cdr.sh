@@ -14,7 +14,17 @@
 #                                        SIP capture only; file: both)
 #   PERF=1 ...                           also perf-record swbd for 8 s of each run
 #   PG=1 scripts/bench-cdr.sh            add a third mode: file + PostgreSQL
-#                                        (a throwaway server, as the tests start it)
+#                                        (a throwaway server, as the tests start it;
+#                                        MODES="... pg" does the same)
+#
+# Each run starts fresh swrtp and swbd processes from the same binaries
+# with the same flags; only swbd's cdr/capture config differs. Modes are
+# interleaved within a round, the order turned by one each round. swbd CPU
+# is utime + stime of its /proc/PID/stat (swbench --watch), from the start
+# of the load until every call has ended, divided by the completed calls.
+# The summary gives per mode the mean, median, min and max over the rounds,
+# the cost against `off` on means and on medians, and paired by round (each
+# run against the same round's `off`).
 #
 # Everything listens on 127.0.0.1. Daemons started here are stopped at exit,
 # by their recorded PIDs only. Results: target/bench-cdr/*.json, summary.md.
@@ -26,6 +36,12 @@ RATE=${RATE:-300}
 SECS=${SECS:-15}
 ROUNDS=${ROUNDS:-2}
 PG=${PG:-0}
+MODES=${MODES:-off file}
+# A `pg` mode needs the throwaway server; PG=1 adds the mode.
+case " $MODES " in
+    *" pg "*) PG=1 ;;
+    *) [ "$PG" = 1 ] && MODES="$MODES pg" ;;
+esac
 mkdir -p "$OUT"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -79,6 +95,13 @@ cdr_yaml() { # MODE
     esac
 }
 
+proc_counts() { # PID: minor page faults, context switches (all threads)
+    local minflt cs
+    minflt=$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f8)
+    cs=$(cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
+    echo "$minflt $cs"
+}
+
 run_one() { # MODE ROUND
     local mode=$1 r=$2 cfg="$RUN/swbd-$1-$2.yaml"
     cat >"$cfg" <<EOF
@@ -105,10 +128,13 @@ EOF
         # of swbd only; `perf report -i $OUT/perf-MODE-ROUND.data`).
         (sleep 3; perf record -q -F 499 -g -p "$(cat "$RUN/swbd.pid")" -o "$OUT/perf-$mode-$r.data" -- sleep 8 >/dev/null 2>&1) &
     fi
+    local swbd_pid; swbd_pid=$(cat "$RUN/swbd.pid")
+    proc_counts "$swbd_pid" >"$OUT/counts-before-$mode-$r.txt"
     "$BIN/swbench" calls --server 127.0.0.1:5080 --callees 1000-1999 --callers 2000-2999 \
         --rate "$RATE" --duration "$SECS" --hold 1 --json --max-seconds 120 \
         --watch "swbd=$(cat "$RUN/swbd.pid")" --watch "swrtp=$(cat "$RUN/swrtp.pid")" \
         >"$OUT/calls-$mode-$r.json"
+    proc_counts "$swbd_pid" >"$OUT/counts-after-$mode-$r.txt"
     sleep 2
     # swbd's own CDR counters (written_file, written_postgres, failed).
     if [ -x "$SWCTL" ]; then
@@ -122,32 +148,80 @@ EOF
     cp "$RUN/swbd.log" "$OUT/swbd-$mode-$r.log" 2>/dev/null || true
 }
 
-MODES=${MODES:-off file}
-[ "$PG" = 1 ] && MODES="$MODES pg"
+# Interleaved, and the order turned by one each round (round 2 of
+# "off cdr capture file" runs cdr capture file off): no mode always runs
+# first or right after the same other one.
+read -r -a ORDER <<<"$MODES"
 for r in $(seq 1 "$ROUNDS"); do
-    for m in $MODES; do run_one "$m" "$r"; done
+    n=${#ORDER[@]}
+    for i in $(seq 0 $((n - 1))); do run_one "${ORDER[$(((i + r - 1) % n))]}" "$r"; done
 done
 
 python3 - "$OUT" "$ROUNDS" "$MODES" "$RATE" "$SECS" <<'PY' | tee "$OUT/summary.md"
-import json, sys
+import json, statistics, sys
 out, rounds, modes, rate, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5]
+nan = float("nan")
 print(f"Offered {rate} calls/s for {secs} s, hold 1 s, no RTP, auth off; rounds interleaved.\n")
 print("off: CDRs and SIP capture off; cdr: CDR file only; capture: SIP capture only; file: CDR file + capture on; pg: CDR file + PostgreSQL + capture on.\n")
-print("| round | CDR | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | file lines | swbd: written file / postgres / lost |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("CPU: utime + stime from /proc/PID/stat (swbench --watch), from the start of the load until every call ended. "
+      "ref: swrtp + generator CPU of the same run (the same work in every mode); swbd / ref cancels what slows the whole machine.\n")
+print("| round | mode | load (1/5/15 min) | calls/s | failed | swbd CPU s | swbd CPU per call | ref CPU s | swbd / ref | page faults / call | ctx switches / call | file lines | swbd: written file / postgres / lost |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+def run(m, r):
+    j = json.load(open(f"{out}/calls-{m}-{r}.json"))
+    ph = j["phases"][-1]
+    cpu = {p["name"]: p["cpu_s"] for p in j["processes"]}
+    ref = cpu.get("swrtp", nan) + (j.get("generator_cpu_s") or nan)
+    ok = ph["succeeded"]
+    per = cpu.get("swbd", nan) / ok * 1e6 if ok else nan
+    return j, ph, cpu.get("swbd", nan), ref, per
+
+per_mode, ratio_mode, paired, paired_ratio = {}, {}, {}, {}
 for r in range(1, rounds + 1):
     for m in modes:
-        j = json.load(open(f"{out}/calls-{m}-{r}.json"))
-        ph = j["phases"][-1]
+        j, ph, cpu, ref, per = run(m, r)
         ok = ph["succeeded"]
-        cpu = next((p["cpu_s"] for p in j["processes"] if p["name"] == "swbd"), float("nan"))
         load = open(f"{out}/load-{m}-{r}.txt").read().strip()
         lines = open(f"{out}/cdr-lines-{m}-{r}.txt").read().strip()
-        per = cpu / ok * 1e6 if ok else float("nan")
         try:
             c = json.load(open(f"{out}/status-{m}-{r}.json"))[0].get("cdr")
             counted = f"{c['written_file']} / {c['written_postgres']} / {c['failed']}" if c else "-"
         except (OSError, ValueError, IndexError, KeyError):
             counted = "-"
-        print(f"| {r} | {m} | {load} | {ph.get('sustained_rate') or 0:.0f} | {ph['failed']} | {cpu:.2f} | {per:.0f} us | {lines} | {counted} |")
+        try:
+            b = [int(x) for x in open(f"{out}/counts-before-{m}-{r}.txt").read().split()]
+            a = [int(x) for x in open(f"{out}/counts-after-{m}-{r}.txt").read().split()]
+            faults, switches = ((a[0] - b[0]) / ok, (a[1] - b[1]) / ok) if ok else (nan, nan)
+        except (OSError, ValueError, IndexError):
+            faults = switches = nan
+        print(f"| {r} | {m} | {load} | {ph.get('sustained_rate') or 0:.0f} | {ph['failed']} | {cpu:.2f} | {per:.0f} us | {ref:.2f} | {cpu / ref:.3f} | {faults:.1f} | {switches:.1f} | {lines} | {counted} |")
+        per_mode.setdefault(m, []).append(per)
+        ratio_mode.setdefault(m, []).append(cpu / ref)
+        # Against the same round's `off` run.
+        if m != "off" and "off" in modes:
+            _, oph, ocpu, oref, oper = run("off", r)
+            paired.setdefault(m, []).append(per / oper - 1)
+            paired_ratio.setdefault(m, []).append((cpu / ref) / (ocpu / oref) - 1)
+
+def costs(values, pairs, fmt):
+    print("\n| mode | runs | mean | median | min | max | vs off (means) | vs off (medians) | paired by round: median (min..max) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    base = values.get("off")
+    for m in modes:
+        v = values[m]
+        mean, med = statistics.mean(v), statistics.median(v)
+        if base and m != "off":
+            vs_mean = f"{mean / statistics.mean(base) - 1:+.1%}"
+            vs_med = f"{med / statistics.median(base) - 1:+.1%}"
+            p = pairs.get(m, [])
+            vs_pair = f"{statistics.median(p):+.1%} ({min(p):+.1%}..{max(p):+.1%})" if p else "-"
+        else:
+            vs_mean = vs_med = vs_pair = "-"
+        print(f"| {m} | {len(v)} | {fmt(mean)} | {fmt(med)} | {fmt(min(v))} | {fmt(max(v))} | {vs_mean} | {vs_med} | {vs_pair} |")
+
+print("\nswbd CPU per completed call:")
+costs(per_mode, paired, lambda x: f"{x:.0f} us")
+print("\nswbd CPU / ref CPU (swrtp + generator, same run):")
+costs(ratio_mode, paired_ratio, lambda x: f"{x:.3f}")
 PY

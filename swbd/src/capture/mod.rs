@@ -35,13 +35,17 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use switchboard_proto::admin::v1 as pb;
 use switchboard_proto::support::shutdown::Shutdown;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::config::Transport;
 use crate::events::{Event, EventBus};
 use crate::transport::{Receiver, Source, Tap};
 use config::CaptureConfig;
 use store::{CallCapture, LookupError, Store};
+
+/// Pause of the claiming task between batches of call events (see
+/// `Capture::spawn_claims`).
+const CLAIM_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// HEP counters (relaxed atomics: statistics).
 #[derive(Debug, Default)]
@@ -153,6 +157,13 @@ impl Capture {
     }
 
     /// Follow the bus: every leg a call announces claims its SIP Call-ID.
+    ///
+    /// Batched: after an event wakes the task, it takes every event already
+    /// queued, then pauses [`CLAIM_PAUSE`] before waiting again, so under
+    /// load it wakes at most ~100 times a second instead of once per call
+    /// event (each wake is a task switch: 1-2% of swbd's CPU per call at
+    /// 1,200 calls/s). Messages of a leg not yet claimed wait meanwhile in
+    /// the pending tier, which exists for that.
     fn spawn_claims(&self, bus: &EventBus, mut shutdown: Shutdown) {
         let mut rx = bus.subscribe();
         let this = self.clone();
@@ -162,22 +173,61 @@ impl Capture {
                     _ = shutdown.wait() => return,
                     ev = rx.recv() => ev,
                 };
-                match ev {
-                    Ok(ev) => {
-                        if let Event::Call { call, .. } = &ev.1 {
-                            this.claim(call);
+                let mut claims = Vec::new();
+                let mut next = Some(ev);
+                while let Some(ev) = next.take() {
+                    match ev {
+                        Ok(ev) => {
+                            if matches!(ev.1, Event::Call { .. }) {
+                                claims.push(ev);
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(
+                                missed = n,
+                                "capture fell behind the event bus: some calls may not be captured"
+                            );
+                        }
+                        Err(RecvError::Closed) => {
+                            this.claim_all(&claims);
+                            return;
                         }
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            "capture fell behind the event bus: some calls may not be captured"
-                        );
-                    }
-                    Err(RecvError::Closed) => return,
+                    next = match rx.try_recv() {
+                        Ok(ev) => Some(Ok(ev)),
+                        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                        Err(TryRecvError::Empty) => None,
+                    };
+                }
+                this.claim_all(&claims);
+                drop(claims);
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(CLAIM_PAUSE) => {}
                 }
             }
         });
+    }
+
+    /// Claim the legs of every call event in `events`, under one lock.
+    fn claim_all(&self, events: &[crate::events::Stamped]) {
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        let Ok(mut store) = store.lock() else {
+            return;
+        };
+        for ev in events {
+            if let Event::Call { call, .. } = &ev.1 {
+                for leg in call.legs.iter().filter(|l| !l.sip_call_id.is_empty()) {
+                    store.claim(&call.call_id, &leg.sip_call_id);
+                }
+            }
+        }
     }
 
     /// Claim the SIP Call-IDs of `call`'s legs.

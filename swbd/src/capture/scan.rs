@@ -17,43 +17,61 @@ pub struct Head<'a> {
 }
 
 /// Call-ID and CSeq of a SIP message, or `None` when it has no Call-ID
-/// (keep-alives, garbage).
+/// (keep-alives, garbage). The head ends at the first empty line.
+///
+/// One pass over the head (`memchr` for line ends); only lines whose name
+/// starts with `c` or `i` are looked at further. This runs for every
+/// message sent and received while capture is on: it was the largest
+/// single item of capture's cost (`docs/BENCHMARKS.md`, "Session 7").
 pub fn head(data: &[u8]) -> Option<Head<'_>> {
-    let end = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(data.len());
-    let head = data.get(..end)?;
     let mut call_id = None;
     let mut invite = false;
     // The start line is skipped: it never starts with a header name and colon.
-    for line in head.split(|b| *b == b'\n').skip(1) {
+    let mut rest = data.get(memchr::memchr(b'\n', data)? + 1..)?;
+    loop {
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let line = rest.get(..end).unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
-            continue;
-        };
-        let (name, value) = line.split_at(colon);
-        let name = name.trim_ascii();
-        let value = value.get(1..).unwrap_or_default().trim_ascii();
-        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
-            if call_id.is_none() && !value.is_empty() && value.len() <= MAX_CALL_ID {
-                call_id = std::str::from_utf8(value).ok();
-            }
-        } else if name.eq_ignore_ascii_case(b"cseq") {
-            invite = value
-                .split(|b| b.is_ascii_whitespace())
-                .filter(|w| !w.is_empty())
-                .nth(1)
-                .is_some_and(|m| m == b"INVITE");
-        }
-        if call_id.is_some() && invite {
+        if line.is_empty() {
             break;
+        }
+        let first = line.iter().find(|b| !b.is_ascii_whitespace());
+        if matches!(first, Some(b'c' | b'C' | b'i' | b'I')) {
+            header(line, &mut call_id, &mut invite);
+            if call_id.is_some() && invite {
+                break;
+            }
+        }
+        match rest.get(end + 1..) {
+            Some(r) => rest = r,
+            None => break,
         }
     }
     Some(Head {
         call_id: call_id?,
         invite,
     })
+}
+
+/// One header line: note a Call-ID (the first) or a CSeq.
+fn header<'a>(line: &'a [u8], call_id: &mut Option<&'a str>, invite: &mut bool) {
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return;
+    };
+    let (name, value) = line.split_at(colon);
+    let name = name.trim_ascii();
+    let value = value.get(1..).unwrap_or_default().trim_ascii();
+    if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+        if call_id.is_none() && !value.is_empty() && value.len() <= MAX_CALL_ID {
+            *call_id = std::str::from_utf8(value).ok();
+        }
+    } else if name.eq_ignore_ascii_case(b"cseq") {
+        *invite = value
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .nth(1)
+            .is_some_and(|m| m == b"INVITE");
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +109,59 @@ mod tests {
             head(b"OPTIONS x SIP/2.0\r\nCall-ID: \xff\xfe\r\n\r\n"),
             None
         );
+    }
+
+    /// The obvious reading: split the head off at the first empty line,
+    /// then look at every header line.
+    fn slow_head(data: &[u8]) -> Option<Head<'_>> {
+        let mut call_id = None;
+        let mut invite = false;
+        for line in data.split(|b| *b == b'\n').skip(1) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break;
+            }
+            header(line, &mut call_id, &mut invite);
+            if call_id.is_some() && invite {
+                break;
+            }
+        }
+        Some(Head {
+            call_id: call_id?,
+            invite,
+        })
+    }
+
+    #[test]
+    fn agrees_with_the_obvious_reading() {
+        let base: &[&[u8]] = &[
+            b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nContact: <sip:a@h>\r\nCall-ID: abc@h\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            b"SIP/2.0 200 OK\r\ni: xyz\r\ncseq: 2 BYE\r\n\r\nCall-ID: body\r\n",
+            b"BYE x SIP/2.0\nCSeq: 3 INVITE\n call-id : q \n\nCSeq: 4 BYE\n",
+            b"ACK x SIP/2.0\r\nCSeq: 1 INVITE\r\nCSeq: 2 BYE\r\nI:z\r\n",
+            b"X\r\n\r\nCall-ID: after-the-head\r\n",
+            b"X\nCall-ID:\r\ni: second\r\n",
+        ];
+        // Every message, and every prefix of it (datagrams cut short).
+        let mut seed = 0x9e37_79b9_u32;
+        for m in base {
+            for cut in 0..=m.len() {
+                let d = &m[..cut];
+                assert_eq!(head(d), slow_head(d), "{:?}", String::from_utf8_lossy(d));
+            }
+            // Random bytes of the SIP alphabet flipped in.
+            for _ in 0..2000 {
+                let mut d = m.to_vec();
+                for _ in 0..3 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    let at = seed as usize % d.len();
+                    let alphabet = b"\r\n: iIcC-";
+                    d[at] = alphabet[(seed >> 8) as usize % alphabet.len()];
+                }
+                assert_eq!(head(&d), slow_head(&d), "{:?}", String::from_utf8_lossy(&d));
+            }
+        }
     }
 }

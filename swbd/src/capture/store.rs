@@ -40,6 +40,8 @@ pub const MAX_MESSAGE: usize = 16 * 1024;
 pub const PENDING_FLOWS: usize = 1024;
 /// Messages kept per pending Call-ID.
 pub const PENDING_MESSAGES: usize = 32;
+/// Room for messages a new pending Call-ID starts with.
+const FLOW_START: usize = 8;
 /// Bytes kept over all pending Call-IDs.
 pub const PENDING_BYTES: usize = 4 * 1024 * 1024;
 
@@ -216,7 +218,13 @@ impl Store {
                 sip_call_id.into(),
                 Flow {
                     bytes: m.size(),
-                    messages: vec![m],
+                    messages: {
+                        // A call's first messages (INVITE, 100, 18x, 200,
+                        // ACK...) without regrowing.
+                        let mut v = Vec::with_capacity(FLOW_START);
+                        v.push(m);
+                        v
+                    },
                     not_kept: 0,
                 },
             );
@@ -256,16 +264,26 @@ impl Store {
             self.pending_bytes -= flow.bytes;
             entry.not_kept += flow.not_kept;
             self.not_kept += flow.not_kept;
-            // Merge by time: the other legs' messages may interleave.
-            let mut all: Vec<Message> = entry.messages.drain(..).collect();
-            all.extend(flow.messages);
-            all.sort_by_key(|m| m.at);
-            self.bytes -= entry.bytes;
-            entry.bytes = 0;
-            for m in all {
-                push_bounded(entry, m, per_call, &mut self.not_kept);
+            let mut messages = flow.messages;
+            if entry.messages.is_empty() && messages.len() <= per_call {
+                // The call's first leg (the common case): the flow's
+                // messages become the call's as they are, no copy.
+                messages.sort_by_key(|m| m.at);
+                entry.messages = VecDeque::from(messages);
+                entry.bytes = flow.bytes;
+                self.bytes += flow.bytes;
+            } else {
+                // Merge by time: the other legs' messages may interleave.
+                let mut all: Vec<Message> = entry.messages.drain(..).collect();
+                all.append(&mut messages);
+                all.sort_by_key(|m| m.at);
+                self.bytes -= entry.bytes;
+                entry.bytes = 0;
+                for m in all {
+                    push_bounded(entry, m, per_call, &mut self.not_kept);
+                }
+                self.bytes += entry.bytes;
             }
-            self.bytes += entry.bytes;
         }
         self.index.insert(sip_call_id.into(), key.clone());
         self.evict_calls(Some(&key));

@@ -308,20 +308,25 @@ impl Task {
                 }
             };
             let Some(first) = first else { return };
+            // Gather by sleeping, then taking what queued meanwhile: one
+            // wake per batch, not one per record (waiting on `recv` in the
+            // window woke the task for each call that ended). A stop in
+            // the window waits for it to pass (GATHER, far below STOP_WAIT).
+            tokio::time::sleep(GATHER).await;
             let mut batch = vec![first];
-            let until = tokio::time::Instant::now() + GATHER;
-            while batch.len() < max {
-                match self.rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => match tokio::time::timeout_at(until, self.rx.recv()).await {
-                        Ok(Some(r)) => batch.push(r),
-                        // Closed (stopping: the loop above drains) or the
-                        // window is over.
-                        Ok(None) | Err(_) => break,
-                    },
+            loop {
+                while batch.len() < max {
+                    match self.rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                let full = batch.len() >= max;
+                self.write(std::mem::take(&mut batch)).await;
+                if !full {
+                    break;
                 }
             }
-            self.write(batch).await;
         }
     }
 
