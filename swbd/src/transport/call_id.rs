@@ -54,7 +54,10 @@ mod tests {
             ("CALL-ID   :   abc  \r\n", Some(b"abc")),
             ("i: xyz\r\n", Some(b"xyz")),
             ("I:xyz\n", Some(b"xyz")),
-            ("Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:b@x>\r\nCall-ID: c1\r\n", Some(b"c1")),
+            (
+                "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:b@x>\r\nCall-ID: c1\r\n",
+                Some(b"c1"),
+            ),
             ("Call-ID:\r\n", None),
             ("Call-IDx: no\r\n", None),
             ("X-Call-ID: no\r\n", None),

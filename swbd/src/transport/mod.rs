@@ -278,13 +278,8 @@ impl Transports {
             }
             n => {
                 let receiver = self.inner.receiver.get().cloned();
-                receiver.map(|r| {
-                    Arc::new(workers::Workers::start(
-                        n,
-                        r,
-                        self.inner.counters.clone(),
-                    ))
-                })
+                receiver
+                    .map(|r| Arc::new(workers::Workers::start(n, r, self.inner.counters.clone())))
             }
         };
         for ((addr, sock), backlog) in self.inner.udp.iter().zip(&self.inner.backlogs) {

@@ -201,7 +201,12 @@ mod tests {
                 .filter(|m| m.contains(&id))
                 .map(|m| {
                     let at = m.find("CSeq: ").expect("CSeq") + 6;
-                    m[at..].split(' ').next().expect("n").parse().expect("number")
+                    m[at..]
+                        .split(' ')
+                        .next()
+                        .expect("n")
+                        .parse()
+                        .expect("number")
                 })
                 .collect();
             assert_eq!(seqs, (0..200).collect::<Vec<_>>(), "call {call} in order");
@@ -236,7 +241,9 @@ mod tests {
     async fn a_marker_counts_as_read_only_when_every_worker_reached_it() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let backlog = Arc::new(ReceiveBacklog::new(socket.local_addr().expect("addr")));
-        let seq = backlog.mark(std::time::Instant::now()).expect("marker sent");
+        let seq = backlog
+            .mark(std::time::Instant::now())
+            .expect("marker sent");
         socket
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .expect("timeout");
