@@ -17,6 +17,9 @@
 #   RAMP=1600:200:4000:4  the search (START:STEP:MAX:SECONDS per step)
 #   FACTOR=2 SECS=20 HOLD=1 GEN_THREADS=1
 #   SWBD_LOG=warn,swbd::overload=debug  swbd log filter (the overload trace)
+#   UDP_WORKERS=1    swbd's sip.udp_workers (unset: its default, one per
+#                    CPU; 1: the receive task handles what it reads, as
+#                    before the workers)
 #   NICE=-10         run the daemons and the generator at this nice value
 #                    (root only): on a machine other work shares, so the
 #                    numbers are about them and not about the neighbours
@@ -96,6 +99,7 @@ sip:
   listen: ["udp:$SIP"]
   domains: ["127.0.0.1"]
   udp_buffer_bytes: 8388608
+${UDP_WORKERS:+  udp_workers: $UDP_WORKERS}
 $overload
 admin: { socket: "$RUN/swbd.sock" }
 media:

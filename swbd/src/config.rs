@@ -213,12 +213,22 @@ pub struct SipConfig {
     /// SO_RCVBUF/SO_SNDBUF for UDP sockets, bytes (the kernel may cap it).
     pub udp_buffer_bytes: usize,
     /// Tasks reading each UDP socket. Default 1: a peer's datagrams are
-    /// handled in the order they arrived. More (0 = one per CPU) parse on
+    /// handed on in the order they arrived. More (0 = one per CPU) read on
     /// every core but lose that order across tasks: requests a phone sends
-    /// back to back (pjsua2 sends DTMF INFOs within a millisecond) then
-    /// reach the call out of CSeq order, and RFC 3261 §12.2.2 makes the
-    /// late one a `500`, so a digit is lost.
+    /// back to back (pjsua2 sends DTMF INFOs within a millisecond) may
+    /// then reach the call out of CSeq order, and RFC 3261 §12.2.2 makes
+    /// the late one a `500`, so a digit is lost. Reading is cheap; the work
+    /// is spread by `udp_workers`, which keeps that order.
     pub udp_receivers: usize,
+    /// Tasks that parse and handle UDP messages (0, the default: one per
+    /// CPU). Each message goes to the worker its Call-ID hashes to (the
+    /// source address when it has none), so the messages of one call are
+    /// handled in arrival order while different calls use every core. 1:
+    /// the receive task handles what it reads itself (no hand-off). A
+    /// worker's queue holds 2,048 messages; beyond, a message is dropped
+    /// and counted (`swbd_sip_udp_queue_dropped`), as a full socket buffer
+    /// would drop it (crate::transport::workers).
+    pub udp_workers: usize,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
     /// Per-source request rate limit (off by default).
@@ -256,6 +266,7 @@ impl Default for SipConfig {
             tcp_body_timeout_secs: 30,
             udp_buffer_bytes: 8 * 1024 * 1024,
             udp_receivers: 1,
+            udp_workers: 0,
             timers: TimerConfig::default(),
             rate_limit: RateLimitConfig::default(),
             overload: crate::overload::OverloadConfig::default(),

@@ -21,12 +21,12 @@ use switchboard_proto::admin::v1 as pb;
 
 /// Only the setup cap acts: the delay law and its backstop are set so far
 /// up that no scheduling hiccup of a busy test machine reaches them. One
-/// receive loop, so no two INVITEs pass the check for the last place at
-/// once and the cap is exact.
+/// receive loop handling what it reads (no UDP workers), so no two INVITEs
+/// pass the check for the last place at once and the cap is exact.
 fn cap_only(max_calls_in_setup: usize) -> Options {
     Options {
         sip_extra: format!(
-            "  udp_receivers: 1\n  overload: {{ max_calls_in_setup: {max_calls_in_setup}, target_delay_ms: 30000, max_delay_ms: 60000, retry_after_secs: 3 }}\n"
+            "  udp_receivers: 1\n  udp_workers: 1\n  overload: {{ max_calls_in_setup: {max_calls_in_setup}, target_delay_ms: 30000, max_delay_ms: 60000, retry_after_secs: 3 }}\n"
         ),
         ..Options::default()
     }
@@ -342,7 +342,7 @@ async fn a_stalled_media_node_holds_at_most_the_setup_work_cap_the_rest_are_refu
     // calls-in-setup cap are out of reach, and no health check ends the
     // calls while the node is stopped.
     let sys = System::start(Options {
-        sip_extra: "  udp_receivers: 1\n  overload: { max_calls_in_setup: 0, target_delay_ms: 30000, max_delay_ms: 60000, retry_after_secs: 3, setup_budget_ms: 15, min_setup_work: 8 }\n".into(),
+        sip_extra: "  udp_receivers: 1\n  udp_workers: 1\n  overload: { max_calls_in_setup: 0, target_delay_ms: 30000, max_delay_ms: 60000, retry_after_secs: 3, setup_budget_ms: 15, min_setup_work: 8 }\n".into(),
         health_interval_ms: 600_000,
         ..Options::default()
     })

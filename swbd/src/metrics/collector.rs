@@ -250,6 +250,12 @@ impl SwbdCollector {
         )?;
         counter(
             encoder,
+            "swbd_sip_udp_queue_dropped",
+            "UDP datagrams dropped because their worker's queue was full (sip.udp_workers)",
+            load(&c.udp_queue_dropped),
+        )?;
+        counter(
+            encoder,
             "swbd_sip_stray_responses",
             "Responses that matched no client transaction",
             load(&c.stray_responses),

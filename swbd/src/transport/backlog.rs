@@ -15,6 +15,15 @@
 //! the delay: a receive path that has stopped reading is seen at once,
 //! not when it reads again.
 //!
+//! With UDP workers ([`super::workers`]) the receive loop does not note a
+//! marker itself: it hands one copy to every worker, in line with the SIP
+//! messages, and the marker counts as read when the last worker reaches
+//! it. Its sojourn is then the socket's queue plus the slowest worker's
+//! queue: the wait of a message before it is handled, wherever it waited.
+//! A copy a full worker queue refused is lost like a marker the kernel
+//! dropped (the next one that gets through clears it; until then the
+//! oldest one's age shows).
+//!
 //! A marker is a datagram of [`MARKER_LEN`] bytes starting with a zero
 //! byte (no SIP message does) from the marker socket's own address,
 //! carrying a random per-socket token: a peer cannot make swbd take its
@@ -34,6 +43,14 @@ const MAGIC: [u8; 4] = [0, b'S', b'W', b'B'];
 /// Markers remembered while unread; older ones count as lost (the socket
 /// buffer overflowed, which the age of the newest already shows).
 const MAX_OUTSTANDING: usize = 1024;
+
+/// A marker read off the socket ([`ReceiveBacklog::read_marker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    seq: u64,
+    /// Its stamp when sent.
+    sent: u64,
+}
 
 /// The receive-queue delay of one UDP socket.
 #[derive(Debug)]
@@ -98,14 +115,27 @@ impl ReceiveBacklog {
     /// our markers (noted, and not to be handed on). One byte compare for
     /// anything else.
     pub fn take_marker(&self, data: &[u8], from: SocketAddr) -> bool {
-        if data.first() != Some(&0) {
-            return false;
+        match self.read_marker(data, from) {
+            Some(marker) => {
+                self.note(marker);
+                true
+            }
+            None => false,
         }
-        let Some((_, own)) = &self.sender else {
-            return false;
-        };
+    }
+
+    /// One of our markers, not yet noted as read: for a receive loop that
+    /// hands datagrams on to workers, which notes it with
+    /// [`ReceiveBacklog::note`] once every worker has reached it (its
+    /// sojourn then covers the workers' queues too). `None` for anything
+    /// else, after one byte compare.
+    pub fn read_marker(&self, data: &[u8], from: SocketAddr) -> Option<Marker> {
+        if data.first() != Some(&0) {
+            return None;
+        }
+        let (_, own) = self.sender.as_ref()?;
         if from != *own || data.len() != MARKER_LEN || data.get(..4) != Some(&MAGIC[..]) {
-            return false;
+            return None;
         }
         let field = |at: usize| {
             data.get(at..at + 8)
@@ -113,15 +143,16 @@ impl ReceiveBacklog {
                 .map(u64::from_be_bytes)
         };
         let (Some(token), Some(seq), Some(sent)) = (field(4), field(12), field(20)) else {
-            return false;
+            return None;
         };
-        if token != self.token {
-            return false;
-        }
-        let sojourn = stamp(Instant::now()).saturating_sub(sent);
+        (token == self.token).then_some(Marker { seq, sent })
+    }
+
+    /// The marker has been read (all the way through): note its sojourn.
+    pub fn note(&self, marker: Marker) {
+        let sojourn = stamp(Instant::now()).saturating_sub(marker.sent);
         self.sojourn_ns.fetch_max(sojourn, Ordering::Relaxed);
-        self.received.fetch_max(seq, Ordering::Relaxed);
-        true
+        self.received.fetch_max(marker.seq, Ordering::Relaxed);
     }
 
     /// The queue's delay now: the longest sojourn of the markers read

@@ -12,6 +12,9 @@ pub struct SipCounters {
     pub sip_dropped_unanswerable: AtomicU64,
     /// Oversize UDP datagrams dropped / TCP messages refused.
     pub oversize_dropped: AtomicU64,
+    /// UDP datagrams dropped because their worker's queue was full
+    /// (`sip.udp_workers`, [`super::workers`]).
+    pub udp_queue_dropped: AtomicU64,
     /// Messages received (both transports).
     pub messages_received: AtomicU64,
     /// Responses that matched no client transaction.
@@ -65,6 +68,8 @@ pub struct CountersSnapshot {
     pub sip_dropped_unanswerable: u64,
     /// See [`SipCounters::oversize_dropped`].
     pub oversize_dropped: u64,
+    /// See [`SipCounters::udp_queue_dropped`].
+    pub udp_queue_dropped: u64,
     /// See [`SipCounters::messages_received`].
     pub messages_received: u64,
     /// See [`SipCounters::stray_responses`].
@@ -114,6 +119,7 @@ impl SipCounters {
             sip_parse_errors: g(&self.sip_parse_errors),
             sip_dropped_unanswerable: g(&self.sip_dropped_unanswerable),
             oversize_dropped: g(&self.oversize_dropped),
+            udp_queue_dropped: g(&self.udp_queue_dropped),
             messages_received: g(&self.messages_received),
             stray_responses: g(&self.stray_responses),
             blocked_requests: g(&self.blocked_requests),

@@ -5,7 +5,9 @@
 //! - [`Transports`]: binds every listener, sends to a [`Target`], and hands
 //!   every received message to one [`Receiver`] together with its [`Source`].
 //! - [`udp`]: socket2-configured sockets (large `SO_RCVBUF`), one receive
-//!   loop per socket, so datagrams of a socket are handled in order.
+//!   loop per socket (`sip.udp_receivers`), which hands each datagram to
+//!   the [`workers`] task its Call-ID ([`call_id`]) hashes to: a call's
+//!   messages are handled in arrival order, different calls in parallel.
 //! - [`tcp`]: listeners and connections; one task per connection reads,
 //!   frames (see [`framing`]) and writes; idle connections are closed.
 //!   Responses go back over the connection the request came on (looked up
@@ -34,6 +36,7 @@
 //! over TCP instead (RFC 3261 §18.1.1); see the transaction layer.
 
 pub mod backlog;
+pub mod call_id;
 pub mod connections;
 pub mod counters;
 pub mod descriptors;
@@ -41,6 +44,7 @@ pub mod framing;
 pub mod source_key;
 pub mod tcp;
 pub mod udp;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -133,8 +137,9 @@ impl Error {
 /// Shorthand.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Receives every message the transports read, in arrival order per socket
-/// or connection. Must not block.
+/// Receives every message the transports read, in arrival order per call
+/// (UDP: one worker per Call-ID's hash) or connection (TCP), from several
+/// tasks at once. Must not block.
 pub trait Receiver: Send + Sync + 'static {
     /// One datagram or one framed stream message.
     fn receive(&self, data: Bytes, source: Source);
@@ -260,9 +265,22 @@ impl Transports {
         if self.inner.receiver.set(receiver).is_err() {
             return; // already started
         }
-        let receivers = match self.inner.config.udp_receivers {
+        let per_cpu = |n: usize| match n {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
+        };
+        let receivers = per_cpu(self.inner.config.udp_receivers);
+        let workers = match per_cpu(self.inner.config.udp_workers) {
+            1 => None,
+            n if self.inner.udp.is_empty() => {
+                tracing::debug!(workers = n, "no UDP socket: no UDP workers");
+                None
+            }
+            n => {
+                let receiver = self.inner.receiver.get().cloned();
+                receiver
+                    .map(|r| Arc::new(workers::Workers::start(n, r, self.inner.counters.clone())))
+            }
         };
         for ((addr, sock), backlog) in self.inner.udp.iter().zip(&self.inner.backlogs) {
             for _ in 0..receivers {
@@ -271,6 +289,7 @@ impl Transports {
                     sock.clone(),
                     *addr,
                     backlog.clone(),
+                    workers.clone(),
                 ));
             }
         }

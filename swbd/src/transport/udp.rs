@@ -1,8 +1,10 @@
 //! UDP sockets: socket2 for buffer sizes and IPv6-only; `sip.udp_receivers`
-//! receive loops per socket (one per CPU by default), each parsing and
-//! handling what it reads, so datagrams of one socket may be handled out of
-//! arrival order (as UDP may deliver them anyway). The loops hand the
-//! socket's [`ReceiveBacklog`] its markers (overload control's probes).
+//! receive loops per socket (one by default). A loop reads datagrams,
+//! recognises the socket's [`ReceiveBacklog`] markers (overload control's
+//! probes), and hands each SIP datagram to its UDP worker
+//! ([`super::workers`]: one task per Call-ID's hash, so a call's messages
+//! keep their arrival order), or, with `sip.udp_workers: 1`, parses and
+//! handles it itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
 use super::backlog::ReceiveBacklog;
+use super::workers::Workers;
 use super::{Inner, SipCounters, Source, Transport};
 
 /// Largest datagram we read; bigger ones are truncated by the kernel and
@@ -42,11 +45,14 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<UdpSocket>
     UdpSocket::from_std(socket.into())
 }
 
+/// Read `socket` until shutdown. `workers`: where SIP datagrams go; `None`
+/// to handle each here, in the loop (`sip.udp_workers: 1`).
 pub(crate) async fn receive_loop(
     inner: Arc<Inner>,
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     backlog: Arc<ReceiveBacklog>,
+    workers: Option<Arc<Workers>>,
 ) {
     let Some(receiver) = inner.receiver.get().cloned() else {
         return;
@@ -67,7 +73,11 @@ pub(crate) async fn receive_loop(
             _ = shutdown.wait() => return,
         };
         let Some(data) = buf.get(..n) else { continue };
-        if backlog.take_marker(data, remote) {
+        if let Some(marker) = backlog.read_marker(data, remote) {
+            match &workers {
+                Some(w) => w.marker(&backlog, marker),
+                None => backlog.note(marker),
+            }
             continue;
         }
         SipCounters::inc(&inner.counters.messages_received);
@@ -76,13 +86,15 @@ pub(crate) async fn receive_loop(
             tracing::debug!(%remote, n, "oversize UDP datagram dropped");
             continue;
         }
-        receiver.receive(
-            Bytes::copy_from_slice(data),
-            Source {
-                transport: Transport::Udp,
-                remote,
-                local,
-            },
-        );
+        let data = Bytes::copy_from_slice(data);
+        let source = Source {
+            transport: Transport::Udp,
+            remote,
+            local,
+        };
+        match &workers {
+            Some(w) => w.dispatch(data, source),
+            None => receiver.receive(data, source),
+        }
     }
 }
