@@ -36,6 +36,9 @@ use crate::state::bindings::MAX_BATCH;
 use crate::state::{BindingWrite, Change, StateStore, StoredBinding, from_unix_ms, unix_ms};
 use crate::transport::Source;
 
+/// How long the writer lets queued writes gather before a flush.
+const GATHER: Duration = Duration::from_millis(5);
+
 /// One queued store write.
 pub(super) type Write = BindingWrite;
 
@@ -309,8 +312,19 @@ impl Registrar {
                 }
             }
             loop {
+                // Let a busy registrar's writes gather into one batch (one
+                // round trip and one change message for many REGISTERs):
+                // the other instances learn of a registration this much
+                // later.
+                tokio::select! {
+                    _ = tokio::time::sleep(GATHER) => {}
+                    _ = shutdown.wait() => {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), link.flush()).await;
+                        return;
+                    }
+                }
                 match link.flush().await {
-                    // Written; what came meanwhile goes at once.
+                    // Written; what came meanwhile goes next.
                     Ok(()) if link.pending() > 0 => continue,
                     Ok(()) => break,
                     // The store is down: wait for it (the health task
