@@ -242,6 +242,9 @@ mod tests {
         assert!(s.all_bindings().await.expect("all").is_empty());
         assert_eq!(parse("W", "{not json"), None);
         assert_eq!(parse("W", "[{\"Remove\":[1]}]"), None);
-        assert_eq!(parse("b", "al%20ice"), Some(Change::Bindings("al ice".into())));
+        assert_eq!(
+            parse("b", "al%20ice"),
+            Some(Change::Bindings("al ice".into()))
+        );
     }
 }
