@@ -103,8 +103,10 @@ struct PhaseStats {
 struct Ctx {
     common: Common,
     opts: CallsOpts,
-    /// One UAC endpoint per server (`Common::servers`); call `i` uses
-    /// `uacs[i % n]`.
+    /// The UAC endpoint for `Common::server`.
+    uac: Arc<Endpoint>,
+    /// One UAC endpoint per server (`Common::servers`, `uac` first); call
+    /// `i` uses `uacs[i % n]`.
     uacs: Vec<Arc<Endpoint>>,
     uas: Arc<Endpoint>,
     media: Option<Arc<Media>>,
@@ -119,10 +121,7 @@ impl Ctx {
     fn uac_for(&self, i: u64) -> Arc<Endpoint> {
         let n = self.uacs.len().max(1) as u64;
         let at = usize::try_from(i % n).unwrap_or(0);
-        match self.uacs.get(at).or(self.uacs.first()) {
-            Some(ep) => Arc::clone(ep),
-            None => unreachable!("run() binds one UAC per server, at least one"),
-        }
+        Arc::clone(self.uacs.get(at).unwrap_or(&self.uac))
     }
 
     fn phase(&self) -> std::sync::MutexGuard<'_, PhaseStats> {
@@ -606,11 +605,11 @@ async fn invite_and_talk(
 pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupError> {
     let deadline = Instant::now() + common.max_seconds;
     let bind = SocketAddr::new(common.bind_ip, 0);
-    let uacs = common
-        .servers()
-        .into_iter()
-        .map(|server| Endpoint::bind(bind, server, common.rcvbuf))
-        .collect::<Result<Vec<_>, _>>()?;
+    let uac = Endpoint::bind(bind, common.server, common.rcvbuf)?;
+    let mut uacs = vec![Arc::clone(&uac)];
+    for server in &common.also_servers {
+        uacs.push(Endpoint::bind(bind, *server, common.rcvbuf)?);
+    }
     let uas = Endpoint::bind(bind, common.server, common.rcvbuf)?;
     let media = if opts.rtp {
         Some(Media::start(common.bind_ip, 2, common.rcvbuf)?)
@@ -631,6 +630,7 @@ pub async fn run(common: Common, opts: CallsOpts) -> Result<CallsReport, SetupEr
     let ctx = Arc::new(Ctx {
         common,
         opts: opts.clone(),
+        uac,
         uacs: uacs.clone(),
         uas: Arc::clone(&uas),
         media,
