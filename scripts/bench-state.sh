@@ -32,6 +32,7 @@ GENERATORS=${GENERATORS:-1}  # redis2: 1 (round-robin over both swbd) or 2
 REDIS_PORT=${REDIS_PORT:-6391}
 SIP_BASE=${SIP_BASE:-5180}   # swbd-N listens on udp 127.0.0.1:SIP_BASE+N
 RTP_CTL=${RTP_CTL:-9190}     # swrtp control port
+METRICS_BASE=${METRICS_BASE:-9470}  # swbd-N serves /metrics on 127.0.0.1:METRICS_BASE+N
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.log
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -87,6 +88,7 @@ node_id: swbd-$1
 auth: { enabled: $2, realm: switchboard, users_file: $USERS, algorithms: [md5], max_failures: 1000000 }
 sip: { listen: ["udp:127.0.0.1:$((SIP_BASE + $1))"], domains: ["127.0.0.1"], udp_buffer_bytes: 8388608 }
 admin: { socket: "$RUN/swbd-$1.sock" }
+metrics: { listen: "127.0.0.1:$((METRICS_BASE + $1))" }
 media:
   token_file: "$RUN/media.token"
   health_interval_ms: 1000

@@ -440,6 +440,33 @@ impl StateStore {
         self.put(&k, text, ttl).await
     }
 
+    /// Several records of `kind` at once, in order: `(key, Some(value))`
+    /// stores `value` (no expiry) as [`StateStore::put_json`] would,
+    /// `(key, None)` removes. On Redis one pipeline: one round trip.
+    pub async fn write_records(&self, kind: &str, ops: &[(String, Option<String>)]) -> Result<()> {
+        check_kind(kind)?;
+        let mut raw = Vec::with_capacity(ops.len());
+        for (key, value) in ops {
+            let k = format!("rec:{kind}:{}", key_part(key));
+            let text = match value {
+                Some(v) => Some(serde_json::to_string(&Envelope {
+                    key: key.clone(),
+                    value: v,
+                })?),
+                None => None,
+            };
+            raw.push((k, text));
+        }
+        let r = match &self.inner.backend {
+            Backend::Memory(m) => raw.into_iter().try_for_each(|(k, v)| match v {
+                Some(v) => m.put(&k, v, None),
+                None => m.del(&k),
+            }),
+            Backend::Redis(r) => r.set_or_del(raw).await,
+        };
+        self.note(r)
+    }
+
     /// The record `kind`/`key`, if any.
     pub async fn get_json<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Option<T>> {
         check_kind(kind)?;

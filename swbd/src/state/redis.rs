@@ -309,6 +309,23 @@ impl RedisStore {
             .await
     }
 
+    /// `SET` (no expiry) or `DEL` each key (without the prefix), as one
+    /// pipeline.
+    pub(super) async fn set_or_del(&self, ops: Vec<(String, Option<String>)>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut p = redis::pipe();
+        for (key, value) in ops {
+            match value {
+                Some(v) => p.cmd("SET").arg(self.key(&key)).arg(v).ignore(),
+                None => p.cmd("DEL").arg(self.key(&key)).ignore(),
+            };
+        }
+        self.run(|mut c| async move { p.query_async::<()>(&mut c).await })
+            .await
+    }
+
     pub(super) async fn publish(&self, message: String) -> Result<()> {
         let ch = self.channel();
         self.run(|mut c| async move { c.publish::<_, _, ()>(ch, message).await })

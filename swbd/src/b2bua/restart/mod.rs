@@ -54,7 +54,28 @@ pub trait CallRecordBackend: Send + Sync + std::fmt::Debug + 'static {
     fn del(&self, kind: &'static str, key: String) -> BoxFuture<'_, Result<(), String>>;
     /// Every live `(key, value)` of `kind`.
     fn scan(&self, kind: &'static str) -> BoxFuture<'_, Result<Vec<(String, String)>, String>>;
+    /// Several writes of `kind` in order: `(key, Some(value))` sets (no
+    /// expiry), `(key, None)` removes. One after the other unless the
+    /// backend can do better (the state store: one Redis pipeline).
+    fn write_many(
+        &self,
+        kind: &'static str,
+        ops: Vec<(String, Option<String>)>,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            for (key, value) in ops {
+                match value {
+                    Some(v) => self.put(kind, key, v, None).await?,
+                    None => self.del(kind, key).await?,
+                }
+            }
+            Ok(())
+        })
+    }
 }
+
+/// Record writes the writer task sends in one batch at most.
+const BATCH: usize = 256;
 
 /// Kind of the call records; key `<instance>/<call id>`.
 pub const CALL_KIND: &str = "call";
@@ -93,6 +114,26 @@ pub struct SavedCalls {
     inner: Option<Arc<Inner>>,
 }
 
+/// `ops` as store writes, the latest per key kept, in first-seen order.
+fn coalesce(ops: Vec<Op>) -> Vec<(String, Option<String>)> {
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<(String, Option<String>)> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let (key, value) = match op {
+            Op::Put(k, v) => (k, Some(v)),
+            Op::Delete(k) => (k, None),
+        };
+        match at.get(&key).and_then(|&i| out.get_mut(i)) {
+            Some(slot) => slot.1 = value,
+            None => {
+                at.insert(key.clone(), out.len());
+                out.push((key, value));
+            }
+        }
+    }
+    out
+}
+
 impl SavedCalls {
     /// Nothing is saved (the memory backend: a restart loses calls).
     pub fn off() -> Self {
@@ -105,14 +146,16 @@ impl SavedCalls {
         let failed = Arc::new(AtomicU64::new(0));
         let failures = failed.clone();
         tokio::spawn(async move {
-            while let Some(op) = rx.recv().await {
-                let (what, result) = match op {
-                    Op::Put(key, value) => ("save", backend.put(CALL_KIND, key, value, None).await),
-                    Op::Delete(key) => ("delete", backend.del(CALL_KIND, key).await),
-                };
-                if let Err(e) = result {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "cannot {what} a call record in the state store; that call would not survive a restart");
+            let mut ops = Vec::with_capacity(BATCH);
+            // What queued while the last batch was written goes in the
+            // next one (one store round trip for many calls); a record
+            // written twice in a batch is written once, its latest form.
+            while rx.recv_many(&mut ops, BATCH).await > 0 {
+                let batch = coalesce(std::mem::take(&mut ops));
+                let n = batch.len() as u64;
+                if let Err(e) = backend.write_many(CALL_KIND, batch).await {
+                    failures.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(error = %e, records = n, "cannot write call records to the state store; those calls would not survive a restart");
                 }
             }
         });
@@ -234,5 +277,54 @@ pub(crate) mod test_backend {
                 .unwrap_or_default();
             Box::pin(async move { Ok(found) })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_the_latest_write_of_each_record_in_first_seen_order() {
+        let ops = vec![
+            Op::Put("a".into(), "1".into()),
+            Op::Put("b".into(), "1".into()),
+            Op::Put("a".into(), "2".into()),
+            Op::Delete("b".into()),
+            Op::Delete("c".into()),
+        ];
+        assert_eq!(
+            coalesce(ops),
+            vec![
+                ("a".to_string(), Some("2".to_string())),
+                ("b".to_string(), None),
+                ("c".to_string(), None),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn records_written_in_a_batch_read_back_like_single_ones() {
+        let store = crate::state::StateStore::memory("i1");
+        let backend = StoreBackend(store.clone());
+        backend
+            .write_many(
+                CALL_KIND,
+                vec![
+                    ("i1/x".into(), Some("{\"v\":1}".into())),
+                    ("i1/y".into(), Some("{\"v\":2}".into())),
+                    ("i1/y".into(), None),
+                ],
+            )
+            .await
+            .expect("write");
+        let found = backend.scan(CALL_KIND).await.expect("scan");
+        assert_eq!(found, vec![("i1/x".to_string(), "{\"v\":1}".to_string())]);
+        // The same form put_json writes: a single put reads back alike.
+        backend
+            .put(CALL_KIND, "i1/z".into(), "{}".into(), None)
+            .await
+            .expect("put");
+        assert_eq!(backend.scan(CALL_KIND).await.expect("scan").len(), 2);
     }
 }

@@ -32,6 +32,19 @@ impl CallRecordBackend for StoreBackend {
         Box::pin(async move { self.0.delete(kind, &key).await.map_err(|e| e.to_string()) })
     }
 
+    fn write_many(
+        &self,
+        kind: &'static str,
+        ops: Vec<(String, Option<String>)>,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .write_records(kind, &ops)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn scan(&self, kind: &'static str) -> BoxFuture<'_, Result<Vec<(String, String)>, String>> {
         Box::pin(async move {
             self.0
