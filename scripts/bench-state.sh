@@ -29,6 +29,8 @@ RAMP=${RAMP:-200:200:3000:4}
 MODES=${MODES:-memory redis redis2}
 ROUNDS=${ROUNDS:-1}
 GENERATORS=${GENERATORS:-1}  # redis2: 1 (round-robin over both swbd) or 2
+# redis2: runtime worker threads per swbd (TOKIO_WORKER_THREADS; default: one per core)
+REDIS2_WORKER_THREADS=${REDIS2_WORKER_THREADS:-}
 REDIS_PORT=${REDIS_PORT:-6391}
 SIP_BASE=${SIP_BASE:-5180}   # swbd-N listens on udp 127.0.0.1:SIP_BASE+N
 RTP_CTL=${RTP_CTL:-9190}     # swrtp control port
@@ -101,7 +103,9 @@ EOF
 start_swbds() { # COUNT AUTH BACKEND
     local i
     for i in $(seq 1 "$1"); do
-        RUST_LOG=${SWBD_LOG:-warn} setsid "$BIN/swbd" --config "$(swbd_config "$i" "$2" "$3")" >>"$RUN/swbd-$i.log" 2>&1 </dev/null &
+        local threads=()
+        [ "$1" = 2 ] && [ -n "${REDIS2_WORKER_THREADS:-}" ] && threads=(env "TOKIO_WORKER_THREADS=$REDIS2_WORKER_THREADS")
+        RUST_LOG=${SWBD_LOG:-warn} setsid "${threads[@]}" "$BIN/swbd" --config "$(swbd_config "$i" "$2" "$3")" >>"$RUN/swbd-$i.log" 2>&1 </dev/null &
         SWBD_PIDS+=($!)
         wait_udp "$((SIP_BASE + i))"
     done
@@ -153,7 +157,7 @@ run_mode() { # MODE ROUND
 
 for r in $(seq 1 "$ROUNDS"); do for m in $MODES; do run_mode "$m" "$r"; done; done
 
-CMD="ROUNDS=$ROUNDS GENERATORS=$GENERATORS REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
+CMD="ROUNDS=$ROUNDS GENERATORS=$GENERATORS REDIS2_WORKER_THREADS=$REDIS2_WORKER_THREADS REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
 python3 - "$OUT" "$CMD" "$MODES" "$ROUNDS" <<'PY' | tee "$OUT/summary.md"
 import glob, json, statistics, sys
 out, cmd, modes, rounds = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
