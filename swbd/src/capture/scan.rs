@@ -2,7 +2,8 @@
 //! Call-ID (which call a message belongs to) and whether the CSeq method
 //! is INVITE (only an INVITE may start a new capture). No full parse: the
 //! tap sees every message, before the transaction layer parses it, and a
-//! malformed one must cost nothing more than a scan of its head.
+//! malformed one must cost nothing more than a scan of its head
+//! ([`crate::sip::peek`]).
 
 /// Longest Call-ID taken (a longer one is not captured per call).
 const MAX_CALL_ID: usize = 256;
@@ -17,61 +18,17 @@ pub struct Head<'a> {
 }
 
 /// Call-ID and CSeq of a SIP message, or `None` when it has no Call-ID
-/// (keep-alives, garbage). The head ends at the first empty line.
-///
-/// One pass over the head (`memchr` for line ends); only lines whose name
-/// starts with `c` or `i` are looked at further. This runs for every
-/// message sent and received while capture is on: it was the largest
-/// single item of capture's cost (`docs/BENCHMARKS.md`, "Session 7").
+/// (keep-alives, garbage) or one longer than [`MAX_CALL_ID`] or not UTF-8.
+/// The scan is [`crate::sip::peek`] (one pass over the head), shared with
+/// the UDP workers; it runs for every message sent and received while
+/// capture is on.
 pub fn head(data: &[u8]) -> Option<Head<'_>> {
-    let mut call_id = None;
-    let mut invite = false;
-    // The start line is skipped: it never starts with a header name and colon.
-    let mut rest = data.get(memchr::memchr(b'\n', data)? + 1..)?;
-    loop {
-        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-        let line = rest.get(..end).unwrap_or_default();
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let first = line.iter().find(|b| !b.is_ascii_whitespace());
-        if matches!(first, Some(b'c' | b'C' | b'i' | b'I')) {
-            header(line, &mut call_id, &mut invite);
-            if call_id.is_some() && invite {
-                break;
-            }
-        }
-        match rest.get(end + 1..) {
-            Some(r) => rest = r,
-            None => break,
-        }
-    }
+    let p = crate::sip::peek::peek(data, true);
+    let id = p.call_id.filter(|v| v.len() <= MAX_CALL_ID)?;
     Some(Head {
-        call_id: call_id?,
-        invite,
+        call_id: std::str::from_utf8(id).ok()?,
+        invite: p.invite,
     })
-}
-
-/// One header line: note a Call-ID (the first) or a CSeq.
-fn header<'a>(line: &'a [u8], call_id: &mut Option<&'a str>, invite: &mut bool) {
-    let Some(colon) = memchr::memchr(b':', line) else {
-        return;
-    };
-    let (name, value) = line.split_at(colon);
-    let name = name.trim_ascii();
-    let value = value.get(1..).unwrap_or_default().trim_ascii();
-    if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
-        if call_id.is_none() && !value.is_empty() && value.len() <= MAX_CALL_ID {
-            *call_id = std::str::from_utf8(value).ok();
-        }
-    } else if name.eq_ignore_ascii_case(b"cseq") {
-        *invite = value
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|w| !w.is_empty())
-            .nth(1)
-            .is_some_and(|m| m == b"INVITE");
-    }
 }
 
 #[cfg(test)]
@@ -114,20 +71,37 @@ mod tests {
     /// The obvious reading: split the head off at the first empty line,
     /// then look at every header line.
     fn slow_head(data: &[u8]) -> Option<Head<'_>> {
-        let mut call_id = None;
+        let mut call_id: Option<&[u8]> = None;
         let mut invite = false;
         for line in data.split(|b| *b == b'\n').skip(1) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
                 break;
             }
-            header(line, &mut call_id, &mut invite);
+            if line.first().is_some_and(|b| b.is_ascii_whitespace()) {
+                continue; // a folded value, not a header
+            }
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
+                continue;
+            };
+            let name = line[..colon].trim_ascii_end().to_ascii_lowercase();
+            let value = line[colon + 1..].trim_ascii();
+            if (name == b"call-id" || name == b"i") && call_id.is_none() && !value.is_empty() {
+                call_id = Some(value);
+            } else if name == b"cseq" {
+                let words: Vec<&[u8]> = value
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                invite = words.get(1) == Some(&&b"INVITE"[..]);
+            }
             if call_id.is_some() && invite {
                 break;
             }
         }
+        let id = call_id.filter(|v| v.len() <= MAX_CALL_ID)?;
         Some(Head {
-            call_id: call_id?,
+            call_id: std::str::from_utf8(id).ok()?,
             invite,
         })
     }

@@ -16,6 +16,7 @@ pub mod header;
 pub mod headers;
 pub mod message;
 pub mod method;
+pub mod peek;
 pub mod response;
 pub mod uri;
 

@@ -1,39 +1,13 @@
-//! A cheap look at a datagram's Call-ID, before any parsing: which UDP
-//! worker handles it ([`super::workers`]) is chosen from it, so the
-//! messages of one call keep their arrival order.
-//!
-//! It scans the head line by line for `Call-ID` or its compact form `i`
-//! (RFC 3261 §7.3.3), names case-insensitive, spaces before the colon
-//! allowed, and stops at the empty line. It validates nothing: a message
-//! it misreads is only handled on another worker, and the parser still
-//! rejects what is malformed. Continuation lines (leading white space) are
-//! skipped, so a folded value of another header never counts.
+//! A datagram's Call-ID before any parsing: which UDP worker handles it
+//! ([`super::workers`]) is chosen from it, so the messages of one call keep
+//! their arrival order. The scan is [`crate::sip::peek`] (shared with SIP
+//! capture); it validates nothing: a message it misreads is only handled
+//! on another worker, and the parser still rejects what is malformed.
 
 /// The Call-ID value of the message head in `data` (trimmed), or `None`
 /// when the head names none (or names it empty).
 pub fn call_id(data: &[u8]) -> Option<&[u8]> {
-    let mut lines = data.split(|b| *b == b'\n');
-    // The start line.
-    lines.next()?;
-    for line in lines {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return None;
-        }
-        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            continue;
-        }
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
-            continue;
-        };
-        let (name, value) = line.split_at(colon);
-        let name = name.trim_ascii_end();
-        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
-            let value = value.get(1..).unwrap_or_default().trim_ascii();
-            return (!value.is_empty()).then_some(value);
-        }
-    }
-    None
+    crate::sip::peek::peek(data, false).call_id
 }
 
 #[cfg(test)]
