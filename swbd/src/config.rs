@@ -23,6 +23,14 @@ pub use media::*;
 pub struct Config {
     /// Instance name shown by admin tools.
     pub node_id: String,
+    /// Threads of swbd's async runtime (0, the default: one per CPU this
+    /// process may run on, i.e. its CPU affinity mask and cgroup quota).
+    /// Set it when several swbd share a machine (e.g. `1` each for two
+    /// instances on two cores): more runtime threads than cores spend
+    /// their time parking and waking (docs/BENCHMARKS.md, "Shared
+    /// state"). `sip.udp_workers: 0` follows this count. `--worker-threads`
+    /// overrides it.
+    pub worker_threads: usize,
     /// SIP transports and protocol knobs.
     pub sip: SipConfig,
     /// Registrar expiry policy.
@@ -57,10 +65,26 @@ pub struct Config {
     pub state: crate::state::StateConfig,
 }
 
+/// The most runtime threads `worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 256;
+
+impl Config {
+    /// The runtime's thread count: `worker_threads`, or one per CPU this
+    /// process may use (`available_parallelism` reads the affinity mask
+    /// and the cgroup CPU quota).
+    pub fn runtime_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             node_id: "swbd".into(),
+            worker_threads: 0,
             sip: SipConfig::default(),
             registrar: RegistrarConfig::default(),
             auth: AuthConfig::default(),
@@ -571,6 +595,12 @@ impl Config {
         }
         for e in self.state.validate(&self.node_id) {
             err(e);
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            err(format!(
+                "worker_threads: {} is more than {MAX_WORKER_THREADS}",
+                self.worker_threads
+            ));
         }
         if errors.is_empty() {
             Ok(())

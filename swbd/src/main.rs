@@ -51,6 +51,9 @@ struct Args {
     /// Node name shown by admin tools.
     #[arg(long)]
     node_id: Option<String>,
+    /// Runtime worker threads (overrides `worker_threads`; 0: one per CPU).
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<usize>,
     /// Log level or filter (RUST_LOG wins when set).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -95,6 +98,9 @@ fn main() -> ExitCode {
     }
     if let Some(n) = &args.node_id {
         config.node_id = n.clone();
+    }
+    if let Some(n) = args.worker_threads {
+        config.worker_threads = n;
     }
     let name = args
         .config
@@ -149,5 +155,13 @@ fn main() -> ExitCode {
     }
 
     logging::init(&args.log_level, format);
-    shutdown::run_daemon("swbd", |shutdown| swbd::run(config, shutdown))
+    // An explicit thread count also sizes the UDP workers left at "one
+    // per CPU", so one knob sets how many cores this swbd uses.
+    let threads = (config.worker_threads > 0).then(|| config.runtime_threads());
+    if let Some(n) = threads
+        && config.sip.udp_workers == 0
+    {
+        config.sip.udp_workers = n;
+    }
+    shutdown::run_daemon_with_threads("swbd", threads, |shutdown| swbd::run(config, shutdown))
 }

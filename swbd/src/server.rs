@@ -61,6 +61,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None => None,
     };
     let metrics_token = crate::metrics::token(&config.metrics)?;
+    tracing::info!(
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        udp_workers = config.sip.udp_workers,
+        "runtime"
+    );
     let store = crate::state::StateStore::from_config(&config.state, &config.node_id)
         .map_err(|e| anyhow::anyhow!("state: {e}"))?;
     tracing::info!(backend = %store.backend(), instance = store.instance_id(), "state store");

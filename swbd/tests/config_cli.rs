@@ -279,3 +279,73 @@ fn stale_admin_socket_is_replaced_and_a_live_one_refused() {
     let _ = first.kill();
     let _ = first.wait();
 }
+
+/// `worker_threads` (config) and `--worker-threads` (CLI, wins) size the
+/// runtime: several swbd on one box each take the cores they are given.
+#[test]
+fn worker_threads_size_the_runtime() {
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("swbd-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let config = dir.join("swbd.yaml");
+    std::fs::write(&config, "worker_threads: 3\nmetrics:\n  enabled: false\n").expect("config");
+    for (cli, expected) in [(None, 3), (Some("1"), 1)] {
+        let sock = dir.join(format!("swbd-{expected}.sock"));
+        let mut args = vec![
+            "--config".to_string(),
+            config.display().to_string(),
+            "--listen".into(),
+            "udp:127.0.0.1:0".into(),
+            "--admin-socket".into(),
+            sock.display().to_string(),
+        ];
+        if let Some(n) = cli {
+            args.extend(["--worker-threads".to_string(), n.to_string()]);
+        }
+        // The start-up line reads the count from the running runtime
+        // (tokio's RuntimeMetrics), not from the config.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_swbd"))
+            .args(&args)
+            .args(["--log-level", "info"])
+            .env_remove("RUST_LOG")
+            .env_remove("TOKIO_WORKER_THREADS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err()
+            && std::time::Instant::now() < deadline
+            && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("wait");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = log
+            .lines()
+            .find(|l| l.contains(" runtime") && l.contains("worker_threads="))
+            .unwrap_or_else(|| panic!("no runtime line with {args:?}: {log}"));
+        assert!(
+            line.contains(&format!("worker_threads={expected} "))
+                && line.contains(&format!("udp_workers={expected}")),
+            "{line}"
+        );
+    }
+    let big = dir.join("big.yaml");
+    std::fs::write(&big, "worker_threads: 100000\n").expect("config");
+    let o = swbd(&["--check-config", "--config", big.to_str().expect("utf-8")]);
+    assert_clean_failure(&o);
+    assert!(
+        stderr(&o).contains("worker_threads: 100000 is more than 256"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

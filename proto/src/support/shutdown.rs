@@ -74,10 +74,26 @@ where
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    run_daemon_with_threads(name, None, run)
+}
+
+/// [`run_daemon`] with `threads` runtime worker threads (`None`: tokio's
+/// default, one per CPU or `TOKIO_WORKER_THREADS`).
+pub fn run_daemon_with_threads<F, Fut, E>(
+    name: &str,
+    threads: Option<usize>,
+    run: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads.filter(|n| *n > 0) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: cannot start the async runtime: {e}");
