@@ -15,6 +15,7 @@
 #
 #   scripts/bench-state.sh                     REG_SECS=5 RAMP=200:200:3000:4
 #   BIN=target/release scripts/bench-state.sh  use these binaries, skip the build
+#   REDIS2_WORKER_THREADS=1 ...                 runtime threads of each of the two swbd
 #   ROUNDS=3 ...                                every setup ROUNDS times, interleaved;
 #                                               the summary gives medians
 #
@@ -29,8 +30,10 @@ RAMP=${RAMP:-200:200:3000:4}
 MODES=${MODES:-memory redis redis2}
 ROUNDS=${ROUNDS:-1}
 GENERATORS=${GENERATORS:-1}  # redis2: 1 (round-robin over both swbd) or 2
-# redis2: runtime worker threads per swbd (TOKIO_WORKER_THREADS; default: one per core)
-REDIS2_WORKER_THREADS=${REDIS2_WORKER_THREADS:-}
+# redis2: runtime worker threads per swbd (`--worker-threads`); default: the
+# cores split between the two (nproc / 2, at least 1), as an operator would
+# configure two swbd on one machine; 0: each takes one thread per core
+REDIS2_WORKER_THREADS=${REDIS2_WORKER_THREADS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
 REDIS_PORT=${REDIS_PORT:-6391}
 SIP_BASE=${SIP_BASE:-5180}   # swbd-N listens on udp 127.0.0.1:SIP_BASE+N
 RTP_CTL=${RTP_CTL:-9190}     # swrtp control port
@@ -104,8 +107,8 @@ start_swbds() { # COUNT AUTH BACKEND
     local i
     for i in $(seq 1 "$1"); do
         local threads=()
-        [ "$1" = 2 ] && [ -n "${REDIS2_WORKER_THREADS:-}" ] && threads=(env "TOKIO_WORKER_THREADS=$REDIS2_WORKER_THREADS")
-        RUST_LOG=${SWBD_LOG:-warn} setsid "${threads[@]}" "$BIN/swbd" --config "$(swbd_config "$i" "$2" "$3")" >>"$RUN/swbd-$i.log" 2>&1 </dev/null &
+        [ "$1" = 2 ] && threads=(--worker-threads "$REDIS2_WORKER_THREADS")
+        RUST_LOG=${SWBD_LOG:-warn} setsid "$BIN/swbd" --config "$(swbd_config "$i" "$2" "$3")" "${threads[@]}" >>"$RUN/swbd-$i.log" 2>&1 </dev/null &
         SWBD_PIDS+=($!)
         wait_udp "$((SIP_BASE + i))"
     done
