@@ -16,6 +16,7 @@
 #   scripts/bench-state.sh                     REG_SECS=5 RAMP=200:200:3000:4
 #   BIN=target/release scripts/bench-state.sh  use these binaries, skip the build
 #   REDIS2_WORKER_THREADS=1 ...                 runtime threads of each of the two swbd
+#   PHASES=register ...                         REGISTER/s only (or calls)
 #   ROUNDS=3 ...                                every setup ROUNDS times, interleaved;
 #                                               the summary gives medians
 #
@@ -28,6 +29,7 @@ RUN=$(mktemp -d /tmp/swbench-state.XXXXXX)
 REG_SECS=${REG_SECS:-5}
 RAMP=${RAMP:-200:200:3000:4}
 MODES=${MODES:-memory redis redis2}
+PHASES=${PHASES:-register calls}  # which measurements each round makes
 ROUNDS=${ROUNDS:-1}
 GENERATORS=${GENERATORS:-1}  # redis2: 1 (round-robin over both swbd) or 2
 # redis2: runtime worker threads per swbd (`--worker-threads`); default: the
@@ -121,27 +123,30 @@ run_mode() { # MODE ROUND
     [ "$mode" = redis2 ] && count=2 backend=redis
     PREFIX="bench-$mode-$round-$$:"
     # Users split between the generators: 3000 to register, 1000 callees + 1000 callers.
-    local reg=(1000-3999) callees=(1000-1999) callers=(2000-2999) gens_n=1 also=()
+    local reg=(1000-3999) callees=(1000-1999) callers=(2000-2999) gens_n=1 also=() gens=()
     if [ "$count" = 2 ] && [ "$GENERATORS" = 2 ]; then
         gens_n=2 reg=(1000-2499 2500-3999) callees=(1000-1499 1500-1999) callers=(2000-2499 2500-2999)
     elif [ "$count" = 2 ]; then
         also=(--also-server "127.0.0.1:$((SIP_BASE + 2))")
     fi
 
-    start_swbds "$count" true "$backend"
-    cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-r$round-register.txt"
-    log "round $round, $mode: REGISTER with auth, ${REG_SECS}s, load $(cat "$OUT/load-$mode-r$round-register.txt")"
-    local gens=()
-    # shellcheck disable=SC2046
-    for i in $(seq 1 "$gens_n"); do
-        "$BIN/swbench" register --server "127.0.0.1:$((SIP_BASE + i))" "${also[@]}" --users "${reg[$((i - 1))]}" --rate 0 \
-            --max-concurrent 200 --duration "$REG_SECS" --json --max-seconds 60 \
-            $(watch_args) >"$OUT/register-$mode-r$round-$i.json" &
-        gens+=($!)
-    done
-    wait "${gens[@]}"
-    stop_swbd
+    if [[ " $PHASES " == *" register "* ]]; then
+        start_swbds "$count" true "$backend"
+        cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-r$round-register.txt"
+        log "round $round, $mode: REGISTER with auth, ${REG_SECS}s, load $(cat "$OUT/load-$mode-r$round-register.txt")"
+        gens=()
+        # shellcheck disable=SC2046
+        for i in $(seq 1 "$gens_n"); do
+            "$BIN/swbench" register --server "127.0.0.1:$((SIP_BASE + i))" "${also[@]}" --users "${reg[$((i - 1))]}" --rate 0 \
+                --max-concurrent 200 --duration "$REG_SECS" --json --max-seconds 60 \
+                $(watch_args) >"$OUT/register-$mode-r$round-$i.json" &
+            gens+=($!)
+        done
+        wait "${gens[@]}"
+        stop_swbd
+    fi
 
+    [[ " $PHASES " == *" calls "* ]] || return 0
     start_swbds "$count" false "$backend"
     cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-$mode-r$round-calls.txt"
     log "round $round, $mode: calls/s ramp $RAMP, load $(cat "$OUT/load-$mode-r$round-calls.txt")"
@@ -160,7 +165,7 @@ run_mode() { # MODE ROUND
 
 for r in $(seq 1 "$ROUNDS"); do for m in $MODES; do run_mode "$m" "$r"; done; done
 
-CMD="ROUNDS=$ROUNDS GENERATORS=$GENERATORS REDIS2_WORKER_THREADS=$REDIS2_WORKER_THREADS REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
+CMD="MODES=\"$MODES\" PHASES=\"$PHASES\" ROUNDS=$ROUNDS GENERATORS=$GENERATORS REDIS2_WORKER_THREADS=$REDIS2_WORKER_THREADS REG_SECS=$REG_SECS RAMP=$RAMP scripts/bench-state.sh"
 python3 - "$OUT" "$CMD" "$MODES" "$ROUNDS" <<'PY' | tee "$OUT/summary.md"
 import glob, json, statistics, sys
 out, cmd, modes, rounds = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
@@ -181,7 +186,7 @@ reg_by, cps_by = {m: [] for m in modes}, {m: [] for m in modes}
 for r in range(1, rounds + 1):
     for m in modes:
         regs, calls = runs("register", m, r), runs("calls", m, r)
-        if not regs or not calls:
+        if not regs and not calls:
             continue
         reg = sum(x["registrations_per_s"] for x in regs)
         regn = sum(x["succeeded"] for x in regs)
@@ -192,8 +197,10 @@ for r in range(1, rounds + 1):
         last = "; ".join(
             f"{c['phases'][-1]['offered_rate']:.0f}/s: {c['phases'][-1]['failures']}"
             for c in calls if c["phases"] and (c["phases"][-1]["failed"] or c["phases"][-1]["unfinished"]))
-        reg_by[m].append(reg)
-        cps_by[m].append(cps)
+        if regs:
+            reg_by[m].append(reg)
+        if calls:
+            cps_by[m].append(cps)
         cpu_reg = swbd_cpu(regs) / regn * 1e6 if regn else 0
         cpu_call = swbd_cpu(calls) / done * 1e6 if done else 0
         shown = f"{cps:.0f}" + (f" ({per})" if len(calls) > 1 else "")
@@ -202,10 +209,18 @@ med = {m: (statistics.median(reg_by[m]) if reg_by[m] else 0, statistics.median(c
 print(f"\nMedians over {rounds} round(s):")
 for m in modes:
     print(f"- {m}: {med[m][0]:.0f} REGISTER/s, {med[m][1]:.0f} calls/s")
-if "memory" in med and "redis" in med and med["memory"][1] and med["memory"][0]:
-    print(f"\nRedis cost vs memory (medians): calls/s {(1 - med['redis'][1] / med['memory'][1]) * 100:.0f}%, "
-          f"REGISTER/s {(1 - med['redis'][0] / med['memory'][0]) * 100:.0f}% (target < 20%).")
-if "redis" in med and "redis2" in med and med["redis"][1] and med["redis"][0]:
-    print(f"Two swbd vs one (both Redis, medians): {med['redis2'][1] / med['redis'][1]:.2f}x calls/s, "
-          f"{med['redis2'][0] / med['redis'][0]:.2f}x REGISTER/s (target >= 1).")
+def ratio(a, b, i):
+    return f"{med[a][i] / med[b][i]:.2f}x" if a in med and b in med and med[b][i] else None
+def cost(i):
+    return f"{(1 - med['redis'][i] / med['memory'][i]) * 100:.0f}%" if "memory" in med and "redis" in med and med["memory"][i] else None
+def paired(a, b, by):
+    # Round by round (the VM's speed drifts between rounds; a round's setups run back to back).
+    rs = [x / y for x, y in zip(by[a], by[b]) if y] if a in by and b in by else []
+    return f" (by round {', '.join(f'{r:.2f}' for r in rs)}; median {statistics.median(rs):.2f}x)" if rs else ""
+if cost(1) or cost(0):
+    print(f"\nRedis cost vs memory (medians): calls/s {cost(1) or '-'}, REGISTER/s {cost(0) or '-'} (target < 20%).")
+if ratio("redis2", "redis", 1):
+    print(f"Two swbd vs one (both Redis, medians): {ratio('redis2', 'redis', 1)} calls/s{paired('redis2', 'redis', cps_by)} (target >= 1).")
+if ratio("redis2", "redis", 0):
+    print(f"Two swbd vs one (both Redis, medians): {ratio('redis2', 'redis', 0)} REGISTER/s{paired('redis2', 'redis', reg_by)} (target >= 1).")
 PY
