@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -23,117 +23,28 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::hold;
 use crate::lease::Owner;
-use crate::player::{self, Playback};
 use crate::ports::PortPool;
 use crate::relay::{self, Cmd, Leg, LegMedia};
-use crate::sdp::{self, AudioCodec, LocalOrigin, Negotiated, Offer};
+use crate::sdp::{self, LocalOrigin, Negotiated, Offer};
 use crate::stats::{DirectionCounters, RelayLatency};
 
+mod bridge;
 mod dtmf;
 mod family;
+mod lease;
+mod play;
 mod reoffer;
 mod restart;
+mod shared;
 mod traffic;
 
 pub use restart::MAX_KEEP;
 
 pub use family::Family;
+pub use lease::LiveOwner;
+pub use play::resolve_audio_path;
+pub use shared::{SessionShared, View};
 pub use traffic::{EndedSessions, LiveQuality, Traffic};
-
-/// What admin and health can read about a session without asking its task.
-#[derive(Debug)]
-pub struct SessionShared {
-    /// Session id.
-    pub id: String,
-    /// Call id from swbd.
-    pub call_id: String,
-    /// Leg label from swbd.
-    pub leg: String,
-    /// Creation time.
-    pub created_at: SystemTime,
-    /// Local RTP port.
-    pub rtp_port: u16,
-    /// Received from the remote peer.
-    pub rx: DirectionCounters,
-    /// Sent to the remote peer.
-    pub tx: DirectionCounters,
-    /// Malformed or stranger packets dropped.
-    pub dropped: AtomicU64,
-    /// No RTP for the configured timeout; the ports are released.
-    pub timed_out: AtomicBool,
-    /// Who created it (None: an older client; no lease).
-    pub owner: Option<Owner>,
-    /// Control-plane view; written on negotiation, latching and playback
-    /// changes (rare), read by admin. Per session, so never shared by calls.
-    pub view: Mutex<View>,
-}
-
-/// The slow-changing part of a session.
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    /// Negotiated media.
-    pub media: pb::NegotiatedMedia,
-    /// Bridge peer session id.
-    pub bridged_with: String,
-    /// File being played.
-    pub playing: String,
-    /// Where media is sent now (latched, or the SDP address).
-    pub remote_address: String,
-    /// When the owner's lease lapses (None without an owner).
-    pub lease_until: Option<tokio::time::Instant>,
-}
-
-impl SessionShared {
-    fn view(&self) -> View {
-        self.view.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-
-    /// Update the view.
-    pub fn edit(&self, f: impl FnOnce(&mut View)) {
-        if let Ok(mut v) = self.view.lock() {
-            f(&mut v);
-        }
-    }
-
-    /// Statistics snapshot.
-    pub fn stats(&self) -> pb::SessionStats {
-        pb::SessionStats {
-            rx: Some(self.rx.to_proto()),
-            tx: Some(self.tx.to_proto()),
-            remote_address: self.view().remote_address,
-            dropped: self.dropped.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Admin view.
-    pub fn info(&self) -> admin_pb::MediaSessionInfo {
-        let view = self.view();
-        admin_pb::MediaSessionInfo {
-            session_id: self.id.clone(),
-            call_id: self.call_id.clone(),
-            leg: self.leg.clone(),
-            created_at: Some(switchboard_proto::timestamp(self.created_at)),
-            media: Some(view.media.clone()),
-            bridged_with: view.bridged_with.clone(),
-            playing: view.playing.clone(),
-            stats: Some(self.stats()),
-            timed_out: self.timed_out.load(Ordering::Relaxed),
-            rtp_port: u32::from(self.rtp_port),
-            owner: self
-                .owner
-                .as_ref()
-                .map(Owner::to_string)
-                .unwrap_or_default(),
-            lease_remaining_ms: view
-                .lease_until
-                .map(|t| {
-                    let left = t.saturating_duration_since(tokio::time::Instant::now());
-                    u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
-                })
-                .unwrap_or(0),
-        }
-    }
-}
 
 /// A session lifecycle event, fanned out to admin Watch and WatchSessions.
 #[derive(Debug, Clone)]
@@ -321,35 +232,6 @@ fn leg_media(n: Option<&Negotiated>, offer: Option<&Offer>) -> LegMedia {
             direction: sdp_types::Direction::SendRecv,
         },
     }
-}
-
-/// Resolve `file` under `dir`, refusing absolute paths and `..`.
-pub fn resolve_audio_path(dir: &Path, file: &str) -> Result<PathBuf> {
-    let rel = Path::new(file);
-    if file.is_empty() {
-        return Err(Error::BadPath {
-            file: file.into(),
-            reason: "empty file name",
-        });
-    }
-    for c in rel.components() {
-        match c {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(Error::BadPath {
-                    file: file.into(),
-                    reason: "\"..\" would escape the audio directory",
-                });
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(Error::BadPath {
-                    file: file.into(),
-                    reason: "absolute paths are refused; give a path relative to the audio directory",
-                });
-            }
-        }
-    }
-    Ok(dir.join(rel))
 }
 
 impl Node {
@@ -695,194 +577,6 @@ impl Node {
         Ok(stats)
     }
 
-    /// Relay media between two sessions.
-    pub async fn bridge(&self, a: &str, b: &str) -> Result<()> {
-        if a == b {
-            return Err(Error::SelfBridge(a.into()));
-        }
-        let _ops = self.inner.ops.lock().await;
-        let (wa, wb) = {
-            let table = self.table();
-            let ea = table
-                .sessions
-                .get(a)
-                .ok_or_else(|| Error::NotFound(a.into()))?;
-            let eb = table
-                .sessions
-                .get(b)
-                .ok_or_else(|| Error::NotFound(b.into()))?;
-            if ea.peer.as_deref() == Some(b) {
-                return Ok(());
-            }
-            for e in [ea, eb] {
-                if let Some(p) = &e.peer {
-                    return Err(Error::AlreadyBridged {
-                        session: e.shared.id.clone(),
-                        peer: p.clone(),
-                    });
-                }
-                if e.shared.timed_out.load(Ordering::Relaxed) {
-                    return Err(Error::TimedOut(e.shared.id.clone()));
-                }
-            }
-            (ea.worker.clone(), eb.worker.clone())
-        };
-        let leg_b = detach(&wb, b, "bridged")
-            .await
-            .ok_or_else(|| Error::TimedOut(b.into()))?;
-        if let Err(mpsc::error::SendError(Cmd::Attach(leg))) = wa.send(Cmd::Attach(leg_b)).await {
-            // A's task is gone (timed out): give B a task of its own again.
-            let w = relay::spawn(vec![*leg], self.inner.ctx.clone());
-            if let Some(e) = self.table().sessions.get_mut(b) {
-                e.worker = w;
-            }
-            return Err(Error::TimedOut(a.into()));
-        }
-        let mut table = self.table();
-        if let Some(e) = table.sessions.get_mut(b) {
-            e.worker = wa;
-            e.peer = Some(a.into());
-            e.shared.edit(|v| v.bridged_with = a.into());
-        }
-        if let Some(e) = table.sessions.get_mut(a) {
-            e.peer = Some(b.into());
-            e.shared.edit(|v| v.bridged_with = b.into());
-        }
-        Ok(())
-    }
-
-    /// Stop relaying between `id` and its peer.
-    pub async fn unbridge(&self, id: &str) -> Result<()> {
-        let _ops = self.inner.ops.lock().await;
-        let (worker, peer) = {
-            let table = self.table();
-            let e = table
-                .sessions
-                .get(id)
-                .ok_or_else(|| Error::NotFound(id.into()))?;
-            match &e.peer {
-                Some(p) => (e.worker.clone(), p.clone()),
-                None => return Err(Error::NotBridged(id.into())),
-            }
-        };
-        // The peer moves to a task of its own; `id` stays where it is.
-        let leg = detach(&worker, &peer, "unbridged").await;
-        let new_worker = leg.map(|l| relay::spawn(vec![*l], self.inner.ctx.clone()));
-        let mut table = self.table();
-        if let Some(e) = table.sessions.get_mut(&peer) {
-            if let Some(w) = new_worker {
-                e.worker = w;
-            }
-            e.peer = None;
-            e.shared.edit(|v| v.bridged_with.clear());
-        }
-        if let Some(e) = table.sessions.get_mut(id) {
-            e.peer = None;
-            e.shared.edit(|v| v.bridged_with.clear());
-        }
-        Ok(())
-    }
-
-    /// Start playing `file` into a session. Problems with the file itself
-    /// arrive as a `PlaybackError` event on the returned stream.
-    pub async fn play(
-        &self,
-        id: &str,
-        file: &str,
-        looped: bool,
-    ) -> Result<mpsc::Receiver<pb::PlayEvent>> {
-        let path = resolve_audio_path(&self.inner.settings.audio_dir, file)?;
-        let _ops = self.inner.ops.lock().await;
-        let (worker, codec) = {
-            let table = self.table();
-            let e = table
-                .sessions
-                .get(id)
-                .ok_or_else(|| Error::NotFound(id.into()))?;
-            if let Some(peer) = &e.peer {
-                return Err(Error::PlayWhileBridged {
-                    session: id.into(),
-                    peer: peer.clone(),
-                });
-            }
-            if e.shared.timed_out.load(Ordering::Relaxed) {
-                return Err(Error::TimedOut(id.into()));
-            }
-            let codec = e
-                .sdp
-                .negotiated
-                .map(|n| n.codec)
-                .ok_or_else(|| Error::NotNegotiated(id.into()))?;
-            (e.worker.clone(), codec)
-        };
-        let playback_id = format!(
-            "p{}",
-            self.inner.playback_ids.fetch_add(1, Ordering::Relaxed)
-        );
-        let (tx, rx) = mpsc::channel(64);
-        let law = AudioCodec::law(codec);
-        let loaded = tokio::task::spawn_blocking(move || player::load(&path, law)).await;
-        let audio = match loaded {
-            Ok(Ok(audio)) => audio,
-            Ok(Err(e)) => {
-                let _ = tx.try_send(player::error_event(&playback_id, &e.to_string()));
-                return Ok(rx);
-            }
-            Err(_) => {
-                let _ = tx.try_send(player::error_event(&playback_id, "decoder task failed"));
-                return Ok(rx);
-            }
-        };
-        let playback = Playback::new(
-            playback_id.clone(),
-            file.to_string(),
-            audio,
-            looped,
-            tx.clone(),
-        );
-        let (reply, done) = oneshot::channel();
-        let sent = worker
-            .send(Cmd::Play {
-                id: id.into(),
-                playback: Box::new(playback),
-                reply,
-            })
-            .await;
-        if sent.is_err() || !done.await.unwrap_or(false) {
-            let _ = tx.try_send(player::error_event(
-                &playback_id,
-                "session is gone (timed out or destroyed)",
-            ));
-        }
-        Ok(rx)
-    }
-
-    /// Stop the playback of a session; whether one was running.
-    pub async fn stop_playback(&self, id: &str) -> Result<bool> {
-        let worker = {
-            let table = self.table();
-            table
-                .sessions
-                .get(id)
-                .ok_or_else(|| Error::NotFound(id.into()))?
-                .worker
-                .clone()
-        };
-        let (reply, done) = oneshot::channel();
-        if worker
-            .send(Cmd::Stop {
-                id: id.into(),
-                reason: "requested",
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            return Ok(false);
-        }
-        Ok(done.await.unwrap_or(false))
-    }
-
     /// Health as swbd sees it.
     pub fn health(&self) -> pb::HealthResponse {
         let sessions = self.sessions();
@@ -943,144 +637,6 @@ impl Node {
         }
     }
 
-    /// Renew the lease of every session of `owner` for `length` (None: the
-    /// node's default), which also becomes the lease of its next sessions.
-    /// Returns how many were renewed.
-    pub fn renew_leases(&self, owner: &Owner, length: Option<Duration>) -> u32 {
-        let length = length.unwrap_or(self.inner.settings.default_lease);
-        if let Ok(mut l) = self.inner.lease_lengths.lock() {
-            l.insert(owner.clone(), length);
-        }
-        let until = tokio::time::Instant::now() + length;
-        let table = self.table();
-        let mut renewed = 0u32;
-        for e in table.sessions.values() {
-            if e.shared.owner.as_ref() == Some(owner) {
-                e.shared.edit(|v| v.lease_until = Some(until));
-                renewed = renewed.saturating_add(1);
-            }
-        }
-        renewed
-    }
-
-    /// A Control stream of `owner` opened; it counts as alive until the
-    /// returned guard drops (the stream ended).
-    pub fn owner_connected(&self, owner: &Owner) -> LiveOwner {
-        if let Ok(mut l) = self.inner.live_owners.lock() {
-            *l.entry(owner.clone()).or_insert(0) += 1;
-        }
-        LiveOwner {
-            node: self.clone(),
-            owner: owner.clone(),
-        }
-    }
-
-    fn is_connected(&self, owner: &Owner) -> bool {
-        self.inner
-            .live_owners
-            .lock()
-            .map(|l| l.get(owner).is_some_and(|n| *n > 0))
-            .unwrap_or(false)
-    }
-
-    /// `owner` (re)connected: destroy the sessions of previous instances of
-    /// its node id (nobody will ever end them), renew its own. Sessions of
-    /// other node ids are left to their leases, and so are those of an
-    /// instance still connected (two live swbd configured with one node_id:
-    /// logged). Returns (dropped, renewed, kept because connected).
-    pub async fn reconcile_owner(
-        &self,
-        owner: &Owner,
-        length: Option<Duration>,
-    ) -> (u32, u32, u32) {
-        let mut alive: Vec<String> = Vec::new();
-        let mut kept = 0u32;
-        let stale: Vec<(String, String, String)> = {
-            let table = self.table();
-            table
-                .sessions
-                .values()
-                .filter_map(|e| {
-                    let o = e.shared.owner.as_ref()?;
-                    if o.node_id != owner.node_id || o.instance_id == owner.instance_id {
-                        return None;
-                    }
-                    if self.is_connected(o) {
-                        kept = kept.saturating_add(1);
-                        let name = o.to_string();
-                        if !alive.contains(&name) {
-                            alive.push(name);
-                        }
-                        return None;
-                    }
-                    Some((e.shared.id.clone(), e.shared.call_id.clone(), o.to_string()))
-                })
-                .collect()
-        };
-        for other in alive {
-            tracing::warn!(%owner, %other, "another instance of this node_id is still connected: its sessions are kept (two swbd with the same node_id?)");
-        }
-        let mut dropped = 0u32;
-        for (id, call_id, old) in stale {
-            if self.destroy(&id).await.is_ok() {
-                dropped = dropped.saturating_add(1);
-                self.inner
-                    .ctx
-                    .counters
-                    .stale_owner_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(session = %id, call_id = %call_id, old_owner = %old, owner = %owner, "session dropped: its owner restarted");
-            }
-        }
-        if let Ok(mut l) = self.inner.lease_lengths.lock() {
-            // Previous instances will never renew again.
-            l.retain(|o, _| o.node_id != owner.node_id || o.instance_id == owner.instance_id);
-        }
-        let renewed = self.renew_leases(owner, length);
-        (dropped, renewed, kept)
-    }
-
-    /// Destroy every session whose lease lapsed; returns how many.
-    pub async fn reap_expired_leases(&self) -> u32 {
-        let now = tokio::time::Instant::now();
-        let lapsed: Vec<Arc<SessionShared>> = self
-            .table()
-            .sessions
-            .values()
-            .filter(|e| {
-                e.shared
-                    .view
-                    .lock()
-                    .ok()
-                    .and_then(|v| v.lease_until)
-                    .is_some_and(|t| t <= now)
-            })
-            .map(|e| e.shared.clone())
-            .collect();
-        let mut reaped = 0u32;
-        for s in lapsed {
-            // Renewed in between: keep it.
-            let still_lapsed = s
-                .view
-                .lock()
-                .ok()
-                .and_then(|v| v.lease_until)
-                .is_some_and(|t| t <= tokio::time::Instant::now());
-            if !still_lapsed || self.destroy(&s.id).await.is_err() {
-                continue;
-            }
-            reaped = reaped.saturating_add(1);
-            self.inner
-                .ctx
-                .counters
-                .leases_expired
-                .fetch_add(1, Ordering::Relaxed);
-            let owner = s.owner.as_ref().map(Owner::to_string).unwrap_or_default();
-            tracing::warn!(session = %s.id, call_id = %s.call_id, leg = %s.leg, %owner, "session reclaimed: its owner's lease lapsed");
-        }
-        reaped
-    }
-
     /// Resolves once the node shuts down.
     pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.inner.closing.subscribe();
@@ -1101,26 +657,6 @@ impl Node {
     }
 }
 
-/// An open Control stream of an owner (see [`Node::owner_connected`]).
-#[derive(Debug)]
-pub struct LiveOwner {
-    node: Node,
-    owner: Owner,
-}
-
-impl Drop for LiveOwner {
-    fn drop(&mut self) {
-        if let Ok(mut l) = self.node.inner.live_owners.lock()
-            && let Some(n) = l.get_mut(&self.owner)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                l.remove(&self.owner);
-            }
-        }
-    }
-}
-
 async fn detach(worker: &mpsc::Sender<Cmd>, id: &str, reason: &'static str) -> Option<Box<Leg>> {
     let (reply, leg) = oneshot::channel();
     worker
@@ -1132,21 +668,4 @@ async fn detach(worker: &mpsc::Sender<Cmd>, id: &str, reason: &'static str) -> O
         .await
         .ok()?;
     leg.await.ok().flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn audio_paths_cannot_escape() {
-        let dir = Path::new("/srv/audio");
-        assert_eq!(
-            resolve_audio_path(dir, "prompts/hello.wav").ok(),
-            Some(PathBuf::from("/srv/audio/prompts/hello.wav"))
-        );
-        for bad in ["../etc/passwd", "a/../../b.wav", "/etc/passwd", ""] {
-            assert!(resolve_audio_path(dir, bad).is_err(), "{bad}");
-        }
-    }
 }
