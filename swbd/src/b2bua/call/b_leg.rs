@@ -88,12 +88,14 @@ impl Ctl {
                 .headers
                 .insert(super::super::transfer::referred_by(), by);
         }
-        invite.headers.insert(Name::TO, format!("<{to}>"));
+        invite.headers.insert(Name::TO, cat(&["<", to, ">"]));
         invite
             .headers
-            .insert(Name::CALL_ID, format!("{}@{host}", random_token(16)));
+            .insert(Name::CALL_ID, cat(&[&random_token(16), "@", &host]));
         invite.headers.insert(Name::CSEQ, "1 INVITE");
-        invite.headers.insert(Name::CONTACT, format!("<{contact}>"));
+        invite
+            .headers
+            .insert(Name::CONTACT, cat(&["<", &contact, ">"]));
         invite
             .headers
             .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
@@ -458,16 +460,18 @@ impl Ctl {
         // future, and cleanup then reaps the leg, ACKing a retransmitted
         // 2xx and sending BYE. Taken here, it was dropped unACKed.
         leg.txn.as_ref()?;
-        let request = leg.request.clone();
+        // The INVITE is borrowed, not copied: the dialog takes what it
+        // needs from it.
+        let request = &leg.request;
         let flow = leg.flow;
-        let contact = leg.contact.clone();
         let mut session_id = leg.session_id.clone();
         let late = leg.late_offer;
         let target = leg.target.clone();
         let sip_call_id = request.call_id().unwrap_or_default().to_string();
         let invite_seq = request.cseq().map(|c| c.number).unwrap_or(1);
+        let dialog = Dialog::as_uac(request, &resp, leg.contact.clone(), flow);
 
-        let Ok(mut dialog) = Dialog::as_uac(&request, &resp, contact.clone(), flow) else {
+        let Ok(mut dialog) = dialog else {
             // A 2xx we cannot form a dialog from: nothing to ACK into.
             self.b_failed(i, 502).await;
             return None;
