@@ -361,6 +361,20 @@ mod tests {
     }
 
     #[test]
+    fn a_bodiless_provisional_logs_as_if_it_was_not_printed() {
+        // The call skips printing those for the ladder (call/mod.rs
+        // `ladder_bytes_of_response`): the entry must be the same.
+        let mut printed = CallRecord::new("c".into(), "a".into(), "b".into());
+        printed.log_message(false, true, "180".into(), b"SIP/2.0 180 Ringing\r\n\r\n");
+        printed.log_message(false, false, "ACK".into(), b"ACK sip:b SIP/2.0\r\n\r\n");
+        let mut skipped = CallRecord::new("c".into(), "a".into(), "b".into());
+        skipped.log_message(false, true, "180".into(), b"");
+        skipped.log_message(false, false, "ACK".into(), b"");
+        let raws = |r: &CallRecord| r.ladder.iter().map(|e| e.raw.clone()).collect::<Vec<_>>();
+        assert_eq!(raws(&printed), raws(&skipped));
+    }
+
+    #[test]
     fn take_proto_shows_what_to_proto_shows() {
         let mut r = CallRecord::new("c".into(), "alice".into(), "1002".into());
         r.route_id = "local".into();

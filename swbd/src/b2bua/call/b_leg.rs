@@ -247,7 +247,7 @@ impl Ctl {
     /// Handle one response on B-leg `i`; `Some(target)` when it answered.
     pub(super) async fn on_b_response(&mut self, i: usize, resp: Response) -> Option<DialTarget> {
         let summary = summary_resp(&resp);
-        let bytes = resp.to_bytes();
+        let bytes = ladder_bytes_of_response(&resp);
         let sip_call_id = self
             .b_legs
             .get(i)?
@@ -534,7 +534,7 @@ impl Ctl {
         let _ = self.deps.layer.send_ack(ack.clone(), flow).await;
         let txn = self.b_legs.get_mut(i).and_then(|l| l.txn.take())?;
         let ack_summary = summary_req(&ack);
-        let ack_bytes = ack.to_bytes();
+        let ack_bytes = ladder_bytes_of_request(&ack);
         self.handle.update(None, |r| {
             r.log_message(false, false, ack_summary, &ack_bytes)
         });

@@ -570,6 +570,27 @@ fn summary_req(r: &Request) -> String {
     cat(&[r.method.as_str(), " ", r.uri.as_str(), sdp])
 }
 
+/// What the ladder keeps of a response: nothing of a provisional one
+/// without a body (its summary says it all, see `record.rs`), so it is
+/// not printed for the ladder at all.
+fn ladder_bytes_of_response(r: &Response) -> bytes::Bytes {
+    if r.is_provisional() && r.body.is_empty() {
+        bytes::Bytes::new()
+    } else {
+        r.to_bytes()
+    }
+}
+
+/// [`ladder_bytes_of_response`] for requests: an ACK without a body is
+/// not printed.
+fn ladder_bytes_of_request(r: &Request) -> bytes::Bytes {
+    if r.method == Method::Ack && r.body.is_empty() {
+        bytes::Bytes::new()
+    } else {
+        r.to_bytes()
+    }
+}
+
 fn summary_resp(r: &Response) -> String {
     let sdp = if r.body.is_empty() { "" } else { " (SDP)" };
     let cseq = r.cseq().ok();
