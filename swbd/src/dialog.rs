@@ -196,19 +196,22 @@ impl Dialog {
         for route in &self.route_set {
             r.headers.insert(Name::ROUTE, route.clone());
         }
-        r.headers.insert(
-            Name::FROM,
-            format!("{};tag={}", self.local_uri, self.id.local_tag),
-        );
-        r.headers.insert(
-            Name::TO,
-            format!("{};tag={}", self.remote_uri, self.id.remote_tag),
-        );
+        r.headers
+            .insert(Name::FROM, tagged(&self.local_uri, &self.id.local_tag));
+        r.headers
+            .insert(Name::TO, tagged(&self.remote_uri, &self.id.remote_tag));
         r.headers.insert(Name::CALL_ID, self.id.call_id.clone());
-        r.headers.insert(Name::CSEQ, format!("{number} {method}"));
+        let mut cseq = String::with_capacity(11 + method.as_str().len());
+        crate::sip::message::push_decimal(&mut cseq, number as usize);
+        cseq.push(' ');
+        cseq.push_str(method.as_str());
+        r.headers.insert(Name::CSEQ, cseq);
         if !self.local_contact.is_empty() {
-            r.headers
-                .insert(Name::CONTACT, format!("<{}>", self.local_contact));
+            let mut contact = String::with_capacity(self.local_contact.len() + 2);
+            contact.push('<');
+            contact.push_str(&self.local_contact);
+            contact.push('>');
+            r.headers.insert(Name::CONTACT, contact);
         }
         r
     }
@@ -238,6 +241,16 @@ impl Dialog {
             self.remote_target = uri;
         }
     }
+}
+
+/// `name-addr;tag=TAG` printed without the formatting machinery (a From
+/// or To of every in-dialog request).
+fn tagged(addr: &NameAddr, tag: &str) -> String {
+    let mut out = String::with_capacity(addr.printed_len_hint() + 5 + tag.len());
+    addr.push_to(&mut out);
+    out.push_str(";tag=");
+    out.push_str(tag);
+    out
 }
 
 #[cfg(test)]

@@ -71,6 +71,22 @@ pub enum LegState {
     Terminated,
 }
 
+impl LegState {
+    /// The admin enum.
+    pub fn to_proto(self) -> pb::LegState {
+        match self {
+            LegState::Trying => pb::LegState::Trying,
+            LegState::Early => pb::LegState::Early,
+            LegState::Confirmed => pb::LegState::Confirmed,
+            LegState::Terminated => pb::LegState::Terminated,
+        }
+    }
+}
+
+fn role(is_a: bool) -> pb::LegRole {
+    if is_a { pb::LegRole::A } else { pb::LegRole::B }
+}
+
 /// One leg, for admin.
 #[derive(Debug, Clone)]
 pub struct LegRecord {
@@ -195,14 +211,66 @@ impl CallRecord {
         self.legs.iter_mut().find(|l| l.sip_call_id == sip_call_id)
     }
 
-    /// Admin view; `with_ladder` for GetCall.
-    pub fn to_proto(&self, with_ladder: bool) -> pb::Call {
-        let duration = match (self.answered_at, self.ended_at) {
+    fn duration(&self) -> std::time::Duration {
+        match (self.answered_at, self.ended_at) {
             (Some(a), Some(e)) => e.duration_since(a).unwrap_or_default(),
             (Some(a), None) => a.elapsed().unwrap_or_default(),
             (None, Some(e)) => e.duration_since(self.created_at).unwrap_or_default(),
             (None, None) => self.created_at.elapsed().unwrap_or_default(),
-        };
+        }
+    }
+
+    /// The admin view with the ladder, the record's strings moved into it
+    /// instead of copied: what an ended call leaves behind (the record is
+    /// hollow afterwards: only its times, state and status stay). Shows
+    /// the same as [`CallRecord::to_proto`]`(true)` (a test holds them
+    /// to it).
+    pub fn take_proto(&mut self) -> pb::Call {
+        let duration = self.duration();
+        let take = std::mem::take::<String>;
+        pb::Call {
+            call_id: take(&mut self.id),
+            state: self.state.to_proto() as i32,
+            caller: take(&mut self.caller),
+            destination: take(&mut self.destination),
+            route_id: take(&mut self.route_id),
+            dialplan_version: take(&mut self.dialplan_version),
+            media_node: take(&mut self.media_node),
+            created_at: Some(switchboard_proto::timestamp(self.created_at)),
+            answered_at: self.answered_at.map(switchboard_proto::timestamp),
+            ended_at: self.ended_at.map(switchboard_proto::timestamp),
+            duration: Some(switchboard_proto::duration(duration)),
+            legs: std::mem::take(&mut self.legs)
+                .into_iter()
+                .map(|l| pb::Leg {
+                    role: role(l.is_a) as i32,
+                    sip_call_id: l.sip_call_id,
+                    remote_uri: l.remote_uri,
+                    remote_address: l.remote_address,
+                    state: l.state.to_proto() as i32,
+                    media_session_id: l.media_session_id,
+                    codec: l.codec,
+                    target: l.target,
+                })
+                .collect(),
+            end_cause: take(&mut self.end_cause),
+            end_status: u32::from(self.end_status),
+            ladder: std::mem::take(&mut self.ladder)
+                .into_iter()
+                .map(|e| pb::SipMessageRecord {
+                    at: Some(switchboard_proto::timestamp(e.at)),
+                    leg: role(e.is_a) as i32,
+                    inbound: e.inbound,
+                    summary: e.summary.into_string(),
+                    raw: e.raw.into_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Admin view; `with_ladder` for GetCall.
+    pub fn to_proto(&self, with_ladder: bool) -> pb::Call {
+        let duration = self.duration();
         pb::Call {
             call_id: self.id.clone(),
             state: self.state.to_proto() as i32,
@@ -219,20 +287,11 @@ impl CallRecord {
                 .legs
                 .iter()
                 .map(|l| pb::Leg {
-                    role: if l.is_a {
-                        pb::LegRole::A
-                    } else {
-                        pb::LegRole::B
-                    } as i32,
+                    role: role(l.is_a) as i32,
                     sip_call_id: l.sip_call_id.clone(),
                     remote_uri: l.remote_uri.clone(),
                     remote_address: l.remote_address.clone(),
-                    state: match l.state {
-                        LegState::Trying => pb::LegState::Trying,
-                        LegState::Early => pb::LegState::Early,
-                        LegState::Confirmed => pb::LegState::Confirmed,
-                        LegState::Terminated => pb::LegState::Terminated,
-                    } as i32,
+                    state: l.state.to_proto() as i32,
                     media_session_id: l.media_session_id.clone(),
                     codec: l.codec.clone(),
                     target: l.target.clone(),
@@ -245,11 +304,7 @@ impl CallRecord {
                     .iter()
                     .map(|e| pb::SipMessageRecord {
                         at: Some(switchboard_proto::timestamp(e.at)),
-                        leg: if e.is_a {
-                            pb::LegRole::A
-                        } else {
-                            pb::LegRole::B
-                        } as i32,
+                        leg: role(e.is_a) as i32,
                         inbound: e.inbound,
                         summary: e.summary.to_string(),
                         raw: e.raw.to_string(),
@@ -303,6 +358,55 @@ mod tests {
         let shown = r.to_proto(true);
         assert_eq!(shown.ladder.len(), 5);
         assert_eq!(shown.ladder[1].summary, "180 Ringing");
+    }
+
+    #[test]
+    fn a_bodiless_provisional_logs_as_if_it_was_not_printed() {
+        // The call skips printing those for the ladder (call/mod.rs
+        // `ladder_bytes_of_response`): the entry must be the same.
+        let mut printed = CallRecord::new("c".into(), "a".into(), "b".into());
+        printed.log_message(false, true, "180".into(), b"SIP/2.0 180 Ringing\r\n\r\n");
+        printed.log_message(false, false, "ACK".into(), b"ACK sip:b SIP/2.0\r\n\r\n");
+        let mut skipped = CallRecord::new("c".into(), "a".into(), "b".into());
+        skipped.log_message(false, true, "180".into(), b"");
+        skipped.log_message(false, false, "ACK".into(), b"");
+        let raws = |r: &CallRecord| r.ladder.iter().map(|e| e.raw.clone()).collect::<Vec<_>>();
+        assert_eq!(raws(&printed), raws(&skipped));
+    }
+
+    #[test]
+    fn take_proto_shows_what_to_proto_shows() {
+        let mut r = CallRecord::new("c".into(), "alice".into(), "1002".into());
+        r.route_id = "local".into();
+        r.dialplan_version = "v1".into();
+        r.media_node = "rtp-a".into();
+        r.answered_at = Some(r.created_at + std::time::Duration::from_secs(1));
+        r.ended_at = Some(r.created_at + std::time::Duration::from_secs(3));
+        r.end_cause = "caller hung up".into();
+        r.end_status = 486;
+        r.state = CallState::Ended;
+        for (is_a, state) in [(true, LegState::Confirmed), (false, LegState::Terminated)] {
+            r.legs.push(LegRecord {
+                is_a,
+                sip_call_id: format!("leg-{is_a}"),
+                remote_uri: "sip:b@h".into(),
+                remote_address: "udp 127.0.0.1:5071".into(),
+                state,
+                media_session_id: "s1".into(),
+                codec: "PCMU".into(),
+                target: "1002".into(),
+            });
+        }
+        r.log_message(
+            true,
+            true,
+            "INVITE".into(),
+            b"INVITE sip:b SIP/2.0\r\n\r\nv=0\r\n",
+        );
+        r.log_message(false, true, "180".into(), b"SIP/2.0 180 Ringing\r\n\r\n");
+        let shown = r.to_proto(true);
+        assert_eq!(r.take_proto(), shown);
+        assert!(r.ladder.is_empty() && r.legs.is_empty() && r.caller.is_empty());
     }
 
     #[test]

@@ -654,26 +654,40 @@ impl CallHandle {
 
 impl Drop for CallHandle {
     fn drop(&mut self) {
-        let (snapshot, kept) = match self.record.lock() {
-            Ok(mut r) => {
-                r.state = CallState::Ended;
-                if r.ended_at.is_none() {
-                    r.ended_at = Some(SystemTime::now());
-                }
-                self.table.inner.metrics.ended(&r);
-                let full = r.to_proto(true);
-                let kept = prost::Message::encode_to_vec(&full).into_boxed_slice();
-                let snapshot = self.table.inner.events.has_subscribers().then(|| {
-                    let mut call = full;
-                    call.ladder = Vec::new();
-                    call
-                });
-                (snapshot, Some(kept))
-            }
-            Err(_) => (None, None),
-        };
-        let id = self.id.clone();
+        let wants_snapshot = self.table.inner.events.has_subscribers();
+        let id = std::mem::take(&mut self.id);
+        let record = &self.record;
+        let metrics = &self.table.inner.metrics;
+        let mut snapshot = None;
+        // Under the table lock (then the record's, the order every lookup
+        // takes them in): nobody can take a new reference to the record
+        // meanwhile, so when the table and this handle are its only
+        // holders its strings are moved into the admin view, not copied
+        // (issue #17: the copies were most of a call's end).
         self.table.with(|t| {
+            let sole = Arc::strong_count(record) == 2;
+            let kept = match record.lock() {
+                Ok(mut r) => {
+                    r.state = CallState::Ended;
+                    if r.ended_at.is_none() {
+                        r.ended_at = Some(SystemTime::now());
+                    }
+                    metrics.ended(&r);
+                    let full = if sole {
+                        r.take_proto()
+                    } else {
+                        r.to_proto(true)
+                    };
+                    let kept = prost::Message::encode_to_vec(&full).into_boxed_slice();
+                    snapshot = wants_snapshot.then(|| {
+                        let mut call = full;
+                        call.ladder = Vec::new();
+                        call
+                    });
+                    Some(kept)
+                }
+                Err(_) => None,
+            };
             if let Some(e) = t.calls.get_mut(&id) {
                 e.commands = None;
                 e.ended_at = Some(Instant::now());

@@ -249,6 +249,12 @@ fn unquote_pairs(inner: &str) -> String {
 /// start a header line of its own.
 pub fn quoted_display(display: &str) -> String {
     let mut out = String::with_capacity(display.len() + 2);
+    push_quoted_display(&mut out, display);
+    out
+}
+
+/// [`quoted_display`] appended to `out`.
+fn push_quoted_display(out: &mut String, display: &str) {
     out.push('"');
     for c in display.chars() {
         match c {
@@ -261,22 +267,46 @@ pub fn quoted_display(display: &str) -> String {
         }
     }
     out.push('"');
-    out
+}
+
+impl NameAddr {
+    /// Print onto `out` (what `Display` prints), without the formatting
+    /// machinery: a call prints its From/To a few times per message.
+    pub fn push_to(&self, out: &mut String) {
+        if let Some(d) = &self.display {
+            push_quoted_display(out, d);
+            out.push(' ');
+        }
+        out.push('<');
+        out.push_str(self.uri.as_str());
+        out.push('>');
+        for (n, v) in &self.params {
+            out.push(';');
+            out.push_str(n);
+            if let Some(v) = v {
+                out.push('=');
+                out.push_str(v);
+            }
+        }
+    }
+
+    /// Bytes [`NameAddr::push_to`] prints, at least (for sizing buffers).
+    pub fn printed_len_hint(&self) -> usize {
+        let uri = self.uri.as_str().len();
+        let params: usize = self
+            .params
+            .iter()
+            .map(|(n, v)| 2 + n.len() + v.as_ref().map_or(0, String::len))
+            .sum();
+        self.display.as_ref().map_or(0, |d| d.len() + 3) + uri + 2 + params
+    }
 }
 
 impl std::fmt::Display for NameAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(d) = &self.display {
-            write!(f, "{} ", quoted_display(d))?;
-        }
-        write!(f, "<{}>", self.uri)?;
-        for (n, v) in &self.params {
-            match v {
-                Some(v) => write!(f, ";{n}={v}")?,
-                None => write!(f, ";{n}")?,
-            }
-        }
-        Ok(())
+        let mut out = String::with_capacity(self.printed_len_hint());
+        self.push_to(&mut out);
+        f.write_str(&out)
     }
 }
 

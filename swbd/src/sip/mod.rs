@@ -34,18 +34,29 @@ pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";
 
 /// A fresh RFC 3261 branch (`z9hG4bK` + 20 random alphanumerics).
 pub fn new_branch() -> String {
-    format!("{BRANCH_MAGIC_COOKIE}{}", random_token(20))
+    let mut out = String::with_capacity(BRANCH_MAGIC_COOKIE.len() + 20);
+    out.push_str(BRANCH_MAGIC_COOKIE);
+    push_random_token(&mut out, 20);
+    out
 }
 
 /// A fresh tag (From/To) or Call-ID part.
 pub fn random_token(len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    push_random_token(&mut out, len);
+    out
+}
+
+/// [`random_token`] appended to `out`.
+pub fn push_random_token(out: &mut String, len: usize) {
     use rand::Rng;
     use rand::distr::Alphanumeric;
-    rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    out.extend(
+        rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(len)
+            .map(char::from),
+    );
 }
 
 /// Run every parser entry point over `data` the way a peer's bytes would

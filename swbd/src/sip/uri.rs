@@ -46,6 +46,14 @@ impl Uri {
         }
     }
 
+    /// The URI as printed (what `Display` writes), borrowed.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Uri::Sip(u) => u.as_str(),
+            Uri::Tel(s) | Uri::Other(s) => s,
+        }
+    }
+
     /// The typed SIP URI, if this is one.
     pub fn as_sip(&self) -> Option<&SipUri> {
         match self {
@@ -314,6 +322,11 @@ impl SipUri {
     /// (IPv6 in its canonical form).
     pub fn host_text(&self) -> Cow<'_, str> {
         match self.host() {
+            // As written when that is the canonical form (no leading
+            // zeros): no formatting per call (a B-leg's target host).
+            Host::Ipv4(_) if canonical_ipv4(self.span(self.host_start, self.host_end)) => {
+                Cow::Borrowed(self.span(self.host_start, self.host_end))
+            }
             Host::Ipv4(ip) => Cow::Owned(ip.to_string()),
             Host::Ipv6(ip) => Cow::Owned(ip.to_string()),
             Host::Name(n) if n.bytes().any(|c| c.is_ascii_uppercase()) => {
@@ -442,6 +455,13 @@ fn valid_header(h: &[u8]) -> bool {
     let name = h.get(..e).unwrap_or_default();
     let value = h.get(e + 1..).unwrap_or_default();
     !name.is_empty() && valid_escaped(name, is_header_char) && valid_escaped(value, is_header_char)
+}
+
+/// Whether a dotted quad the parser accepted is written as
+/// `Ipv4Addr`'s `Display` prints it: no octet with a leading zero.
+fn canonical_ipv4(text: &str) -> bool {
+    text.split('.')
+        .all(|octet| octet.len() == 1 || !octet.starts_with('0'))
 }
 
 /// A host that is not `[IPv6]`: IPv4 when it is only digits and dots

@@ -21,7 +21,7 @@ use crate::auth::Principal;
 use crate::metrics::sip::Direction::Received;
 use crate::sip::message::HeaderAccess;
 use crate::sip::response::make_response;
-use crate::sip::{Method, Request, Response, SipMessage, ViaHeader, new_branch};
+use crate::sip::{Method, Request, Response, SipMessage, ViaHeader};
 use crate::transport::{self, SipCounters, Source, Target, Transport, Transports};
 
 /// A request that starts something new, for the TU.
@@ -231,7 +231,7 @@ impl TransactionLayer {
         if !request.headers.contains(&Name::MAX_FORWARDS) {
             request.headers.insert(Name::MAX_FORWARDS, "70");
         }
-        let estimate = request.to_bytes().len() + 120;
+        let estimate = request.printed_len() + 120;
         if target.transport == Transport::Udp
             && estimate > 1300
             && self
@@ -248,15 +248,27 @@ impl TransactionLayer {
             .transports
             .local_for(target.transport, target.remote)
             .ok_or_else(|| Error::Transport(format!("no {} listener", target.transport)))?;
-        let via = format!(
-            "SIP/2.0/{} {};branch={};rport",
-            target.transport.to_string().to_ascii_uppercase(),
-            local,
-            new_branch()
-        );
-        push_via(&mut request, via);
+        push_via(&mut request, via_value(target.transport, local));
         Ok((request, target))
     }
+}
+
+/// `SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK...;rport`: our Via on a
+/// request we send, printed without the formatting machinery but for the
+/// address (one per request a call sends).
+fn via_value(transport: Transport, local: std::net::SocketAddr) -> String {
+    use std::fmt::Write as _;
+    let mut via = String::with_capacity(96);
+    via.push_str(match transport {
+        Transport::Udp => "SIP/2.0/UDP ",
+        Transport::Tcp => "SIP/2.0/TCP ",
+    });
+    let _ = write!(via, "{local}");
+    via.push_str(";branch=");
+    via.push_str(crate::sip::BRANCH_MAGIC_COOKIE);
+    crate::sip::push_random_token(&mut via, 20);
+    via.push_str(";rport");
+    via
 }
 
 /// Put `via` on top of the request's Via list.

@@ -127,6 +127,11 @@ impl InviteResponder {
         &self.request
     }
 
+    /// The INVITE, shared (a reference count, not a copy).
+    pub fn shared_request(&self) -> Arc<Request> {
+        self.request.clone()
+    }
+
     /// Where it came from.
     pub fn source(&self) -> &Source {
         &self.source

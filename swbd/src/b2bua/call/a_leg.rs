@@ -9,7 +9,7 @@ impl Ctl {
         let mut resp = self.session_timer_to_a(resp);
         self.dialog_headers(&mut resp);
         let summary = summary_resp(&resp);
-        let bytes = resp.to_bytes();
+        let bytes = ladder_bytes_of_response(&resp);
         self.handle
             .update(None, |r| r.log_message(true, false, summary, &bytes));
         if resp.code >= 200 {

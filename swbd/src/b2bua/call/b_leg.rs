@@ -88,12 +88,14 @@ impl Ctl {
                 .headers
                 .insert(super::super::transfer::referred_by(), by);
         }
-        invite.headers.insert(Name::TO, format!("<{to}>"));
+        invite.headers.insert(Name::TO, cat(&["<", to, ">"]));
         invite
             .headers
-            .insert(Name::CALL_ID, format!("{}@{host}", random_token(16)));
+            .insert(Name::CALL_ID, cat(&[&random_token(16), "@", &host]));
         invite.headers.insert(Name::CSEQ, "1 INVITE");
-        invite.headers.insert(Name::CONTACT, format!("<{contact}>"));
+        invite
+            .headers
+            .insert(Name::CONTACT, cat(&["<", &contact, ">"]));
         invite
             .headers
             .insert(Name::USER_AGENT, self.deps.config.sip.user_agent.clone());
@@ -245,7 +247,7 @@ impl Ctl {
     /// Handle one response on B-leg `i`; `Some(target)` when it answered.
     pub(super) async fn on_b_response(&mut self, i: usize, resp: Response) -> Option<DialTarget> {
         let summary = summary_resp(&resp);
-        let bytes = resp.to_bytes();
+        let bytes = ladder_bytes_of_response(&resp);
         let sip_call_id = self
             .b_legs
             .get(i)?
@@ -458,16 +460,18 @@ impl Ctl {
         // future, and cleanup then reaps the leg, ACKing a retransmitted
         // 2xx and sending BYE. Taken here, it was dropped unACKed.
         leg.txn.as_ref()?;
-        let request = leg.request.clone();
+        // The INVITE is borrowed, not copied: the dialog takes what it
+        // needs from it.
+        let request = &leg.request;
         let flow = leg.flow;
-        let contact = leg.contact.clone();
         let mut session_id = leg.session_id.clone();
         let late = leg.late_offer;
         let target = leg.target.clone();
         let sip_call_id = request.call_id().unwrap_or_default().to_string();
         let invite_seq = request.cseq().map(|c| c.number).unwrap_or(1);
+        let dialog = Dialog::as_uac(request, &resp, leg.contact.clone(), flow);
 
-        let Ok(mut dialog) = Dialog::as_uac(&request, &resp, contact.clone(), flow) else {
+        let Ok(mut dialog) = dialog else {
             // A 2xx we cannot form a dialog from: nothing to ACK into.
             self.b_failed(i, 502).await;
             return None;
@@ -530,7 +534,7 @@ impl Ctl {
         let _ = self.deps.layer.send_ack(ack.clone(), flow).await;
         let txn = self.b_legs.get_mut(i).and_then(|l| l.txn.take())?;
         let ack_summary = summary_req(&ack);
-        let ack_bytes = ack.to_bytes();
+        let ack_bytes = ladder_bytes_of_request(&ack);
         self.handle.update(None, |r| {
             r.log_message(false, false, ack_summary, &ack_bytes)
         });

@@ -153,7 +153,8 @@ async fn run_inner(deps: CallDeps, mut invite: ServerInviteTransaction, id: Stri
         let _ = a.respond(refusal);
         return;
     }
-    let request = a.request().clone();
+    // Shared, not copied: the call reads it until the dialplan runs.
+    let request = a.shared_request();
     let source = *a.source();
     let from = request.header_from().ok();
     // The caller is who authenticated, not what the From says (issue #13).
@@ -566,16 +567,55 @@ fn warning_value(text: &str) -> String {
 
 fn summary_req(r: &Request) -> String {
     let sdp = if r.body.is_empty() { "" } else { " (SDP)" };
-    format!("{} {}{sdp}", r.method, r.uri)
+    cat(&[r.method.as_str(), " ", r.uri.as_str(), sdp])
+}
+
+/// What the ladder keeps of a response: nothing of a provisional one
+/// without a body (its summary says it all, see `record.rs`), so it is
+/// not printed for the ladder at all.
+fn ladder_bytes_of_response(r: &Response) -> bytes::Bytes {
+    if r.is_provisional() && r.body.is_empty() {
+        bytes::Bytes::new()
+    } else {
+        r.to_bytes()
+    }
+}
+
+/// [`ladder_bytes_of_response`] for requests: an ACK without a body is
+/// not printed.
+fn ladder_bytes_of_request(r: &Request) -> bytes::Bytes {
+    if r.method == Method::Ack && r.body.is_empty() {
+        bytes::Bytes::new()
+    } else {
+        r.to_bytes()
+    }
 }
 
 fn summary_resp(r: &Response) -> String {
     let sdp = if r.body.is_empty() { "" } else { " (SDP)" };
-    let method = r
-        .cseq()
-        .map(|c| format!(" ({})", c.method))
-        .unwrap_or_default();
-    format!("{} {}{method}{sdp}", r.code, r.reason)
+    let cseq = r.cseq().ok();
+    let method = cseq.as_ref().map_or("", |c| c.method.as_str());
+    let mut out = String::with_capacity(8 + r.reason.len() + method.len() + 3 + sdp.len());
+    crate::sip::message::push_decimal(&mut out, usize::from(r.code));
+    out.push(' ');
+    out.push_str(&r.reason);
+    if cseq.is_some() {
+        out.push_str(" (");
+        out.push_str(method);
+        out.push(')');
+    }
+    out.push_str(sdp);
+    out
+}
+
+/// The pieces, concatenated into one exactly sized string (no formatting
+/// machinery: headers of every B-leg INVITE are built with it).
+fn cat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    out
 }
 
 fn with_sdp(mut resp: Response, sdp: &str) -> Response {
@@ -585,12 +625,17 @@ fn with_sdp(mut resp: Response, sdp: &str) -> Response {
 }
 
 fn contact_uri(local: SocketAddr, transport: Transport) -> String {
-    let host = match local {
-        SocketAddr::V4(a) => a.ip().to_string(),
-        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    use std::fmt::Write as _;
+    // One `write!` of the address instead of three formatted strings
+    // (IPv6 without its scope id, as before).
+    let mut out = String::with_capacity(64);
+    out.push_str("sip:swbd@");
+    let _ = match local {
+        SocketAddr::V4(a) => write!(out, "{a}"),
+        SocketAddr::V6(a) => write!(out, "[{}]:{}", a.ip(), a.port()),
     };
-    match transport {
-        Transport::Udp => format!("sip:swbd@{host}:{}", local.port()),
-        Transport::Tcp => format!("sip:swbd@{host}:{};transport=tcp", local.port()),
+    if transport == Transport::Tcp {
+        out.push_str(";transport=tcp");
     }
+    out
 }
