@@ -30,6 +30,8 @@
 # by their recorded PIDs only. Results: target/bench-cdr/*.json, summary.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 OUT=${OUT:-$ROOT/target/bench-cdr}
 RUN=$(mktemp -d /tmp/swbench-cdr.XXXXXX)
 RATE=${RATE:-300}
@@ -43,7 +45,6 @@ case " $MODES " in
     *) [ "$PG" = 1 ] && MODES="$MODES pg" ;;
 esac
 mkdir -p "$OUT"
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [ -z "${BIN:-}" ]; then
     log "building release swbd, swrtp, swbench"
@@ -54,22 +55,9 @@ fi
 SWCTL=${SWCTL:-$BIN/swctl}
 [ -x "$SWCTL" ] || SWCTL=$ROOT/target/debug/swctl
 PIDS=()
-start_bg() { # NAME CMD... (pid recorded)
-    local name=$1; shift
-    setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null &
-    PIDS+=($!)
-    echo $! >"$RUN/$name.pid"
-}
-stop_pid() { # PID: TERM, wait, KILL
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 stop_all() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; PIDS=(); }
 cleanup() { stop_all; [ -n "${PG_PID:-}" ] && stop_pid "$PG_PID"; rm -rf "$RUN"; }
 trap cleanup EXIT INT TERM
-wait_udp() { local i; for i in $(seq 1 100); do ss -Hlnu "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
 
 PG_URL=""
 if [ "$PG" = 1 ]; then

@@ -24,6 +24,8 @@
 # by their recorded PIDs only. Results: target/bench-state/*.json, summary.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 OUT=${OUT:-$ROOT/target/bench-state}
 RUN=$(mktemp -d /tmp/swbench-state.XXXXXX)
 REG_SECS=${REG_SECS:-5}
@@ -42,7 +44,6 @@ RTP_CTL=${RTP_CTL:-9190}     # swrtp control port
 METRICS_BASE=${METRICS_BASE:-9470}  # swbd-N serves /metrics on 127.0.0.1:METRICS_BASE+N
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.log
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 command -v redis-server >/dev/null || { log "redis-server is missing (apt-get install redis-server)"; exit 1; }
 
 if [ -z "${BIN:-}" ]; then
@@ -52,24 +53,10 @@ if [ -z "${BIN:-}" ]; then
 fi
 
 PIDS=()
-start_bg() { # NAME CMD... (pid recorded)
-    local name=$1; shift
-    setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null &
-    PIDS+=($!)
-    echo $! >"$RUN/$name.pid"
-}
-stop_pid() { # PID: TERM, wait, KILL
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 SWBD_PIDS=()
 stop_swbd() { local p; for p in "${SWBD_PIDS[@]}"; do stop_pid "$p"; done; SWBD_PIDS=(); }
 cleanup() { local p; stop_swbd; for p in "${PIDS[@]}"; do stop_pid "$p"; done; cp "$RUN"/*.log "$OUT"/ 2>/dev/null || true; rm -rf "$RUN"; }
 trap cleanup EXIT INT TERM
-wait_udp() { local i; for i in $(seq 1 100); do ss -Hlnu "sport = :$1" | grep -q . && return 0; sleep 0.1; done; log "nothing on udp $1"; return 1; }
-wait_tcp() { local i; for i in $(seq 1 100); do ss -Hlnt "sport = :$1" | grep -q . && return 0; sleep 0.1; done; log "nothing on tcp $1"; return 1; }
 
 USERS="$RUN/users.yaml"
 python3 -c '
