@@ -20,7 +20,8 @@
 //!   long to show in the queues);
 //! - under the target: the limit grows by [`INCREASE`] per update (about
 //!   35% a second), so it climbs back to the knee within half a second and
-//!   sits just under it;
+//!   sits just under it; from [`NEAR_KNEE`] of the limit the last cut was
+//!   made from, a quarter as fast ([`NEAR_KNEE_SLOWDOWN`]);
 //! - a limit the offered load stayed under for [`RELEASE_AFTER`] is lifted.
 //!
 //! The limit is a rate, so when the offered load drops below it every
@@ -60,6 +61,18 @@ pub const FAST_INCREASE: f64 = 0.05;
 /// 106 ms instead of 44 at 2x); only a limit cut far below what swbd
 /// completes comes back fast.
 pub const FAST_UP_TO: f64 = 0.5;
+
+/// Near the limit of the last cut (at [`NEAR_KNEE`] of it and above) the
+/// limit grows by [`INCREASE`] times this instead (TCP CUBIC's plateau
+/// around its last maximum): the law spends its time just under where the
+/// queues last grew and creeps past it, instead of crossing it at full
+/// speed each cycle. The queue that builds before a cut shows (the delay
+/// must stand [`super::monitor::STANDING`]) grows with how fast the limit
+/// passed the knee, and those calls are the setup p99 of admitted calls
+/// (docs/BENCHMARKS.md, "Session 8").
+pub const NEAR_KNEE_SLOWDOWN: f64 = 0.25;
+/// See [`NEAR_KNEE_SLOWDOWN`].
+pub const NEAR_KNEE: f64 = 0.95;
 
 /// Least time between two cuts.
 pub const CUT_EVERY: Duration = Duration::from_millis(100);
@@ -105,6 +118,8 @@ pub struct Controller {
     /// Calls a second recently completed (0: unknown).
     capacity_hint: f64,
     offered_rate: f64,
+    /// The limit the last cut was made from (where the queues last grew).
+    knee: Option<f64>,
 }
 
 impl Controller {
@@ -120,6 +135,7 @@ impl Controller {
             admitted_rate: 0.0,
             capacity_hint: 0.0,
             offered_rate: 0.0,
+            knee: None,
         }
     }
 
@@ -150,7 +166,10 @@ impl Controller {
                         let base = self.admitted_rate.max(admitted_now).max(self.capacity_hint);
                         (base >= MIN_LIMITED_RATE).then_some(base * FIRST_DECREASE)
                     }
-                    Some(l) => Some(l * DECREASE),
+                    Some(l) => {
+                        self.knee = Some(l);
+                        Some(l * DECREASE)
+                    }
                 };
                 if let Some(cut) = cut {
                     self.limit = Some(cut.max(FLOOR));
@@ -160,6 +179,8 @@ impl Controller {
         } else if let Some(l) = self.limit {
             let step = if delay < self.target / 2 && l < FAST_UP_TO * self.capacity_hint {
                 FAST_INCREASE
+            } else if self.knee.is_some_and(|k| l >= NEAR_KNEE * k) {
+                INCREASE * NEAR_KNEE_SLOWDOWN
             } else {
                 INCREASE
             };
@@ -170,6 +191,9 @@ impl Controller {
                 self.calm = Duration::ZERO;
             }
             self.limit = (self.calm < RELEASE_AFTER).then_some(grown);
+            if self.limit.is_none() {
+                self.knee = None;
+            }
         }
         Decision {
             limit: self.limit,
@@ -435,6 +459,34 @@ mod tests {
         assert!(second < first, "{second} after {first}");
         assert!(law.update(150 * MS, 30, 0).refuse_all);
         assert!(!law.update(50 * MS, 30, 0).refuse_all);
+    }
+
+    #[test]
+    fn near_the_limit_of_the_last_cut_the_limit_grows_slowly() {
+        const MS: Duration = Duration::from_millis(1);
+        let mut law = Controller::new(10 * MS, 100 * MS);
+        // 3,000/s admitted, the delay stands: a first cut, then a second
+        // one from the first limit (the knee).
+        let _ = law.update(20 * MS, 30, 30);
+        let first = law.update(20 * MS, 30, 30).limit.expect("cut");
+        let mut l = first;
+        for _ in 0..10 {
+            l = law.update(20 * MS, 30, 20).limit.expect("cut");
+        }
+        assert!(l < first, "{l} after {first}");
+        // Under the target: full-speed growth up to 95% of the knee, a
+        // quarter of it above.
+        let per_update = |law: &mut Controller| {
+            let before = law.limit.expect("limit");
+            let after = law.update(2 * MS, 30, 30).limit.expect("limit");
+            after / before - 1.0
+        };
+        assert!((per_update(&mut law) - INCREASE).abs() < 1e-9);
+        while law.limit.expect("limit") < NEAR_KNEE * first {
+            let _ = law.update(2 * MS, 30, 30);
+        }
+        let slow = per_update(&mut law);
+        assert!((slow - INCREASE * NEAR_KNEE_SLOWDOWN).abs() < 1e-9, "{slow}");
     }
 
     #[test]
