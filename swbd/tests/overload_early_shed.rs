@@ -68,7 +68,11 @@ async fn overload_status(sys: &System) -> pb::OverloadStatus {
 }
 
 /// One call ringing (the setup cap reached); Alice's call and Bob's INVITE.
-async fn hold_one_ringing(sys: &System, alice: &mut Ua, bob: &mut Ua) -> (OutCall, swbd::sip::Request) {
+async fn hold_one_ringing(
+    sys: &System,
+    alice: &mut Ua,
+    bob: &mut Ua,
+) -> (OutCall, swbd::sip::Request) {
     let call = alice.invite("1002", None).await;
     let inv = bob.request("INVITE").await;
     bob.reply(&inv, 180, "Ringing", Some("ring"), None).await;
@@ -80,7 +84,12 @@ async fn hold_one_ringing(sys: &System, alice: &mut Ua, bob: &mut Ua) -> (OutCal
 }
 
 /// End the ringing call: CANCEL, 487, and nothing left.
-async fn end_ringing(sys: &System, alice: &mut Ua, bob: &mut Ua, ringing: (OutCall, swbd::sip::Request)) {
+async fn end_ringing(
+    sys: &System,
+    alice: &mut Ua,
+    bob: &mut Ua,
+    ringing: (OutCall, swbd::sip::Request),
+) {
     let (mut call, inv) = ringing;
     assert_eq!(alice.cancel(&call).await.code, 200, "CANCEL answered");
     let cancel = bob.request("CANCEL").await;
@@ -165,7 +174,11 @@ async fn a_burst_gets_only_early_503s_and_their_acks_are_absorbed() {
         let Ok(SipMessage::Request(inv)) = SipMessage::parse(invite.as_bytes(), true) else {
             panic!("our INVITE parses");
         };
-        assert_eq!(r.call_id().ok(), inv.call_id().ok(), "in order, Call-ID copied");
+        assert_eq!(
+            r.call_id().ok(),
+            inv.call_id().ok(),
+            "in order, Call-ID copied"
+        );
         assert_eq!(r.raw(&Name::FROM), inv.raw(&Name::FROM), "From copied");
         assert_eq!(r.cseq().expect("CSeq").number, 1);
         // RFC 3581: the top Via says where the request came from.
@@ -179,7 +192,10 @@ async fn a_burst_gets_only_early_503s_and_their_acks_are_absorbed() {
         tags.insert(to.tag().expect("a To tag").to_string());
     }
     assert_eq!(tags.len(), 1, "one To tag for every early 503: {tags:?}");
-    assert_eq!(metric(metrics, "swbd_sip_overload_early_shed"), BURST as u64);
+    assert_eq!(
+        metric(metrics, "swbd_sip_overload_early_shed"),
+        BURST as u64
+    );
     assert_eq!(
         overload_status(&sys).await.invites_refused,
         BURST as u64,
@@ -194,13 +210,20 @@ async fn a_burst_gets_only_early_503s_and_their_acks_are_absorbed() {
         peer.ack_failure(invite, &r).await;
     }
     let after_acks = until_options_answered(&peer).await;
-    assert!(after_acks.is_empty(), "nothing answers an ACK: {after_acks:?}");
+    assert!(
+        after_acks.is_empty(),
+        "nothing answers an ACK: {after_acks:?}"
+    );
     assert_eq!(
         metric(metrics, "swbd_sip_overload_shed_acks_absorbed"),
         BURST as u64,
         "every ACK dropped before the parse"
     );
-    assert_eq!(overload_status(&sys).await.calls_in_setup, 1, "only the ringing call");
+    assert_eq!(
+        overload_status(&sys).await.calls_in_setup,
+        1,
+        "only the ringing call"
+    );
 
     end_ringing(&sys, &mut alice, &mut bob, ringing).await;
 }
@@ -241,7 +264,10 @@ async fn odd_invites_during_overload_go_the_normal_way_and_are_never_reflected()
         ),
         (
             "a folded header",
-            good("odd-d").replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n X-Folded: 1\r\n"),
+            good("odd-d").replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\n X-Folded: 1\r\n",
+            ),
             b"X-Folded",
         ),
         (
@@ -251,7 +277,10 @@ async fn odd_invites_during_overload_go_the_normal_way_and_are_never_reflected()
         ),
         (
             "a To tag of no dialog",
-            good("odd-f").replace("To: <sip:1002@127.0.0.1>", "To: <sip:1002@127.0.0.1>;tag=nodialog"),
+            good("odd-f").replace(
+                "To: <sip:1002@127.0.0.1>",
+                "To: <sip:1002@127.0.0.1>;tag=nodialog",
+            ),
             b"",
         ),
         (
@@ -273,7 +302,10 @@ async fn odd_invites_during_overload_go_the_normal_way_and_are_never_reflected()
         }
         peer.sock.send_to(&bytes, sys.sip).await.expect("send");
         let answers = until_options_answered(&peer).await;
-        assert!(answers.len() <= 1, "{what}: at most one answer: {answers:?}");
+        assert!(
+            answers.len() <= 1,
+            "{what}: at most one answer: {answers:?}"
+        );
         for data in &answers {
             let text = String::from_utf8_lossy(data);
             let code: u16 = text
@@ -385,7 +417,11 @@ async fn a_retransmitted_invite_of_an_admitted_call_is_not_refused() {
         let r = peer.response(false).await;
         let cid = r.call_id().expect("Call-ID").to_string();
         if cid == kept {
-            assert!(r.code < 200, "the admitted INVITE is not refused: {}", r.code);
+            assert!(
+                r.code < 200,
+                "the admitted INVITE is not refused: {}",
+                r.code
+            );
             continue;
         }
         assert_eq!(cid, new_call);

@@ -486,7 +486,10 @@ mod tests {
             let _ = law.update(2 * MS, 30, 30);
         }
         let slow = per_update(&mut law);
-        assert!((slow - INCREASE * NEAR_KNEE_SLOWDOWN).abs() < 1e-9, "{slow}");
+        assert!(
+            (slow - INCREASE * NEAR_KNEE_SLOWDOWN).abs() < 1e-9,
+            "{slow}"
+        );
     }
 
     #[test]

@@ -162,14 +162,11 @@ impl EarlyShed {
             self.recent.insert(key, std::time::Instant::now());
             return Early::Decided(ticket);
         }
-        let answer = head.refusal(
-            source.remote,
-            &self.tag,
-            &self.retry_after,
-            &self.server,
-        );
+        let answer = head.refusal(source.remote, &self.tag, &self.retry_after, &self.server);
         let counters = &self.counters;
-        counters.messages.request(Direction::Received, &Method::Invite);
+        counters
+            .messages
+            .request(Direction::Received, &Method::Invite);
         SipCounters::inc(&counters.early_shed);
         SipCounters::inc(&counters.stateless_replies);
         send(&answer, source.remote);
@@ -243,7 +240,8 @@ fn has_tag(value: &[u8], tag: &[u8]) -> bool {
 /// A header line's bytes may be copied into a response: printable ASCII
 /// and tabs only.
 fn printable(line: &[u8]) -> bool {
-    line.iter().all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b))
+    line.iter()
+        .all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b))
 }
 
 /// The parts of a well-formed new INVITE's head a `503` copies.
@@ -320,7 +318,8 @@ impl<'a> Head<'a> {
 
     /// The `503` for this INVITE, from `remote`.
     fn refusal(&self, remote: SocketAddr, tag: &str, retry_after: &str, server: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.vias.iter().map(|v| v.len() + 7).sum::<usize>());
+        let mut out =
+            Vec::with_capacity(256 + self.vias.iter().map(|v| v.len() + 7).sum::<usize>());
         out.extend_from_slice(b"SIP/2.0 503 Service Unavailable (overloaded)\r\n");
         for (i, via) in self.vias.iter().enumerate() {
             out.extend_from_slice(b"Via: ");
@@ -395,7 +394,10 @@ fn top_via_ok(via: &[u8]) -> bool {
             .next()
             .unwrap_or_default()
             .trim_ascii();
-        if name.is_empty() || name.eq_ignore_ascii_case(b"received") || name.eq_ignore_ascii_case(b"maddr") {
+        if name.is_empty()
+            || name.eq_ignore_ascii_case(b"received")
+            || name.eq_ignore_ascii_case(b"maddr")
+        {
             return false;
         }
         if name.eq_ignore_ascii_case(b"rport") {
@@ -494,7 +496,10 @@ mod tests {
     fn odd_heads_are_not_answered_here() {
         let odd = [
             INVITE.replace("To: <sip:b@example.com>", "To: <sip:b@example.com>;tag=x"),
-            INVITE.replace("To: <sip:b@example.com>", "To: \"Stage\" <sip:b@example.com>"),
+            INVITE.replace(
+                "To: <sip:b@example.com>",
+                "To: \"Stage\" <sip:b@example.com>",
+            ),
             INVITE.replace(";rport\r\n", "\r\n"),
             INVITE.replace(";rport\r\n", ";rport=5070\r\n"),
             INVITE.replace(";rport\r\n", ";rport;received=10.9.9.9\r\n"),
@@ -507,14 +512,20 @@ mod tests {
             INVITE.replace("Call-ID: abc123@10.0.0.1\r\n", ""),
             INVITE.replace("Call-ID: abc123@10.0.0.1", "Call-ID: abc 123"),
             INVITE.replace("Call-ID: abc123@10.0.0.1", "Call-ID:"),
-            INVITE.replace("To: <sip:b@example.com>\r\n", "To: <sip:b@example.com>\r\nt: <sip:c@x>\r\n"),
+            INVITE.replace(
+                "To: <sip:b@example.com>\r\n",
+                "To: <sip:b@example.com>\r\nt: <sip:c@x>\r\n",
+            ),
             INVITE.replace("Alice", "Al\u{e9}ce"),
             INVITE.replace("Alice", "Al\x07ce"),
             INVITE.replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n  folded\r\n"),
             INVITE.replace("Max-Forwards: 70", "Max-Forwards 70"),
             INVITE.replace(" SIP/2.0\r\nVia", " SIP/3.0\r\nVia"),
             INVITE.replace("\r\n\r\nv=0\n", "\r\n"),
-            INVITE.replace("Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKdef\r\n", "Via: \r\n"),
+            INVITE.replace(
+                "Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKdef\r\n",
+                "Via: \r\n",
+            ),
         ];
         for (i, text) in odd.iter().enumerate() {
             assert_eq!(Head::scan(text.as_bytes()), None, "case {i}: {text:?}");

@@ -17,9 +17,9 @@ use tokio::net::UdpSocket;
 
 use super::backlog::ReceiveBacklog;
 use super::shed::Early;
-use crate::overload::ticket::with_ticket;
 use super::workers::Workers;
 use super::{Inner, SipCounters, Source, Transport};
+use crate::overload::ticket::with_ticket;
 
 /// Largest datagram we read; bigger ones are truncated by the kernel and
 /// then dropped as oversize by the length check.

@@ -32,8 +32,8 @@ use tokio::sync::mpsc;
 
 use super::backlog::{Marker, ReceiveBacklog};
 use super::call_id::call_id;
-use crate::overload::ticket::{Ticket, with_ticket};
 use super::{Receiver, SipCounters, Source};
+use crate::overload::ticket::{Ticket, with_ticket};
 
 /// Messages one worker's queue holds; beyond, they are dropped and
 /// counted. At 2,048 of ~1 KiB, a few MiB for all workers, and well over
