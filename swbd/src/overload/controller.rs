@@ -62,8 +62,9 @@ pub const FAST_INCREASE: f64 = 0.05;
 /// completes comes back fast.
 pub const FAST_UP_TO: f64 = 0.5;
 
-/// Near the limit of the last cut (at [`NEAR_KNEE`] of it and above) the
-/// limit grows by [`INCREASE`] times this instead (TCP CUBIC's plateau
+/// Near the limit the last episode's first cut was made from (within
+/// [`NEAR_KNEE`] of it either way) the limit grows by [`INCREASE`] times
+/// this instead (TCP CUBIC's plateau
 /// around its last maximum): the law spends its time just under where the
 /// queues last grew and creeps past it, instead of crossing it at full
 /// speed each cycle. The queue that builds before a cut shows (the delay
@@ -118,8 +119,13 @@ pub struct Controller {
     /// Calls a second recently completed (0: unknown).
     capacity_hint: f64,
     offered_rate: f64,
-    /// The limit the last cut was made from (where the queues last grew).
+    /// The limit the first cut of the last episode was made from (where
+    /// the queues last began to grow; later cuts of an episode come from
+    /// limits the law itself lowered).
     knee: Option<f64>,
+    /// The delay was under the target since the last cut: the next cut
+    /// starts an episode (and sets the knee).
+    fresh: bool,
 }
 
 impl Controller {
@@ -136,6 +142,7 @@ impl Controller {
             capacity_hint: 0.0,
             offered_rate: 0.0,
             knee: None,
+            fresh: true,
         }
     }
 
@@ -167,19 +174,23 @@ impl Controller {
                         (base >= MIN_LIMITED_RATE).then_some(base * FIRST_DECREASE)
                     }
                     Some(l) => {
-                        self.knee = Some(l);
+                        if self.fresh {
+                            self.knee = Some(l);
+                        }
                         Some(l * DECREASE)
                     }
                 };
                 if let Some(cut) = cut {
                     self.limit = Some(cut.max(FLOOR));
                     self.since_cut = Some(Duration::ZERO);
+                    self.fresh = false;
                 }
             }
         } else if let Some(l) = self.limit {
+            self.fresh = true;
             let step = if delay < self.target / 2 && l < FAST_UP_TO * self.capacity_hint {
                 FAST_INCREASE
-            } else if self.knee.is_some_and(|k| l >= NEAR_KNEE * k) {
+            } else if self.knee.is_some_and(|k| (NEAR_KNEE * k..=k / NEAR_KNEE).contains(&l)) {
                 INCREASE * NEAR_KNEE_SLOWDOWN
             } else {
                 INCREASE
@@ -462,34 +473,39 @@ mod tests {
     }
 
     #[test]
-    fn near_the_limit_of_the_last_cut_the_limit_grows_slowly() {
+    fn near_the_limit_an_episode_began_at_the_limit_grows_slowly() {
         const MS: Duration = Duration::from_millis(1);
         let mut law = Controller::new(10 * MS, 100 * MS);
-        // 3,000/s admitted, the delay stands: a first cut, then a second
-        // one from the first limit (the knee).
+        // 3,000/s admitted, the delay stands: a first limit.
         let _ = law.update(20 * MS, 30, 30);
-        let first = law.update(20 * MS, 30, 30).limit.expect("cut");
-        let mut l = first;
-        for _ in 0..10 {
-            l = law.update(20 * MS, 30, 20).limit.expect("cut");
+        // Under the target once, then standing again: the first cut of
+        // this episode is made from the knee, later ones do not move it.
+        let knee = law.update(2 * MS, 30, 30).limit.expect("limit");
+        let mut l = knee;
+        for _ in 0..25 {
+            l = law.update(20 * MS, 30, 20).limit.expect("limit");
         }
-        assert!(l < first, "{l} after {first}");
+        assert!(l < DECREASE * knee, "two cuts: {l} after {knee}");
+        assert_eq!(law.knee, Some(knee));
         // Under the target: full-speed growth up to 95% of the knee, a
-        // quarter of it above.
+        // quarter of it around it.
         let per_update = |law: &mut Controller| {
             let before = law.limit.expect("limit");
             let after = law.update(2 * MS, 30, 30).limit.expect("limit");
             after / before - 1.0
         };
         assert!((per_update(&mut law) - INCREASE).abs() < 1e-9);
-        while law.limit.expect("limit") < NEAR_KNEE * first {
+        while law.limit.expect("limit") < NEAR_KNEE * knee {
             let _ = law.update(2 * MS, 30, 30);
         }
         let slow = per_update(&mut law);
-        assert!(
-            (slow - INCREASE * NEAR_KNEE_SLOWDOWN).abs() < 1e-9,
-            "{slow}"
-        );
+        assert!((slow - INCREASE * NEAR_KNEE_SLOWDOWN).abs() < 1e-9, "{slow}");
+        // Past the knee by more than that, full speed again (the capacity
+        // may have grown).
+        while law.limit.expect("limit") <= knee / NEAR_KNEE {
+            let _ = law.update(2 * MS, 30, 30);
+        }
+        assert!((per_update(&mut law) - INCREASE).abs() < 1e-9);
     }
 
     #[test]
