@@ -20,8 +20,7 @@
 //!   long to show in the queues);
 //! - under the target: the limit grows by [`INCREASE`] per update (about
 //!   35% a second), so it climbs back to the knee within half a second and
-//!   sits just under it; from [`NEAR_KNEE`] of the limit the last cut was
-//!   made from, a quarter as fast ([`NEAR_KNEE_SLOWDOWN`]);
+//!   sits just under it;
 //! - a limit the offered load stayed under for [`RELEASE_AFTER`] is lifted.
 //!
 //! The limit is a rate, so when the offered load drops below it every
@@ -61,19 +60,6 @@ pub const FAST_INCREASE: f64 = 0.05;
 /// 106 ms instead of 44 at 2x); only a limit cut far below what swbd
 /// completes comes back fast.
 pub const FAST_UP_TO: f64 = 0.5;
-
-/// Near the limit the last episode's first cut was made from (within
-/// [`NEAR_KNEE`] of it either way) the limit grows by [`INCREASE`] times
-/// this instead (TCP CUBIC's plateau
-/// around its last maximum): the law spends its time just under where the
-/// queues last grew and creeps past it, instead of crossing it at full
-/// speed each cycle. The queue that builds before a cut shows (the delay
-/// must stand [`super::monitor::STANDING`]) grows with how fast the limit
-/// passed the knee, and those calls are the setup p99 of admitted calls
-/// (docs/BENCHMARKS.md, "Session 8").
-pub const NEAR_KNEE_SLOWDOWN: f64 = 0.25;
-/// See [`NEAR_KNEE_SLOWDOWN`].
-pub const NEAR_KNEE: f64 = 0.95;
 
 /// Least time between two cuts.
 pub const CUT_EVERY: Duration = Duration::from_millis(100);
@@ -119,13 +105,6 @@ pub struct Controller {
     /// Calls a second recently completed (0: unknown).
     capacity_hint: f64,
     offered_rate: f64,
-    /// The limit the first cut of the last episode was made from (where
-    /// the queues last began to grow; later cuts of an episode come from
-    /// limits the law itself lowered).
-    knee: Option<f64>,
-    /// The delay was under the target since the last cut: the next cut
-    /// starts an episode (and sets the knee).
-    fresh: bool,
 }
 
 impl Controller {
@@ -141,8 +120,6 @@ impl Controller {
             admitted_rate: 0.0,
             capacity_hint: 0.0,
             offered_rate: 0.0,
-            knee: None,
-            fresh: true,
         }
     }
 
@@ -173,25 +150,16 @@ impl Controller {
                         let base = self.admitted_rate.max(admitted_now).max(self.capacity_hint);
                         (base >= MIN_LIMITED_RATE).then_some(base * FIRST_DECREASE)
                     }
-                    Some(l) => {
-                        if self.fresh {
-                            self.knee = Some(l);
-                        }
-                        Some(l * DECREASE)
-                    }
+                    Some(l) => Some(l * DECREASE),
                 };
                 if let Some(cut) = cut {
                     self.limit = Some(cut.max(FLOOR));
                     self.since_cut = Some(Duration::ZERO);
-                    self.fresh = false;
                 }
             }
         } else if let Some(l) = self.limit {
-            self.fresh = true;
             let step = if delay < self.target / 2 && l < FAST_UP_TO * self.capacity_hint {
                 FAST_INCREASE
-            } else if self.knee.is_some_and(|k| (NEAR_KNEE * k..=k / NEAR_KNEE).contains(&l)) {
-                INCREASE * NEAR_KNEE_SLOWDOWN
             } else {
                 INCREASE
             };
@@ -202,9 +170,6 @@ impl Controller {
                 self.calm = Duration::ZERO;
             }
             self.limit = (self.calm < RELEASE_AFTER).then_some(grown);
-            if self.limit.is_none() {
-                self.knee = None;
-            }
         }
         Decision {
             limit: self.limit,
@@ -470,42 +435,6 @@ mod tests {
         assert!(second < first, "{second} after {first}");
         assert!(law.update(150 * MS, 30, 0).refuse_all);
         assert!(!law.update(50 * MS, 30, 0).refuse_all);
-    }
-
-    #[test]
-    fn near_the_limit_an_episode_began_at_the_limit_grows_slowly() {
-        const MS: Duration = Duration::from_millis(1);
-        let mut law = Controller::new(10 * MS, 100 * MS);
-        // 3,000/s admitted, the delay stands: a first limit.
-        let _ = law.update(20 * MS, 30, 30);
-        // Under the target once, then standing again: the first cut of
-        // this episode is made from the knee, later ones do not move it.
-        let knee = law.update(2 * MS, 30, 30).limit.expect("limit");
-        let mut l = knee;
-        for _ in 0..25 {
-            l = law.update(20 * MS, 30, 20).limit.expect("limit");
-        }
-        assert!(l < DECREASE * knee, "two cuts: {l} after {knee}");
-        assert_eq!(law.knee, Some(knee));
-        // Under the target: full-speed growth up to 95% of the knee, a
-        // quarter of it around it.
-        let per_update = |law: &mut Controller| {
-            let before = law.limit.expect("limit");
-            let after = law.update(2 * MS, 30, 30).limit.expect("limit");
-            after / before - 1.0
-        };
-        assert!((per_update(&mut law) - INCREASE).abs() < 1e-9);
-        while law.limit.expect("limit") < NEAR_KNEE * knee {
-            let _ = law.update(2 * MS, 30, 30);
-        }
-        let slow = per_update(&mut law);
-        assert!((slow - INCREASE * NEAR_KNEE_SLOWDOWN).abs() < 1e-9, "{slow}");
-        // Past the knee by more than that, full speed again (the capacity
-        // may have grown).
-        while law.limit.expect("limit") <= knee / NEAR_KNEE {
-            let _ = law.update(2 * MS, 30, 30);
-        }
-        assert!((per_update(&mut law) - INCREASE).abs() < 1e-9);
     }
 
     #[test]
