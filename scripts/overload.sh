@@ -126,7 +126,8 @@ swbd_status() { # OUT
     "$BIN/swctl" --host "unix://$RUN/swbd.sock" status -o json >"$1" 2>/dev/null || echo '[]' >"$1"
 }
 # Every 0.5 s while PID runs: seconds, refused share, delay, receive
-# backlog, scheduling lag (ms), calls in setup, INVITEs refused so far.
+# backlog, scheduling lag, media queueing (ms), the admission limit (calls/s,
+# 0: none), calls in setup, INVITEs refused so far, setup work and its cap.
 cat >"$RUN/sample.py" <<'EOF'
 import json, sys
 t = float(sys.argv[1]) - float(sys.argv[2])
@@ -135,14 +136,15 @@ try:
 except (ValueError, IndexError):
     sys.exit(0)
 cols = [o.get("refused_share", 0), o.get("delay_ms", 0), o.get("receive_backlog_ms", 0),
-        o.get("scheduling_lag_ms", 0)]
+        o.get("scheduling_lag_ms", 0), o.get("media_queueing_ms", 0), o.get("admission_limit") or 0]
 print("\t".join([f"{t:.2f}"] + [f"{c:.3f}" for c in cols]
-                + [str(o.get("calls_in_setup", 0)), str(o.get("invites_refused", 0))]))
+                + [str(o.get(k, 0)) for k in ["calls_in_setup", "invites_refused", "setup_work",
+                                              "setup_work_cap"]]))
 EOF
 sample_while() { # PID OUT
     local t0 now
     t0=$(date +%s.%N)
-    printf 't_s\trefused_share\tdelay_ms\tbacklog_ms\tlag_ms\tcalls_in_setup\tinvites_refused\n' >"$2"
+    printf 't_s\trefused_share\tdelay_ms\tbacklog_ms\tlag_ms\tmedia_ms\tlimit_per_s\tcalls_in_setup\tinvites_refused\tsetup_work\tsetup_work_cap\n' >"$2"
     while kill -0 "$1" 2>/dev/null; do
         now=$(date +%s.%N)
         "$BIN/swctl" --host "unix://$RUN/swbd.sock" status -o json 2>/dev/null \

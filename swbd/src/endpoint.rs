@@ -111,9 +111,17 @@ impl SipEndpoint {
             context.clone(),
         )
         .map_err(Error::Config)?;
-        transactions.set_front_door(Arc::new(door));
+        let door = Arc::new(door);
+        transactions.set_front_door(door.clone());
         if capture.is_active() {
             transports.set_tap(Arc::new(capture.clone()));
+        }
+        // Early shedding ([`transport::shed`]): not while HEP copies every
+        // message (it would not see the INVITEs shed before the receiver;
+        // the capture store keeps only calls, which a refused INVITE is not).
+        if config.capture.hep.is_none() {
+            use crate::transaction::layer::FrontDoor as _;
+            transports.shed_early(overload.clone(), Arc::new(move |s| door.admits(s)));
         }
         transports.start(capture.wrap(transactions.receiver()));
         for l in transports.local_addrs() {

@@ -225,6 +225,18 @@ impl SwbdCollector {
             "swbd_sip_overload_shed",
             "INVITEs refused with 503 because the B2BUA's queue was full",
             load(&c.messages.overload_shed),
+        )?;
+        counter(
+            encoder,
+            "swbd_sip_overload_early_shed",
+            "New INVITEs refused by overload control with a 503 built from their raw head, before any parse",
+            load(&c.early_shed),
+        )?;
+        counter(
+            encoder,
+            "swbd_sip_overload_shed_acks_absorbed",
+            "ACKs of those early 503s, recognised by their To tag and dropped before any parse",
+            load(&c.shed_acks_absorbed),
         )
     }
 

@@ -66,6 +66,7 @@
 pub mod controller;
 pub mod monitor;
 pub mod round_trip;
+pub mod ticket;
 pub mod work;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -127,6 +128,13 @@ pub struct OverloadConfig {
     /// swbd owes at once whatever the measured rate (a burst after a quiet
     /// spell). At least 1.
     pub min_setup_work: usize,
+    /// Refuse new UDP INVITEs early: a refused one is answered `503` from
+    /// its raw head in the UDP receive loop, before any parse, and the ACK
+    /// of that `503` is dropped there ([`crate::transport::shed`]); odd
+    /// heads still go the normal way. Off: every INVITE is parsed and
+    /// refused by the front door (as before; for comparison). Not used
+    /// while `sip.rate_limit` or `capture.hep` is on.
+    pub early_shed: bool,
 }
 
 impl Default for OverloadConfig {
@@ -139,6 +147,7 @@ impl Default for OverloadConfig {
             retry_after_secs: 2,
             setup_budget_ms: 15,
             min_setup_work: work::WORK_FLOOR,
+            early_shed: true,
         }
     }
 }
@@ -287,20 +296,14 @@ impl Overload {
     }
 
     /// Whether a new INVITE may start a call now; a refusal is counted.
-    /// Called for every new out-of-dialog INVITE: a few atomic loads.
+    /// Called for every new out-of-dialog INVITE: a few atomic loads. When
+    /// the UDP receive path already decided for this INVITE before its
+    /// parse ([`ticket`]), that decision is the answer, counted once.
     pub fn admit_invite(&self) -> Result<(), Refusal> {
-        let inner = &self.inner;
-        if !inner.config.enabled {
-            return Ok(());
+        if let Some(decided) = ticket::take() {
+            return decided;
         }
-        inner.screened.fetch_add(1, Ordering::Relaxed);
-        let refusal = inner.refusal(Instant::now());
-        if let Some(r) = refusal {
-            self.count_refused(r);
-            return Err(r);
-        }
-        inner.admitted.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.admit_invite_now()
     }
 
     /// A setup step swbd owes a call begins; it ends when the guard is
@@ -319,6 +322,37 @@ impl Overload {
     /// [`crate::media::MediaPool::take_command_round_trip`]). Once.
     pub fn watch_media(&self, round_trip: impl Fn() -> Option<Duration> + Send + Sync + 'static) {
         let _ = self.inner.media.set(MediaRoundTrips(Box::new(round_trip)));
+    }
+
+    /// Decide a new INVITE's admission before its parse (the UDP receive
+    /// path, [`crate::transport::shed`]): counted like
+    /// [`Self::admit_invite`]; an admitted INVITE carries the returned
+    /// ticket to the front door ([`ticket::with_ticket`]).
+    pub fn decide_early(&self) -> ticket::Ticket {
+        let decided = self.admit_invite_now();
+        let pending = decided.is_ok().then(|| self.inner.work.pending());
+        ticket::Ticket::new(decided, pending)
+    }
+
+    fn admit_invite_now(&self) -> Result<(), Refusal> {
+        let inner = &self.inner;
+        if !inner.config.enabled {
+            return Ok(());
+        }
+        inner.screened.fetch_add(1, Ordering::Relaxed);
+        let refusal = inner.refusal(Instant::now());
+        if let Some(r) = refusal {
+            self.count_refused(r);
+            return Err(r);
+        }
+        inner.admitted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether new INVITEs are to be refused early, before their parse
+    /// (`sip.overload.enabled` and `sip.overload.early_shed`).
+    pub fn sheds_early(&self) -> bool {
+        self.inner.config.enabled && self.inner.config.early_shed
     }
 
     /// `Retry-After` of a refusal, seconds.

@@ -51,6 +51,12 @@ pub struct SipCounters {
     pub sources_blocked: AtomicU64,
     /// INVITEs answered 503 because the B2BUA's queue was full.
     pub overload_shed: AtomicU64,
+    /// New INVITEs refused by overload control with a `503` built from
+    /// their raw head in the UDP receive loop, before any parse
+    /// ([`super::shed`]).
+    pub early_shed: AtomicU64,
+    /// ACKs of those `503`s, recognised by their To tag and dropped there.
+    pub shed_acks_absorbed: AtomicU64,
     /// Security events published (see [`crate::events::security`]).
     pub security_events: AtomicU64,
     /// Security incidents folded into a summary instead of an event.
@@ -100,6 +106,10 @@ pub struct CountersSnapshot {
     pub sources_blocked: u64,
     /// See [`SipCounters::overload_shed`].
     pub overload_shed: u64,
+    /// See [`SipCounters::early_shed`].
+    pub early_shed: u64,
+    /// See [`SipCounters::shed_acks_absorbed`].
+    pub shed_acks_absorbed: u64,
     /// See [`SipCounters::security_events`].
     pub security_events: u64,
     /// See [`SipCounters::security_events_suppressed`].
@@ -135,6 +145,8 @@ impl SipCounters {
             send_errors: g(&self.send_errors),
             sources_blocked: g(&self.sources_blocked),
             overload_shed: g(&self.overload_shed),
+            early_shed: g(&self.early_shed),
+            shed_acks_absorbed: g(&self.shed_acks_absorbed),
             security_events: g(&self.security_events),
             security_events_suppressed: g(&self.security_events_suppressed),
         }

@@ -21,6 +21,9 @@
 //!   `crate::capture`); received ones are seen by wrapping the [`Receiver`].
 //! - [`backlog`]: the queueing delay of each UDP socket's receive queue,
 //!   timed with marker datagrams (read by overload control).
+//! - [`shed`]: early shedding: a new UDP INVITE overload control refuses
+//!   is answered `503` from its raw head in the receive loop, and the ACK
+//!   to that `503` dropped there, before any parse.
 //!
 //! TCP limits (see `docs/SECURITY.md, "Resource limits"`): a connection accepted beyond
 //! the total cap or its source's cap is closed at once (`tcp_refused`,
@@ -41,6 +44,8 @@ pub mod connections;
 pub mod counters;
 pub mod descriptors;
 pub mod framing;
+pub mod recent;
+pub mod shed;
 pub mod source_key;
 pub mod tcp;
 pub mod udp;
@@ -192,6 +197,8 @@ pub(crate) struct Inner {
     pub(crate) receiver: OnceLock<Arc<dyn Receiver>>,
     /// Sees every message sent, when capture is on.
     tap: OnceLock<Arc<dyn Tap>>,
+    /// Early shedding on the UDP sockets, when set ([`shed`]).
+    pub(crate) shed: OnceLock<Arc<shed::EarlyShed>>,
     /// Local address of each open TCP connection by peer, kept only while
     /// a tap is set (a connection swbd opened has an ephemeral port the tap
     /// should name). A std Mutex: one insert or remove per connection.
@@ -255,9 +262,30 @@ impl Transports {
                 )),
                 receiver: OnceLock::new(),
                 tap: OnceLock::new(),
+                shed: OnceLock::new(),
                 tcp_locals: Mutex::new(std::collections::HashMap::new()),
             }),
         })
+    }
+
+    /// Shed refused new INVITEs early on the UDP sockets ([`shed`]):
+    /// `overload` decides, `admits` is `acl.allow`. Call before
+    /// [`Self::start`], once. Not done (returns `false`) while
+    /// `sip.rate_limit` is on or early refusing is off
+    /// (`sip.overload.enabled`, `sip.overload.early_shed`); the caller
+    /// leaves it out while `capture.hep` is set.
+    pub fn shed_early(&self, overload: crate::overload::Overload, admits: shed::Admits) -> bool {
+        let config = &self.inner.config;
+        if config.rate_limit.requests_per_sec > 0 || !overload.sheds_early() {
+            return false;
+        }
+        let shed = shed::EarlyShed::new(
+            overload,
+            admits,
+            self.inner.counters.clone(),
+            &config.user_agent,
+        );
+        self.inner.shed.set(Arc::new(shed)).is_ok()
     }
 
     /// Start reading; every message goes to `receiver`.

@@ -4,7 +4,9 @@
 //! probes), and hands each SIP datagram to its UDP worker
 //! ([`super::workers`]: one task per Call-ID's hash, so a call's messages
 //! keep their arrival order), or, with `sip.udp_workers: 1`, parses and
-//! handles it itself.
+//! handles it itself. Before either, early shedding ([`super::shed`])
+//! may answer a refused new INVITE, or drop the ACK of such an answer,
+//! from the raw bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +16,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
 use super::backlog::ReceiveBacklog;
+use super::shed::Early;
 use super::workers::Workers;
 use super::{Inner, SipCounters, Source, Transport};
+use crate::overload::ticket::with_ticket;
 
 /// Largest datagram we read; bigger ones are truncated by the kernel and
 /// then dropped as oversize by the length check.
@@ -58,6 +62,7 @@ pub(crate) async fn receive_loop(
         return;
     };
     let max = inner.config.max_message_size;
+    let shed = inner.shed.get().cloned();
     let mut shutdown = inner.shutdown.clone();
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
@@ -86,15 +91,38 @@ pub(crate) async fn receive_loop(
             tracing::debug!(%remote, n, "oversize UDP datagram dropped");
             continue;
         }
-        let data = Bytes::copy_from_slice(data);
         let source = Source {
             transport: Transport::Udp,
             remote,
             local,
         };
+        let ticket = match &shed {
+            None => None,
+            Some(shed) => match shed.screen(data, &source, |answer, to| {
+                answer_now(&inner, &socket, answer, to)
+            }) {
+                Early::Pass => None,
+                Early::Decided(ticket) => Some(ticket),
+                Early::Done => continue,
+            },
+        };
+        let data = Bytes::copy_from_slice(data);
         match &workers {
-            Some(w) => w.dispatch(data, source),
-            None => receiver.receive(data, source),
+            Some(w) => w.dispatch(data, source, ticket),
+            None => with_ticket(ticket, || receiver.receive(data, source)),
+        }
+    }
+}
+
+/// Send an early `503` from the socket the INVITE came in on, without
+/// waiting: a full socket buffer drops it (the caller retransmits its
+/// INVITE, which is screened again), as it would drop a datagram.
+fn answer_now(inner: &Inner, socket: &UdpSocket, answer: &[u8], to: SocketAddr) {
+    match socket.try_send_to(answer, to) {
+        Ok(_) => inner.counters.messages.sent(answer),
+        Err(e) => {
+            SipCounters::inc(&inner.counters.send_errors);
+            tracing::debug!(%to, error = %e, "early 503 not sent");
         }
     }
 }

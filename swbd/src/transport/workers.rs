@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use super::backlog::{Marker, ReceiveBacklog};
 use super::call_id::call_id;
 use super::{Receiver, SipCounters, Source};
+use crate::overload::ticket::{Ticket, with_ticket};
 
 /// Messages one worker's queue holds; beyond, they are dropped and
 /// counted. At 2,048 of ~1 KiB, a few MiB for all workers, and well over
@@ -44,7 +45,9 @@ const BATCH: usize = 64;
 
 /// What a worker handles.
 enum Item {
-    Message(Bytes, Source),
+    /// A datagram, with its admission decided when the receive loop did
+    /// ([`crate::overload::ticket`]).
+    Message(Bytes, Source, Option<Ticket>),
     Marker(Arc<MarkerRound>),
 }
 
@@ -88,12 +91,12 @@ impl Workers {
 
     /// Hand a datagram to its worker (dropped and counted when that
     /// worker's queue is full).
-    pub(crate) fn dispatch(&self, data: Bytes, source: Source) {
+    pub(crate) fn dispatch(&self, data: Bytes, source: Source, ticket: Option<Ticket>) {
         let i = self.worker_for(&data, source.remote);
         let Some(queue) = self.queues.get(i) else {
             return;
         };
-        if queue.try_send(Item::Message(data, source)).is_err() {
+        if queue.try_send(Item::Message(data, source, ticket)).is_err() {
             SipCounters::inc(&self.counters.udp_queue_dropped);
         }
     }
@@ -130,7 +133,9 @@ async fn run(mut queue: mpsc::Receiver<Item>, receiver: Arc<dyn Receiver>) {
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         for item in batch.drain(..) {
             match item {
-                Item::Message(data, source) => receiver.receive(data, source),
+                Item::Message(data, source, ticket) => {
+                    with_ticket(ticket, || receiver.receive(data, source))
+                }
                 Item::Marker(round) => {
                     if round.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                         round.backlog.note(round.marker);
@@ -180,7 +185,7 @@ mod tests {
         let workers = Workers::start(4, recorder.clone(), Arc::default());
         for seq in 0..200 {
             for call in 0..8 {
-                workers.dispatch(message(call, seq), source(5070 + call as u16));
+                workers.dispatch(message(call, seq), source(5070 + call as u16), None);
             }
         }
         let mut seen = 0;
@@ -264,7 +269,7 @@ mod tests {
         let (open, gate) = std::sync::mpsc::channel();
         let workers = Workers::start(2, Arc::new(Gate(Mutex::new(gate))), Arc::default());
         // One message to one worker, which blocks in it.
-        workers.dispatch(message(1, 1), source(5070));
+        workers.dispatch(message(1, 1), source(5070), None);
         workers.marker(&backlog, marker);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(!backlog.has_read(seq), "one worker has not reached it");

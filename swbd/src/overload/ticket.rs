@@ -1,0 +1,80 @@
+//! An admission decision taken before the parse, carried to the front door.
+//!
+//! The UDP receive path decides a well-formed new INVITE's admission from
+//! its peeked head ([`crate::transport::shed`]) so that a refused one costs
+//! no parse. An admitted one still goes the whole way, and the front door
+//! asks [`super::Overload::admit_invite`] again; deciding twice would take
+//! two tokens from the rate gate and count the INVITE twice. The decision
+//! travels with the datagram instead (through the UDP worker queue), and is
+//! installed here, for this thread, only while the transport hands that
+//! datagram to its receiver: [`crate::transport::Receiver::receive`] is
+//! synchronous, so the front door's question for that INVITE is asked on
+//! this thread inside [`with_ticket`], and no other message's is.
+
+use std::cell::Cell;
+
+use super::Refusal;
+use super::work::PendingWork;
+
+/// The decision for one INVITE, taken before its parse; an admitted one
+/// holds its place in the setup work in flight until the hand-off to the
+/// receiver returns (by then its call task exists or it was answered).
+#[derive(Debug)]
+pub struct Ticket {
+    decided: Result<(), Refusal>,
+    _pending: Option<PendingWork>,
+}
+
+impl Ticket {
+    pub(super) fn new(decided: Result<(), Refusal>, pending: Option<PendingWork>) -> Self {
+        Self {
+            decided,
+            _pending: pending,
+        }
+    }
+
+    /// The decision.
+    pub fn decided(&self) -> Result<(), Refusal> {
+        self.decided
+    }
+}
+
+thread_local! {
+    static TICKET: Cell<Option<Result<(), Refusal>>> = const { Cell::new(None) };
+}
+
+/// Run `f` (the hand-off of one datagram to the receiver) with `ticket` as
+/// the answer to the next admission question asked on this thread; it is
+/// cleared afterwards whether or not it was asked.
+pub fn with_ticket<R>(ticket: Option<Ticket>, f: impl FnOnce() -> R) -> R {
+    let Some(ticket) = ticket else {
+        return f();
+    };
+    TICKET.with(|t| t.set(Some(ticket.decided)));
+    let out = f();
+    TICKET.with(|t| t.set(None));
+    drop(ticket);
+    out
+}
+
+/// The decision installed for this datagram, once.
+pub(super) fn take() -> Option<Result<(), Refusal>> {
+    TICKET.with(Cell::take)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_answers_once_and_only_inside() {
+        assert_eq!(take(), None);
+        let inside = with_ticket(Some(Ticket::new(Err(Refusal::Delay), None)), || {
+            (take(), take())
+        });
+        assert_eq!(inside, (Some(Err(Refusal::Delay)), None));
+        // Not asked inside: cleared on the way out.
+        with_ticket(Some(Ticket::new(Ok(()), None)), || ());
+        assert_eq!(take(), None);
+    }
+}
