@@ -73,6 +73,13 @@ async fn calls_right_after_a_node_is_killed_all_land_on_the_survivor() {
         assert_eq!(calls.len(), 1, "call {i}");
         assert_eq!(calls[0].media_node, survivor, "call {i}");
         hang_up(&mut alice, &mut bob, &call).await;
+        // The call leaves the table once its task has seen the B-leg's
+        // 200 to BYE; under a loaded test run that can trail the phone's
+        // answer, so wait for it before the next call is counted.
+        support::eventually(20, "the call ended", || async {
+            sys.active_calls().await.is_empty().then_some(())
+        })
+        .await;
     }
 
     let nodes = node_states(&sys).await;

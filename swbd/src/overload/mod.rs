@@ -329,9 +329,7 @@ impl Overload {
     /// [`Self::admit_invite`]; an admitted INVITE carries the returned
     /// ticket to the front door ([`ticket::with_ticket`]).
     pub fn decide_early(&self) -> ticket::Ticket {
-        let decided = self.admit_invite_now();
-        let pending = decided.is_ok().then(|| self.inner.work.pending());
-        ticket::Ticket::new(decided, pending)
+        ticket::Ticket::new(self.admit_invite_now())
     }
 
     fn admit_invite_now(&self) -> Result<(), Refusal> {

@@ -14,23 +14,20 @@
 use std::cell::Cell;
 
 use super::Refusal;
-use super::work::PendingWork;
 
-/// The decision for one INVITE, taken before its parse; an admitted one
-/// holds its place in the setup work in flight until the hand-off to the
-/// receiver returns (by then its call task exists or it was answered).
+/// The decision for one INVITE, taken before its parse. An admitted one
+/// does not count as setup work while it waits in a worker queue: a burst
+/// after a quiet spell (a trunk failing over to this swbd) is admitted as
+/// it was before early shedding; the queue's delay, which the overload
+/// probes measure, is what refuses a burst the box cannot take.
 #[derive(Debug)]
 pub struct Ticket {
     decided: Result<(), Refusal>,
-    _pending: Option<PendingWork>,
 }
 
 impl Ticket {
-    pub(super) fn new(decided: Result<(), Refusal>, pending: Option<PendingWork>) -> Self {
-        Self {
-            decided,
-            _pending: pending,
-        }
+    pub(super) fn new(decided: Result<(), Refusal>) -> Self {
+        Self { decided }
     }
 
     /// The decision.
@@ -69,12 +66,10 @@ mod tests {
     #[test]
     fn a_ticket_answers_once_and_only_inside() {
         assert_eq!(take(), None);
-        let inside = with_ticket(Some(Ticket::new(Err(Refusal::Delay), None)), || {
-            (take(), take())
-        });
+        let inside = with_ticket(Some(Ticket::new(Err(Refusal::Delay))), || (take(), take()));
         assert_eq!(inside, (Some(Err(Refusal::Delay)), None));
         // Not asked inside: cleared on the way out.
-        with_ticket(Some(Ticket::new(Ok(()), None)), || ());
+        with_ticket(Some(Ticket::new(Ok(()))), || ());
         assert_eq!(take(), None);
     }
 }

@@ -83,31 +83,6 @@ impl WorkCounters {
     }
 }
 
-/// A new INVITE admitted before its parse (early shedding's decision,
-/// [`super::ticket`]) and on its way to its call task: in flight, so a
-/// burst admitted from a socket's queue at once counts against the cap
-/// before any of it reaches a call task; not a completion when dropped
-/// (the call's own steps are).
-#[derive(Debug)]
-pub struct PendingWork {
-    counters: Arc<WorkCounters>,
-}
-
-impl Drop for PendingWork {
-    fn drop(&mut self) {
-        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl WorkCounters {
-    pub(super) fn pending(self: &Arc<Self>) -> PendingWork {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        PendingWork {
-            counters: self.clone(),
-        }
-    }
-}
-
 /// One call's setup step that swbd owes; dropping it ends the step.
 #[derive(Debug)]
 pub struct SetupWork {
@@ -185,11 +160,6 @@ mod tests {
         assert_eq!(c.in_flight(), 0);
         assert_eq!(c.take_done(), 2);
         assert_eq!(c.take_done(), 0);
-        let p = c.pending();
-        assert_eq!(c.in_flight(), 1, "an INVITE on its way is in flight");
-        drop(p);
-        assert_eq!(c.in_flight(), 0);
-        assert_eq!(c.take_done(), 0, "but not a completion");
     }
 
     #[test]
