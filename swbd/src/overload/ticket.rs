@@ -20,7 +20,7 @@ use super::Refusal;
 /// after a quiet spell (a trunk failing over to this swbd) is admitted as
 /// it was before early shedding; the queue's delay, which the overload
 /// probes measure, is what refuses a burst the box cannot take.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ticket {
     decided: Result<(), Refusal>,
 }
@@ -50,7 +50,6 @@ pub fn with_ticket<R>(ticket: Option<Ticket>, f: impl FnOnce() -> R) -> R {
     TICKET.with(|t| t.set(Some(ticket.decided)));
     let out = f();
     TICKET.with(|t| t.set(None));
-    drop(ticket);
     out
 }
 
