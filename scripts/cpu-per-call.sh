@@ -26,6 +26,8 @@
 # target/cpu-per-call/runs.tsv; swbench's JSON per run next to it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 OUT=${OUT:-$ROOT/target/cpu-per-call}
 RATE=${RATE:-1500}
 SECS=${SECS:-10}
@@ -38,7 +40,6 @@ PRIO=()
 RUN=$(mktemp -d /tmp/swcpucall.XXXXXX)
 chmod 700 "$RUN"
 mkdir -p "$OUT"
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 ticks() { # PID -> utime+stime in clock ticks (fields 14, 15 after the comm)
     sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
@@ -48,11 +49,9 @@ PID_SWBD=""
 PID_SWRTP=""
 PID_PERF=""
 stop_daemons() {
-    local p i
+    local p
     for p in $PID_PERF $PID_SWBD $PID_SWRTP; do
-        kill -TERM "$p" 2>/dev/null || true
-        for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
+        stop_pid "$p"
         wait "$p" 2>/dev/null || true
     done
     PID_SWBD=""

@@ -306,15 +306,7 @@ async fn check_history(sys: &System, calls: &Calls, source: &str) {
 }
 
 async fn counters(sys: &System) -> pb::CdrCounters {
-    sys.signaling()
-        .await
-        .expect("admin")
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner()
-        .cdr
-        .expect("CDR counters")
+    sys.status().await.cdr.expect("CDR counters")
 }
 
 #[tokio::test]

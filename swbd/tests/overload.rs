@@ -159,13 +159,8 @@ async fn complete(alice: &mut Ua, bob: &mut Ua, calls: &mut [OutCall]) {
 }
 
 async fn overload_status(sys: &System) -> pb::OverloadStatus {
-    sys.signaling()
+    sys.status()
         .await
-        .expect("admin")
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner()
         .overload
         .expect("GetStatus carries overload")
 }

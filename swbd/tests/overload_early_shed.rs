@@ -56,13 +56,8 @@ fn metric(addr: SocketAddr, name: &str) -> u64 {
 }
 
 async fn overload_status(sys: &System) -> pb::OverloadStatus {
-    sys.signaling()
+    sys.status()
         .await
-        .expect("admin")
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner()
         .overload
         .expect("GetStatus carries overload")
 }

@@ -38,13 +38,8 @@ async fn registrations(sys: &System) -> Vec<pb::Registration> {
 }
 
 async fn store_status(sys: &System) -> pb::StateStoreStatus {
-    sys.signaling()
+    sys.status()
         .await
-        .expect("admin")
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner()
         .state_store
         .expect("state_store in Status")
 }

@@ -370,6 +370,17 @@ impl System {
         Ok(SignalingAdminClient::new(unix_channel(&self.admin).await?))
     }
 
+    /// swbd's `GetStatus`, failing the test when admin does not answer.
+    pub async fn status(&self) -> pb::Status {
+        self.signaling()
+            .await
+            .expect("admin")
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+    }
+
     pub async fn media_admin(&self, i: usize) -> MediaAdminClient<Channel> {
         let path = self.nodes.get(i).expect("node").admin.clone();
         eventually(20, "swrtp admin", || {
